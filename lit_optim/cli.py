@@ -63,12 +63,13 @@ def list_command(args: Sequence[str]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    words = list(sys.argv[1:] if argv is None else argv)
     try:
-        if argv and argv[0] == "list":
-            list_command(argv[1:])
+        if words and words[0] == "list":
+            list_command(words[1:])
         else:
-            run_lightning_cli(argv)
+            # None lets LightningCLI read sys.argv itself (it warns when given both).
+            run_lightning_cli(None if argv is None else words)
     except LitOptimError as err:
         print(f"lit-optim: error: {err}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -1,0 +1,145 @@
+"""Seconds per epoch: lit-optim's Lightning training against a plain PyTorch loop.
+
+Same network (MLP 784-200-100-50-10), same synthetic MNIST-shaped data (60,000 samples, of
+which val_fraction go to validation), batch 128, Adam at lr 1e-3, one validation pass per epoch
+in both. lit-optim runs with its defaults: CSV logger, progress bar, checkpointing, logging
+every 50 steps. The two alternate epoch by epoch in one process (a plain-loop epoch runs
+between each two lit-optim epochs, outside their timing), so machine noise hits both alike;
+the figure is the median of the per-epoch ratios, the first epoch dropped as warm-up.
+
+    python bench/fit_vs_raw.py 2>/dev/null      # CPU, or the GPU if there is one
+    python bench/fit_vs_raw.py --accelerator cpu --epochs 12
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+import warnings
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+
+from lit_optim import ClassificationData, ClassificationTask
+from lit_optim.models import MLP
+
+HIDDEN = [200, 100, 50]
+BATCH = 128
+DATASET_KWARGS = {"num_samples": 60_000, "num_test_samples": 1_000, "input_shape": [1, 28, 28]}
+
+
+class PlainLoop:
+    """The loop a careful PyTorch user writes: tensors on the device, randperm batches,
+    forward, cross-entropy, backward, Adam; then a no-grad validation pass."""
+
+    def __init__(self, data: ClassificationData, device: torch.device) -> None:
+        (self.x, self.y), (self.vx, self.vy) = data._tensors["train"], data._tensors["val"]
+        self.device = device
+        self.model = MLP(data.input_shape, data.num_classes, HIDDEN).to(device)
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=1e-3)
+
+    def epoch(self) -> float:
+        x, y, vx, vy, model, opt = self.x, self.y, self.vx, self.vy, self.model, self.opt
+        _sync(self.device)
+        start = time.perf_counter()
+        model.train()
+        perm = torch.randperm(len(y), device=self.device)
+        for i in range(0, len(y), BATCH):
+            idx = perm[i : i + BATCH]
+            loss = F.cross_entropy(model(x[idx]), y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        model.eval()
+        with torch.no_grad():
+            correct = torch.zeros((), device=self.device)
+            for i in range(0, len(vy), 1024):
+                correct += (model(vx[i : i + 1024]).argmax(1) == vy[i : i + 1024]).sum()
+            self.val_acc = (correct / len(vy)).item()
+        _sync(self.device)
+        return time.perf_counter() - start
+
+
+class Interleave(L.Callback):
+    """Times every lit-optim epoch (training + validation) and runs one plain-loop epoch
+    between each two, so both see the same machine state."""
+
+    def __init__(self, plain: PlainLoop, device: torch.device) -> None:
+        self.plain, self.device = plain, device
+        self.lit_times: list[float] = []
+        self.raw_times: list[float] = []
+        self._start = 0.0
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        _sync(self.device)
+        self._start = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:  # runs after validation
+        _sync(self.device)
+        self.lit_times.append(time.perf_counter() - self._start)
+        self.raw_times.append(self.plain.epoch())
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def run(args, device: torch.device) -> tuple[list[float], list[float]]:
+    data = ClassificationData(
+        "synthetic", batch_size=BATCH, val_fraction=args.val_fraction,
+        dataset_kwargs=DATASET_KWARGS,
+    )
+    task = ClassificationTask(
+        data.input_shape, data.num_classes, network="mlp",
+        network_kwargs={"hidden_dims": HIDDEN}, optimizer="adam", lr=1e-3,
+    )
+    timer = None
+
+    class StartPlainLoop(L.Callback):
+        # The plain loop reads the same device tensors, once the data module has them.
+        def on_fit_start(self, trainer, pl_module) -> None:
+            nonlocal timer
+            timer = Interleave(PlainLoop(data, device), device)
+            trainer.callbacks.append(timer)
+
+    with tempfile.TemporaryDirectory() as root:
+        trainer = L.Trainer(
+            default_root_dir=root, max_epochs=args.epochs, accelerator=args.accelerator,
+            devices=1, callbacks=[StartPlainLoop()], log_every_n_steps=50,
+            enable_model_summary=False,
+        )
+        trainer.fit(task, datamodule=data)
+    # The first epoch of each is warm-up (allocator, lazy init).
+    return timer.lit_times[1:], timer.raw_times[1:]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--accelerator", default="auto", choices=["auto", "cpu", "gpu", "cuda"])
+    parser.add_argument("--epochs", type=int, default=8, help="the first is warm-up")
+    parser.add_argument("--val-fraction", type=float, default=1 / 12)
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore", ".*(does not have many workers|Tip:).*")
+    use_cuda = args.accelerator in ("gpu", "cuda") or (
+        args.accelerator == "auto" and torch.cuda.is_available()
+    )
+    device = torch.device("cuda" if use_cuda else "cpu")
+    print(f"device: {torch.cuda.get_device_name() if use_cuda else 'cpu'}, "
+          f"torch {torch.__version__}, lightning {L.__version__}, threads {torch.get_num_threads()}")
+    lit, raw = run(args, device)
+    ratios = [lt / rt for lt, rt in zip(lit, raw)]
+    for i, (lt, rt) in enumerate(zip(lit, raw), start=2):
+        print(f"epoch {i}: lit-optim {lt:.3f} s, plain loop {rt:.3f} s, ratio {lt / rt:.3f}")
+    r, l_ = statistics.median(raw), statistics.median(lit)
+    print(f"\nplain PyTorch loop : {r:.3f} s/epoch (median of {len(raw)})")
+    print(f"lit-optim fit      : {l_:.3f} s/epoch (median of {len(lit)})")
+    print(f"ratio lit/plain    : {statistics.median(ratios):.3f} median of per-epoch ratios "
+          f"(min {min(ratios):.3f}, max {max(ratios):.3f}; target <= 1.15)")
+
+
+if __name__ == "__main__":
+    main()

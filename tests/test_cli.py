@@ -1,0 +1,169 @@
+"""The lit-optim command, run in-process exactly as a user types it."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lit_optim.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+DIGITS = str(ROOT / "recipes" / "digits" / "mlp.yaml")
+QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+
+
+@pytest.fixture(autouse=True)
+def _in_tmp(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # lightning_logs/ and checkpoints land here
+    monkeypatch.setattr("sys.argv", ["lit-optim"])  # pytest's own arguments are not ours
+
+
+def run(*args: str) -> None:
+    main(list(args))
+
+
+def fail(capsys, *args: str) -> str:
+    """Run a command that must fail with exit status 2 and a one-line error, no traceback."""
+    with pytest.raises(SystemExit) as info:
+        run(*args)
+    err = capsys.readouterr().err
+    assert info.value.code == 2, err
+    assert "Traceback" not in err
+    return err
+
+
+def test_fit_default_recipe_reaches_its_stated_accuracy(tmp_path):
+    run("fit", "--config", DIGITS, *QUIET, "--trainer.logger", "CSVLogger",
+        "--trainer.logger.save_dir", str(tmp_path / "run"))
+    rows = list(csv.DictReader(open(next((tmp_path / "run").rglob("metrics.csv")))))
+    val_acc = [float(r["val_acc"]) for r in rows if r.get("val_acc")]
+    assert len(val_acc) == 30  # one per epoch, as the recipe states
+    assert val_acc[-1] >= 0.97
+
+
+def test_fit_with_command_line_overrides(tmp_path):
+    run("fit", "--config", DIGITS, *QUIET, "--model.optimizer", "sgd", "--model.lr", "0.1",
+        "--model.optimizer_kwargs", '{"momentum": 0.9}', "--model.scheduler", "cosine",
+        "--data.batch_size", "64", "--trainer.max_epochs", "5")
+    config = yaml.safe_load(next(tmp_path.rglob("config.yaml")).read_text())
+    assert config["model"]["optimizer"] == "sgd" and config["model"]["lr"] == 0.1
+    assert config["model"]["optimizer_kwargs"] == {"momentum": 0.9}
+    assert config["data"]["batch_size"] == 64 and config["trainer"]["max_epochs"] == 5
+    ckpt = next(tmp_path.rglob("*.ckpt"))
+    assert "epoch=4" in ckpt.name and "step=90" in ckpt.name  # 18 batches of 64 per epoch
+
+
+def test_csv_logger_writes_val_acc_per_epoch(tmp_path):
+    run("fit", "--config", DIGITS, *QUIET, "--trainer.max_epochs", "3",
+        "--trainer.logger", "CSVLogger", "--trainer.logger.save_dir", str(tmp_path / "run"))
+    rows = list(csv.DictReader(open(next((tmp_path / "run").rglob("metrics.csv")))))
+    epochs = [int(r["epoch"]) for r in rows if r.get("val_acc")]
+    assert epochs == [0, 1, 2]
+    assert {"train_loss", "train_acc", "val_loss", "lr", "train_loss_step"} <= set(rows[0])
+
+
+def test_print_config_output_runs_again(tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        run("fit", "--config", DIGITS, "--model.lr", "0.002", "--print_config")
+    assert info.value.code == 0
+    printed = capsys.readouterr().out
+    config = yaml.safe_load(printed)
+    assert config["model"]["lr"] == 0.002 and config["data"]["dataset"] == "digits"
+    assert "trainer" in config and "seed_everything" in config
+    path = tmp_path / "printed.yaml"
+    path.write_text(printed)
+    run("fit", "--config", str(path), *QUIET, "--trainer.max_epochs", "1")
+    saved = yaml.safe_load(next(tmp_path.rglob("config.yaml")).read_text())
+    assert saved["model"]["lr"] == 0.002
+
+
+def test_validate_and_test_from_a_checkpoint(tmp_path, capsys):
+    run("fit", "--config", DIGITS, *QUIET, "--trainer.max_epochs", "2")
+    ckpt = str(next(tmp_path.rglob("*.ckpt")))
+    capsys.readouterr()
+    run("test", "--config", DIGITS, *QUIET, "--ckpt_path", ckpt)
+    out = capsys.readouterr().out
+    assert "test_acc" in out
+    run("validate", "--config", DIGITS, *QUIET, "--ckpt_path", ckpt)
+    assert "val_acc" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("kind", ["optimizers", "schedulers", "models", "datasets"])
+def test_list_one_kind(capsys, kind):
+    from lit_optim.catalog import KINDS
+
+    run("list", kind)
+    out = capsys.readouterr().out
+    assert out.startswith(f"{kind}:")
+    for entry in KINDS[kind]:
+        assert f"  {entry.name} " in out and entry.description in out
+
+
+def test_list_everything_shows_kwargs(capsys):
+    run("list")
+    out = capsys.readouterr().out
+    for kind in ("optimizers:", "schedulers:", "models:", "datasets:"):
+        assert kind in out
+    assert "momentum=0" in out and "hidden_dims=(200, 100, 50)" in out
+    assert "monitor='val_loss'" in out
+
+
+def test_list_unknown_kind(capsys):
+    err = fail(capsys, "list", "optimisers")
+    assert "unknown catalogue 'optimisers'" in err and "did you mean 'optimizers'" in err
+
+
+# --- bad input: one clear message, exit status 2, no traceback ----------------------------
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model.optimizer", "adamm"], "unknown optimizer 'adamm'; did you mean 'adam', 'adamw'?"),
+        (["--model.scheduler", "cosin"], "unknown scheduler 'cosin'; did you mean 'cosine'?"),
+        (["--model.network", "mpl"], "unknown model 'mpl'; did you mean 'mlp'?"),
+        (["--data.dataset", "fashion"], "unknown dataset 'fashion'; did you mean 'fashion_mnist'"),
+        (["--model.lr", "0"], "lr must be a finite number > 0, got 0.0"),
+        (["--model.lr", "-0.1"], "lr must be a finite number > 0, got -0.1"),
+        (["--model.weight_decay=-1e-4"], "weight_decay must be a finite number ≥ 0"),
+        (["--data.batch_size", "0"], "batch_size must be a positive integer, got 0"),
+        (["--model.scheduler", "plateau", "--model.scheduler_kwargs", '{"monitor": "val_f1"}'],
+         "scheduler 'plateau' monitors 'val_f1', which is never logged"),
+        (["--model.scheduler", "plateau", "--trainer.limit_val_batches", "0"],
+         "scheduler 'plateau' monitors 'val_loss' but validation never runs"),
+        (["--model.optimizer_kwargs", '{"momentum": 0.9}'], "optimizer 'adam' does not take 'momentum'"),
+    ],
+)
+def test_bad_input_on_the_command_line(capsys, args, message):
+    err = fail(capsys, "fit", "--config", DIGITS, *QUIET, *args)
+    assert f"lit-optim: error: {message}" in err
+
+
+def test_unknown_key_in_a_recipe(tmp_path, capsys):
+    recipe = yaml.safe_load(Path(DIGITS).read_text())
+    recipe["model"]["learning_rate"] = 0.1
+    path = tmp_path / "typo.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    err = fail(capsys, "fit", "--config", str(path))
+    assert "learning_rate" in err
+
+
+def test_dataset_missing_offline(tmp_path, capsys):
+    err = fail(capsys, "fit", "--config", DIGITS, *QUIET, "--data.dataset", "mnist",
+               "--data.data_dir", str(tmp_path / "empty"))
+    assert f"MNIST not found (or corrupted) in {tmp_path / 'empty' / 'MNIST' / 'raw'}" in err
+    assert "--data.download true" in err
+
+
+def test_nothing_is_written_when_input_is_bad(tmp_path, capsys):
+    fail(capsys, "fit", "--config", DIGITS, "--model.lr", "-1")
+    assert not any(tmp_path.rglob("*.ckpt")) and not any(tmp_path.rglob("metrics.csv"))
+
+
+def test_json_kwargs_round_trip_through_the_saved_config(tmp_path):
+    run("fit", "--config", DIGITS, *QUIET, "--trainer.max_epochs", "1",
+        "--model.scheduler", "step", "--model.scheduler_kwargs", json.dumps({"step_size": 1, "gamma": 0.5}))
+    saved = yaml.safe_load(next(tmp_path.rglob("config.yaml")).read_text())
+    assert saved["model"]["scheduler_kwargs"] == {"step_size": 1, "gamma": 0.5}

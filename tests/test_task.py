@@ -1,0 +1,114 @@
+"""ClassificationTask with a real Trainer: logged metrics, learning, checkpoint reload."""
+
+from __future__ import annotations
+
+import lightning as L
+import pytest
+import torch
+
+from lit_optim import ClassificationData, ClassificationTask, ConfigError
+
+
+def _digits_task(**kwargs):
+    data = ClassificationData("digits", batch_size=64)
+    task = ClassificationTask(data.input_shape, data.num_classes, **kwargs)
+    return data, task
+
+
+def test_fit_logs_the_metric_vocabulary_and_learns(make_trainer):
+    data, task = _digits_task(lr=3e-3, network_kwargs={"hidden_dims": [64]})
+    trainer = make_trainer(max_epochs=3, log_every_n_steps=5)
+    trainer.fit(task, datamodule=data)
+    metrics = trainer.callback_metrics
+    assert {"train_loss", "train_acc", "val_loss", "val_acc", "train_loss_step", "lr"} <= set(metrics)
+    assert metrics["val_acc"] > 0.8  # chance is 0.1
+    assert metrics["lr"] == pytest.approx(3e-3)
+    (result,) = trainer.test(task, datamodule=data, verbose=False)
+    assert set(result) == {"test_loss", "test_acc"} and result["test_acc"] > 0.8
+
+
+def test_epoch_metrics_equal_a_direct_computation(make_trainer):
+    data, task = _digits_task()
+    trainer = make_trainer()
+    trainer.validate(task, datamodule=data, verbose=False)
+    x, y = data._tensors["val"]
+    with torch.no_grad():
+        logits = task(x)
+    assert trainer.callback_metrics["val_acc"].item() == pytest.approx(
+        (logits.argmax(1) == y).float().mean().item(), abs=1e-6)
+    assert trainer.callback_metrics["val_loss"].item() == pytest.approx(
+        torch.nn.functional.cross_entropy(logits, y).item(), rel=1e-5)
+
+
+def test_checkpoint_reloads_on_its_own(make_trainer, tmp_path):
+    data, task = _digits_task(optimizer="sgd", lr=0.05, optimizer_kwargs={"momentum": 0.9},
+                              network_kwargs={"hidden_dims": [32, 16]}, scheduler="cosine")
+    trainer = make_trainer(max_epochs=1, enable_checkpointing=True)
+    trainer.fit(task, datamodule=data)
+    path = tmp_path / "model.ckpt"
+    trainer.save_checkpoint(path)
+    restored = ClassificationTask.load_from_checkpoint(path)
+    assert restored.hparams.optimizer == "sgd" and restored.hparams.optimizer_kwargs == {"momentum": 0.9}
+    x = data._tensors["test"][0]
+    task.eval()
+    restored.eval()
+    with torch.no_grad():
+        assert torch.equal(task(x), restored(x))
+
+
+class StopAfterEpoch(L.Callback):
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        if trainer.current_epoch == self.epoch:
+            trainer.should_stop = True
+
+
+def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(make_trainer, tmp_path):
+    # The per-epoch data order depends only on (seed, epoch), and the optimizer and schedule
+    # state travel in the checkpoint: resuming must land on the same weights.
+    kwargs = dict(scheduler="cosine", lr=0.01, optimizer="adamw", weight_decay=1e-2)
+    L.seed_everything(0)
+    data, whole = _digits_task(**kwargs)
+    make_trainer(max_epochs=4).fit(whole, datamodule=data)
+
+    L.seed_everything(0)
+    data, part = _digits_task(**kwargs)
+    first = make_trainer(max_epochs=4, callbacks=[StopAfterEpoch(1)])
+    first.fit(part, datamodule=data)
+    assert first.current_epoch == 2
+    path = tmp_path / "mid.ckpt"
+    first.save_checkpoint(path)
+
+    data, resumed = _digits_task(**kwargs)
+    second = make_trainer(max_epochs=4)
+    second.fit(resumed, datamodule=data, ckpt_path=path)
+    assert second.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
+    for a, b in zip(whole.parameters(), resumed.parameters()):
+        assert torch.allclose(a, b, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"lr": 0}, "lr must be a finite number > 0"),
+        ({"weight_decay": -1e-4}, "weight_decay must be a finite number ≥ 0"),
+        ({"optimizer": "adamm"}, "unknown optimizer 'adamm'; did you mean 'adam', 'adamw'"),
+        ({"scheduler": "cosin"}, "unknown scheduler 'cosin'; did you mean 'cosine'"),
+        ({"network": "mpl"}, "unknown model 'mpl'; did you mean 'mlp'"),
+        ({"optimizer": "sgd", "optimizer_kwargs": {"betas": (0.9, 0.99)}}, "optimizer 'sgd' does not take 'betas'"),
+    ],
+)
+def test_bad_task_arguments_fail_in_the_constructor(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        ClassificationTask((1, 8, 8), 10, **kwargs)
+
+
+def test_the_guard_against_a_bad_value_comes_before_any_data_is_read(monkeypatch):
+    calls = []
+    monkeypatch.setattr(ClassificationData, "setup", lambda self, stage=None: calls.append(stage))
+    with pytest.raises(ConfigError):
+        data, task = _digits_task(lr=-1)
+        L.Trainer().fit(task, datamodule=data)
+    assert calls == []

@@ -159,7 +159,7 @@ class Registry(Generic[E]):
 
     def _unknown(self, name: str) -> UnknownNameError:
         known = [*self._entries, *self._aliases]
-        close = difflib.get_close_matches(normalize(name), known, n=3, cutoff=0.6)
+        close = difflib.get_close_matches(normalize(name), known, n=5, cutoff=0.6)
         # An alias suggests the name it stands for; keep the order difflib ranked them in.
         close = list(dict.fromkeys(self._aliases.get(c, c) for c in close))
         hint = (

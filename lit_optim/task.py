@@ -7,8 +7,9 @@ names and kwargs are checked in ``__init__``, so a bad recipe fails before any d
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import lightning as L
 import torch
@@ -16,9 +17,14 @@ import torch.nn.functional as F
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from lightning.pytorch.utilities import rank_zero_info
+
+from lit_optim.errors import ConfigError
+from lit_optim.kwargs import accepted_kwargs
 from lit_optim.models import build_model
-from lit_optim.optimizers import build_optimizer, check_optimizer_args
-from lit_optim.schedulers import build_scheduler_config, check_scheduler_args
+from lit_optim.optimizers import OPTIMIZERS, build_optimizer, check_optimizer_args
+from lit_optim.param_groups import build_param_groups, check_param_group_specs
+from lit_optim.schedulers import RunLength, build_scheduler_config, check_scheduler_args
 
 __all__ = ["ClassificationTask"]
 
@@ -40,7 +46,16 @@ class ClassificationTask(L.LightningModule):
         weight_decay: weight decay, ≥ 0 (L2 or decoupled, as the optimizer defines it).
         optimizer_kwargs: the optimizer's other keyword arguments (``momentum``, ``betas`` …).
         scheduler: registered LR scheduler name (``lit-optim list schedulers``).
-        scheduler_kwargs: the scheduler's keyword arguments; ``monitor`` for plateau.
+        scheduler_kwargs: the scheduler's keyword arguments; ``monitor`` for plateau;
+            ``warmup_steps`` or ``warmup_epochs`` (and ``warmup_start_factor``) for a linear
+            warmup in front of any schedule.
+        param_groups: per-module options, e.g. ``[{params: "net.0.*", lr: 0.01,
+            weight_decay: 0}]`` (see ``lit_optim.param_groups``).
+        decay_bias_and_norm: also apply weight decay to biases and normalization weights.
+        lr_scaling: the large-batch rule: ``linear`` multiplies every lr by
+            batch / base_batch_size, ``sqrt`` by its square root; batch is the global batch
+            (per-device batch × devices × gradient accumulation).
+        base_batch_size: the batch size the lrs were chosen for (needed by ``lr_scaling``).
     """
 
     def __init__(
@@ -55,11 +70,33 @@ class ClassificationTask(L.LightningModule):
         optimizer_kwargs: dict[str, Any] | None = None,
         scheduler: str = "constant",
         scheduler_kwargs: dict[str, Any] | None = None,
+        param_groups: list[dict[str, Any]] | None = None,
+        decay_bias_and_norm: bool = False,
+        lr_scaling: Literal["none", "linear", "sqrt"] = "none",
+        base_batch_size: int | None = None,
     ) -> None:
         super().__init__()
         # Fail on a bad optimizer or schedule now, not after the first epoch.
-        check_optimizer_args(optimizer, lr, weight_decay, optimizer_kwargs or {})
+        info = check_optimizer_args(optimizer, lr, weight_decay, optimizer_kwargs or {})
         check_scheduler_args(scheduler, scheduler_kwargs or {})
+        if param_groups:
+            if info.single_param_group:
+                raise ConfigError(f"optimizer {info.name!r} takes a single parameter group; "
+                                  "remove param_groups")
+            base = OPTIMIZERS.get((optimizer_kwargs or {}).get("base", "adam")) \
+                if info.name == "lookahead" else info
+            per_group = set(accepted_kwargs(base.resolve(), exclude=("params",)))
+            check_param_group_specs(param_groups, per_group | {"lr", "weight_decay"})
+        if lr_scaling not in ("none", "linear", "sqrt"):
+            raise ConfigError(f"lr_scaling must be one of none|linear|sqrt, got {lr_scaling!r}")
+        if lr_scaling != "none" and (
+            isinstance(base_batch_size, bool) or not isinstance(base_batch_size, int)
+            or base_batch_size <= 0
+        ):
+            raise ConfigError(
+                f"lr_scaling {lr_scaling!r} needs base_batch_size, the batch size lr was chosen "
+                f"for (a positive integer), got {base_batch_size!r}"
+            )
         self.net = build_model(network, input_shape, num_classes, **(network_kwargs or {}))
         # Stored in checkpoints: load_from_checkpoint rebuilds the task with no other input.
         self.save_hyperparameters()
@@ -126,17 +163,52 @@ class ClassificationTask(L.LightningModule):
             self.log(name, metric.compute(), prog_bar=prog_bar)
         metric.reset()
 
-    def configure_optimizers(self) -> dict[str, Any]:
+    def lr_factor(self) -> float:
+        """The batch-size scaling factor applied to every lr (1 without ``lr_scaling``)."""
         hp = self.hparams
+        if hp.lr_scaling == "none":
+            return 1.0
+        per_device = getattr(self.trainer.datamodule, "batch_size", None)
+        if not isinstance(per_device, int):
+            raise ConfigError(
+                f"lr_scaling {hp.lr_scaling!r} needs the batch size: fit with a data module "
+                "that has a batch_size"
+            )
+        batch = per_device * self.trainer.world_size * self.trainer.accumulate_grad_batches
+        ratio = batch / hp.base_batch_size
+        return ratio if hp.lr_scaling == "linear" else math.sqrt(ratio)
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        trainer = self.trainer
+        factor = self.lr_factor()
+        info = OPTIMIZERS.get(hp.optimizer)
+        if info.single_param_group:
+            params = [{"params": [p for p in self.parameters() if p.requires_grad]}]
+        else:
+            params = build_param_groups(
+                self, lr=hp.lr, weight_decay=hp.weight_decay, specs=hp.param_groups or (),
+                decay_bias_and_norm=hp.decay_bias_and_norm, lr_factor=factor,
+            )
         optimizer = build_optimizer(
-            hp.optimizer, self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay,
+            hp.optimizer, params, lr=hp.lr * factor, weight_decay=hp.weight_decay,
             **(hp.optimizer_kwargs or {}),
         )
-        trainer = self.trainer
+        if factor != 1.0:
+            rank_zero_info(f"lr_scaling {hp.lr_scaling}: global batch / {hp.base_batch_size} "
+                           f"→ lr × {factor:.4g} = {hp.lr * factor:.4g}")
+            if trainer.logger is not None:
+                trainer.logger.log_hyperparams({"effective_lr": hp.lr * factor})
+        total_steps = trainer.estimated_stepping_batches  # also sets num_training_batches
+        batches = trainer.num_training_batches
+        run = RunLength(
+            total_steps=total_steps,
+            steps_per_epoch=math.ceil(batches / trainer.accumulate_grad_batches)
+            if math.isfinite(batches) else None,
+        )
         validates = trainer.limit_val_batches != 0
-        scheduler = build_scheduler_config(
-            hp.scheduler, optimizer, hp.scheduler_kwargs or {},
-            total_steps=trainer.estimated_stepping_batches,
+        schedulers = build_scheduler_config(
+            hp.scheduler, optimizer, hp.scheduler_kwargs or {}, run=run,
             val_every_n_epochs=(trainer.check_val_every_n_epoch or 1) if validates else None,
         )
-        return {"optimizer": optimizer, "lr_scheduler": scheduler}
+        return [optimizer], schedulers

@@ -121,7 +121,7 @@ def test_list_unknown_kind(capsys):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--model.optimizer", "adamm"], "unknown optimizer 'adamm'; did you mean 'adam', 'adamw'?"),
+        (["--model.optimizer", "adamm"], "unknown optimizer 'adamm'; did you mean 'adam', 'radam', 'nadam', 'adamw', 'adamax'?"),
         (["--model.scheduler", "cosin"], "unknown scheduler 'cosin'; did you mean 'cosine'?"),
         (["--model.network", "mpl"], "unknown model 'mpl'; did you mean 'mlp'?"),
         (["--data.dataset", "fashion"], "unknown dataset 'fashion'; did you mean 'fashion_mnist'"),

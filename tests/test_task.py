@@ -94,7 +94,7 @@ def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(make_trainer, t
     [
         ({"lr": 0}, "lr must be a finite number > 0"),
         ({"weight_decay": -1e-4}, "weight_decay must be a finite number ≥ 0"),
-        ({"optimizer": "adamm"}, "unknown optimizer 'adamm'; did you mean 'adam', 'adamw'"),
+        ({"optimizer": "adamm"}, "unknown optimizer 'adamm'; did you mean 'adam', 'radam', 'nadam', 'adamw'"),
         ({"scheduler": "cosin"}, "unknown scheduler 'cosin'; did you mean 'cosine'"),
         ({"network": "mpl"}, "unknown model 'mpl'; did you mean 'mlp'"),
         ({"optimizer": "sgd", "optimizer_kwargs": {"betas": (0.9, 0.99)}}, "optimizer 'sgd' does not take 'betas'"),

@@ -98,8 +98,9 @@ class ClassificationData(L.LightningDataModule):
         if self.info.mean is None:
             return splits
         shape = (1, -1) + (1,) * (splits.train_x.ndim - 2)  # broadcast over channels
-        mean = torch.tensor(self.info.mean).view(shape)
-        std = torch.tensor(self.info.std).view(shape)
+        dtype = splits.train_x.dtype
+        mean = torch.tensor(self.info.mean, dtype=dtype).view(shape)
+        std = torch.tensor(self.info.std, dtype=dtype).view(shape)
         return splits._replace(
             train_x=(splits.train_x - mean) / std, test_x=(splits.test_x - mean) / std
         )

@@ -38,6 +38,12 @@ def _kwargs_line(kind: str, entry) -> str:
         shown.append(name if default is inspect.Parameter.empty else f"{name}={default!r}")
     if getattr(entry, "needs_monitor", False):
         shown.insert(0, "monitor='val_loss'")
+    if kind == "optimizers" and entry.check is not None:
+        shown.append("**kwargs of the base optimizer")
+    if kind == "schedulers" and not entry.own_warmup:
+        per_epoch = entry.interval == "epoch" and not entry.needs_monitor
+        shown.append(("warmup_epochs" if per_epoch else "warmup_steps | warmup_epochs")
+                     + ", warmup_start_factor=0.001")
     return ", ".join(shown) or "-"
 
 

@@ -39,7 +39,8 @@ class OptimizerInfo(RegistryEntry):
         has_eps: takes ``eps`` (denominator guard).
         decoupled_weight_decay: weight decay shrinks weights directly (AdamW) rather than
             being added to the gradient as an L2 term.
-        supports_weight_decay: False for optimizers with no weight decay at all (L-BFGS).
+        supports_weight_decay: False for optimizers with no weight decay (L-BFGS); the task
+            then adds weight decay to the loss as an explicit L2 term.
         single_param_group: the optimizer cannot take per-parameter options (L-BFGS), so
             lit-optim does not split biases and norm weights into their own group.
         typical_lr: a learning rate that works on standardized small problems; the tests
@@ -88,7 +89,7 @@ def _check_lookahead(kwargs: Mapping[str, Any]) -> None:
     if not isinstance(alpha, (int, float)) or not 0 < alpha <= 1:
         raise ConfigError(f"lookahead's alpha must be in (0, 1], got {alpha!r}")
     info = OPTIMIZERS.get(base)
-    check_kwargs(kwargs, info.resolve(), what=f"lookahead's base optimizer {info.name!r}",
+    check_kwargs(kwargs, info.resolve(), what=f"optimizer 'lookahead' (base {info.name!r})",
                  exclude=_FILLED_IN, reserved=_RESERVED)
 
 
@@ -127,7 +128,8 @@ for entry in [
                   description="factored second moments, relative step size (Shazeer & Stern 2018)"),
     OptimizerInfo(name="lbfgs", factory=_torch.LBFGS, supports_weight_decay=False,
                   single_param_group=True, typical_lr=1.0,
-                  description="limited-memory BFGS; re-evaluates the loss through Lightning's closure"),
+                  description="limited-memory BFGS; re-evaluates the loss through Lightning's "
+                              "closure; weight_decay becomes an L2 term in the loss"),
     OptimizerInfo(name="lars", factory="lit_optim.optim.LARS", has_momentum=True, typical_lr=1.0,
                   description="SGD + momentum with a per-layer trust ratio (You et al. 2017)"),
     OptimizerInfo(name="lamb", factory="lit_optim.optim.LAMB", has_betas=True, has_eps=True,
@@ -158,10 +160,6 @@ def check_optimizer_args(
     info = OPTIMIZERS.get(name)
     _check_number("lr", lr, allow_zero=False)
     _check_number("weight_decay", weight_decay, allow_zero=True)
-    if weight_decay and not info.supports_weight_decay:
-        raise ConfigError(
-            f"optimizer {info.name!r} has no weight decay; set weight_decay to 0"
-        )
     if info.check is not None:
         info.check(kwargs)
     else:

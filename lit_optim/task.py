@@ -106,6 +106,11 @@ class ClassificationTask(L.LightningModule):
         self.train_acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
         self.val_acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
         self.test_acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
+        # An optimizer without weight decay (L-BFGS) gets it as an L2 term in the loss: its
+        # line search needs the loss and the gradient to describe the same objective.
+        self._l2_in_loss = bool(weight_decay) and not info.supports_weight_decay
+        if param_groups:  # patterns that match nothing fail now, not when fit starts
+            build_param_groups(self, lr=lr, weight_decay=weight_decay, specs=param_groups)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -120,6 +125,8 @@ class ClassificationTask(L.LightningModule):
         loss = F.cross_entropy(logits, y)
         # Epoch aggregates accumulate on the device with no host sync.
         self.train_loss.update(loss.detach(), len(y))
+        if self._l2_in_loss:
+            loss = loss + self.l2_penalty()
         self.train_acc.update(logits.detach(), y)
         # self.log costs ~0.3 ms per call on CPU (Lightning deep-copies its metadata), as much
         # as a whole small-MLP step, so per-step values are only logged on steps that reach
@@ -129,6 +136,14 @@ class ClassificationTask(L.LightningModule):
             self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True,
                      on_epoch=False)
         return loss
+
+    def l2_penalty(self) -> torch.Tensor:
+        """½·weight_decay·Σ‖w‖² over the parameters that decay (biases and norms excluded
+        unless decay_bias_and_norm)."""
+        hp = self.hparams
+        decayed = [p for p in self.parameters()
+                   if p.requires_grad and (hp.decay_bias_and_norm or p.ndim >= 2)]
+        return 0.5 * hp.weight_decay * sum(p.pow(2).sum() for p in decayed)
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         x, y = batch

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 import json
 from pathlib import Path
 
@@ -167,3 +168,16 @@ def test_json_kwargs_round_trip_through_the_saved_config(tmp_path):
         "--model.scheduler", "step", "--model.scheduler_kwargs", json.dumps({"step_size": 1, "gamma": 0.5}))
     saved = yaml.safe_load(next(tmp_path.rglob("config.yaml")).read_text())
     assert saved["model"]["scheduler_kwargs"] == {"step_size": 1, "gamma": 0.5}
+
+
+# --- the catalog through the CLI: every optimizer trains the default recipe ------------------
+from lit_optim import OPTIMIZERS  # noqa: E402
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS.names())
+def test_every_optimizer_trains_the_digits_recipe(name, tmp_path):
+    run("fit", "--config", DIGITS, *QUIET, "--model.optimizer", name, "--trainer.max_epochs", "2",
+        "--trainer.logger", "CSVLogger", "--trainer.logger.save_dir", str(tmp_path / "run"))
+    rows = list(csv.DictReader(open(next((tmp_path / "run").rglob("metrics.csv")))))
+    losses = [float(r["train_loss"]) for r in rows if r.get("train_loss")]
+    assert len(losses) == 2 and all(math.isfinite(x) for x in losses)

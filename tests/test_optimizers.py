@@ -317,27 +317,8 @@ def test_muon_orthogonalizes_the_momentum_of_matrices():
 
 
 # --- registry-wide ----------------------------------------------------------------------------
-@pytest.mark.parametrize("name", OPTIMIZERS.names())
-def test_every_optimizer_decreases_a_convex_quadratic(name):
-    info = OPTIMIZERS.get(name)
-    torch.manual_seed(0)
-    # Scaled so that typical_lr steps (1e-3 for Adam) can cover the distance in 300 steps.
-    w = torch.nn.Parameter(0.1 * torch.randn(4, 4))
-    target = 0.1 * torch.randn(4, 4)
-
-    def loss_fn():
-        return 0.5 * ((w - target) ** 2 * A).sum()
-
-    opt = build_optimizer(name, [w], lr=info.typical_lr)
-    start = loss_fn().item()
-    for _ in range(300):
-        def closure():
-            opt.zero_grad()
-            loss = loss_fn()
-            loss.backward()
-            return loss
-        opt.step(closure)
-    assert loss_fn().item() < 0.5 * start
+# Registry-wide behaviour (a convex quadratic decreases, kwargs are checked, state
+# round-trips, a Lightning fit runs) is the plugin contract: tests/test_plugins.py.
 
 
 def test_capability_metadata():
@@ -355,12 +336,11 @@ def test_capability_metadata():
         ("adam", {"lr": float("nan")}, r"lr must be a finite number > 0"),
         ("adam", {"lr": 1e-3, "weight_decay": -1.0}, r"weight_decay must be a finite number ≥ 0"),
         ("adam", {"lr": 1e-3, "momentum": 0.9}, r"optimizer 'adam' does not take 'momentum'; it takes: betas"),
-        ("lbfgs", {"lr": 1.0, "weight_decay": 0.1}, r"optimizer 'lbfgs' has no weight decay"),
         ("lookahead", {"lr": 1e-3, "base": "adamx"}, r"unknown optimizer 'adamx'; did you mean"),
         ("lookahead", {"lr": 1e-3, "base": "lookahead"}, r"cannot wrap itself"),
         ("lookahead", {"lr": 1e-3, "k": 0}, r"k must be an integer >= 1"),
         ("lookahead", {"lr": 1e-3, "base": "sgd", "betas": (0.9, 0.9)},
-         r"lookahead's base optimizer 'sgd' does not take 'betas'"),
+         r"optimizer 'lookahead' .base 'sgd'. does not take 'betas'"),
     ],
 )
 def test_bad_optimizer_arguments(name, kwargs, message):

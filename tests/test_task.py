@@ -112,3 +112,14 @@ def test_the_guard_against_a_bad_value_comes_before_any_data_is_read(monkeypatch
         data, task = _digits_task(lr=-1)
         L.Trainer().fit(task, datamodule=data)
     assert calls == []
+
+
+def test_lbfgs_gets_weight_decay_as_an_l2_term_in_its_loss(make_trainer):
+    data, task = _digits_task(optimizer="lbfgs", lr=0.5, weight_decay=0.1,
+                              optimizer_kwargs={"max_iter": 3})
+    weights = [p for p in task.parameters() if p.ndim >= 2]
+    expected = 0.05 * sum((p**2).sum() for p in weights)
+    assert torch.allclose(task.l2_penalty(), expected)
+    trainer = make_trainer(max_epochs=1)
+    trainer.fit(task, datamodule=data)
+    assert trainer.global_step > 0 and torch.isfinite(trainer.callback_metrics["val_loss"])

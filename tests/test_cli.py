@@ -135,6 +135,13 @@ def test_list_unknown_kind(capsys):
         (["--model.scheduler", "plateau", "--trainer.limit_val_batches", "0"],
          "scheduler 'plateau' monitors 'val_loss' but validation never runs"),
         (["--model.optimizer_kwargs", '{"momentum": 0.9}'], "optimizer 'adam' does not take 'momentum'"),
+        (["--model.optimizer", "lookahead", "--model.optimizer_kwargs", '{"base": "adan"}'],
+         "unknown optimizer 'adan'; did you mean 'adam'"),
+        (["--model.scheduler_kwargs", '{"warmup_epochs": 40}'],
+         "warmup of 360 steps is not shorter than training (270 steps)"),
+        (["--model.optimizer", "lbfgs", "--model.scheduler", "plateau", "--trainer.limit_val_batches", "0"],
+         "scheduler 'plateau' monitors 'val_loss' but validation never runs"),
+        (["--model.param_groups", '[{"params": "net.9.*"}]'], "param_groups[0] pattern 'net.9.*' matches no parameter"),
     ],
 )
 def test_bad_input_on_the_command_line(capsys, args, message):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch.optim import Optimizer
 
+from lit_optim.optim._closure import evaluate
+
 
 class LAMB(Optimizer):
     """Adam's direction, with decoupled weight decay, rescaled per tensor by a trust ratio.
@@ -33,10 +35,7 @@ class LAMB(Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = evaluate(closure)
         for group in self.param_groups:
             beta1, beta2 = group["betas"]
             for p in group["params"]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch.optim import Optimizer
 
+from lit_optim.optim._closure import evaluate
+
 
 class LARS(Optimizer):
     """SGD with momentum whose step is rescaled per parameter tensor (per layer).
@@ -39,10 +41,7 @@ class LARS(Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = evaluate(closure)
         for group in self.param_groups:
             wd, mom = group["weight_decay"], group["momentum"]
             for p in group["params"]:

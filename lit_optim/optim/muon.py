@@ -7,6 +7,8 @@ from typing import Any
 import torch
 from torch.optim import AdamW, Muon, Optimizer
 
+from lit_optim.optim._closure import evaluate
+
 
 class MuonWithAdamW(Optimizer):
     """``torch.optim.Muon`` on 2-D weights, ``torch.optim.AdamW`` on the rest.
@@ -57,10 +59,7 @@ class MuonWithAdamW(Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = evaluate(closure)
         for opt in self.parts:
             opt.step()
         return loss

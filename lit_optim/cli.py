@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from lightning.pytorch.cli import LightningCLI
 
+import lit_optim.callbacks  # noqa: F401  (so recipes can name the callbacks by class name)
 from lit_optim.catalog import KINDS, format_catalog
 from lit_optim.data import ClassificationData
 from lit_optim.errors import LitOptimError, UnknownNameError

@@ -99,6 +99,8 @@ class ClassificationTask(L.LightningModule):
             )
         self.net = build_model(network, input_shape, num_classes, **(network_kwargs or {}))
         # Stored in checkpoints: load_from_checkpoint rebuilds the task with no other input.
+        # A list, not a tuple, keeps hparams.yaml readable by yaml.safe_load.
+        input_shape = [int(s) for s in input_shape]
         self.save_hyperparameters()
         # validate_args=False / nan_strategy="disable": their input checks read values back to
         # the host, a device sync on every step. NaN losses are the health callbacks' job.

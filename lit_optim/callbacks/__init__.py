@@ -1,0 +1,19 @@
+"""Training-health callbacks, usable by name in a recipe's ``trainer.callbacks``.
+
+    trainer:
+      callbacks:
+        - class_path: lit_optim.callbacks.NonFiniteGuard
+          init_args: {action: rollback, lr_factor: 0.1}
+        - class_path: lit_optim.callbacks.GradientClipper
+          init_args: {mode: adaptive, percentile: 10}
+        - class_path: lit_optim.callbacks.LayerDiagnostics
+          init_args: {every_n_steps: 50, png: layer_ratios.png}
+
+List the guard before the clipper: clipping a NaN gradient hides nothing but wastes work.
+"""
+
+from lit_optim.callbacks.gradient_clipper import GradientClipper
+from lit_optim.callbacks.layer_diagnostics import LayerDiagnostics
+from lit_optim.callbacks.nonfinite_guard import NonFiniteError, NonFiniteGuard
+
+__all__ = ["GradientClipper", "LayerDiagnostics", "NonFiniteError", "NonFiniteGuard"]

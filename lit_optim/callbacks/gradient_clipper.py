@@ -1,0 +1,118 @@
+"""GradientClipper: clip by norm, by value, or adaptively (AutoClip), and log what it did."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+import lightning as L
+import torch
+from typing_extensions import override
+
+from lit_optim.callbacks._grads import max_abs, params_with_grads
+from lit_optim.errors import ConfigError
+
+__all__ = ["GradientClipper"]
+
+MODES = ("norm", "value", "adaptive")
+
+
+class GradientClipper(L.Callback):
+    """Clip gradients before each optimizer step.
+
+    Modes:
+        ``norm``: rescale all gradients so their global ``norm_type``-norm is ≤ ``max_norm``.
+        ``value``: clamp every element to [-clip_value, clip_value].
+        ``adaptive``: AutoClip (Seetharaman et al. 2020): clip the global norm to the
+            ``percentile``-th percentile of the norms seen so far (last ``history`` steps).
+            Chosen over unit-wise AGC because it needs no per-layer rule (AGC must exempt the
+            classifier and was tuned for normalizer-free nets) and has one knob.
+
+    Hook: ``on_before_optimizer_step``, where Lightning has unscaled AMP gradients (so the
+    threshold means the same under fp16/bf16 as in fp32) and the optimizer has not run yet.
+    Everything stays on the device; the pre-clip norm (``grad_norm``) is logged on logging
+    steps and the share of clipped steps (``grad_clipped_frac``) once per epoch.
+
+    Use it instead of ``Trainer(gradient_clip_val=...)`` when you want the adaptive mode, a
+    p-norm other than 2, or the logged norms; the Trainer's clipping does norm/value only and
+    logs nothing. Don't use both at once: the Trainer clips after this callback.
+    """
+
+    def __init__(
+        self,
+        mode: Literal["norm", "value", "adaptive"] = "norm",
+        *,
+        max_norm: float = 1.0,
+        norm_type: float = 2.0,
+        clip_value: float | None = None,
+        percentile: float = 10.0,
+        history: int = 1000,
+    ) -> None:
+        if mode not in MODES:
+            raise ConfigError(f"mode must be one of {'|'.join(MODES)}, got {mode!r}")
+        if not (isinstance(max_norm, (int, float)) and max_norm > 0 and math.isfinite(max_norm)):
+            raise ConfigError(f"max_norm must be a finite number > 0, got {max_norm!r}")
+        if not (norm_type == math.inf or (isinstance(norm_type, (int, float)) and norm_type > 0)):
+            raise ConfigError(f"norm_type must be > 0 or inf, got {norm_type!r}")
+        if mode == "value" and not (isinstance(clip_value, (int, float)) and clip_value > 0):
+            raise ConfigError(f"mode 'value' needs clip_value > 0, got {clip_value!r}")
+        if not 0 < percentile <= 100:
+            raise ConfigError(f"percentile must be in (0, 100], got {percentile!r}")
+        if isinstance(history, bool) or not isinstance(history, int) or history < 1:
+            raise ConfigError(f"history must be an integer >= 1, got {history!r}")
+        self.mode, self.max_norm, self.norm_type = mode, float(max_norm), float(norm_type)
+        self.clip_value, self.percentile, self.history = clip_value, percentile, history
+        # Device state, checkpointed: the AutoClip norm history and the clip counters.
+        self._norms: torch.Tensor | None = None  # ring buffer, NaN = empty slot
+        self._seen = 0
+        self._clipped = torch.zeros(())
+        self._steps = 0
+        self.last_norm: torch.Tensor | None = None
+        self.last_threshold: torch.Tensor | None = None
+
+    @override
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        if trainer.sanity_checking:
+            return
+        _, params = params_with_grads(pl_module)
+        if not params:  # e.g. a step the NonFiniteGuard dropped
+            return
+        grads = [p.grad for p in params]
+        total = torch.nn.utils.get_total_norm(grads, self.norm_type)
+        self._clipped = self._clipped.to(total.device)
+        if self.mode == "value":
+            clipped = max_abs(grads).max() > self.clip_value
+            torch._foreach_clamp_min_(grads, -self.clip_value)
+            torch._foreach_clamp_max_(grads, self.clip_value)
+        else:
+            threshold = self._threshold(total) if self.mode == "adaptive" else self.max_norm
+            clipped = total > threshold
+            torch.nn.utils.clip_grads_with_norm_(params, threshold, total)  # takes params
+            self.last_threshold = torch.as_tensor(threshold)
+        self._clipped = self._clipped + clipped
+        self._steps += 1
+        self.last_norm = total
+        if (trainer.global_step + 1) % trainer.log_every_n_steps == 0:
+            pl_module.log("grad_norm", total, on_step=True, on_epoch=False)
+
+    def _threshold(self, total: torch.Tensor) -> torch.Tensor:
+        if self._norms is None or self._norms.device != total.device:
+            self._norms = torch.full((self.history,), float("nan"), device=total.device)
+        self._norms[self._seen % self.history] = total.detach()
+        self._seen += 1
+        return torch.nanquantile(self._norms, self.percentile / 100)
+
+    @override
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if self._steps:
+            pl_module.log("grad_clipped_frac", self._clipped / self._steps)
+
+    @override
+    def state_dict(self) -> dict[str, Any]:
+        return {"norms": self._norms, "seen": self._seen, "clipped": self._clipped,
+                "steps": self._steps}
+
+    @override
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._norms, self._seen = state_dict["norms"], state_dict["seen"]
+        self._clipped, self._steps = state_dict["clipped"], state_dict["steps"]

@@ -1,0 +1,116 @@
+"""LayerDiagnostics: per-layer ‖w‖, ‖∇w‖, update ratio and trust ratio, every N steps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from typing_extensions import override
+
+from lit_optim.callbacks._grads import params_with_grads
+from lit_optim.errors import ConfigError
+
+__all__ = ["LayerDiagnostics"]
+
+
+class LayerDiagnostics(L.Callback):
+    """The per-layer table that motivates LARS and LAMB, logged over training.
+
+    For every parameter tensor ("layer") with a gradient, every ``every_n_steps`` steps:
+    ``w_norm`` ‖w‖, ``grad_norm`` ‖∇w‖, ``update_ratio`` ‖Δw‖/‖w‖ (the step the optimizer
+    actually took) and ``trust_ratio`` ‖w‖/‖∇w‖, logged as ``diag/<name>/<quantity>``.
+
+    Hooks: ``on_before_optimizer_step`` (gradients final, weights not yet updated) takes the
+    norms with batched foreach kernels and keeps a copy of the weights; ``on_train_batch_end``
+    measures Δw. All numbers of a diagnostic step leave the device in one transfer; other
+    steps cost nothing.
+
+    Args:
+        every_n_steps: how often to measure.
+        png: if set, a plot of the update and trust ratios per layer over training is saved
+            there at the end (relative paths go under the run's log directory). Needs
+            matplotlib.
+    """
+
+    QUANTITIES = ("w_norm", "grad_norm", "update_ratio", "trust_ratio")
+
+    def __init__(self, every_n_steps: int = 50, *, png: str | None = None) -> None:
+        if isinstance(every_n_steps, bool) or not isinstance(every_n_steps, int) or every_n_steps < 1:
+            raise ConfigError(f"every_n_steps must be an integer >= 1, got {every_n_steps!r}")
+        if png is not None:
+            try:
+                import matplotlib  # noqa: F401
+            except ImportError:
+                raise ConfigError("png needs matplotlib: pip install matplotlib") from None
+        self.every_n_steps, self.png = every_n_steps, png
+        self.history: list[tuple[int, dict[str, dict[str, float]]]] = []
+        self._pending: tuple[list[str], list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]] | None = None
+
+    @override
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        if trainer.sanity_checking or trainer.global_step % self.every_n_steps:
+            return
+        names, params = params_with_grads(pl_module)
+        if not params:
+            return
+        w_norms = torch._foreach_norm(params)
+        g_norms = torch._foreach_norm([p.grad for p in params])
+        before = [p.detach().clone() for p in params]
+        self._pending = (names, params, before, [torch.stack(w_norms), torch.stack(g_norms)])
+
+    @override
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self._pending is None:
+            return
+        names, params, before, (w, g) = self._pending
+        self._pending = None
+        d = torch.stack(torch._foreach_norm(torch._foreach_sub([p.detach() for p in params], before)))
+        rows = torch.stack([w, g, d / w, w / g]).T.tolist()  # the one host transfer
+        step = trainer.global_step - 1  # the step these numbers describe
+        table = {n: dict(zip(self.QUANTITIES, r)) for n, r in zip(names, rows)}
+        self.history.append((step, table))
+        if trainer.logger is not None:
+            trainer.logger.log_metrics(
+                {f"diag/{n}/{q}": v for n, row in table.items() for q, v in row.items()}, step=step
+            )
+
+    @override
+    def on_train_end(self, trainer, pl_module) -> None:
+        if self.png and self.history and trainer.is_global_zero:
+            path = Path(self.png)
+            if not path.is_absolute():
+                path = Path(trainer.log_dir or trainer.default_root_dir) / path
+            self.save_png(path)
+
+    def save_png(self, path: Path) -> Path:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        steps = [s for s, _ in self.history]
+        names = list(self.history[-1][1])
+        fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharex=True)
+        for ax, quantity in zip(axes, ("update_ratio", "trust_ratio")):
+            for name in names:
+                ax.plot(steps, [t[name][quantity] if name in t else float("nan")
+                                for _, t in self.history], label=name)
+            ax.set_yscale("log")
+            ax.set_xlabel("step")
+            ax.set_title({"update_ratio": "‖Δw‖ / ‖w‖", "trust_ratio": "‖w‖ / ‖∇w‖"}[quantity])
+        axes[1].legend(fontsize=7, loc="best")
+        fig.tight_layout()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        return path
+
+    @override
+    def state_dict(self) -> dict[str, Any]:
+        return {"history": self.history}
+
+    @override
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.history = state_dict["history"]

@@ -1,0 +1,238 @@
+"""NonFiniteGuard: catch NaN/Inf in the loss, the gradients or the weights, and act on it."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Literal
+
+import lightning as L
+import torch
+from lightning.pytorch.utilities import rank_zero_warn
+from typing_extensions import override
+
+from lit_optim.callbacks._grads import max_abs, nonfinite_names, params_with_grads
+from lit_optim.errors import ConfigError, LitOptimError
+
+__all__ = ["NonFiniteError", "NonFiniteGuard"]
+
+ACTIONS = ("raise", "skip", "rollback", "stop")
+
+
+class NonFiniteError(LitOptimError, FloatingPointError):
+    """Training produced a NaN or Inf and the guard's action is to raise (or it gave up)."""
+
+
+class NonFiniteGuard(L.Callback):
+    """Check every optimizer step for a non-finite loss or gradient, and optionally the
+    weights after the step; then ``raise``, ``skip`` the step, ``rollback`` to the last good
+    weights and optimizer state, or ``stop`` training cleanly.
+
+    Hooks: ``on_before_backward`` records whether the loss is finite;
+    ``on_before_optimizer_step`` checks the gradients there because Lightning calls it after
+    AMP has unscaled them and before the optimizer (and any clipping) touches them, so a bad
+    step can still be dropped. The per-step check is device-side: a flag accumulates on the
+    device and is read (one host sync, reduced over DDP ranks so every rank decides alike)
+    only every ``check_every_n_steps`` steps.
+
+    Args:
+        action: ``raise`` | ``skip`` | ``rollback`` | ``stop``.
+        check_every_n_steps: how often the flag is read. ``skip`` needs 1: a step can be
+            dropped only while it is being checked.
+        check_params: also check the weights after each optimizer step.
+        max_consecutive: for skip/rollback, how many bad checks in a row before giving up
+            with a ``NonFiniteError``.
+        snapshot_every_n_steps: for rollback, a clean check saves the weights and optimizer
+            state (on the training device) when at least this many steps have passed since
+            the last snapshot. A snapshot only proves the values were finite, not good: with
+            a wildly high lr, a longer interval lands rollbacks on saner weights.
+        lr_factor: for rollback, multiply every learning rate by this after restoring.
+        snapshot_at_start: for rollback, snapshot the starting weights, so a bad step always
+            has somewhere to go back to.
+    """
+
+    def __init__(
+        self,
+        action: Literal["raise", "skip", "rollback", "stop"] = "raise",
+        *,
+        check_every_n_steps: int = 1,
+        check_params: bool = False,
+        max_consecutive: int = 5,
+        snapshot_every_n_steps: int = 50,
+        lr_factor: float = 1.0,
+        snapshot_at_start: bool = True,
+    ) -> None:
+        if action not in ACTIONS:
+            raise ConfigError(f"action must be one of {'|'.join(ACTIONS)}, got {action!r}")
+        for name, value in (("check_every_n_steps", check_every_n_steps),
+                            ("max_consecutive", max_consecutive),
+                            ("snapshot_every_n_steps", snapshot_every_n_steps)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
+        if not 0 < lr_factor <= 1:
+            raise ConfigError(f"lr_factor must be in (0, 1], got {lr_factor!r}")
+        if action == "skip" and check_every_n_steps != 1:
+            raise ConfigError(
+                "action 'skip' needs check_every_n_steps=1: a step can only be dropped while it "
+                f"is checked (got {check_every_n_steps}); use 'rollback' to check less often"
+            )
+        self.action = action
+        self.check_every_n_steps = check_every_n_steps
+        self.check_params = check_params
+        self.max_consecutive = max_consecutive
+        self.snapshot_every_n_steps = snapshot_every_n_steps
+        self.lr_factor = lr_factor
+        self.snapshot_at_start = snapshot_at_start
+        # Counters and the stop reason are checkpointed (state_dict); the snapshot is not.
+        self.skipped = 0
+        self.rollbacks = 0
+        self.consecutive = 0
+        self.stop_reason: str | None = None
+        self._loss_bad: torch.Tensor | None = None
+        self._window_bad: torch.Tensor | None = None
+        self._snapshot: dict[str, Any] | None = None
+
+    # -- hooks ------------------------------------------------------------------------------
+    @override
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.action == "rollback" and self.snapshot_at_start:
+            self._take_snapshot(trainer, pl_module)
+
+    @override
+    def on_before_backward(self, trainer, pl_module, loss: torch.Tensor) -> None:
+        self._loss_bad = ~torch.isfinite(loss.detach())
+
+    @override
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        if trainer.sanity_checking:
+            return
+        names, params = params_with_grads(pl_module)
+        step_bad = ~torch.isfinite(max_abs([p.grad for p in params])).all()
+        if self._loss_bad is not None:
+            step_bad = step_bad | self._loss_bad.to(step_bad.device)
+        self._accumulate(step_bad)
+        if (trainer.global_step + 1) % self.check_every_n_steps:
+            return  # no host sync on this step
+        bad = trainer.strategy.reduce(self._window_bad.float(), reduce_op="max")
+        self._window_bad = None
+        if not bool(bad.item()):  # the one host read per check
+            self.consecutive = 0
+            if self.action == "rollback" and (
+                self._snapshot is None
+                or trainer.global_step - self._snapshot["step"] >= self.snapshot_every_n_steps
+            ):
+                self._take_snapshot(trainer, pl_module)
+            return
+        self._act(trainer, pl_module, self._describe(trainer, pl_module, names, params))
+
+    @override
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self.check_params:
+            self._accumulate(~torch.isfinite(max_abs(list(pl_module.parameters()))).all())
+
+    @override
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if self.action in ("skip", "rollback"):
+            pl_module.log("nonfinite_skipped", float(self.skipped), reduce_fx="max")
+            pl_module.log("nonfinite_rollbacks", float(self.rollbacks), reduce_fx="max")
+
+    # -- decisions --------------------------------------------------------------------------
+    def _accumulate(self, bad: torch.Tensor) -> None:
+        self._window_bad = bad if self._window_bad is None else self._window_bad | bad
+
+    def _describe(self, trainer, pl_module, names, params) -> str:
+        parts = []
+        if self._loss_bad is not None and bool(self._loss_bad.item()):
+            parts.append("the loss is non-finite")
+        grad_names = nonfinite_names(names, [p.grad for p in params])
+        if grad_names:
+            parts.append("non-finite gradient in " + ", ".join(grad_names))
+        all_names, all_params = zip(*pl_module.named_parameters())
+        weight_names = nonfinite_names(list(all_names), list(all_params))
+        if weight_names:
+            parts.append("non-finite weights in " + ", ".join(weight_names))
+        where = (f"step {trainer.global_step}" if self.check_every_n_steps == 1 else
+                 f"one of steps {trainer.global_step - self.check_every_n_steps + 1}-{trainer.global_step}")
+        return f"at {where}: " + ("; ".join(parts) or "non-finite values (gone by the check)")
+
+    def _act(self, trainer, pl_module, what: str) -> None:
+        if self.action == "raise":
+            raise NonFiniteError(f"NaN/Inf {what}")
+        self.consecutive += 1
+        if self.action == "stop":
+            self.stop_reason = f"NaN/Inf {what}"
+            self._drop_step(pl_module)
+            trainer.should_stop = True
+            rank_zero_warn(f"stopping training: {self.stop_reason}")
+            if trainer.logger is not None:
+                trainer.logger.log_hyperparams({"stop_reason": self.stop_reason})
+            return
+        if self.consecutive > self.max_consecutive:
+            raise NonFiniteError(
+                f"NaN/Inf {what}; {self.consecutive} bad checks in a row (max_consecutive="
+                f"{self.max_consecutive}), giving up"
+            )
+        self._drop_step(pl_module)
+        if self.action == "skip":
+            self.skipped += 1
+            return
+        if self._snapshot is None:
+            raise NonFiniteError(
+                f"NaN/Inf {what}; rollback has no snapshot yet (the first is taken at the first "
+                "clean check, or at the start with snapshot_at_start=true); the bad step was "
+                "dropped, the weights are as before it"
+            )
+        self._restore(trainer, pl_module)
+        self.rollbacks += 1
+
+    @staticmethod
+    def _drop_step(pl_module) -> None:
+        # Optimizers skip parameters whose grad is None: no update, no optimizer-state change.
+        for p in pl_module.parameters():
+            p.grad = None
+
+    # -- snapshots --------------------------------------------------------------------------
+    def _take_snapshot(self, trainer, pl_module) -> None:
+        self._snapshot = {
+            "model": {k: v.detach().clone() for k, v in pl_module.state_dict().items()},
+            "optimizers": [copy.deepcopy(opt.state_dict()) for opt in trainer.optimizers],
+            "step": trainer.global_step,
+        }
+
+    def _restore(self, trainer, pl_module) -> None:
+        pl_module.load_state_dict(self._snapshot["model"])
+        for opt, state in zip(trainer.optimizers, self._snapshot["optimizers"]):
+            current_lrs = [g["lr"] for g in opt.param_groups]
+            opt.load_state_dict(copy.deepcopy(state))
+            # Keep the schedule's current position (the snapshot's lrs are older), scaled.
+            for group, lr in zip(opt.param_groups, current_lrs):
+                group["lr"] = lr * self.lr_factor
+                if "initial_lr" in group:
+                    group["initial_lr"] *= self.lr_factor
+        if self.lr_factor != 1.0:
+            for config in trainer.lr_scheduler_configs:
+                _scale_base_lrs(config.scheduler, self.lr_factor)
+        rank_zero_warn(
+            f"rolled back to the weights of step {self._snapshot['step']} "
+            f"(lr × {self.lr_factor})"
+        )
+
+    # -- checkpointing ----------------------------------------------------------------------
+    @override
+    def state_dict(self) -> dict[str, Any]:
+        return {"skipped": self.skipped, "rollbacks": self.rollbacks,
+                "consecutive": self.consecutive, "stop_reason": self.stop_reason}
+
+    @override
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.skipped = state_dict["skipped"]
+        self.rollbacks = state_dict["rollbacks"]
+        self.consecutive = state_dict["consecutive"]
+        self.stop_reason = state_dict["stop_reason"]
+
+
+def _scale_base_lrs(scheduler, factor: float) -> None:
+    """Scale the lrs a scheduler computes from, through SequentialLR/ChainedScheduler too."""
+    if hasattr(scheduler, "base_lrs"):
+        scheduler.base_lrs = [b * factor for b in scheduler.base_lrs]
+    for inner in getattr(scheduler, "_schedulers", ()):
+        _scale_base_lrs(inner, factor)

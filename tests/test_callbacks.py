@@ -1,0 +1,292 @@
+"""Training-health callbacks with a real Trainer and injected faults."""
+
+from __future__ import annotations
+
+import math
+
+import lightning as L
+import pytest
+import torch
+import yaml
+
+from lit_optim import ClassificationData, ClassificationTask, ConfigError
+from lit_optim.callbacks import GradientClipper, LayerDiagnostics, NonFiniteError, NonFiniteGuard
+
+
+class Faulty(ClassificationTask):
+    """Injects one fault at optimizer step ``fault_step``: a NaN loss, an Inf gradient in
+    net.1.weight, or a NaN weight in net.3.weight; and records weights around that step."""
+
+    def __init__(self, *args, fault: str | None = None, fault_step: int = 3, every_step=False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fault, self.fault_step, self.every_step = fault, fault_step, every_step
+        self.before: dict[int, list[torch.Tensor]] = {}
+        self.after: dict[int, list[torch.Tensor]] = {}
+        self.post_hook_grads: list[list[torch.Tensor]] = []
+
+    def _now(self):
+        return self.every_step or self.trainer.global_step == self.fault_step
+
+    def _weights(self):
+        return [p.detach().clone() for p in self.net.parameters()]
+
+    def on_train_batch_start(self, batch, batch_idx):
+        self.before[self.trainer.global_step] = self._weights()
+        if self.fault == "param" and self._now():
+            with torch.no_grad():
+                self.net[3].weight[0, 0] = float("nan")
+
+    def training_step(self, batch, batch_idx):
+        loss = super().training_step(batch, batch_idx)
+        return loss * float("nan") if self.fault == "loss" and self._now() else loss
+
+    def on_after_backward(self):
+        if self.fault == "grad" and self._now():
+            self.net[1].weight.grad[0, 0] = float("inf")
+
+    def on_before_optimizer_step(self, optimizer):
+        # Module hooks run after the callbacks' hooks: this sees the gradients they left.
+        self.post_hook_grads.append([p.grad.detach().clone() for p in self.parameters() if p.grad is not None])
+
+    def on_train_batch_end(self, outputs, batch, batch_idx):
+        self.after[self.trainer.global_step - 1] = self._weights()
+
+
+def _fit(make_trainer, callbacks, *, epochs=1, optimizer="adam", lr=1e-3, **task_kwargs):
+    data = ClassificationData("digits", batch_size=128)
+    task = Faulty(data.input_shape, 10, optimizer=optimizer, lr=lr,
+                  network_kwargs={"hidden_dims": [32, 16]}, **task_kwargs)
+    trainer = make_trainer(max_epochs=epochs, callbacks=callbacks, log_every_n_steps=1)
+    trainer.fit(task, datamodule=data)
+    return task, trainer
+
+
+# --- NonFiniteGuard ------------------------------------------------------------------------
+@pytest.mark.parametrize(("fault", "named"), [
+    ("loss", "the loss is non-finite"),
+    ("grad", "non-finite gradient in net.1.weight"),
+])
+def test_raise_names_the_step_and_what_was_non_finite(make_trainer, fault, named):
+    with pytest.raises(NonFiniteError) as info:
+        _fit(make_trainer, [NonFiniteGuard("raise")], fault=fault)
+    assert "at step 3" in str(info.value) and named in str(info.value)
+
+
+def test_raise_on_a_nan_weight_names_the_parameter(make_trainer):
+    with pytest.raises(NonFiniteError, match="non-finite weights in net.3.weight"):
+        _fit(make_trainer, [NonFiniteGuard("raise", check_params=True)], fault="param")
+
+
+@pytest.mark.parametrize("fault", ["loss", "grad"])
+def test_skip_leaves_weights_and_optimizer_bit_identical_across_the_bad_step(make_trainer, fault):
+    guard = NonFiniteGuard("skip")
+    task, trainer = _fit(make_trainer, [guard], fault=fault, epochs=2)
+    for b, a in zip(task.before[3], task.after[3]):
+        assert torch.equal(a, b)
+    for b, a in zip(task.before[4], task.after[4]):
+        assert not torch.equal(a, b)  # the next step trains normally
+    assert guard.skipped == 1 and trainer.callback_metrics["nonfinite_skipped"] == 1
+    # Adam took one step fewer on every parameter.
+    steps = {int(s["step"]) for s in trainer.optimizers[0].state.values()}
+    assert steps == {trainer.global_step - 1}
+    assert math.isfinite(trainer.callback_metrics["val_loss"])
+
+
+def test_rollback_restores_the_last_snapshot(make_trainer):
+    guard = NonFiniteGuard("rollback", snapshot_every_n_steps=2, lr_factor=0.5)
+    task, trainer = _fit(make_trainer, [guard], fault="grad", fault_step=5)
+    # The last clean snapshot was taken before step 4's update.
+    for snap, after in zip(task.before[4], task.after[5]):
+        assert torch.equal(snap, after)
+    assert guard.rollbacks == 1
+    assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(5e-4)
+
+
+def test_rollback_with_a_sparse_check_reports_the_window(make_trainer):
+    guard = NonFiniteGuard("rollback", check_every_n_steps=4, snapshot_every_n_steps=2)
+    task, _ = _fit(make_trainer, [guard], fault="grad", fault_step=5)
+    assert guard.rollbacks == 1
+    # Checks read the flag at steps 3 and 7: the fault at step 5 is caught at step 7 and the
+    # weights go back to the snapshot of the clean check at step 3 (taken before its update).
+    for snap, after in zip(task.before[3], task.after[7]):
+        assert torch.equal(snap, after)
+
+
+def test_stop_ends_training_cleanly_with_the_reason_logged(make_trainer, tmp_path):
+    from lightning.pytorch.loggers import CSVLogger
+
+    guard = NonFiniteGuard("stop")
+    data = ClassificationData("digits", batch_size=128)
+    task = Faulty(data.input_shape, 10, fault="loss", fault_step=3)
+    trainer = make_trainer(max_epochs=5, callbacks=[guard], logger=CSVLogger(tmp_path))
+    with pytest.warns(UserWarning, match="stopping training: NaN/Inf at step 3"):
+        trainer.fit(task, datamodule=data)
+    assert trainer.global_step == 4  # the bad step 3 was the last one
+    hparams = yaml.safe_load(next(tmp_path.rglob("hparams.yaml")).read_text())
+    assert "the loss is non-finite" in hparams["stop_reason"]
+    for b, a in zip(task.before[3], task.after[3]):
+        assert torch.equal(a, b)  # the bad step itself was not applied
+
+
+def test_skip_gives_up_after_max_consecutive(make_trainer):
+    with pytest.raises(NonFiniteError, match="4 bad checks in a row .max_consecutive=3., giving up"):
+        _fit(make_trainer, [NonFiniteGuard("skip", max_consecutive=3)], fault="loss", every_step=True)
+
+
+def test_rollback_without_a_snapshot_yet_says_so_and_loses_nothing(make_trainer):
+    guard = NonFiniteGuard("rollback", snapshot_at_start=False, snapshot_every_n_steps=10)
+    with pytest.raises(NonFiniteError, match="rollback has no snapshot yet") as info:
+        _fit(make_trainer, [guard], fault="grad", fault_step=0)
+    assert "the bad step was dropped" in str(info.value)
+
+
+def test_huge_lr_recovers_with_rollback_and_diverges_without(make_trainer):
+    def run(callbacks):
+        L.seed_everything(0)
+        data = ClassificationData("digits", batch_size=128)
+        task = ClassificationTask(data.input_shape, 10, optimizer="sgd", lr=1000.0,
+                                  network_kwargs={"hidden_dims": [256, 128]})
+        trainer = make_trainer(max_epochs=20, callbacks=callbacks)
+        trainer.fit(task, datamodule=data)
+        return trainer.callback_metrics
+
+    unguarded = run([])
+    assert not math.isfinite(unguarded["train_loss"]) and unguarded["val_acc"] < 0.2
+    guard = NonFiniteGuard("rollback", lr_factor=0.1, max_consecutive=10)
+    guarded = run([guard])
+    assert guard.rollbacks >= 2 and guarded["val_acc"] >= 0.9
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"action": "explode"}, "action must be one of raise|skip|rollback|stop, got 'explode'"),
+    ({"check_every_n_steps": 0}, "check_every_n_steps must be an integer >= 1, got 0"),
+    ({"check_every_n_steps": -5}, "check_every_n_steps must be an integer >= 1, got -5"),
+    ({"action": "skip", "check_every_n_steps": 10}, "action 'skip' needs check_every_n_steps=1"),
+    ({"lr_factor": 0.0}, r"lr_factor must be in \(0, 1\]"),
+    ({"max_consecutive": 0}, "max_consecutive must be an integer >= 1"),
+])
+def test_guard_bad_arguments(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        NonFiniteGuard(**kwargs)
+
+
+# --- GradientClipper -----------------------------------------------------------------------
+def _global_norm(grads, p=2.0):
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g, p) for g in grads]), p)
+
+
+@pytest.mark.parametrize("norm_type", [2.0, 1.0, math.inf])
+def test_norm_clipping_bounds_the_global_norm(make_trainer, norm_type):
+    clipper = GradientClipper("norm", max_norm=0.05, norm_type=norm_type)
+    task, trainer = _fit(make_trainer, [clipper], optimizer="sgd", lr=0.1)
+    assert task.post_hook_grads
+    for grads in task.post_hook_grads:
+        assert _global_norm(grads, norm_type) <= 0.05 + 1e-6
+    assert trainer.callback_metrics["grad_clipped_frac"] > 0
+    assert "grad_norm" in trainer.callback_metrics
+
+
+def test_value_clipping_bounds_every_element(make_trainer):
+    task, trainer = _fit(make_trainer, [GradientClipper("value", clip_value=1e-3)])
+    for grads in task.post_hook_grads:
+        assert max(g.abs().max() for g in grads) <= torch.tensor(1e-3)  # in float32
+    assert trainer.callback_metrics["grad_clipped_frac"] == 1.0
+
+
+def test_adaptive_clipping_uses_the_percentile_of_seen_norms(make_trainer):
+    clipper = GradientClipper("adaptive", percentile=25, history=100)
+    task, _ = _fit(make_trainer, [clipper])
+    seen = clipper._norms[~torch.isnan(clipper._norms)]
+    assert len(seen) == clipper._seen == len(task.post_hook_grads)
+    assert clipper.last_threshold == pytest.approx(torch.quantile(seen, 0.25).item())
+    assert _global_norm(task.post_hook_grads[-1]) <= clipper.last_threshold + 1e-6
+
+
+def test_clipping_under_bf16_mixed_precision_on_cpu(make_trainer):
+    clipper = GradientClipper("norm", max_norm=0.05)
+    data = ClassificationData("digits", batch_size=128)
+    task = Faulty(data.input_shape, 10, network_kwargs={"hidden_dims": [32]})
+    trainer = make_trainer(max_epochs=1, callbacks=[clipper], precision="bf16-mixed")
+    trainer.fit(task, datamodule=data)
+    for grads in task.post_hook_grads:
+        assert all(g.dtype == torch.float32 for g in grads)
+        assert _global_norm(grads) <= 0.05 + 1e-6
+    assert clipper.last_norm.dtype == torch.float32
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"mode": "clamp"}, "mode must be one of norm|value|adaptive"),
+    ({"max_norm": -1.0}, "max_norm must be a finite number > 0, got -1.0"),
+    ({"max_norm": 0}, "max_norm must be a finite number > 0"),
+    ({"mode": "value"}, "mode 'value' needs clip_value > 0, got None"),
+    ({"mode": "adaptive", "percentile": 0}, r"percentile must be in \(0, 100\]"),
+    ({"norm_type": -2}, "norm_type must be > 0 or inf"),
+])
+def test_clipper_bad_arguments(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        GradientClipper(**kwargs)
+
+
+# --- LayerDiagnostics ----------------------------------------------------------------------
+class Recorder(L.Callback):
+    """Direct computation of the diagnostics at step 0, from outside the callback."""
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+        if trainer.global_step == 0:
+            self.named = [(n, p.detach().clone(), p.grad.detach().clone())
+                          for n, p in pl_module.named_parameters() if p.grad is not None]
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step == 1:
+            params = dict(pl_module.named_parameters())
+            self.expected = {
+                n: {"w_norm": w.norm().item(), "grad_norm": g.norm().item(),
+                    "update_ratio": (params[n].detach() - w).norm().item() / w.norm().item(),
+                    "trust_ratio": w.norm().item() / g.norm().item()}
+                for n, w, g in self.named
+            }
+
+
+def test_logged_layer_norms_equal_a_direct_computation(make_trainer, tmp_path):
+    from lightning.pytorch.loggers import CSVLogger
+    import csv
+
+    diag, rec = LayerDiagnostics(every_n_steps=5, png="ratios.png"), Recorder()
+    data = ClassificationData("digits", batch_size=128)
+    task = ClassificationTask(data.input_shape, 10, network_kwargs={"hidden_dims": [32]})
+    trainer = make_trainer(max_epochs=2, callbacks=[rec, diag], logger=CSVLogger(tmp_path))
+    trainer.fit(task, datamodule=data)
+    step0, table = diag.history[0]
+    assert step0 == 0 and [s for s, _ in diag.history] == [0, 5, 10, 15]
+    assert set(table) == set(rec.expected)
+    for name, row in rec.expected.items():
+        for q, value in row.items():
+            assert table[name][q] == pytest.approx(value, rel=1e-5), (name, q)
+    rows = list(csv.DictReader(open(next(tmp_path.rglob("metrics.csv")))))
+    logged = next(r for r in rows if r.get("diag/net.1.weight/w_norm"))
+    assert float(logged["diag/net.1.weight/w_norm"]) == pytest.approx(rec.expected["net.1.weight"]["w_norm"], rel=1e-5)
+    png = next(tmp_path.rglob("ratios.png"))
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_diagnostics_bad_argument():
+    with pytest.raises(ConfigError, match="every_n_steps must be an integer >= 1, got 0"):
+        LayerDiagnostics(every_n_steps=0)
+
+
+# --- checkpoint and resume -----------------------------------------------------------------
+def test_checkpoint_keeps_the_guard_and_clipper_state(make_trainer, tmp_path):
+    guard, clipper = NonFiniteGuard("skip"), GradientClipper("adaptive", history=50)
+    task, trainer = _fit(make_trainer, [guard, clipper], fault="loss", fault_step=2)
+    path = tmp_path / "health.ckpt"
+    trainer.save_checkpoint(path)
+    assert guard.skipped == 1 and clipper._steps == trainer.global_step - 1
+
+    new_guard, new_clipper = NonFiniteGuard("skip"), GradientClipper("adaptive", history=50)
+    data = ClassificationData("digits", batch_size=128)
+    resumed = Faulty(data.input_shape, 10, network_kwargs={"hidden_dims": [32, 16]})
+    second = make_trainer(max_epochs=2, callbacks=[new_guard, new_clipper])
+    second.fit(resumed, datamodule=data, ckpt_path=path)
+    assert new_guard.skipped == 1
+    assert new_clipper._seen == clipper._seen + (second.global_step - trainer.global_step)
+    assert torch.equal(new_clipper._norms[: clipper._seen], clipper._norms[: clipper._seen])

@@ -148,13 +148,39 @@ def test_huge_lr_recovers_with_rollback_and_diverges_without(make_trainer):
                                   network_kwargs={"hidden_dims": [256, 128]})
         trainer = make_trainer(max_epochs=20, callbacks=callbacks)
         trainer.fit(task, datamodule=data)
-        return trainer.callback_metrics
+        return trainer.callback_metrics, trainer.optimizers[0].param_groups[0]["lr"]
 
-    unguarded = run([])
+    unguarded, _ = run([])
     assert not math.isfinite(unguarded["train_loss"]) and unguarded["val_acc"] < 0.2
+    # NaNs alone are not enough here: at lr 10 plain SGD kills this ReLU net through huge
+    # but finite steps (loss stuck at ln 10, no NaN ever), so the spike check is on too.
+    guard = NonFiniteGuard("rollback", lr_factor=0.1, max_consecutive=10, loss_spike_factor=10)
+    guarded, lr = run([guard])
+    assert guard.rollbacks >= 3 and guarded["val_acc"] >= 0.9
+    assert lr == pytest.approx(1000.0 * 0.1**guard.rollbacks) and lr <= 1.0
+
+
+def test_nan_only_rollback_reduces_the_lr_each_time(make_trainer):
+    # Without the spike check the guard still acts on every NaN: each rollback cuts the lr.
+    L.seed_everything(0)
+    data = ClassificationData("digits", batch_size=128)
+    task = ClassificationTask(data.input_shape, 10, optimizer="sgd", lr=1000.0,
+                              network_kwargs={"hidden_dims": [256, 128]})
     guard = NonFiniteGuard("rollback", lr_factor=0.1, max_consecutive=10)
-    guarded = run([guard])
-    assert guard.rollbacks >= 2 and guarded["val_acc"] >= 0.9
+    trainer = make_trainer(max_epochs=5, callbacks=[guard])
+    trainer.fit(task, datamodule=data)
+    assert guard.rollbacks >= 2
+    assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(1000.0 * 0.1**guard.rollbacks)
+    assert math.isfinite(trainer.callback_metrics["train_loss"])
+
+
+def test_loss_spike_is_named_in_the_message(make_trainer):
+    L.seed_everything(0)
+    data = ClassificationData("digits", batch_size=128)
+    task = ClassificationTask(data.input_shape, 10, optimizer="sgd", lr=1000.0)
+    with pytest.raises(NonFiniteError, match=r"the loss [\d.e+]+ is above 10 × its running mean"):
+        make_trainer(max_epochs=2, callbacks=[NonFiniteGuard("raise", loss_spike_factor=10)]).fit(
+            task, datamodule=data)
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [

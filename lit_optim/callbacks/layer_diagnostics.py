@@ -9,7 +9,7 @@ import lightning as L
 import torch
 from typing_extensions import override
 
-from lit_optim.callbacks._grads import params_with_grads
+from lit_optim.callbacks._grads import named_trainable, with_grads
 from lit_optim.errors import ConfigError
 
 __all__ = ["LayerDiagnostics"]
@@ -46,13 +46,18 @@ class LayerDiagnostics(L.Callback):
                 raise ConfigError("png needs matplotlib: pip install matplotlib") from None
         self.every_n_steps, self.png = every_n_steps, png
         self.history: list[tuple[int, dict[str, dict[str, float]]]] = []
+        self._named: list = []
         self._pending: tuple[list[str], list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]] | None = None
+
+    @override
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        self._named = named_trainable(pl_module)
 
     @override
     def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
         if trainer.sanity_checking or trainer.global_step % self.every_n_steps:
             return
-        names, params = params_with_grads(pl_module)
+        names, params = with_grads(self._named)
         if not params:
             return
         w_norms = torch._foreach_norm(params)

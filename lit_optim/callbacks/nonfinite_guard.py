@@ -10,7 +10,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from typing_extensions import override
 
-from lit_optim.callbacks._grads import max_abs, nonfinite_names, params_with_grads
+from lit_optim.callbacks._grads import any_nonfinite, named_trainable, nonfinite_names, with_grads
 from lit_optim.errors import ConfigError, LitOptimError
 
 __all__ = ["NonFiniteError", "NonFiniteGuard"]
@@ -23,8 +23,8 @@ class NonFiniteError(LitOptimError, FloatingPointError):
 
 
 class NonFiniteGuard(L.Callback):
-    """Check every optimizer step for a non-finite loss or gradient, and optionally the
-    weights after the step; then ``raise``, ``skip`` the step, ``rollback`` to the last good
+    """Check every optimizer step for a non-finite loss or gradient (optionally a loss
+    spike), and optionally the weights after the step; then ``raise``, ``skip`` the step, ``rollback`` to the last good
     weights and optimizer state, or ``stop`` training cleanly.
 
     Hooks: ``on_before_backward`` records whether the loss is finite;
@@ -42,12 +42,14 @@ class NonFiniteGuard(L.Callback):
         max_consecutive: for skip/rollback, how many bad checks in a row before giving up
             with a ``NonFiniteError``.
         snapshot_every_n_steps: for rollback, a clean check saves the weights and optimizer
-            state (on the training device) when at least this many steps have passed since
-            the last snapshot. A snapshot only proves the values were finite, not good: with
-            a wildly high lr, a longer interval lands rollbacks on saner weights.
+            state (on the training device) once this many steps have passed since the last
+            snapshot and since the last bad step (finite right after a blow-up is not healthy).
         lr_factor: for rollback, multiply every learning rate by this after restoring.
         snapshot_at_start: for rollback, snapshot the starting weights, so a bad step always
             has somewhere to go back to.
+        loss_spike_factor: if set, a finite loss above this many times its running mean
+            (an EMA over good steps) is treated as bad too. Divergence often passes through
+            huge finite values, or ends in a dead network, without ever producing a NaN.
     """
 
     def __init__(
@@ -60,6 +62,7 @@ class NonFiniteGuard(L.Callback):
         snapshot_every_n_steps: int = 50,
         lr_factor: float = 1.0,
         snapshot_at_start: bool = True,
+        loss_spike_factor: float | None = None,
     ) -> None:
         if action not in ACTIONS:
             raise ConfigError(f"action must be one of {'|'.join(ACTIONS)}, got {action!r}")
@@ -70,6 +73,8 @@ class NonFiniteGuard(L.Callback):
                 raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
         if not 0 < lr_factor <= 1:
             raise ConfigError(f"lr_factor must be in (0, 1], got {lr_factor!r}")
+        if loss_spike_factor is not None and not loss_spike_factor > 1:
+            raise ConfigError(f"loss_spike_factor must be > 1, got {loss_spike_factor!r}")
         if action == "skip" and check_every_n_steps != 1:
             raise ConfigError(
                 "action 'skip' needs check_every_n_steps=1: a step can only be dropped while it "
@@ -82,6 +87,9 @@ class NonFiniteGuard(L.Callback):
         self.snapshot_every_n_steps = snapshot_every_n_steps
         self.lr_factor = lr_factor
         self.snapshot_at_start = snapshot_at_start
+        self.loss_spike_factor = loss_spike_factor
+        self._loss_ema: torch.Tensor | None = None
+        self._spike = False
         # Counters and the stop reason are checkpointed (state_dict); the snapshot is not.
         self.skipped = 0
         self.rollbacks = 0
@@ -90,8 +98,14 @@ class NonFiniteGuard(L.Callback):
         self._loss_bad: torch.Tensor | None = None
         self._window_bad: torch.Tensor | None = None
         self._snapshot: dict[str, Any] | None = None
+        self._named: list = []
+        self._last_bad_step = -1
 
     # -- hooks ------------------------------------------------------------------------------
+    @override
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        self._named = named_trainable(pl_module)
+
     @override
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.action == "rollback" and self.snapshot_at_start:
@@ -99,14 +113,25 @@ class NonFiniteGuard(L.Callback):
 
     @override
     def on_before_backward(self, trainer, pl_module, loss: torch.Tensor) -> None:
-        self._loss_bad = ~torch.isfinite(loss.detach())
+        loss = loss.detach()
+        self._loss_bad = ~torch.isfinite(loss)
+        if self.loss_spike_factor is not None:
+            ema = self._loss_ema
+            if ema is None:
+                ema = torch.full_like(loss, float("nan"))
+            spike = loss > self.loss_spike_factor * ema  # False while ema is NaN
+            self._loss_bad = self._loss_bad | spike
+            # The mean follows good steps only (device-side select, no sync).
+            fresh = torch.where(torch.isnan(ema), loss, 0.9 * ema + 0.1 * loss)
+            self._loss_ema = torch.where(self._loss_bad, ema, fresh)
+            self._last_loss, self._last_ema = loss, ema
 
     @override
     def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
         if trainer.sanity_checking:
             return
-        names, params = params_with_grads(pl_module)
-        step_bad = ~torch.isfinite(max_abs([p.grad for p in params])).all()
+        names, params = with_grads(self._named)
+        step_bad = any_nonfinite([p.grad for p in params])
         if self._loss_bad is not None:
             step_bad = step_bad | self._loss_bad.to(step_bad.device)
         self._accumulate(step_bad)
@@ -116,18 +141,22 @@ class NonFiniteGuard(L.Callback):
         self._window_bad = None
         if not bool(bad.item()):  # the one host read per check
             self.consecutive = 0
-            if self.action == "rollback" and (
-                self._snapshot is None
-                or trainer.global_step - self._snapshot["step"] >= self.snapshot_every_n_steps
-            ):
+            # A state becomes a snapshot only after snapshot_every_n_steps clean steps since
+            # both the last snapshot and the last bad step: finite right after a blow-up is
+            # not the same as healthy.
+            since = min(trainer.global_step - self._snapshot["step"] if self._snapshot else 1 << 62,
+                        trainer.global_step - self._last_bad_step)
+            if self.action == "rollback" and (self._snapshot is None and self._last_bad_step < 0
+                                              or since >= self.snapshot_every_n_steps):
                 self._take_snapshot(trainer, pl_module)
             return
+        self._last_bad_step = trainer.global_step
         self._act(trainer, pl_module, self._describe(trainer, pl_module, names, params))
 
     @override
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if self.check_params:
-            self._accumulate(~torch.isfinite(max_abs(list(pl_module.parameters()))).all())
+            self._accumulate(any_nonfinite([p for _, p in self._named]))
 
     @override
     def on_train_epoch_end(self, trainer, pl_module) -> None:
@@ -142,12 +171,16 @@ class NonFiniteGuard(L.Callback):
     def _describe(self, trainer, pl_module, names, params) -> str:
         parts = []
         if self._loss_bad is not None and bool(self._loss_bad.item()):
-            parts.append("the loss is non-finite")
+            last = getattr(self, "_last_loss", None)
+            if last is not None and torch.isfinite(last):
+                parts.append(f"the loss {last.item():.4g} is above {self.loss_spike_factor:g} × "
+                             f"its running mean {self._last_ema.item():.4g}")
+            else:
+                parts.append("the loss is non-finite")
         grad_names = nonfinite_names(names, [p.grad for p in params])
         if grad_names:
             parts.append("non-finite gradient in " + ", ".join(grad_names))
-        all_names, all_params = zip(*pl_module.named_parameters())
-        weight_names = nonfinite_names(list(all_names), list(all_params))
+        weight_names = nonfinite_names([n for n, _ in self._named], [p for _, p in self._named])
         if weight_names:
             parts.append("non-finite weights in " + ", ".join(weight_names))
         where = (f"step {trainer.global_step}" if self.check_every_n_steps == 1 else
@@ -220,7 +253,8 @@ class NonFiniteGuard(L.Callback):
     @override
     def state_dict(self) -> dict[str, Any]:
         return {"skipped": self.skipped, "rollbacks": self.rollbacks,
-                "consecutive": self.consecutive, "stop_reason": self.stop_reason}
+                "consecutive": self.consecutive, "stop_reason": self.stop_reason,
+                "loss_ema": self._loss_ema}
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -228,6 +262,7 @@ class NonFiniteGuard(L.Callback):
         self.rollbacks = state_dict["rollbacks"]
         self.consecutive = state_dict["consecutive"]
         self.stop_reason = state_dict["stop_reason"]
+        self._loss_ema = state_dict.get("loss_ema")
 
 
 def _scale_base_lrs(scheduler, factor: float) -> None:

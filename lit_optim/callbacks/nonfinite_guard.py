@@ -48,8 +48,10 @@ class NonFiniteGuard(L.Callback):
         snapshot_at_start: for rollback, snapshot the starting weights, so a bad step always
             has somewhere to go back to.
         loss_spike_factor: if set, a finite loss above this many times its running mean
-            (an EMA over good steps) is treated as bad too. Divergence often passes through
-            huge finite values, or ends in a dead network, without ever producing a NaN.
+            (an EMA over good steps) and above the first loss of the run is treated as bad
+            too. Divergence often passes through huge finite values, or ends in a dead
+            network, without ever producing a NaN; the second condition keeps late-training
+            noise on tiny losses from counting as a spike.
     """
 
     def __init__(
@@ -89,7 +91,7 @@ class NonFiniteGuard(L.Callback):
         self.snapshot_at_start = snapshot_at_start
         self.loss_spike_factor = loss_spike_factor
         self._loss_ema: torch.Tensor | None = None
-        self._spike = False
+        self._loss_first: torch.Tensor | None = None
         # Counters and the stop reason are checkpointed (state_dict); the snapshot is not.
         self.skipped = 0
         self.rollbacks = 0
@@ -119,7 +121,9 @@ class NonFiniteGuard(L.Callback):
             ema = self._loss_ema
             if ema is None:
                 ema = torch.full_like(loss, float("nan"))
-            spike = loss > self.loss_spike_factor * ema  # False while ema is NaN
+                self._loss_first = loss.clone()
+            # Comparisons with NaN are False: no spike before the first good loss is known.
+            spike = (loss > self.loss_spike_factor * ema) & (loss > self._loss_first)
             self._loss_bad = self._loss_bad | spike
             # The mean follows good steps only (device-side select, no sync).
             fresh = torch.where(torch.isnan(ema), loss, 0.9 * ema + 0.1 * loss)
@@ -254,7 +258,7 @@ class NonFiniteGuard(L.Callback):
     def state_dict(self) -> dict[str, Any]:
         return {"skipped": self.skipped, "rollbacks": self.rollbacks,
                 "consecutive": self.consecutive, "stop_reason": self.stop_reason,
-                "loss_ema": self._loss_ema}
+                "loss_ema": self._loss_ema, "loss_first": self._loss_first}
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -263,6 +267,7 @@ class NonFiniteGuard(L.Callback):
         self.consecutive = state_dict["consecutive"]
         self.stop_reason = state_dict["stop_reason"]
         self._loss_ema = state_dict.get("loss_ema")
+        self._loss_first = state_dict.get("loss_first")
 
 
 def _scale_base_lrs(scheduler, factor: float) -> None:

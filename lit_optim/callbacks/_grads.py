@@ -25,6 +25,19 @@ def norms(tensors: list[torch.Tensor], norm_type: float = 2.0) -> torch.Tensor:
     return torch.stack(torch._foreach_norm(tensors, norm_type, dtype=torch.float32))
 
 
+def grad_norms(trainer, params: list[nn.Parameter], norm_type: float = 2.0) -> torch.Tensor:
+    """Per-parameter gradient norms for this optimizer step, computed once per step and
+    shared: the guard and the clipper both need them in the same hook. (If the clipper runs
+    first, the guard reads pre-clip norms: finiteness is the same either way.)"""
+    key = (trainer.global_step, norm_type, len(params), id(params[0].grad) if params else 0)
+    cached = getattr(trainer, "_lit_optim_grad_norms", None)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    value = norms([p.grad for p in params], norm_type)
+    trainer._lit_optim_grad_norms = (key, value)
+    return value
+
+
 def any_nonfinite(tensors: list[torch.Tensor]) -> torch.Tensor:
     """Device bool: does any tensor hold an inf or NaN? Uses 2-norms (an inf-norm kernel is
     ~8× slower on CPU); a NaN or inf makes its norm non-finite. A finite tensor whose norm

@@ -10,7 +10,13 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from typing_extensions import override
 
-from lit_optim.callbacks._grads import any_nonfinite, named_trainable, nonfinite_names, with_grads
+from lit_optim.callbacks._grads import (
+    any_nonfinite,
+    grad_norms,
+    named_trainable,
+    nonfinite_names,
+    with_grads,
+)
 from lit_optim.errors import ConfigError, LitOptimError
 
 __all__ = ["NonFiniteError", "NonFiniteGuard"]
@@ -135,7 +141,8 @@ class NonFiniteGuard(L.Callback):
         if trainer.sanity_checking:
             return
         names, params = with_grads(self._named)
-        step_bad = any_nonfinite([p.grad for p in params])
+        step_bad = (~torch.isfinite(grad_norms(trainer, params)).all() if params
+                    else torch.zeros((), dtype=torch.bool))
         if self._loss_bad is not None:
             step_bad = step_bad | self._loss_bad.to(step_bad.device)
         self._accumulate(step_bad)

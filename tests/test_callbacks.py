@@ -316,3 +316,72 @@ def test_checkpoint_keeps_the_guard_and_clipper_state(make_trainer, tmp_path):
     assert new_guard.skipped == 1
     assert new_clipper._seen == clipper._seen + (second.global_step - trainer.global_step)
     assert torch.equal(new_clipper._norms[: clipper._seen], clipper._norms[: clipper._seen])
+
+
+def test_recipes_switch_the_callbacks_on_by_name(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from lit_optim.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.argv", ["lit-optim"])
+    extra = tmp_path / "health.yaml"
+    extra.write_text(
+        "trainer:\n"
+        "  callbacks:\n"
+        "    - class_path: lit_optim.callbacks.NonFiniteGuard\n"
+        "      init_args: {action: rollback, lr_factor: 0.1, loss_spike_factor: 10}\n"
+        "    - class_path: GradientClipper\n"  # a short class name works too
+        "      init_args: {mode: adaptive, percentile: 10}\n"
+        "    - class_path: lit_optim.callbacks.LayerDiagnostics\n"
+        "      init_args: {every_n_steps: 5, png: layer_ratios.png}\n"
+    )
+    recipe = Path(__file__).resolve().parents[1] / "recipes" / "digits" / "mlp.yaml"
+    main(["fit", "--config", str(recipe), "--config", str(extra), "--trainer.max_epochs", "2",
+          "--trainer.enable_progress_bar", "false"])
+    assert any(tmp_path.rglob("layer_ratios.png"))
+    saved = yaml.safe_load(next(tmp_path.rglob("config.yaml")).read_text())
+    names = [cb["class_path"] for cb in saved["trainer"]["callbacks"]]
+    assert names == ["lit_optim.callbacks.NonFiniteGuard",
+                     "lit_optim.callbacks.GradientClipper",
+                     "lit_optim.callbacks.LayerDiagnostics"]
+
+
+def test_bad_callback_argument_from_a_recipe_is_one_clear_error(tmp_path, monkeypatch, capsys):
+    from pathlib import Path
+
+    from lit_optim.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.argv", ["lit-optim"])
+    recipe = Path(__file__).resolve().parents[1] / "recipes" / "digits" / "mlp.yaml"
+    with pytest.raises(SystemExit) as info:
+        main(["fit", "--config", str(recipe), "--trainer.callbacks+=NonFiniteGuard",
+              "--trainer.callbacks.action=explode"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "Traceback" not in err
+    assert "explode" in err
+
+
+def test_nan_weight_with_rollback_goes_back_to_finite_weights(make_trainer):
+    guard = NonFiniteGuard("rollback", check_params=True, snapshot_every_n_steps=2)
+    task, trainer = _fit(make_trainer, [guard], fault="param", fault_step=5)
+    assert guard.rollbacks == 1
+    # The weight was poisoned before step 5's forward; the check after step 5 caught it and
+    # step 6 started from the snapshot taken at the clean check of step 4.
+    for snap, now in zip(task.before[4], task.before[6]):
+        assert torch.equal(snap, now)
+    assert all(torch.isfinite(p).all() for p in task.parameters())
+
+
+def test_nan_weight_with_stop_names_the_weight(make_trainer):
+    guard = NonFiniteGuard("stop", check_params=True)
+    with pytest.warns(UserWarning, match="non-finite weights in net.3.weight"):
+        _fit(make_trainer, [guard], fault="param", fault_step=5)
+    assert "net.3.weight" in guard.stop_reason
+
+
+def test_nan_weight_with_skip_gives_up_since_no_step_can_fix_it(make_trainer):
+    guard = NonFiniteGuard("skip", check_params=True, max_consecutive=2)
+    with pytest.raises(NonFiniteError, match="net.3.weight.*giving up"):
+        _fit(make_trainer, [guard], fault="param", fault_step=5)

@@ -103,6 +103,7 @@ class NonFiniteGuard(L.Callback):
         self.rollbacks = 0
         self.consecutive = 0
         self.stop_reason: str | None = None
+        self._loss: torch.Tensor | None = None
         self._loss_bad: torch.Tensor | None = None
         self._window_bad: torch.Tensor | None = None
         self._snapshot: dict[str, Any] | None = None
@@ -122,8 +123,10 @@ class NonFiniteGuard(L.Callback):
     @override
     def on_before_backward(self, trainer, pl_module, loss: torch.Tensor) -> None:
         loss = loss.detach()
-        self._loss_bad = ~torch.isfinite(loss)
+        self._loss = loss  # checked together with the gradients, in one kernel chain
+        self._loss_bad = None
         if self.loss_spike_factor is not None:
+            self._loss_bad = ~torch.isfinite(loss)
             ema = self._loss_ema
             if ema is None:
                 ema = torch.full_like(loss, float("nan"))
@@ -134,23 +137,29 @@ class NonFiniteGuard(L.Callback):
             # The mean follows good steps only (device-side select, no sync).
             fresh = torch.where(torch.isnan(ema), loss, 0.9 * ema + 0.1 * loss)
             self._loss_ema = torch.where(self._loss_bad, ema, fresh)
-            self._last_loss, self._last_ema = loss, ema
+            self._last_ema = ema
 
     @override
     def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
         if trainer.sanity_checking:
             return
         names, params = with_grads(self._named)
-        step_bad = (~torch.isfinite(grad_norms(trainer, params)).all() if params
-                    else torch.zeros((), dtype=torch.bool))
-        if self._loss_bad is not None:
-            step_bad = step_bad | self._loss_bad.to(step_bad.device)
+        # One chain of three tiny kernels: a NaN/Inf anywhere in the loss or in any gradient
+        # makes the sum of loss and gradient norms non-finite.
+        total = self._loss if self._loss is not None else torch.zeros(())
+        if params:
+            total = grad_norms(trainer, params).sum() + total.to(params[0].device)
+        step_bad = ~torch.isfinite(total)
+        if self._loss_bad is not None:  # the spike check
+            step_bad = step_bad | self._loss_bad
         self._accumulate(step_bad)
         if (trainer.global_step + 1) % self.check_every_n_steps:
             return  # no host sync on this step
-        bad = trainer.strategy.reduce(self._window_bad.float(), reduce_op="max")
+        bad = self._window_bad
         self._window_bad = None
-        if not bool(bad.item()):  # the one host read per check
+        if trainer.world_size > 1:  # every rank must take the same decision
+            bad = trainer.strategy.reduce(bad.float(), reduce_op="max")
+        if not bool(bad):  # the one host read per check
             self.consecutive = 0
             # A state becomes a snapshot only after snapshot_every_n_steps clean steps since
             # both the last snapshot and the last bad step: finite right after a blow-up is
@@ -177,17 +186,15 @@ class NonFiniteGuard(L.Callback):
 
     # -- decisions --------------------------------------------------------------------------
     def _accumulate(self, bad: torch.Tensor) -> None:
-        self._window_bad = bad if self._window_bad is None else self._window_bad | bad
+        self._window_bad = bad if self._window_bad is None else self._window_bad | bad.to(self._window_bad.device)
 
     def _describe(self, trainer, pl_module, names, params) -> str:
         parts = []
-        if self._loss_bad is not None and bool(self._loss_bad.item()):
-            last = getattr(self, "_last_loss", None)
-            if last is not None and torch.isfinite(last):
-                parts.append(f"the loss {last.item():.4g} is above {self.loss_spike_factor:g} × "
-                             f"its running mean {self._last_ema.item():.4g}")
-            else:
-                parts.append("the loss is non-finite")
+        if self._loss is not None and not torch.isfinite(self._loss):
+            parts.append("the loss is non-finite")
+        elif self._loss_bad is not None and bool(self._loss_bad):
+            parts.append(f"the loss {self._loss.item():.4g} is above {self.loss_spike_factor:g} × "
+                         f"its running mean {self._last_ema.item():.4g}")
         grad_names = nonfinite_names(names, [p.grad for p in params])
         if grad_names:
             parts.append("non-finite gradient in " + ", ".join(grad_names))

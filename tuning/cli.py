@@ -1,0 +1,80 @@
+"""``lit-tune``: run, inspect and export Optuna studies over a lit-optim recipe.
+
+    lit-tune run --recipe recipes/digits/mlp.yaml --space recipes/digits/search.yaml \\
+        --n-trials 50 --study digits-mlp [--storage URL] [--n-workers N]
+    lit-tune best --study digits-mlp [--storage URL] --export best.yaml
+    lit-tune report --study digits-mlp [--storage URL]
+
+Without --storage a study lives in runs/<study>/study.db (a journal file with --n-workers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import optuna
+
+from lit_optim import LitOptimError
+from tuning.report import summary_table, write_report
+from tuning.storage import default_storage_url
+from tuning.study import PRUNERS, SAMPLERS, export_best, load_study, run_study
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lit-tune", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--study", required=True, help="study name")
+    common.add_argument("--storage", help="Optuna storage URL, or journal:PATH")
+    common.add_argument("--run-dir", default="runs", type=Path, help="parent of runs/<study>/")
+    run = sub.add_parser("run", parents=[common], help="create or resume a study and run it")
+    run.add_argument("--recipe", required=True)
+    run.add_argument("--space", required=True)
+    run.add_argument("--n-trials", type=int, default=50, help="finished trials the study should have")
+    run.add_argument("--n-workers", type=int, default=1)
+    run.add_argument("--sampler", default="tpe", help=f"one of {', '.join(SAMPLERS)}")
+    run.add_argument("--pruner", default="median", help=f"one of {', '.join(PRUNERS)}")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--accelerator", default="auto")
+    best = sub.add_parser("best", parents=[common], help="show the best trial")
+    best.add_argument("--export", type=Path, help="write the best trial's recipe here")
+    sub.add_parser("report", parents=[common], help="plots and a summary in runs/<study>/report")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        n_workers = getattr(args, "n_workers", 1)
+        storage = args.storage or default_storage_url(args.run_dir, args.study, n_workers)
+        if args.command == "run":
+            study = run_study(recipe=args.recipe, space=args.space, study_name=args.study,
+                              storage_url=storage, run_dir=args.run_dir / args.study,
+                              n_trials=args.n_trials, n_workers=n_workers, sampler=args.sampler,
+                              pruner=args.pruner, seed=args.seed, accelerator=args.accelerator)
+            print(summary_table(study))
+        elif args.command == "best":
+            study = load_study(args.study, storage)
+            print(summary_table(study))
+            if args.export:
+                print(f"wrote {export_best(study, args.export)}")
+        else:
+            study = load_study(args.study, storage)
+            for path in write_report(study, args.run_dir / args.study / "report"):
+                print(path)
+    except LitOptimError as err:
+        print(f"lit-tune: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except ValueError as err:  # optuna: e.g. best_trial of a study with no completed trial
+        print(f"lit-tune: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,96 @@
+"""The objective: recipe + trial → LightningCLI objects → Trainer.fit → the monitored metric.
+
+Optuna owns sampling, pruning and storage; this module owns turning a trial into a run. A
+trial's parameters are overrides of the recipe (same dotted paths as the CLI); the merged
+recipe is written to the trial's folder, so every trial can be re-run with ``lit-optim fit``.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna_integration import PyTorchLightningPruningCallback
+
+from lit_optim import LitOptimError
+from lit_optim.callbacks import NonFiniteError, NonFiniteGuard
+from lit_optim.cli import LitOptimCLI
+from lit_optim.data import ClassificationData
+from lit_optim.task import ClassificationTask
+from tuning.recipe import apply_overrides, write_recipe
+from tuning.space import SearchSpace
+
+__all__ = ["Objective", "trial_overrides"]
+
+# What a trial's Trainer always gets, whatever the recipe says: no per-trial files beyond the
+# merged recipe, no progress bars interleaving across workers.
+TRIAL_TRAINER_ARGS = [
+    "--trainer.logger=false",
+    "--trainer.enable_checkpointing=false",
+    "--trainer.enable_progress_bar=false",
+    "--trainer.enable_model_summary=false",
+]
+
+
+def trial_overrides(trial: optuna.trial.FrozenTrial | optuna.Trial) -> dict[str, Any]:
+    return dict(trial.params)
+
+
+class Objective:
+    """Callable for ``study.optimize``.
+
+    Args:
+        recipe: the recipe as a dict (see ``tuning.recipe.load_recipe``).
+        space: the parsed search space.
+        run_dir: ``runs/<study>``; each trial writes ``trial_<n>/recipe.yaml`` there.
+        accelerator: the Trainer's accelerator for every trial.
+        devices: the Trainer's devices (a worker's own GPU under ``--n-workers``).
+    """
+
+    def __init__(self, recipe: dict[str, Any], space: SearchSpace, run_dir: Path,
+                 *, accelerator: str = "auto", devices: Any = "auto") -> None:
+        self.recipe, self.space, self.run_dir = recipe, space, Path(run_dir)
+        self.accelerator, self.devices = accelerator, devices
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        merged = apply_overrides(self.recipe, self.space.suggest(trial))
+        path = write_recipe(merged, self.run_dir / f"trial_{trial.number}" / "recipe.yaml",
+                            header=f"trial {trial.number} of study {trial.study.study_name}")
+        try:
+            cli = LitOptimCLI(
+                ClassificationTask, ClassificationData, run=False,
+                args=["--config", str(path), *TRIAL_TRAINER_ARGS,
+                      f"--trainer.accelerator={self.accelerator}",
+                      f"--trainer.devices={self.devices}"],
+                auto_configure_optimizers=False,
+                save_config_callback=None,
+            )
+        except SystemExit as err:  # jsonargparse rejected the merged recipe
+            raise optuna.TrialPruned(f"invalid configuration (exit {err.code})") from None
+        trainer = cli.trainer
+        pruning = PyTorchLightningPruningCallback(trial, monitor=self.space.metric)
+        guard = next((cb for cb in trainer.callbacks if isinstance(cb, NonFiniteGuard)), None)
+        if guard is None:  # a diverging trial must end early and say why
+            guard = NonFiniteGuard("stop")
+            trainer.callbacks.append(guard)
+        trainer.callbacks.append(pruning)
+        try:
+            trainer.fit(cli.model, datamodule=cli.datamodule)
+        except NonFiniteError as err:
+            self._prune(trial, f"diverged: {err}")
+        except LitOptimError as err:  # e.g. a warmup longer than this trial's run
+            self._prune(trial, f"invalid configuration: {err}")
+        if guard.stop_reason:
+            self._prune(trial, f"diverged: {guard.stop_reason}")
+        pruning.check_pruned()
+        value = trainer.callback_metrics.get(self.space.metric)
+        if value is None or not math.isfinite(float(value)):
+            self._prune(trial, f"{self.space.metric} is {value}: diverged or never logged")
+        return float(value)
+
+    @staticmethod
+    def _prune(trial: optuna.Trial, reason: str) -> None:
+        trial.set_user_attr("pruned_reason", reason)
+        raise optuna.TrialPruned(reason)

@@ -1,0 +1,48 @@
+"""Recipes as nested dicts: load one, apply a trial's dotted overrides, write the result."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lit_optim import ConfigError
+
+__all__ = ["apply_overrides", "load_recipe", "write_recipe"]
+
+
+def load_recipe(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"recipe {path} does not exist")
+    recipe = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(recipe, dict):
+        raise ConfigError(f"recipe {path} is not a mapping")
+    return recipe
+
+
+def apply_overrides(recipe: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``recipe`` with {"model.optimizer_kwargs.momentum": 0.9, …} set in place."""
+    merged = copy.deepcopy(recipe)
+    for path, value in overrides.items():
+        node = merged
+        *parents, leaf = path.split(".")
+        for key in parents:
+            child = node.get(key)
+            if child is None:
+                child = node[key] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"cannot set {path}: {key} is {child!r}, not a mapping")
+            node = child
+        node[leaf] = value
+    return merged
+
+
+def write_recipe(recipe: dict[str, Any], path: str | Path, header: str = "") -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    body = yaml.safe_dump(recipe, sort_keys=False)
+    path.write_text("".join(f"# {line}\n" if line else "#\n" for line in header.splitlines()) + body)
+    return path

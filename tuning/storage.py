@@ -1,0 +1,50 @@
+"""Where a study lives: a SQLite file by default, a journal file for several local workers,
+or any Optuna storage URL (PostgreSQL when several machines share a study)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+from optuna.storages import JournalStorage, RDBStorage
+from optuna.storages.journal import JournalFileBackend
+
+from lit_optim import ConfigError
+
+__all__ = ["default_storage_url", "open_storage"]
+
+# Heartbeats let a restarted study mark trials of a killed worker as failed.
+HEARTBEAT_S = 10
+GRACE_S = 30
+
+
+def default_storage_url(run_dir: Path, study: str, n_workers: int) -> str:
+    folder = run_dir / study
+    folder.mkdir(parents=True, exist_ok=True)
+    if n_workers > 1:
+        return f"journal:{folder / 'journal.log'}"
+    return f"sqlite:///{folder / 'study.db'}"
+
+
+def open_storage(url: str, *, n_workers: int = 1) -> optuna.storages.BaseStorage:
+    """An Optuna storage for ``url``: ``sqlite:///…``, ``postgresql://…`` (any SQLAlchemy URL)
+    or ``journal:PATH`` (Optuna's journal file, safe for several processes on one machine)."""
+    if url.startswith("journal:"):
+        path = Path(url[len("journal:"):]).expanduser()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(JournalFileBackend(str(path)))
+    if url.startswith("sqlite") and n_workers > 1:
+        raise ConfigError(
+            f"SQLite cannot take {n_workers} worker processes: it locks the whole file on every "
+            "write, so workers time out or fail trials. Drop --storage to use a journal file "
+            "(runs/<study>/journal.log), pass --storage journal:PATH, or use a PostgreSQL URL"
+        )
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+                              engine_kwargs={"pool_pre_ping": True})
+    except Exception as err:  # noqa: BLE001 - any driver/connection failure reads the same
+        raise ConfigError(f"cannot open storage {url!r}: {type(err).__name__}: {err}") from None

@@ -1,0 +1,162 @@
+"""Studies: samplers and pruners by name, running (one or several worker processes), the
+best trial, and its export as a recipe."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+import optuna
+from optuna.study import MaxTrialsCallback
+from optuna.trial import TrialState
+
+from lit_optim import ConfigError, UnknownNameError
+from tuning.objective import Objective
+from tuning.recipe import apply_overrides, load_recipe, write_recipe
+from tuning.space import SearchSpace, load_space
+from tuning.storage import open_storage
+
+__all__ = ["PRUNERS", "SAMPLERS", "export_best", "load_study", "make_pruner", "make_sampler", "run_study"]
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+SAMPLERS: dict[str, Callable[[SearchSpace, int], optuna.samplers.BaseSampler]] = {
+    "tpe": lambda space, seed: optuna.samplers.TPESampler(seed=seed),
+    "random": lambda space, seed: optuna.samplers.RandomSampler(seed=seed),
+    "qmc": lambda space, seed: optuna.samplers.QMCSampler(seed=seed),
+    "cmaes": lambda space, seed: optuna.samplers.CmaEsSampler(seed=seed),
+    "gp": lambda space, seed: optuna.samplers.GPSampler(seed=seed),
+    "grid": lambda space, seed: optuna.samplers.GridSampler(space.grid(), seed=seed),
+}
+PRUNERS: dict[str, Callable[[], optuna.pruners.BasePruner]] = {
+    "median": lambda: optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=2),
+    "hyperband": lambda: optuna.pruners.HyperbandPruner(),
+    "successive_halving": lambda: optuna.pruners.SuccessiveHalvingPruner(),
+    "none": lambda: optuna.pruners.NopPruner(),
+}
+
+
+def _pick(table: dict[str, Any], name: str, kind: str):
+    import difflib
+
+    if name not in table:
+        close = difflib.get_close_matches(name, table, n=3, cutoff=0.5)
+        hint = f"did you mean {', '.join(map(repr, close))}?" if close else f"choose one of: {', '.join(table)}"
+        raise UnknownNameError(f"unknown {kind} {name!r}; {hint}")
+    return table[name]
+
+
+def make_sampler(name: str, space: SearchSpace, seed: int) -> optuna.samplers.BaseSampler:
+    return _pick(SAMPLERS, name, "sampler")(space, seed)
+
+
+def make_pruner(name: str) -> optuna.pruners.BasePruner:
+    return _pick(PRUNERS, name, "pruner")()
+
+
+def load_study(name: str, storage_url: str) -> optuna.Study:
+    """An existing study; a missing one is an error (``best`` and ``report`` never create)."""
+    storage = open_storage(storage_url)
+    names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
+    if name not in names:
+        import difflib
+
+        close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
+        hint = (f"did you mean {', '.join(map(repr, close))}?" if close else
+                f"studies there: {', '.join(names) or 'none'}")
+        raise ConfigError(f"no study {name!r} in {storage_url}; {hint}")
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+def _mark_orphans_failed(study: optuna.Study) -> int:
+    """Journal storage has no heartbeat: trials left RUNNING by a killed run are failed here,
+    when a new run starts (one `lit-tune run` per journal at a time)."""
+    orphans = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    for trial in orphans:
+        study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+    return len(orphans)
+
+
+def _worker(study_name: str, storage_url: str, recipe_path: str, space_path: str,
+            run_dir: str, n_trials: int, sampler: str, pruner: str, seed: int,
+            accelerator: str, devices: Any, n_workers: int) -> None:
+    """One optimization loop; also the body of each ``--n-workers`` process."""
+    import logging
+    import warnings
+
+    # One line per trial from optuna's progress bar, not Lightning's per-fit banner.
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", ".*(does not have many workers|Tip:|LeafSpec|heartbeat).*")
+    if n_workers > 1 and accelerator == "cpu":
+        import torch
+
+        # Share the cores instead of every worker spinning up one thread per core.
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // n_workers))
+    space = load_space(space_path)
+    storage = open_storage(storage_url, n_workers=n_workers)
+    study = optuna.load_study(study_name=study_name, storage=storage,
+                              sampler=make_sampler(sampler, space, seed),
+                              pruner=make_pruner(pruner))
+    objective = Objective(load_recipe(recipe_path), space, Path(run_dir),
+                          accelerator=accelerator, devices=devices)
+    done = len(study.get_trials(deepcopy=False, states=FINISHED))
+    if done >= n_trials:
+        return
+    study.optimize(objective, n_trials=None if n_workers > 1 else n_trials - done,
+                   callbacks=[MaxTrialsCallback(n_trials, states=FINISHED)],
+                   catch=(Exception,), show_progress_bar=n_workers == 1)
+
+
+def run_study(*, recipe: str, space: str, study_name: str, storage_url: str, run_dir: Path,
+              n_trials: int, n_workers: int = 1, sampler: str = "tpe", pruner: str = "median",
+              seed: int = 0, accelerator: str = "auto") -> optuna.Study:
+    """Create or resume ``study_name`` and run it until it has ``n_trials`` finished trials."""
+    parsed = load_space(space)  # every check before anything is written
+    load_recipe(recipe)
+    make_sampler(sampler, parsed, seed)
+    make_pruner(pruner)
+    if n_trials < 1 or n_workers < 1:
+        raise ConfigError(f"n_trials and n_workers must be >= 1, got {n_trials}, {n_workers}")
+    storage = open_storage(storage_url, n_workers=n_workers)
+    study = optuna.create_study(study_name=study_name, storage=storage, load_if_exists=True,
+                                direction=parsed.direction)
+    study.set_user_attr("metric", parsed.metric)
+    study.set_user_attr("recipe", str(Path(recipe).resolve()))
+    if storage_url.startswith("journal:"):
+        _mark_orphans_failed(study)
+    args = (study_name, storage_url, recipe, space, str(run_dir), n_trials, sampler, pruner)
+    if n_workers == 1:
+        _worker(*args, seed, accelerator, "auto", 1)
+    else:
+        gpus = _gpu_count() if accelerator in ("auto", "gpu", "cuda") else 0
+        ctx = mp.get_context("spawn")
+        procs = []
+        for rank in range(n_workers):
+            # Each worker its own GPU when there are enough; its own sampler seed.
+            devices = [rank % gpus] if gpus else "auto"
+            p = ctx.Process(target=_worker, args=(*args, seed + rank,
+                                                 accelerator if gpus else ("cpu" if accelerator == "auto" else accelerator),
+                                                 devices, n_workers))
+            p.start()
+            procs.append(p)
+        for p in procs:
+            p.join()
+    return optuna.load_study(study_name=study_name, storage=open_storage(storage_url, n_workers=n_workers))
+
+
+def _gpu_count() -> int:
+    import torch
+
+    return torch.cuda.device_count()
+
+
+def export_best(study: optuna.Study, path: str | Path) -> Path:
+    """The recipe the best trial ran, as a file ``lit-optim fit --config`` takes."""
+    best = study.best_trial
+    recipe = load_recipe(study.user_attrs["recipe"])
+    merged = apply_overrides(recipe, dict(best.params))
+    header = (f"lit-optim fit --config {path}\n\nbest trial {best.number} of study "
+              f"{study.study_name}: {study.user_attrs.get('metric', 'value')} = {best.value:.6f}")
+    return write_recipe(merged, path, header=header)

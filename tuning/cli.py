@@ -52,7 +52,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         n_workers = getattr(args, "n_workers", 1)
-        storage = args.storage or default_storage_url(args.run_dir, args.study, n_workers)
+        storage = args.storage or default_storage_url(
+            args.run_dir, args.study, n_workers, create=args.command == "run")
         if args.command == "run":
             study = run_study(recipe=args.recipe, space=args.space, study_name=args.study,
                               storage_url=storage, run_dir=args.run_dir / args.study,

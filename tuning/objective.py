@@ -72,8 +72,10 @@ class Objective:
         trainer = cli.trainer
         pruning = PyTorchLightningPruningCallback(trial, monitor=self.space.metric)
         guard = next((cb for cb in trainer.callbacks if isinstance(cb, NonFiniteGuard)), None)
-        if guard is None:  # a diverging trial must end early and say why
-            guard = NonFiniteGuard("stop")
+        if guard is None:
+            # A diverging trial must end early and say why. Divergence is a NaN/Inf or a loss
+            # spike: a too-high lr often kills a ReLU net through huge finite steps instead.
+            guard = NonFiniteGuard("stop", loss_spike_factor=10)
             trainer.callbacks.append(guard)
         trainer.callbacks.append(pruning)
         try:

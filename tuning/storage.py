@@ -18,12 +18,22 @@ HEARTBEAT_S = 10
 GRACE_S = 30
 
 
-def default_storage_url(run_dir: Path, study: str, n_workers: int) -> str:
+def default_storage_url(run_dir: Path, study: str, n_workers: int, *, create: bool) -> str:
+    """``runs/<study>/study.db`` (or ``journal.log`` for several workers, or whichever of the
+    two exists). With ``create=False`` a missing study is an error naming the studies there."""
     folder = run_dir / study
+    journal, sqlite = folder / "journal.log", folder / "study.db"
+    if not create:
+        if journal.exists() and not sqlite.exists():
+            return f"journal:{journal}"
+        if not sqlite.exists():
+            found = sorted(p.parent.name for p in run_dir.glob("*/study.db")) + sorted(
+                p.parent.name for p in run_dir.glob("*/journal.log"))
+            raise ConfigError(f"no study {study!r} under {run_dir}/; studies there: "
+                              f"{', '.join(found) or 'none'} (or pass --storage URL)")
+        return f"sqlite:///{sqlite}"
     folder.mkdir(parents=True, exist_ok=True)
-    if n_workers > 1:
-        return f"journal:{folder / 'journal.log'}"
-    return f"sqlite:///{folder / 'study.db'}"
+    return f"journal:{journal}" if n_workers > 1 else f"sqlite:///{sqlite}"
 
 
 def open_storage(url: str, *, n_workers: int = 1) -> optuna.storages.BaseStorage:

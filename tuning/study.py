@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 import optuna
-from optuna.study import MaxTrialsCallback
 from optuna.trial import TrialState
 
 from lit_optim import ConfigError, UnknownNameError
@@ -99,14 +98,77 @@ def _worker(study_name: str, storage_url: str, recipe_path: str, space_path: str
     study = optuna.load_study(study_name=study_name, storage=storage,
                               sampler=make_sampler(sampler, space, seed),
                               pruner=make_pruner(pruner))
+    if isinstance(storage, optuna.storages.RDBStorage):
+        # A trial left RUNNING by a killed worker whose heartbeat stopped becomes FAIL.
+        optuna.storages.fail_stale_trials(study)
     objective = Objective(load_recipe(recipe_path), space, Path(run_dir),
                           accelerator=accelerator, devices=devices)
-    done = len(study.get_trials(deepcopy=False, states=FINISHED))
-    if done >= n_trials:
-        return
-    study.optimize(objective, n_trials=None if n_workers > 1 else n_trials - done,
-                   callbacks=[MaxTrialsCallback(n_trials, states=FINISHED)],
-                   catch=(Exception,), show_progress_bar=n_workers == 1)
+    lock_path = Path(run_dir) / ".ask.lock"
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    progress = None
+    if n_workers == 1:
+        from tqdm import tqdm
+
+        progress = tqdm(total=n_trials, desc=f"study {study_name}", unit="trial",
+                        initial=len(study.get_trials(deepcopy=False, states=FINISHED)))
+    while True:
+        # Ask under a lock over "finished + running < budget", so workers on this machine
+        # never start more trials than the budget (optuna's MaxTrialsCallback checks only
+        # after a trial ends, so N workers can overshoot by N-1).
+        with _file_lock(lock_path):
+            active = study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING))
+            if len(active) >= n_trials:
+                break
+            trial = study.ask()
+        state, value = _evaluate(objective, trial)
+        study.tell(trial, value, state=state) if state == TrialState.COMPLETE else study.tell(trial, state=state)
+        if progress is not None:
+            progress.update(int(state in FINISHED))
+            best = _best_value(study)
+            progress.set_postfix_str(f"best {space.metric} {best:.4f}" if best is not None else "")
+    if progress is not None:
+        progress.close()
+
+
+def _evaluate(objective: Objective, trial: optuna.Trial) -> tuple[TrialState, float | None]:
+    """Run one trial the way study.optimize would: pruned, failed (logged) or complete."""
+    import traceback
+
+    try:
+        return TrialState.COMPLETE, objective(trial)
+    except optuna.TrialPruned:
+        return TrialState.PRUNED, None
+    except Exception as err:  # noqa: BLE001 - one broken trial must not stop the study
+        trial.set_user_attr("fail_reason", f"{type(err).__name__}: {err}")
+        traceback.print_exc()
+        return TrialState.FAIL, None
+
+
+def _best_value(study: optuna.Study) -> float | None:
+    try:
+        return study.best_value
+    except ValueError:
+        return None
+
+
+class _file_lock:
+    """An exclusive lock file shared by the worker processes of one machine."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __enter__(self):
+        import fcntl
+
+        self._fh = open(self.path, "a+")
+        fcntl.flock(self._fh, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import fcntl
+
+        fcntl.flock(self._fh, fcntl.LOCK_UN)
+        self._fh.close()
 
 
 def run_study(*, recipe: str, space: str, study_name: str, storage_url: str, run_dir: Path,

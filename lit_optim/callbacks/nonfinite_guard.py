@@ -189,10 +189,11 @@ class NonFiniteGuard(L.Callback):
         self._window_bad = bad if self._window_bad is None else self._window_bad | bad.to(self._window_bad.device)
 
     def _describe(self, trainer, pl_module, names, params) -> str:
-        parts = []
+        parts, label = [], "NaN/Inf"
         if self._loss is not None and not torch.isfinite(self._loss):
             parts.append("the loss is non-finite")
         elif self._loss_bad is not None and bool(self._loss_bad):
+            label = "loss spike"
             parts.append(f"the loss {self._loss.item():.4g} is above {self.loss_spike_factor:g} × "
                          f"its running mean {self._last_ema.item():.4g}")
         grad_names = nonfinite_names(names, [p.grad for p in params])
@@ -203,14 +204,16 @@ class NonFiniteGuard(L.Callback):
             parts.append("non-finite weights in " + ", ".join(weight_names))
         where = (f"step {trainer.global_step}" if self.check_every_n_steps == 1 else
                  f"one of steps {trainer.global_step - self.check_every_n_steps + 1}-{trainer.global_step}")
-        return f"at {where}: " + ("; ".join(parts) or "non-finite values (gone by the check)")
+        if len(parts) > 1 or (parts and label == "NaN/Inf"):
+            label = "NaN/Inf"
+        return f"{label} at {where}: " + ("; ".join(parts) or "non-finite values (gone by the check)")
 
     def _act(self, trainer, pl_module, what: str) -> None:
         if self.action == "raise":
-            raise NonFiniteError(f"NaN/Inf {what}")
+            raise NonFiniteError(what)
         self.consecutive += 1
         if self.action == "stop":
-            self.stop_reason = f"NaN/Inf {what}"
+            self.stop_reason = what
             self._drop_step(pl_module)
             trainer.should_stop = True
             rank_zero_warn(f"stopping training: {self.stop_reason}")
@@ -219,7 +222,7 @@ class NonFiniteGuard(L.Callback):
             return
         if self.consecutive > self.max_consecutive:
             raise NonFiniteError(
-                f"NaN/Inf {what}; {self.consecutive} bad checks in a row (max_consecutive="
+                f"{what}; {self.consecutive} bad checks in a row (max_consecutive="
                 f"{self.max_consecutive}), giving up"
             )
         self._drop_step(pl_module)
@@ -228,7 +231,7 @@ class NonFiniteGuard(L.Callback):
             return
         if self._snapshot is None:
             raise NonFiniteError(
-                f"NaN/Inf {what}; rollback has no snapshot yet (the first is taken at the first "
+                f"{what}; rollback has no snapshot yet (the first is taken at the first "
                 "clean check, or at the start with snapshot_at_start=true); the bad step was "
                 "dropped, the weights are as before it"
             )

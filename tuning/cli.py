@@ -41,6 +41,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--pruner", default="median", help=f"one of {', '.join(PRUNERS)}")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--accelerator", default="auto")
+    run.add_argument("--heartbeat", type=float, default=10.0,
+                     help="seconds between trial heartbeats (RDB storages); a trial silent for "
+                          "3× this is failed when the study is run again")
     best = sub.add_parser("best", parents=[common], help="show the best trial")
     best.add_argument("--export", type=Path, help="write the best trial's recipe here")
     sub.add_parser("report", parents=[common], help="plots and a summary in runs/<study>/report")
@@ -58,7 +61,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             study = run_study(recipe=args.recipe, space=args.space, study_name=args.study,
                               storage_url=storage, run_dir=args.run_dir / args.study,
                               n_trials=args.n_trials, n_workers=n_workers, sampler=args.sampler,
-                              pruner=args.pruner, seed=args.seed, accelerator=args.accelerator)
+                              pruner=args.pruner, seed=args.seed, accelerator=args.accelerator,
+                              heartbeat_s=args.heartbeat)
             print(summary_table(study))
         elif args.command == "best":
             study = load_study(args.study, storage)

@@ -13,9 +13,9 @@ from lit_optim import ConfigError
 
 __all__ = ["default_storage_url", "open_storage"]
 
-# Heartbeats let a restarted study mark trials of a killed worker as failed.
+# Heartbeats let a restarted study mark trials of a killed worker as failed: a RUNNING trial
+# whose heartbeat is older than the grace period belongs to a dead process.
 HEARTBEAT_S = 10
-GRACE_S = 30
 
 
 def default_storage_url(run_dir: Path, study: str, n_workers: int, *, create: bool) -> str:
@@ -36,7 +36,8 @@ def default_storage_url(run_dir: Path, study: str, n_workers: int, *, create: bo
     return f"journal:{journal}" if n_workers > 1 else f"sqlite:///{sqlite}"
 
 
-def open_storage(url: str, *, n_workers: int = 1) -> optuna.storages.BaseStorage:
+def open_storage(url: str, *, n_workers: int = 1, heartbeat_s: float = HEARTBEAT_S
+                 ) -> optuna.storages.BaseStorage:
     """An Optuna storage for ``url``: ``sqlite:///…``, ``postgresql://…`` (any SQLAlchemy URL)
     or ``journal:PATH`` (Optuna's journal file, safe for several processes on one machine)."""
     if url.startswith("journal:"):
@@ -54,7 +55,8 @@ def open_storage(url: str, *, n_workers: int = 1) -> optuna.storages.BaseStorage
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+            return RDBStorage(url, heartbeat_interval=max(1, round(heartbeat_s)),
+                              grace_period=max(2, round(3 * heartbeat_s)),
                               engine_kwargs={"pool_pre_ping": True})
     except Exception as err:  # noqa: BLE001 - any driver/connection failure reads the same
         raise ConfigError(f"cannot open storage {url!r}: {type(err).__name__}: {err}") from None

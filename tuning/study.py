@@ -9,13 +9,14 @@ from pathlib import Path
 from typing import Any, Callable
 
 import optuna
+from optuna.storages._heartbeat import get_heartbeat_thread  # what study.optimize uses
 from optuna.trial import TrialState
 
 from lit_optim import ConfigError, UnknownNameError
 from tuning.objective import Objective
 from tuning.recipe import apply_overrides, load_recipe, write_recipe
 from tuning.space import SearchSpace, load_space
-from tuning.storage import open_storage
+from tuning.storage import HEARTBEAT_S, open_storage
 
 __all__ = ["PRUNERS", "SAMPLERS", "export_best", "load_study", "make_pruner", "make_sampler", "run_study"]
 
@@ -80,7 +81,7 @@ def _mark_orphans_failed(study: optuna.Study) -> int:
 
 def _worker(study_name: str, storage_url: str, recipe_path: str, space_path: str,
             run_dir: str, n_trials: int, sampler: str, pruner: str, seed: int,
-            accelerator: str, devices: Any, n_workers: int) -> None:
+            accelerator: str, devices: Any, n_workers: int, heartbeat_s: float) -> None:
     """One optimization loop; also the body of each ``--n-workers`` process."""
     import logging
     import warnings
@@ -94,7 +95,7 @@ def _worker(study_name: str, storage_url: str, recipe_path: str, space_path: str
         # Share the cores instead of every worker spinning up one thread per core.
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // n_workers))
     space = load_space(space_path)
-    storage = open_storage(storage_url, n_workers=n_workers)
+    storage = open_storage(storage_url, n_workers=n_workers, heartbeat_s=heartbeat_s)
     study = optuna.load_study(study_name=study_name, storage=storage,
                               sampler=make_sampler(sampler, space, seed),
                               pruner=make_pruner(pruner))
@@ -120,7 +121,11 @@ def _worker(study_name: str, storage_url: str, recipe_path: str, space_path: str
             if len(active) >= n_trials:
                 break
             trial = study.ask()
-        state, value = _evaluate(objective, trial)
+        # study.optimize would beat the heart for us; the budget lock means we ask ourselves,
+        # so we start optuna's heartbeat thread the way optimize does (a no-op thread for
+        # storages without heartbeats).
+        with get_heartbeat_thread(trial._trial_id, study._storage):
+            state, value = _evaluate(objective, trial)
         study.tell(trial, value, state=state) if state == TrialState.COMPLETE else study.tell(trial, state=state)
         if progress is not None:
             progress.update(int(state in FINISHED))
@@ -173,7 +178,8 @@ class _file_lock:
 
 def run_study(*, recipe: str, space: str, study_name: str, storage_url: str, run_dir: Path,
               n_trials: int, n_workers: int = 1, sampler: str = "tpe", pruner: str = "median",
-              seed: int = 0, accelerator: str = "auto") -> optuna.Study:
+              seed: int = 0, accelerator: str = "auto",
+              heartbeat_s: float = HEARTBEAT_S) -> optuna.Study:
     """Create or resume ``study_name`` and run it until it has ``n_trials`` finished trials."""
     parsed = load_space(space)  # every check before anything is written
     load_recipe(recipe)
@@ -190,7 +196,7 @@ def run_study(*, recipe: str, space: str, study_name: str, storage_url: str, run
         _mark_orphans_failed(study)
     args = (study_name, storage_url, recipe, space, str(run_dir), n_trials, sampler, pruner)
     if n_workers == 1:
-        _worker(*args, seed, accelerator, "auto", 1)
+        _worker(*args, seed, accelerator, "auto", 1, heartbeat_s)
     else:
         gpus = _gpu_count() if accelerator in ("auto", "gpu", "cuda") else 0
         ctx = mp.get_context("spawn")
@@ -200,7 +206,7 @@ def run_study(*, recipe: str, space: str, study_name: str, storage_url: str, run
             devices = [rank % gpus] if gpus else "auto"
             p = ctx.Process(target=_worker, args=(*args, seed + rank,
                                                  accelerator if gpus else ("cpu" if accelerator == "auto" else accelerator),
-                                                 devices, n_workers))
+                                                 devices, n_workers, heartbeat_s))
             p.start()
             procs.append(p)
         for p in procs:

@@ -87,8 +87,11 @@ def _worker(study_name: str, storage_url: str, recipe_path: str, space_path: str
     import warnings
 
     # One line per trial from optuna's progress bar, not Lightning's per-fit banner.
-    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", ".*(does not have many workers|Tip:|LeafSpec|heartbeat).*")
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    # LightningCLI warns when it gets args while sys.argv holds lit-tune's own arguments.
+    warnings.filterwarnings(
+        "ignore", ".*(does not have many workers|Tip:|LeafSpec|heartbeat|args parameter).*")
     if n_workers > 1 and accelerator == "cpu":
         import torch
 

@@ -118,12 +118,13 @@ def test_diverging_trials_are_pruned_with_a_reason_and_the_study_goes_on(workdir
     assert any(t.state == TrialState.COMPLETE for t in study.trials)
 
 
-def test_journal_storage_with_two_workers_finishes_exactly_n_trials(workdir):
-    _run("--study", "j", "--n-trials", "6", "--n-workers", "2")
+def test_journal_storage_with_four_workers_finishes_exactly_n_trials(workdir):
+    _run("--study", "j", "--n-trials", "8", "--n-workers", "4")
     study = _study("j", JournalStorageFor("runs/j/journal.log"))
     finished = _finished(study)
-    assert len(finished) == 6
-    assert len({t.number for t in finished}) == 6  # none duplicated
+    assert len(finished) == 8
+    assert len({t.number for t in finished}) == 8  # none duplicated
+    assert len({tuple(sorted(t.params.items())) for t in finished}) > 1  # workers differ
     assert not [t for t in study.trials if t.state == TrialState.RUNNING]
 
 
@@ -187,6 +188,28 @@ def test_bad_run_arguments(workdir, capsys, args, message):
     err = _fails(capsys, "run", "--recipe", "recipe.yaml", "--space", "space.yaml",
                  "--study", "bad", *args)
     assert message in err
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "random", "qmc", "cmaes", "gp"])
+def test_every_sampler_runs(workdir, sampler):
+    _run("--study", sampler, "--n-trials", "3", "--sampler", sampler, "--pruner", "none")
+    study = _study(sampler)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 3
+
+
+@pytest.mark.parametrize("pruner", ["hyperband", "successive_halving"])
+def test_other_pruners_run(workdir, pruner):
+    _run("--study", pruner, "--n-trials", "3", "--pruner", pruner)
+    assert len(_finished(_study(pruner))) == 3
+
+
+def test_grid_sampler_walks_a_list_space(workdir):
+    Path("grid.yaml").write_text(yaml.safe_dump({"params": {
+        "model.optimizer": ["adam", "sgd"], "data.batch_size": [64, 128]}}))
+    main(["run", "--recipe", "recipe.yaml", "--space", "grid.yaml", "--study", "grid",
+          "--n-trials", "4", "--sampler", "grid", "--pruner", "none"])
+    combos = {(t.params["model.optimizer"], t.params["data.batch_size"]) for t in _study("grid").trials}
+    assert combos == {("adam", 64), ("adam", 128), ("sgd", 64), ("sgd", 128)}
 
 
 def test_grid_sampler_needs_lists(workdir, capsys):

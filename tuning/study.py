@@ -129,11 +129,22 @@ def _worker(study_name: str, storage_url: str, recipe_path: str, space_path: str
         # storages without heartbeats).
         with get_heartbeat_thread(trial._trial_id, study._storage):
             state, value = _evaluate(objective, trial)
-        study.tell(trial, value, state=state) if state == TrialState.COMPLETE else study.tell(trial, state=state)
+        exhausted = False
+        try:
+            study.tell(trial, value if state == TrialState.COMPLETE else None, state=state)
+        except RuntimeError as err:
+            # GridSampler calls study.stop() once every grid point has run; that is only
+            # allowed inside study.optimize. The trial's state is stored before the sampler's
+            # hook runs, so the grid being exhausted simply ends this worker.
+            if "Study.stop" not in str(err):
+                raise
+            exhausted = True
         if progress is not None:
             progress.update(int(state in FINISHED))
             best = _best_value(study)
             progress.set_postfix_str(f"best {space.metric} {best:.4f}" if best is not None else "")
+        if exhausted:
+            break
     if progress is not None:
         progress.close()
 

@@ -19,6 +19,7 @@ import lit_optim.callbacks  # noqa: F401  (so recipes can name the callbacks by 
 from lit_optim.catalog import KINDS, format_catalog
 from lit_optim.data import ClassificationData
 from lit_optim.errors import LitOptimError, UnknownNameError
+from lit_optim.registry import did_you_mean
 from lit_optim.task import ClassificationTask
 
 __all__ = ["LitOptimCLI", "main"]
@@ -55,10 +56,10 @@ def list_command(args: Sequence[str]) -> None:
     if args:
         kind = args[0].lower()
         if kind not in KINDS:
-            close = [k for k in KINDS if k.startswith(kind[:3])]
-            hint = f"did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+            hint = did_you_mean(kind, KINDS, cutoff=0.5)
             raise UnknownNameError(
-                f"unknown catalogue {args[0]!r}; {hint} choose one of: {', '.join(KINDS)}"
+                f"unknown catalogue {args[0]!r}; {hint + ' ' if hint else ''}choose one of: "
+                f"{', '.join(KINDS)}"
             )
     print(format_catalog(args[0].lower() if args else None))
 

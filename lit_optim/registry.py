@@ -25,7 +25,7 @@ from typing import Any, Generic, TypeVar
 
 from lit_optim.errors import ConfigError, UnknownNameError
 
-__all__ = ["Registry", "RegistryEntry", "import_object"]
+__all__ = ["Registry", "RegistryEntry", "did_you_mean", "import_object"]
 
 _NAME = re.compile(r"[a-z][a-z0-9_]*")
 
@@ -45,6 +45,12 @@ E = TypeVar("E", bound=RegistryEntry)
 def normalize(name: str) -> str:
     """``Fashion-MNIST`` and ``fashion_mnist`` are the same name."""
     return name.strip().lower().replace("-", "_")
+
+
+def did_you_mean(name: str, candidates: Iterable[str], *, cutoff: float = 0.6) -> str:
+    """'did you mean 'a', 'b'?' for the close matches of ``name``, or '' if there are none."""
+    close = difflib.get_close_matches(name, list(candidates), n=5, cutoff=cutoff)
+    return f"did you mean {', '.join(repr(c) for c in close)}?" if close else ""
 
 
 def import_object(spec: str | Callable[..., Any]) -> Callable[..., Any]:
@@ -161,12 +167,8 @@ class Registry(Generic[E]):
         known = [*self._entries, *self._aliases]
         close = difflib.get_close_matches(normalize(name), known, n=5, cutoff=0.6)
         # An alias suggests the name it stands for; keep the order difflib ranked them in.
-        close = list(dict.fromkeys(self._aliases.get(c, c) for c in close))
-        hint = (
-            "did you mean " + ", ".join(repr(c) for c in close) + "?"
-            if close
-            else "choose one of: " + ", ".join(self._entries)
-        )
+        hint = did_you_mean(normalize(name), dict.fromkeys(self._aliases.get(c, c) for c in close),
+                            cutoff=0.0) or "choose one of: " + ", ".join(self._entries)
         return UnknownNameError(
             f"unknown {self.kind[:-1]} {name!r}; {hint} (lit-optim list {self.kind})"
         )

@@ -22,7 +22,7 @@ from lit_optim.task import ClassificationTask
 from tuning.recipe import apply_overrides, write_recipe
 from tuning.space import SearchSpace
 
-__all__ = ["Objective", "trial_overrides"]
+__all__ = ["Objective"]
 
 # What a trial's Trainer always gets, whatever the recipe says: no per-trial files beyond the
 # merged recipe, no progress bars interleaving across workers.
@@ -32,10 +32,6 @@ TRIAL_TRAINER_ARGS = [
     "--trainer.enable_progress_bar=false",
     "--trainer.enable_model_summary=false",
 ]
-
-
-def trial_overrides(trial: optuna.trial.FrozenTrial | optuna.Trial) -> dict[str, Any]:
-    return dict(trial.params)
 
 
 class Objective:

@@ -13,6 +13,7 @@ from optuna.storages._heartbeat import get_heartbeat_thread  # what study.optimi
 from optuna.trial import TrialState
 
 from lit_optim import ConfigError, UnknownNameError
+from lit_optim.registry import did_you_mean
 from tuning.objective import Objective
 from tuning.recipe import apply_overrides, load_recipe, write_recipe
 from tuning.space import SearchSpace, load_space
@@ -39,11 +40,8 @@ PRUNERS: dict[str, Callable[[], optuna.pruners.BasePruner]] = {
 
 
 def _pick(table: dict[str, Any], name: str, kind: str):
-    import difflib
-
     if name not in table:
-        close = difflib.get_close_matches(name, table, n=3, cutoff=0.5)
-        hint = f"did you mean {', '.join(map(repr, close))}?" if close else f"choose one of: {', '.join(table)}"
+        hint = did_you_mean(name, table, cutoff=0.5) or f"choose one of: {', '.join(table)}"
         raise UnknownNameError(f"unknown {kind} {name!r}; {hint}")
     return table[name]
 
@@ -61,11 +59,7 @@ def load_study(name: str, storage_url: str) -> optuna.Study:
     storage = open_storage(storage_url)
     names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
     if name not in names:
-        import difflib
-
-        close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
-        hint = (f"did you mean {', '.join(map(repr, close))}?" if close else
-                f"studies there: {', '.join(names) or 'none'}")
+        hint = did_you_mean(name, names, cutoff=0.5) or f"studies there: {', '.join(names) or 'none'}"
         raise ConfigError(f"no study {name!r} in {storage_url}; {hint}")
     return optuna.load_study(study_name=name, storage=storage)
 

@@ -47,6 +47,17 @@ def _parser() -> argparse.ArgumentParser:
     best = sub.add_parser("best", parents=[common], help="show the best trial")
     best.add_argument("--export", type=Path, help="write the best trial's recipe here")
     sub.add_parser("report", parents=[common], help="plots and a summary in runs/<study>/report")
+    compare = sub.add_parser("compare", help="fair optimizer comparison: equal budgets, seeds")
+    compare.add_argument("--recipe", required=True)
+    compare.add_argument("--optimizers", required=True, help="comma-separated registry names")
+    compare.add_argument("--schedulers", help="comma-separated: compare these schedules for the "
+                                              "first optimizer instead")
+    compare.add_argument("--budget", type=int, default=20, help="tuning trials per optimizer")
+    compare.add_argument("--seeds", type=int, default=3, help="seeds for the retrained best")
+    compare.add_argument("--target-acc", type=float, default=0.95)
+    compare.add_argument("--name", default="compare", help="runs/<name>/ holds everything")
+    compare.add_argument("--run-dir", default="runs", type=Path)
+    compare.add_argument("--accelerator", default="auto")
     return parser
 
 
@@ -54,6 +65,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
+        if args.command == "compare":
+            from tuning.compare import run_compare
+
+            results = run_compare(
+                recipe=args.recipe, optimizers=[n for n in args.optimizers.split(",") if n],
+                schedulers=[n for n in args.schedulers.split(",") if n] if args.schedulers else None,
+                budget=args.budget, seeds=args.seeds, target_acc=args.target_acc,
+                run_dir=args.run_dir / args.name, accelerator=args.accelerator)
+            print((args.run_dir / args.name / "report.md").read_text())
+            return
         n_workers = getattr(args, "n_workers", 1)
         storage = args.storage or default_storage_url(
             args.run_dir, args.study, n_workers, create=args.command == "run")

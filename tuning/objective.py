@@ -84,6 +84,10 @@ class Objective:
             self._prune(trial, f"diverged: {guard.stop_reason}")
         pruning.check_pruned()
         value = trainer.callback_metrics.get(self.space.metric)
+        # Kept for comparisons (lr sensitivity is read as final val_loss against lr).
+        for name in ("val_loss", "val_acc", "train_loss"):
+            if name in trainer.callback_metrics:
+                trial.set_user_attr(name, float(trainer.callback_metrics[name]))
         if value is None or not math.isfinite(float(value)):
             self._prune(trial, f"{self.space.metric} is {value}: diverged or never logged")
         return float(value)

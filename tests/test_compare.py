@@ -98,3 +98,11 @@ def test_bad_compare_arguments_fail_before_any_training(workdir, capsys, args, m
 
     assert re.search(message, err)
     assert not Path("runs/compare").exists()
+
+
+def test_convex_plots_against_the_bounds(workdir):
+    _compare("--optimizers", "adam", "--seeds", "1", "--convex", "quadratic,logreg")
+    out = Path("runs/compare")
+    for problem in ("quadratic", "logreg"):
+        assert (out / f"convex_{problem}.png").read_bytes()[:4] == b"\x89PNG"
+        assert f"convex_{problem}.png" in (out / "report.md").read_text()

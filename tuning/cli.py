@@ -58,6 +58,8 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument("--name", default="compare", help="runs/<name>/ holds everything")
     compare.add_argument("--run-dir", default="runs", type=Path)
     compare.add_argument("--accelerator", default="auto")
+    compare.add_argument("--convex", default="",
+                         help="also plot F(θ_n) − F* against the bounds: quadratic,logreg")
     return parser
 
 
@@ -72,7 +74,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                 recipe=args.recipe, optimizers=[n for n in args.optimizers.split(",") if n],
                 schedulers=[n for n in args.schedulers.split(",") if n] if args.schedulers else None,
                 budget=args.budget, seeds=args.seeds, target_acc=args.target_acc,
-                run_dir=args.run_dir / args.name, accelerator=args.accelerator)
+                run_dir=args.run_dir / args.name, accelerator=args.accelerator,
+                convex=[n for n in args.convex.split(",") if n])
             print((args.run_dir / args.name / "report.md").read_text())
             return
         n_workers = getattr(args, "n_workers", 1)

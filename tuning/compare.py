@@ -115,12 +115,15 @@ def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def run_compare(*, recipe: str, optimizers: list[str], budget: int, seeds: int, run_dir: Path,
                 target_acc: float = 0.95, schedulers: list[str] | None = None,
-                accelerator: str = "auto") -> dict[str, Any]:
+                accelerator: str = "auto", convex: list[str] | None = None) -> dict[str, Any]:
     """Run (or resume) the comparison; returns the results that the report is made from.
 
     With ``schedulers``, the first optimizer is compared across those schedules instead.
     """
     check_compare_args(optimizers, budget, seeds, target_acc, schedulers)
+    unknown = [c for c in convex or () if c not in ("quadratic", "logreg")]
+    if unknown:
+        raise ConfigError(f"unknown convex problem {unknown[0]!r}; choose quadratic or logreg")
     base = load_recipe(recipe)
     storage_url = f"sqlite:///{run_dir / 'studies.db'}"
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -158,8 +161,14 @@ def run_compare(*, recipe: str, optimizers: list[str], budget: int, seeds: int, 
     ranking = sorted(results["entries"], key=lambda k: -results["entries"][k]["tuned"]["test_acc"]["mean"])
     results["ranking"] = ranking
     (run_dir / "results.json").write_text(json.dumps(results, indent=1))
-    from tuning.compare_report import write_compare_report
+    from tuning.compare_report import write_compare_report, write_convex_report
 
     write_compare_report(results, run_dir)
+    for problem in convex or ():
+        write_convex_report(run_dir, problem)
+    if convex:
+        with open(run_dir / "report.md", "a") as md:
+            md.write("\n## Convex problems against the theory\n\n" + "".join(
+                f"![{p}](convex_{p}.png)\n" for p in convex))
     return results
 

@@ -13,18 +13,11 @@ import yaml
 
 from tuning.cli import main
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
-def workdir(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr("sys.argv", ["lit-tune"])
-    recipe = yaml.safe_load((ROOT / "recipes" / "digits" / "mlp.yaml").read_text())
-    recipe["trainer"]["max_epochs"] = 2
-    recipe["model"]["network_kwargs"] = {"hidden_dims": [32]}
-    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
-    return tmp_path
+def workdir(tune_dir):
+    return tune_dir
 
 
 def _compare(*args):

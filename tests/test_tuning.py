@@ -20,13 +20,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
-def workdir(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr("sys.argv", ["lit-tune"])
-    recipe = yaml.safe_load((ROOT / "recipes" / "digits" / "mlp.yaml").read_text())
+def workdir(tune_dir):
+    # No callbacks: these trials get the objective's own divergence guard.
+    recipe = yaml.safe_load((tune_dir / "recipe.yaml").read_text())
     recipe["trainer"] = {"max_epochs": 2, "accelerator": "cpu", "log_every_n_steps": 5}
-    recipe["model"]["network_kwargs"] = {"hidden_dims": [32]}
-    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    (tune_dir / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    tmp_path = tune_dir
     (tmp_path / "space.yaml").write_text(yaml.safe_dump({
         "metric": "val_acc", "direction": "maximize",
         "params": {"model.optimizer": ["adam", "momentum"], "model.lr": "log[1.0e-3, 1.0e-1]",

@@ -45,6 +45,16 @@ def _band(series: list[list[tuple[int, float]]]):
     return xs, [statistics.fmean(v) for v in ys], [min(v) for v in ys], [max(v) for v in ys]
 
 
+def _save(fig, pfig, out: Path, stem: str) -> None:
+    """The matplotlib figure as PNG, the plotly one as HTML, side by side."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(out / f"{stem}.png", dpi=100)
+    plt.close(fig)
+    pfig.write_html(out / f"{stem}.html", include_plotlyjs="cdn")
+
+
 def write_compare_report(results: dict[str, Any], out: Path) -> list[Path]:
     import matplotlib
 
@@ -78,10 +88,7 @@ def write_compare_report(results: dict[str, Any], out: Path) -> list[Path]:
     ax_acc.set_xlabel("epoch")
     ax_acc.set_title("val accuracy")
     ax_acc.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "learning_curves.png", dpi=100)
-    plt.close(fig)
-    pfig.write_html(out / "learning_curves.html", include_plotlyjs="cdn")
+    _save(fig, pfig, out, "learning_curves")
 
     fig, ax = plt.subplots(figsize=(8, 5))
     sfig = go.Figure()
@@ -99,12 +106,9 @@ def write_compare_report(results: dict[str, Any], out: Path) -> list[Path]:
     ax.set_ylabel("final val_loss")
     ax.set_title("lr sensitivity: a flatter curve tolerates a wider range of lr")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "lr_sensitivity.png", dpi=100)
-    plt.close(fig)
     sfig.update_xaxes(type="log", title="lr")
     sfig.update_yaxes(type="log", title="final val_loss")
-    sfig.write_html(out / "lr_sensitivity.html", include_plotlyjs="cdn")
+    _save(fig, sfig, out, "lr_sensitivity")
     names = ["report.md", "learning_curves.png", "learning_curves.html", "lr_sensitivity.png",
              "lr_sensitivity.html", "results.json"]
     return [out / n for n in names]
@@ -146,10 +150,6 @@ def write_convex_report(out: Path, problem_name: str, steps: int = 300) -> list[
     ax.set_ylabel("F(θ_n) − F*")
     ax.set_title(f"{problem_name}: κ = {problem.kappa:.3g}")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    png, html = out / f"convex_{problem_name}.png", out / f"convex_{problem_name}.html"
-    fig.savefig(png, dpi=100)
-    plt.close(fig)
     pfig.update_yaxes(type="log", title="F(θ_n) − F*")
-    pfig.write_html(html, include_plotlyjs="cdn")
-    return [png, html]
+    _save(fig, pfig, out, f"convex_{problem_name}")
+    return [out / f"convex_{problem_name}.png", out / f"convex_{problem_name}.html"]

@@ -6,7 +6,13 @@ with status 2 (like an argument error) instead of showing a traceback.
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "DatasetNotFoundError", "LitOptimError", "UnknownNameError"]
+__all__ = [
+    "ConfigError",
+    "DatasetNotFoundError",
+    "LitOptimError",
+    "UnknownNameError",
+    "check_count",
+]
 
 
 class LitOptimError(Exception):
@@ -30,3 +36,9 @@ class UnknownNameError(ConfigError, KeyError):
 
 class DatasetNotFoundError(LitOptimError, FileNotFoundError):
     """Dataset files are missing and downloading is off (or failed)."""
+
+
+def check_count(name: str, value: object, *, note: str = "") -> None:
+    """A step count, interval or budget: an int >= 1 (``True`` is not one)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{name} must be an integer >= 1{note}, got {value!r}")

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch.optim import Optimizer
 
-from lit_optim.errors import ConfigError
+from lit_optim.errors import ConfigError, check_count
 from lit_optim.kwargs import check_kwargs
 from lit_optim.registry import Registry, RegistryEntry, import_object
 
@@ -84,8 +84,7 @@ def _check_lookahead(kwargs: Mapping[str, Any]) -> None:
     k, alpha = kwargs.pop("k", 5), kwargs.pop("alpha", 0.5)
     if OPTIMIZERS.get(base).name == "lookahead":
         raise ConfigError("lookahead cannot wrap itself; choose another base optimizer")
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ConfigError(f"lookahead's k must be an integer >= 1, got {k!r}")
+    check_count("lookahead's k", k)
     if not isinstance(alpha, (int, float)) or not 0 < alpha <= 1:
         raise ConfigError(f"lookahead's alpha must be in (0, 1], got {alpha!r}")
     info = OPTIMIZERS.get(base)

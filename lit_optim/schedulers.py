@@ -21,7 +21,7 @@ from typing import Any, Literal
 from torch.optim import Optimizer
 from torch.optim import lr_scheduler as sched
 
-from lit_optim.errors import ConfigError
+from lit_optim.errors import ConfigError, check_count
 from lit_optim.kwargs import accepted_kwargs, check_kwargs
 from lit_optim.lr_schedules import InverseTimeLR, PolynomialDecayLR
 from lit_optim.registry import Registry, RegistryEntry, import_object
@@ -229,9 +229,8 @@ def _check_warmup(info: SchedulerInfo, warmup: Mapping[str, Any]) -> None:
     if "warmup_steps" in warmup and "warmup_epochs" in warmup:
         raise ConfigError("give warmup_steps or warmup_epochs, not both")
     for key in ("warmup_steps", "warmup_epochs"):
-        value = warmup.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise ConfigError(f"{key} must be an integer >= 1, got {value!r}")
+        if warmup.get(key) is not None:
+            check_count(key, warmup[key])
     start = warmup.get("warmup_start_factor", 1e-3)
     if not isinstance(start, (int, float)) or not 0 < start <= 1:
         raise ConfigError(f"warmup_start_factor must be in (0, 1], got {start!r}")

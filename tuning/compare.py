@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from lit_optim import OPTIMIZERS, SCHEDULERS, ConfigError
+from lit_optim.errors import check_count
 from tuning.recipe import apply_overrides, load_recipe, write_recipe
 from tuning.study import run_study
 
@@ -34,10 +35,8 @@ def check_compare_args(names: list[str], budget: int, seeds: int, target_acc: fl
         OPTIMIZERS.get(name)
     for name in schedulers or ():
         SCHEDULERS.get(name)
-    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
-        raise ConfigError(f"budget must be an integer >= 1 (trials per optimizer), got {budget!r}")
-    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
-        raise ConfigError(f"seeds must be an integer >= 1, got {seeds!r}")
+    check_count("budget", budget, note=" (trials per optimizer)")
+    check_count("seeds", seeds)
     if not (isinstance(target_acc, (int, float)) and 0.0 <= target_acc <= 1.0):
         raise ConfigError(f"target accuracy must be in [0, 1], got {target_acc!r}")
 

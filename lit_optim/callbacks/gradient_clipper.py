@@ -10,7 +10,7 @@ import torch
 from typing_extensions import override
 
 from lit_optim.callbacks._grads import grad_norms, named_trainable, norms, with_grads
-from lit_optim.errors import ConfigError
+from lit_optim.errors import ConfigError, check_count
 
 __all__ = ["GradientClipper"]
 
@@ -58,8 +58,7 @@ class GradientClipper(L.Callback):
             raise ConfigError(f"mode 'value' needs clip_value > 0, got {clip_value!r}")
         if not 0 < percentile <= 100:
             raise ConfigError(f"percentile must be in (0, 100], got {percentile!r}")
-        if isinstance(history, bool) or not isinstance(history, int) or history < 1:
-            raise ConfigError(f"history must be an integer >= 1, got {history!r}")
+        check_count("history", history)
         self.mode, self.max_norm, self.norm_type = mode, float(max_norm), float(norm_type)
         self.clip_value, self.percentile, self.history = clip_value, percentile, history
         # Device state, checkpointed: the AutoClip norm history and the clip counters.

@@ -10,7 +10,7 @@ import torch
 from typing_extensions import override
 
 from lit_optim.callbacks._grads import named_trainable, with_grads
-from lit_optim.errors import ConfigError
+from lit_optim.errors import ConfigError, check_count
 
 __all__ = ["LayerDiagnostics"]
 
@@ -37,8 +37,7 @@ class LayerDiagnostics(L.Callback):
     QUANTITIES = ("w_norm", "grad_norm", "update_ratio", "trust_ratio")
 
     def __init__(self, every_n_steps: int = 50, *, png: str | None = None) -> None:
-        if isinstance(every_n_steps, bool) or not isinstance(every_n_steps, int) or every_n_steps < 1:
-            raise ConfigError(f"every_n_steps must be an integer >= 1, got {every_n_steps!r}")
+        check_count("every_n_steps", every_n_steps)
         if png is not None:
             try:
                 import matplotlib  # noqa: F401

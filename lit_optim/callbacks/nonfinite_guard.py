@@ -17,7 +17,7 @@ from lit_optim.callbacks._grads import (
     nonfinite_names,
     with_grads,
 )
-from lit_optim.errors import ConfigError, LitOptimError
+from lit_optim.errors import ConfigError, LitOptimError, check_count
 
 __all__ = ["NonFiniteError", "NonFiniteGuard"]
 
@@ -74,11 +74,9 @@ class NonFiniteGuard(L.Callback):
     ) -> None:
         if action not in ACTIONS:
             raise ConfigError(f"action must be one of {'|'.join(ACTIONS)}, got {action!r}")
-        for name, value in (("check_every_n_steps", check_every_n_steps),
-                            ("max_consecutive", max_consecutive),
-                            ("snapshot_every_n_steps", snapshot_every_n_steps)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
+        check_count("check_every_n_steps", check_every_n_steps)
+        check_count("max_consecutive", max_consecutive)
+        check_count("snapshot_every_n_steps", snapshot_every_n_steps)
         if not 0 < lr_factor <= 1:
             raise ConfigError(f"lr_factor must be in (0, 1], got {lr_factor!r}")
         if loss_spike_factor is not None and not loss_spike_factor > 1:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from lightning.pytorch.cli import LightningCLI
 
@@ -22,7 +23,7 @@ from lit_optim.errors import LitOptimError, UnknownNameError
 from lit_optim.registry import did_you_mean
 from lit_optim.task import ClassificationTask
 
-__all__ = ["LitOptimCLI", "main"]
+__all__ = ["LitOptimCLI", "cli_objects", "main"]
 
 
 class LitOptimCLI(LightningCLI):
@@ -35,18 +36,32 @@ class LitOptimCLI(LightningCLI):
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
 
 
+_CLI_KWARGS: dict = {
+    # The task builds its optimizer from --model.optimizer; LightningCLI's own
+    # --optimizer/--lr_scheduler groups would be a second, conflicting way.
+    "auto_configure_optimizers": False,
+    # Without a recipe, Lightning's default of 1000 epochs would be a surprise.
+    "trainer_defaults": {"max_epochs": 20},
+}
+
+
 def run_lightning_cli(args: Sequence[str] | None) -> LitOptimCLI:
     return LitOptimCLI(
         ClassificationTask,
         ClassificationData,
         args=list(args) if args is not None else None,
-        # The task builds its optimizer from --model.optimizer; LightningCLI's own
-        # --optimizer/--lr_scheduler groups would be a second, conflicting way.
-        auto_configure_optimizers=False,
         # Re-running into the same log directory overwrites its config.yaml instead of failing.
         save_config_kwargs={"overwrite": True},
-        # Without a recipe, Lightning's default of 1000 epochs would be a surprise.
-        trainer_defaults={"max_epochs": 20},
+        **_CLI_KWARGS,
+    )
+
+
+def cli_objects(config: str | Path, *overrides: str) -> LitOptimCLI:
+    """The task, data module and Trainer that ``lit-optim fit --config CONFIG OVERRIDES``
+    would build, not run and not saving a config.yaml (tuning and comparisons fit them)."""
+    return LitOptimCLI(
+        ClassificationTask, ClassificationData, run=False, save_config_callback=None,
+        args=["--config", str(config), *overrides], **_CLI_KWARGS,
     )
 
 

@@ -60,10 +60,15 @@ def _seed_run(recipe: dict[str, Any], path: Path, seed: int, target_acc: float) 
         return json.loads(cache.read_text())
     import csv
 
+    from lit_optim.cli import cli_objects
+
     recipe = apply_overrides(recipe, {"seed_everything": seed})
     config = write_recipe(recipe, path / "recipe.yaml", header=f"seed {seed}")
     start = time.perf_counter()
-    cli = _cli_objects(config, path)
+    cli = cli_objects(config, "--trainer.enable_progress_bar=false",
+                      "--trainer.enable_checkpointing=false", "--trainer.enable_model_summary=false",
+                      "--trainer.log_every_n_steps=1", "--trainer.logger=CSVLogger",
+                      f"--trainer.logger.save_dir={path}")
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     seconds = time.perf_counter() - start
     (test,) = cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)
@@ -82,22 +87,6 @@ def _seed_run(recipe: dict[str, Any], path: Path, seed: int, target_acc: float) 
     }
     cache.write_text(json.dumps(result))
     return result
-
-
-def _cli_objects(config: Path, log_dir: Path):
-    """The LightningCLI objects `lit-optim fit --config` would build, logging every step."""
-    from lit_optim.cli import LitOptimCLI
-    from lit_optim.data import ClassificationData
-    from lit_optim.task import ClassificationTask
-
-    return LitOptimCLI(
-        ClassificationTask, ClassificationData, run=False, auto_configure_optimizers=False,
-        save_config_callback=None,
-        args=["--config", str(config), "--trainer.enable_progress_bar=false",
-              "--trainer.enable_checkpointing=false", "--trainer.enable_model_summary=false",
-              "--trainer.log_every_n_steps=1", "--trainer.logger=CSVLogger",
-              f"--trainer.logger.save_dir={log_dir}"],
-    )
 
 
 def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:

@@ -16,9 +16,7 @@ from optuna_integration import PyTorchLightningPruningCallback
 
 from lit_optim import LitOptimError
 from lit_optim.callbacks import NonFiniteError, NonFiniteGuard
-from lit_optim.cli import LitOptimCLI
-from lit_optim.data import ClassificationData
-from lit_optim.task import ClassificationTask
+from lit_optim.cli import cli_objects
 from tuning.recipe import apply_overrides, write_recipe
 from tuning.space import SearchSpace
 
@@ -55,14 +53,9 @@ class Objective:
         path = write_recipe(merged, self.run_dir / f"trial_{trial.number}" / "recipe.yaml",
                             header=f"trial {trial.number} of study {trial.study.study_name}")
         try:
-            cli = LitOptimCLI(
-                ClassificationTask, ClassificationData, run=False,
-                args=["--config", str(path), *TRIAL_TRAINER_ARGS,
-                      f"--trainer.accelerator={self.accelerator}",
-                      f"--trainer.devices={self.devices}"],
-                auto_configure_optimizers=False,
-                save_config_callback=None,
-            )
+            cli = cli_objects(path, *TRIAL_TRAINER_ARGS,
+                              f"--trainer.accelerator={self.accelerator}",
+                              f"--trainer.devices={self.devices}")
         except SystemExit as err:  # jsonargparse rejected the merged recipe
             raise optuna.TrialPruned(f"invalid configuration (exit {err.code})") from None
         trainer = cli.trainer

@@ -26,7 +26,13 @@ from lit_optim.optimizers import OPTIMIZERS, build_optimizer, check_optimizer_ar
 from lit_optim.param_groups import build_param_groups, check_param_group_specs
 from lit_optim.schedulers import RunLength, build_scheduler_config, check_scheduler_args
 
-__all__ = ["ClassificationTask"]
+__all__ = ["ClassificationTask", "is_logging_step"]
+
+
+def is_logging_step(trainer: L.Trainer) -> bool:
+    """Whether this optimizer step's values reach the logger: the test Lightning applies.
+    Per-step logging is skipped on other steps (self.log costs ~0.3 ms a call on CPU)."""
+    return (trainer.global_step + 1) % trainer.log_every_n_steps == 0
 
 
 class ClassificationTask(L.LightningModule):
@@ -117,10 +123,6 @@ class ClassificationTask(L.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
-    def _is_logging_step(self) -> bool:
-        # The same test Lightning applies before sending step metrics to the logger.
-        return (self.trainer.global_step + 1) % self.trainer.log_every_n_steps == 0
-
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, y = batch
         logits = self.net(x)
@@ -133,7 +135,7 @@ class ClassificationTask(L.LightningModule):
         # self.log costs ~0.3 ms per call on CPU (Lightning deep-copies its metadata), as much
         # as a whole small-MLP step, so per-step values are only logged on steps that reach
         # the logger.
-        if self._is_logging_step():
+        if is_logging_step(self.trainer):
             self.log("train_loss_step", loss, on_step=True, on_epoch=False, prog_bar=True)
             self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True,
                      on_epoch=False)

@@ -11,6 +11,7 @@ from typing_extensions import override
 
 from lit_optim.callbacks._grads import grad_norms, named_trainable, norms, with_grads
 from lit_optim.errors import ConfigError, check_count
+from lit_optim.task import is_logging_step
 
 __all__ = ["GradientClipper"]
 
@@ -104,7 +105,7 @@ class GradientClipper(L.Callback):
         self._clipped = self._clipped + clipped
         self._steps += 1
         self.last_norm = total
-        if (trainer.global_step + 1) % trainer.log_every_n_steps == 0:
+        if is_logging_step(trainer):
             pl_module.log("grad_norm", total, on_step=True, on_epoch=False)
 
     def _threshold(self, total: torch.Tensor) -> torch.Tensor:

@@ -1,33 +1,54 @@
-"""lit-optim: an optimizer lab and hyperparameter tuner for PyTorch Lightning."""
+"""lit-optim: an optimizer lab and hyperparameter tuner for PyTorch Lightning.
 
-from lit_optim.data import DATASETS, ClassificationData, DatasetInfo
-from lit_optim.errors import ConfigError, DatasetNotFoundError, LitOptimError, UnknownNameError
-from lit_optim.models import MODELS, ModelInfo, build_model
-from lit_optim.optimizers import OPTIMIZERS, OptimizerInfo, build_optimizer
-from lit_optim.registry import Registry, RegistryEntry
-from lit_optim.schedulers import SCHEDULERS, SchedulerInfo, build_scheduler_config
-from lit_optim.task import ClassificationTask
+Names are imported on first use (PEP 562), so ``import lit_optim.callbacks`` or
+``from lit_optim import create_optimizer`` does not pull in the task, the models or the data
+modules: each part of the toolkit costs only what it uses.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "DATASETS",
-    "MODELS",
-    "OPTIMIZERS",
-    "SCHEDULERS",
-    "ClassificationData",
-    "ClassificationTask",
-    "ConfigError",
-    "DatasetInfo",
-    "DatasetNotFoundError",
-    "LitOptimError",
-    "ModelInfo",
-    "OptimizerInfo",
-    "Registry",
-    "RegistryEntry",
-    "SchedulerInfo",
-    "UnknownNameError",
-    "build_model",
-    "build_optimizer",
-    "build_scheduler_config",
-]
+# public name -> module that defines it
+_EXPORTS = {
+    "DATASETS": "lit_optim.data",
+    "ClassificationData": "lit_optim.data",
+    "DatasetInfo": "lit_optim.data",
+    "ConfigError": "lit_optim.errors",
+    "DatasetNotFoundError": "lit_optim.errors",
+    "LitOptimError": "lit_optim.errors",
+    "UnknownNameError": "lit_optim.errors",
+    "MODELS": "lit_optim.models",
+    "ModelInfo": "lit_optim.models",
+    "build_model": "lit_optim.models",
+    "OPTIMIZERS": "lit_optim.optimizers",
+    "OptimizerInfo": "lit_optim.optimizers",
+    "build_optimizer": "lit_optim.optimizers",
+    "Registry": "lit_optim.registry",
+    "RegistryEntry": "lit_optim.registry",
+    "SCHEDULERS": "lit_optim.schedulers",
+    "SchedulerInfo": "lit_optim.schedulers",
+    "create_optimizer": "lit_optim.factory",
+    "create_scheduler": "lit_optim.factory",
+    "l2_penalty": "lit_optim.factory",
+    "lr_scale_factor": "lit_optim.factory",
+    "ClassificationTask": "lit_optim.task",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'lit_optim' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

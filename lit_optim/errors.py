@@ -11,7 +11,6 @@ __all__ = [
     "DatasetNotFoundError",
     "LitOptimError",
     "UnknownNameError",
-    "check_count",
 ]
 
 
@@ -37,8 +36,3 @@ class UnknownNameError(ConfigError, KeyError):
 class DatasetNotFoundError(LitOptimError, FileNotFoundError):
     """Dataset files are missing and downloading is off (or failed)."""
 
-
-def check_count(name: str, value: object, *, note: str = "") -> None:
-    """A step count, interval or budget: an int >= 1 (``True`` is not one)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{name} must be an integer >= 1{note}, got {value!r}")

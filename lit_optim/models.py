@@ -14,6 +14,7 @@ from torch import nn
 
 from lit_optim.errors import ConfigError
 from lit_optim.kwargs import check_kwargs
+from lit_optim.validation import check_count, check_number
 from lit_optim.registry import Registry, RegistryEntry, import_object
 
 __all__ = ["CNN", "MLP", "MODELS", "ModelInfo", "build_model"]
@@ -32,6 +33,15 @@ def _activation(name: str) -> type[nn.Module]:
         ) from None
 
 
+def _check_widths(name: str, widths: object) -> None:
+    """A list of layer widths: each an integer >= 1 (``[1.5]`` is not a width, ``64`` not a list)."""
+    if isinstance(widths, (str, bytes)) or not isinstance(widths, Sequence):
+        raise ConfigError(f"{name} must be a list of positive integers such as [256, 128], "
+                          f"got {widths!r}")
+    for width in widths:
+        check_count(f"each of {name}", width, note=f" (got {list(widths)!r})")
+
+
 class MLP(nn.Sequential):
     """Flatten, then Linear-activation blocks, then a Linear classifier.
 
@@ -48,10 +58,8 @@ class MLP(nn.Sequential):
         dropout: float = 0.0,
     ) -> None:
         act = _activation(activation)
-        if any(int(h) <= 0 for h in hidden_dims):
-            raise ConfigError(f"hidden_dims must be positive, got {list(hidden_dims)}")
-        if not 0.0 <= dropout < 1.0:
-            raise ConfigError(f"dropout must be in [0, 1), got {dropout!r}")
+        _check_widths("hidden_dims", hidden_dims)
+        check_number("dropout", dropout, low=0, high=1, high_open=True)
         layers: list[nn.Module] = [nn.Flatten()]
         width = math.prod(input_shape)
         for hidden in hidden_dims:
@@ -85,6 +93,9 @@ class CNN(nn.Sequential):
                 f"cnn needs image input (C, H, W), got shape {tuple(input_shape)}; use mlp"
             )
         act = _activation(activation)
+        _check_widths("channels", channels)
+        check_count("hidden_dim", hidden_dim)
+        check_number("dropout", dropout, low=0, high=1, high_open=True)
         in_ch, height, width = (int(s) for s in input_shape)
         side = min(height, width) >> len(channels)
         if side < 1:

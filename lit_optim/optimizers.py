@@ -8,7 +8,6 @@ searches them); everything else goes in ``optimizer_kwargs``.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,11 +15,12 @@ from typing import Any
 import torch
 from torch.optim import Optimizer
 
-from lit_optim.errors import ConfigError, check_count
-from lit_optim.kwargs import check_kwargs
+from lit_optim.errors import ConfigError
+from lit_optim.validation import check_count, check_number
+from lit_optim.kwargs import accepted_kwargs, check_kwargs
 from lit_optim.registry import Registry, RegistryEntry, import_object
 
-__all__ = ["OPTIMIZERS", "OptimizerInfo", "build_optimizer", "check_optimizer_args"]
+__all__ = ["OPTIMIZERS", "OptimizerInfo", "build_optimizer", "check_optimizer_args", "group_options"]
 
 # lit-optim passes these itself; the rest of the signature is the optimizer's kwargs.
 _FILLED_IN = ("params", "lr", "weight_decay")
@@ -39,14 +39,17 @@ class OptimizerInfo(RegistryEntry):
         has_eps: takes ``eps`` (denominator guard).
         decoupled_weight_decay: weight decay shrinks weights directly (AdamW) rather than
             being added to the gradient as an L2 term.
-        supports_weight_decay: False for optimizers with no weight decay (L-BFGS); the task
-            then adds weight decay to the loss as an explicit L2 term.
+        supports_weight_decay: False for optimizers with no weight decay (L-BFGS): asking them
+            for weight decay is an error; add it to the loss instead (``lit_optim.l2_penalty``;
+            ``ClassificationTask`` does so for its users).
         single_param_group: the optimizer cannot take per-parameter options (L-BFGS), so
             lit-optim does not split biases and norm weights into their own group.
         typical_lr: a learning rate that works on standardized small problems; the tests
             and tuning's "defaults" rows start from it.
         defaults: kwargs applied before the user's (a user value wins).
         check: extra validation of the kwargs, for wrappers whose signature says ``**kwargs``.
+        wraps: for wrappers (lookahead), the kwarg that names the base optimizer, whose
+            options are the ones a param group may set.
     """
 
     factory: Callable[..., Optimizer] | str
@@ -59,6 +62,7 @@ class OptimizerInfo(RegistryEntry):
     typical_lr: float = 1e-3
     defaults: Mapping[str, Any] = field(default_factory=dict)
     check: Callable[[Mapping[str, Any]], None] | None = None
+    wraps: str | None = None
 
     def resolve(self) -> Callable[..., Optimizer]:
         return import_object(self.factory)
@@ -85,8 +89,7 @@ def _check_lookahead(kwargs: Mapping[str, Any]) -> None:
     if OPTIMIZERS.get(base).name == "lookahead":
         raise ConfigError("lookahead cannot wrap itself; choose another base optimizer")
     check_count("lookahead's k", k)
-    if not isinstance(alpha, (int, float)) or not 0 < alpha <= 1:
-        raise ConfigError(f"lookahead's alpha must be in (0, 1], got {alpha!r}")
+    check_number("lookahead's alpha", alpha, low=0, high=1, low_open=True)
     info = OPTIMIZERS.get(base)
     check_kwargs(kwargs, info.resolve(), what=f"optimizer 'lookahead' (base {info.name!r})",
                  exclude=_FILLED_IN, reserved=_RESERVED)
@@ -134,7 +137,7 @@ for entry in [
     OptimizerInfo(name="lamb", factory="lit_optim.optim.LAMB", has_betas=True, has_eps=True,
                   decoupled_weight_decay=True, typical_lr=1e-2,
                   description="Adam direction with a per-layer trust ratio (You et al. 2019)"),
-    OptimizerInfo(name="lookahead", factory=lookahead, check=_check_lookahead,
+    OptimizerInfo(name="lookahead", factory=lookahead, check=_check_lookahead, wraps="base",
                   description="k fast steps of a base optimizer, then slow weights move alpha of the way"),
     OptimizerInfo(name="muon", factory="lit_optim.optim.MuonWithAdamW", has_momentum=True,
                   decoupled_weight_decay=True, typical_lr=1e-2,
@@ -143,22 +146,32 @@ for entry in [
     OPTIMIZERS.register(entry)
 
 
-def _check_number(name: str, value: float, *, allow_zero: bool) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and (
-        value >= 0 if allow_zero else value > 0
-    )
-    if not ok:
-        bound = "≥ 0" if allow_zero else "> 0"
-        raise ConfigError(f"{name} must be a finite number {bound}, got {value!r}")
+def group_options(info: OptimizerInfo, kwargs: Mapping[str, Any]) -> set[str]:
+    """The options a param group may set for this optimizer (a wrapper's are its base's)."""
+    if info.wraps is not None:
+        default = accepted_kwargs(info.resolve()).get(info.wraps)
+        info = OPTIMIZERS.get(kwargs.get(info.wraps, default))
+    return set(accepted_kwargs(info.resolve(), exclude=("params",))) | {"lr", "weight_decay"}
 
 
 def check_optimizer_args(
     name: str, lr: float, weight_decay: float, kwargs: Mapping[str, Any]
 ) -> OptimizerInfo:
-    """Validate everything ``build_optimizer`` will need; cheap, so the task calls it in __init__."""
+    """Validate everything ``build_optimizer`` will need: the name, every kwarg and every value.
+
+    Cheap (the optimizer is built once on a throwaway parameter, so a value torch rejects is a
+    ConfigError naming the optimizer and the kwarg now, not a traceback at the first step); the
+    task calls it in __init__.
+    """
     info = OPTIMIZERS.get(name)
-    _check_number("lr", lr, allow_zero=False)
-    _check_number("weight_decay", weight_decay, allow_zero=True)
+    check_number("lr", lr, low=0, low_open=True)
+    check_number("weight_decay", weight_decay, low=0)
+    if weight_decay and not info.supports_weight_decay:
+        raise ConfigError(
+            f"optimizer {info.name!r} has no weight decay, so weight_decay={weight_decay:g} "
+            "would be silently dropped; add it to the loss as an L2 term "
+            "(loss + lit_optim.l2_penalty(module, weight_decay)) and pass weight_decay=0"
+        )
     if info.check is not None:
         info.check(kwargs)
     else:
@@ -166,7 +179,37 @@ def check_optimizer_args(
             kwargs, info.resolve(), what=f"optimizer {info.name!r}", exclude=_FILLED_IN,
             reserved=_RESERVED,
         )
+    _try_build(info, lr, weight_decay, kwargs)
     return info
+
+
+def _instantiate(info: OptimizerInfo, params, lr: float, weight_decay: float,
+                 kwargs: Mapping[str, Any]) -> Optimizer:
+    if info.supports_weight_decay:
+        kwargs = {"weight_decay": weight_decay, **kwargs}
+    return info.resolve()(params, lr=lr, **{**info.defaults, **kwargs})
+
+
+def _try_build(info: OptimizerInfo, lr: float, weight_decay: float,
+               kwargs: Mapping[str, Any]) -> None:
+    """Build on throwaway parameters (a matrix and a vector, as Muon splits them); on failure,
+    name the kwarg that fails on its own."""
+    def attempt(subset: Mapping[str, Any]) -> Exception | None:
+        params = [torch.nn.Parameter(torch.zeros(2, 2)), torch.nn.Parameter(torch.zeros(2))]
+        try:
+            _instantiate(info, params, lr, weight_decay, subset)
+        except ConfigError:
+            raise
+        except (ValueError, TypeError, IndexError, KeyError, RuntimeError) as err:
+            return err
+        return None
+
+    err = attempt(kwargs)
+    if err is None:
+        return
+    culprit = next((k for k in kwargs if attempt({k: kwargs[k]}) is not None), None)
+    what = f"{culprit}={kwargs[culprit]!r}" if culprit else f"lr={lr!r}, weight_decay={weight_decay!r}"
+    raise ConfigError(f"optimizer {info.name!r} rejects {what}: {err}")
 
 
 def build_optimizer(
@@ -177,8 +220,7 @@ def build_optimizer(
     weight_decay: float = 0.0,
     **kwargs: Any,
 ) -> Optimizer:
-    """Instantiate the optimizer registered as ``name``."""
+    """Instantiate the optimizer registered as ``name`` on ``params`` as given (tensors or
+    param-group dicts). ``lit_optim.create_optimizer`` also takes a module."""
     info = check_optimizer_args(name, lr, weight_decay, kwargs)
-    if info.supports_weight_decay:
-        kwargs = {"weight_decay": weight_decay, **kwargs}
-    return info.resolve()(params, lr=lr, **{**info.defaults, **kwargs})
+    return _instantiate(info, params, lr, weight_decay, kwargs)

@@ -19,6 +19,7 @@ from typing import Any
 from torch import nn
 
 from lit_optim.errors import ConfigError
+from lit_optim.validation import check_number
 
 __all__ = ["build_param_groups", "check_param_group_specs"]
 
@@ -39,11 +40,10 @@ def check_param_group_specs(specs: Sequence[Mapping[str, Any]], accepted: set[st
                 f"param_groups[{i}] sets {', '.join(map(repr, unknown))}, which the optimizer "
                 f"does not take per group; it takes: {', '.join(sorted(accepted))}"
             )
-        for key in ("lr", "weight_decay"):
-            value = spec.get(key)
-            if value is not None and (not isinstance(value, (int, float)) or value < 0 or
-                                      (key == "lr" and value == 0)):
-                raise ConfigError(f"param_groups[{i}].{key} must be {'> 0' if key == 'lr' else '≥ 0'}, got {value!r}")
+        if "lr" in spec:
+            check_number(f"param_groups[{i}].lr", spec["lr"], low=0, low_open=True)
+        if "weight_decay" in spec:
+            check_number(f"param_groups[{i}].weight_decay", spec["weight_decay"], low=0)
 
 
 def build_param_groups(

@@ -21,15 +21,15 @@ from typing import Any, Literal
 from torch.optim import Optimizer
 from torch.optim import lr_scheduler as sched
 
-from lit_optim.errors import ConfigError, check_count
+from lit_optim.errors import ConfigError
+from lit_optim.validation import check_count, check_number
 from lit_optim.kwargs import accepted_kwargs, check_kwargs
 from lit_optim.lr_schedules import InverseTimeLR, PolynomialDecayLR
 from lit_optim.registry import Registry, RegistryEntry, import_object
+from lit_optim.trainer_info import RunLength
 
 __all__ = [
-    "EPOCH_METRICS",
     "SCHEDULERS",
-    "RunLength",
     "SchedulerInfo",
     "build_scheduler_config",
     "check_scheduler_args",
@@ -66,20 +66,6 @@ class SchedulerInfo(RegistryEntry):
 
     def resolve(self) -> Callable[..., Any]:
         return import_object(self.factory)
-
-
-@dataclass(frozen=True)
-class RunLength:
-    """How long the run is, as far as the Trainer knows before it starts."""
-
-    total_steps: float  # optimizer steps: trainer.estimated_stepping_batches (inf: unbounded)
-    steps_per_epoch: float | None  # optimizer steps per epoch, when known
-
-    @property
-    def total_epochs(self) -> int | None:
-        if self.steps_per_epoch and math.isfinite(self.total_steps):
-            return math.ceil(self.total_steps / self.steps_per_epoch - 1e-9)
-        return None
 
 
 SCHEDULERS: Registry[SchedulerInfo] = Registry("schedulers", SchedulerInfo)
@@ -180,32 +166,40 @@ for entry in [
 ]:
     SCHEDULERS.register(entry)
 
-# Metrics the task logs once per epoch, and so the only ones a scheduler can monitor.
-EPOCH_METRICS = ("val_loss", "val_acc", "train_loss", "train_acc")
-
-
 def monitor_mode(monitor: str) -> Literal["min", "max"]:
-    """Accuracy improves upwards, losses downwards."""
-    return "max" if monitor.endswith("acc") else "min"
+    """A guess when no mode is given: accuracy-like scores improve upwards, the rest (losses,
+    errors) downwards."""
+    name = monitor.lower()
+    return "max" if any(word in name for word in _HIGHER_IS_BETTER) else "min"
 
 
-def _split_kwargs(info: SchedulerInfo, kwargs: Mapping[str, Any]):
+_HIGHER_IS_BETTER = ("acc", "f1", "auroc", "auc", "precision", "recall", "iou", "map", "r2")
+
+
+def _split_kwargs(info: SchedulerInfo, kwargs: Mapping[str, Any], monitor: str | None = None):
     """(scheduler kwargs, monitor or None, warmup kwargs)."""
     kwargs = dict(kwargs)
     warmup = {k: kwargs.pop(k) for k in WARMUP_KEYS if k in kwargs}
-    monitor = kwargs.pop("monitor", "val_loss") if info.needs_monitor else None
+    # A monitor passed as an argument means "if this schedule reads a metric, read this one",
+    # so one configure_optimizers serves every scheduler name; in kwargs it belongs to plateau.
+    monitor = (kwargs.pop("monitor", monitor) or "val_loss") if info.needs_monitor else None
     return kwargs, monitor, warmup
 
 
-def check_scheduler_args(name: str, kwargs: Mapping[str, Any]) -> tuple[SchedulerInfo, str | None]:
-    """Validate a scheduler choice before training; returns the entry and its monitor."""
+def check_scheduler_args(name: str, kwargs: Mapping[str, Any], *, monitor: str | None = None
+                         ) -> tuple[SchedulerInfo, str | None]:
+    """Validate a scheduler choice before training; returns the entry and its monitor.
+
+    Names, kwargs and values are checked: the schedule is built once on a throwaway optimizer,
+    so a value torch rejects (cyclic ``mode: triangle``) is a ConfigError naming the scheduler
+    now, not a traceback when training starts. Any monitor name is accepted here: whether it is
+    logged is known only when Lightning first steps the scheduler (it then lists the metrics
+    that are).
+    """
     info = SCHEDULERS.get(name)
-    own, monitor, warmup = _split_kwargs(info, kwargs)
-    if monitor is not None and monitor not in EPOCH_METRICS:
-        raise ConfigError(
-            f"scheduler {info.name!r} monitors {monitor!r}, which is never logged; "
-            f"use one of: {', '.join(EPOCH_METRICS)}"
-        )
+    own, monitor, warmup = _split_kwargs(info, kwargs, monitor)
+    if monitor is not None and (not isinstance(monitor, str) or not monitor):
+        raise ConfigError(f"scheduler {info.name!r}: monitor must be a metric name, got {monitor!r}")
     factory = info.resolve()
     check_kwargs(own, factory, what=f"scheduler {info.name!r}", exclude=_FILLED_IN)
     missing = [
@@ -217,7 +211,24 @@ def check_scheduler_args(name: str, kwargs: Mapping[str, Any]) -> tuple[Schedule
             f"scheduler {info.name!r} needs {', '.join(repr(k) for k in missing)} in scheduler_kwargs"
         )
     _check_warmup(info, warmup)
+    _try_build(info, own)
     return info, monitor
+
+
+def _try_build(info: SchedulerInfo, own: Mapping[str, Any]) -> None:
+    """Build the schedule on a throwaway optimizer and turn torch's complaint into ours."""
+    import torch
+
+    dummy = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    kwargs = {**info.defaults, **own}
+    if info.needs_total_steps:
+        kwargs["total_steps"] = 1000
+    try:
+        info.resolve()(dummy, **kwargs)
+    except ConfigError:
+        raise
+    except (ValueError, TypeError, IndexError, KeyError) as err:
+        raise ConfigError(f"scheduler {info.name!r} rejects {own!r}: {err}") from None
 
 
 def _check_warmup(info: SchedulerInfo, warmup: Mapping[str, Any]) -> None:
@@ -231,9 +242,8 @@ def _check_warmup(info: SchedulerInfo, warmup: Mapping[str, Any]) -> None:
     for key in ("warmup_steps", "warmup_epochs"):
         if warmup.get(key) is not None:
             check_count(key, warmup[key])
-    start = warmup.get("warmup_start_factor", 1e-3)
-    if not isinstance(start, (int, float)) or not 0 < start <= 1:
-        raise ConfigError(f"warmup_start_factor must be in (0, 1], got {start!r}")
+    check_number("warmup_start_factor", warmup.get("warmup_start_factor", 1e-3), low=0, high=1,
+                 low_open=True)
     if "warmup_start_factor" in warmup and len(warmup) == 1:
         raise ConfigError("warmup_start_factor needs warmup_steps or warmup_epochs")
     if "warmup_steps" in warmup and info.interval == "epoch" and not info.needs_monitor:
@@ -261,18 +271,19 @@ def build_scheduler_config(
     *,
     run: RunLength,
     val_every_n_epochs: int | None,
-) -> list[dict[str, Any]]:
-    """Lightning ``lr_scheduler`` configs for the scheduler registered as ``name``.
+    monitor: str | None = None,
+) -> dict[str, Any]:
+    """The Lightning ``lr_scheduler`` config for the scheduler registered as ``name``.
 
-    One config, or two for plateau with a warmup (a per-step LinearLR and the plateau: both
-    multiply the lr, so they compose; torch's SequentialLR cannot drive a plateau scheduler).
+    ``lit_optim.create_scheduler`` calls this with the run length read off the Trainer.
 
     Args:
         run: the run's length, for schedules over the whole run and for warmups.
         val_every_n_epochs: how often validation runs, or None if it never does.
+        monitor: the metric a monitoring schedule (plateau) reads, unless its kwargs say.
     """
-    info, monitor = check_scheduler_args(name, kwargs)
-    own, _, warmup = _split_kwargs(info, kwargs)
+    info, monitor = check_scheduler_args(name, kwargs, monitor=monitor)
+    own, _, warmup = _split_kwargs(info, kwargs, monitor)
     call_kwargs = {**info.defaults, **own}
     frequency = 1
     length = (run.total_steps if info.interval == "step" else run.total_epochs) or math.inf
@@ -294,25 +305,56 @@ def build_scheduler_config(
         call_kwargs["total_steps"] = max(1, int(length) - warm)
     if monitor is not None:
         call_kwargs.setdefault("mode", monitor_mode(monitor))
-        if monitor.startswith("val_"):
-            if val_every_n_epochs is None:
-                raise ConfigError(
-                    f"scheduler {info.name!r} monitors {monitor!r} but validation never runs; "
-                    "enable it (trainer.limit_val_batches > 0) or monitor a train_ metric"
-                )
-            # Step only on epochs that produced the metric, or Lightning fails mid-run.
-            frequency = val_every_n_epochs
+        if val_every_n_epochs is None and monitor.startswith("val"):
+            raise ConfigError(
+                f"scheduler {info.name!r} monitors {monitor!r} but validation never runs; "
+                "enable it (trainer.limit_val_batches > 0) or monitor a training metric"
+            )
+        # Step only on epochs that validate, or Lightning finds no fresh metric mid-run.
+        frequency = val_every_n_epochs or 1
+    start = warmup.get("warmup_start_factor", 1e-3)
+    if monitor is not None:
+        if warm:
+            # Plateau steps once per epoch on a metric, so the per-step ramp cannot be a second
+            # Lightning scheduler inside one lr_scheduler config: it rides on optimizer.step.
+            StepWarmup(optimizer, start_factor=start, total_steps=warm)
+        main = info.resolve()(optimizer, **call_kwargs)
+        return {"scheduler": main, "interval": info.interval, "frequency": frequency,
+                "monitor": monitor, "strict": True}
     # The ramp is built first: schedulers record each group's starting lr as 'initial_lr'
     # only if it is not set yet, so the main schedule keeps the configured lr as its base.
-    start = warmup.get("warmup_start_factor", 1e-3)
     ramp = sched.LinearLR(optimizer, start_factor=start, total_iters=warm) if warm else None
     main = info.resolve()(optimizer, **call_kwargs)
-    if monitor is not None:
-        configs = [{"scheduler": main, "interval": info.interval, "frequency": frequency,
-                    "monitor": monitor, "strict": True}]
-        if ramp is not None:
-            configs.insert(0, {"scheduler": ramp, "interval": "step", "frequency": 1})
-        return configs
     if ramp is not None:
         main = sched.SequentialLR(optimizer, [ramp, main], milestones=[warm])
-    return [{"scheduler": main, "interval": info.interval, "frequency": frequency}]
+    return {"scheduler": main, "interval": info.interval, "frequency": frequency}
+
+
+class StepWarmup:
+    """A linear lr ramp over the first ``total_steps`` optimizer steps, advanced by a
+    ``register_step_post_hook`` on the optimizer (torch's public hook), for schedules Lightning
+    steps per epoch on a metric.
+
+    The step count lives in each param group (``warmup_step``), so it is saved with the
+    optimizer's state dict and a resumed run continues the ramp where it stopped. Like
+    ``LinearLR`` it multiplies the current lr by the ratio of consecutive factors, so it composes
+    with a plateau cut that happens during the warmup.
+    """
+
+    def __init__(self, optimizer: Optimizer, *, start_factor: float, total_steps: int) -> None:
+        self.start, self.total = start_factor, total_steps
+        for group in optimizer.param_groups:
+            if "warmup_step" not in group:
+                group["warmup_step"] = 0
+                group["lr"] *= start_factor
+        self.handle = optimizer.register_step_post_hook(self)
+
+    def factor(self, step: int) -> float:
+        return self.start + (1.0 - self.start) * min(step, self.total) / self.total
+
+    def __call__(self, optimizer: Optimizer, args: Any, kwargs: Any) -> None:
+        for group in optimizer.param_groups:
+            step = group.get("warmup_step", self.total)
+            if step < self.total:
+                group["lr"] *= self.factor(step + 1) / self.factor(step)
+                group["warmup_step"] = step + 1

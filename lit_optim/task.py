@@ -2,12 +2,13 @@
 
 ``lr`` and ``weight_decay`` are flat hyperparameters because tuning searches them; everything
 else an optimizer or scheduler takes goes in ``optimizer_kwargs`` / ``scheduler_kwargs``. All
-names and kwargs are checked in ``__init__``, so a bad recipe fails before any data is read.
+names, kwargs and values are checked in ``__init__``, so a bad recipe fails before any data is
+read. The optimizer and schedule come from ``lit_optim.factory``, exactly as in a user's own
+module: the task holds no optimizer or scheduler logic of its own.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -17,22 +18,25 @@ import torch.nn.functional as F
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from lightning.pytorch.utilities import rank_zero_info
-
 from lit_optim.errors import ConfigError
-from lit_optim.kwargs import accepted_kwargs
+from lit_optim.factory import (
+    check_lr_scaling,
+    check_optimizer_choice,
+    create_optimizer,
+    create_scheduler,
+    l2_penalty,
+    loss_weight_decay,
+    lr_scale_factor,
+)
 from lit_optim.models import build_model
-from lit_optim.optimizers import OPTIMIZERS, build_optimizer, check_optimizer_args
-from lit_optim.param_groups import build_param_groups, check_param_group_specs
-from lit_optim.schedulers import RunLength, build_scheduler_config, check_scheduler_args
+from lit_optim.param_groups import build_param_groups
+from lit_optim.schedulers import check_scheduler_args
+from lit_optim.trainer_info import is_logging_step
 
-__all__ = ["ClassificationTask", "is_logging_step"]
+__all__ = ["EPOCH_METRICS", "ClassificationTask"]
 
-
-def is_logging_step(trainer: L.Trainer) -> bool:
-    """Whether this optimizer step's values reach the logger: the test Lightning applies.
-    Per-step logging is skipped on other steps (self.log costs ~0.3 ms a call on CPU)."""
-    return (trainer.global_step + 1) % trainer.log_every_n_steps == 0
+# What the task logs once per epoch, and so the only metrics its plateau can monitor.
+EPOCH_METRICS = ("val_loss", "val_acc", "train_loss", "train_acc")
 
 
 class ClassificationTask(L.LightningModule):
@@ -43,8 +47,8 @@ class ClassificationTask(L.LightningModule):
     ``train_loss_step`` and ``lr``.
 
     Args:
-        input_shape: shape of one sample; the CLI links it from the data module.
-        num_classes: number of classes; the CLI links it from the data module.
+        input_shape: shape of one sample; the CLI fills it in from a ``ClassificationData``.
+        num_classes: number of classes; the CLI fills it in from a ``ClassificationData``.
         network: registered model name (``lit-optim list models``).
         network_kwargs: keyword arguments of that model (e.g. ``hidden_dims``).
         optimizer: registered optimizer name (``lit-optim list optimizers``).
@@ -66,8 +70,8 @@ class ClassificationTask(L.LightningModule):
 
     def __init__(
         self,
-        input_shape: Sequence[int],
-        num_classes: int,
+        input_shape: Sequence[int] | None = None,
+        num_classes: int | None = None,
         network: str = "mlp",
         network_kwargs: dict[str, Any] | None = None,
         optimizer: str = "adam",
@@ -82,27 +86,23 @@ class ClassificationTask(L.LightningModule):
         base_batch_size: int | None = None,
     ) -> None:
         super().__init__()
-        # Fail on a bad optimizer or schedule now, not after the first epoch.
-        info = check_optimizer_args(optimizer, lr, weight_decay, optimizer_kwargs or {})
-        check_scheduler_args(scheduler, scheduler_kwargs or {})
-        if param_groups:
-            if info.single_param_group:
-                raise ConfigError(f"optimizer {info.name!r} takes a single parameter group; "
-                                  "remove param_groups")
-            base = OPTIMIZERS.get((optimizer_kwargs or {}).get("base", "adam")) \
-                if info.name == "lookahead" else info
-            per_group = set(accepted_kwargs(base.resolve(), exclude=("params",)))
-            check_param_group_specs(param_groups, per_group | {"lr", "weight_decay"})
-        if lr_scaling not in ("none", "linear", "sqrt"):
-            raise ConfigError(f"lr_scaling must be one of none|linear|sqrt, got {lr_scaling!r}")
-        if lr_scaling != "none" and (
-            isinstance(base_batch_size, bool) or not isinstance(base_batch_size, int)
-            or base_batch_size <= 0
-        ):
+        if input_shape is None or num_classes is None:
             raise ConfigError(
-                f"lr_scaling {lr_scaling!r} needs base_batch_size, the batch size lr was chosen "
-                f"for (a positive integer), got {base_batch_size!r}"
+                "ClassificationTask needs input_shape and num_classes; lit-optim fills them in "
+                "from a ClassificationData, so give them yourself with any other data module"
             )
+        # Fail on a bad optimizer or schedule now, not after the first epoch. L-BFGS cannot
+        # apply weight decay itself, so the task adds that share to its loss (an L2 term).
+        self._loss_weight_decay = loss_weight_decay(optimizer, weight_decay)
+        check_optimizer_choice(optimizer, lr=lr, weight_decay=weight_decay - self._loss_weight_decay,
+                               param_groups=param_groups, **(optimizer_kwargs or {}))
+        _, monitor = check_scheduler_args(scheduler, scheduler_kwargs or {})
+        if monitor is not None and monitor not in EPOCH_METRICS:
+            raise ConfigError(
+                f"scheduler {scheduler!r} monitors {monitor!r}, which is never logged; "
+                f"use one of: {', '.join(EPOCH_METRICS)}"
+            )
+        check_lr_scaling(lr_scaling, base_batch_size)
         self.net = build_model(network, input_shape, num_classes, **(network_kwargs or {}))
         # Stored in checkpoints: load_from_checkpoint rebuilds the task with no other input.
         # A list, not a tuple, keeps hparams.yaml readable by yaml.safe_load.
@@ -114,9 +114,6 @@ class ClassificationTask(L.LightningModule):
         self.train_acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
         self.val_acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
         self.test_acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
-        # An optimizer without weight decay (L-BFGS) gets it as an L2 term in the loss: its
-        # line search needs the loss and the gradient to describe the same objective.
-        self._l2_in_loss = bool(weight_decay) and not info.supports_weight_decay
         if param_groups:  # patterns that match nothing fail now, not when fit starts
             build_param_groups(self, lr=lr, weight_decay=weight_decay, specs=param_groups)
 
@@ -129,8 +126,10 @@ class ClassificationTask(L.LightningModule):
         loss = F.cross_entropy(logits, y)
         # Epoch aggregates accumulate on the device with no host sync.
         self.train_loss.update(loss.detach(), len(y))
-        if self._l2_in_loss:
-            loss = loss + self.l2_penalty()
+        if self._loss_weight_decay:
+            # L-BFGS's line search needs the loss and the gradient to describe one objective.
+            loss = loss + l2_penalty(self, self._loss_weight_decay,
+                                     decay_bias_and_norm=self.hparams.decay_bias_and_norm)
         self.train_acc.update(logits.detach(), y)
         # self.log costs ~0.3 ms per call on CPU (Lightning deep-copies its metadata), as much
         # as a whole small-MLP step, so per-step values are only logged on steps that reach
@@ -140,14 +139,6 @@ class ClassificationTask(L.LightningModule):
             self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True,
                      on_epoch=False)
         return loss
-
-    def l2_penalty(self) -> torch.Tensor:
-        """½·weight_decay·Σ‖w‖² over the parameters that decay (biases and norms excluded
-        unless decay_bias_and_norm)."""
-        hp = self.hparams
-        decayed = [p for p in self.parameters()
-                   if p.requires_grad and (hp.decay_bias_and_norm or p.ndim >= 2)]
-        return 0.5 * hp.weight_decay * sum(p.pow(2).sum() for p in decayed)
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         x, y = batch
@@ -182,52 +173,12 @@ class ClassificationTask(L.LightningModule):
             self.log(name, metric.compute(), prog_bar=prog_bar)
         metric.reset()
 
-    def lr_factor(self) -> float:
-        """The batch-size scaling factor applied to every lr (1 without ``lr_scaling``)."""
-        hp = self.hparams
-        if hp.lr_scaling == "none":
-            return 1.0
-        per_device = getattr(self.trainer.datamodule, "batch_size", None)
-        if not isinstance(per_device, int):
-            raise ConfigError(
-                f"lr_scaling {hp.lr_scaling!r} needs the batch size: fit with a data module "
-                "that has a batch_size"
-            )
-        batch = per_device * self.trainer.world_size * self.trainer.accumulate_grad_batches
-        ratio = batch / hp.base_batch_size
-        return ratio if hp.lr_scaling == "linear" else math.sqrt(ratio)
-
     def configure_optimizers(self):
         hp = self.hparams
-        trainer = self.trainer
-        factor = self.lr_factor()
-        info = OPTIMIZERS.get(hp.optimizer)
-        if info.single_param_group:
-            params = [{"params": [p for p in self.parameters() if p.requires_grad]}]
-        else:
-            params = build_param_groups(
-                self, lr=hp.lr, weight_decay=hp.weight_decay, specs=hp.param_groups or (),
-                decay_bias_and_norm=hp.decay_bias_and_norm, lr_factor=factor,
-            )
-        optimizer = build_optimizer(
-            hp.optimizer, params, lr=hp.lr * factor, weight_decay=hp.weight_decay,
-            **(hp.optimizer_kwargs or {}),
-        )
-        if factor != 1.0:
-            rank_zero_info(f"lr_scaling {hp.lr_scaling}: global batch / {hp.base_batch_size} "
-                           f"→ lr × {factor:.4g} = {hp.lr * factor:.4g}")
-            if trainer.logger is not None:
-                trainer.logger.log_hyperparams({"effective_lr": hp.lr * factor})
-        total_steps = trainer.estimated_stepping_batches  # also sets num_training_batches
-        batches = trainer.num_training_batches
-        run = RunLength(
-            total_steps=total_steps,
-            steps_per_epoch=math.ceil(batches / trainer.accumulate_grad_batches)
-            if math.isfinite(batches) else None,
-        )
-        validates = trainer.limit_val_batches != 0
-        schedulers = build_scheduler_config(
-            hp.scheduler, optimizer, hp.scheduler_kwargs or {}, run=run,
-            val_every_n_epochs=(trainer.check_val_every_n_epoch or 1) if validates else None,
-        )
-        return [optimizer], schedulers
+        optimizer = create_optimizer(
+            self, hp.optimizer, lr=hp.lr, weight_decay=hp.weight_decay - self._loss_weight_decay,
+            param_groups=hp.param_groups, decay_bias_and_norm=hp.decay_bias_and_norm,
+            lr_scale=lr_scale_factor(self.trainer, hp.lr_scaling, hp.base_batch_size),
+            **(hp.optimizer_kwargs or {}))
+        scheduler = create_scheduler(hp.scheduler, optimizer, self.trainer, **(hp.scheduler_kwargs or {}))
+        return {"optimizer": optimizer, "lr_scheduler": scheduler}

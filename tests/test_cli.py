@@ -129,7 +129,7 @@ def test_list_unknown_kind(capsys):
         (["--model.lr", "0"], "lr must be a finite number > 0, got 0.0"),
         (["--model.lr", "-0.1"], "lr must be a finite number > 0, got -0.1"),
         (["--model.weight_decay=-1e-4"], "weight_decay must be a finite number ≥ 0"),
-        (["--data.batch_size", "0"], "batch_size must be a positive integer, got 0"),
+        (["--data.batch_size", "0"], "batch_size must be an integer >= 1, got 0"),
         (["--model.scheduler", "plateau", "--model.scheduler_kwargs", '{"monitor": "val_f1"}'],
          "scheduler 'plateau' monitors 'val_f1', which is never logged"),
         (["--model.scheduler", "plateau", "--trainer.limit_val_batches", "0"],

@@ -163,9 +163,9 @@ def test_synthetic_shape_comes_from_kwargs_without_loading():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"batch_size": 0}, "batch_size must be a positive integer, got 0"),
-        ({"batch_size": -4}, "batch_size must be a positive integer"),
-        ({"eval_batch_size": 0}, "eval_batch_size must be a positive integer"),
+        ({"batch_size": 0}, "batch_size must be an integer >= 1, got 0"),
+        ({"batch_size": -4}, "batch_size must be an integer >= 1"),
+        ({"eval_batch_size": 0}, "eval_batch_size must be an integer >= 1"),
         ({"val_fraction": 0.0}, r"val_fraction must be in \(0, 1\)"),
         ({"dataset": "mnsit"}, "unknown dataset 'mnsit'; did you mean 'mnist'"),
         ({"dataset": "digits", "dataset_kwargs": {"num_samples": 3}},

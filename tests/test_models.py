@@ -43,7 +43,7 @@ def test_cnn_head_size_follows_the_input():
     [
         ("cnn", (64,), {}, "cnn needs image input"),
         ("cnn", (1, 8, 8), {"channels": [4, 4, 4, 4]}, "below 1 pixel"),
-        ("mlp", (64,), {"hidden_dims": [0]}, "hidden_dims must be positive"),
+        ("mlp", (64,), {"hidden_dims": [0]}, "each of hidden_dims must be an integer >= 1"),
         ("mlp", (64,), {"activation": "relux"}, "unknown activation 'relux'"),
         ("mlp", (64,), {"dropout": 1.0}, "dropout must be in"),
         ("mlp", (64,), {"hidden": [3]}, "model 'mlp' does not take 'hidden'"),

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from lit_optim import ClassificationData, ClassificationTask, ConfigError
+from lit_optim import ClassificationData, ClassificationTask, ConfigError, lr_scale_factor
 from lit_optim.param_groups import build_param_groups
 
 
@@ -72,7 +72,7 @@ def test_first_matching_group_wins_and_a_dead_pattern_is_an_error():
         ({"param_groups": [{"lr": 0.1}]}, r"param_groups\[0\] needs 'params'"),
         ({"param_groups": [{"params": "net.*", "betas": (0.9, 0.9)}], "optimizer": "sgd"},
          r"sets 'betas', which the optimizer does not take"),
-        ({"param_groups": [{"params": "net.*", "lr": -1}]}, r"param_groups\[0\].lr must be > 0"),
+        ({"param_groups": [{"params": "net.*", "lr": -1}]}, r"param_groups\[0\].lr must be a finite number > 0"),
         ({"param_groups": [{"params": "net.*"}], "optimizer": "lbfgs", "lr": 1.0},
          "takes a single parameter group"),
         ({"lr_scaling": "linear"}, "needs base_batch_size"),
@@ -102,7 +102,7 @@ def test_lr_scaling_counts_gradient_accumulation(make_trainer):
     task = ClassificationTask(data.input_shape, 10, lr=0.01, lr_scaling="linear", base_batch_size=32)
     trainer = make_trainer(max_epochs=1, accumulate_grad_batches=4)
     trainer.fit(task, datamodule=data)
-    assert task.lr_factor() == 4.0
+    assert lr_scale_factor(trainer, "linear", 32) == 4.0
     assert math.isclose(trainer.optimizers[0].param_groups[0]["lr"], 0.04)
 
 

@@ -12,7 +12,8 @@ import torch
 from lightning.pytorch.loggers import CSVLogger
 
 from lit_optim import SCHEDULERS, ClassificationData, ClassificationTask, ConfigError
-from lit_optim.schedulers import RunLength, build_scheduler_config
+from lit_optim.schedulers import build_scheduler_config
+from lit_optim.trainer_info import RunLength
 
 LR, S, E = 0.1, 4, 6  # initial lr, optimizer steps per epoch, epochs
 T = S * E
@@ -146,14 +147,15 @@ def test_plateau_cuts_the_lr_when_the_metric_stalls(make_trainer, tmp_path):
 def test_plateau_after_a_warmup(make_trainer, tmp_path):
     lrs, trainer = _fit(make_trainer, tmp_path, "plateau",
                         {"patience": 0, "factor": 0.5, "threshold": 1.0, "warmup_steps": 4}, epochs=3)
-    assert [c.interval for c in trainer.lr_scheduler_configs] == ["step", "epoch"]
+    # One Lightning config (the plateau, per epoch); the ramp rides on optimizer.step.
+    assert [c.interval for c in trainer.lr_scheduler_configs] == ["epoch"]
     assert lrs[:4] == pytest.approx([_ramp(k, 4) for k in range(4)])
     assert lrs[4::S] == pytest.approx([0.05, 0.025])  # full lr reached, then halved per epoch
 
 
 def test_plateau_on_accuracy_uses_max_mode():
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
-    (cfg,) = build_scheduler_config("plateau", opt, {"monitor": "val_acc"},
+    cfg = build_scheduler_config("plateau", opt, {"monitor": "val_acc"},
                                     run=RunLength(10, 5), val_every_n_epochs=2)
     assert cfg["monitor"] == "val_acc" and cfg["scheduler"].mode == "max"
     assert cfg["frequency"] == 2  # steps only on epochs that validate

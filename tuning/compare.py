@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from lit_optim import OPTIMIZERS, SCHEDULERS, ConfigError
-from lit_optim.errors import check_count
+from lit_optim.validation import check_count, check_number
 from tuning.recipe import apply_overrides, load_recipe, write_recipe
 from tuning.study import run_study
 
@@ -37,8 +37,7 @@ def check_compare_args(names: list[str], budget: int, seeds: int, target_acc: fl
         SCHEDULERS.get(name)
     check_count("budget", budget, note=" (trials per optimizer)")
     check_count("seeds", seeds)
-    if not (isinstance(target_acc, (int, float)) and 0.0 <= target_acc <= 1.0):
-        raise ConfigError(f"target accuracy must be in [0, 1], got {target_acc!r}")
+    check_number("target accuracy", target_acc, low=0, high=1)
 
 
 def optimizer_space(name: str) -> dict[str, Any]:

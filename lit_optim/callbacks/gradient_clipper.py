@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any, Literal
 
 import lightning as L
@@ -10,8 +9,9 @@ import torch
 from typing_extensions import override
 
 from lit_optim.callbacks._grads import grad_norms, named_trainable, norms, with_grads
-from lit_optim.errors import ConfigError, check_count
-from lit_optim.task import is_logging_step
+from lit_optim.errors import ConfigError
+from lit_optim.validation import check_count, check_number
+from lit_optim.trainer_info import is_logging_step
 
 __all__ = ["GradientClipper"]
 
@@ -51,14 +51,13 @@ class GradientClipper(L.Callback):
     ) -> None:
         if mode not in MODES:
             raise ConfigError(f"mode must be one of {'|'.join(MODES)}, got {mode!r}")
-        if not (isinstance(max_norm, (int, float)) and max_norm > 0 and math.isfinite(max_norm)):
-            raise ConfigError(f"max_norm must be a finite number > 0, got {max_norm!r}")
-        if not (norm_type == math.inf or (isinstance(norm_type, (int, float)) and norm_type > 0)):
-            raise ConfigError(f"norm_type must be > 0 or inf, got {norm_type!r}")
-        if mode == "value" and not (isinstance(clip_value, (int, float)) and clip_value > 0):
-            raise ConfigError(f"mode 'value' needs clip_value > 0, got {clip_value!r}")
-        if not 0 < percentile <= 100:
-            raise ConfigError(f"percentile must be in (0, 100], got {percentile!r}")
+        check_number("max_norm", max_norm, low=0, low_open=True)
+        check_number("norm_type", norm_type, low=0, low_open=True, allow_inf=True)
+        if mode == "value" and clip_value is None:
+            raise ConfigError("mode 'value' needs clip_value > 0, got None")
+        if mode == "value":
+            check_number("clip_value", clip_value, low=0, low_open=True)
+        check_number("percentile", percentile, low=0, high=100, low_open=True)
         check_count("history", history)
         self.mode, self.max_norm, self.norm_type = mode, float(max_norm), float(norm_type)
         self.clip_value, self.percentile, self.history = clip_value, percentile, history

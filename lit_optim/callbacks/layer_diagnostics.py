@@ -10,7 +10,8 @@ import torch
 from typing_extensions import override
 
 from lit_optim.callbacks._grads import named_trainable, with_grads
-from lit_optim.errors import ConfigError, check_count
+from lit_optim.errors import ConfigError
+from lit_optim.validation import check_count, check_number
 
 __all__ = ["LayerDiagnostics"]
 

@@ -17,7 +17,8 @@ from lit_optim.callbacks._grads import (
     nonfinite_names,
     with_grads,
 )
-from lit_optim.errors import ConfigError, LitOptimError, check_count
+from lit_optim.errors import ConfigError, LitOptimError
+from lit_optim.validation import check_count, check_number
 
 __all__ = ["NonFiniteError", "NonFiniteGuard"]
 
@@ -77,10 +78,9 @@ class NonFiniteGuard(L.Callback):
         check_count("check_every_n_steps", check_every_n_steps)
         check_count("max_consecutive", max_consecutive)
         check_count("snapshot_every_n_steps", snapshot_every_n_steps)
-        if not 0 < lr_factor <= 1:
-            raise ConfigError(f"lr_factor must be in (0, 1], got {lr_factor!r}")
-        if loss_spike_factor is not None and not loss_spike_factor > 1:
-            raise ConfigError(f"loss_spike_factor must be > 1, got {loss_spike_factor!r}")
+        check_number("lr_factor", lr_factor, low=0, high=1, low_open=True)
+        if loss_spike_factor is not None:
+            check_number("loss_spike_factor", loss_spike_factor, low=1, low_open=True)
         if action == "skip" and check_every_n_steps != 1:
             raise ConfigError(
                 "action 'skip' needs check_every_n_steps=1: a step can only be dropped while it "

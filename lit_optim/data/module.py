@@ -17,6 +17,7 @@ from lit_optim.data.catalog import DATASETS
 from lit_optim.data.sources import Splits
 from lit_optim.errors import ConfigError
 from lit_optim.kwargs import check_kwargs
+from lit_optim.validation import check_count, check_number
 
 __all__ = ["ClassificationData"]
 
@@ -50,10 +51,8 @@ class ClassificationData(L.LightningDataModule):
         super().__init__()
         self.info = DATASETS.get(dataset)
         for name, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-        if not 0.0 < val_fraction < 1.0:
-            raise ConfigError(f"val_fraction must be in (0, 1), got {val_fraction!r}")
+            check_count(name, value)
+        check_number("val_fraction", val_fraction, low=0, high=1, low_open=True, high_open=True)
         dataset_kwargs = dict(dataset_kwargs or {})
         check_kwargs(
             dataset_kwargs, self.info.resolve(), what=f"dataset {self.info.name!r}",

@@ -1,0 +1,27 @@
+"""Layering: lower layers never import higher ones. Checked in a fresh interpreter, since this
+test process has imported everything already."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+
+def _loaded_after(statement: str) -> set[str]:
+    code = f"import sys; {statement}; print(' '.join(m for m in sys.modules if m.startswith('lit_optim')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return set(out.stdout.split())
+
+
+@pytest.mark.parametrize(("statement", "forbidden"), [
+    ("import lit_optim.callbacks", {"lit_optim.task", "lit_optim.models", "lit_optim.data"}),
+    ("from lit_optim import create_optimizer, create_scheduler",
+     {"lit_optim.task", "lit_optim.models", "lit_optim.data", "lit_optim.cli"}),
+    ("import lit_optim.optimizers, lit_optim.schedulers, lit_optim.models, lit_optim.data",
+     {"lit_optim.task", "lit_optim.factory", "lit_optim.cli"}),
+    ("import lit_optim", {"lit_optim.task", "lit_optim.optimizers"}),
+])
+def test_lower_layers_do_not_import_higher_ones(statement, forbidden):
+    assert not _loaded_after(statement) & forbidden

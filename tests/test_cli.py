@@ -51,9 +51,11 @@ def test_fit_with_command_line_overrides(tmp_path):
         "--model.optimizer_kwargs", '{"momentum": 0.9}', "--model.scheduler", "cosine",
         "--data.batch_size", "64", "--trainer.max_epochs", "5")
     config = yaml.safe_load(next(tmp_path.rglob("config.yaml")).read_text())
-    assert config["model"]["optimizer"] == "sgd" and config["model"]["lr"] == 0.1
-    assert config["model"]["optimizer_kwargs"] == {"momentum": 0.9}
-    assert config["data"]["batch_size"] == 64 and config["trainer"]["max_epochs"] == 5
+    model, data = config["model"]["init_args"], config["data"]["init_args"]
+    assert config["model"]["class_path"] == "lit_optim.ClassificationTask"
+    assert model["optimizer"] == "sgd" and model["lr"] == 0.1
+    assert model["optimizer_kwargs"] == {"momentum": 0.9}
+    assert data["batch_size"] == 64 and config["trainer"]["max_epochs"] == 5
     ckpt = next(tmp_path.rglob("*.ckpt"))
     assert "epoch=4" in ckpt.name and "step=90" in ckpt.name  # 18 batches of 64 per epoch
 
@@ -73,13 +75,14 @@ def test_print_config_output_runs_again(tmp_path, capsys):
     assert info.value.code == 0
     printed = capsys.readouterr().out
     config = yaml.safe_load(printed)
-    assert config["model"]["lr"] == 0.002 and config["data"]["dataset"] == "digits"
+    assert config["model"]["init_args"]["lr"] == 0.002
+    assert config["data"]["init_args"]["dataset"] == "digits"
     assert "trainer" in config and "seed_everything" in config
     path = tmp_path / "printed.yaml"
     path.write_text(printed)
     run("fit", "--config", str(path), *QUIET, "--trainer.max_epochs", "1")
     saved = yaml.safe_load(next(tmp_path.rglob("config.yaml")).read_text())
-    assert saved["model"]["lr"] == 0.002
+    assert saved["model"]["init_args"]["lr"] == 0.002
 
 
 def test_validate_and_test_from_a_checkpoint(tmp_path, capsys):
@@ -174,7 +177,7 @@ def test_json_kwargs_round_trip_through_the_saved_config(tmp_path):
     run("fit", "--config", DIGITS, *QUIET, "--trainer.max_epochs", "1",
         "--model.scheduler", "step", "--model.scheduler_kwargs", json.dumps({"step_size": 1, "gamma": 0.5}))
     saved = yaml.safe_load(next(tmp_path.rglob("config.yaml")).read_text())
-    assert saved["model"]["scheduler_kwargs"] == {"step_size": 1, "gamma": 0.5}
+    assert saved["model"]["init_args"]["scheduler_kwargs"] == {"step_size": 1, "gamma": 0.5}
 
 
 # --- the catalog through the CLI: every optimizer trains the default recipe ------------------

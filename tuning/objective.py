@@ -16,7 +16,7 @@ from optuna_integration import PyTorchLightningPruningCallback
 
 from lit_optim import LitOptimError
 from lit_optim.callbacks import NonFiniteError, NonFiniteGuard
-from lit_optim.cli import cli_objects
+from tuning.preflight import MetricCheck, MetricNotLoggedError, build_trial_objects
 from tuning.recipe import apply_overrides, write_recipe
 from tuning.space import SearchSpace
 
@@ -48,16 +48,18 @@ class Objective:
         self.recipe, self.space, self.run_dir = recipe, space, Path(run_dir)
         self.accelerator, self.devices = accelerator, devices
 
+    def trainer_args(self) -> list[str]:
+        return [*TRIAL_TRAINER_ARGS, f"--trainer.accelerator={self.accelerator}",
+                f"--trainer.devices={self.devices}"]
+
     def __call__(self, trial: optuna.Trial) -> float:
         merged = apply_overrides(self.recipe, self.space.suggest(trial))
         path = write_recipe(merged, self.run_dir / f"trial_{trial.number}" / "recipe.yaml",
                             header=f"trial {trial.number} of study {trial.study.study_name}")
         try:
-            cli = cli_objects(path, *TRIAL_TRAINER_ARGS,
-                              f"--trainer.accelerator={self.accelerator}",
-                              f"--trainer.devices={self.devices}")
-        except SystemExit as err:  # jsonargparse rejected the merged recipe
-            raise optuna.TrialPruned(f"invalid configuration (exit {err.code})") from None
+            cli = build_trial_objects(path, *self.trainer_args())
+        except LitOptimError as err:  # this trial's combination of values (checked up front
+            self._prune(trial, f"invalid configuration: {err}")  # for the first values)
         trainer = cli.trainer
         pruning = PyTorchLightningPruningCallback(trial, monitor=self.space.metric)
         guard = next((cb for cb in trainer.callbacks if isinstance(cb, NonFiniteGuard)), None)
@@ -67,10 +69,13 @@ class Objective:
             guard = NonFiniteGuard("stop", loss_spike_factor=10)
             trainer.callbacks.append(guard)
         trainer.callbacks.append(pruning)
+        trainer.callbacks.append(MetricCheck(self.space.metric))
         try:
             trainer.fit(cli.model, datamodule=cli.datamodule)
         except NonFiniteError as err:
             self._prune(trial, f"diverged: {err}")
+        except MetricNotLoggedError:
+            raise  # no trial can report it: the study stops
         except LitOptimError as err:  # e.g. a warmup longer than this trial's run
             self._prune(trial, f"invalid configuration: {err}")
         if guard.stop_reason:

@@ -30,14 +30,26 @@ def apply_overrides(recipe: dict[str, Any], overrides: dict[str, Any]) -> dict[s
         node = merged
         *parents, leaf = path.split(".")
         for key in parents:
-            child = node.get(key)
-            if child is None:
-                child = node[key] = {}
-            if not isinstance(child, dict):
-                raise ConfigError(f"cannot set {path}: {key} is {child!r}, not a mapping")
-            node = child
-        node[leaf] = value
+            node = _child(_into_init_args(node, key), key, path)
+        _into_init_args(node, leaf)[leaf] = value
     return merged
+
+
+def _into_init_args(node: dict[str, Any], key: str) -> dict[str, Any]:
+    """``model.lr`` on ``model: {class_path: X, init_args: {...}}`` means ``init_args.lr``, as
+    on the command line, so a space reads the same for our task and a user's module."""
+    if "class_path" in node and key not in ("class_path", "init_args", "dict_kwargs"):
+        return _child(node, "init_args", key)
+    return node
+
+
+def _child(node: dict[str, Any], key: str, path: str) -> dict[str, Any]:
+    child = node.get(key)
+    if child is None:
+        child = node[key] = {}
+    if not isinstance(child, dict):
+        raise ConfigError(f"cannot set {path}: {key} is {child!r}, not a mapping")
+    return child
 
 
 def write_recipe(recipe: dict[str, Any], path: str | Path, header: str = "") -> Path:

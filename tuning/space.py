@@ -68,6 +68,17 @@ class SearchSpace:
                 chosen[param.path] = _suggest(trial, param.path, param.distribution)
         return chosen
 
+    def first_values(self) -> dict[str, Any]:
+        """A trial's overrides made of each parameter's first value (a list's first choice, a
+        range's low end), conditionals included when active: what is parsed before trial 0."""
+        chosen: dict[str, Any] = {}
+        for param in self.params:
+            if param.active(chosen):
+                dist = param.distribution
+                chosen[param.path] = (dist.choices[0] if isinstance(dist, CategoricalDistribution)
+                                      else dist.low)
+        return chosen
+
     def grid(self) -> dict[str, list[Any]]:
         """The values a grid sampler walks: every parameter must be categorical."""
         continuous = [p.path for p in self.params

@@ -12,9 +12,10 @@ import optuna
 from optuna.storages._heartbeat import get_heartbeat_thread  # what study.optimize uses
 from optuna.trial import TrialState
 
-from lit_optim import ConfigError, UnknownNameError
+from lit_optim import ConfigError, LitOptimError, UnknownNameError
 from lit_optim.registry import did_you_mean
 from tuning.objective import Objective
+from tuning.preflight import MetricNotLoggedError, check_before_trial_0
 from tuning.recipe import apply_overrides, load_recipe, write_recipe
 from tuning.space import SearchSpace, load_space
 from tuning.storage import HEARTBEAT_S, open_storage
@@ -122,7 +123,12 @@ def _worker(study_name: str, storage_url: str, recipe_path: str, space_path: str
         # so we start optuna's heartbeat thread the way optimize does (a no-op thread for
         # storages without heartbeats).
         with get_heartbeat_thread(trial._trial_id, study._storage):
-            state, value = _evaluate(objective, trial)
+            try:
+                state, value = _evaluate(objective, trial)
+            except MetricNotLoggedError as err:
+                trial.set_user_attr("fail_reason", str(err))
+                study.tell(trial, state=TrialState.FAIL)
+                raise
         exhausted = False
         try:
             study.tell(trial, value if state == TrialState.COMPLETE else None, state=state)
@@ -151,6 +157,8 @@ def _evaluate(objective: Objective, trial: optuna.Trial) -> tuple[TrialState, fl
         return TrialState.COMPLETE, objective(trial)
     except optuna.TrialPruned:
         return TrialState.PRUNED, None
+    except MetricNotLoggedError:
+        raise
     except Exception as err:  # noqa: BLE001 - one broken trial must not stop the study
         trial.set_user_attr("fail_reason", f"{type(err).__name__}: {err}")
         traceback.print_exc()
@@ -190,11 +198,13 @@ def run_study(*, recipe: str, space: str, study_name: str, storage_url: str, run
               heartbeat_s: float = HEARTBEAT_S) -> optuna.Study:
     """Create or resume ``study_name`` and run it until it has ``n_trials`` finished trials."""
     parsed = load_space(space)  # every check before anything is written
-    load_recipe(recipe)
+    recipe_dict = load_recipe(recipe)
     make_sampler(sampler, parsed, seed)
     make_pruner(pruner)
     if n_trials < 1 or n_workers < 1:
         raise ConfigError(f"n_trials and n_workers must be >= 1, got {n_trials}, {n_workers}")
+    check_before_trial_0(recipe_dict, parsed,
+                         Objective(recipe_dict, parsed, run_dir, accelerator=accelerator).trainer_args())
     storage = open_storage(storage_url, n_workers=n_workers)
     study = optuna.create_study(study_name=study_name, storage=storage, load_if_exists=True,
                                 direction=parsed.direction)
@@ -219,6 +229,11 @@ def run_study(*, recipe: str, space: str, study_name: str, storage_url: str, run
             procs.append(p)
         for p in procs:
             p.join()
+        if any(p.exitcode for p in procs):  # e.g. MetricNotLoggedError in a worker
+            failed = optuna.load_study(study_name=study_name, storage=open_storage(
+                storage_url, n_workers=n_workers)).get_trials(states=(TrialState.FAIL,))
+            reasons = [t.user_attrs["fail_reason"] for t in failed if "fail_reason" in t.user_attrs]
+            raise LitOptimError(reasons[-1] if reasons else "a worker process failed; see above")
     return optuna.load_study(study_name=study_name, storage=open_storage(storage_url, n_workers=n_workers))
 
 

@@ -1,0 +1,127 @@
+"""Checks before trial 0: the recipe with the space's first values is parsed (not fitted) into
+the same LightningCLI objects a trial builds, and every space path is looked up in the classes
+the recipe names. A mistake ends the command with one line before any study is created or
+changed; a recipe naming a user's own LightningModule gets exactly the same checks.
+
+Whether the space's metric is logged can only be known once the module has validated, so
+``MetricCheck`` (a callback in every trial) stops the study at the first trial's first
+validation that lacks it, listing the metrics that are logged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from jsonargparse import Namespace
+from lightning.pytorch.callbacks import Callback
+
+from lit_optim import ConfigError, LitOptimError
+from lit_optim.registry import did_you_mean
+from tuning.recipe import apply_overrides, write_recipe
+from tuning.space import SearchSpace
+
+__all__ = ["MetricCheck", "MetricNotLoggedError", "build_trial_objects", "check_before_trial_0",
+           "config_error_line"]
+
+
+class MetricNotLoggedError(LitOptimError):
+    """The space's metric is not among what the module logs: no trial can ever report it."""
+
+
+def config_error_line(err: BaseException) -> str | None:
+    """One line for a configuration that LightningCLI or a class's __init__ rejected, or None
+    for an exception that is not about the configuration."""
+    from lit_optim.cli import _chained, parse_error_line
+
+    cause = _chained(err, LitOptimError)
+    if cause is not None:
+        return str(cause)
+    if isinstance(err, argparse.ArgumentError) or (
+            isinstance(err, ValueError) and str(err).startswith("Does not validate against any")):
+        return parse_error_line(err)
+    return None
+
+
+def build_trial_objects(recipe_path: Path, *trainer_args: str):
+    """LightningCLI objects for a trial's merged recipe; ConfigError with one line if invalid."""
+    from lit_optim.cli import cli_objects
+
+    try:
+        return cli_objects(recipe_path, *trainer_args)
+    except Exception as err:  # noqa: BLE001 - sorted by config_error_line below
+        line = config_error_line(err)
+        if line is None:
+            raise
+        raise ConfigError(line) from None
+
+
+def check_before_trial_0(recipe: dict[str, Any], space: SearchSpace, trainer_args: list[str]) -> None:
+    """Parse the recipe with the space's first values and look every space path up."""
+    with tempfile.TemporaryDirectory() as tmp:  # nothing is written where the user looks
+        path = write_recipe(apply_overrides(recipe, space.first_values()), Path(tmp) / "recipe.yaml")
+        try:
+            cli = build_trial_objects(path, *trainer_args)
+        except ConfigError as err:
+            raise ConfigError(f"the recipe with the search space's first values is invalid: {err}"
+                              ) from None
+    for param in space.params:
+        _check_path(cli.config, param.path)
+
+
+def _check_path(config: Namespace, path: str) -> None:
+    node: Any = config
+    done: list[str] = []
+    for key in path.split("."):
+        if isinstance(node, Namespace) and "class_path" in node and key not in ("class_path", "init_args"):
+            node = node.get("init_args") or Namespace()
+        if node is None or isinstance(node, dict):
+            return  # a free-form mapping (optimizer_kwargs …): its keys are the plugin's to check
+        if not isinstance(node, Namespace) or key not in node:
+            owner = node.get("class_path") if isinstance(node, Namespace) else None
+            where = ".".join(done) or "the recipe"
+            known = list(node.keys()) if isinstance(node, Namespace) else []
+            known = [k for k in known if "." not in k]
+            hint = did_you_mean(key, known)
+            raise ConfigError(
+                f"search space: {path} does not exist: {where}"
+                f"{f' ({owner})' if owner else ''} has no {key!r}"
+                f"{'; ' + hint if hint else ''}")
+        node = node[key]
+        done.append(key)
+
+
+class MetricCheck(Callback):
+    """Stops the study when a trial's first epoch did not log the space's metric.
+
+    Checked when the second epoch starts (or the fit ends), not at the first validation: a
+    module's epoch-end training metrics (``train_loss``) reach ``callback_metrics`` only after
+    the callbacks' ``on_train_epoch_end``.
+    """
+
+    def __init__(self, metric: str) -> None:
+        self.metric = metric
+        self.checked = False
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.current_epoch >= 1:
+            self._check(trainer, pl_module)
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._check(trainer, pl_module)
+
+    def _check(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.checked:
+            return
+        self.checked = True
+        if self.metric in trainer.callback_metrics:
+            return
+        logged = sorted(trainer.callback_metrics)
+        hint = did_you_mean(self.metric, logged)
+        raise MetricNotLoggedError(
+            f"the search space's metric {self.metric!r} is never logged by "
+            f"{type(pl_module).__name__}; it logs: {', '.join(logged) or 'nothing'}"
+            f"{'; ' + hint if hint else ''} (set metric: in the search space)")

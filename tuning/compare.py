@@ -52,6 +52,27 @@ def optimizer_space(name: str) -> dict[str, Any]:
     return {"metric": "val_acc", "direction": "maximize", "params": params}
 
 
+def _check_module_takes_optimizer_args(recipe: dict[str, Any], accelerator: str) -> None:
+    """The per-optimizer spaces set model.optimizer, model.lr and model.weight_decay: a user's
+    module must take those init args (as ClassificationTask does) to be compared."""
+    import tempfile
+
+    from tuning.objective import TRIAL_TRAINER_ARGS
+    from tuning.preflight import build_trial_objects
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cli = build_trial_objects(write_recipe(recipe, Path(tmp) / "recipe.yaml"),
+                                  *TRIAL_TRAINER_ARGS, f"--trainer.accelerator={accelerator}")
+    model = cli.config["model"]
+    missing = [k for k in ("optimizer", "lr", "weight_decay") if k not in model["init_args"]]
+    if missing:
+        takes = ", ".join(k for k in model["init_args"].keys() if "." not in k) or "nothing"
+        raise ConfigError(
+            f"lit-tune compare sets model.optimizer, model.lr and model.weight_decay, but "
+            f"{model['class_path']} does not take {', '.join(missing)} (it takes: {takes}); add "
+            "them as init args and build the optimizer with lit_optim.create_optimizer")
+
+
 def _seed_run(recipe: dict[str, Any], path: Path, seed: int, target_acc: float) -> dict[str, Any]:
     """Train ``recipe`` with ``seed``; curves and final numbers, cached in ``path``."""
     cache = path / "result.json"
@@ -112,6 +133,7 @@ def run_compare(*, recipe: str, optimizers: list[str], budget: int, seeds: int, 
     if unknown:
         raise ConfigError(f"unknown convex problem {unknown[0]!r}; choose quadratic or logreg")
     base = load_recipe(recipe)
+    _check_module_takes_optimizer_args(base, accelerator)
     storage_url = f"sqlite:///{run_dir / 'studies.db'}"
     run_dir.mkdir(parents=True, exist_ok=True)
     entries = ([(f"{optimizers[0]}+{s}", {"model.optimizer": optimizers[0], "model.scheduler": s})

@@ -60,28 +60,34 @@ def build_trial_objects(recipe_path: Path, *trainer_args: str):
 
 
 def check_before_trial_0(recipe: dict[str, Any], space: SearchSpace, trainer_args: list[str]) -> None:
-    """Parse the recipe with the space's first values and look every space path up."""
+    """Parse the recipe, look every space path up in its classes, then parse it again with the
+    space's first values (which also checks those values)."""
     with tempfile.TemporaryDirectory() as tmp:  # nothing is written where the user looks
-        path = write_recipe(apply_overrides(recipe, space.first_values()), Path(tmp) / "recipe.yaml")
-        try:
-            cli = build_trial_objects(path, *trainer_args)
-        except ConfigError as err:
-            raise ConfigError(f"the recipe with the search space's first values is invalid: {err}"
-                              ) from None
-    for param in space.params:
-        _check_path(cli.config, param.path)
+        cli = _parse(recipe, Path(tmp) / "recipe.yaml", trainer_args, "the recipe is invalid")
+        for param in space.params:
+            _check_path(cli.config, param.path)
+        _parse(apply_overrides(recipe, space.first_values()), Path(tmp) / "first.yaml",
+               trainer_args, "the recipe with the search space's first values is invalid")
+
+
+def _parse(recipe: dict[str, Any], path: Path, trainer_args: list[str], what: str):
+    try:
+        return build_trial_objects(write_recipe(recipe, path), *trainer_args)
+    except ConfigError as err:
+        raise ConfigError(f"{what}: {err}") from None
 
 
 def _check_path(config: Namespace, path: str) -> None:
     node: Any = config
     done: list[str] = []
     for key in path.split("."):
+        owner = None
         if isinstance(node, Namespace) and "class_path" in node and key not in ("class_path", "init_args"):
+            owner = node["class_path"]
             node = node.get("init_args") or Namespace()
         if node is None or isinstance(node, dict):
             return  # a free-form mapping (optimizer_kwargs …): its keys are the plugin's to check
         if not isinstance(node, Namespace) or key not in node:
-            owner = node.get("class_path") if isinstance(node, Namespace) else None
             where = ".".join(done) or "the recipe"
             known = list(node.keys()) if isinstance(node, Namespace) else []
             known = [k for k in known if "." not in k]

@@ -43,3 +43,39 @@ SIGNSGD = OptimizerInfo(name="signsgd", factory=SignSGD, typical_lr=0.01,
 LINEAR_DECAY = SchedulerInfo(name="linear_decay", factory=LinearDecayLR, interval="step",
                              needs_total_steps=True,
                              description="linear decay to floor·lr over the run (example plugin)")
+
+
+# -- a network and a dataset, the other two plugin kinds ---------------------------------------
+from torch import nn  # noqa: E402
+
+from lit_optim import DatasetInfo, ModelInfo  # noqa: E402
+from lit_optim.data import Splits  # noqa: E402
+
+
+class WideLinear(nn.Module):
+    """Flatten, one hidden layer of ``width`` units with a residual-free GELU, then logits."""
+
+    def __init__(self, input_shape, num_classes, width=32):
+        super().__init__()
+        features = 1
+        for size in input_shape:
+            features *= int(size)
+        self.body = nn.Sequential(nn.Flatten(), nn.Linear(features, width), nn.GELU(),
+                                  nn.Linear(width, num_classes))
+
+    def forward(self, x):
+        return self.body(x)
+
+
+def load_xor(data_dir, download, *, num_samples=256, seed=0):
+    """Two-class XOR in the plane: not linearly separable, so it needs a hidden layer."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(num_samples + 64, 2, generator=g) * 2 - 1
+    y = ((x[:, 0] > 0) ^ (x[:, 1] > 0)).long()
+    return Splits(x[:num_samples], y[:num_samples], x[num_samples:], y[num_samples:])
+
+
+WIDE_LINEAR = ModelInfo(name="wide_linear", factory=WideLinear,
+                        description="one wide GELU layer (example plugin)")
+XOR = DatasetInfo(name="xor", loader=load_xor, input_shape=(2,), num_classes=2,
+                  description="two-class XOR in the plane (example plugin)")

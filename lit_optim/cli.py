@@ -30,7 +30,7 @@ from lit_optim.catalog import KINDS, format_catalog
 from lit_optim.errors import LitOptimError, UnknownNameError
 from lit_optim.registry import did_you_mean, import_object
 
-__all__ = ["LitOptimCLI", "cli_objects", "main", "parse_error_line"]
+__all__ = ["LitOptimCLI", "chained_error", "cli_objects", "main", "parse_error_line"]
 
 DEFAULT_MODEL = "lit_optim.ClassificationTask"
 DEFAULT_DATA = "lit_optim.ClassificationData"
@@ -170,7 +170,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         # In subclass mode jsonargparse wraps what a class's __init__ raised (our ConfigError,
         # or a user module's own ValueError) in "Does not validate against any of the Union
         # subtypes"; anything else is a bug and keeps its traceback.
-        cause = _chained(err, LitOptimError)
+        cause = chained_error(err, LitOptimError)
         if cause is not None:
             _die(str(cause))
         if str(err).startswith("Does not validate against any"):
@@ -180,7 +180,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         _die(" ".join(str(err).split()))
 
 
-def _chained(err: BaseException, kind: type[BaseException]) -> BaseException | None:
+def chained_error(err: BaseException, kind: type[BaseException]) -> BaseException | None:
     seen = set()
     while err is not None and id(err) not in seen:
         if isinstance(err, kind):

@@ -25,7 +25,12 @@ from torch import nn
 from torch.optim import Optimizer
 
 from lit_optim.errors import ConfigError
-from lit_optim.optimizers import OPTIMIZERS, build_optimizer, check_optimizer_args, group_options
+from lit_optim.optimizers import (
+    OPTIMIZERS,
+    check_optimizer_args,
+    group_options,
+    instantiate_optimizer,
+)
 from lit_optim.param_groups import build_param_groups, check_param_group_specs
 from lit_optim.schedulers import SCHEDULERS, build_scheduler_config, check_scheduler_args
 from lit_optim.trainer_info import run_length, validation_period
@@ -114,7 +119,8 @@ def create_optimizer(
         params = list(model_or_params)
     if not params:
         raise ConfigError(f"optimizer {info.name!r} got no trainable parameters")
-    return build_optimizer(name, params, lr=lr * lr_scale, weight_decay=weight_decay, **kwargs)
+    # Checked above with these values (lr_scale > 0 keeps lr > 0): build without re-checking.
+    return instantiate_optimizer(info, params, lr * lr_scale, weight_decay, kwargs)
 
 
 def create_scheduler(

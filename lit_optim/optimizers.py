@@ -20,7 +20,8 @@ from lit_optim.validation import check_count, check_number
 from lit_optim.kwargs import accepted_kwargs, check_kwargs
 from lit_optim.registry import Registry, RegistryEntry, import_object
 
-__all__ = ["OPTIMIZERS", "OptimizerInfo", "build_optimizer", "check_optimizer_args", "group_options"]
+__all__ = ["OPTIMIZERS", "OptimizerInfo", "build_optimizer", "check_optimizer_args", "group_options",
+           "instantiate_optimizer"]
 
 # lit-optim passes these itself; the rest of the signature is the optimizer's kwargs.
 _FILLED_IN = ("params", "lr", "weight_decay")
@@ -183,8 +184,9 @@ def check_optimizer_args(
     return info
 
 
-def _instantiate(info: OptimizerInfo, params, lr: float, weight_decay: float,
-                 kwargs: Mapping[str, Any]) -> Optimizer:
+def instantiate_optimizer(info: OptimizerInfo, params, lr: float, weight_decay: float,
+                          kwargs: Mapping[str, Any]) -> Optimizer:
+    """Build an entry's optimizer with no checks (``check_optimizer_args`` first)."""
     if info.supports_weight_decay:
         kwargs = {"weight_decay": weight_decay, **kwargs}
     return info.resolve()(params, lr=lr, **{**info.defaults, **kwargs})
@@ -197,7 +199,7 @@ def _try_build(info: OptimizerInfo, lr: float, weight_decay: float,
     def attempt(subset: Mapping[str, Any]) -> Exception | None:
         params = [torch.nn.Parameter(torch.zeros(2, 2)), torch.nn.Parameter(torch.zeros(2))]
         try:
-            _instantiate(info, params, lr, weight_decay, subset)
+            instantiate_optimizer(info, params, lr, weight_decay, subset)
         except ConfigError:
             raise
         except (ValueError, TypeError, IndexError, KeyError, RuntimeError) as err:
@@ -223,4 +225,4 @@ def build_optimizer(
     """Instantiate the optimizer registered as ``name`` on ``params`` as given (tensors or
     param-group dicts). ``lit_optim.create_optimizer`` also takes a module."""
     info = check_optimizer_args(name, lr, weight_decay, kwargs)
-    return _instantiate(info, params, lr, weight_decay, kwargs)
+    return instantiate_optimizer(info, params, lr, weight_decay, kwargs)

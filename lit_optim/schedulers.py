@@ -2,8 +2,8 @@
 
 Entries carry what Lightning's ``lr_scheduler`` config needs, so it cannot be wired wrong:
 ``interval`` (per optimizer step or per epoch), whether the scheduler reads a monitored metric
-(plateau), and whether it needs the total number of optimizer steps (which the task takes from
-``trainer.estimated_stepping_batches``).
+(plateau), and whether it needs the total number of optimizer steps (which
+``lit_optim.create_scheduler`` reads off the Trainer, see ``trainer_info.run_length``).
 
 Warmup: ``warmup_steps`` or ``warmup_epochs`` in ``scheduler_kwargs`` (and optionally
 ``warmup_start_factor``, default 0.001) ramps the lr linearly from start_factor·lr to lr, then

@@ -35,9 +35,9 @@ class MetricNotLoggedError(LitOptimError):
 def config_error_line(err: BaseException) -> str | None:
     """One line for a configuration that LightningCLI or a class's __init__ rejected, or None
     for an exception that is not about the configuration."""
-    from lit_optim.cli import _chained, parse_error_line
+    from lit_optim.cli import chained_error, parse_error_line
 
-    cause = _chained(err, LitOptimError)
+    cause = chained_error(err, LitOptimError)
     if cause is not None:
         return str(cause)
     if isinstance(err, argparse.ArgumentError) or (

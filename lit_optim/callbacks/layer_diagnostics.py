@@ -11,7 +11,7 @@ from typing_extensions import override
 
 from lit_optim.callbacks._grads import named_trainable, with_grads
 from lit_optim.errors import ConfigError
-from lit_optim.validation import check_count, check_number
+from lit_optim.validation import check_count
 
 __all__ = ["LayerDiagnostics"]
 

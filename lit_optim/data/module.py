@@ -15,7 +15,6 @@ import torch
 from lit_optim.data.batches import TensorBatches
 from lit_optim.data.catalog import DATASETS
 from lit_optim.data.sources import Splits
-from lit_optim.errors import ConfigError
 from lit_optim.kwargs import check_kwargs
 from lit_optim.validation import check_count, check_number
 

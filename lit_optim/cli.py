@@ -30,7 +30,8 @@ from lit_optim.catalog import KINDS, format_catalog
 from lit_optim.errors import LitOptimError, UnknownNameError
 from lit_optim.registry import did_you_mean, import_object
 
-__all__ = ["LitOptimCLI", "chained_error", "cli_objects", "main", "parse_error_line"]
+__all__ = ["LitOptimCLI", "chained_error", "cli_objects", "config_error_line", "main",
+           "parse_error_line"]
 
 DEFAULT_MODEL = "lit_optim.ClassificationTask"
 DEFAULT_DATA = "lit_optim.ClassificationData"
@@ -162,22 +163,30 @@ def main(argv: Sequence[str] | None = None) -> None:
             if argv is None:
                 sys.argv[1:] = []  # the args go in explicitly; LightningCLI warns when given both
             run_lightning_cli(words)
-    except LitOptimError as err:
-        _die(str(err))
-    except argparse.ArgumentError as err:
-        _die(parse_error_line(err))
-    except ValueError as err:
-        # In subclass mode jsonargparse wraps what a class's __init__ raised (our ConfigError,
-        # or a user module's own ValueError) in "Does not validate against any of the Union
-        # subtypes"; anything else is a bug and keeps its traceback.
-        cause = chained_error(err, LitOptimError)
-        if cause is not None:
-            _die(str(cause))
-        if str(err).startswith("Does not validate against any"):
-            _die(parse_error_line(err))
-        raise
-    except MisconfigurationException as err:  # e.g. a monitor the module never logs
-        _die(" ".join(str(err).split()))
+    except Exception as err:  # noqa: BLE001 - sorted by config_error_line
+        line = config_error_line(err)
+        if line is None:
+            raise  # not caused by the input: a bug keeps its traceback
+        _die(line)
+
+
+def config_error_line(err: BaseException) -> str | None:
+    """One line for an error caused by the configuration, or None for any other exception.
+
+    That is: our own errors (also when jsonargparse wrapped what a class's ``__init__`` raised:
+    in subclass mode it reports "Does not validate against any of the Union subtypes" around
+    it), jsonargparse's parse errors, and Lightning's misconfiguration errors (a monitor the
+    module never logs).
+    """
+    cause = chained_error(err, LitOptimError)
+    if cause is not None:
+        return str(cause)
+    if isinstance(err, argparse.ArgumentError) or (
+            isinstance(err, ValueError) and str(err).startswith("Does not validate against any")):
+        return parse_error_line(err)
+    if isinstance(err, MisconfigurationException):
+        return " ".join(str(err).split())
+    return None
 
 
 def chained_error(err: BaseException, kind: type[BaseException]) -> BaseException | None:

@@ -55,14 +55,10 @@ def optimizer_space(name: str) -> dict[str, Any]:
 def _check_module_takes_optimizer_args(recipe: dict[str, Any], accelerator: str) -> None:
     """The per-optimizer spaces set model.optimizer, model.lr and model.weight_decay: a user's
     module must take those init args (as ClassificationTask does) to be compared."""
-    import tempfile
-
     from tuning.objective import TRIAL_TRAINER_ARGS
-    from tuning.preflight import build_trial_objects
+    from tuning.preflight import parse_recipe
 
-    with tempfile.TemporaryDirectory() as tmp:
-        cli = build_trial_objects(write_recipe(recipe, Path(tmp) / "recipe.yaml"),
-                                  *TRIAL_TRAINER_ARGS, f"--trainer.accelerator={accelerator}")
+    cli = parse_recipe(recipe, [*TRIAL_TRAINER_ARGS, f"--trainer.accelerator={accelerator}"])
     model = cli.config["model"]
     missing = [k for k in ("optimizer", "lr", "weight_decay") if k not in model["init_args"]]
     if missing:

@@ -3,15 +3,15 @@ the same LightningCLI objects a trial builds, and every space path is looked up 
 the recipe names. A mistake ends the command with one line before any study is created or
 changed; a recipe naming a user's own LightningModule gets exactly the same checks.
 
-Whether the space's metric is logged can only be known once the module has validated, so
-``MetricCheck`` (a callback in every trial) stops the study at the first trial's first
-validation that lacks it, listing the metrics that are logged.
+Whether the space's metric is logged can only be known once the module has trained and
+validated, so ``MetricCheck`` (a callback in every trial) stops the study after the first
+trial's first epoch if the metric is missing, listing the metrics that are logged.
 """
 
 from __future__ import annotations
 
-import argparse
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,56 +25,44 @@ from tuning.recipe import apply_overrides, write_recipe
 from tuning.space import SearchSpace
 
 __all__ = ["MetricCheck", "MetricNotLoggedError", "build_trial_objects", "check_before_trial_0",
-           "config_error_line"]
+           "parse_recipe"]
 
 
 class MetricNotLoggedError(LitOptimError):
     """The space's metric is not among what the module logs: no trial can ever report it."""
 
 
-def config_error_line(err: BaseException) -> str | None:
-    """One line for a configuration that LightningCLI or a class's __init__ rejected, or None
-    for an exception that is not about the configuration."""
-    from lit_optim.cli import chained_error, parse_error_line
-
-    cause = chained_error(err, LitOptimError)
-    if cause is not None:
-        return str(cause)
-    if isinstance(err, argparse.ArgumentError) or (
-            isinstance(err, ValueError) and str(err).startswith("Does not validate against any")):
-        return parse_error_line(err)
-    return None
-
-
 def build_trial_objects(recipe_path: Path, *trainer_args: str):
     """LightningCLI objects for a trial's merged recipe; ConfigError with one line if invalid."""
-    from lit_optim.cli import cli_objects
+    from lit_optim.cli import cli_objects, config_error_line
 
     try:
         return cli_objects(recipe_path, *trainer_args)
-    except Exception as err:  # noqa: BLE001 - sorted by config_error_line below
+    except Exception as err:  # noqa: BLE001 - sorted by config_error_line
         line = config_error_line(err)
         if line is None:
             raise
         raise ConfigError(line) from None
 
 
-def check_before_trial_0(recipe: dict[str, Any], space: SearchSpace, trainer_args: list[str]) -> None:
+def parse_recipe(recipe: dict[str, Any], trainer_args: Sequence[str], what: str = "the recipe is invalid"):
+    """The LightningCLI objects of a recipe dict, parsed from a temporary file (nothing is
+    written where the user looks); ConfigError ``"{what}: <one line>"`` if it is invalid."""
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            return build_trial_objects(write_recipe(recipe, Path(tmp) / "recipe.yaml"), *trainer_args)
+        except ConfigError as err:
+            raise ConfigError(f"{what}: {err}") from None
+
+
+def check_before_trial_0(recipe: dict[str, Any], space: SearchSpace, trainer_args: Sequence[str]) -> None:
     """Parse the recipe, look every space path up in its classes, then parse it again with the
     space's first values (which also checks those values)."""
-    with tempfile.TemporaryDirectory() as tmp:  # nothing is written where the user looks
-        cli = _parse(recipe, Path(tmp) / "recipe.yaml", trainer_args, "the recipe is invalid")
-        for param in space.params:
-            _check_path(cli.config, param.path)
-        _parse(apply_overrides(recipe, space.first_values()), Path(tmp) / "first.yaml",
-               trainer_args, "the recipe with the search space's first values is invalid")
-
-
-def _parse(recipe: dict[str, Any], path: Path, trainer_args: list[str], what: str):
-    try:
-        return build_trial_objects(write_recipe(recipe, path), *trainer_args)
-    except ConfigError as err:
-        raise ConfigError(f"{what}: {err}") from None
+    cli = parse_recipe(recipe, trainer_args)
+    for param in space.params:
+        _check_path(cli.config, param.path)
+    parse_recipe(apply_overrides(recipe, space.first_values()), trainer_args,
+                 "the recipe with the search space's first values is invalid")
 
 
 def _check_path(config: Namespace, path: str) -> None:

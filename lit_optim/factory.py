@@ -27,12 +27,13 @@ from torch.optim import Optimizer
 from lit_optim.errors import ConfigError
 from lit_optim.optimizers import (
     OPTIMIZERS,
+    OptimizerInfo,
     check_optimizer_args,
     group_options,
     instantiate_optimizer,
 )
 from lit_optim.param_groups import build_param_groups, check_param_group_specs
-from lit_optim.schedulers import SCHEDULERS, build_scheduler_config, check_scheduler_args
+from lit_optim.schedulers import SCHEDULERS, check_scheduler_args, scheduler_config
 from lit_optim.trainer_info import run_length, validation_period
 from lit_optim.validation import check_number
 
@@ -57,12 +58,12 @@ def check_optimizer_choice(
     weight_decay: float = 0.0,
     param_groups: Sequence[Mapping[str, Any]] | None = None,
     **kwargs: Any,
-) -> None:
+) -> OptimizerInfo:
     """Every check ``create_optimizer`` makes that needs no parameters: call it in a module's
-    ``__init__`` so a bad recipe fails before any data is read."""
+    ``__init__`` so a bad recipe fails before any data is read. Returns the registry entry."""
     info = check_optimizer_args(name, lr, weight_decay, kwargs)
     if not param_groups:
-        return
+        return info
     if info.single_param_group:
         raise ConfigError(f"optimizer {info.name!r} takes a single parameter group; "
                           "remove param_groups")
@@ -75,6 +76,7 @@ def check_optimizer_choice(
                                  {**kwargs, **options})
         except ConfigError as err:
             raise ConfigError(f"param_groups[{i}]: {err}") from None
+    return info
 
 
 def create_optimizer(
@@ -100,10 +102,9 @@ def create_optimizer(
         lr_scale: multiplies every lr (the batch-size rule: ``lr_scale_factor``).
         kwargs: the optimizer's other options (``momentum``, ``betas`` …).
     """
-    check_optimizer_choice(name, lr=lr, weight_decay=weight_decay, param_groups=param_groups,
-                           **kwargs)
+    info = check_optimizer_choice(name, lr=lr, weight_decay=weight_decay,
+                                  param_groups=param_groups, **kwargs)
     check_number("lr_scale", lr_scale, low=0, low_open=True)
-    info = OPTIMIZERS.get(name)
     if isinstance(model_or_params, nn.Module):
         if info.single_param_group:
             params: list[Any] = [p for p in model_or_params.parameters() if p.requires_grad]
@@ -153,9 +154,9 @@ def create_scheduler(
         if SCHEDULERS.get(name).needs_monitor and mode not in ("min", "max"):
             raise ConfigError(f"scheduler {name!r}: mode must be min or max, got {mode!r}")
         kwargs["mode"] = mode
-    check_scheduler_args(name, kwargs, monitor=monitor)  # before the Trainer loads any data
-    return build_scheduler_config(name, optimizer, kwargs, run=run_length(trainer),
-                                  val_every_n_epochs=validation_period(trainer), monitor=monitor)
+    info, monitor = check_scheduler_args(name, kwargs, monitor=monitor)  # before any data loads
+    return scheduler_config(info, monitor, optimizer, kwargs, run=run_length(trainer),
+                            val_every_n_epochs=validation_period(trainer))
 
 
 def loss_weight_decay(name: str, weight_decay: float) -> float:

@@ -33,6 +33,7 @@ __all__ = [
     "SchedulerInfo",
     "build_scheduler_config",
     "check_scheduler_args",
+    "scheduler_config",
     "monitor_mode",
 ]
 
@@ -283,6 +284,21 @@ def build_scheduler_config(
         monitor: the metric a monitoring schedule (plateau) reads, unless its kwargs say.
     """
     info, monitor = check_scheduler_args(name, kwargs, monitor=monitor)
+    return scheduler_config(info, monitor, optimizer, kwargs, run=run,
+                            val_every_n_epochs=val_every_n_epochs)
+
+
+def scheduler_config(
+    info: SchedulerInfo,
+    monitor: str | None,
+    optimizer: Optimizer,
+    kwargs: Mapping[str, Any],
+    *,
+    run: RunLength,
+    val_every_n_epochs: int | None,
+) -> dict[str, Any]:
+    """``build_scheduler_config`` for an entry and monitor that ``check_scheduler_args`` has
+    already returned for these kwargs (so the throwaway build is not repeated)."""
     own, _, warmup = _split_kwargs(info, kwargs, monitor)
     call_kwargs = {**info.defaults, **own}
     frequency = 1

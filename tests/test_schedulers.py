@@ -205,3 +205,44 @@ def test_warmup_longer_than_training_fails_before_training(make_trainer, tmp_pat
 def test_bad_scheduler_arguments_fail_in_the_task_constructor(name, kwargs, message):
     with pytest.raises(ConfigError, match=message):
         ClassificationTask((4,), 2, scheduler=name, scheduler_kwargs=kwargs)
+
+
+class _RecordLR(L.Callback):
+    def __init__(self):
+        self.lrs = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.lrs.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+
+def test_plateau_warmup_resumes_mid_ramp_from_a_checkpoint(make_trainer, tmp_path):
+    # A 6-step ramp over 4-step epochs, checkpointed after epoch 0 (in the middle of the ramp)
+    # and resumed: the ramp goes on from step 4, exactly as in the uninterrupted run and as the
+    # formula. patience 100 keeps the plateau from cutting, so only the ramp is measured.
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    kwargs = {"patience": 100, "warmup_steps": 6}
+
+    def task_and_data():
+        data = ClassificationData("synthetic", batch_size=32, val_fraction=0.2, dataset_kwargs={
+            "num_samples": 160, "num_features": 6, "num_classes": 3})
+        task = ClassificationTask(data.input_shape, data.num_classes, lr=LR, optimizer="sgd",
+                                  scheduler="plateau", scheduler_kwargs=kwargs)
+        return task, data
+
+    class StopAfterFirstEpoch(L.Callback):  # an interruption, with the run planned as 3 epochs
+        def on_train_epoch_end(self, trainer, pl_module):
+            trainer.should_stop = True
+
+    whole, first, rest = _RecordLR(), _RecordLR(), _RecordLR()
+    make_trainer(max_epochs=3, callbacks=[whole]).fit(*task_and_data())
+    ckpt = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True)
+    make_trainer(max_epochs=3, callbacks=[first, ckpt, StopAfterFirstEpoch()],
+                 enable_checkpointing=True).fit(*task_and_data())
+    assert len(first.lrs) == 4
+    task, data = task_and_data()
+    make_trainer(max_epochs=3, callbacks=[rest]).fit(task, datamodule=data,
+                                                     ckpt_path=tmp_path / "ckpt" / "last.ckpt")
+    expected = [_ramp(k, 6) for k in range(6)] + [LR] * 6
+    assert whole.lrs == pytest.approx(expected)
+    assert first.lrs + rest.lrs == pytest.approx(expected)

@@ -51,9 +51,9 @@ class LitOptimCLI(LightningCLI):
         from lit_optim.data import ClassificationData, DATASETS
 
         data_class = import_object(data.class_path)
-        takes = inspect.signature(import_object(model.class_path)).parameters
         if not (isinstance(data_class, type) and issubclass(data_class, ClassificationData)):
             return
+        takes = inspect.signature(import_object(model.class_path)).parameters
         if "input_shape" not in takes or "num_classes" not in takes:
             return
         args = data.init_args

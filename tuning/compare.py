@@ -55,10 +55,10 @@ def optimizer_space(name: str) -> dict[str, Any]:
 def _check_module_takes_optimizer_args(recipe: dict[str, Any], accelerator: str) -> None:
     """The per-optimizer spaces set model.optimizer, model.lr and model.weight_decay: a user's
     module must take those init args (as ClassificationTask does) to be compared."""
-    from tuning.objective import TRIAL_TRAINER_ARGS
+    from tuning.objective import trial_trainer_args
     from tuning.preflight import parse_recipe
 
-    cli = parse_recipe(recipe, [*TRIAL_TRAINER_ARGS, f"--trainer.accelerator={accelerator}"])
+    cli = parse_recipe(recipe, trial_trainer_args(accelerator))
     model = cli.config["model"]
     missing = [k for k in ("optimizer", "lr", "weight_decay") if k not in model["init_args"]]
     if missing:

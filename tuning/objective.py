@@ -20,7 +20,7 @@ from tuning.preflight import MetricCheck, MetricNotLoggedError, build_trial_obje
 from tuning.recipe import apply_overrides, write_recipe
 from tuning.space import SearchSpace
 
-__all__ = ["Objective"]
+__all__ = ["Objective", "trial_trainer_args"]
 
 # What a trial's Trainer always gets, whatever the recipe says: no per-trial files beyond the
 # merged recipe, no progress bars interleaving across workers.
@@ -30,6 +30,13 @@ TRIAL_TRAINER_ARGS = [
     "--trainer.enable_progress_bar=false",
     "--trainer.enable_model_summary=false",
 ]
+
+
+def trial_trainer_args(accelerator: str = "auto", devices: Any = "auto") -> list[str]:
+    """The command-line overrides every trial's Trainer gets (also used to parse a recipe
+    before trial 0, so the checks see what the trials will build)."""
+    return [*TRIAL_TRAINER_ARGS, f"--trainer.accelerator={accelerator}",
+            f"--trainer.devices={devices}"]
 
 
 class Objective:
@@ -49,8 +56,7 @@ class Objective:
         self.accelerator, self.devices = accelerator, devices
 
     def trainer_args(self) -> list[str]:
-        return [*TRIAL_TRAINER_ARGS, f"--trainer.accelerator={self.accelerator}",
-                f"--trainer.devices={self.devices}"]
+        return trial_trainer_args(self.accelerator, self.devices)
 
     def __call__(self, trial: optuna.Trial) -> float:
         merged = apply_overrides(self.recipe, self.space.suggest(trial))

@@ -14,7 +14,7 @@ from optuna.trial import TrialState
 
 from lit_optim import ConfigError, LitOptimError, UnknownNameError
 from lit_optim.registry import did_you_mean
-from tuning.objective import Objective
+from tuning.objective import Objective, trial_trainer_args
 from tuning.preflight import MetricNotLoggedError, check_before_trial_0
 from tuning.recipe import apply_overrides, load_recipe, write_recipe
 from tuning.space import SearchSpace, load_space
@@ -203,8 +203,7 @@ def run_study(*, recipe: str, space: str, study_name: str, storage_url: str, run
     make_pruner(pruner)
     if n_trials < 1 or n_workers < 1:
         raise ConfigError(f"n_trials and n_workers must be >= 1, got {n_trials}, {n_workers}")
-    check_before_trial_0(recipe_dict, parsed,
-                         Objective(recipe_dict, parsed, run_dir, accelerator=accelerator).trainer_args())
+    check_before_trial_0(recipe_dict, parsed, trial_trainer_args(accelerator))
     storage = open_storage(storage_url, n_workers=n_workers)
     study = optuna.create_study(study_name=study_name, storage=storage, load_if_exists=True,
                                 direction=parsed.direction)

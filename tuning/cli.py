@@ -16,11 +16,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import optuna
+from optuna.trial import TrialState
 
 from lit_optim import LitOptimError
 from tuning.report import summary_table, write_report
 from tuning.storage import default_storage_url
-from tuning.study import PRUNERS, SAMPLERS, export_best, load_study, run_study
+from tuning.study import MAX_FAILURES, PRUNERS, SAMPLERS, export_best, load_study, run_study
 
 __all__ = ["main"]
 
@@ -41,6 +42,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--pruner", default="median", help=f"one of {', '.join(PRUNERS)}")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--accelerator", default="auto")
+    run.add_argument("--max-failures", type=int, default=MAX_FAILURES,
+                     help="failed trials in a row that stop the study (default %(default)s)")
     run.add_argument("--heartbeat", type=float, default=10.0,
                      help="seconds between trial heartbeats (RDB storages); a trial silent for "
                           "3× this is failed when the study is run again")
@@ -86,8 +89,12 @@ def main(argv: Sequence[str] | None = None) -> None:
                               storage_url=storage, run_dir=args.run_dir / args.study,
                               n_trials=args.n_trials, n_workers=n_workers, sampler=args.sampler,
                               pruner=args.pruner, seed=args.seed, accelerator=args.accelerator,
-                              heartbeat_s=args.heartbeat)
+                              heartbeat_s=args.heartbeat, max_failures=args.max_failures)
             print(summary_table(study))
+            if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+                print(f"lit-tune: error: study {args.study} has no completed trial (see the "
+                      "failed and pruned trials' fail_reason / pruned_reason)", file=sys.stderr)
+                raise SystemExit(1)
         elif args.command == "best":
             study = load_study(args.study, storage)
             print(summary_table(study))

@@ -11,7 +11,9 @@ import math
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 import optuna
+from lightning.pytorch.callbacks import Callback
 from optuna_integration import PyTorchLightningPruningCallback
 
 from lit_optim import LitOptimError
@@ -20,7 +22,7 @@ from tuning.preflight import MetricCheck, MetricNotLoggedError, build_trial_obje
 from tuning.recipe import apply_overrides, write_recipe
 from tuning.space import SearchSpace
 
-__all__ = ["Objective", "trial_trainer_args"]
+__all__ = ["DivergenceWatch", "Objective", "trial_trainer_args"]
 
 # What a trial's Trainer always gets, whatever the recipe says: no per-trial files beyond the
 # merged recipe, no progress bars interleaving across workers.
@@ -37,6 +39,32 @@ def trial_trainer_args(accelerator: str = "auto", devices: Any = "auto") -> list
     before trial 0, so the checks see what the trials will build)."""
     return [*TRIAL_TRAINER_ARGS, f"--trainer.accelerator={accelerator}",
             f"--trainer.devices={devices}"]
+
+
+class DivergenceWatch(Callback):
+    """Ends a trial whose monitored metric or any logged loss is NaN/Inf, at the epoch it
+    happens, whatever callbacks the recipe brings: a recipe's own NonFiniteGuard may roll back
+    or skip and still end on NaN weights, which must not count as a finished trial."""
+
+    def __init__(self, metric: str) -> None:
+        self.metric = metric
+        self.reason: str | None = None
+
+    def check(self, trainer: L.Trainer) -> None:
+        if self.reason is not None:
+            return
+        for name, value in trainer.callback_metrics.items():
+            if (name == self.metric or name.endswith("loss")) and not math.isfinite(float(value)):
+                self.reason = f"{name} is {float(value)} at epoch {trainer.current_epoch}"
+                trainer.should_stop = True
+                return
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self.check(trainer)
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.check(trainer)  # last epoch's training losses are in callback_metrics by now
 
 
 class Objective:
@@ -74,8 +102,8 @@ class Objective:
             # spike: a too-high lr often kills a ReLU net through huge finite steps instead.
             guard = NonFiniteGuard("stop", loss_spike_factor=10)
             trainer.callbacks.append(guard)
-        trainer.callbacks.append(pruning)
-        trainer.callbacks.append(MetricCheck(self.space.metric))
+        watch = DivergenceWatch(self.space.metric)
+        trainer.callbacks += [pruning, MetricCheck(self.space.metric), watch]
         try:
             trainer.fit(cli.model, datamodule=cli.datamodule)
         except NonFiniteError as err:
@@ -84,8 +112,9 @@ class Objective:
             raise  # no trial can report it: the study stops
         except LitOptimError as err:  # e.g. a warmup longer than this trial's run
             self._prune(trial, f"invalid configuration: {err}")
-        if guard.stop_reason:
-            self._prune(trial, f"diverged: {guard.stop_reason}")
+        watch.check(trainer)  # the last epoch's values, logged after the callbacks' last hook
+        if guard.stop_reason or watch.reason:
+            self._prune(trial, f"diverged: {guard.stop_reason or watch.reason}")
         pruning.check_pruned()
         value = trainer.callback_metrics.get(self.space.metric)
         # Kept for comparisons (lr sensitivity is read as final val_loss against lr).

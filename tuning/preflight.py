@@ -56,13 +56,18 @@ def parse_recipe(recipe: dict[str, Any], trainer_args: Sequence[str], what: str 
 
 
 def check_before_trial_0(recipe: dict[str, Any], space: SearchSpace, trainer_args: Sequence[str]) -> None:
-    """Parse the recipe, look every space path up in its classes, then parse it again with the
-    space's first values (which also checks those values)."""
+    """Parse the recipe, look every space path up in its classes, then parse it with the
+    space's first values, and with each other categorical value (about 0.1 s a parse)."""
     cli = parse_recipe(recipe, trainer_args)
     for param in space.params:
         _check_path(cli.config, param.path)
     parse_recipe(apply_overrides(recipe, space.first_values()), trainer_args,
                  "the recipe with the search space's first values is invalid")
+    # Each categorical value on its own, with the parameters it switches on: a batch size of 0,
+    # or momentum offered to adam without a `when:`, fails here and not in some later trial.
+    for path, value in space.other_choices():
+        parse_recipe(apply_overrides(recipe, space.first_values(**{path: value})), trainer_args,
+                     f"search space: {path}: {value!r} is invalid")
 
 
 def _check_path(config: Namespace, path: str) -> None:

@@ -68,16 +68,24 @@ class SearchSpace:
                 chosen[param.path] = _suggest(trial, param.path, param.distribution)
         return chosen
 
-    def first_values(self) -> dict[str, Any]:
+    def first_values(self, **forced: Any) -> dict[str, Any]:
         """A trial's overrides made of each parameter's first value (a list's first choice, a
-        range's low end), conditionals included when active: what is parsed before trial 0."""
+        range's low end), conditionals included when active: what is parsed before trial 0.
+        ``forced`` ({path: value}) replaces some of them, and conditionals follow."""
         chosen: dict[str, Any] = {}
         for param in self.params:
             if param.active(chosen):
                 dist = param.distribution
-                chosen[param.path] = (dist.choices[0] if isinstance(dist, CategoricalDistribution)
-                                      else dist.low)
+                chosen[param.path] = forced.get(param.path, (
+                    dist.choices[0] if isinstance(dist, CategoricalDistribution) else dist.low))
         return chosen
+
+    def other_choices(self) -> list[tuple[str, Any]]:
+        """(path, value) for every categorical value but the first: each is parsed before
+        trial 0 too, with the parameters it switches on."""
+        return [(p.path, value) for p in self.params
+                if isinstance(p.distribution, CategoricalDistribution)
+                for value in p.distribution.choices[1:]]
 
     def grid(self) -> dict[str, list[Any]]:
         """The values a grid sampler walks: every parameter must be categorical."""

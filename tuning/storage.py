@@ -32,18 +32,21 @@ def default_storage_url(run_dir: Path, study: str, n_workers: int, *, create: bo
             raise ConfigError(f"no study {study!r} under {run_dir}/; studies there: "
                               f"{', '.join(found) or 'none'} (or pass --storage URL)")
         return f"sqlite:///{sqlite}"
-    folder.mkdir(parents=True, exist_ok=True)
+    # The folder is made by run_study once every check has passed: bad input creates nothing.
     return f"journal:{journal}" if n_workers > 1 else f"sqlite:///{sqlite}"
 
 
-def open_storage(url: str, *, n_workers: int = 1, heartbeat_s: float = HEARTBEAT_S
-                 ) -> optuna.storages.BaseStorage:
+def open_storage(url: str, *, n_workers: int = 1, heartbeat_s: float = HEARTBEAT_S,
+                 create: bool = False) -> optuna.storages.BaseStorage:
     """An Optuna storage for ``url``: ``sqlite:///…``, ``postgresql://…`` (any SQLAlchemy URL)
-    or ``journal:PATH`` (Optuna's journal file, safe for several processes on one machine)."""
+    or ``journal:PATH`` (Optuna's journal file, safe for several processes on one machine).
+    ``create`` makes a SQLite file's folder (run_study, after its checks)."""
     if url.startswith("journal:"):
         path = Path(url[len("journal:"):]).expanduser()
         path.parent.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(str(path)))
+    if url.startswith("sqlite:///") and create:
+        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
     if url.startswith("sqlite") and n_workers > 1:
         raise ConfigError(
             f"SQLite cannot take {n_workers} worker processes: it locks the whole file on every "

@@ -14,15 +14,33 @@ from optuna.trial import TrialState
 
 from lit_optim import ConfigError, LitOptimError, UnknownNameError
 from lit_optim.registry import did_you_mean
+from lit_optim.validation import check_count
 from tuning.objective import Objective, trial_trainer_args
 from tuning.preflight import MetricNotLoggedError, check_before_trial_0
 from tuning.recipe import apply_overrides, load_recipe, write_recipe
 from tuning.space import SearchSpace, load_space
 from tuning.storage import HEARTBEAT_S, open_storage
 
-__all__ = ["PRUNERS", "SAMPLERS", "export_best", "load_study", "make_pruner", "make_sampler", "run_study"]
+__all__ = ["MAX_FAILURES", "PRUNERS", "SAMPLERS", "TooManyFailuresError", "counted", "export_best",
+           "load_study", "make_pruner", "make_sampler", "run_study"]
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+MAX_FAILURES = 3  # consecutive failed trials that stop a study (--max-failures)
+
+
+class TooManyFailuresError(LitOptimError):
+    """Several trials in a row raised: the recipe or space is broken, not one trial's values."""
+
+
+def counted(trials: list[optuna.trial.FrozenTrial]) -> list[optuna.trial.FrozenTrial]:
+    """The trials that use up the budget: finished, running, or failed by their own error.
+
+    A trial that raised counts (it ran, with its values; asking again would loop forever on a
+    broken recipe). A trial failed because its process died (no ``fail_reason``: marked by
+    heartbeat expiry or at the next start) does not: it never ran to an answer and is replaced.
+    """
+    return [t for t in trials if t.state in (*FINISHED, TrialState.RUNNING)
+            or (t.state == TrialState.FAIL and "fail_reason" in t.user_attrs)]
 
 SAMPLERS: dict[str, Callable[[SearchSpace, int], optuna.samplers.BaseSampler]] = {
     "tpe": lambda space, seed: optuna.samplers.TPESampler(seed=seed),
@@ -76,7 +94,8 @@ def _mark_orphans_failed(study: optuna.Study) -> int:
 
 def _worker(study_name: str, storage_url: str, recipe_path: str, space_path: str,
             run_dir: str, n_trials: int, sampler: str, pruner: str, seed: int,
-            accelerator: str, devices: Any, n_workers: int, heartbeat_s: float) -> None:
+            accelerator: str, devices: Any, n_workers: int, heartbeat_s: float,
+            max_failures: int = MAX_FAILURES) -> None:
     """One optimization loop; also the body of each ``--n-workers`` process."""
     import logging
     import warnings
@@ -109,14 +128,14 @@ def _worker(study_name: str, storage_url: str, recipe_path: str, space_path: str
         from tqdm import tqdm
 
         progress = tqdm(total=n_trials, desc=f"study {study_name}", unit="trial",
-                        initial=len(study.get_trials(deepcopy=False, states=FINISHED)))
+                        initial=len(counted(study.get_trials(deepcopy=False))))
+    failures_in_a_row = 0
     while True:
         # Ask under a lock over "finished + running < budget", so workers on this machine
         # never start more trials than the budget (optuna's MaxTrialsCallback checks only
         # after a trial ends, so N workers can overshoot by N-1).
         with _file_lock(lock_path):
-            active = study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING))
-            if len(active) >= n_trials:
+            if len(counted(study.get_trials(deepcopy=False))) >= n_trials:
                 break
             trial = study.ask()
         # study.optimize would beat the heart for us; the budget lock means we ask ourselves,
@@ -140,17 +159,27 @@ def _worker(study_name: str, storage_url: str, recipe_path: str, space_path: str
                 raise
             exhausted = True
         if progress is not None:
-            progress.update(int(state in FINISHED))
+            progress.update(1)
             best = _best_value(study)
             progress.set_postfix_str(f"best {space.metric} {best:.4f}" if best is not None else "")
         if exhausted:
             break
+        failures_in_a_row = failures_in_a_row + 1 if state == TrialState.FAIL else 0
+        if failures_in_a_row >= max_failures:
+            if progress is not None:
+                progress.close()
+            reason = study.trials[trial.number].user_attrs.get("fail_reason", "?")
+            raise TooManyFailuresError(
+                f"{failures_in_a_row} trials failed in a row, the last (trial {trial.number}) "
+                f"with {reason}; fix the recipe or search space (or raise --max-failures)")
     if progress is not None:
         progress.close()
 
 
 def _evaluate(objective: Objective, trial: optuna.Trial) -> tuple[TrialState, float | None]:
-    """Run one trial the way study.optimize would: pruned, failed (logged) or complete."""
+    """Run one trial the way study.optimize would: pruned, failed or complete. A failure is one
+    line on stderr and its ``fail_reason``; the traceback goes to ``trial_<n>/error.txt``."""
+    import sys
     import traceback
 
     try:
@@ -160,8 +189,12 @@ def _evaluate(objective: Objective, trial: optuna.Trial) -> tuple[TrialState, fl
     except MetricNotLoggedError:
         raise
     except Exception as err:  # noqa: BLE001 - one broken trial must not stop the study
-        trial.set_user_attr("fail_reason", f"{type(err).__name__}: {err}")
-        traceback.print_exc()
+        reason = f"{type(err).__name__}: {' '.join(str(err).split())}"
+        trial.set_user_attr("fail_reason", reason)
+        log = objective.run_dir / f"trial_{trial.number}" / "error.txt"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text(traceback.format_exc())
+        print(f"trial {trial.number} failed: {reason} (traceback in {log})", file=sys.stderr)
         return TrialState.FAIL, None
 
 
@@ -195,7 +228,7 @@ class _file_lock:
 def run_study(*, recipe: str, space: str, study_name: str, storage_url: str, run_dir: Path,
               n_trials: int, n_workers: int = 1, sampler: str = "tpe", pruner: str = "median",
               seed: int = 0, accelerator: str = "auto",
-              heartbeat_s: float = HEARTBEAT_S) -> optuna.Study:
+              heartbeat_s: float = HEARTBEAT_S, max_failures: int = MAX_FAILURES) -> optuna.Study:
     """Create or resume ``study_name`` and run it until it has ``n_trials`` finished trials."""
     parsed = load_space(space)  # every check before anything is written
     recipe_dict = load_recipe(recipe)
@@ -203,8 +236,9 @@ def run_study(*, recipe: str, space: str, study_name: str, storage_url: str, run
     make_pruner(pruner)
     if n_trials < 1 or n_workers < 1:
         raise ConfigError(f"n_trials and n_workers must be >= 1, got {n_trials}, {n_workers}")
+    check_count("max_failures", max_failures)
     check_before_trial_0(recipe_dict, parsed, trial_trainer_args(accelerator))
-    storage = open_storage(storage_url, n_workers=n_workers)
+    storage = open_storage(storage_url, n_workers=n_workers, create=True)
     study = optuna.create_study(study_name=study_name, storage=storage, load_if_exists=True,
                                 direction=parsed.direction)
     study.set_user_attr("metric", parsed.metric)
@@ -213,7 +247,7 @@ def run_study(*, recipe: str, space: str, study_name: str, storage_url: str, run
         _mark_orphans_failed(study)
     args = (study_name, storage_url, recipe, space, str(run_dir), n_trials, sampler, pruner)
     if n_workers == 1:
-        _worker(*args, seed, accelerator, "auto", 1, heartbeat_s)
+        _worker(*args, seed, accelerator, "auto", 1, heartbeat_s, max_failures)
     else:
         gpus = _gpu_count() if accelerator in ("auto", "gpu", "cuda") else 0
         ctx = mp.get_context("spawn")
@@ -223,7 +257,7 @@ def run_study(*, recipe: str, space: str, study_name: str, storage_url: str, run
             devices = [rank % gpus] if gpus else "auto"
             p = ctx.Process(target=_worker, args=(*args, seed + rank,
                                                  accelerator if gpus else ("cpu" if accelerator == "auto" else accelerator),
-                                                 devices, n_workers, heartbeat_s))
+                                                 devices, n_workers, heartbeat_s, max_failures))
             p.start()
             procs.append(p)
         for p in procs:

@@ -1,0 +1,133 @@
+"""lit-tune never loops and checks what it can before trial 0 (issue: study integrity). Each
+case runs the real `lit-tune` entry point, as a user would."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from optuna.trial import TrialState
+
+from tuning.cli import main as lit_tune
+
+ROOT = Path(__file__).resolve().parents[1]
+
+BROKEN_MODULE = '''
+import lightning as L, torch
+from torch.utils.data import DataLoader, TensorDataset
+
+class Data(L.LightningDataModule):
+    def train_dataloader(self):
+        return DataLoader(TensorDataset(torch.randn(16, 2), torch.randn(16, 1)), batch_size=8)
+    def val_dataloader(self):
+        return self.train_dataloader()
+
+class Broken(L.LightningModule):
+    """Valid to build, fails in every training step (a bug in the user's code)."""
+    def __init__(self, lr: float = 0.1):
+        super().__init__()
+        self.layer = torch.nn.Linear(2, 1)
+    def training_step(self, batch, batch_idx):
+        raise RuntimeError("boom in training_step")
+    def validation_step(self, batch, batch_idx):
+        self.log("val/loss", torch.tensor(1.0))
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=self.hparams.get("lr", 0.1))
+'''
+
+
+@pytest.fixture
+def broken_project(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.argv", ["lit-tune"])
+    (tmp_path / "broken_module.py").write_text(BROKEN_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump({
+        "trainer": {"max_epochs": 1, "accelerator": "cpu"},
+        "model": {"class_path": "broken_module.Broken"},
+        "data": {"class_path": "broken_module.Data"}}))
+    (tmp_path / "space.yaml").write_text(yaml.safe_dump({
+        "metric": "val/loss", "direction": "minimize", "params": {"model.lr": "log[1e-3, 1e-1]"}}))
+    return tmp_path
+
+
+def _run(*args):
+    with pytest.raises(SystemExit) as info:
+        lit_tune(["run", "--recipe", "recipe.yaml", "--space", "space.yaml", "--accelerator", "cpu",
+                  *args])
+    return info.value.code
+
+
+@pytest.mark.timeout(120)  # the bug this pins was an endless loop
+def test_failing_trials_count_toward_the_budget_and_print_one_line(broken_project, capsys):
+    assert _run("--n-trials", "2", "--study", "b") == 1  # no trial completed
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert err.count("failed: RuntimeError: boom in training_step") == 2
+    assert "study b has no completed trial" in err
+    study = optuna.load_study(study_name="b", storage="sqlite:///runs/b/study.db")
+    assert [t.state for t in study.trials] == [TrialState.FAIL] * 2
+    assert all("boom" in t.user_attrs["fail_reason"] for t in study.trials)
+    assert "RuntimeError: boom" in (broken_project / "runs/b/trial_0/error.txt").read_text()
+
+
+@pytest.mark.timeout(120)
+def test_consecutive_failures_stop_the_study_with_one_error_line(broken_project, capsys):
+    assert _run("--n-trials", "10", "--study", "c", "--max-failures", "2") == 2
+    err = capsys.readouterr().err
+    assert "lit-tune: error: 2 trials failed in a row, the last (trial 1) with RuntimeError" in err
+    study = optuna.load_study(study_name="c", storage="sqlite:///runs/c/study.db")
+    assert len(study.trials) == 2
+
+
+@pytest.fixture
+def digits(tune_dir):
+    return tune_dir
+
+
+def _space(path: Path, params: dict) -> None:
+    path.write_text(yaml.safe_dump({"metric": "val_acc", "direction": "maximize", "params": params}))
+
+
+@pytest.mark.parametrize(("params", "message"), [
+    ({"model.optimizer": ["sgd", "adam"],
+      "model.optimizer_kwargs.momentum": "uniform[0.5, 0.9]"},
+     "search space: model.optimizer: 'adam' is invalid: optimizer 'adam' does not take 'momentum'"),
+    ({"data.batch_size": [32, 0]},
+     "search space: data.batch_size: 0 is invalid: batch_size must be an integer >= 1, got 0"),
+    ({"model.scheduler": ["constant", "multistep"]},
+     "search space: model.scheduler: 'multistep' is invalid: scheduler 'multistep' needs 'milestones'"),
+])
+def test_each_categorical_value_is_checked_before_trial_0(digits, capsys, params, message):
+    _space(digits / "space.yaml", params)
+    assert _run("--n-trials", "3", "--study", "v") == 2
+    err = capsys.readouterr().err
+    assert err.strip() == f"lit-tune: error: {message}" or message in err, err
+    assert len(err.strip().splitlines()) == 1
+    assert not (digits / "runs" / "v").exists()
+
+
+def test_unknown_recipe_key_is_one_line_before_trial_0(digits, capsys):
+    recipe = yaml.safe_load((digits / "recipe.yaml").read_text())
+    recipe["model"]["optimzer"] = "adam"
+    (digits / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    _space(digits / "space.yaml", {"model.lr": "log[1e-3, 1e-1]"})
+    assert _run("--n-trials", "1", "--study", "k") == 2
+    err = capsys.readouterr().err
+    assert "Option 'optimzer' is not accepted; did you mean 'optimizer'" in err
+    assert not (digits / "runs" / "k").exists()
+
+
+def test_a_diverged_trial_is_pruned_even_with_the_recipes_own_guard(digits):
+    # The digits recipe brings NonFiniteGuard(rollback): at lr 1e21 it rolls back, cuts the lr
+    # and still ends on non-finite values; that trial must not be COMPLETE.
+    recipe = yaml.safe_load((ROOT / "recipes" / "digits" / "mlp.yaml").read_text())
+    recipe["trainer"]["max_epochs"] = 2
+    (digits / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    _space(digits / "space.yaml", {"model.optimizer": ["sgd"], "model.lr": [1.0e21]})
+    assert _run("--n-trials", "1", "--study", "d") == 1
+    (trial,) = optuna.load_study(study_name="d", storage="sqlite:///runs/d/study.db").trials
+    assert trial.state == TrialState.PRUNED
+    assert trial.user_attrs["pruned_reason"].startswith("diverged")

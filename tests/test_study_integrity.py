@@ -131,3 +131,112 @@ def test_a_diverged_trial_is_pruned_even_with_the_recipes_own_guard(digits):
     (trial,) = optuna.load_study(study_name="d", storage="sqlite:///runs/d/study.db").trials
     assert trial.state == TrialState.PRUNED
     assert trial.user_attrs["pruned_reason"].startswith("diverged")
+
+
+# -- a study is one record with one meaning ----------------------------------------------------
+def _digest(path: Path) -> bytes:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).digest()
+
+
+@pytest.fixture
+def one_trial_study(digits):
+    _space(digits / "space.yaml", {"model.lr": "log[1e-3, 1e-1]"})
+    recipe = yaml.safe_load((digits / "recipe.yaml").read_text())
+    recipe["trainer"]["max_epochs"] = 1
+    (digits / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    lit_tune(["run", "--recipe", "recipe.yaml", "--space", "space.yaml", "--n-trials", "1",
+              "--study", "r", "--accelerator", "cpu"])
+    return digits
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ("recipe", "was made with another recipe"),
+    ("space", "was made with another search space"),
+    ("metric", "was made with another search space, metric ('val_acc' → 'val_loss'), "
+               "direction ('maximize' → 'minimize')"),
+])
+def test_resuming_with_another_recipe_space_or_metric_is_refused(one_trial_study, capsys, change,
+                                                                   message):
+    db = one_trial_study / "runs" / "r" / "study.db"
+    before = _digest(db)
+    if change == "recipe":
+        recipe = yaml.safe_load((one_trial_study / "recipe.yaml").read_text())
+        recipe["model"]["network_kwargs"] = {"hidden_dims": [8]}
+        (one_trial_study / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    elif change == "space":
+        _space(one_trial_study / "space.yaml", {"model.lr": "log[1e-4, 1e-1]"})
+    else:
+        (one_trial_study / "space.yaml").write_text(yaml.safe_dump({
+            "metric": "val_loss", "direction": "minimize",
+            "params": {"model.lr": "log[1e-3, 1e-1]"}}))
+    assert _run("--n-trials", "2", "--study", "r") == 2
+    err = capsys.readouterr().err
+    assert message in err and "--accept-changes" in err and len(err.strip().splitlines()) == 1
+    assert _digest(db) == before
+    if change == "recipe":  # and the explicit option continues it
+        lit_tune(["run", "--recipe", "recipe.yaml", "--space", "space.yaml", "--n-trials", "2",
+                  "--study", "r", "--accelerator", "cpu", "--accept-changes"])
+        assert len(optuna.load_study(study_name="r", storage=f"sqlite:///{db}").trials) == 2
+
+
+def test_a_comment_in_the_recipe_is_not_a_change(one_trial_study):
+    path = one_trial_study / "recipe.yaml"
+    path.write_text("# tuned on Tuesday\n" + path.read_text())
+    lit_tune(["run", "--recipe", "recipe.yaml", "--space", "space.yaml", "--n-trials", "2",
+              "--study", "r", "--accelerator", "cpu"])
+
+
+def test_a_run_directory_keeps_its_one_storage(one_trial_study, capsys):
+    db = one_trial_study / "runs" / "r" / "study.db"
+    before = _digest(db)
+    assert _run("--n-trials", "3", "--study", "r", "--n-workers", "2") == 2
+    err = capsys.readouterr().err
+    assert "lives in" in err and "SQLite" in err and "--n-workers 1" in err
+    assert _digest(db) == before
+    assert not (one_trial_study / "runs" / "r" / "journal.log").exists()
+
+
+def test_a_journal_study_resumes_with_one_worker_and_opens_in_optunas_cli(digits, capsys):
+    import subprocess
+    import sys
+
+    _space(digits / "space.yaml", {"model.lr": "log[1e-3, 1e-1]"})
+    recipe = yaml.safe_load((digits / "recipe.yaml").read_text())
+    recipe["trainer"]["max_epochs"] = 1
+    (digits / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    base = ["run", "--recipe", "recipe.yaml", "--space", "space.yaml", "--study", "j",
+            "--accelerator", "cpu"]
+    lit_tune([*base, "--n-trials", "2", "--n-workers", "2"])
+    out = capsys.readouterr().out
+    journal = (digits / "runs" / "j" / "journal.log").absolute()
+    assert f"storage: {journal}" in out
+    lit_tune([*base, "--n-trials", "3"])  # one worker: the same journal, not a new study.db
+    assert not (digits / "runs" / "j" / "study.db").exists()
+    study = optuna.load_study(study_name="j", storage=optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(journal))))
+    assert len(study.trials) == 3
+    optuna_cli = Path(sys.executable).with_name("optuna")
+    listed = subprocess.run([str(optuna_cli), "studies", "--storage", str(journal)],
+                            capture_output=True, text=True, check=True).stdout
+    assert " j " in listed and " 3 " in listed
+
+
+def test_export_creates_only_the_file_asked_for(one_trial_study, capsys):
+    with pytest.raises(SystemExit) as info:
+        lit_tune(["best", "--study", "r", "--export", str(one_trial_study / "no" / "dir" / "b.yaml")])
+    assert info.value.code == 2
+    assert "folder" in capsys.readouterr().err and not (one_trial_study / "no").exists()
+    lit_tune(["best", "--study", "r", "--export", "b.yaml"])
+    assert f"wrote {(one_trial_study / 'b.yaml').resolve()}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("broken", ["recipe", "space"])
+def test_a_yaml_error_is_one_line_and_creates_nothing(digits, capsys, broken):
+    _space(digits / "space.yaml", {"model.lr": "log[1e-3, 1e-1]"})
+    (digits / f"{broken}.yaml").write_text("model: {lr: [1, 2\n  !!python/object:os.system x")
+    assert _run("--n-trials", "1", "--study", "y") == 2
+    err = capsys.readouterr().err
+    assert f"{broken}" in err and "is not valid YAML" in err and "Traceback" not in err
+    assert not (digits / "runs").exists()

@@ -31,7 +31,8 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--study", required=True, help="study name")
-    common.add_argument("--storage", help="Optuna storage URL, or journal:PATH")
+    common.add_argument("--storage", help="Optuna storage URL (sqlite:///…, postgresql://…) "
+                                          "or a journal file path")
     common.add_argument("--run-dir", default="runs", type=Path, help="parent of runs/<study>/")
     run = sub.add_parser("run", parents=[common], help="create or resume a study and run it")
     run.add_argument("--recipe", required=True)
@@ -44,6 +45,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--accelerator", default="auto")
     run.add_argument("--max-failures", type=int, default=MAX_FAILURES,
                      help="failed trials in a row that stop the study (default %(default)s)")
+    run.add_argument("--accept-changes", action="store_true",
+                     help="continue a study made with another recipe, space or metric")
     run.add_argument("--heartbeat", type=float, default=10.0,
                      help="seconds between trial heartbeats (RDB storages); a trial silent for "
                           "3× this is failed when the study is run again")
@@ -89,8 +92,13 @@ def main(argv: Sequence[str] | None = None) -> None:
                               storage_url=storage, run_dir=args.run_dir / args.study,
                               n_trials=args.n_trials, n_workers=n_workers, sampler=args.sampler,
                               pruner=args.pruner, seed=args.seed, accelerator=args.accelerator,
-                              heartbeat_s=args.heartbeat, max_failures=args.max_failures)
+                              heartbeat_s=args.heartbeat, max_failures=args.max_failures,
+                              accept_changes=args.accept_changes)
             print(summary_table(study))
+            print(f"storage: {storage}   (optuna-dashboard {storage})\n"
+                  f"trials: {args.run_dir / args.study}/trial_<n>/recipe.yaml; "
+                  f"report: lit-tune report --study {args.study}"
+                  + (f" --storage {storage}" if args.storage else ""))
             if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
                 print(f"lit-tune: error: study {args.study} has no completed trial (see the "
                       "failed and pruned trials' fail_reason / pruned_reason)", file=sys.stderr)
@@ -99,7 +107,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             study = load_study(args.study, storage)
             print(summary_table(study))
             if args.export:
-                print(f"wrote {export_best(study, args.export)}")
+                print(f"wrote {export_best(study, args.export).resolve()}")
         else:
             study = load_study(args.study, storage)
             for path in write_report(study, args.run_dir / args.study / "report"):

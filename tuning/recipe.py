@@ -17,7 +17,11 @@ def load_recipe(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"recipe {path} does not exist")
-    recipe = yaml.safe_load(path.read_text()) or {}
+    try:
+        recipe = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:  # a syntax error or a !!python tag
+        raise ConfigError(f"recipe {path} is not valid YAML: {' '.join(str(err).split())}"
+                          ) from None
     if not isinstance(recipe, dict):
         raise ConfigError(f"recipe {path} is not a mapping")
     return recipe

@@ -182,8 +182,17 @@ def parse_space(raw: dict[str, Any], source: str = "search space") -> SearchSpac
     return SearchSpace(tuple(params), metric=raw.get("metric", "val_acc"), direction=direction)
 
 
-def load_space(path: str | Path) -> SearchSpace:
+def load_space_dict(path: str | Path) -> dict[str, Any]:
+    """The search-space file as YAML data; a missing file or a YAML error is a ConfigError."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"search space {path} does not exist")
-    return parse_space(yaml.safe_load(path.read_text()), source=str(path))
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"search space {path} is not valid YAML: {' '.join(str(err).split())}"
+                          ) from None
+
+
+def load_space(path: str | Path) -> SearchSpace:
+    return parse_space(load_space_dict(path), source=str(path))

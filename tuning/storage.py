@@ -11,7 +11,7 @@ from optuna.storages.journal import JournalFileBackend
 
 from lit_optim import ConfigError
 
-__all__ = ["default_storage_url", "open_storage"]
+__all__ = ["default_storage_url", "journal_path", "open_storage"]
 
 # Heartbeats let a restarted study mark trials of a killed worker as failed: a RUNNING trial
 # whose heartbeat is older than the grace period belongs to a dead process.
@@ -19,32 +19,60 @@ HEARTBEAT_S = 10
 
 
 def default_storage_url(run_dir: Path, study: str, n_workers: int, *, create: bool) -> str:
-    """``runs/<study>/study.db`` (or ``journal.log`` for several workers, or whichever of the
-    two exists). With ``create=False`` a missing study is an error naming the studies there."""
+    """Where ``runs/<study>/`` keeps its study: ``study.db`` (SQLite) for one worker,
+    ``journal.log`` (Optuna's journal file) for several.
+
+    A run directory has one storage: the one that exists is reused (a journal serves one
+    worker too), and what it cannot do is refused with the alternative, never answered with a
+    second study of the same name beside it. With ``create=False`` a missing study is an
+    error naming the studies there. Journal files are given as absolute bare paths, the form
+    ``optuna studies --storage`` and ``optuna-dashboard`` open.
+    """
     folder = run_dir / study
-    journal, sqlite = folder / "journal.log", folder / "study.db"
-    if not create:
-        if journal.exists() and not sqlite.exists():
-            return f"journal:{journal}"
-        if not sqlite.exists():
-            found = sorted(p.parent.name for p in run_dir.glob("*/study.db")) + sorted(
-                p.parent.name for p in run_dir.glob("*/journal.log"))
-            raise ConfigError(f"no study {study!r} under {run_dir}/; studies there: "
-                              f"{', '.join(found) or 'none'} (or pass --storage URL)")
+    journal, sqlite = (folder / "journal.log").absolute(), folder / "study.db"
+    if journal.exists() and sqlite.exists():
+        raise ConfigError(f"{folder}/ holds both study.db and journal.log; pass --storage with "
+                          f"the one to use (sqlite:///{sqlite} or {journal})")
+    if journal.exists():
+        return str(journal)
+    if sqlite.exists():
+        if create and n_workers > 1:
+            raise ConfigError(
+                f"study {study!r} lives in {sqlite} (SQLite), which cannot take {n_workers} "
+                "worker processes; resume it with --n-workers 1, or start a new --study for "
+                "several workers (a journal file), or use --storage postgresql://…")
         return f"sqlite:///{sqlite}"
+    if not create:
+        found = sorted(p.parent.name for p in run_dir.glob("*/study.db")) + sorted(
+            p.parent.name for p in run_dir.glob("*/journal.log"))
+        raise ConfigError(f"no study {study!r} under {run_dir}/; studies there: "
+                          f"{', '.join(found) or 'none'} (or pass --storage URL)")
     # The folder is made by run_study once every check has passed: bad input creates nothing.
-    return f"journal:{journal}" if n_workers > 1 else f"sqlite:///{sqlite}"
+    return str(journal) if n_workers > 1 else f"sqlite:///{sqlite}"
+
+
+def journal_path(url: str) -> Path | None:
+    """The journal file a storage string names: ``journal:PATH`` (lit-tune's older form) or a
+    bare path (what Optuna's CLI and optuna-dashboard take); None for a database URL."""
+    if url.startswith("journal:"):
+        return Path(url[len("journal:"):]).expanduser()
+    if "://" not in url:
+        return Path(url).expanduser()
+    return None
 
 
 def open_storage(url: str, *, n_workers: int = 1, heartbeat_s: float = HEARTBEAT_S,
                  create: bool = False) -> optuna.storages.BaseStorage:
     """An Optuna storage for ``url``: ``sqlite:///…``, ``postgresql://…`` (any SQLAlchemy URL)
-    or ``journal:PATH`` (Optuna's journal file, safe for several processes on one machine).
+    or a journal file path (``PATH`` or ``journal:PATH``: Optuna's journal file, safe for
+    several processes on one machine).
     ``create`` makes a SQLite file's folder (run_study, after its checks)."""
-    if url.startswith("journal:"):
-        path = Path(url[len("journal:"):]).expanduser()
+    path = journal_path(url)
+    if path is not None and path.suffix in (".db", ".sqlite", ".sqlite3"):
+        raise ConfigError(f"--storage {url} looks like a SQLite file; pass sqlite:///{path}")
+    if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        return JournalStorage(JournalFileBackend(str(path)))
+        return JournalStorage(JournalFileBackend(str(path.absolute())))
     if url.startswith("sqlite:///") and create:
         Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
     if url.startswith("sqlite") and n_workers > 1:

@@ -18,8 +18,9 @@ from lit_optim.validation import check_count
 from tuning.objective import Objective, trial_trainer_args
 from tuning.preflight import MetricNotLoggedError, check_before_trial_0
 from tuning.recipe import apply_overrides, load_recipe, write_recipe
-from tuning.space import SearchSpace, load_space
-from tuning.storage import HEARTBEAT_S, open_storage
+from tuning.record import check_same_record, recipe_of, record_of
+from tuning.space import SearchSpace, load_space, load_space_dict
+from tuning.storage import HEARTBEAT_S, journal_path, open_storage
 
 __all__ = ["MAX_FAILURES", "PRUNERS", "SAMPLERS", "TooManyFailuresError", "counted", "export_best",
            "load_study", "make_pruner", "make_sampler", "run_study"]
@@ -228,8 +229,14 @@ class _file_lock:
 def run_study(*, recipe: str, space: str, study_name: str, storage_url: str, run_dir: Path,
               n_trials: int, n_workers: int = 1, sampler: str = "tpe", pruner: str = "median",
               seed: int = 0, accelerator: str = "auto",
-              heartbeat_s: float = HEARTBEAT_S, max_failures: int = MAX_FAILURES) -> optuna.Study:
-    """Create or resume ``study_name`` and run it until it has ``n_trials`` finished trials."""
+              heartbeat_s: float = HEARTBEAT_S, max_failures: int = MAX_FAILURES,
+              accept_changes: bool = False) -> optuna.Study:
+    """Create or resume ``study_name`` and run it until ``n_trials`` trials have used the budget
+    (finished, or failed by their own error).
+
+    A resumed study must have been made with the same recipe, space, metric and direction
+    (``tuning.record``), unless ``accept_changes``.
+    """
     parsed = load_space(space)  # every check before anything is written
     recipe_dict = load_recipe(recipe)
     make_sampler(sampler, parsed, seed)
@@ -238,12 +245,19 @@ def run_study(*, recipe: str, space: str, study_name: str, storage_url: str, run
         raise ConfigError(f"n_trials and n_workers must be >= 1, got {n_trials}, {n_workers}")
     check_count("max_failures", max_failures)
     check_before_trial_0(recipe_dict, parsed, trial_trainer_args(accelerator))
+    record = record_of(recipe_dict, load_space_dict(space), parsed.metric, parsed.direction)
     storage = open_storage(storage_url, n_workers=n_workers, create=True)
-    study = optuna.create_study(study_name=study_name, storage=storage, load_if_exists=True,
-                                direction=parsed.direction)
-    study.set_user_attr("metric", parsed.metric)
+    if study_name in optuna.study.get_all_study_names(storage):
+        study = optuna.load_study(study_name=study_name, storage=storage)
+        # Checked before anything is written, so a refused resume leaves the study as it was.
+        check_same_record(study, record, accept_changes=accept_changes, where=storage_url)
+    else:
+        study = optuna.create_study(study_name=study_name, storage=storage,
+                                    direction=parsed.direction)
+    for key, value in record.items():
+        study.set_user_attr(key, value)
     study.set_user_attr("recipe", str(Path(recipe).resolve()))
-    if storage_url.startswith("journal:"):
+    if journal_path(storage_url) is not None:
         _mark_orphans_failed(study)
     args = (study_name, storage_url, recipe, space, str(run_dir), n_trials, sampler, pruner)
     if n_workers == 1:
@@ -279,8 +293,12 @@ def _gpu_count() -> int:
 def export_best(study: optuna.Study, path: str | Path) -> Path:
     """The recipe the best trial ran, as a file ``lit-optim fit --config`` takes."""
     best = study.best_trial
-    recipe = load_recipe(study.user_attrs["recipe"])
+    # The recipe the study ran, as stored in it (the file may have changed since).
+    recipe = recipe_of(study) or load_recipe(study.user_attrs["recipe"])
     merged = apply_overrides(recipe, dict(best.params))
+    path = Path(path)
+    if not path.parent.is_dir():  # create only what the user asked for: the file
+        raise ConfigError(f"cannot export to {path}: folder {path.parent} does not exist")
     header = (f"lit-optim fit --config {path}\n\nbest trial {best.number} of study "
               f"{study.study_name}: {study.user_attrs.get('metric', 'value')} = {best.value:.6f}")
     return write_recipe(merged, path, header=header)

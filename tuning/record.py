@@ -1,0 +1,67 @@
+"""What a study means, stored in its user attributes when it is created: the recipe and the
+search space (canonical text and SHA-256), the metric and the direction. A study resumed with
+other ones would mix two experiments in one record (a val_loss stored in a maximize-val_acc
+study), so that is refused with what differs, unless the user says to continue anyway.
+
+Hashes are over the parsed YAML dumped canonically, so a comment or a reordered key in the
+recipe is not a change; a changed value is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import optuna
+import yaml
+
+from lit_optim import ConfigError
+
+__all__ = ["check_same_record", "record_of", "recipe_of"]
+
+
+def _canonical(data: Any) -> str:
+    return json.dumps(data, sort_keys=True, default=str)
+
+
+def record_of(recipe: dict[str, Any], space: dict[str, Any], metric: str, direction: str
+              ) -> dict[str, str]:
+    """The user attributes that define a study."""
+    return {
+        "recipe_text": yaml.safe_dump(recipe, sort_keys=False),
+        "recipe_sha256": hashlib.sha256(_canonical(recipe).encode()).hexdigest(),
+        "space_text": yaml.safe_dump(space, sort_keys=False),
+        "space_sha256": hashlib.sha256(_canonical(space).encode()).hexdigest(),
+        "metric": metric,
+        "direction": direction,
+    }
+
+
+def check_same_record(study: optuna.Study, record: dict[str, str], *, accept_changes: bool,
+                      where: str) -> None:
+    """ConfigError naming what differs between ``study``'s record and ``record``.
+
+    A study made before records existed (no ``recipe_sha256``) is compared on what it has.
+    """
+    stored = dict(study.user_attrs)
+    stored.setdefault("direction", study.direction.name.lower())
+    differs = [name for key, name in (("recipe_sha256", "recipe"), ("space_sha256", "search space"),
+                                      ("metric", "metric"), ("direction", "direction"))
+               if key in stored and stored[key] != record[key]]
+    if not differs or accept_changes:
+        return
+    detail = ", ".join(
+        f"{name} ({stored[key]!r} → {record[key]!r})" if key in ("metric", "direction") else name
+        for key, name in (("recipe_sha256", "recipe"), ("space_sha256", "search space"),
+                          ("metric", "metric"), ("direction", "direction")) if name in differs)
+    raise ConfigError(
+        f"study {study.study_name!r} in {where} was made with another {detail}; its trials "
+        "would not mean the same: use a new --study name, or pass --accept-changes to continue "
+        "it anyway")
+
+
+def recipe_of(study: optuna.Study) -> dict[str, Any] | None:
+    """The recipe a study was made with, as stored in it (None for a study without a record)."""
+    text = study.user_attrs.get("recipe_text")
+    return yaml.safe_load(text) if text is not None else None

@@ -99,3 +99,23 @@ def test_convex_plots_against_the_bounds(workdir):
     for problem in ("quadratic", "logreg"):
         assert (out / f"convex_{problem}.png").read_bytes()[:4] == b"\x89PNG"
         assert f"convex_{problem}.png" in (out / "report.md").read_text()
+
+
+def test_a_rerun_with_another_recipe_never_returns_the_old_numbers(workdir, capsys):
+    _compare("--optimizers", "sgd", "--budget", "1", "--seeds", "1")
+    recipe = yaml.safe_load((workdir / "recipe.yaml").read_text())
+    recipe["trainer"]["max_epochs"] = 1
+    (workdir / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    with pytest.raises(SystemExit) as info:
+        _compare("--optimizers", "sgd", "--budget", "1", "--seeds", "1")
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "was made with another recipe" in err
+
+
+def test_a_cached_seed_run_of_another_recipe_is_refused(tmp_path):
+    from lit_optim import ConfigError
+    from tuning.compare import _seed_run
+
+    (tmp_path / "result.json").write_text('{"val_acc": 0.99, "recipe_sha256": "0" }')
+    with pytest.raises(ConfigError, match="holds a seed run of another recipe"):
+        _seed_run({"model": {"lr": 0.1}}, tmp_path, 0, 0.9)

@@ -21,6 +21,7 @@ import yaml
 from lit_optim import OPTIMIZERS, SCHEDULERS, ConfigError
 from lit_optim.validation import check_count, check_number
 from tuning.recipe import apply_overrides, load_recipe, write_recipe
+from tuning.record import content_sha256
 from tuning.study import run_study
 
 __all__ = ["check_compare_args", "optimizer_space", "run_compare"]
@@ -72,13 +73,19 @@ def _check_module_takes_optimizer_args(recipe: dict[str, Any], accelerator: str)
 def _seed_run(recipe: dict[str, Any], path: Path, seed: int, target_acc: float) -> dict[str, Any]:
     """Train ``recipe`` with ``seed``; curves and final numbers, cached in ``path``."""
     cache = path / "result.json"
+    recipe = apply_overrides(recipe, {"seed_everything": seed})
+    key = content_sha256({"recipe": recipe, "target_acc": target_acc})
     if cache.is_file():
-        return json.loads(cache.read_text())
+        cached = json.loads(cache.read_text())
+        if cached.get("recipe_sha256") == key:
+            return cached
+        raise ConfigError(
+            f"{path} holds a seed run of another recipe or target (another recipe, budget or "
+            "best trial); rerun the comparison under a new --name")
     import csv
 
     from lit_optim.cli import cli_objects
 
-    recipe = apply_overrides(recipe, {"seed_everything": seed})
     config = write_recipe(recipe, path / "recipe.yaml", header=f"seed {seed}")
     start = time.perf_counter()
     cli = cli_objects(config, "--trainer.enable_progress_bar=false",
@@ -93,7 +100,7 @@ def _seed_run(recipe: dict[str, Any], path: Path, seed: int, target_acc: float) 
     epochs = [(int(r["epoch"]), float(r["val_acc"]), float(r["val_loss"])) for r in rows if r.get("val_acc")]
     reached = next((e for e, acc, _ in epochs if acc >= target_acc), None)
     result = {
-        "seed": seed, "seconds": seconds,
+        "seed": seed, "seconds": seconds, "recipe_sha256": key,
         "val_acc": epochs[-1][1] if epochs else math.nan,
         "best_val_loss": min((loss for _, _, loss in epochs), default=math.nan),
         "test_acc": float(test["test_acc"]),

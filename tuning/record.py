@@ -18,11 +18,12 @@ import yaml
 
 from lit_optim import ConfigError
 
-__all__ = ["check_same_record", "record_of", "recipe_of"]
+__all__ = ["check_same_record", "content_sha256", "record_of", "recipe_of"]
 
 
-def _canonical(data: Any) -> str:
-    return json.dumps(data, sort_keys=True, default=str)
+def content_sha256(data: Any) -> str:
+    """SHA-256 of YAML/JSON data dumped canonically (key order and comments do not count)."""
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def record_of(recipe: dict[str, Any], space: dict[str, Any], metric: str, direction: str
@@ -30,9 +31,9 @@ def record_of(recipe: dict[str, Any], space: dict[str, Any], metric: str, direct
     """The user attributes that define a study."""
     return {
         "recipe_text": yaml.safe_dump(recipe, sort_keys=False),
-        "recipe_sha256": hashlib.sha256(_canonical(recipe).encode()).hexdigest(),
+        "recipe_sha256": content_sha256(recipe),
         "space_text": yaml.safe_dump(space, sort_keys=False),
-        "space_sha256": hashlib.sha256(_canonical(space).encode()).hexdigest(),
+        "space_sha256": content_sha256(space),
         "metric": metric,
         "direction": direction,
     }

@@ -240,3 +240,10 @@ def test_a_yaml_error_is_one_line_and_creates_nothing(digits, capsys, broken):
     err = capsys.readouterr().err
     assert f"{broken}" in err and "is not valid YAML" in err and "Traceback" not in err
     assert not (digits / "runs").exists()
+
+
+def test_a_missing_database_driver_names_the_extra(digits, capsys):
+    _space(digits / "space.yaml", {"model.lr": "log[1e-3, 1e-1]"})
+    assert _run("--n-trials", "1", "--study", "p", "--storage",
+                "postgresql+pg8000://lit@127.0.0.1:9/none") == 2
+    assert "pip install 'lit-optim[postgres]'" in capsys.readouterr().err

@@ -103,7 +103,7 @@ def postgres_url():
                     "-o", f"-p {port} -k {data} -c listen_addresses=127.0.0.1", "start"],
                    check=True, stdout=subprocess.DEVNULL)
     try:
-        yield f"postgresql+psycopg2://lit@127.0.0.1:{port}/postgres"
+        yield f"postgresql://lit@127.0.0.1:{port}/postgres"  # the driver of the postgres extra
     finally:
         subprocess.run([*as_user, pg_ctl, "-D", str(data / "db"), "-m", "fast", "-w", "stop"],
                        stdout=subprocess.DEVNULL)

@@ -89,5 +89,8 @@ def open_storage(url: str, *, n_workers: int = 1, heartbeat_s: float = HEARTBEAT
             return RDBStorage(url, heartbeat_interval=max(1, round(heartbeat_s)),
                               grace_period=max(2, round(3 * heartbeat_s)),
                               engine_kwargs={"pool_pre_ping": True})
+    except ImportError:  # Optuna's "install appropriate one": the database driver is missing
+        raise ConfigError(f"cannot open storage {url!r}: its database driver is not installed; "
+                          "for postgresql:// URLs: pip install 'lit-optim[postgres]'") from None
     except Exception as err:  # noqa: BLE001 - any driver/connection failure reads the same
         raise ConfigError(f"cannot open storage {url!r}: {type(err).__name__}: {err}") from None

@@ -42,30 +42,41 @@ def _lit_tune(*args: str) -> list[str]:
 
 
 def _trials(study: str, storage: str):
+    if "://" not in storage:  # a journal file
+        storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(storage))
     return optuna.load_study(study_name=study, storage=storage).get_trials(deepcopy=False)
 
 
-def test_sigkill_mid_trial_then_rerun_completes_the_budget(workdir):
-    storage = "sqlite:///runs/k/study.db"
-    proc = subprocess.Popen(_lit_tune("--study", "k", "--n-trials", "8", "--heartbeat", "1"),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def _start_and_wait_for_a_running_trial(study: str, storage: str, *args: str, done: int = 2,
+                                        **popen) -> subprocess.Popen:
+    proc = subprocess.Popen(_lit_tune("--study", study, *args), **{
+        "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, **popen})
     deadline = time.time() + 120
-    while time.time() < deadline:  # wait until 2 trials are done and a third is running
+    while time.time() < deadline:  # wait until `done` trials are done and another is running
         time.sleep(0.2)
-        if Path("runs/k/study.db").exists():
-            try:
-                trials = _trials("k", storage)
-            except Exception:  # noqa: BLE001 - study not created yet
-                continue
-            done = [t for t in trials if t.state in FINISHED]
-            if len(done) >= 2 and any(t.state == TrialState.RUNNING for t in trials):
-                break
+        try:
+            trials = _trials(study, storage)
+        except Exception:  # noqa: BLE001 - study not created yet
+            continue
+        if (len([t for t in trials if t.state in FINISHED]) >= done
+                and any(t.state == TrialState.RUNNING for t in trials)):
+            return proc
+    proc.kill()
+    raise AssertionError("no trial started in 120 s")
+
+
+@pytest.mark.parametrize("wait", [3.5, 0.0], ids=["after-grace", "immediate"])
+def test_sigkill_mid_trial_then_rerun_completes_the_budget(workdir, wait):
+    storage = "sqlite:///runs/k/study.db"
+    proc = _start_and_wait_for_a_running_trial("k", storage, "--n-trials", "8", "--heartbeat", "1")
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     before = {t.number: t.value for t in _trials("k", storage) if t.state in FINISHED}
     interrupted = [t.number for t in _trials("k", storage) if t.state == TrialState.RUNNING]
     assert len(before) >= 2 and len(interrupted) == 1
-    time.sleep(3.5)  # > 3 × the 1 s heartbeat: the trial is stale
+    # After the grace period (> 3 × the 1 s heartbeat) the trial is stale at the start; an
+    # immediate rerun must wait for its heartbeat to expire, not end one trial short.
+    time.sleep(wait)
 
     subprocess.run(_lit_tune("--study", "k", "--n-trials", "8", "--heartbeat", "1"), check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300)
@@ -118,3 +129,67 @@ def test_two_workers_share_a_postgresql_study(workdir, postgres_url):
     finished = [t for t in trials if t.state in FINISHED]
     assert len(finished) == 6 and len({t.number for t in finished}) == 6
     assert not [t for t in trials if t.state == TrialState.RUNNING]
+
+
+def test_sigterm_fails_the_running_trial_prints_the_summary_and_exits_non_zero(workdir):
+    storage = "sqlite:///runs/t/study.db"
+    proc = _start_and_wait_for_a_running_trial("t", storage, "--n-trials", "6", done=1,
+                                               stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                               text=True)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "study t:" in out and "interrupted by SIGTERM" in err and "Traceback" not in err
+    trials = _trials("t", storage)
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    (stopped,) = [t for t in trials if t.state == TrialState.FAIL]
+    assert "fail_reason" not in stopped.user_attrs  # not counted: run again
+    subprocess.run(_lit_tune("--study", "t", "--n-trials", "6"), check=True, timeout=300,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    assert len([t for t in _trials("t", storage) if t.state in FINISHED]) == 6
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "State:\tZ" not in state  # a zombie has exited
+
+
+def test_workers_die_with_their_parent(workdir):
+    journal = str((workdir / "runs" / "w" / "journal.log").absolute())
+    # A budget far beyond the test: the workers would go on for minutes if left alone.
+    proc = _start_and_wait_for_a_running_trial("w", journal, "--n-trials", "500", "--n-workers",
+                                               "2", done=2)
+    workers = [int(p) for p in subprocess.run(["pgrep", "-f", "-P", str(proc.pid),
+                                               "multiprocessing.spawn"], text=True,
+                                              capture_output=True).stdout.split()]
+    assert len(workers) == 2
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    try:
+        deadline = time.time() + 20
+        while time.time() < deadline and any(_alive(w) for w in workers):
+            time.sleep(0.2)
+        assert not any(_alive(w) for w in workers)
+    finally:
+        for w in workers:
+            if _alive(w):
+                os.kill(w, signal.SIGKILL)
+
+
+def test_a_restart_draws_new_points_and_a_fresh_seeded_study_repeats(workdir):
+    def params(study):
+        return [tuple(sorted(t.params.items())) for t in _trials(study, f"sqlite:///runs/{study}/study.db")]
+
+    for name in ("a", "b"):
+        subprocess.run(_lit_tune("--study", name, "--n-trials", "2", "--sampler", "random",
+                                 "--seed", "7"), check=True, timeout=300,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    assert params("a") == params("b")  # a fresh study with --seed is reproducible
+    subprocess.run(_lit_tune("--study", "a", "--n-trials", "4", "--sampler", "random",
+                             "--seed", "7"), check=True, timeout=300,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first, then = params("a")[:2], params("a")[2:]
+    assert len(then) == 2 and not set(then) & set(first)  # the restart did not repeat them

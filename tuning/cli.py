@@ -21,7 +21,9 @@ from optuna.trial import TrialState
 from lit_optim import LitOptimError
 from tuning.report import summary_table, write_report
 from tuning.storage import default_storage_url
-from tuning.study import MAX_FAILURES, PRUNERS, SAMPLERS, export_best, load_study, run_study
+from tuning.interrupt import Interrupted
+from tuning.study import PRUNERS, SAMPLERS, export_best, load_study, run_study
+from tuning.worker import MAX_FAILURES
 
 __all__ = ["main"]
 
@@ -88,12 +90,23 @@ def main(argv: Sequence[str] | None = None) -> None:
         storage = args.storage or default_storage_url(
             args.run_dir, args.study, n_workers, create=args.command == "run")
         if args.command == "run":
-            study = run_study(recipe=args.recipe, space=args.space, study_name=args.study,
-                              storage_url=storage, run_dir=args.run_dir / args.study,
-                              n_trials=args.n_trials, n_workers=n_workers, sampler=args.sampler,
-                              pruner=args.pruner, seed=args.seed, accelerator=args.accelerator,
-                              heartbeat_s=args.heartbeat, max_failures=args.max_failures,
-                              accept_changes=args.accept_changes)
+            try:
+                study = run_study(recipe=args.recipe, space=args.space, study_name=args.study,
+                                  storage_url=storage, run_dir=args.run_dir / args.study,
+                                  n_trials=args.n_trials, n_workers=n_workers, sampler=args.sampler,
+                                  pruner=args.pruner, seed=args.seed, accelerator=args.accelerator,
+                                  heartbeat_s=args.heartbeat, max_failures=args.max_failures,
+                                  accept_changes=args.accept_changes)
+            except Interrupted as err:
+                # The trial that was running is failed without a fail_reason: the next run of
+                # the same command runs it again and finishes the budget.
+                try:
+                    print(summary_table(load_study(args.study, storage)))
+                except LitOptimError:
+                    pass  # stopped before the study was created
+                print(f"lit-tune: {err}; the running trial was marked failed and is run again "
+                      "by the next `lit-tune run` of this study", file=sys.stderr)
+                raise SystemExit(128 + err.signum) from None
             print(summary_table(study))
             print(f"storage: {storage}   (optuna-dashboard {storage})\n"
                   f"trials: {args.run_dir / args.study}/trial_<n>/recipe.yaml; "

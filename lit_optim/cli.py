@@ -157,7 +157,13 @@ def list_command(args: Sequence[str]) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     words = list(sys.argv[1:] if argv is None else argv)
     try:
-        if words and words[0] == "list":
+        if words == ["--version"]:
+            import lightning
+
+            from lit_optim import __version__
+
+            print(f"lit-optim {__version__} (lightning {lightning.__version__})")
+        elif words and words[0] == "list":
             list_command(words[1:])
         else:
             if argv is None:

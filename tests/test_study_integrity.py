@@ -247,3 +247,57 @@ def test_a_missing_database_driver_names_the_extra(digits, capsys):
     assert _run("--n-trials", "1", "--study", "p", "--storage",
                 "postgresql+pg8000://lit@127.0.0.1:9/none") == 2
     assert "pip install 'lit-optim[postgres]'" in capsys.readouterr().err
+
+
+# -- what a user of the Optuna and Lightning CLIs expects --------------------------------------
+def test_recipe_overrides_on_the_command_line_apply_to_every_trial(one_trial_study):
+    lit_tune(["run", "--recipe", "recipe.yaml", "--space", "space.yaml", "--n-trials", "2",
+              "--study", "o", "--accelerator", "cpu", "--trainer.max_epochs", "2",
+              "--model.network_kwargs={hidden_dims: [8]}"])
+    merged = yaml.safe_load((one_trial_study / "runs/o/trial_1/recipe.yaml").read_text())
+    assert merged["trainer"]["max_epochs"] == 2
+    assert merged["model"]["network_kwargs"] == {"hidden_dims": [8]}
+    study = optuna.load_study(study_name="o", storage="sqlite:///runs/o/study.db")
+    assert all(len(t.intermediate_values) == 2 for t in study.trials)  # 2 epochs each
+    assert yaml.safe_load(study.user_attrs["recipe_text"])["trainer"]["max_epochs"] == 2
+
+
+def test_an_unknown_option_is_still_an_argument_error(one_trial_study, capsys):
+    with pytest.raises(SystemExit) as info:
+        lit_tune(["run", "--recipe", "recipe.yaml", "--space", "space.yaml", "--study", "o",
+                  "--n-trails", "2"])
+    assert info.value.code == 2 and "unrecognized argument: --n-trails" in capsys.readouterr().err
+
+
+def test_timeout_starts_no_trial_after_it(one_trial_study):
+    lit_tune(["run", "--recipe", "recipe.yaml", "--space", "space.yaml", "--n-trials", "50",
+              "--study", "r", "--accelerator", "cpu", "--timeout", "0.001"])
+    study = optuna.load_study(study_name="r", storage="sqlite:///runs/r/study.db")
+    assert len(study.trials) == 1  # the earlier run's one; none started after the timeout
+
+
+def test_studies_lists_and_delete_removes(one_trial_study, capsys):
+    lit_tune(["studies"])
+    out = capsys.readouterr().out
+    assert "study r: 1 complete; best trial 0: val_acc = " in out and "(maximize)" in out
+    lit_tune(["delete", "--study", "r"])
+    assert "deleted study r" in capsys.readouterr().out
+    assert optuna.study.get_all_study_names("sqlite:///runs/r/study.db") == []
+
+
+def test_both_tools_say_their_version(capsys):
+    from lit_optim.cli import main as lit_optim
+
+    with pytest.raises(SystemExit):
+        lit_tune(["--version"])
+    lit_optim(["--version"])
+    out = capsys.readouterr().out
+    assert "lit-tune 0.1.0" in out and "lit-optim 0.1.0" in out
+
+
+def test_the_median_pruners_warmup_scales_with_the_recipes_epochs():
+    from tuning.study import median_warmup, run_epochs
+
+    assert median_warmup(run_epochs({"trainer": {"max_epochs": 30}})) == 7
+    assert median_warmup(run_epochs({"trainer": {"max_epochs": 4}})) == 2
+    assert median_warmup(run_epochs({})) == 5  # lit-optim fit's default of 20 epochs

@@ -12,15 +12,18 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 from collections.abc import Sequence
 from pathlib import Path
 
 import optuna
+import yaml
 from optuna.trial import TrialState
 
 from lit_optim import LitOptimError
-from tuning.report import summary_table, write_report
-from tuning.storage import default_storage_url
+from tuning.report import list_studies, summary_table, write_report
+from tuning.storage import default_storage_url, open_storage
+from lit_optim import __version__
 from tuning.interrupt import Interrupted
 from tuning.study import PRUNERS, SAMPLERS, export_best, load_study, run_study
 from tuning.worker import MAX_FAILURES
@@ -30,6 +33,8 @@ __all__ = ["main"]
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lit-tune", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"lit-tune {__version__} "
+                        f"(lit-optim {__version__}, optuna {optuna.__version__})")
     sub = parser.add_subparsers(dest="command", required=True)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--study", required=True, help="study name")
@@ -49,12 +54,17 @@ def _parser() -> argparse.ArgumentParser:
                      help="failed trials in a row that stop the study (default %(default)s)")
     run.add_argument("--accept-changes", action="store_true",
                      help="continue a study made with another recipe, space or metric")
+    run.add_argument("--timeout", type=float, help="start no trial after this many seconds")
     run.add_argument("--heartbeat", type=float, default=10.0,
                      help="seconds between trial heartbeats (RDB storages); a trial silent for "
                           "3× this is failed when the study is run again")
     best = sub.add_parser("best", parents=[common], help="show the best trial")
     best.add_argument("--export", type=Path, help="write the best trial's recipe here")
     sub.add_parser("report", parents=[common], help="plots and a summary in runs/<study>/report")
+    studies = sub.add_parser("studies", help="the studies of a run directory or a storage")
+    studies.add_argument("--storage", help="an Optuna storage URL or journal file path")
+    studies.add_argument("--run-dir", default="runs", type=Path)
+    sub.add_parser("delete", parents=[common], help="delete a study from its storage")
     compare = sub.add_parser("compare", help="fair optimizer comparison: equal budgets, seeds")
     compare.add_argument("--recipe", required=True)
     compare.add_argument("--optimizers", required=True, help="comma-separated registry names")
@@ -71,8 +81,34 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _overrides(parser: argparse.ArgumentParser, extra: list[str]) -> dict[str, Any]:
+    """``--trainer.max_epochs 5 --model.lr=0.01`` → {dotted path: YAML value}: the recipe
+    overrides of the lit-optim command line, applied to every trial."""
+    out: dict[str, Any] = {}
+    words = list(extra)
+    while words:
+        word = words.pop(0)
+        key, eq, value = word.partition("=")
+        if not key.startswith(("--model.", "--data.", "--trainer.", "--seed_everything")):
+            parser.error(f"unrecognized argument: {word} (recipe overrides are --model.*, "
+                         "--data.*, --trainer.* or --seed_everything)")
+        if not eq:
+            if not words:
+                parser.error(f"{key} needs a value")
+            value = words.pop(0)
+        try:
+            out[key[2:]] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            out[key[2:]] = value
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "run":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    overrides = _overrides(parser, extra)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         if args.command == "compare":
@@ -86,6 +122,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                 convex=[n for n in args.convex.split(",") if n])
             print((args.run_dir / args.name / "report.md").read_text())
             return
+        if args.command == "studies":
+            print(list_studies(args.storage, args.run_dir))
+            return
         n_workers = getattr(args, "n_workers", 1)
         storage = args.storage or default_storage_url(
             args.run_dir, args.study, n_workers, create=args.command == "run")
@@ -96,7 +135,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                                   n_trials=args.n_trials, n_workers=n_workers, sampler=args.sampler,
                                   pruner=args.pruner, seed=args.seed, accelerator=args.accelerator,
                                   heartbeat_s=args.heartbeat, max_failures=args.max_failures,
-                                  accept_changes=args.accept_changes)
+                                  accept_changes=args.accept_changes, overrides=overrides,
+                                  timeout_s=args.timeout)
             except Interrupted as err:
                 # The trial that was running is failed without a fail_reason: the next run of
                 # the same command runs it again and finishes the budget.
@@ -116,6 +156,11 @@ def main(argv: Sequence[str] | None = None) -> None:
                 print(f"lit-tune: error: study {args.study} has no completed trial (see the "
                       "failed and pruned trials' fail_reason / pruned_reason)", file=sys.stderr)
                 raise SystemExit(1)
+        elif args.command == "delete":
+            load_study(args.study, storage)  # a missing one is an error with close matches
+            optuna.delete_study(study_name=args.study, storage=open_storage(storage))
+            print(f"deleted study {args.study} from {storage}; files under "
+                  f"{args.run_dir / args.study}/ (trial recipes, reports) are left as they are")
         elif args.command == "best":
             study = load_study(args.study, storage)
             print(summary_table(study))

@@ -9,7 +9,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-__all__ = ["summary_table", "write_report"]
+__all__ = ["list_studies", "summary_table", "write_report"]
 
 
 def summary_table(study: optuna.Study) -> str:
@@ -19,12 +19,36 @@ def summary_table(study: optuna.Study) -> str:
     done = [t for t in trials if t.state == TrialState.COMPLETE]
     if not done:
         return "\n".join(lines + ["no completed trial yet"])
+    pruned = sorted(max(t.intermediate_values) + 1 for t in trials
+                    if t.state == TrialState.PRUNED and t.intermediate_values)
+    if pruned:  # how early the pruner cut, to judge its warmup
+        lines.append(f"pruned {len(pruned)} trials, after epochs {', '.join(map(str, pruned))}")
     best = study.best_trial
     metric = study.user_attrs.get("metric", "value")
     lines.append(f"best trial {best.number}: {metric} = {best.value:.6f}")
     width = max(len(k) for k in best.params) if best.params else 0
     lines += [f"  {k:<{width}}  {v!r}" for k, v in best.params.items()]
     return "\n".join(lines)
+
+
+def list_studies(storage_url: str | None, run_dir: Path) -> str:
+    """One line per study: name, trials by state, best value, metric and direction; of one
+    storage, or of every study.db / journal.log under ``run_dir``."""
+    from tuning.storage import open_storage
+
+    if storage_url is not None:
+        urls = [storage_url]
+    else:
+        urls = [f"sqlite:///{p}" for p in sorted(run_dir.glob("*/study.db"))] + [
+            str(p.absolute()) for p in sorted(run_dir.glob("*/journal.log"))]
+    lines = []
+    for url in urls:
+        for summary in optuna.get_all_study_summaries(open_storage(url)):
+            study = optuna.load_study(study_name=summary.study_name, storage=open_storage(url))
+            head, *rest = summary_table(study).splitlines()
+            best = next((line for line in rest if line.startswith("best")), "no completed trial")
+            lines.append(f"{head}; {best} ({study.direction.name.lower()})  [{url}]")
+    return "\n".join(lines) or f"no studies under {run_dir}/"
 
 
 def write_report(study: optuna.Study, out_dir: Path) -> list[Path]:

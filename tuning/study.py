@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -13,7 +14,7 @@ from optuna.trial import TrialState
 
 from lit_optim import ConfigError, LitOptimError, UnknownNameError
 from lit_optim.registry import did_you_mean
-from lit_optim.validation import check_count
+from lit_optim.validation import check_count, check_number
 from tuning.objective import Objective, trial_trainer_args
 from tuning.interrupt import Interrupted, die_with_parent, on_signals
 from tuning.preflight import check_before_trial_0
@@ -34,11 +35,13 @@ SAMPLERS: dict[str, Callable[[SearchSpace, int], optuna.samplers.BaseSampler]] =
     "gp": lambda space, seed: optuna.samplers.GPSampler(seed=seed),
     "grid": lambda space, seed: optuna.samplers.GridSampler(space.grid(), seed=seed),
 }
-PRUNERS: dict[str, Callable[[], optuna.pruners.BasePruner]] = {
-    "median": lambda: optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=2),
-    "hyperband": lambda: optuna.pruners.HyperbandPruner(),
-    "successive_halving": lambda: optuna.pruners.SuccessiveHalvingPruner(),
-    "none": lambda: optuna.pruners.NopPruner(),
+# Called with the run's length in epochs (the steps the pruners see are validation epochs).
+PRUNERS: dict[str, Callable[[int], optuna.pruners.BasePruner]] = {
+    "median": lambda epochs: optuna.pruners.MedianPruner(
+        n_startup_trials=5, n_warmup_steps=median_warmup(epochs)),
+    "hyperband": lambda epochs: optuna.pruners.HyperbandPruner(max_resource=max(1, epochs)),
+    "successive_halving": lambda epochs: optuna.pruners.SuccessiveHalvingPruner(),
+    "none": lambda epochs: optuna.pruners.NopPruner(),
 }
 
 
@@ -53,8 +56,21 @@ def make_sampler(name: str, space: SearchSpace, seed: int) -> optuna.samplers.Ba
     return _pick(SAMPLERS, name, "sampler")(space, seed)
 
 
-def make_pruner(name: str) -> optuna.pruners.BasePruner:
-    return _pick(PRUNERS, name, "pruner")()
+def median_warmup(epochs: int) -> int:
+    """Epochs the median pruner waits: a quarter of the run, at least 2. An early epoch says
+    little about a run whose accuracy still rises at epoch 20 (a fixed 2 cut a 30-epoch study's
+    trials flat at epoch 3)."""
+    return max(2, epochs // 4)
+
+
+def make_pruner(name: str, epochs: int = 20) -> optuna.pruners.BasePruner:
+    return _pick(PRUNERS, name, "pruner")(epochs)
+
+
+def run_epochs(recipe: dict[str, Any]) -> int:
+    """The recipe's epochs (lit-optim fit's default 20 when it sets none or -1)."""
+    epochs = (recipe.get("trainer") or {}).get("max_epochs")
+    return epochs if isinstance(epochs, int) and epochs > 0 else 20
 
 
 def load_study(name: str, storage_url: str) -> optuna.Study:
@@ -70,7 +86,7 @@ def load_study(name: str, storage_url: str) -> optuna.Study:
 def _worker(study_name: str, storage_url: str, recipe_path: str, space_path: str,
             run_dir: str, n_trials: int, sampler: str, pruner: str, seed: int,
             accelerator: str, devices: Any, n_workers: int, heartbeat_s: float,
-            max_failures: int = MAX_FAILURES) -> None:
+            max_failures: int = MAX_FAILURES, deadline: float | None = None) -> None:
     """One optimization loop (``tuning.worker``) with its storage, sampler and objective; the
     body of ``lit-tune run`` and of each ``--n-workers`` process."""
     import logging
@@ -91,14 +107,15 @@ def _worker(study_name: str, storage_url: str, recipe_path: str, space_path: str
             torch.set_num_threads(max(1, (os.cpu_count() or 1) // n_workers))
     space = load_space(space_path)
     storage = open_storage(storage_url, n_workers=n_workers, heartbeat_s=heartbeat_s)
+    recipe = load_recipe(recipe_path)
     study = optuna.load_study(study_name=study_name, storage=storage,
                               sampler=make_sampler(sampler, space, seed),
-                              pruner=make_pruner(pruner))
+                              pruner=make_pruner(pruner, run_epochs(recipe)))
     heartbeats = isinstance(storage, optuna.storages.RDBStorage)
     if heartbeats:
         # A trial left RUNNING by a killed worker whose heartbeat stopped becomes FAIL.
         optuna.storages.fail_stale_trials(study)
-    objective = Objective(load_recipe(recipe_path), space, Path(run_dir),
+    objective = Objective(recipe, space, Path(run_dir),
                           accelerator=accelerator, devices=devices)
     progress = update = None
     if n_workers == 1:
@@ -119,7 +136,7 @@ def _worker(study_name: str, storage_url: str, recipe_path: str, space_path: str
         with on_signals():
             run_worker(study, objective, n_trials=n_trials, lock_path=Path(run_dir) / ".ask.lock",
                        heartbeats=heartbeats, heartbeat_s=heartbeat_s, max_failures=max_failures,
-                       progress=update)
+                       progress=update, deadline=deadline)
     finally:
         if progress is not None:
             progress.close()
@@ -136,15 +153,23 @@ def run_study(*, recipe: str, space: str, study_name: str, storage_url: str, run
               n_trials: int, n_workers: int = 1, sampler: str = "tpe", pruner: str = "median",
               seed: int = 0, accelerator: str = "auto",
               heartbeat_s: float = HEARTBEAT_S, max_failures: int = MAX_FAILURES,
-              accept_changes: bool = False) -> optuna.Study:
+              accept_changes: bool = False, overrides: dict[str, Any] | None = None,
+              timeout_s: float | None = None) -> optuna.Study:
     """Create or resume ``study_name`` and run it until ``n_trials`` trials have used the budget
     (finished, or failed by their own error).
 
     A resumed study must have been made with the same recipe, space, metric and direction
     (``tuning.record``), unless ``accept_changes``.
+
+    Args:
+        overrides: ``{"trainer.max_epochs": 5, …}`` applied to the recipe for every trial (the
+            command line's ``--trainer.max_epochs 5``); the merged recipe is the study's.
+        timeout_s: no trial is started after this many seconds (running ones finish).
     """
     parsed = load_space(space)  # every check before anything is written
-    recipe_dict = load_recipe(recipe)
+    recipe_dict = apply_overrides(load_recipe(recipe), overrides or {})
+    if timeout_s is not None:
+        check_number("timeout", timeout_s, low=0, low_open=True)
     make_sampler(sampler, parsed, seed)
     make_pruner(pruner)
     if n_trials < 1 or n_workers < 1:
@@ -169,10 +194,15 @@ def run_study(*, recipe: str, space: str, study_name: str, storage_url: str, run
     study.set_user_attr("recipe", str(Path(recipe).resolve()))
     if journal_path(storage_url) is not None:
         fail_orphans(study)  # no heartbeat: one lit-tune run per journal, so these are dead
-    args = (study_name, storage_url, recipe, space, str(run_dir), n_trials, sampler, pruner)
+    if overrides:  # the workers read the merged recipe, kept beside the trials
+        recipe = str(write_recipe(recipe_dict, Path(run_dir) / "recipe.yaml", header=(
+            f"recipe of study {study_name}: {recipe} with "
+            + " ".join(f"--{k} {v}" for k, v in overrides.items()))))
+    deadline = None if timeout_s is None else time.time() + timeout_s
+    args = (study_name, storage_url, str(recipe), space, str(run_dir), n_trials, sampler, pruner)
     if n_workers == 1:
         _worker(*args, sampler_seed(seed, 0, created=created), accelerator, "auto", 1,
-                heartbeat_s, max_failures)
+                heartbeat_s, max_failures, deadline)
     else:
         gpus = _gpu_count() if accelerator in ("auto", "gpu", "cuda") else 0
         ctx = mp.get_context("spawn")
@@ -182,7 +212,8 @@ def run_study(*, recipe: str, space: str, study_name: str, storage_url: str, run
             devices = [rank % gpus] if gpus else "auto"
             p = ctx.Process(target=_worker, args=(*args, sampler_seed(seed, rank, created=created),
                                                  accelerator if gpus else ("cpu" if accelerator == "auto" else accelerator),
-                                                 devices, n_workers, heartbeat_s, max_failures))
+                                                 devices, n_workers, heartbeat_s, max_failures,
+                                                 deadline))
             p.start()
             procs.append(p)
         _join(procs)
@@ -197,7 +228,7 @@ def run_study(*, recipe: str, space: str, study_name: str, storage_url: str, run
             fail_orphans(optuna.load_study(study_name=study_name, storage=open_storage(
                 storage_url, n_workers=n_workers)))
             _worker(*args, sampler_seed(seed, 0, created=False), "cpu" if accelerator == "auto"
-                    else accelerator, "auto", 1, heartbeat_s, max_failures)
+                    else accelerator, "auto", 1, heartbeat_s, max_failures, deadline)
     return optuna.load_study(study_name=study_name, storage=open_storage(storage_url, n_workers=n_workers))
 
 

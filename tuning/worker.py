@@ -65,13 +65,14 @@ def sampler_seed(seed: int, rank: int, *, created: bool) -> int:
 
 def run_worker(study: optuna.Study, objective: Objective, *, n_trials: int, lock_path: Path,
                heartbeats: bool, heartbeat_s: float = 10.0, max_failures: int = MAX_FAILURES,
-               progress: Any = None) -> None:
+               progress: Any = None, deadline: float | None = None) -> None:
     """Ask, run and tell trials until the budget is used and nothing is left running.
 
     Args:
         heartbeats: the storage records heartbeats (an RDB storage opened with an interval),
             so a trial running elsewhere can be told alive from dead by waiting.
         progress: called with the study after each trial.
+        deadline: ``time.time()`` after which no trial is started (``--timeout``).
     """
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     failures_in_a_row = 0
@@ -79,6 +80,8 @@ def run_worker(study: optuna.Study, objective: Objective, *, n_trials: int, lock
         # Ask under a lock over "counted < budget", so workers on this machine never start
         # more trials than the budget (optuna's MaxTrialsCallback checks only after a trial
         # ends, so N workers can overshoot by N-1).
+        if deadline is not None and time.time() >= deadline:
+            return
         with _file_lock(lock_path):
             trials = study.get_trials(deepcopy=False)
             trial = study.ask() if len(counted(trials)) < n_trials else None

@@ -301,3 +301,116 @@ def test_the_median_pruners_warmup_scales_with_the_recipes_epochs():
     assert median_warmup(run_epochs({"trainer": {"max_epochs": 30}})) == 7
     assert median_warmup(run_epochs({"trainer": {"max_epochs": 4}})) == 2
     assert median_warmup(run_epochs({})) == 5  # lit-optim fit's default of 20 epochs
+
+
+# -- a table of bad inputs, each through the real entry point, each against an existing study --
+def _write(path: Path, text: str) -> str:
+    path.write_text(text)
+    return str(path)
+
+
+BAD_INPUTS = [
+    # (what the test writes first, the arguments after `lit-tune`, part of the one error line)
+    ({}, ["run", "--space", "space.yaml", "--study", "r", "--recipe", "missing.yaml"], "does not exist"),
+    ({}, ["run", "--recipe", "recipe.yaml", "--study", "r", "--space", "missing.yaml"], "does not exist"),
+    ({"bad.yaml": "model: [1, 2"}, ["run", "--recipe", "bad.yaml", "--space", "space.yaml", "--study", "r"],
+     "is not valid YAML"),
+    ({"bad.yaml": "!!python/object/apply:os.system [ls]"},
+     ["run", "--recipe", "bad.yaml", "--space", "space.yaml", "--study", "r"], "is not valid YAML"),
+    ({"s.yaml": 'params: {model.lr: "log[1, 0.1]"}'},
+     ["run", "--recipe", "recipe.yaml", "--space", "s.yaml", "--study", "r"], "low must be below high"),
+    ({"s.yaml": 'params: {model.lrr: "log[0.001, 0.1]"}'},
+     ["run", "--recipe", "recipe.yaml", "--space", "s.yaml", "--study", "r"], "model.lrr does not exist"),
+    ({"s.yaml": "params: {model.optimizer: [adam, adamm]}"},
+     ["run", "--recipe", "recipe.yaml", "--space", "s.yaml", "--study", "r"], "did you mean 'adam'"),
+    ({"s.yaml": "params: {data.batch_size: [64, -1]}"},
+     ["run", "--recipe", "recipe.yaml", "--space", "s.yaml", "--study", "r"], "batch_size must be"),
+    ({"s.yaml": "params: {model.weight_decay: [0.0, -1]}"},
+     ["run", "--recipe", "recipe.yaml", "--space", "s.yaml", "--study", "r"], "weight_decay must be"),
+    ({"s.yaml": "params: {model.lr: [.nan]}"},
+     ["run", "--recipe", "recipe.yaml", "--space", "s.yaml", "--study", "r"], "lr must be"),
+    ({"s.yaml": 'metric: val_acc\ndirection: up\nparams: {model.lr: "log[0.001, 0.1]"}'},
+     ["run", "--recipe", "recipe.yaml", "--space", "s.yaml", "--study", "r"], "direction must be"),
+    ({"s.yaml": 'params: {model.lr: "log[0.0001, 0.1]"}'},
+     ["run", "--recipe", "recipe.yaml", "--space", "s.yaml", "--study", "r"], "another search space"),
+    ({}, ["run", "--recipe", "recipe.yaml", "--space", "space.yaml", "--study", "r", "--n-trials", "0"],
+     "n_trials and n_workers must be >= 1"),
+    ({}, ["run", "--recipe", "recipe.yaml", "--space", "space.yaml", "--study", "r", "--sampler", "tpee"],
+     "did you mean 'tpe'"),
+    ({}, ["run", "--recipe", "recipe.yaml", "--space", "space.yaml", "--study", "r", "--pruner", "medain"],
+     "did you mean 'median'"),
+    ({}, ["run", "--recipe", "recipe.yaml", "--space", "space.yaml", "--study", "r", "--n-workers", "2"],
+     "cannot take 2 worker processes"),
+    ({}, ["run", "--recipe", "recipe.yaml", "--space", "space.yaml", "--study", "r", "--max-failures", "0"],
+     "max_failures must be an integer >= 1"),
+    ({}, ["run", "--recipe", "recipe.yaml", "--space", "space.yaml", "--study", "r", "--timeout", "-1"],
+     "timeout must be"),
+    ({}, ["run", "--recipe", "recipe.yaml", "--space", "space.yaml", "--study", "r",
+          "--trainer.max_epochs", "-5"], "max_epochs"),
+    ({}, ["run", "--recipe", "recipe.yaml", "--space", "space.yaml", "--study", "r",
+          "--model.optimizer", "adamm"], "unknown optimizer 'adamm'"),
+    ({}, ["run", "--recipe", "recipe.yaml", "--space", "space.yaml", "--study", "r", "--storage",
+          "runs/r/study.db"], "looks like a SQLite file"),
+    ({}, ["best", "--study", "rr"], "no study 'rr'"),
+    ({}, ["best", "--study", "r", "--export", "/nonexistent/dir/b.yaml"], "does not exist"),
+    ({}, ["report", "--study", "x"], "no study 'x'"),
+    ({}, ["delete", "--study", "rx"], "no study 'rx'"),
+]
+
+
+def test_twenty_bad_inputs_are_one_line_each_and_leave_the_study_byte_identical(one_trial_study,
+                                                                                 capsys):
+    db = one_trial_study / "runs" / "r" / "study.db"
+    files = sorted(p for p in one_trial_study.rglob("*") if p.is_file() and "report" not in p.parts)
+    before = {p: _digest(p) for p in files}
+    assert len(BAD_INPUTS) >= 20
+    for writes, args, message in BAD_INPUTS:
+        for name, text in writes.items():
+            _write(one_trial_study / name, text)
+        with pytest.raises(SystemExit) as info:
+            lit_tune([*args, "--accelerator", "cpu"] if args[0] == "run" else args)
+        err = capsys.readouterr().err
+        lines = [line for line in err.splitlines() if line.startswith("lit-tune: error:")]
+        assert info.value.code == 2, (args, err)
+        assert "Traceback" not in err and len(lines) == 1 and message in lines[0], (args, err)
+        assert _digest(db) == before[db], args
+    for path, digest in before.items():
+        assert _digest(path) == digest, path
+    assert not Path("/nonexistent").exists()
+
+
+def test_an_empty_or_foreign_study_db_is_refused_by_name(digits, capsys):
+    _space(digits / "space.yaml", {"model.lr": "log[1e-3, 1e-1]"})
+    (digits / "runs" / "e").mkdir(parents=True)
+    for content, message in ((b"", "is empty (0 bytes)"), (b"garbage" * 10, "is not a SQLite database")):
+        (digits / "runs" / "e" / "study.db").write_bytes(content)
+        assert _run("--n-trials", "1", "--study", "e") == 2
+        assert message in capsys.readouterr().err
+        assert (digits / "runs" / "e" / "study.db").read_bytes() == content
+
+
+def test_a_stale_dangling_journal_lock_is_broken_with_a_warning(digits, recwarn):
+    from tuning.storage import open_storage
+
+    journal = digits / "runs" / "jl" / "journal.log"
+    journal.parent.mkdir(parents=True)
+    # What a killed writer under a relative run dir left: a lock symlink that dangles.
+    (journal.parent / "journal.log.lock").symlink_to("runs/jl/journal.log")
+    storage = open_storage(str(journal))
+    optuna.create_study(study_name="jl", storage=storage)  # would spin forever on the lock
+    assert any("stale journal lock" in str(w.message) for w in recwarn)
+
+
+def test_a_cut_last_journal_record_is_dropped_with_a_backup(digits, recwarn):
+    from tuning.storage import open_storage
+
+    journal = digits / "j.log"
+    study = optuna.create_study(study_name="c", storage=open_storage(str(journal)))
+    for _ in range(3):
+        study.tell(study.ask(), 1.0)
+    whole = journal.read_bytes()
+    journal.write_bytes(whole + b'{"op_code": 5, "worker_id": "x", "tri')  # a full disk
+    study = optuna.load_study(study_name="c", storage=open_storage(str(journal)))
+    assert len(study.trials) == 3
+    assert any("dropped a cut last record" in str(w.message) for w in recwarn)
+    assert (digits / "j.log.bak").read_bytes().startswith(whole)

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import optuna
+import sqlalchemy.exc
 import yaml
 from optuna.trial import TrialState
 
@@ -110,6 +111,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     overrides = _overrides(parser, extra)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = getattr(args, "storage", None)
     try:
         if args.command == "compare":
             from tuning.compare import run_compare
@@ -170,12 +172,17 @@ def main(argv: Sequence[str] | None = None) -> None:
             study = load_study(args.study, storage)
             for path in write_report(study, args.run_dir / args.study / "report"):
                 print(path)
-    except LitOptimError as err:
-        print(f"lit-tune: error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
-    except ValueError as err:  # optuna: e.g. best_trial of a study with no completed trial
-        print(f"lit-tune: error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
+    except (LitOptimError, ValueError) as err:  # ValueError: optuna's, e.g. best of no trial
+        _die(str(err))
+    except OSError as err:  # a read-only run directory, a full disk
+        _die(f"{err.strerror or err}: {err.filename}" if err.filename else str(err))
+    except sqlalchemy.exc.SQLAlchemyError as err:  # e.g. a read-only or locked study.db
+        _die(f"storage {storage}: {' '.join(str(err.orig or err).split())}")
+
+
+def _die(message: str) -> None:
+    print(f"lit-tune: error: {' '.join(message.split())}", file=sys.stderr)
+    raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

@@ -61,6 +61,66 @@ def journal_path(url: str) -> Path | None:
     return None
 
 
+LOCK_GRACE_S = 30  # Optuna's own grace period for the journal's symlink lock
+
+
+def _break_stale_lock(journal: Path) -> None:
+    """A lock symlink left by a killed writer: Optuna releases it after its grace period only if
+    the link resolves, so a dangling one (or one older than the grace period) would hang every
+    writer forever. Remove it, with a warning."""
+    import time
+    import warnings
+
+    lock = journal.with_name(journal.name + ".lock")
+    if not lock.is_symlink():
+        return
+    age = time.time() - lock.lstat().st_mtime
+    if lock.exists() and age < LOCK_GRACE_S:
+        return  # a live writer's lock
+    why = "dangling" if not lock.exists() else f"{age:.0f} s old"
+    warnings.warn(f"removed the stale journal lock {lock} ({why})", stacklevel=3)
+    lock.unlink(missing_ok=True)
+
+
+def _drop_partial_last_record(journal: Path) -> None:
+    """A journal whose last record was cut (a full disk, a kill mid-write) cannot be read, and
+    the next append would glue a record onto the fragment. Keep a backup, drop the fragment,
+    and say what was dropped; every complete record stays."""
+    import json
+    import shutil
+    import warnings
+
+    if not journal.is_file() or journal.stat().st_size == 0:
+        return
+    data = journal.read_bytes()
+    head, _, last = data.rpartition(b"\n")
+    if not last:
+        return  # ends with a newline: complete
+    try:
+        json.loads(last)
+        return  # a complete record that only lacks its newline
+    except ValueError:
+        pass
+    backup = journal.with_name(journal.name + ".bak")
+    shutil.copyfile(journal, backup)
+    journal.write_bytes(head + b"\n" if head else b"")
+    warnings.warn(f"{journal}: dropped a cut last record ({len(last)} bytes: "
+                  f"{last[:60]!r}…); the file as it was is in {backup}", stacklevel=3)
+
+
+def _check_sqlite_file(path: Path) -> None:
+    """An empty or foreign file where study.db should be: refuse rather than let SQLite start a
+    new study over the old trials' folders (a 0-byte file opens as an empty database)."""
+    if not path.exists():
+        return
+    if path.stat().st_size == 0:
+        raise ConfigError(f"{path} is empty (0 bytes), not a study; move it away or restore it "
+                          "from a backup (a new study would overwrite the trial folders beside it)")
+    with open(path, "rb") as fh:
+        if fh.read(16) != b"SQLite format 3\x00":
+            raise ConfigError(f"{path} is not a SQLite database; move it away or pass --storage")
+
+
 def open_storage(url: str, *, n_workers: int = 1, heartbeat_s: float = HEARTBEAT_S,
                  create: bool = False) -> optuna.storages.BaseStorage:
     """An Optuna storage for ``url``: ``sqlite:///…``, ``postgresql://…`` (any SQLAlchemy URL)
@@ -71,8 +131,13 @@ def open_storage(url: str, *, n_workers: int = 1, heartbeat_s: float = HEARTBEAT
     if path is not None and path.suffix in (".db", ".sqlite", ".sqlite3"):
         raise ConfigError(f"--storage {url} looks like a SQLite file; pass sqlite:///{path}")
     if path is not None:
+        path = path.absolute()  # a relative lock symlink would dangle and never be released
         path.parent.mkdir(parents=True, exist_ok=True)
-        return JournalStorage(JournalFileBackend(str(path.absolute())))
+        _break_stale_lock(path)
+        _drop_partial_last_record(path)
+        return JournalStorage(JournalFileBackend(str(path)))
+    if url.startswith("sqlite:///"):
+        _check_sqlite_file(Path(url[len("sqlite:///"):]))
     if url.startswith("sqlite:///") and create:
         Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
     if url.startswith("sqlite") and n_workers > 1:

@@ -193,3 +193,19 @@ def test_a_restart_draws_new_points_and_a_fresh_seeded_study_repeats(workdir):
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     first, then = params("a")[:2], params("a")[2:]
     assert len(then) == 2 and not set(then) & set(first)  # the restart did not repeat them
+
+
+def test_simultaneous_first_starts_on_an_empty_database_all_join_one_study(workdir, postgres_url):
+    import psycopg
+
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute("CREATE DATABASE fresh")
+    url = postgres_url.rsplit("/", 1)[0] + "/fresh"
+    procs = [subprocess.Popen(_lit_tune("--study", "race", "--n-trials", "2", "--storage", url,
+                                        "--heartbeat", "1"),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+             for _ in range(4)]
+    results = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
+    assert [code for code, _ in results] == [0] * 4, [err[-400:] for _, err in results]
+    assert optuna.study.get_all_study_names(url) == ["race"]
+    assert len([t for t in _trials("race", url) if t.state in FINISHED]) == 2

@@ -3,6 +3,7 @@ or any Optuna storage URL (PostgreSQL when several machines share a study)."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import optuna
@@ -68,7 +69,6 @@ def _break_stale_lock(journal: Path) -> None:
     """A lock symlink left by a killed writer: Optuna releases it after its grace period only if
     the link resolves, so a dangling one (or one older than the grace period) would hang every
     writer forever. Remove it, with a warning."""
-    import time
     import warnings
 
     lock = journal.with_name(journal.name + ".lock")
@@ -148,12 +148,22 @@ def open_storage(url: str, *, n_workers: int = 1, heartbeat_s: float = HEARTBEAT
         )
     import warnings
 
+    import sqlalchemy.exc
+
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return RDBStorage(url, heartbeat_interval=max(1, round(heartbeat_s)),
-                              grace_period=max(2, round(3 * heartbeat_s)),
-                              engine_kwargs={"pool_pre_ping": True})
+        for attempt in range(5):
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    return RDBStorage(url, heartbeat_interval=max(1, round(heartbeat_s)),
+                                      grace_period=max(2, round(3 * heartbeat_s)),
+                                      engine_kwargs={"pool_pre_ping": True})
+            except sqlalchemy.exc.IntegrityError:
+                # Several first starts on an empty database race to create Optuna's schema
+                # (UniqueViolation on CREATE TYPE): the losers find it made and open it.
+                if attempt == 4:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
     except ImportError:  # Optuna's "install appropriate one": the database driver is missing
         raise ConfigError(f"cannot open storage {url!r}: its database driver is not installed; "
                           "for postgresql:// URLs: pip install 'lit-optim[postgres]'") from None

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import re
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,6 +25,7 @@ from pathlib import Path
 import lightning as L
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 import lit_optim.callbacks  # noqa: F401  (so recipes can name the callbacks by class name)
 from lit_optim.catalog import KINDS, format_catalog
@@ -169,6 +171,11 @@ def main(argv: Sequence[str] | None = None) -> None:
             if argv is None:
                 sys.argv[1:] = []  # the args go in explicitly; LightningCLI warns when given both
             run_lightning_cli(words)
+    except SIGTERMException:
+        # Lightning ends fit on SIGTERM with SystemExit() (status 0); a stopped run is not a
+        # finished one. last.ckpt, when the recipe keeps one, is where it resumes from.
+        print("lit-optim: interrupted by SIGTERM; the run did not finish", file=sys.stderr)
+        raise SystemExit(128 + signal.SIGTERM) from None
     except Exception as err:  # noqa: BLE001 - sorted by config_error_line
         line = config_error_line(err)
         if line is None:

@@ -68,6 +68,10 @@ class ClassificationTask(L.LightningModule):
         base_batch_size: the batch size the lrs were chosen for (needed by ``lr_scaling``).
     """
 
+    # Everything the task logs during fit, declared so that lit-tune can check a search
+    # space's metric before trial 0 (a module without this is checked after its first epoch).
+    LOGGED_METRICS = (*EPOCH_METRICS, "train_loss_step", "lr")
+
     def __init__(
         self,
         input_shape: Sequence[int] | None = None,

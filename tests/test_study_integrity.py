@@ -414,3 +414,32 @@ def test_a_cut_last_journal_record_is_dropped_with_a_backup(digits, recwarn):
     assert len(study.trials) == 3
     assert any("dropped a cut last record" in str(w.message) for w in recwarn)
     assert (digits / "j.log.bak").read_bytes().startswith(whole)
+
+
+def test_a_metric_the_task_never_logs_is_refused_before_trial_0(digits, capsys):
+    (digits / "space.yaml").write_text(yaml.safe_dump(
+        {"metric": "val_accuracy", "params": {"model.lr": "log[1e-3, 1e-1]"}}))
+    assert _run("--n-trials", "2", "--study", "m") == 2
+    err = capsys.readouterr().err
+    assert "metric 'val_accuracy' is never logged by ClassificationTask" in err
+    assert "did you mean 'val_acc'" in err and not (digits / "runs").exists()
+
+
+def test_sigterm_ends_lit_optim_fit_non_zero(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "lit_optim.cli", "fit", "--config",
+                             str(ROOT / "recipes" / "digits" / "mlp.yaml"), "--trainer.max_epochs",
+                             "100000", "--trainer.enable_progress_bar", "false"], cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and not list(tmp_path.rglob("hparams.yaml")):
+        time.sleep(0.2)
+    time.sleep(1)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, err[-500:]
+    assert "interrupted by SIGTERM" in err

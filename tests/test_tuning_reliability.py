@@ -209,3 +209,15 @@ def test_simultaneous_first_starts_on_an_empty_database_all_join_one_study(workd
     assert [code for code, _ in results] == [0] * 4, [err[-400:] for _, err in results]
     assert optuna.study.get_all_study_names(url) == ["race"]
     assert len([t for t in _trials("race", url) if t.state in FINISHED]) == 2
+
+
+def test_a_killed_worker_s_trial_is_run_again_by_the_survivors(workdir):
+    journal = str((workdir / "runs" / "s" / "journal.log").absolute())
+    proc = _start_and_wait_for_a_running_trial("s", journal, "--n-trials", "6", "--n-workers",
+                                               "2", done=1)
+    (running, *_) = [t for t in _trials("s", journal) if t.state == TrialState.RUNNING]
+    os.kill(running.user_attrs["pid"], signal.SIGKILL)  # the worker in the middle of a trial
+    assert proc.wait(timeout=300) == 0
+    trials = _trials("s", journal)
+    assert len([t for t in trials if t.state in FINISHED]) == 6  # the full budget, not 5
+    assert not [t for t in trials if t.state == TrialState.RUNNING]

@@ -3,8 +3,9 @@ the same LightningCLI objects a trial builds, and every space path is looked up 
 the recipe names. A mistake ends the command with one line before any study is created or
 changed; a recipe naming a user's own LightningModule gets exactly the same checks.
 
-Whether the space's metric is logged can only be known once the module has trained and
-validated, so ``MetricCheck`` (a callback in every trial) stops the study after the first
+A module may declare ``LOGGED_METRICS`` (ClassificationTask does), and the space's metric is
+checked against it before trial 0. Otherwise whether the metric is logged can only be known
+once the module has trained and validated, so ``MetricCheck`` (a callback in every trial) stops the study after the first
 trial's first epoch if the metric is missing, listing the metrics that are logged.
 """
 
@@ -61,6 +62,14 @@ def check_before_trial_0(recipe: dict[str, Any], space: SearchSpace, trainer_arg
     cli = parse_recipe(recipe, trainer_args)
     for param in space.params:
         _check_path(cli.config, param.path)
+    # A module that declares what it logs (ClassificationTask does) is checked now; others are
+    # checked by MetricCheck after the first trial's first epoch.
+    declared = getattr(type(cli.model), "LOGGED_METRICS", None)
+    if declared is not None and space.metric not in declared:
+        hint = did_you_mean(space.metric, declared)
+        raise ConfigError(f"the search space's metric {space.metric!r} is never logged by "
+                          f"{type(cli.model).__name__}; it logs: {', '.join(declared)}"
+                          f"{'; ' + hint if hint else ''} (set metric: in the search space)")
     parse_recipe(apply_overrides(recipe, space.first_values()), trainer_args,
                  "the recipe with the search space's first values is invalid")
     # Each categorical value on its own, with the parameters it switches on: a batch size of 0,

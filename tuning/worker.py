@@ -9,6 +9,7 @@ trial is still running, so a killed worker's trial is re-run by whichever proces
 
 from __future__ import annotations
 
+import os
 import random
 import sys
 import time
@@ -94,6 +95,7 @@ def run_worker(study: optuna.Study, objective: Objective, *, n_trials: int, lock
             time.sleep(heartbeat_s)
             optuna.storages.fail_stale_trials(study)
             continue
+        trial.set_user_attr("pid", os.getpid())  # which process runs it, for the record
         state, value = _run_one(study, objective, trial)
         exhausted = False
         try:

@@ -223,10 +223,13 @@ def run_study(*, recipe: str, space: str, study_name: str, storage_url: str, run
             reasons = [t.user_attrs["fail_reason"] for t in failed if "fail_reason" in t.user_attrs]
             raise LitOptimError(reasons[-1] if reasons else "a worker process failed; see above")
         if any(p.exitcode for p in procs):
-            # A worker was killed: its trial is RUNNING with no one left to finish it. Every
-            # worker of this run has ended, so fail it and finish the budget here.
-            fail_orphans(optuna.load_study(study_name=study_name, storage=open_storage(
-                storage_url, n_workers=n_workers)))
+            # A worker was killed: its trial is RUNNING with no one left to finish it; finish
+            # the budget here. A journal has no heartbeat, but every worker of this run has
+            # ended, so its RUNNING trials are dead. An RDB study may be shared with other
+            # machines: there the worker loop waits for the dead trial's heartbeat instead.
+            if journal_path(storage_url) is not None:
+                fail_orphans(optuna.load_study(study_name=study_name, storage=open_storage(
+                    storage_url, n_workers=n_workers)))
             _worker(*args, sampler_seed(seed, 0, created=False), "cpu" if accelerator == "auto"
                     else accelerator, "auto", 1, heartbeat_s, max_failures, deadline)
     return optuna.load_study(study_name=study_name, storage=open_storage(storage_url, n_workers=n_workers))

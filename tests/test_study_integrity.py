@@ -373,6 +373,7 @@ def test_twenty_bad_inputs_are_one_line_each_and_leave_the_study_byte_identical(
         lines = [line for line in err.splitlines() if line.startswith("lit-tune: error:")]
         assert info.value.code == 2, (args, err)
         assert "Traceback" not in err and len(lines) == 1 and message in lines[0], (args, err)
+        assert err.strip() == lines[0], (args, err)  # nothing else on stderr
         assert _digest(db) == before[db], args
     for path, digest in before.items():
         assert _digest(path) == digest, path

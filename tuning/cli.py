@@ -26,6 +26,7 @@ from tuning.report import list_studies, summary_table, write_report
 from tuning.storage import default_storage_url, open_storage
 from lit_optim import __version__
 from tuning.interrupt import Interrupted
+from tuning.objective import quiet_lightning
 from tuning.study import PRUNERS, SAMPLERS, export_best, load_study, run_study
 from tuning.worker import MAX_FAILURES
 
@@ -111,6 +112,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     overrides = _overrides(parser, extra)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    quiet_lightning()  # the parses before trial 0 would print Lightning's banner each time
     storage = getattr(args, "storage", None)
     try:
         if args.command == "compare":

@@ -22,7 +22,7 @@ from tuning.preflight import MetricCheck, MetricNotLoggedError, build_trial_obje
 from tuning.recipe import apply_overrides, write_recipe
 from tuning.space import SearchSpace
 
-__all__ = ["DivergenceWatch", "Objective", "trial_trainer_args"]
+__all__ = ["DivergenceWatch", "Objective", "quiet_lightning", "trial_trainer_args"]
 
 # What a trial's Trainer always gets, whatever the recipe says: no per-trial files beyond the
 # merged recipe, no progress bars interleaving across workers.
@@ -32,6 +32,19 @@ TRIAL_TRAINER_ARGS = [
     "--trainer.enable_progress_bar=false",
     "--trainer.enable_model_summary=false",
 ]
+
+
+def quiet_lightning() -> None:
+    """lit-tune prints one line per trial and one per mistake: Lightning's per-Trainer banner
+    and its warnings about our own way of calling it would bury them."""
+    import logging
+    import warnings
+
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    # "args parameter": LightningCLI warns when it gets args while sys.argv holds lit-tune's.
+    warnings.filterwarnings("ignore", ".*(does not have many workers|Tip:|LeafSpec|heartbeat|"
+                                      "args parameter|No seed found).*")
 
 
 def trial_trainer_args(accelerator: str = "auto", devices: Any = "auto") -> list[str]:

@@ -15,7 +15,7 @@ from optuna.trial import TrialState
 from lit_optim import ConfigError, LitOptimError, UnknownNameError
 from lit_optim.registry import did_you_mean
 from lit_optim.validation import check_count, check_number
-from tuning.objective import Objective, trial_trainer_args
+from tuning.objective import Objective, quiet_lightning, trial_trainer_args
 from tuning.interrupt import Interrupted, die_with_parent, on_signals
 from tuning.preflight import check_before_trial_0
 from tuning.recipe import apply_overrides, load_recipe, write_recipe
@@ -89,15 +89,7 @@ def _worker(study_name: str, storage_url: str, recipe_path: str, space_path: str
             max_failures: int = MAX_FAILURES, deadline: float | None = None) -> None:
     """One optimization loop (``tuning.worker``) with its storage, sampler and objective; the
     body of ``lit-tune run`` and of each ``--n-workers`` process."""
-    import logging
-    import warnings
-
-    # One line per trial from optuna's progress bar, not Lightning's per-fit banner.
-    for name in ("lightning.pytorch", "lightning.fabric"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    # LightningCLI warns when it gets args while sys.argv holds lit-tune's own arguments.
-    warnings.filterwarnings(
-        "ignore", ".*(does not have many workers|Tip:|LeafSpec|heartbeat|args parameter).*")
+    quiet_lightning()  # again: a --n-workers process starts fresh
     if n_workers > 1:
         die_with_parent()
         if accelerator == "cpu":

@@ -444,3 +444,20 @@ def test_sigterm_ends_lit_optim_fit_non_zero(tmp_path):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 128 + signal.SIGTERM, err[-500:]
     assert "interrupted by SIGTERM" in err
+
+
+@pytest.mark.skipif(__import__("os").geteuid() != 0, reason="mounting a tiny tmpfs needs root")
+def test_a_full_disk_is_one_line_and_leaves_nothing(digits, capsys, tmp_path_factory):
+    import subprocess
+
+    tiny = tmp_path_factory.mktemp("tiny")
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(tiny)], check=True)
+    try:
+        _space(digits / "space.yaml", {"model.lr": "log[1e-3, 1e-1]"})
+        assert _run("--n-trials", "1", "--study", "full", "--run-dir", str(tiny)) == 2
+        err = capsys.readouterr().err
+        assert "database or disk is full" in err and "Traceback" not in err
+        assert len(err.strip().splitlines()) == 1 and "[SQL:" not in err
+        assert list(tiny.iterdir()) == []
+    finally:
+        subprocess.run(["umount", "-l", str(tiny)], check=True)  # lazy: SQLite may hold a handle

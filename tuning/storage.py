@@ -138,8 +138,12 @@ def open_storage(url: str, *, n_workers: int = 1, heartbeat_s: float = HEARTBEAT
         return JournalStorage(JournalFileBackend(str(path)))
     if url.startswith("sqlite:///"):
         _check_sqlite_file(Path(url[len("sqlite:///"):]))
+    made = None
     if url.startswith("sqlite:///") and create:
-        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        folder = Path(url[len("sqlite:///"):]).parent
+        if not folder.exists():
+            made = folder
+        folder.mkdir(parents=True, exist_ok=True)
     if url.startswith("sqlite") and n_workers > 1:
         raise ConfigError(
             f"SQLite cannot take {n_workers} worker processes: it locks the whole file on every "
@@ -168,4 +172,11 @@ def open_storage(url: str, *, n_workers: int = 1, heartbeat_s: float = HEARTBEAT
         raise ConfigError(f"cannot open storage {url!r}: its database driver is not installed; "
                           "for postgresql:// URLs: pip install 'lit-optim[postgres]'") from None
     except Exception as err:  # noqa: BLE001 - any driver/connection failure reads the same
-        raise ConfigError(f"cannot open storage {url!r}: {type(err).__name__}: {err}") from None
+        if made is not None:  # a failed first start leaves nothing behind
+            for leftover in made.glob("study.db*"):
+                leftover.unlink()
+            if not any(made.iterdir()):
+                made.rmdir()
+        detail = getattr(err, "orig", None) or err  # the driver's words, not SQLAlchemy's SQL
+        raise ConfigError(f"cannot open storage {url!r}: {type(detail).__name__}: {detail}"
+                          ) from None

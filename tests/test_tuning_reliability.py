@@ -133,9 +133,12 @@ def test_two_workers_share_a_postgresql_study(workdir, postgres_url):
 
 def test_sigterm_fails_the_running_trial_prints_the_summary_and_exits_non_zero(workdir):
     storage = "sqlite:///runs/t/study.db"
-    proc = _start_and_wait_for_a_running_trial("t", storage, "--n-trials", "6", done=1,
+    # 60 epochs: a trial lasts seconds, so the signal surely lands inside one.
+    long = ("--n-trials", "2", "--trainer.max_epochs", "60")
+    proc = _start_and_wait_for_a_running_trial("t", storage, *long, done=0,
                                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                                text=True)
+    time.sleep(0.5)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 128 + signal.SIGTERM, err
@@ -144,9 +147,9 @@ def test_sigterm_fails_the_running_trial_prints_the_summary_and_exits_non_zero(w
     assert not [t for t in trials if t.state == TrialState.RUNNING]
     (stopped,) = [t for t in trials if t.state == TrialState.FAIL]
     assert "fail_reason" not in stopped.user_attrs  # not counted: run again
-    subprocess.run(_lit_tune("--study", "t", "--n-trials", "6"), check=True, timeout=300,
+    subprocess.run(_lit_tune("--study", "t", *long), check=True, timeout=300,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    assert len([t for t in _trials("t", storage) if t.state in FINISHED]) == 6
+    assert len([t for t in _trials("t", storage) if t.state in FINISHED]) == 2
 
 
 def _alive(pid: int) -> bool:
@@ -220,4 +223,32 @@ def test_a_killed_worker_s_trial_is_run_again_by_the_survivors(workdir):
     assert proc.wait(timeout=300) == 0
     trials = _trials("s", journal)
     assert len([t for t in trials if t.state in FINISHED]) == 6  # the full budget, not 5
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+
+
+def test_a_postgresql_survivor_reruns_the_killed_process_s_trial(workdir, postgres_url):
+    import psycopg
+
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute("CREATE DATABASE survivor")
+    url = postgres_url.rsplit("/", 1)[0] + "/survivor"
+    args = _lit_tune("--study", "pgs", "--n-trials", "8", "--storage", url, "--heartbeat", "1")
+    first, second = (subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                     for _ in range(2))
+    deadline = time.time() + 120
+    while time.time() < deadline:  # both at work, the first in the middle of a trial
+        time.sleep(0.1)
+        try:
+            trials = _trials("pgs", url)
+        except Exception:  # noqa: BLE001 - not created yet
+            continue
+        pids = {t.user_attrs.get("pid") for t in trials}
+        if second.pid in pids and any(t.state == TrialState.RUNNING
+                                      and t.user_attrs.get("pid") == first.pid for t in trials):
+            break
+    first.send_signal(signal.SIGKILL)  # its trial stays RUNNING until its heartbeat goes stale
+    first.wait()
+    assert second.wait(timeout=300) == 0
+    trials = _trials("pgs", url)
+    assert len([t for t in trials if t.state in FINISHED]) == 8  # not 7: the dead one is re-run
     assert not [t for t in trials if t.state == TrialState.RUNNING]

@@ -252,3 +252,7 @@ def test_a_postgresql_survivor_reruns_the_killed_process_s_trial(workdir, postgr
     trials = _trials("pgs", url)
     assert len([t for t in trials if t.state in FINISHED]) == 8  # not 7: the dead one is re-run
     assert not [t for t in trials if t.state == TrialState.RUNNING]
+    # The joining process draws with a seed of its own: no point is asked twice (both seeded 0,
+    # the two processes asked the same first points).
+    drawn = [tuple(sorted(t.params.items())) for t in trials]
+    assert len(set(drawn)) == len(drawn)

@@ -148,7 +148,7 @@ def open_storage(url: str, *, n_workers: int = 1, heartbeat_s: float = HEARTBEAT
         raise ConfigError(
             f"SQLite cannot take {n_workers} worker processes: it locks the whole file on every "
             "write, so workers time out or fail trials. Drop --storage to use a journal file "
-            "(runs/<study>/journal.log), pass --storage journal:PATH, or use a PostgreSQL URL"
+            "(runs/<study>/journal.log), pass --storage PATH/journal.log, or use a PostgreSQL URL"
         )
     import warnings
 

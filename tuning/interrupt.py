@@ -5,10 +5,11 @@ Worker processes die with their parent."""
 from __future__ import annotations
 
 import signal
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["Interrupted", "die_with_parent", "on_signals"]
+__all__ = ["Interrupted", "die_with_parent", "on_signals", "raise_if_interrupted"]
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -22,19 +23,40 @@ class Interrupted(Exception):
         super().__init__(f"interrupted by {signal.Signals(signum).name}")
 
 
+_received: list[int] = []  # signals seen inside on_signals(), until the block ends
+
+
 @contextmanager
 def on_signals() -> Iterator[None]:
     """Within the block, SIGTERM and SIGINT raise ``Interrupted`` (Lightning calls handlers it
-    finds installed, and re-raises what they raise out of ``trainer.fit``)."""
+    finds installed, and re-raises what they raise out of ``trainer.fit``).
+
+    A handler's exception is lost when the signal lands in a ``__del__`` (Python only prints
+    it), so the signal is also remembered and ``raise_if_interrupted`` raises it again at the
+    next safe point (each training batch, each trial).
+    """
     def handler(signum, frame):
+        _received.append(signum)
         raise Interrupted(signum)
 
+    def unraisable(info) -> None:  # the lost raise: remembered above, so not printed
+        if not isinstance(info.exc_value, Interrupted):
+            default_hook(info)
+
     previous = {s: signal.signal(s, handler) for s in SIGNALS}
+    default_hook, sys.unraisablehook = sys.unraisablehook, unraisable
     try:
         yield
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
+        sys.unraisablehook = default_hook
+        _received.clear()
+
+
+def raise_if_interrupted() -> None:
+    if _received:
+        raise Interrupted(_received[0])
 
 
 def die_with_parent() -> None:

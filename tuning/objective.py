@@ -18,6 +18,7 @@ from optuna_integration import PyTorchLightningPruningCallback
 
 from lit_optim import LitOptimError
 from lit_optim.callbacks import NonFiniteError, NonFiniteGuard
+from tuning.interrupt import raise_if_interrupted
 from tuning.preflight import MetricCheck, MetricNotLoggedError, build_trial_objects
 from tuning.recipe import apply_overrides, write_recipe
 from tuning.space import SearchSpace
@@ -80,6 +81,13 @@ class DivergenceWatch(Callback):
         self.check(trainer)  # last epoch's training losses are in callback_metrics by now
 
 
+class _InterruptPoint(Callback):
+    """Raises a SIGTERM/SIGINT whose handler's exception was lost (it landed in a __del__)."""
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        raise_if_interrupted()
+
+
 class Objective:
     """Callable for ``study.optimize``.
 
@@ -116,7 +124,7 @@ class Objective:
             guard = NonFiniteGuard("stop", loss_spike_factor=10)
             trainer.callbacks.append(guard)
         watch = DivergenceWatch(self.space.metric)
-        trainer.callbacks += [pruning, MetricCheck(self.space.metric), watch]
+        trainer.callbacks += [pruning, MetricCheck(self.space.metric), watch, _InterruptPoint()]
         try:
             trainer.fit(cli.model, datamodule=cli.datamodule)
         except NonFiniteError as err:

@@ -21,7 +21,7 @@ import optuna
 from optuna.trial import TrialState
 
 from lit_optim import LitOptimError
-from tuning.interrupt import Interrupted
+from tuning.interrupt import Interrupted, raise_if_interrupted
 from tuning.objective import Objective
 from tuning.optuna_private import heartbeat
 from tuning.preflight import MetricNotLoggedError
@@ -81,6 +81,7 @@ def run_worker(study: optuna.Study, objective: Objective, *, n_trials: int, lock
         # Ask under a lock over "counted < budget", so workers on this machine never start
         # more trials than the budget (optuna's MaxTrialsCallback checks only after a trial
         # ends, so N workers can overshoot by N-1).
+        raise_if_interrupted()
         if deadline is not None and time.time() >= deadline:
             return
         with _file_lock(lock_path):

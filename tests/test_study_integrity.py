@@ -198,7 +198,7 @@ def test_a_run_directory_keeps_its_one_storage(one_trial_study, capsys):
     assert not (one_trial_study / "runs" / "r" / "journal.log").exists()
 
 
-def test_a_journal_study_resumes_with_one_worker_and_opens_in_optunas_cli(digits, capsys):
+def test_a_journal_study_resumes_with_one_worker_and_opens_in_optunas_cli(digits, capfd):
     import subprocess
     import sys
 
@@ -209,9 +209,13 @@ def test_a_journal_study_resumes_with_one_worker_and_opens_in_optunas_cli(digits
     base = ["run", "--recipe", "recipe.yaml", "--space", "space.yaml", "--study", "j",
             "--accelerator", "cpu"]
     lit_tune([*base, "--n-trials", "2", "--n-workers", "2"])
-    out = capsys.readouterr().out
+    out = capfd.readouterr().out  # capfd: the spawned workers write to the inherited stdout
     journal = (digits / "runs" / "j" / "journal.log").absolute()
     assert f"storage: {journal}" in out
+    # Progress while the workers run: a line per finished trial, with the best so far.
+    progress = [line for line in out.splitlines() if line.startswith("study j: ") and "/" in line]
+    assert sorted(line.split()[2] for line in progress) == ["1/2", "2/2"], out
+    assert all("best val_acc 0." in line for line in progress), progress
     lit_tune([*base, "--n-trials", "3"])  # one worker: the same journal, not a new study.db
     assert not (digits / "runs" / "j" / "study.db").exists()
     study = optuna.load_study(study_name="j", storage=optuna.storages.JournalStorage(
@@ -484,3 +488,29 @@ def test_a_signal_that_lands_in_a_destructor_is_not_lost(capsys):
             gc.collect()
             raise_if_interrupted()  # the next safe point (each batch, each trial)
     assert "Exception ignored" not in capsys.readouterr().err
+
+
+@pytest.mark.skipif(__import__("os").geteuid() != 0, reason="a read-only mount needs root")
+def test_a_read_only_run_dir_is_one_line_and_leaves_the_study_untouched(digits, capsys,
+                                                                        tmp_path_factory):
+    # Root ignores file modes, so chmod cannot make a directory read-only for this test: a
+    # read-only bind mount of the run dir can, for root as for anyone.
+    import subprocess
+
+    src, mnt = tmp_path_factory.mktemp("rw"), tmp_path_factory.mktemp("ro")
+    _space(digits / "space.yaml", {"model.lr": "log[1e-3, 1e-1]"})
+    lit_tune(["run", "--recipe", "recipe.yaml", "--space", "space.yaml", "--accelerator", "cpu",
+              "--n-trials", "1", "--study", "ro", "--run-dir", str(src)])
+    before = {p.relative_to(src): p.read_bytes() for p in src.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    subprocess.run(["mount", "--bind", str(src), str(mnt)], check=True)
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(mnt)], check=True)
+        for study in ("ro", "new"):  # resuming the existing study, and starting another
+            assert _run("--n-trials", "2", "--study", study, "--run-dir", str(mnt)) == 2
+            err = capsys.readouterr().err
+            assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+            assert err.startswith("lit-tune: error:") and "read-only" in err.lower(), err
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=True)
+    assert {p.relative_to(src): p.read_bytes() for p in src.rglob("*") if p.is_file()} == before

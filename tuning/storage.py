@@ -3,6 +3,7 @@ or any Optuna storage URL (PostgreSQL when several machines share a study)."""
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from optuna.storages.journal import JournalFileBackend
 
 from lit_optim import ConfigError
 
-__all__ = ["default_storage_url", "journal_path", "open_storage"]
+__all__ = ["check_writable", "default_storage_url", "journal_path", "open_storage"]
 
 # Heartbeats let a restarted study mark trials of a killed worker as failed: a RUNNING trial
 # whose heartbeat is older than the grace period belongs to a dead process.
@@ -50,6 +51,21 @@ def default_storage_url(run_dir: Path, study: str, n_workers: int, *, create: bo
                           f"{', '.join(found) or 'none'} (or pass --storage URL)")
     # The folder is made by run_study once every check has passed: bad input creates nothing.
     return str(journal) if n_workers > 1 else f"sqlite:///{sqlite}"
+
+
+def check_writable(run_dir: Path) -> None:
+    """Refuse a run directory that cannot be written before any study is opened in it, so a
+    read-only folder fails in one line and not half way into the first trial."""
+    existing = Path(run_dir).absolute()
+    while not existing.exists():
+        existing = existing.parent
+    # access(2) answers for this process: EROFS on a read-only mount even for root, who
+    # otherwise writes whatever the file modes say.
+    if not os.access(existing, os.W_OK | os.X_OK):
+        why = ("is on a read-only file system" if os.statvfs(existing).f_flag & os.ST_RDONLY
+               else "is not writable by this user")
+        raise ConfigError(f"run dir {run_dir}: {existing} {why}; pass --run-dir a folder you "
+                          "can write")
 
 
 def journal_path(url: str) -> Path | None:

@@ -21,7 +21,7 @@ from tuning.preflight import check_before_trial_0
 from tuning.recipe import apply_overrides, load_recipe, write_recipe
 from tuning.record import check_same_record, recipe_of, record_of
 from tuning.space import SearchSpace, load_space, load_space_dict
-from tuning.storage import HEARTBEAT_S, journal_path, open_storage
+from tuning.storage import HEARTBEAT_S, check_writable, journal_path, open_storage
 from tuning.worker import MAX_FAILURES, counted, fail_orphans, run_worker, sampler_seed
 
 __all__ = ["PRUNERS", "SAMPLERS", "export_best", "load_study", "make_pruner", "make_sampler",
@@ -123,7 +123,9 @@ def _worker(study_name: str, storage_url: str, recipe_path: str, space_path: str
     else:
         def update(study: optuna.Study) -> None:  # one line per trial, workers interleaved
             done = len(counted(study.get_trials(deepcopy=False)))
-            print(f"study {study_name}: {done}/{n_trials} trials", flush=True)
+            best = _best_value(study)
+            print(f"study {study_name}: {done}/{n_trials} trials"
+                  + (f", best {space.metric} {best:.4f}" if best is not None else ""), flush=True)
     try:
         with on_signals():
             run_worker(study, objective, n_trials=n_trials, lock_path=Path(run_dir) / ".ask.lock",
@@ -169,6 +171,7 @@ def run_study(*, recipe: str, space: str, study_name: str, storage_url: str, run
     check_count("max_failures", max_failures)
     check_before_trial_0(recipe_dict, parsed, trial_trainer_args(accelerator))
     record = record_of(recipe_dict, load_space_dict(space), parsed.metric, parsed.direction)
+    check_writable(run_dir)
     storage = open_storage(storage_url, n_workers=n_workers, create=True)
     created = study_name not in optuna.study.get_all_study_names(storage)
     if created:

@@ -19,6 +19,7 @@ import inspect
 import re
 import signal
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -28,9 +29,17 @@ from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 import lit_optim.callbacks  # noqa: F401  (so recipes can name the callbacks by class name)
+from lit_optim.callbacks.run_summary import RunSummary
 from lit_optim.catalog import KINDS, format_catalog
-from lit_optim.errors import LitOptimError, UnknownNameError
+from lit_optim.checkpoints import (
+    checkpoint_folders,
+    overridden_settings,
+    read_checkpoint,
+    resolve_checkpoint,
+)
+from lit_optim.errors import ConfigError, LitOptimError, UnknownNameError
 from lit_optim.registry import did_you_mean, import_object
+from lit_optim.trainer_setup import check_trainer_values, silence_lightning_noise, with_cli_defaults
 
 __all__ = ["LitOptimCLI", "chained_error", "cli_objects", "config_error_line", "main",
            "parse_error_line"]
@@ -38,10 +47,99 @@ __all__ = ["LitOptimCLI", "chained_error", "cli_objects", "config_error_line", "
 DEFAULT_MODEL = "lit_optim.ClassificationTask"
 DEFAULT_DATA = "lit_optim.ClassificationData"
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
+EVALUATING = ("validate", "test", "predict")  # score a network: need a checkpoint
 
 
 class LitOptimCLI(LightningCLI):
-    """LightningCLI over any LightningModule and LightningDataModule (subclass mode)."""
+    """LightningCLI over any LightningModule and LightningDataModule (subclass mode).
+
+    Beyond LightningCLI: Trainer values are checked before anything is built; a default
+    checkpoint keeps ``last.ckpt`` and never non-finite weights; ``--ckpt_path`` may be
+    ``last`` or ``best`` of this recipe's runs and must be a checkpoint; a resumed fit names
+    the settings the checkpoint replaces; ``test``/``validate``/``predict`` need one; a
+    fit ends with a summary (and ``--test`` tests its checkpoint right away) and exits 1 when
+    training ended on non-finite values.
+    """
+
+    summary: RunSummary | None = None
+
+    def add_arguments_to_parser(self, parser) -> None:
+        parser.add_argument("--test", type=bool, default=False,
+                            help="after fit, test the best checkpoint (fit only)")
+
+    def instantiate_trainer(self, **kwargs):
+        config = {**self._get(self.config_init, "trainer", default={}), **kwargs}
+        check_trainer_values(config)
+        defaults, self.summary = with_cli_defaults(config)
+        try:
+            return super().instantiate_trainer(**{**kwargs, **defaults})
+        except (ValueError, TypeError) as err:  # Lightning's word for a bad Trainer value
+            if isinstance(err, LitOptimError):
+                raise
+            raise ConfigError(f"trainer: {' '.join(str(err).split())}") from err
+
+    # The one override of a private LightningCLI method (pinned in tests/test_cli_checkpoints.py):
+    # it is where LightningCLI reads --ckpt_path and puts the checkpoint's hyperparameters
+    # over the parsed model config, before any hook of ours runs.
+    def _parse_ckpt_path(self) -> None:
+        subcommand = self.config.get("subcommand")
+        if not subcommand:
+            return
+        config = self.config[subcommand]
+        if config.get("ckpt_path") is None:
+            if subcommand in EVALUATING:
+                raise ConfigError(
+                    f"lit-optim {subcommand} needs --ckpt_path: a checkpoint file, or last / "
+                    "best of this recipe's runs (without one it would score an untrained network)")
+            return
+        path = resolve_checkpoint(config.ckpt_path, checkpoint_folders(config.get("trainer") or {}))
+        config.ckpt_path = path
+        if not Path(path).is_file():
+            return super()._parse_ckpt_path()  # hpc, registry: Lightning's own
+        checkpoint = read_checkpoint(path, weights_only=config.get("weights_only"))
+        model = config.get("model")
+        if subcommand == "fit" and model is not None and model.get("init_args") is not None:
+            replaced = overridden_settings(checkpoint.get("hyper_parameters"),
+                                           model.init_args.as_dict())
+            if replaced:
+                print(f"lit-optim: warning: resuming from {path}: its settings replace "
+                      f"{'; '.join(replaced)} (the checkpoint's optimizer state, lr and "
+                      "schedule are restored; start a new run to train with other ones)",
+                      file=sys.stderr)
+        del checkpoint
+        try:
+            super()._parse_ckpt_path()
+        except Exception as err:  # noqa: BLE001 - one line for whatever the file holds
+            if isinstance(err, LitOptimError):
+                raise
+            raise ConfigError(f"--ckpt_path {path}: its hyperparameters do not fit "
+                              f"{model.class_path if model else 'the model'}: "
+                              f"{parse_error_line(err)}") from err
+
+    def after_fit(self) -> None:
+        trainer, summary = self.trainer, self.summary
+        # Read before --test: its checkpoint restore also restores the summary's history.
+        lines = summary.lines() if summary else []
+        bad = (summary.nonfinite_finals() if summary else []) + nonfinite_weights(self.model)
+        tested = None
+        checkpoint = trainer.checkpoint_callback
+        best = getattr(checkpoint, "best_model_path", "") or getattr(checkpoint, "last_model_path", "")
+        if self.config_init[self.subcommand].get("test") and not trainer.interrupted:
+            tested = trainer.test(self.model, datamodule=self.datamodule,
+                                  ckpt_path=best or None, verbose=False)
+        log_dir = trainer.log_dir  # a broadcast under DDP: every rank must ask
+        if trainer.is_global_zero:
+            test = (f"lit-optim test --config {Path(log_dir or '.') / 'config.yaml'} --ckpt_path "
+                    f"{best}") if best else ""
+            print(closing_summary(trainer, lines, log_dir, test, tested))
+        if bad:
+            guarded = any(type(cb).__name__ == "NonFiniteGuard" for cb in trainer.callbacks)
+            raise TrainingDiverged(
+                f"training ended on non-finite values ({', '.join(bad)}); no checkpoint of "
+                "non-finite weights was kept. " + (
+                    "Lower the lr: the NonFiniteGuard did not recover" if guarded else
+                    "Lower the lr, or add lit_optim.callbacks.NonFiniteGuard (action: rollback) "
+                    "to the recipe's trainer.callbacks"))
 
     def before_instantiate_classes(self) -> None:
         # A ClassificationData knows its input shape and class count before reading any data,
@@ -66,6 +164,39 @@ class LitOptimCLI(LightningCLI):
             model.init_args.num_classes = classes
 
 
+class TrainingDiverged(LitOptimError):
+    """The fit ran, but ended on NaN/Inf: not a configuration error (exit 1, not 2)."""
+
+
+def nonfinite_weights(module: L.LightningModule) -> list[str]:
+    import torch
+
+    bad = [name for name, p in module.named_parameters() if not torch.isfinite(p).all()]
+    return [f"weights of {', '.join(bad[:3])}{' …' if len(bad) > 3 else ''}"] if bad else []
+
+
+def closing_summary(trainer: L.Trainer, metric_lines: list[str], log_dir: str | None,
+                    test_command: str, tested: list[dict] | None) -> str:
+    """What a person reads after a fit: each epoch metric's final and best value, the test
+    result when ``--test`` ran, where the checkpoint and logs are, and how to test."""
+    state = "interrupted" if trainer.interrupted else "finished"
+    lines = [f"fit {state}: {trainer.current_epoch} epochs, {trainer.global_step} steps"]
+    lines += metric_lines
+    for name, value in (tested[0] if tested else {}).items():
+        lines.append(f"  {name}  {value:.4f}  (best checkpoint, --test)")
+    checkpoint = trainer.checkpoint_callback
+    if checkpoint is not None:
+        last, best = (getattr(checkpoint, "last_model_path", ""),
+                      getattr(checkpoint, "best_model_path", ""))
+        if last or best:
+            lines.append(f"checkpoint: {best or last}" + (f"   last: {last}" if last and last != best else ""))
+    if log_dir:
+        lines.append(f"logs: {log_dir}")
+    if test_command:
+        lines.append(f"test it: {test_command}")
+    return "\n".join(lines)
+
+
 _CLI_KWARGS: dict = {
     "model_class": L.LightningModule,
     "datamodule_class": L.LightningDataModule,
@@ -78,7 +209,11 @@ _CLI_KWARGS: dict = {
     "trainer_defaults": {"max_epochs": 20},
     # A rejected value raises (and main prints its one relevant line) instead of printing
     # 60-80 lines of usage first.
-    "parser_kwargs": {"exit_on_error": False},
+    "parser_kwargs": {"exit_on_error": False, "description": (
+        "lit-optim: fit, validate, test and predict any LightningModule with Lightning's CLI "
+        "(ClassificationTask and ClassificationData by default). Also: `lit-optim list "
+        "[optimizers|schedulers|models|datasets]` prints every registered name with its "
+        "kwargs; `lit-optim --version`.")},
 }
 
 
@@ -129,6 +264,11 @@ def parse_error_line(err: BaseException) -> str:
                   if line.startswith("Given value:")), "")
     text = text.replace("Import path does not correspond", f"{given!r} is not a class path,"
                         " or does not correspond")
+    nonfinite = re.search(r'Parser key "([^"]+)":\s*Expected a <class .float.>\. Got value: '
+                          r"([+-]?(?:nan|inf(?:inity)?))\b", str(err), re.IGNORECASE)
+    if nonfinite:  # jsonargparse's float type refuses them with no word of why
+        owner = text.split(": ")[0] + "." if ": " in text else ""
+        return f"{owner}{nonfinite.group(1)} must be a finite number, got {nonfinite.group(2)}"
     unknown = re.search(r"Option '([^']+)' is not accepted", text)
     owner = re.search(r"(?:^|: )([\w.]+\.[A-Z]\w*): ", text)
     if unknown and owner:
@@ -142,9 +282,17 @@ def parse_error_line(err: BaseException) -> str:
     return text
 
 
+LIST_USAGE = "usage: lit-optim list [optimizers|schedulers|models|datasets]"
+
+
 def list_command(args: Sequence[str]) -> None:
+    if args and args[0] in ("-h", "--help"):
+        print(f"{LIST_USAGE}\n\nPrints the registered names (optimizers, LR schedulers, models, "
+              "datasets: built-in and from installed plugins), each with its description and "
+              "keyword arguments; with a kind, only that catalogue.")
+        return
     if len(args) > 1:
-        raise LitOptimError("usage: lit-optim list [optimizers|schedulers|models|datasets]")
+        raise LitOptimError(LIST_USAGE)
     if args:
         kind = args[0].lower()
         if kind not in KINDS:
@@ -158,6 +306,7 @@ def list_command(args: Sequence[str]) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     words = list(sys.argv[1:] if argv is None else argv)
+    silence_lightning_noise()
     try:
         if words == ["--version"]:
             import lightning
@@ -168,9 +317,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         elif words and words[0] == "list":
             list_command(words[1:])
         else:
-            if argv is None:
-                sys.argv[1:] = []  # the args go in explicitly; LightningCLI warns when given both
+            # sys.argv stays as it is: Lightning's DDP launcher starts the other ranks with
+            # it. The args also go in explicitly (with the default classes), which
+            # LightningCLI warns about when it sees both.
+            warnings.filterwarnings("ignore", message=r"LightningCLI's args parameter is intended")
             run_lightning_cli(words)
+    except TrainingDiverged as err:
+        print(f"lit-optim: error: {err}", file=sys.stderr)
+        raise SystemExit(1) from None
     except SIGTERMException:
         # Lightning ends fit on SIGTERM with SystemExit() (status 0); a stopped run is not a
         # finished one. last.ckpt, when the recipe keeps one, is where it resumes from.

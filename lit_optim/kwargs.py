@@ -13,7 +13,7 @@ from typing import Any
 
 from lit_optim.errors import ConfigError
 
-__all__ = ["accepted_kwargs", "check_kwargs"]
+__all__ = ["accepted_kwargs", "check_kwargs", "plain_data"]
 
 
 def accepted_kwargs(fn: Callable[..., Any], *, exclude: Iterable[str] = ()) -> dict[str, Any]:
@@ -60,3 +60,14 @@ def check_kwargs(
         raise ConfigError(
             f"{what} does not take {', '.join(repr(k) for k in unknown)}; it takes: {takes}"
         )
+
+
+def plain_data(value: Any) -> Any:
+    """``value`` with every tuple turned into a list, recursively: hyperparameters stored in a
+    checkpoint and in ``hparams.yaml`` then read back with ``yaml.safe_load`` (Lightning writes
+    them with ``yaml.dump``, which tags a tuple ``!!python/tuple``)."""
+    if isinstance(value, Mapping):
+        return {k: plain_data(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain_data(v) for v in value]
+    return value

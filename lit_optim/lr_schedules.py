@@ -12,6 +12,8 @@ import math
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
+from lit_optim.validation import check_number
+
 __all__ = ["InverseTimeLR", "PolynomialDecayLR"]
 
 
@@ -29,10 +31,8 @@ class InverseTimeLR(LRScheduler):
         staircase: bool = False,
         last_epoch: int = -1,
     ) -> None:
-        if decay_rate < 0 or decay_epochs <= 0:
-            raise ValueError(
-                f"inverse_time needs decay_rate >= 0 and decay_epochs > 0, got {decay_rate}, {decay_epochs}"
-            )
+        check_number("inverse_time decay_rate", decay_rate, low=0)
+        check_number("inverse_time decay_epochs", decay_epochs, low=0, low_open=True)
         self.decay_rate, self.decay_epochs, self.staircase = decay_rate, decay_epochs, staircase
         super().__init__(optimizer, last_epoch)
 
@@ -51,8 +51,7 @@ class PolynomialDecayLR(LRScheduler):
     """
 
     def __init__(self, optimizer: Optimizer, power: float = 0.5, last_epoch: int = -1) -> None:
-        if power <= 0:
-            raise ValueError(f"polynomial decay needs power > 0, got {power}")
+        check_number("polynomial power", power, low=0, low_open=True)
         self.power = power
         super().__init__(optimizer, last_epoch)
 

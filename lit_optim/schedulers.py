@@ -56,6 +56,9 @@ class SchedulerInfo(RegistryEntry):
         own_warmup: the schedule starts with a ramp of its own (1cycle), so no warmup is
             put in front of it.
         defaults: kwargs applied before the user's (a user value wins).
+        value_checks: ``{kwarg: check(name, value)}`` for values torch accepts but that make
+            no schedule (``step`` with ``gamma: -1`` would train on a negative lr); each
+            raises ConfigError.
     """
 
     factory: Callable[..., Any] | str
@@ -64,12 +67,32 @@ class SchedulerInfo(RegistryEntry):
     needs_total_steps: bool = False
     own_warmup: bool = False
     defaults: Mapping[str, Any] = field(default_factory=dict)
+    value_checks: Mapping[str, Callable[[str, Any], Any]] = field(default_factory=dict)
 
     def resolve(self) -> Callable[..., Any]:
         return import_object(self.factory)
 
 
 SCHEDULERS: Registry[SchedulerInfo] = Registry("schedulers", SchedulerInfo)
+
+
+# -- value checks torch's schedulers leave out ------------------------------------------------
+def _positive(name: str, value: Any) -> float:
+    return check_number(name, value, low=0, low_open=True)
+
+
+def _non_negative(name: str, value: Any) -> float:
+    return check_number(name, value, low=0)
+
+
+def _milestones(name: str, value: Any) -> list[int]:
+    if not isinstance(value, (list, tuple)) or not value:
+        raise ConfigError(f"{name} must be a list of epochs such as [30, 60], got {value!r}")
+    for epoch in value:
+        check_count(f"each of {name}", epoch)
+    if list(value) != sorted(set(value)):
+        raise ConfigError(f"{name} must be increasing epochs such as [30, 60], got {value!r}")
+    return list(value)
 
 
 # -- factories for the entries whose torch class needs adapting ------------------------------
@@ -142,15 +165,21 @@ for entry in [
     SchedulerInfo(name="constant", factory=constant, aliases=("none",),
                   description="keep the initial lr"),
     SchedulerInfo(name="step", factory=sched.StepLR, defaults={"step_size": 10, "gamma": 0.1},
+                  value_checks={"step_size": check_count, "gamma": _positive},
                   description="multiply the lr by gamma every step_size epochs"),
     SchedulerInfo(name="multistep", factory=sched.MultiStepLR, defaults={"gamma": 0.1},
+                  value_checks={"milestones": _milestones, "gamma": _positive},
                   description="multiply the lr by gamma at each epoch in milestones"),
     SchedulerInfo(name="exponential", factory=sched.ExponentialLR, defaults={"gamma": 0.9},
+                  value_checks={"gamma": _positive},
                   description="multiply the lr by gamma every epoch"),
     SchedulerInfo(name="cosine", factory=cosine, interval="step", needs_total_steps=True,
+                  value_checks={"eta_min": _non_negative},
                   description="cosine annealing to eta_min over all training steps"),
     SchedulerInfo(name="cosine_restarts", factory=sched.CosineAnnealingWarmRestarts,
                   defaults={"T_0": 10}, aliases=("sgdr",),
+                  value_checks={"T_0": check_count, "T_mult": check_count,
+                                "eta_min": _non_negative},
                   description="cosine annealing restarted every T_0 (·T_mult) epochs (SGDR)"),
     SchedulerInfo(name="cyclic", factory=cyclic, interval="step", needs_total_steps=True,
                   description="triangular / triangular2 / exp_range cycles between lr/10 and lr"),
@@ -158,6 +187,8 @@ for entry in [
                   aliases=("one_cycle",), own_warmup=True,
                   description="1cycle: warm up to lr, then anneal far below it, over the run"),
     SchedulerInfo(name="plateau", factory=sched.ReduceLROnPlateau, needs_monitor=True,
+                  value_checks={"patience": _non_negative, "threshold": _non_negative,
+                                "cooldown": _non_negative, "eps": _non_negative},
                   aliases=("reduce_on_plateau",),
                   description="multiply the lr by factor when the monitored metric stops improving"),
     SchedulerInfo(name="inverse_time", factory=InverseTimeLR,
@@ -212,6 +243,9 @@ def check_scheduler_args(name: str, kwargs: Mapping[str, Any], *, monitor: str |
             f"scheduler {info.name!r} needs {', '.join(repr(k) for k in missing)} in scheduler_kwargs"
         )
     _check_warmup(info, warmup)
+    for key, check in info.value_checks.items():
+        if key in own:
+            check(f"scheduler {info.name!r} {key}", own[key])
     _try_build(info, own)
     return info, monitor
 

@@ -15,7 +15,6 @@ from typing import Any, Literal
 import lightning as L
 import torch
 import torch.nn.functional as F
-from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from lit_optim.errors import ConfigError
@@ -28,6 +27,8 @@ from lit_optim.factory import (
     loss_weight_decay,
     lr_scale_factor,
 )
+from lit_optim.kwargs import plain_data
+from lit_optim.metrics import WeightedMean
 from lit_optim.models import build_model
 from lit_optim.param_groups import build_param_groups
 from lit_optim.schedulers import check_scheduler_args
@@ -71,6 +72,7 @@ class ClassificationTask(L.LightningModule):
     # Everything the task logs during fit, declared so that lit-tune can check a search
     # space's metric before trial 0 (a module without this is checked after its first epoch).
     LOGGED_METRICS = (*EPOCH_METRICS, "train_loss_step", "lr")
+    EPOCH_METRICS = EPOCH_METRICS  # what a fit's closing summary reports
 
     def __init__(
         self,
@@ -109,12 +111,18 @@ class ClassificationTask(L.LightningModule):
         check_lr_scaling(lr_scaling, base_batch_size)
         self.net = build_model(network, input_shape, num_classes, **(network_kwargs or {}))
         # Stored in checkpoints: load_from_checkpoint rebuilds the task with no other input.
-        # A list, not a tuple, keeps hparams.yaml readable by yaml.safe_load.
-        input_shape = [int(s) for s in input_shape]
+        # Lists, not tuples: Lightning writes hparams.yaml (from these locals, read by
+        # save_hyperparameters) with yaml.dump, which tags a tuple for Python only.
+        input_shape, network_kwargs, optimizer_kwargs, scheduler_kwargs, param_groups = plain_data(
+            [input_shape, network_kwargs, optimizer_kwargs, scheduler_kwargs, param_groups])
         self.save_hyperparameters()
-        # validate_args=False / nan_strategy="disable": their input checks read values back to
-        # the host, a device sync on every step. NaN losses are the health callbacks' job.
-        self.train_loss = MeanMetric(nan_strategy="disable")
+        # Losses: weighted by batch size and synced over DDP ranks at compute (self.log would
+        # average the ranks' means, wrong when they hold different numbers of samples), with
+        # no host sync per step. Accuracy: validate_args=False, whose input checks would read
+        # values back to the host every step. NaN losses are the health callbacks' job.
+        self.train_loss = WeightedMean()
+        self.val_loss = WeightedMean()
+        self.test_loss = WeightedMean()
         self.train_acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
         self.val_acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
         self.test_acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
@@ -148,33 +156,39 @@ class ClassificationTask(L.LightningModule):
         x, y = batch
         logits = self.net(x)
         self.val_acc.update(logits, y)
-        self.log("val_loss", F.cross_entropy(logits, y), batch_size=len(y), prog_bar=True)
+        self.val_loss.update(F.cross_entropy(logits, y), len(y))
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         x, y = batch
         logits = self.net(x)
         self.test_acc.update(logits, y)
-        self.log("test_loss", F.cross_entropy(logits, y), batch_size=len(y))
+        self.test_loss.update(F.cross_entropy(logits, y), len(y))
 
     # Epoch metrics are logged once per epoch from the metrics' accumulated state. Passing
     # the Metric object to self.log every step (Lightning's usual pattern) makes Lightning
     # move the whole metric module to the device on each call: ~0.6 ms per step on CPU, most
     # of lit-optim's overhead over a plain loop (bench/fit_vs_raw.py).
+    #
+    # compute() syncs each metric over DDP ranks, so every rank logs the same value (and a
+    # plateau or checkpoint decides alike everywhere); sync_dist then costs one all-reduce
+    # of equal numbers and keeps Lightning from warning about unsynced epoch values.
     def on_train_epoch_end(self) -> None:
-        if self.train_loss.update_count:
-            self.log("train_loss", self.train_loss.compute())
-        self.train_loss.reset()
-        self._log_accuracy("train_acc", self.train_acc)
+        self._log_epoch("train_loss", self.train_loss)
+        self._log_epoch("train_acc", self.train_acc)
 
     def on_validation_epoch_end(self) -> None:
-        self._log_accuracy("val_acc", self.val_acc, prog_bar=True)
+        self._log_epoch("val_loss", self.val_loss, prog_bar=True)
+        self._log_epoch("val_acc", self.val_acc, prog_bar=True)
 
     def on_test_epoch_end(self) -> None:
-        self._log_accuracy("test_acc", self.test_acc)
+        self._log_epoch("test_loss", self.test_loss)
+        self._log_epoch("test_acc", self.test_acc)
 
-    def _log_accuracy(self, name: str, metric: MulticlassAccuracy, prog_bar: bool = False) -> None:
-        if metric.update_count:  # e.g. limit_train_batches=0
-            self.log(name, metric.compute(), prog_bar=prog_bar)
+    def _log_epoch(self, name: str, metric, prog_bar: bool = False) -> None:
+        # Every rank must reach compute() (a collective) or none: a rank with no batch of
+        # its own still takes part under DDP.
+        if metric.update_count or self.trainer.world_size > 1:  # e.g. limit_train_batches=0
+            self.log(name, metric.compute(), prog_bar=prog_bar, sync_dist=True)
         metric.reset()
 
     def configure_optimizers(self):

@@ -11,6 +11,7 @@ import yaml
 
 from lit_optim import ClassificationData, ClassificationTask, ConfigError
 from lit_optim.callbacks import GradientClipper, LayerDiagnostics, NonFiniteError, NonFiniteGuard
+from lit_optim.optimizers import OPTIMIZERS
 
 
 class Faulty(ClassificationTask):
@@ -306,7 +307,7 @@ def test_checkpoint_keeps_the_guard_and_clipper_state(make_trainer, tmp_path):
     task, trainer = _fit(make_trainer, [guard, clipper], fault="loss", fault_step=2)
     path = tmp_path / "health.ckpt"
     trainer.save_checkpoint(path)
-    assert guard.skipped == 1 and clipper._steps == trainer.global_step - 1
+    assert guard.skipped == 1 and clipper._seen == trainer.global_step - 1
 
     new_guard, new_clipper = NonFiniteGuard("skip"), GradientClipper("adaptive", history=50)
     data = ClassificationData("digits", batch_size=128)
@@ -385,3 +386,151 @@ def test_nan_weight_with_skip_gives_up_since_no_step_can_fix_it(make_trainer):
     guard = NonFiniteGuard("skip", check_params=True, max_consecutive=2)
     with pytest.raises(NonFiniteError, match="net.3.weight.*giving up"):
         _fit(make_trainer, [guard], fault="param", fault_step=5)
+
+
+# --- exact in every precision, with wrappers and per-step schedules ---------------------------
+class Recorded(Faulty):
+    """Faulty, plus the optimizer state and the step-scheduler position around each step."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.opt_before: dict[int, dict] = {}
+        self.opt_after: dict[int, dict] = {}
+        self.sched: dict[int, tuple] = {}
+
+    def _state(self):
+        import copy
+
+        return copy.deepcopy(self.trainer.optimizers[0].state_dict())
+
+    def on_train_batch_start(self, batch, batch_idx):
+        super().on_train_batch_start(batch, batch_idx)
+        self.opt_before[self.trainer.global_step] = self._state()
+        self.sched[self.trainer.global_step] = self._schedule()
+
+    def on_train_batch_end(self, outputs, batch, batch_idx):
+        super().on_train_batch_end(outputs, batch, batch_idx)
+        self.opt_after[self.trainer.global_step - 1] = self._state()
+
+    def _schedule(self):
+        configs = self.trainer.lr_scheduler_configs
+        lr = self.trainer.optimizers[0].param_groups[0]["lr"]
+        return (configs[0].scheduler.last_epoch if configs else None, lr)
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and torch.equal(a, b)
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return type(a) is type(b) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return a == b
+
+
+def _fit_recorded(make_trainer, callbacks, *, epochs=1, **task_kwargs):
+    data = ClassificationData("digits", batch_size=128)
+    task = Recorded(data.input_shape, 10, network_kwargs={"hidden_dims": [32, 16]}, **task_kwargs)
+    trainer = make_trainer(max_epochs=epochs, callbacks=callbacks, log_every_n_steps=1)
+    trainer.fit(task, datamodule=data)
+    return task, trainer
+
+
+def _skip_step_leaves_everything(task, step):
+    for b, a in zip(task.before[step], task.after[step]):
+        assert torch.equal(a, b), "weights moved on a dropped step"
+    assert _same(task.opt_before[step], task.opt_after[step]), "optimizer state moved"
+
+
+@pytest.mark.parametrize("name", sorted(set(OPTIMIZERS.names()) - {"lbfgs"}))
+def test_a_skipped_step_leaves_every_optimizer_bit_identical(make_trainer, name):
+    kwargs = {"optimizer_kwargs": {"k": 2}} if name == "lookahead" else {}
+    task, _ = _fit_recorded(make_trainer, [NonFiniteGuard("skip")], fault="loss",
+                            optimizer=name, lr=1e-3, **kwargs)
+    _skip_step_leaves_everything(task, 3)
+
+
+@pytest.mark.parametrize("k", [2, 4, 5])
+def test_rollback_with_lookahead_ends_on_the_snapshot(make_trainer, k):
+    guard = NonFiniteGuard("rollback", snapshot_every_n_steps=2)
+    task, _ = _fit_recorded(make_trainer, [guard], fault="grad", fault_step=5,
+                            optimizer="lookahead", optimizer_kwargs={"k": k})
+    assert guard.rollbacks == 1
+    for snap, after in zip(task.before[4], task.after[5]):
+        assert torch.equal(snap, after)
+    assert _same(task.opt_before[4]["fast_steps"], task.opt_after[5]["fast_steps"])
+
+
+@pytest.mark.parametrize(("scheduler", "kwargs"), [
+    ("cosine", {}),
+    ("onecycle", {}),
+    ("plateau", {"warmup_steps": 6}),  # the warmup ramp is an optimizer step hook
+])
+def test_a_skipped_step_does_not_advance_the_schedule(make_trainer, scheduler, kwargs):
+    task, trainer = _fit_recorded(make_trainer, [NonFiniteGuard("skip")], fault="loss",
+                                  scheduler=scheduler, scheduler_kwargs=kwargs)
+    assert task.sched[4] == task.sched[3], "the lr moved on a dropped step"
+    assert task.sched[3] != task.sched[2] or scheduler == "plateau"
+    assert task.sched[5] != task.sched[4]  # and moves again on the next real step
+    _skip_step_leaves_everything(task, 3)
+
+
+@pytest.mark.parametrize("precision", ["64-true", "32-true", "bf16-mixed", "bf16-true", "16-true"])
+def test_guard_and_clipper_work_in_every_precision(make_trainer, precision):
+    guard, clipper = NonFiniteGuard("skip"), GradientClipper("norm", max_norm=1e-3)
+    task, trainer = _fit_precision(make_trainer, [guard, clipper], precision)
+    assert guard.skipped == 1
+    assert float(trainer.callback_metrics["grad_clipped_frac"]) == 1.0
+    for b, a in zip(task.before[3], task.after[3]):
+        assert torch.equal(a, b)
+    if precision == "64-true":
+        assert all(p.dtype == torch.float64 for p in task.parameters())
+
+
+def _fit_precision(make_trainer, callbacks, precision):
+    data = ClassificationData("digits", batch_size=128)
+    # SGD: Adam's eps = 1e-8 underflows to 0 in pure fp16 ("16-true"), whatever the callbacks.
+    task = Recorded(data.input_shape, 10, network_kwargs={"hidden_dims": [32, 16]}, fault="grad",
+                    optimizer="sgd", lr=0.1)
+    trainer = make_trainer(max_epochs=1, callbacks=callbacks, log_every_n_steps=1,
+                           precision=precision)
+    trainer.fit(task, datamodule=data)
+    return task, trainer
+
+
+def test_grad_clipped_frac_is_the_share_of_each_epoch(make_trainer):
+    clipper = GradientClipper("norm", max_norm=1e-6)  # every step of epoch 1 is clipped
+
+    class Loosen(L.Callback):
+        def on_train_epoch_start(self, trainer, pl_module):
+            if trainer.current_epoch == 1:
+                clipper.max_norm = 1e9  # none of epoch 2's
+
+    seen = []
+
+    class Read(L.Callback):  # the previous epoch's value, once the epoch's logs are in
+        def on_train_epoch_start(self, trainer, pl_module):
+            if trainer.current_epoch:
+                seen.append(float(trainer.callback_metrics["grad_clipped_frac"]))
+
+        def on_train_end(self, trainer, pl_module):
+            seen.append(float(trainer.callback_metrics["grad_clipped_frac"]))
+
+    _fit(make_trainer, [clipper, Loosen(), Read()], epochs=3)
+    assert seen == [1.0, 0.0, 0.0]  # a running share would read 1, 1/2, 1/3
+
+
+def test_two_instances_of_a_callback_keep_separate_checkpoint_state(make_trainer, tmp_path):
+    tight, loose = GradientClipper("adaptive", percentile=10), GradientClipper("adaptive", percentile=90)
+    _, trainer = _fit(make_trainer, [tight, loose])
+    assert tight.state_key != loose.state_key
+    path = tmp_path / "two.ckpt"
+    trainer.save_checkpoint(path)
+    states = torch.load(path, weights_only=False)["callbacks"]
+    assert {tight.state_key, loose.state_key} <= set(states)
+    again = [GradientClipper("adaptive", percentile=10), GradientClipper("adaptive", percentile=90)]
+    data = ClassificationData("digits", batch_size=128)
+    resumed = Faulty(data.input_shape, 10, network_kwargs={"hidden_dims": [32, 16]})
+    make_trainer(max_epochs=1, callbacks=again).fit(resumed, datamodule=data, ckpt_path=path)
+    for old, new in zip((tight, loose), again):
+        assert torch.equal(new._norms[: old._seen], old._norms[: old._seen])

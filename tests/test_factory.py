@@ -187,7 +187,10 @@ def test_mode_is_guessed_from_the_name_or_given():
 
 @pytest.mark.parametrize(("name", "kwargs", "message"), [
     ("cyclic", {"mode": "triangle"}, "scheduler 'cyclic' rejects"),
-    ("inverse_time", {"decay_rate": -1}, "scheduler 'inverse_time' rejects"),
+    ("inverse_time", {"decay_rate": -1}, "inverse_time decay_rate must be a finite number ≥ 0"),
+    ("step", {"gamma": -1}, "scheduler 'step' gamma must be a finite number > 0"),
+    ("multistep", {"milestones": "abc"}, "scheduler 'multistep' milestones must be a list"),
+    ("multistep", {"milestones": [5, 3]}, "must be increasing epochs"),
     ("cosine", {"warmup_steps": 0}, "warmup_steps must be an integer >= 1"),
 ])
 def test_scheduler_values_are_checked_before_training(name, kwargs, message):

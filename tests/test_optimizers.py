@@ -276,14 +276,24 @@ def test_update_rule_matches_the_formula(name):
         assert torch.allclose(g, r, rtol=1e-9, atol=1e-12), f"{name} step {step}: {g} vs {r}"
 
 
-def test_dampening_gives_the_ema_form_of_momentum():
-    # m ← βm + (1-β)g is torch's momentum with dampening = 1-β, except that torch seeds the
-    # buffer with the first raw gradient; from then on the two forms coincide.
-    got = run_torch("sgd", 0.1, momentum=0.9, dampening=0.1)
-    for g, r in zip(got, ref_sgd(0.1, 0.0, momentum=0.9, dampening=0.1)):
-        assert torch.allclose(g, r, rtol=1e-12)
-    # … and differs from the undamped heavy ball by a factor (1-β) on new gradients.
-    assert not torch.allclose(got[-1], run_torch("momentum", 0.1)[-1])
+def test_dampening_equal_to_beta_gives_the_ema_form_of_momentum():
+    # The EMA recursion written out on its own (not through ref_sgd's torch algebra):
+    # m_1 = g_1 (torch seeds the buffer with the first raw gradient), then
+    # m_t = β m_{t-1} + (1-β) g_t, and w ← w - lr m. torch computes βm + (1-dampening)g, so
+    # the EMA is dampening = β.
+    beta, lr = 0.9, 0.1
+    w, m, ema = W0.clone(), None, []
+    for _ in range(STEPS):
+        g = A * w + B
+        m = g if m is None else beta * m + (1 - beta) * g
+        w = w - lr * m
+        ema.append(w)
+    got = run_torch("sgd", lr, momentum=beta, dampening=beta)
+    for step, (g, r) in enumerate(zip(got, ema), start=1):
+        assert torch.allclose(g, r, rtol=1e-12), f"step {step}: {g} vs {r}"
+    # dampening = 1-β (the README's old claim) gives βm + βg: not the EMA from step 2 on.
+    wrong = run_torch("sgd", lr, momentum=beta, dampening=1 - beta)
+    assert torch.allclose(wrong[0], ema[0]) and not torch.allclose(wrong[1], ema[1])
 
 
 def test_muon_orthogonalizes_the_momentum_of_matrices():

@@ -118,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         if args.command == "compare":
             from tuning.compare import run_compare
 
-            results = run_compare(
+            run_compare(
                 recipe=args.recipe, optimizers=[n for n in args.optimizers.split(",") if n],
                 schedulers=[n for n in args.schedulers.split(",") if n] if args.schedulers else None,
                 budget=args.budget, seeds=args.seeds, target_acc=args.target_acc,

@@ -137,6 +137,17 @@ def _check_sqlite_file(path: Path) -> None:
             raise ConfigError(f"{path} is not a SQLite database; move it away or pass --storage")
 
 
+# PostgreSQL's codes for "already exists": unique_violation, duplicate_object, duplicate_table.
+_ALREADY_EXISTS = {"23505", "42710", "42P07"}
+
+
+def _lost_schema_race(err: Exception) -> bool:
+    orig = getattr(err, "orig", None)
+    code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    return code in _ALREADY_EXISTS or type(orig).__name__ in (
+        "UniqueViolation", "DuplicateObject", "DuplicateTable")
+
+
 def open_storage(url: str, *, n_workers: int = 1, heartbeat_s: float = HEARTBEAT_S,
                  create: bool = False) -> optuna.storages.BaseStorage:
     """An Optuna storage for ``url``: ``sqlite:///…``, ``postgresql://…`` (any SQLAlchemy URL)
@@ -178,10 +189,11 @@ def open_storage(url: str, *, n_workers: int = 1, heartbeat_s: float = HEARTBEAT
                     return RDBStorage(url, heartbeat_interval=max(1, round(heartbeat_s)),
                                       grace_period=max(2, round(3 * heartbeat_s)),
                                       engine_kwargs={"pool_pre_ping": True})
-            except sqlalchemy.exc.IntegrityError:
+            except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError) as err:
                 # Several first starts on an empty database race to create Optuna's schema
-                # (UniqueViolation on CREATE TYPE): the losers find it made and open it.
-                if attempt == 4:
+                # (UniqueViolation or DuplicateObject on CREATE TYPE, DuplicateTable): the
+                # losers find it made and open it.
+                if attempt == 4 or not _lost_schema_race(err):
                     raise
                 time.sleep(0.2 * (attempt + 1))
     except ImportError:  # Optuna's "install appropriate one": the database driver is missing

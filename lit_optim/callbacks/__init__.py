@@ -12,8 +12,9 @@
 List the guard before the clipper: clipping a NaN gradient hides nothing but wastes work.
 """
 
+from lit_optim.callbacks.finite_checkpoint import FiniteModelCheckpoint
 from lit_optim.callbacks.gradient_clipper import GradientClipper
 from lit_optim.callbacks.layer_diagnostics import LayerDiagnostics
 from lit_optim.callbacks.nonfinite_guard import NonFiniteError, NonFiniteGuard
 
-__all__ = ["GradientClipper", "LayerDiagnostics", "NonFiniteError", "NonFiniteGuard"]
+__all__ = ["FiniteModelCheckpoint", "GradientClipper", "LayerDiagnostics", "NonFiniteError", "NonFiniteGuard"]

@@ -20,9 +20,18 @@ def with_grads(named: list[tuple[str, nn.Parameter]]) -> tuple[list[str], list[n
 
 
 def norms(tensors: list[torch.Tensor], norm_type: float = 2.0) -> torch.Tensor:
-    """Per-tensor norms as one float32 device vector (float32 so fp16 tensors cannot
-    overflow the reduction)."""
-    return torch.stack(torch._foreach_norm(tensors, norm_type, dtype=torch.float32))
+    """Per-tensor norms as one device vector: float32 for fp16/bf16/float32 tensors (so fp16
+    cannot overflow the reduction), float64 when any tensor is float64 (foreach_norm cannot
+    narrow float64 to float32, and a float64 run keeps its precision)."""
+    wide = [t.dtype == torch.float64 for t in tensors]
+    if not any(wide):
+        return torch.stack(torch._foreach_norm(tensors, norm_type, dtype=torch.float32))
+    if all(wide):
+        return torch.stack(torch._foreach_norm(tensors, norm_type))
+    narrow = iter(torch._foreach_norm([t for t, w in zip(tensors, wide) if not w], norm_type,
+                                      dtype=torch.float32))
+    double = iter(torch._foreach_norm([t for t, w in zip(tensors, wide) if w], norm_type))
+    return torch.stack([next(double) if w else next(narrow).double() for w in wide])
 
 
 def grad_norms(trainer, params: list[nn.Parameter], norm_type: float = 2.0) -> torch.Tensor:

@@ -116,8 +116,17 @@ class GradientClipper(L.Callback):
 
     @override
     def on_train_epoch_end(self, trainer, pl_module) -> None:
-        if self._steps:
-            pl_module.log("grad_clipped_frac", self._clipped / self._steps)
+        if self._steps:  # the share of this epoch's steps: counted afresh every epoch
+            pl_module.log("grad_clipped_frac", self._clipped / self._steps, sync_dist=True)
+        self._clipped, self._steps = torch.zeros((), device=self._clipped.device), 0
+
+    @property
+    @override
+    def state_key(self) -> str:
+        # Two clippers in one Trainer keep separate checkpoint state.
+        return self._generate_state_key(mode=self.mode, max_norm=self.max_norm,
+                                        norm_type=self.norm_type, clip_value=self.clip_value,
+                                        percentile=self.percentile, history=self.history)
 
     @override
     def state_dict(self) -> dict[str, Any]:

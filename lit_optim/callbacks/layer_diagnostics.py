@@ -113,6 +113,12 @@ class LayerDiagnostics(L.Callback):
         return path
 
     @override
+    @property
+    @override
+    def state_key(self) -> str:
+        # Two instances in one Trainer keep separate checkpoint state.
+        return self._generate_state_key(every_n_steps=self.every_n_steps, png=self.png)
+
     def state_dict(self) -> dict[str, Any]:
         return {"history": self.history}
 

@@ -107,6 +107,7 @@ class NonFiniteGuard(L.Callback):
         self._snapshot: dict[str, Any] | None = None
         self._named: list = []
         self._last_bad_step = -1
+        self._schedule_undo: tuple[list, list] | None = None
 
     # -- hooks ------------------------------------------------------------------------------
     @override
@@ -172,15 +173,12 @@ class NonFiniteGuard(L.Callback):
         self._act(trainer, pl_module, self._describe(trainer, pl_module, names, params))
 
     @override
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if self.check_params:
-            self._accumulate(any_nonfinite([p for _, p in self._named]))
-
-    @override
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         if self.action in ("skip", "rollback"):
-            pl_module.log("nonfinite_skipped", float(self.skipped), reduce_fx="max")
-            pl_module.log("nonfinite_rollbacks", float(self.rollbacks), reduce_fx="max")
+            # Equal on every rank (decisions are reduced); sync_dist keeps them so for logging.
+            pl_module.log("nonfinite_skipped", float(self.skipped), reduce_fx="max", sync_dist=True)
+            pl_module.log("nonfinite_rollbacks", float(self.rollbacks), reduce_fx="max",
+                          sync_dist=True)
 
     # -- decisions --------------------------------------------------------------------------
     def _accumulate(self, bad: torch.Tensor) -> None:
@@ -209,6 +207,30 @@ class NonFiniteGuard(L.Callback):
     def _act(self, trainer, pl_module, what: str) -> None:
         if self.action == "raise":
             raise NonFiniteError(what)
+        self._act_on_dropped_step(trainer, pl_module, what)
+        # Lightning still steps per-step schedules after a dropped step (and an optimizer
+        # step hook such as StepWarmup still fires): put them back once it has, so a
+        # dropped step moves no lr. Taken here, after a rollback has rescaled the lrs.
+        self._schedule_undo = (
+            [(c.scheduler, copy.deepcopy(c.scheduler.state_dict()))
+             for c in trainer.lr_scheduler_configs if c.interval == "step"],
+            [[{k: copy.deepcopy(v) for k, v in g.items() if k != "params"} for g in opt.param_groups]
+             for opt in trainer.optimizers])
+
+    @override
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self._schedule_undo is not None:
+            schedules, groups = self._schedule_undo
+            self._schedule_undo = None
+            for scheduler, state in schedules:
+                scheduler.load_state_dict(state)
+            for opt, saved in zip(trainer.optimizers, groups):
+                for group, values in zip(opt.param_groups, saved):
+                    group.update(values)
+        if self.check_params:
+            self._accumulate(any_nonfinite([p for _, p in self._named]))
+
+    def _act_on_dropped_step(self, trainer, pl_module, what: str) -> None:
         self.consecutive += 1
         if self.action == "stop":
             self.stop_reason = what
@@ -269,6 +291,16 @@ class NonFiniteGuard(L.Callback):
         )
 
     # -- checkpointing ----------------------------------------------------------------------
+    @property
+    @override
+    def state_key(self) -> str:
+        # Two guards in one Trainer keep separate checkpoint state.
+        return self._generate_state_key(
+            action=self.action, check_every_n_steps=self.check_every_n_steps,
+            check_params=self.check_params, max_consecutive=self.max_consecutive,
+            snapshot_every_n_steps=self.snapshot_every_n_steps, lr_factor=self.lr_factor,
+            snapshot_at_start=self.snapshot_at_start, loss_spike_factor=self.loss_spike_factor)
+
     @override
     def state_dict(self) -> dict[str, Any]:
         return {"skipped": self.skipped, "rollbacks": self.rollbacks,

@@ -11,11 +11,12 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 
 from lit_optim.data.batches import TensorBatches
 from lit_optim.data.catalog import DATASETS
 from lit_optim.data.sources import Splits
-from lit_optim.kwargs import check_kwargs
+from lit_optim.kwargs import check_kwargs, plain_data
 from lit_optim.validation import check_count, check_number
 
 __all__ = ["ClassificationData"]
@@ -27,7 +28,9 @@ class ClassificationData(L.LightningDataModule):
     Args:
         dataset: registered dataset name.
         batch_size: training batch size.
-        val_fraction: share of the training split held out for validation, chosen by ``seed``.
+        val_fraction: share of the training split held out for validation, chosen by ``seed``;
+            0 trains on the whole training split with no validation (the protocol that
+            reports the test split), so nothing can monitor ``val_*``.
         seed: seeds the train/val split and the per-epoch shuffling.
         data_dir: where torchvision datasets live (``<data_dir>/MNIST/raw`` …).
         download: fetch missing torchvision files (needs network access).
@@ -51,12 +54,14 @@ class ClassificationData(L.LightningDataModule):
         self.info = DATASETS.get(dataset)
         for name, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
             check_count(name, value)
-        check_number("val_fraction", val_fraction, low=0, high=1, low_open=True, high_open=True)
+        check_number("val_fraction", val_fraction, low=0, high=1, high_open=True,
+                     note=" (0: no validation, train on the whole training split)")
         dataset_kwargs = dict(dataset_kwargs or {})
         check_kwargs(
             dataset_kwargs, self.info.resolve(), what=f"dataset {self.info.name!r}",
             exclude=("data_dir", "download"),
         )
+        dataset_kwargs = plain_data(dataset_kwargs)  # hparams.yaml for yaml.safe_load
         self.save_hyperparameters()
         self.dataset_name = self.info.name
         self.batch_size = batch_size
@@ -91,6 +96,13 @@ class ClassificationData(L.LightningDataModule):
             name: (x.to(device), y.to(device)) if device is not None else (x, y)
             for name, (x, y) in self._split(self._normalize(splits)).items()
         }
+        n_train = len(self._tensors["train"][1])
+        world = self.trainer.world_size if self.trainer is not None else 1
+        if self.batch_size * world > n_train:
+            rank_zero_warn(
+                f"batch_size {self.batch_size}{f' × {world} devices' if world > 1 else ''} is "
+                f"larger than the {n_train} training samples: every epoch is a single step on "
+                f"all of them; use a batch_size below {n_train // world} for more than one step")
 
     def _normalize(self, splits: Splits) -> Splits:
         if self.info.mean is None:
@@ -105,7 +117,7 @@ class ClassificationData(L.LightningDataModule):
 
     def _split(self, splits: Splits) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         n = len(splits.train_y)
-        n_val = max(1, round(n * self.val_fraction))
+        n_val = max(1, round(n * self.val_fraction)) if self.val_fraction > 0 else 0
         order = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed))
         val, train = order[:n_val], order[n_val:]
         return {
@@ -114,7 +126,8 @@ class ClassificationData(L.LightningDataModule):
             "test": (splits.test_x, splits.test_y),
         }
 
-    def _batches(self, split: str, batch_size: int, *, shuffle: bool) -> TensorBatches:
+    def _batches(self, split: str, batch_size: int, *, shuffle: bool,
+                 pad: bool = False) -> TensorBatches:
         if self._tensors is None:
             self.setup()
         x, y = self._tensors[split]
@@ -122,13 +135,15 @@ class ClassificationData(L.LightningDataModule):
             (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
         )
         return TensorBatches(
-            x, y, batch_size, shuffle=shuffle, seed=self.seed, rank=rank, world_size=world
+            x, y, batch_size, shuffle=shuffle, seed=self.seed, rank=rank, world_size=world, pad=pad
         )
 
     def train_dataloader(self) -> TensorBatches:
-        return self._batches("train", self.batch_size, shuffle=True)
+        return self._batches("train", self.batch_size, shuffle=True, pad=True)
 
-    def val_dataloader(self) -> TensorBatches:
+    def val_dataloader(self) -> TensorBatches | list:
+        if self.val_fraction == 0:
+            return []  # Lightning runs no validation for an empty list
         return self._batches("val", self.eval_batch_size, shuffle=False)
 
     def test_dataloader(self) -> TensorBatches:

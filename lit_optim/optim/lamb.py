@@ -5,7 +5,9 @@ from __future__ import annotations
 import torch
 from torch.optim import Optimizer
 
+from lit_optim.errors import ConfigError
 from lit_optim.optim._closure import evaluate
+from lit_optim.validation import check_number
 
 
 class LAMB(Optimizer):
@@ -27,10 +29,13 @@ class LAMB(Optimizer):
         eps: float = 1e-6,
         weight_decay: float = 0.0,
     ) -> None:
-        if lr <= 0 or not all(0 <= b < 1 for b in betas) or eps < 0 or weight_decay < 0:
-            raise ValueError(
-                f"invalid LAMB settings: lr={lr}, betas={betas}, eps={eps}, weight_decay={weight_decay}"
-            )
+        check_number("LAMB lr", lr, low=0, low_open=True)
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise ConfigError(f"LAMB betas must be two numbers [beta1, beta2], got {betas!r}")
+        for i, beta in enumerate(betas):
+            check_number(f"LAMB betas[{i}]", beta, low=0, high=1, high_open=True)
+        check_number("LAMB eps", eps, low=0)
+        check_number("LAMB weight_decay", weight_decay, low=0)
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay))
 
     @torch.no_grad()

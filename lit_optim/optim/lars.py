@@ -6,6 +6,7 @@ import torch
 from torch.optim import Optimizer
 
 from lit_optim.optim._closure import evaluate
+from lit_optim.validation import check_number
 
 
 class LARS(Optimizer):
@@ -30,11 +31,11 @@ class LARS(Optimizer):
         trust_coefficient: float = 0.001,
         eps: float = 0.0,
     ) -> None:
-        if lr <= 0 or not 0 <= momentum < 1 or weight_decay < 0 or trust_coefficient <= 0:
-            raise ValueError(
-                f"invalid LARS settings: lr={lr}, momentum={momentum}, "
-                f"weight_decay={weight_decay}, trust_coefficient={trust_coefficient}"
-            )
+        check_number("LARS lr", lr, low=0, low_open=True)
+        check_number("LARS momentum", momentum, low=0, high=1, high_open=True)
+        check_number("LARS weight_decay", weight_decay, low=0)
+        check_number("LARS trust_coefficient", trust_coefficient, low=0, low_open=True)
+        check_number("LARS eps", eps, low=0)
         defaults = dict(lr=lr, momentum=momentum, weight_decay=weight_decay,
                         trust_coefficient=trust_coefficient, eps=eps)
         super().__init__(params, defaults)

@@ -7,6 +7,8 @@ from typing import Any
 import torch
 from torch.optim import Optimizer
 
+from lit_optim.validation import check_count, check_number
+
 
 class Lookahead(Optimizer):
     """Wraps any optimizer: it takes k fast steps, then the slow weights move part way.
@@ -23,8 +25,8 @@ class Lookahead(Optimizer):
     def __init__(self, base: Optimizer, k: int = 5, alpha: float = 0.5) -> None:
         if not isinstance(base, Optimizer):
             raise TypeError(f"Lookahead wraps a torch Optimizer, got {type(base).__name__}")
-        if k < 1 or not 0.0 < alpha <= 1.0:
-            raise ValueError(f"Lookahead needs k >= 1 and 0 < alpha <= 1, got k={k}, alpha={alpha}")
+        check_count("Lookahead k", k)
+        check_number("Lookahead alpha", alpha, low=0, high=1, low_open=True)
         self.base = base
         self.k, self.alpha = k, alpha
         self.fast_steps = 0
@@ -39,6 +41,10 @@ class Lookahead(Optimizer):
     def step(self, closure=None):
         with torch.enable_grad():
             loss = self.base.step(closure) if closure is not None else self.base.step()
+        # A step in which no parameter has a gradient is no step (the closure ran, and a
+        # health check dropped it by clearing every gradient): it must not count towards k.
+        if all(p.grad is None for group in self.param_groups for p in group["params"]):
+            return loss
         self.fast_steps += 1
         if self.fast_steps % self.k == 0:
             for group in self.param_groups:

@@ -228,8 +228,11 @@ def test_hparams_yaml_is_plain_yaml(tmp_path):
 
 
 # -- no silent wrong result --------------------------------------------------------------------------
-def test_a_run_that_ends_on_nan_says_so_exits_1_and_keeps_no_nan_checkpoint(tmp_path):
-    (tmp_path / "bare.yaml").write_text("trainer:\n  callbacks: []\n")  # no guard
+@pytest.mark.parametrize("guard", [False, True])
+def test_a_run_that_ends_on_nan_says_so_exits_1_and_keeps_no_nan_checkpoint(tmp_path, guard):
+    # Without a guard the weights are NaN from the first step; with the recipe's rollback
+    # guard the weights stay finite but the epoch's loss includes the NaN steps.
+    (tmp_path / "bare.yaml").write_text("{}\n" if guard else "trainer:\n  callbacks: []\n")
     run = _cli("fit", "--config", DIGITS, "--config", "bare.yaml", "--model.lr", "1e30",
                *FAST, cwd=tmp_path)
     errors = [line for line in run.stderr.splitlines() if "error:" in line]

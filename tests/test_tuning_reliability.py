@@ -65,7 +65,10 @@ def _start_and_wait_for_a_running_trial(study: str, storage: str, *args: str, do
     raise AssertionError("no trial started in 120 s")
 
 
-@pytest.mark.parametrize("wait", [3.5, 0.0], ids=["after-grace", "immediate"])
+# after-grace is slow (`pytest -m slow`): the heartbeat path it takes is also the PostgreSQL
+# survivor test's, which runs by default.
+@pytest.mark.parametrize("wait", [pytest.param(3.5, marks=pytest.mark.slow), 0.0],
+                         ids=["after-grace", "immediate"])
 def test_sigkill_mid_trial_then_rerun_completes_the_budget(workdir, wait):
     storage = "sqlite:///runs/k/study.db"
     proc = _start_and_wait_for_a_running_trial("k", storage, "--n-trials", "8", "--heartbeat", "1")
@@ -182,6 +185,7 @@ def test_workers_die_with_their_parent(workdir):
                 os.kill(w, signal.SIGKILL)
 
 
+@pytest.mark.slow  # 35 s: three restarts and a second study
 def test_a_restart_draws_new_points_and_a_fresh_seeded_study_repeats(workdir):
     def params(study):
         return [tuple(sorted(t.params.items())) for t in _trials(study, f"sqlite:///runs/{study}/study.db")]
@@ -214,6 +218,7 @@ def test_simultaneous_first_starts_on_an_empty_database_all_join_one_study(workd
     assert len([t for t in _trials("race", url) if t.state in FINISHED]) == 2
 
 
+@pytest.mark.slow  # 22 s; the PostgreSQL survivor test covers the same rule by default
 def test_a_killed_worker_s_trial_is_run_again_by_the_survivors(workdir):
     journal = str((workdir / "runs" / "s" / "journal.log").absolute())
     proc = _start_and_wait_for_a_running_trial("s", journal, "--n-trials", "6", "--n-workers",

@@ -213,7 +213,8 @@ _CLI_KWARGS: dict = {
         "lit-optim: fit, validate, test and predict any LightningModule with Lightning's CLI "
         "(ClassificationTask and ClassificationData by default). Also: `lit-optim list "
         "[optimizers|schedulers|models|datasets]` prints every registered name with its "
-        "kwargs; `lit-optim --version`.")},
+        "kwargs; `lit-optim lr-find --config R` (the learning-rate range test) and "
+        "`lit-optim batch-find --config R` (the batch-size search); `lit-optim --version`.")},
 }
 
 
@@ -240,12 +241,14 @@ def run_lightning_cli(args: Sequence[str]) -> LitOptimCLI:
     )
 
 
-def cli_objects(config: str | Path, *overrides: str) -> LitOptimCLI:
+def cli_objects(config: str | Path | None, *overrides: str) -> LitOptimCLI:
     """The module, data module and Trainer that ``lit-optim fit --config CONFIG OVERRIDES``
-    would build, not run and not saving a config.yaml (tuning and comparisons fit them)."""
+    would build, not run and not saving a config.yaml (tuning and comparisons fit them).
+    ``config`` None: the overrides alone (``--model my_pkg.Module …``)."""
+    head = ["--config", str(config)] if config is not None else []
     return LitOptimCLI(
         run=False, save_config_callback=None,
-        args=with_default_classes(["--config", str(config), *overrides]), **_CLI_KWARGS,
+        args=with_default_classes([*head, *overrides]), **_CLI_KWARGS,
     )
 
 
@@ -316,6 +319,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             print(f"lit-optim {__version__} (lightning {lightning.__version__})")
         elif words and words[0] == "list":
             list_command(words[1:])
+        elif words and words[0] in ("lr-find", "batch-find"):
+            from lit_optim.find_cli import batch_find_command, lr_find_command
+
+            (lr_find_command if words[0] == "lr-find" else batch_find_command)(words[1:])
         else:
             # sys.argv stays as it is: Lightning's DDP launcher starts the other ranks with
             # it. The args also go in explicitly (with the default classes), which

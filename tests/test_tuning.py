@@ -117,6 +117,7 @@ def test_diverging_trials_are_pruned_with_a_reason_and_the_study_goes_on(workdir
     assert any(t.state == TrialState.COMPLETE for t in study.trials)
 
 
+@pytest.mark.slow  # 17 s; journal studies with 2 workers run by default elsewhere
 def test_journal_storage_with_four_workers_finishes_exactly_n_trials(workdir):
     _run("--study", "j", "--n-trials", "8", "--n-workers", "4")
     study = _study("j", JournalStorageFor("runs/j/journal.log"))

@@ -124,6 +124,7 @@ def postgres_url():
         shutil.rmtree(data, ignore_errors=True)
 
 
+@pytest.mark.slow  # 32 s; PostgreSQL runs by default in the survivor and first-start tests
 def test_two_workers_share_a_postgresql_study(workdir, postgres_url):
     subprocess.run(_lit_tune("--study", "pg", "--n-trials", "6", "--n-workers", "2",
                              "--storage", postgres_url), check=True, timeout=300,

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import optuna
+import yaml
 from optuna.trial import TrialState
 
 from lit_optim import ConfigError, LitOptimError, UnknownNameError
@@ -20,7 +21,7 @@ from tuning.interrupt import Interrupted, die_with_parent, on_signals
 from tuning.preflight import check_before_trial_0
 from tuning.recipe import apply_overrides, load_recipe, write_recipe
 from tuning.record import check_same_record, recipe_of, record_of
-from tuning.space import SearchSpace, load_space, load_space_dict
+from tuning.space import SearchSpace, load_space, load_space_dict, parse_space
 from tuning.storage import HEARTBEAT_S, check_writable, journal_path, open_storage
 from tuning.worker import MAX_FAILURES, counted, fail_orphans, run_worker, sampler_seed
 
@@ -136,6 +137,37 @@ def _worker(study_name: str, storage_url: str, recipe_path: str, space_path: str
             progress.close()
 
 
+def _auto_lr_range(recipe: dict[str, Any], space: dict[str, Any], accelerator: str
+                   ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The range test on the study's recipe: (what it found, the space with its lr range)."""
+    import tempfile
+
+    from lit_optim.find_cli import scratch_objects
+    from lit_optim.lr_range import check_takes_lr, run_range_test
+
+    with tempfile.TemporaryDirectory(prefix="lit-tune-lr-range-") as root:
+        path = write_recipe(recipe, Path(root) / "recipe.yaml")
+        cli = scratch_objects([str(path)], [f"--trainer.accelerator={accelerator}",
+                                            "--trainer.max_epochs=-1", "--trainer.max_steps=100"],
+                              root)
+        name = check_takes_lr(cli.model)
+        result = run_range_test(cli.model, cli.datamodule, cli.trainer)
+    if result.suggestion is None:
+        raise ConfigError("--lr-range auto: the range test ended too early for a suggestion "
+                          "(see lit-optim lr-find --config <recipe>)")
+    low, high = result.search_range
+    params = dict(space.get("params") or {})
+    key = next((k for k in (f"model.init_args.{name}", f"model.{name}") if k in params),
+               f"model.{name}")
+    params[key] = f"log[{low:.4g}, {high:.4g}]"
+    note = (f"--lr-range auto: {key} over log[{low:.4g}, {high:.4g}] (suggestion "
+            f"{result.suggestion:.4g} / 10 to the divergence point "
+            f"{result.divergence if result.divergence is not None else 'none; max_lr'})")
+    found = {"key": key, "suggestion": result.suggestion, "divergence": result.divergence,
+             "range": [low, high], "note": note}
+    return found, {**space, "params": params}
+
+
 def _best_value(study: optuna.Study) -> float | None:
     try:
         return study.best_value
@@ -148,7 +180,7 @@ def run_study(*, recipe: str, space: str, study_name: str, storage_url: str, run
               seed: int = 0, accelerator: str = "auto",
               heartbeat_s: float = HEARTBEAT_S, max_failures: int = MAX_FAILURES,
               accept_changes: bool = False, overrides: dict[str, Any] | None = None,
-              timeout_s: float | None = None) -> optuna.Study:
+              timeout_s: float | None = None, lr_range: str | None = None) -> optuna.Study:
     """Create or resume ``study_name`` and run it until ``n_trials`` trials have used the budget
     (finished, or failed by their own error).
 
@@ -159,9 +191,15 @@ def run_study(*, recipe: str, space: str, study_name: str, storage_url: str, run
         overrides: ``{"trainer.max_epochs": 5, …}`` applied to the recipe for every trial (the
             command line's ``--trainer.max_epochs 5``); the merged recipe is the study's.
         timeout_s: no trial is started after this many seconds (running ones finish).
+        lr_range: ``"auto"``: run the lr range test once before trial 0 and search the
+            module's lr over [suggestion / 10, divergence point] (``lit-optim lr-find``),
+            replacing the space's own lr range; the range is in the study's user attributes.
     """
     parsed = load_space(space)  # every check before anything is written
+    space_dict = load_space_dict(space)
     recipe_dict = apply_overrides(load_recipe(recipe), overrides or {})
+    if lr_range not in (None, "auto"):
+        raise ConfigError(f"--lr-range must be auto, got {lr_range!r}")
     if timeout_s is not None:
         check_number("timeout", timeout_s, low=0, low_open=True)
     make_sampler(sampler, parsed, seed)
@@ -170,7 +208,11 @@ def run_study(*, recipe: str, space: str, study_name: str, storage_url: str, run
         raise ConfigError(f"n_trials and n_workers must be >= 1, got {n_trials}, {n_workers}")
     check_count("max_failures", max_failures)
     check_before_trial_0(recipe_dict, parsed, trial_trainer_args(accelerator))
-    record = record_of(recipe_dict, load_space_dict(space), parsed.metric, parsed.direction)
+    found = None
+    if lr_range == "auto":
+        found, space_dict = _auto_lr_range(recipe_dict, space_dict, accelerator)
+        parsed = parse_space(space_dict, source=f"{space} with --lr-range auto")
+    record = record_of(recipe_dict, space_dict, parsed.metric, parsed.direction)
     check_writable(run_dir)
     storage = open_storage(storage_url, n_workers=n_workers, create=True)
     created = study_name not in optuna.study.get_all_study_names(storage)
@@ -187,12 +229,18 @@ def run_study(*, recipe: str, space: str, study_name: str, storage_url: str, run
     for key, value in record.items():
         study.set_user_attr(key, value)
     study.set_user_attr("recipe", str(Path(recipe).resolve()))
+    if found is not None:
+        study.set_user_attr("lr_range", found)
     if journal_path(storage_url) is not None:
         fail_orphans(study)  # no heartbeat: one lit-tune run per journal, so these are dead
     if overrides:  # the workers read the merged recipe, kept beside the trials
         recipe = str(write_recipe(recipe_dict, Path(run_dir) / "recipe.yaml", header=(
             f"recipe of study {study_name}: {recipe} with "
             + " ".join(f"--{k} {v}" for k, v in overrides.items()))))
+    if found is not None:  # the workers read the space with the range test's lr range
+        space = str(Path(run_dir) / "space.yaml")
+        Path(run_dir).mkdir(parents=True, exist_ok=True)
+        Path(space).write_text(f"# {found['note']}\n" + yaml.safe_dump(space_dict, sort_keys=False))
     deadline = None if timeout_s is None else time.time() + timeout_s
     args = (study_name, storage_url, str(recipe), space, str(run_dir), n_trials, sampler, pruner)
     if n_workers == 1:

@@ -1,0 +1,104 @@
+"""Population update rules against torch.optim itself: member i of a population equals the
+sequential optimizer with member i's hyperparameters (float64, per-step lr changes included)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lit_optim import ConfigError
+from lit_optim.optimizers import build_optimizer
+from lit_optim.population import PopulationUpdate
+
+SHAPES = [(3, 5), (5,)]
+STEPS = 6
+
+MEMBERS = {
+    "sgd": [{"lr": 0.1, "weight_decay": 0.0}, {"lr": 0.05, "weight_decay": 1e-2},
+            {"lr": 0.2, "weight_decay": 1e-3, "momentum": 0.5, "dampening": 0.1},
+            {"lr": 0.01, "weight_decay": 0.0, "momentum": 0.9}],
+    "momentum": [{"lr": 0.1, "momentum": 0.9}, {"lr": 0.05, "momentum": 0.5, "weight_decay": 1e-2},
+                 {"lr": 0.2, "momentum": 0.99, "dampening": 0.9}, {"lr": 0.01, "momentum": 0.0}],
+    "nesterov": [{"lr": 0.1, "momentum": 0.9}, {"lr": 0.05, "momentum": 0.5, "weight_decay": 1e-2},
+                 {"lr": 0.2, "momentum": 0.99}, {"lr": 0.01, "momentum": 0.7}],
+    "adam": [{"lr": 1e-3}, {"lr": 3e-3, "weight_decay": 1e-2, "betas": (0.8, 0.99)},
+             {"lr": 1e-2, "eps": 1e-6}, {"lr": 3e-4, "betas": (0.95, 0.9999), "weight_decay": 1e-4}],
+    "amsgrad": [{"lr": 1e-3}, {"lr": 3e-3, "weight_decay": 1e-2, "betas": (0.8, 0.99)},
+                {"lr": 1e-2, "eps": 1e-6}, {"lr": 3e-4, "betas": (0.95, 0.9999)}],
+    "adamw": [{"lr": 1e-3, "weight_decay": 1e-2}, {"lr": 3e-3, "weight_decay": 0.1, "betas": (0.8, 0.99)},
+              {"lr": 1e-2, "weight_decay": 0.0, "eps": 1e-6}, {"lr": 3e-4, "weight_decay": 0.3}],
+    "rmsprop": [{"lr": 1e-3}, {"lr": 3e-3, "weight_decay": 1e-2, "alpha": 0.9},
+                {"lr": 1e-2, "momentum": 0.9}, {"lr": 3e-4, "momentum": 0.5, "eps": 1e-6}],
+    "adagrad": [{"lr": 0.05}, {"lr": 0.1, "weight_decay": 1e-2, "lr_decay": 1e-2},
+                {"lr": 0.01, "eps": 1e-8}, {"lr": 0.2, "initial_accumulator_value": 0.1}],
+}
+
+
+def _grads(step: int, n: int) -> list[torch.Tensor]:
+    gen = torch.Generator().manual_seed(1000 + step)
+    return [torch.randn(n, *shape, generator=gen, dtype=torch.float64) for shape in SHAPES]
+
+
+def _lr_scale(step: int) -> float:  # a schedule: the lr changes every step
+    return 1.0 / (1 + 0.3 * step)
+
+
+def _run(name: str, members: list[dict], extra: dict | None = None):
+    n = len(members)
+    gen = torch.Generator().manual_seed(0)
+    start = [torch.randn(n, *shape, generator=gen, dtype=torch.float64) for shape in SHAPES]
+    members = [{**m, **(extra or {})} for m in members]
+    # The population.
+    stacked = [s.clone().requires_grad_(True) for s in start]
+    population = PopulationUpdate(name, stacked, members)
+    base = [m["lr"] for m in members]
+    for step in range(STEPS):
+        population.set_lr([lr * _lr_scale(step) for lr in base])
+        for p, g in zip(stacked, _grads(step, n)):
+            p.grad = g
+        population.step()
+    # Each member alone, with torch.optim through the registry.
+    alone = []
+    for i, m in enumerate(members):
+        params = [torch.nn.Parameter(s[i].clone()) for s in start]
+        kwargs = {k: v for k, v in m.items() if k != "lr"}
+        opt = build_optimizer(name, params, lr=m["lr"], **kwargs)
+        for step in range(STEPS):
+            for group in opt.param_groups:
+                group["lr"] = m["lr"] * _lr_scale(step)
+            for p, g in zip(params, _grads(step, n)):
+                p.grad = g[i].clone()
+            opt.step()
+        alone.append([p.detach() for p in params])
+    return stacked, alone
+
+
+@pytest.mark.parametrize("name", sorted(MEMBERS))
+def test_each_member_equals_its_sequential_torch_optimizer(name):
+    stacked, alone = _run(name, MEMBERS[name])
+    for i, weights in enumerate(alone):
+        for p, w in zip(stacked, weights):
+            assert torch.allclose(p[i].detach(), w, rtol=0, atol=1e-12), (name, i)
+    # and the members really differ (distinct hyperparameters took effect)
+    assert not torch.allclose(stacked[0][0], stacked[0][1])
+
+
+@pytest.mark.parametrize(("name", "extra"), [("rmsprop", {"centered": True}),
+                                             ("adam", {"amsgrad": True})])
+def test_structural_options_shared_by_all_members(name, extra):
+    stacked, alone = _run(name, MEMBERS[name], extra)
+    for i, weights in enumerate(alone):
+        for p, w in zip(stacked, weights):
+            assert torch.allclose(p[i].detach(), w, rtol=0, atol=1e-12)
+
+
+def test_a_member_without_gradient_steps_is_left_alone_and_bad_input_is_refused():
+    with pytest.raises(ConfigError, match="nesterov must be the same for every member"):
+        PopulationUpdate("sgd", [torch.zeros(2, 3)], [{"lr": 0.1, "momentum": 0.9, "nesterov": True},
+                                                      {"lr": 0.1, "momentum": 0.9}])
+    with pytest.raises(ConfigError, match="has no population rule; those that do: sgd"):
+        PopulationUpdate("lamb", [torch.zeros(2, 3)], [{"lr": 0.1}, {"lr": 0.1}])
+    with pytest.raises(ConfigError, match="does not take betas"):
+        PopulationUpdate("sgd", [torch.zeros(2, 3)], [{"lr": 0.1, "betas": (0.9, 0.99)}, {"lr": 0.1}])
+    with pytest.raises(ConfigError, match="leading member axis of 2"):
+        PopulationUpdate("adam", [torch.zeros(3, 3)], [{"lr": 0.1}, {"lr": 0.1}])

@@ -3,5 +3,6 @@ population trials). This package starts with the update rules; the population mo
 ``lit-tune run --population`` build on them."""
 
 from lit_optim.population.rules import POPULATION_OPTIMIZERS, PopulationUpdate
+from lit_optim.population.stacked import StackedNetwork
 
-__all__ = ["POPULATION_OPTIMIZERS", "PopulationUpdate"]
+__all__ = ["POPULATION_OPTIMIZERS", "PopulationUpdate", "StackedNetwork"]

@@ -56,7 +56,8 @@ class PopulationUpdate:
     them (``lr`` required). ``set_lr`` changes every member's lr (a schedule's step)."""
 
     def __init__(self, name: str, params: Sequence[torch.Tensor],
-                 members: Sequence[Mapping[str, Any]]) -> None:
+                 members: Sequence[Mapping[str, Any]], decay: Sequence[bool] | None = None
+                 ) -> None:
         if name not in POPULATION_OPTIMIZERS:
             raise ConfigError(f"optimizer {name!r} has no population rule; those that do: "
                               f"{', '.join(POPULATION_OPTIMIZERS)}")
@@ -91,21 +92,38 @@ class PopulationUpdate:
             else:
                 self.h[key] = vector(m[key] for m in merged)
         self.state: list[dict[str, torch.Tensor]] = [{} for _ in self.params]
+        # Which parameters take weight decay (the task exempts biases and norm weights).
+        self.decay = list(decay) if decay is not None else [True] * len(self.params)
+        self._decaying = True
         self.steps = 0
+
+    @torch.no_grad()
+    def keep(self, mask: torch.Tensor, params: Sequence[torch.Tensor]) -> None:
+        """Drop the members where ``mask`` is False; ``params`` are the compacted tensors
+        (``StackedNetwork.keep`` makes new ones)."""
+        mask = mask.to(device=self.h["lr"].device, dtype=torch.bool)
+        self.h = {k: v[mask] for k, v in self.h.items()}
+        self.state = [{k: v[mask] for k, v in state.items()} for state in self.state]
+        self.params = list(params)
+        self.n = int(mask.sum())
 
     def set_lr(self, lrs: Sequence[float] | torch.Tensor) -> None:
         self.h["lr"] = torch.as_tensor(lrs, dtype=self.h["lr"].dtype, device=self.h["lr"].device)
 
     def _b(self, key: str, like: torch.Tensor) -> torch.Tensor:
         """Hyperparameter ``key`` shaped [N, 1, …] to broadcast over ``like``."""
-        return self.h[key].view(-1, *([1] * (like.ndim - 1)))
+        value = self.h[key]
+        if key == "weight_decay" and not self._decaying:
+            value = torch.zeros_like(value)
+        return value.view(-1, *([1] * (like.ndim - 1)))
 
     @torch.no_grad()
     def step(self) -> None:
         self.steps += 1
-        for param, state in zip(self.params, self.state):
+        for param, state, decays in zip(self.params, self.state, self.decay):
             if param.grad is None:
                 continue
+            self._decaying = decays
             getattr(self, f"_{self.rule}")(param, param.grad, state)
 
     # Each follows torch.optim's _single_tensor_<name> for one parameter.

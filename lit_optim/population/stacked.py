@@ -1,0 +1,89 @@
+"""``StackedNetwork``: N copies of one network as stacked [N, …] parameters, run together with
+``torch.vmap`` over ``torch.func.functional_call`` (torch.func's model-ensembling recipe).
+
+Every member sees the same input batch (members of a population share data, batch size and
+seed, as their sequential trials would); each gets its own output. The training loss is the
+sum of the per-member mean losses, so one backward gives each member exactly its own gradient
+(∂/∂θ_i of Σ_j L_j is ∂L_i/∂θ_i), and a member whose loss is NaN spoils no other member's.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lit_optim.errors import ConfigError
+
+__all__ = ["StackedNetwork"]
+
+
+class StackedNetwork(nn.Module):
+    """The members' parameters as ``nn.Parameter`` tensors of shape [N, …] (so an optimizer,
+    a checkpoint or ``.to(device)`` sees N members as one module); buffers stacked likewise."""
+
+    def __init__(self, members: Sequence[nn.Module]) -> None:
+        super().__init__()
+        if not members:
+            raise ConfigError("a population needs at least one member")
+        shapes = {tuple((k, tuple(v.shape)) for k, v in m.state_dict().items()) for m in members}
+        if len(shapes) > 1:
+            raise ConfigError("the members of a population must have the same network shape")
+        params, buffers = torch.func.stack_module_state(list(members))
+        # The one copy whose structure functional_call runs; its own tensors are never used.
+        self._skeleton = [copy.deepcopy(members[0]).to("meta")]
+        self._names = list(params)
+        for i, (name, value) in enumerate(params.items()):
+            self.register_parameter(f"p{i}", nn.Parameter(value.detach().clone()))
+        self._buffer_names = list(buffers)
+        for i, (name, value) in enumerate(buffers.items()):
+            self.register_buffer(f"b{i}", value.clone())
+
+    @property
+    def size(self) -> int:
+        return self.p0.shape[0]
+
+    def stacked(self) -> dict[str, torch.Tensor]:
+        """{parameter name in the member network: its [N, …] tensor}."""
+        return {name: getattr(self, f"p{i}") for i, name in enumerate(self._names)}
+
+    def stacked_buffers(self) -> dict[str, torch.Tensor]:
+        return {name: getattr(self, f"b{i}") for i, name in enumerate(self._buffer_names)}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, …] → [N, B, …]: every member on the same batch."""
+        skeleton = self._skeleton[0]
+
+        def one(params, buffers, inputs):
+            return torch.func.functional_call(skeleton, (params, buffers), (inputs,))
+
+        return torch.vmap(one, in_dims=(0, 0, None))(self.stacked(), self.stacked_buffers(), x)
+
+    @staticmethod
+    def member_losses(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """[N] cross-entropy means, one per member, from [N, B, C] logits and [B] targets."""
+        n, b = logits.shape[:2]
+        losses = F.cross_entropy(logits.reshape(n * b, -1), target.repeat(n), reduction="none")
+        return losses.view(n, b).mean(dim=1)
+
+    def member_state_dict(self, i: int) -> dict[str, torch.Tensor]:
+        """Member ``i`` as the state_dict of one network (for its checkpoint or export)."""
+        out = {name: t[i].detach().clone() for name, t in self.stacked().items()}
+        out.update({name: t[i].clone() for name, t in self.stacked_buffers().items()})
+        return out
+
+    @torch.no_grad()
+    def keep(self, mask: torch.Tensor) -> None:
+        """Drop the members where ``mask`` is False (pruned or diverged): the stacked tensors
+        are compacted, so the rest compute exactly as a population without them."""
+        mask = mask.to(device=self.p0.device, dtype=torch.bool)
+        if not bool(mask.any()):
+            raise ConfigError("keep() would leave no member")
+        for i in range(len(self._names)):
+            old = getattr(self, f"p{i}")
+            setattr(self, f"p{i}", nn.Parameter(old.detach()[mask].clone()))
+        for i in range(len(self._buffer_names)):
+            setattr(self, f"b{i}", getattr(self, f"b{i}")[mask].clone())

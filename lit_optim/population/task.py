@@ -1,0 +1,187 @@
+"""``PopulationTask``: N ``ClassificationTask`` trials of one structure as one LightningModule.
+
+The Trainer still provides devices, precision, the loop, progress and logging; the module
+trains a ``StackedNetwork`` with a ``PopulationUpdate`` (manual optimization: the update is
+not a torch Optimizer). What the members share is everything that shapes tensors or the
+schedule: network and its kwargs, data and batch size, epochs, optimizer and scheduler names,
+scheduler kwargs. What varies is every scalar: lr, weight_decay, momentum, betas, eps …
+
+Learning rates follow the registry's schedules exactly, without re-implementing any: each
+member drives its own torch scheduler (``create_scheduler``, warmup included) on a
+one-parameter shadow optimizer, stepped when Lightning would step the real one, and its lr is
+copied into the population each step. Members that go NaN/Inf (checked once per epoch, one
+host read) leave the population; the others compute exactly as without them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import lightning as L
+import torch
+from torch import nn
+
+from lit_optim.errors import ConfigError
+from lit_optim.factory import create_scheduler
+from lit_optim.models import build_model
+from lit_optim.optimizers import build_optimizer
+from lit_optim.population.rules import POPULATION_OPTIMIZERS, PopulationUpdate
+from lit_optim.population.stacked import StackedNetwork
+from lit_optim.schedulers import check_scheduler_args
+
+__all__ = ["PopulationTask"]
+
+
+class PopulationTask(L.LightningModule):
+    """Args are ClassificationTask's shared ones, plus ``members``: one dict per member of
+    ``lr``, ``weight_decay`` and the optimizer's other scalar kwargs. Every member starts from
+    the weights ``torch.manual_seed(seed)`` then building the network gives (what its
+    sequential trial starts from under ``seed_everything(seed)``).
+
+    After each validation epoch ``member_metrics`` holds ``val_loss`` and ``val_acc`` ([N]
+    tensors over the members still in, whose original indices are ``alive``); ``dropped``
+    maps a removed member to its reason.
+    """
+
+    def __init__(self, input_shape: Sequence[int], num_classes: int, members: Sequence[Mapping],
+                 network: str = "mlp", network_kwargs: Mapping[str, Any] | None = None,
+                 optimizer: str = "adam", scheduler: str = "constant",
+                 scheduler_kwargs: Mapping[str, Any] | None = None, seed: int = 0,
+                 decay_bias_and_norm: bool = False) -> None:
+        super().__init__()
+        if not members:
+            raise ConfigError("a population needs at least one member")
+        if optimizer not in POPULATION_OPTIMIZERS:
+            raise ConfigError(f"optimizer {optimizer!r} has no population rule; those that do: "
+                              f"{', '.join(POPULATION_OPTIMIZERS)}")
+        check_scheduler_args(scheduler, scheduler_kwargs or {})
+        self.automatic_optimization = False
+        self.decay_bias_and_norm = decay_bias_and_norm
+        self.members = [dict(m) for m in members]
+        self.optimizer_name, self.scheduler_name = optimizer, scheduler
+        self.scheduler_kwargs = dict(scheduler_kwargs or {})
+        nets = []
+        for _ in self.members:
+            torch.manual_seed(seed)
+            nets.append(build_model(network, input_shape, num_classes, **(network_kwargs or {})))
+        self.net = StackedNetwork(nets)
+        self.alive = list(range(len(self.members)))
+        self.dropped: dict[int, str] = {}
+        self.member_metrics: dict[str, torch.Tensor] = {}
+        self._sums: dict[str, torch.Tensor] = {}
+
+    # -- optimization -------------------------------------------------------------------------
+    def configure_optimizers(self):
+        # Biases and norm weights (< 2 dimensions per member) take no weight decay, as in
+        # ClassificationTask's parameter groups.
+        decay = [self.decay_bias_and_norm or p.ndim - 1 >= 2 for p in self.net.parameters()]
+        self.update = PopulationUpdate(self.optimizer_name, list(self.net.parameters()),
+                                       self.members, decay=decay)
+        self.shadows = []
+        for member in self.members:
+            # The member's own optimizer class on one throwaway parameter: a schedule that
+            # also cycles momentum or beta1 (onecycle, cyclic) finds the key it expects.
+            kwargs = {k: v for k, v in member.items() if k != "lr"}
+            shadow = build_optimizer(self.optimizer_name, [nn.Parameter(torch.zeros(1))],
+                                     lr=member["lr"], **kwargs)
+            config = create_scheduler(self.scheduler_name, shadow, self.trainer,
+                                      **self.scheduler_kwargs)
+            self.shadows.append((shadow, config))
+        self._copy_lrs()
+        return None  # manual optimization: Lightning runs with its placeholder optimizer
+
+    def _copy_lrs(self) -> None:
+        """lr, and the momentum / betas a schedule may cycle, from each member's shadow."""
+        groups = [shadow.param_groups[0] for shadow, _ in self.shadows]
+        self.update.set_lr([g["lr"] for g in groups])
+        h = self.update.h
+
+        def like(values, key):  # the population's dtype from the start: no float32 detour
+            return torch.tensor(values, dtype=h[key].dtype, device=h[key].device)
+
+        if "momentum" in h and "momentum" in groups[0]:
+            h["momentum"] = like([g["momentum"] for g in groups], "momentum")
+        if "beta1" in h and "betas" in groups[0]:
+            h["beta1"] = like([g["betas"][0] for g in groups], "beta1")
+            h["beta2"] = like([g["betas"][1] for g in groups], "beta2")
+
+    def _step_shadows(self, interval: str, metrics: dict[str, torch.Tensor] | None = None):
+        for i, (shadow, config) in enumerate(self.shadows):
+            if config["interval"] != interval:
+                continue
+            if interval == "step":
+                shadow.step()  # no gradient: a no-op update that fires step hooks (warmup)
+            if "monitor" in config:
+                config["scheduler"].step(float(metrics[config["monitor"]][i]))
+            else:
+                config["scheduler"].step()
+        self._copy_lrs()
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        losses = StackedNetwork.member_losses(self.net(x), y)
+        for p in self.net.parameters():
+            p.grad = None
+        self.manual_backward(losses.sum())
+        self.update.step()
+        self._step_shadows("step")
+        self._add("train_loss", losses.detach() * len(y), len(y))
+
+    # -- metrics ------------------------------------------------------------------------------
+    def _add(self, name: str, total: torch.Tensor, count: int) -> None:
+        total = total.to(torch.float64)
+        if name not in self._sums:
+            self._sums[name] = torch.zeros_like(total)
+            self._sums[name + "/n"] = torch.zeros((), dtype=torch.float64, device=total.device)
+        self._sums[name] += total
+        self._sums[name + "/n"] += count
+
+    def _mean(self, name: str) -> torch.Tensor:
+        value = self._sums.pop(name) / self._sums.pop(name + "/n")
+        return value
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        logits = self.net(x)
+        self._add("val_loss", StackedNetwork.member_losses(logits, y) * len(y), len(y))
+        self._add("val_acc", (logits.argmax(-1) == y).sum(dim=1), len(y))
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking:
+            self._sums.clear()
+            return
+        self.member_metrics = {name: self._mean(name) for name in ("val_loss", "val_acc")}
+        for name, values in self.member_metrics.items():
+            self.log(f"{name}_best", values.nan_to_num(float("nan")).max() if name == "val_acc"
+                     else values.nan_to_num(float("inf")).min(), prog_bar=True)
+
+    def on_train_epoch_end(self) -> None:
+        if "train_loss" in self._sums:
+            self.member_metrics["train_loss"] = self._mean("train_loss")
+        self._step_shadows("epoch", self.member_metrics)
+        bad = torch.zeros(len(self.alive), dtype=torch.bool, device=self.net.p0.device)
+        for values in self.member_metrics.values():
+            bad |= ~torch.isfinite(values)
+        if bool(bad.any()):  # the one host read per epoch
+            self.drop(~bad, reason="non-finite loss or metric")
+
+    # -- membership ---------------------------------------------------------------------------
+    def drop(self, keep: torch.Tensor, reason: str) -> None:
+        """Remove the members where ``keep`` is False (pruned by their trial, or diverged)."""
+        keep = keep.to(torch.bool).cpu()
+        if bool(keep.all()):
+            return
+        for index, stays in zip(self.alive, keep.tolist()):
+            if not stays:
+                self.dropped[index] = reason
+        if not bool(keep.any()):
+            self.trainer.should_stop = True  # nobody left: the fit ends here
+            self.alive = []
+            return
+        self.net.keep(keep)
+        self.update.keep(keep, list(self.net.parameters()))
+        self.shadows = [s for s, k in zip(self.shadows, keep.tolist()) if k]
+        self.members = [m for m, k in zip(self.members, keep.tolist()) if k]
+        self.alive = [i for i, k in zip(self.alive, keep.tolist()) if k]
+        self.member_metrics = {k: v[keep.to(v.device)] for k, v in self.member_metrics.items()}

@@ -1,0 +1,98 @@
+"""A stacked population trained by hand against the same trials trained one by one (float64,
+the digits data, the registry's MLP): the building blocks of population trials."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lit_optim import ClassificationData, ConfigError
+from lit_optim.models import build_model
+from lit_optim.optimizers import build_optimizer
+from lit_optim.population import PopulationUpdate, StackedNetwork
+
+MEMBERS = [{"lr": 1e-3, "weight_decay": 0.0}, {"lr": 3e-3, "weight_decay": 1e-4},
+           {"lr": 1e-2, "weight_decay": 1e-3}, {"lr": 3e-2, "weight_decay": 0.0}]
+
+
+@pytest.fixture(scope="module")
+def digits():
+    data = ClassificationData("digits", batch_size=128)
+    data.setup()
+    loader = data.train_dataloader()
+    loader.sampler.set_epoch(0)
+    batches = [(x.double(), y) for x, y in loader]
+    vx, vy = data._tensors["val"]
+    return batches, vx.double(), vy
+
+
+def _start():
+    torch.manual_seed(0)  # every trial of a study starts from the recipe's seed
+    return build_model("mlp", (1, 8, 8), 10, hidden_dims=[32, 16]).double()
+
+
+def _sequential(batches, member, name="adam", poison_at=None):
+    net = _start()
+    opt = build_optimizer(name, net.parameters(), **member)
+    for step, (x, y) in enumerate(batches):
+        opt.zero_grad()
+        F.cross_entropy(net(x), y).backward()
+        opt.step()
+    return net
+
+
+def _population(batches, members, name="adam", poison=None):
+    """``poison``: (member, step) whose loss becomes NaN there; it is then dropped."""
+    net = StackedNetwork([_start() for _ in members])
+    update = PopulationUpdate(name, list(net.parameters()), members)
+    alive = list(range(len(members)))
+    for step, (x, y) in enumerate(batches):
+        losses = StackedNetwork.member_losses(net(x), y)
+        if poison is not None and step == poison[1]:
+            losses = losses * torch.tensor([float("nan") if m == poison[0] else 1.0
+                                            for m in alive], dtype=losses.dtype)
+        for p in net.parameters():
+            p.grad = None
+        losses.sum().backward()
+        update.step()
+        bad = ~torch.isfinite(losses.detach())
+        if bool(bad.any()):
+            keep = ~bad
+            net.keep(keep)
+            update.keep(keep, list(net.parameters()))
+            alive = [m for m, k in zip(alive, keep.tolist()) if k]
+    return net, alive
+
+
+def test_each_member_of_a_stacked_population_equals_its_sequential_trial(digits):
+    batches, vx, vy = digits
+    net, _ = _population(batches, MEMBERS)
+    logits = net(vx)
+    for i, member in enumerate(MEMBERS):
+        alone = _sequential(batches, member)
+        for name, value in alone.state_dict().items():
+            assert torch.allclose(net.member_state_dict(i)[name], value, rtol=0, atol=1e-10), name
+        assert torch.equal(logits[i].argmax(1), alone(vx).argmax(1))  # the same val accuracy
+    assert not torch.allclose(logits[0], logits[3])
+
+
+def test_a_member_that_goes_nan_leaves_and_the_others_are_as_without_it(digits):
+    batches, _, _ = digits
+    poisoned, alive = _population(batches, MEMBERS, poison=(2, 3))
+    assert alive == [0, 1, 3] and poisoned.size == 3
+    without, _ = _population(batches, [MEMBERS[i] for i in (0, 1, 3)])
+    for a, b in zip(poisoned.parameters(), without.parameters()):
+        assert torch.equal(a, b)  # bit-identical
+
+
+def test_members_must_share_a_network_shape():
+    with pytest.raises(ConfigError, match="same network shape"):
+        StackedNetwork([build_model("mlp", (1, 8, 8), 10, hidden_dims=[8]),
+                        build_model("mlp", (1, 8, 8), 10, hidden_dims=[16])])
+    net = StackedNetwork([_start(), _start()])
+    with pytest.raises(ConfigError, match="leave no member"):
+        net.keep(torch.tensor([False, False]))
+    assert copy.deepcopy(net).size == 2

@@ -1,0 +1,71 @@
+"""PopulationTask under a real Lightning Trainer against the same ClassificationTask trials
+fitted one by one (float64, digits): weights and val_acc per member, with schedules."""
+
+from __future__ import annotations
+
+import lightning as L
+import pytest
+import torch
+
+from lit_optim import ClassificationData, ClassificationTask
+from lit_optim.population.task import PopulationTask
+
+NET = {"hidden_dims": [32, 16]}
+CASES = {
+    "adam": [{"lr": 1e-3, "weight_decay": 0.0}, {"lr": 3e-3, "weight_decay": 1e-3},
+             {"lr": 1e-2, "weight_decay": 1e-4, "betas": (0.8, 0.99)}, {"lr": 3e-2, "weight_decay": 0.0}],
+    "momentum": [{"lr": 0.01, "weight_decay": 0.0, "momentum": 0.9},
+                 {"lr": 0.05, "weight_decay": 1e-3, "momentum": 0.5},
+                 {"lr": 0.1, "weight_decay": 1e-4, "momentum": 0.8},
+                 {"lr": 0.02, "weight_decay": 0.0, "momentum": 0.95}],
+    "adamw": [{"lr": 1e-3, "weight_decay": 1e-2}, {"lr": 3e-3, "weight_decay": 0.1},
+              {"lr": 1e-2, "weight_decay": 0.0}, {"lr": 5e-3, "weight_decay": 0.05}],
+}
+
+
+def _trainer():
+    return L.Trainer(max_epochs=2, precision="64-true", logger=False, enable_checkpointing=False,
+                     enable_progress_bar=False, enable_model_summary=False, accelerator="cpu",
+                     num_sanity_val_steps=0)
+
+
+@pytest.mark.parametrize(("optimizer", "scheduler", "kwargs"), [
+    ("adam", "constant", {}),
+    ("momentum", "cosine", {"warmup_steps": 5}),
+    ("adamw", "onecycle", {}),
+])
+def test_each_member_equals_its_sequential_classification_task(optimizer, scheduler, kwargs):
+    members = CASES[optimizer]
+    data = ClassificationData("digits", batch_size=128)
+    population = PopulationTask(data.input_shape, 10, members, network_kwargs=NET,
+                                optimizer=optimizer, scheduler=scheduler, scheduler_kwargs=kwargs)
+    _trainer().fit(population, datamodule=data)
+    assert population.alive == [0, 1, 2, 3]
+    for i, member in enumerate(members):
+        torch.manual_seed(0)
+        extra = {k: v for k, v in member.items() if k not in ("lr", "weight_decay")}
+        task = ClassificationTask(data.input_shape, 10, network_kwargs=NET, optimizer=optimizer,
+                                  lr=member["lr"], weight_decay=member["weight_decay"],
+                                  optimizer_kwargs=extra, scheduler=scheduler,
+                                  scheduler_kwargs=kwargs)
+        trainer = _trainer()
+        trainer.fit(task, datamodule=ClassificationData("digits", batch_size=128))
+        mine = population.net.member_state_dict(i)
+        for name, value in task.net.state_dict().items():
+            assert torch.allclose(mine[name], value, rtol=0, atol=1e-10), (i, name)
+        assert float(population.member_metrics["val_acc"][i]) == pytest.approx(
+            float(trainer.callback_metrics["val_acc"]), abs=1e-7)  # torchmetrics: float32
+        assert float(population.member_metrics["val_loss"][i]) == pytest.approx(
+            float(trainer.callback_metrics["val_loss"]), rel=1e-10)
+
+
+def test_a_member_that_diverges_is_dropped_with_its_reason_and_the_rest_train_on():
+    members = [{"lr": 1e-3, "weight_decay": 0.0}, {"lr": 1e12, "weight_decay": 0.0},
+               {"lr": 3e-3, "weight_decay": 0.0}]
+    data = ClassificationData("digits", batch_size=128)
+    population = PopulationTask(data.input_shape, 10, members, network_kwargs=NET,
+                                optimizer="sgd")
+    _trainer().fit(population, datamodule=data)
+    assert population.alive == [0, 2] and population.dropped == {1: "non-finite loss or metric"}
+    assert population.net.size == 2
+    assert torch.isfinite(population.member_metrics["val_loss"]).all()

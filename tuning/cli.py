@@ -57,6 +57,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--accept-changes", action="store_true",
                      help="continue a study made with another recipe, space or metric")
     run.add_argument("--timeout", type=float, help="start no trial after this many seconds")
+    run.add_argument("--population", type=int, default=1,
+                     help="train up to N trials at once as one vectorized model (1: one by one)")
     run.add_argument("--lr-range", choices=["auto"], help="auto: search the lr over "
                      "[suggestion/10, divergence] of an lr range test run before trial 0")
     run.add_argument("--heartbeat", type=float, default=10.0,
@@ -142,7 +144,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                                   pruner=args.pruner, seed=args.seed, accelerator=args.accelerator,
                                   heartbeat_s=args.heartbeat, max_failures=args.max_failures,
                                   accept_changes=args.accept_changes, overrides=overrides,
-                                  timeout_s=args.timeout, lr_range=args.lr_range)
+                                  timeout_s=args.timeout, lr_range=args.lr_range,
+                                  population=args.population)
             except Interrupted as err:
                 # The trial that was running is failed without a fail_reason: the next run of
                 # the same command runs it again and finishes the budget.

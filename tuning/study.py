@@ -87,7 +87,8 @@ def load_study(name: str, storage_url: str) -> optuna.Study:
 def _worker(study_name: str, storage_url: str, recipe_path: str, space_path: str,
             run_dir: str, n_trials: int, sampler: str, pruner: str, seed: int,
             accelerator: str, devices: Any, n_workers: int, heartbeat_s: float,
-            max_failures: int = MAX_FAILURES, deadline: float | None = None) -> None:
+            max_failures: int = MAX_FAILURES, deadline: float | None = None,
+            population: int = 1) -> None:
     """One optimization loop (``tuning.worker``) with its storage, sampler and objective; the
     body of ``lit-tune run`` and of each ``--n-workers`` process."""
     quiet_lightning()  # again: a --n-workers process starts fresh
@@ -129,9 +130,19 @@ def _worker(study_name: str, storage_url: str, recipe_path: str, space_path: str
                   + (f", best {space.metric} {best:.4f}" if best is not None else ""), flush=True)
     try:
         with on_signals():
-            run_worker(study, objective, n_trials=n_trials, lock_path=Path(run_dir) / ".ask.lock",
-                       heartbeats=heartbeats, heartbeat_s=heartbeat_s, max_failures=max_failures,
-                       progress=update, deadline=deadline)
+            if population > 1:
+                from tuning.population import run_population_worker
+
+                if sampler == "tpe":  # a batch of asked trials must not be N copies of one point
+                    study.sampler = optuna.samplers.TPESampler(seed=seed, constant_liar=True)
+                run_population_worker(study, objective, n_trials=n_trials, population=population,
+                                      lock_path=Path(run_dir) / ".ask.lock", progress=update,
+                                      deadline=deadline)
+            else:
+                run_worker(study, objective, n_trials=n_trials,
+                           lock_path=Path(run_dir) / ".ask.lock", heartbeats=heartbeats,
+                           heartbeat_s=heartbeat_s, max_failures=max_failures,
+                           progress=update, deadline=deadline)
     finally:
         if progress is not None:
             progress.close()
@@ -180,7 +191,8 @@ def run_study(*, recipe: str, space: str, study_name: str, storage_url: str, run
               seed: int = 0, accelerator: str = "auto",
               heartbeat_s: float = HEARTBEAT_S, max_failures: int = MAX_FAILURES,
               accept_changes: bool = False, overrides: dict[str, Any] | None = None,
-              timeout_s: float | None = None, lr_range: str | None = None) -> optuna.Study:
+              timeout_s: float | None = None, lr_range: str | None = None,
+              population: int = 1) -> optuna.Study:
     """Create or resume ``study_name`` and run it until ``n_trials`` trials have used the budget
     (finished, or failed by their own error).
 
@@ -207,6 +219,9 @@ def run_study(*, recipe: str, space: str, study_name: str, storage_url: str, run
     if n_trials < 1 or n_workers < 1:
         raise ConfigError(f"n_trials and n_workers must be >= 1, got {n_trials}, {n_workers}")
     check_count("max_failures", max_failures)
+    from tuning.population import check_population
+
+    check_population(population, n_workers, sampler)
     check_before_trial_0(recipe_dict, parsed, trial_trainer_args(accelerator))
     found = None
     if lr_range == "auto":
@@ -245,7 +260,7 @@ def run_study(*, recipe: str, space: str, study_name: str, storage_url: str, run
     args = (study_name, storage_url, str(recipe), space, str(run_dir), n_trials, sampler, pruner)
     if n_workers == 1:
         _worker(*args, sampler_seed(seed, 0, created=created), accelerator, "auto", 1,
-                heartbeat_s, max_failures, deadline)
+                heartbeat_s, max_failures, deadline, population)
     else:
         gpus = _gpu_count() if accelerator in ("auto", "gpu", "cuda") else 0
         ctx = mp.get_context("spawn")

@@ -185,3 +185,5 @@ class PopulationTask(L.LightningModule):
         self.members = [m for m, k in zip(self.members, keep.tolist()) if k]
         self.alive = [i for i, k in zip(self.alive, keep.tolist()) if k]
         self.member_metrics = {k: v[keep.to(v.device)] for k, v in self.member_metrics.items()}
+        self._sums = {k: v if k.endswith("/n") else v[keep.to(v.device)]
+                      for k, v in self._sums.items()}

@@ -1,0 +1,47 @@
+"""`lit-tune run --population N`, run as a user would."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+import yaml
+from optuna.trial import TrialState
+
+from tuning.cli import main as lit_tune
+
+
+@pytest.fixture
+def space(tune_dir):
+    (tune_dir / "space.yaml").write_text(yaml.safe_dump({
+        "metric": "val_acc", "direction": "maximize",
+        "params": {"model.lr": "log[1e-3, 3e-2]", "model.weight_decay": "log[1e-6, 1e-3]"}}))
+    return tune_dir
+
+
+def _run(*args):
+    lit_tune(["run", "--recipe", "recipe.yaml", "--space", "space.yaml", "--accelerator", "cpu",
+              "--pruner", "none", *args])
+
+
+def test_a_population_study_finishes_its_budget_with_one_trial_per_member(space):
+    _run("--study", "pop", "--n-trials", "6", "--population", "3")
+    study = optuna.load_study(study_name="pop", storage="sqlite:///runs/pop/study.db")
+    assert len(study.trials) == 6
+    assert all(t.state == TrialState.COMPLETE for t in study.trials)
+    assert len({(t.params["model.lr"], t.params["model.weight_decay"]) for t in study.trials}) == 6
+    for t in study.trials:
+        assert t.intermediate_values and 0 < t.value <= 1 and "val_loss" in t.user_attrs
+    header = (space / "runs" / "pop" / "trial_0" / "recipe.yaml").read_text().splitlines()[0]
+    assert "population of 3" in header  # trained together, not one by one
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--population", "0"], "--population must be an integer >= 1, got 0"),
+    (["--population", "4", "--n-workers", "2"], "--population with --n-workers > 1"),
+])
+def test_bad_population_input_is_one_line(space, capsys, args, message):
+    with pytest.raises(SystemExit) as info:
+        _run("--study", "bad", "--n-trials", "4", *args)
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and message in err and "Traceback" not in err
+    assert not (space / "runs").exists()

@@ -1,0 +1,208 @@
+"""``lit-tune run --population N``: up to N asked trials trained at once as one vectorized
+model (``lit_optim.population.PopulationTask``), each member reporting to its own trial.
+
+The loop asks up to N trials (TPE with ``constant_liar`` so a batch is not N copies of one
+point), groups them by everything that must be shared (the whole recipe except ``lr``,
+``weight_decay`` and ``optimizer_kwargs``), and trains each group of two or more as one
+population; a trial alone in its group, or one whose recipe a population cannot train (not
+a ClassificationTask, an optimizer without a population rule, dropout, param groups, a
+GradientClipper …), runs on the sequential path with one line that says why. Budget, failure
+and resume rules are the sequential loop's: every asked trial is told COMPLETE, PRUNED (with
+``pruned_reason``) or FAIL (with ``fail_reason``) before the next batch is asked.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import optuna
+from optuna.trial import TrialState
+
+from lit_optim import ConfigError, LitOptimError
+from lit_optim.population import POPULATION_OPTIMIZERS
+from tuning.interrupt import raise_if_interrupted
+from tuning.objective import Objective
+from tuning.preflight import build_trial_objects
+from tuning.recipe import apply_overrides, write_recipe
+from tuning.worker import _file_lock, _run_one, counted
+
+__all__ = ["run_population_worker"]
+
+_MEMBER_KEYS = ("lr", "weight_decay", "optimizer_kwargs")
+_TASK = ("lit_optim.ClassificationTask", "lit_optim.task.ClassificationTask")
+
+
+def _model_args(recipe: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    model = recipe.get("model") or {}
+    if "class_path" in model:
+        return model["class_path"], dict(model.get("init_args") or {})
+    return "lit_optim.ClassificationTask", dict(model)
+
+
+def _structure(recipe: dict[str, Any]) -> str:
+    shared = copy.deepcopy(recipe)
+    _, args = _model_args(shared)
+    for key in _MEMBER_KEYS:
+        args.pop(key, None)
+    shared["model"] = args
+    return json.dumps(shared, sort_keys=True, default=str)
+
+
+def why_not_population(recipe: dict[str, Any]) -> str | None:
+    """Why this trial's recipe cannot join a population, or None if it can."""
+    class_path, args = _model_args(recipe)
+    if class_path not in _TASK:
+        return f"{class_path} is not ClassificationTask"
+    optimizer = args.get("optimizer", "adam")
+    if optimizer not in POPULATION_OPTIMIZERS:
+        return f"optimizer {optimizer!r} has no population rule"
+    if args.get("param_groups") or args.get("lr_scaling", "none") != "none":
+        return "param_groups / lr_scaling are not supported in a population"
+    if (args.get("network_kwargs") or {}).get("dropout"):
+        return "dropout draws different random numbers in a population"
+    for cb in (recipe.get("trainer") or {}).get("callbacks") or []:
+        name = cb.get("class_path", "") if isinstance(cb, dict) else str(cb)
+        if not name.endswith("NonFiniteGuard"):
+            return f"callback {name} is not supported in a population"
+    if (recipe.get("trainer") or {}).get("strategy", "auto") not in ("auto", None):
+        return "a population runs in one process"
+    return None
+
+
+class _Report(L.Callback):
+    """After each validation epoch: every member reports to its trial; pruned ones leave."""
+
+    def __init__(self, trials: list[optuna.Trial], metric: str) -> None:
+        self.trials, self.metric = trials, metric
+        self.pruned: dict[int, str] = {}
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module) -> None:
+        if trainer.sanity_checking or self.metric not in pl_module.member_metrics:
+            return
+        import torch
+
+        values = pl_module.member_metrics[self.metric].tolist()  # one host read per epoch
+        keep = []
+        for index, value in zip(pl_module.alive, values):
+            trial = self.trials[index]
+            if math.isfinite(value):
+                trial.report(value, trainer.current_epoch)
+            stays = not (math.isfinite(value) and trial.should_prune())
+            if not stays:
+                self.pruned[index] = (f"pruned at epoch {trainer.current_epoch} "
+                                      f"({self.metric} {value:.4g})")
+            keep.append(stays)
+        pl_module.drop(torch.tensor(keep), reason="pruned")
+
+
+def _train_population(objective: Objective, trials: list[optuna.Trial],
+                      recipes: list[dict[str, Any]]) -> list[tuple[TrialState, float | None]]:
+    from lit_optim.population.task import PopulationTask
+
+    first = write_recipe(recipes[0], objective.run_dir / f"trial_{trials[0].number}" /
+                         "recipe.yaml", header=f"trial {trials[0].number} (population of "
+                         f"{len(trials)}: trials {', '.join(str(t.number) for t in trials)})")
+    for trial, recipe in zip(trials[1:], recipes[1:]):
+        write_recipe(recipe, objective.run_dir / f"trial_{trial.number}" / "recipe.yaml",
+                     header=f"trial {trial.number} (population with trial {trials[0].number})")
+    cli = build_trial_objects(first, *objective.trainer_args())
+    _, args = _model_args(recipes[0])
+    members = []
+    for recipe in recipes:
+        _, member = _model_args(recipe)
+        members.append({"lr": member.get("lr", 1e-3), "weight_decay": member.get("weight_decay", 0.0),
+                        **(member.get("optimizer_kwargs") or {})})
+    task = cli.model
+    model = PopulationTask(task.hparams.input_shape, task.hparams.num_classes, members,
+                           network=args.get("network", "mlp"),
+                           network_kwargs=args.get("network_kwargs"),
+                           optimizer=args.get("optimizer", "adam"),
+                           scheduler=args.get("scheduler", "constant"),
+                           scheduler_kwargs=args.get("scheduler_kwargs"),
+                           seed=int(recipes[0].get("seed_everything") or 0),
+                           decay_bias_and_norm=bool(args.get("decay_bias_and_norm", False)))
+    trainer = cli.trainer
+    # The population judges each member itself: a guard would act on all of them at once.
+    trainer.callbacks[:] = [cb for cb in trainer.callbacks
+                            if type(cb).__name__ != "NonFiniteGuard"]
+    report = _Report(trials, objective.space.metric)
+    trainer.callbacks.append(report)
+    trainer.fit(model, datamodule=cli.datamodule)
+    out = []
+    for index, trial in enumerate(trials):
+        if index in report.pruned:
+            trial.set_user_attr("pruned_reason", report.pruned[index])
+            out.append((TrialState.PRUNED, None))
+        elif index in model.dropped:
+            trial.set_user_attr("pruned_reason", f"diverged: {model.dropped[index]}")
+            out.append((TrialState.PRUNED, None))
+        else:
+            at = model.alive.index(index)
+            for name, values in model.member_metrics.items():
+                trial.set_user_attr(name, float(values[at]))
+            out.append((TrialState.COMPLETE, float(model.member_metrics[objective.space.metric][at])))
+    return out
+
+
+def run_population_worker(study: optuna.Study, objective: Objective, *, n_trials: int,
+                          population: int, lock_path: Path, progress: Any = None,
+                          deadline: float | None = None) -> None:
+    import time
+
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        raise_if_interrupted()
+        if deadline is not None and time.time() >= deadline:
+            return
+        with _file_lock(lock_path):
+            left = n_trials - len(counted(study.get_trials(deepcopy=False)))
+            trials = [study.ask() for _ in range(max(0, min(population, left)))]
+        if not trials:
+            return
+        recipes = [apply_overrides(objective.recipe, objective.space.suggest(t)) for t in trials]
+        groups: dict[str, list[int]] = {}
+        for i, recipe in enumerate(recipes):
+            groups.setdefault(_structure(recipe), []).append(i)
+        for indices in groups.values():
+            reason = why_not_population(recipes[indices[0]]) if len(indices) > 1 else None
+            results = None
+            if len(indices) > 1 and reason is None:
+                members = [trials[i] for i in indices]
+                try:
+                    results = _train_population(objective, members, [recipes[i] for i in indices])
+                except LitOptimError as err:  # e.g. members that differ in nesterov
+                    reason = str(err)
+                except BaseException as err:  # an interruption or a bug: no trial left RUNNING
+                    for trial in members:
+                        if not isinstance(err, Exception):
+                            trial.set_user_attr("interrupted", str(err))  # run again later
+                        else:
+                            trial.set_user_attr("fail_reason", f"{type(err).__name__}: {err}")
+                        study.tell(trial, state=TrialState.FAIL)
+                    raise
+            if results is None:
+                if reason:
+                    print(f"trials {', '.join(str(trials[i].number) for i in indices)} run one "
+                          f"by one: {reason}", file=sys.stderr)
+                results = [_run_one(study, objective, trials[i])[0:2] for i in indices]
+            for i, (state, value) in zip(indices, results):
+                trials[i].set_user_attr("pid", os.getpid())
+                study.tell(trials[i], value if state == TrialState.COMPLETE else None, state=state)
+                if progress is not None:
+                    progress(study)
+
+
+def check_population(population: int, n_workers: int, sampler: str) -> None:
+    if isinstance(population, bool) or not isinstance(population, int) or population < 1:
+        raise ConfigError(f"--population must be an integer >= 1, got {population!r}")
+    if population > 1 and n_workers > 1:
+        raise ConfigError("--population with --n-workers > 1 is not supported yet; use one")
+    if population > 1 and sampler == "grid":
+        raise ConfigError("--population with --sampler grid is not supported yet")

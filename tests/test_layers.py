@@ -22,6 +22,9 @@ def _loaded_after(statement: str) -> set[str]:
     ("import lit_optim.optimizers, lit_optim.schedulers, lit_optim.models, lit_optim.data",
      {"lit_optim.task", "lit_optim.factory", "lit_optim.cli"}),
     ("import lit_optim", {"lit_optim.task", "lit_optim.optimizers"}),
+    # the population's building blocks sit with the plugins: nothing above them
+    ("import lit_optim.population.rules, lit_optim.population.stacked",
+     {"lit_optim.task", "lit_optim.factory", "lit_optim.cli", "lit_optim.population.task"}),
 ])
 def test_lower_layers_do_not_import_higher_ones(statement, forbidden):
     assert not _loaded_after(statement) & forbidden

@@ -35,8 +35,13 @@ class EpochLines(ProgressBar):
             print(text, file=sys.stdout, flush=True)
 
     def _values(self, trainer: L.Trainer) -> str:
+        """The progress-bar values, then every other epoch-level value the module logged (a
+        module that puts nothing on the bar still gets a readable line)."""
         metrics = self.get_metrics(trainer, trainer.lightning_module)
         metrics.pop("v_num", None)
+        for name, value in trainer.callback_metrics.items():
+            if name not in metrics and not name.endswith("_step") and value.numel() == 1:
+                metrics[name] = float(value)
         return "  ".join(f"{k} {_fmt(v)}" for k, v in metrics.items())
 
     # An epoch's line is printed when the next one starts (or training ends): a callback's

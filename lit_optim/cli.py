@@ -68,7 +68,8 @@ class LitOptimCLI(LightningCLI):
                             help="after fit, test the best checkpoint (fit only)")
 
     def instantiate_trainer(self, **kwargs):
-        config = {**self._get(self.config_init, "trainer", default={}), **kwargs}
+        init = self.config_init[self.subcommand] if self.subcommand else self.config_init
+        config = {**(init.get("trainer") or {}), **kwargs}
         check_trainer_values(config)
         defaults, self.summary = with_cli_defaults(config)
         try:
@@ -78,9 +79,10 @@ class LitOptimCLI(LightningCLI):
                 raise
             raise ConfigError(f"trainer: {' '.join(str(err).split())}") from err
 
-    # The one override of a private LightningCLI method (pinned in tests/test_cli_checkpoints.py):
-    # it is where LightningCLI reads --ckpt_path and puts the checkpoint's hyperparameters
-    # over the parsed model config, before any hook of ours runs.
+    # The one override of a private LightningCLI method (its behaviour is pinned by the
+    # --ckpt_path cases of tests/test_fit_hardening.py): it is where LightningCLI reads
+    # --ckpt_path and puts the checkpoint's hyperparameters over the parsed model config,
+    # before any hook of ours runs.
     def _parse_ckpt_path(self) -> None:
         subcommand = self.config.get("subcommand")
         if not subcommand:

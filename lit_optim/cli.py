@@ -171,9 +171,10 @@ class TrainingDiverged(LitOptimError):
 
 
 def nonfinite_weights(module: L.LightningModule) -> list[str]:
-    import torch
+    from lit_optim.callbacks._grads import nonfinite_names
 
-    bad = [name for name, p in module.named_parameters() if not torch.isfinite(p).all()]
+    named = list(module.named_parameters())
+    bad = nonfinite_names([n for n, _ in named], [p.detach() for _, p in named], limit=4)
     return [f"weights of {', '.join(bad[:3])}{' …' if len(bad) > 3 else ''}"] if bad else []
 
 

@@ -183,6 +183,13 @@ def check_lr_scaling(rule: str, base_batch_size: int | None) -> None:
                           f"chosen for (an integer >= 1), got {base_batch_size!r}")
 
 
+def scaling_rule_factor(rule: str, global_batch: int, base_batch_size: int) -> float:
+    """The lr multiplier of a large-batch rule: global_batch / base for ``linear``, its square
+    root for ``sqrt``, 1 for ``none``."""
+    ratio = global_batch / base_batch_size
+    return {"none": 1.0, "linear": ratio, "sqrt": math.sqrt(ratio)}[rule]
+
+
 def lr_scale_factor(trainer: L.Trainer, rule: str, base_batch_size: int | None) -> float:
     """The large-batch rule: ``linear`` is global batch / base_batch_size, ``sqrt`` its root,
     ``none`` 1. The global batch is the data module's ``batch_size`` × devices × gradient
@@ -194,8 +201,8 @@ def lr_scale_factor(trainer: L.Trainer, rule: str, base_batch_size: int | None) 
     if isinstance(per_device, bool) or not isinstance(per_device, int):
         raise ConfigError(f"lr_scaling {rule!r} needs the batch size: fit with a data module "
                           "that has an integer batch_size")
-    ratio = per_device * trainer.world_size * trainer.accumulate_grad_batches / base_batch_size
-    factor = ratio if rule == "linear" else math.sqrt(ratio)
+    factor = scaling_rule_factor(
+        rule, per_device * trainer.world_size * trainer.accumulate_grad_batches, base_batch_size)
     rank_zero_info(f"lr_scaling {rule}: global batch / {base_batch_size} → lr × {factor:.4g}")
     if trainer.logger is not None:
         trainer.logger.log_hyperparams({"effective_lr_scale": factor})

@@ -155,10 +155,12 @@ def batch_find_command(args: Sequence[str]) -> None:
 def _scaled_lr(model, chosen: int, largest: int) -> tuple[float, str] | None:
     """With ``lr_scaling`` in the recipe, the lr the found batch implies (the rule the task
     applies itself when it trains with that batch)."""
+    from lit_optim.factory import scaling_rule_factor
+
     hp = getattr(model, "hparams", {})
     rule, base, lr = hp.get("lr_scaling"), hp.get("base_batch_size"), hp.get("lr")
     if rule in (None, "none") or not base or lr is None:
         return None
-    factor = largest / base if rule == "linear" else (largest / base) ** 0.5
+    factor = scaling_rule_factor(rule, largest, base)
     return lr * factor, (f"lr_scaling {rule}: lr {lr:g} × {factor:.3g} = {lr * factor:.4g} at "
                          f"batch {largest} (base_batch_size {base}; applied by the task itself)")

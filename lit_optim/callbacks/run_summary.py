@@ -8,10 +8,11 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.callbacks import Callback
 
+from lit_optim.callbacks._epochs import AfterEachEpoch
 from lit_optim.schedulers import monitor_mode
 
 
-class RunSummary(Callback):
+class RunSummary(AfterEachEpoch, Callback):
     """Records every epoch-level metric after each training epoch (validation included) and
     writes the closing summary: final and best value with their epochs.
 
@@ -31,18 +32,7 @@ class RunSummary(Callback):
         return [n for n in names if not n.endswith("_step") and n != "lr"
                 and not n.startswith("lr-")]
 
-    # Read when the next epoch starts and when training ends: a callback's on_train_epoch_end
-    # runs before the module's, where epoch metrics such as train_loss are usually logged.
-    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._record(trainer)
-
-    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._record(trainer)
-
-    def _record(self, trainer: L.Trainer) -> None:
-        epoch = trainer.current_epoch  # epochs finished so far
-        if epoch == 0 or any(v and v[-1][0] == epoch for v in self.history.values()):
-            return
+    def after_epoch(self, trainer: L.Trainer, epoch: int) -> None:
         for name in self._names(trainer):
             value = trainer.callback_metrics[name]
             if getattr(value, "numel", lambda: 1)() == 1:

@@ -153,7 +153,7 @@ class PopulationTask(L.LightningModule):
             return
         self.member_metrics = {name: self._mean(name) for name in ("val_loss", "val_acc")}
         for name, values in self.member_metrics.items():
-            self.log(f"{name}_best", values.nan_to_num(float("nan")).max() if name == "val_acc"
+            self.log(f"{name}_best", values.max() if name == "val_acc"
                      else values.nan_to_num(float("inf")).min(), prog_bar=True)
 
     def on_train_epoch_end(self) -> None:

@@ -42,6 +42,10 @@ def _lit_tune(*args: str) -> list[str]:
 
 
 def _trials(study: str, storage: str):
+    if storage.startswith("sqlite:///"):
+        # Read-only: a plain sqlite URL would create the file and Optuna's schema while lit-tune
+        # makes them, and lit-tune rightly refuses a half-made study.db (a CI run lost that race).
+        storage = f"sqlite:///file:{storage[len('sqlite:///'):]}?mode=ro&uri=true"
     if "://" not in storage:  # a journal file
         storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(storage))
     return optuna.load_study(study_name=study, storage=storage).get_trials(deepcopy=False)
@@ -54,6 +58,9 @@ def _start_and_wait_for_a_running_trial(study: str, storage: str, *args: str, do
     deadline = time.time() + 120
     while time.time() < deadline:  # wait until `done` trials are done and another is running
         time.sleep(0.2)
+        if proc.poll() is not None:  # it ended before: say why rather than wait out the clock
+            err = proc.stderr.read() if proc.stderr else "(stderr not kept)"
+            raise AssertionError(f"lit-tune exited {proc.returncode} before a trial ran: {err}")
         try:
             trials = _trials(study, storage)
         except Exception:  # noqa: BLE001 - study not created yet

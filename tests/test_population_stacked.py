@@ -96,3 +96,48 @@ def test_members_must_share_a_network_shape():
     with pytest.raises(ConfigError, match="leave no member"):
         net.keep(torch.tensor([False, False]))
     assert copy.deepcopy(net).size == 2
+
+
+class _Scaled(torch.nn.Sequential):  # a Sequential with a forward of its own: not a plain chain
+    def forward(self, x):
+        return 2 * super().forward(x)
+
+
+@pytest.mark.parametrize("hidden", [[], [32, 16]])
+def test_the_batched_matmul_path_computes_what_vmap_computes(digits, hidden):
+    batches, _, _ = digits
+    x, y = batches[0]
+    nets = []
+    for seed in range(3):
+        torch.manual_seed(seed)
+        nets.append(build_model("mlp", (1, 8, 8), 10, hidden_dims=hidden,
+                                activation="gelu").double())
+    chained, vmapped = StackedNetwork(nets), StackedNetwork(nets)
+    assert chained._chain is not None
+    vmapped._chain = None  # the general path: torch.vmap over functional_call
+    results = []
+    for net in (chained, vmapped):
+        logits = net(x)
+        StackedNetwork.member_losses(logits, y).sum().backward()
+        results.append((logits.detach(), [p.grad for p in net.parameters()]))
+    (a, grads_a), (b, grads_b) = results
+    assert torch.allclose(a, b, rtol=0, atol=1e-12)
+    for ga, gb in zip(grads_a, grads_b):
+        assert torch.allclose(ga, gb, rtol=0, atol=1e-12)
+    for i, net in enumerate(nets):  # and each member is its own network
+        assert torch.allclose(a[i], net(x), rtol=0, atol=1e-12)
+
+
+def test_modules_that_are_not_a_plain_linear_chain_run_through_vmap():
+    cnn = [build_model("cnn", (1, 8, 8), 10) for _ in range(2)]
+    custom = [_Scaled(torch.nn.Flatten(), torch.nn.Linear(64, 10)) for _ in range(2)]
+    for nets in (cnn, custom):
+        stacked = StackedNetwork(nets)
+        assert stacked._chain is None
+        x = torch.randn(5, 1, 8, 8)
+        for net in nets:
+            net.eval()
+        stacked.eval()
+        out = stacked(x)
+        for i, net in enumerate(nets):
+            assert torch.allclose(out[i], net(x), atol=1e-5)

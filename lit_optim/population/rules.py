@@ -94,7 +94,8 @@ class PopulationUpdate:
         self.state: list[dict[str, torch.Tensor]] = [{} for _ in self.params]
         # Which parameters take weight decay (the task exempts biases and norm weights).
         self.decay = list(decay) if decay is not None else [True] * len(self.params)
-        self._decaying = True
+        self._scratch: list[torch.Tensor | None] = [None] * len(self.params)
+        self._note_momentum(self.h.get("momentum", [1.0]))
         self.steps = 0
 
     @torch.no_grad()
@@ -105,42 +106,69 @@ class PopulationUpdate:
         self.h = {k: v[mask] for k, v in self.h.items()}
         self.state = [{k: v[mask] for k, v in state.items()} for state in self.state]
         self.params = list(params)
+        self._scratch = [None] * len(self.params)
         self.n = int(mask.sum())
+        self._note_momentum(self.h.get("momentum", [1.0]))
 
     def set_lr(self, lrs: Sequence[float] | torch.Tensor) -> None:
-        self.h["lr"] = torch.as_tensor(lrs, dtype=self.h["lr"].dtype, device=self.h["lr"].device)
+        self.set("lr", lrs)
+
+    def set(self, key: str, values: Sequence[float] | torch.Tensor) -> None:
+        """Every member's value of hyperparameter ``key`` (a schedule's step)."""
+        self.h[key] = torch.as_tensor(values, dtype=self.h[key].dtype, device=self.h[key].device)
+        if key == "momentum":
+            self._note_momentum(values)
+
+    def _note_momentum(self, values: Sequence[float] | torch.Tensor) -> None:
+        """Which rule variant runs: read here, where the values come from the host (a schedule
+        or the members' kwargs), so that a step reads nothing back from the device and the
+        common cases (all members with momentum, or none) run no masking kernels."""
+        values = values.tolist() if isinstance(values, torch.Tensor) else list(values)
+        self._momentum_everywhere = all(v != 0 for v in values)
+        self._momentum_nowhere = all(v == 0 for v in values)
 
     def _b(self, key: str, like: torch.Tensor) -> torch.Tensor:
         """Hyperparameter ``key`` shaped [N, 1, …] to broadcast over ``like``."""
-        value = self.h[key]
-        if key == "weight_decay" and not self._decaying:
-            value = torch.zeros_like(value)
-        return value.view(-1, *([1] * (like.ndim - 1)))
+        return self.h[key].view(-1, *([1] * (like.ndim - 1)))
 
     @torch.no_grad()
     def step(self) -> None:
         self.steps += 1
-        for param, state, decays in zip(self.params, self.state, self.decay):
+        for i, (param, state, decays) in enumerate(zip(self.params, self.state, self.decay)):
             if param.grad is None:
                 continue
-            self._decaying = decays
-            getattr(self, f"_{self.rule}")(param, param.grad, state)
+            if self._scratch[i] is None or self._scratch[i].shape != param.shape:
+                self._scratch[i] = torch.empty_like(param)
+            getattr(self, f"_{self.rule}")(param, param.grad, state, decays, self._scratch[i])
 
-    # Each follows torch.optim's _single_tensor_<name> for one parameter.
-    def _sgd(self, p, grad, state):
+    # Each follows torch.optim's _single_tensor_<name> for one parameter, in place where torch
+    # is (fresh [N, …] temporaries cost a page-faulting allocation each on CPU); ``tmp`` is a
+    # scratch tensor of the parameter's shape. ``grad`` is never written.
+    def _decayed(self, p, grad, decays, tmp):
+        """grad + weight_decay·p (torch's grad.add(param, alpha=weight_decay)), in ``tmp``."""
+        if not decays:  # the task's no-decay group: torch skips the term (weight_decay 0)
+            return grad
+        return torch.addcmul(grad, p, self._b("weight_decay", p), out=tmp)
+
+    def _sgd(self, p, grad, state, decays, tmp):
         b = lambda k: self._b(k, p)  # noqa: E731
-        grad = grad + b("weight_decay") * p
+        grad = self._decayed(p, grad, decays, tmp)
         if "buf" not in state:
-            buf = grad.clone()
-        else:
-            buf = state["buf"] * b("momentum") + (1 - b("dampening")) * grad
-        state["buf"] = buf
-        stepped = grad + b("momentum") * buf if self.flags["nesterov"] else buf
-        # torch keeps no buffer for momentum 0: the step is then the gradient itself.
-        stepped = torch.where(b("momentum") != 0, stepped, grad)
-        p.sub_(b("lr") * stepped)
+            state["buf"] = grad.clone()
+        else:  # buf·momentum + (1 − dampening)·grad
+            state["buf"].mul_(b("momentum")).addcmul_(grad, 1 - b("dampening"))
+        buf = state["buf"]
+        if self.flags["nesterov"]:  # torch requires momentum > 0 with nesterov
+            step = torch.addcmul(grad, buf, b("momentum"), out=tmp)
+        elif self._momentum_everywhere:
+            step = buf
+        elif self._momentum_nowhere:
+            step = grad
+        else:  # torch keeps no buffer for momentum 0: the step is then the gradient itself
+            step = torch.where(b("momentum") != 0, buf, grad)
+        p.addcmul_(step, b("lr"), value=-1)
 
-    def _adam(self, p, grad, state, decoupled: bool = False):
+    def _adam(self, p, grad, state, decays, tmp, decoupled: bool = False):
         b = lambda k: self._b(k, p)  # noqa: E731
         if not state:
             state["exp_avg"] = torch.zeros_like(p)
@@ -148,50 +176,65 @@ class PopulationUpdate:
             if self.flags["amsgrad"]:
                 state["max_exp_avg_sq"] = torch.zeros_like(p)
         if decoupled:
-            p.mul_(1 - b("lr") * b("weight_decay"))
+            if decays:
+                p.mul_(1 - b("lr") * b("weight_decay"))
         else:
-            grad = grad + b("weight_decay") * p
+            grad = self._decayed(p, grad, decays, tmp)
         beta1, beta2 = b("beta1"), b("beta2")
-        state["exp_avg"] = torch.lerp(state["exp_avg"], grad, (1 - beta1).expand_as(grad))
-        state["exp_avg_sq"] = state["exp_avg_sq"] * beta2 + (1 - beta2) * grad * grad
+        state["exp_avg"].lerp_(grad, (1 - beta1).expand_as(grad))
+        # exp_avg_sq·β2 + (1 − β2)·grad² (torch's addcmul with a scalar value; ours varies)
+        state["exp_avg_sq"].mul_(beta2).addcmul_(grad, grad * (1 - beta2))
         bias_correction1 = 1 - beta1 ** self.steps
         bias_correction2_sqrt = (1 - beta2 ** self.steps) ** 0.5
         second = state["exp_avg_sq"]
         if self.flags["amsgrad"]:
-            state["max_exp_avg_sq"] = torch.maximum(state["max_exp_avg_sq"], second)
+            torch.maximum(state["max_exp_avg_sq"], second, out=state["max_exp_avg_sq"])
             second = state["max_exp_avg_sq"]
-        denom = second.sqrt() / bias_correction2_sqrt + b("eps")
-        p.sub_((b("lr") / bias_correction1) * state["exp_avg"] / denom)
+        denom = torch.sqrt(second, out=tmp).div_(bias_correction2_sqrt).add_(b("eps"))
+        # param − (lr / bias_correction1)·exp_avg / denom (torch's addcdiv with value=-step_size)
+        p.addcmul_(torch.div(state["exp_avg"], denom, out=tmp), b("lr") / bias_correction1,
+                   value=-1)
 
-    def _adamw(self, p, grad, state):
-        self._adam(p, grad, state, decoupled=True)
+    def _adamw(self, p, grad, state, decays, tmp):
+        self._adam(p, grad, state, decays, tmp, decoupled=True)
 
-    def _rmsprop(self, p, grad, state):
+    def _rmsprop(self, p, grad, state, decays, tmp):
         b = lambda k: self._b(k, p)  # noqa: E731
         if not state:
             state["square_avg"] = torch.zeros_like(p)
-            state["momentum_buffer"] = torch.zeros_like(p)
+            if not self._momentum_nowhere:
+                state["momentum_buffer"] = torch.zeros_like(p)
             if self.flags["centered"]:
                 state["grad_avg"] = torch.zeros_like(p)
-        grad = grad + b("weight_decay") * p
+        grad = self._decayed(p, grad, decays, tmp)
         alpha = b("alpha")
-        state["square_avg"] = state["square_avg"] * alpha + (1 - alpha) * grad * grad
+        state["square_avg"].mul_(alpha).addcmul_(grad, grad * (1 - alpha))
         if self.flags["centered"]:
-            state["grad_avg"] = torch.lerp(state["grad_avg"], grad, (1 - alpha).expand_as(grad))
-            avg = (state["square_avg"] - state["grad_avg"] * state["grad_avg"]).sqrt()
+            state["grad_avg"].lerp_(grad, (1 - alpha).expand_as(grad))
+            avg = torch.addcmul(state["square_avg"], state["grad_avg"], state["grad_avg"],
+                                value=-1).sqrt_()
         else:
             avg = state["square_avg"].sqrt()
-        avg = avg + b("eps")
+        avg.add_(b("eps"))
+        if self._momentum_nowhere:
+            p.addcmul_(grad / avg, b("lr"), value=-1)
+            return
+        if "momentum_buffer" not in state:  # a schedule gave momentum to a population without
+            state["momentum_buffer"] = torch.zeros_like(p)
         buf = state["momentum_buffer"] * b("momentum") + grad / avg
+        if self._momentum_everywhere:
+            state["momentum_buffer"] = buf
+            p.addcmul_(buf, b("lr"), value=-1)
+            return
         state["momentum_buffer"] = torch.where(b("momentum") > 0, buf, state["momentum_buffer"])
         p.sub_(torch.where(b("momentum") > 0, b("lr") * buf, b("lr") * (grad / avg)))
 
-    def _adagrad(self, p, grad, state):
+    def _adagrad(self, p, grad, state, decays, tmp):
         b = lambda k: self._b(k, p)  # noqa: E731
         if not state:
             state["sum"] = torch.zeros_like(p) + b("initial_accumulator_value")
-        grad = grad + b("weight_decay") * p
+        grad = self._decayed(p, grad, decays, tmp)
         clr = b("lr") / (1 + (self.steps - 1) * b("lr_decay"))
-        state["sum"] = state["sum"] + grad * grad
-        std = state["sum"].sqrt() + b("eps")
-        p.sub_(clr * grad / std)
+        state["sum"].addcmul_(grad, grad)
+        std = state["sum"].sqrt().add_(b("eps"))
+        p.addcmul_(grad / std, clr, value=-1)

@@ -28,7 +28,7 @@ from lit_optim.models import build_model
 from lit_optim.optimizers import build_optimizer
 from lit_optim.population.rules import POPULATION_OPTIMIZERS, PopulationUpdate
 from lit_optim.population.stacked import StackedNetwork
-from lit_optim.schedulers import check_scheduler_args
+from lit_optim.schedulers import SCHEDULERS, check_scheduler_args
 
 __all__ = ["PopulationTask"]
 
@@ -78,42 +78,65 @@ class PopulationTask(L.LightningModule):
         decay = [self.decay_bias_and_norm or p.ndim - 1 >= 2 for p in self.net.parameters()]
         self.update = PopulationUpdate(self.optimizer_name, list(self.net.parameters()),
                                        self.members, decay=decay)
-        self.shadows = []
-        for member in self.members:
-            # The member's own optimizer class on one throwaway parameter: a schedule that
-            # also cycles momentum or beta1 (onecycle, cyclic) finds the key it expects.
-            kwargs = {k: v for k, v in member.items() if k != "lr"}
-            shadow = build_optimizer(self.optimizer_name, [nn.Parameter(torch.zeros(1))],
-                                     lr=member["lr"], **kwargs)
-            config = create_scheduler(self.scheduler_name, shadow, self.trainer,
-                                      **self.scheduler_kwargs)
-            self.shadows.append((shadow, config))
+        self.shadows = self._build_shadows()
         self._copy_lrs()
         return None  # manual optimization: Lightning runs with its placeholder optimizer
 
+    def _build_shadows(self) -> list[dict[str, Any]]:
+        """The members' schedules: shadow optimizers of the members' own class, one
+        throwaway parameter per member, so a schedule that also cycles momentum or beta1
+        (onecycle) finds the key it expects.
+
+        One shadow with a param group per member serves all of them (a torch scheduler
+        treats each group as its own schedule, from the group's own lr: one step call a
+        batch instead of N); apart are a monitoring schedule (plateau reads one metric per
+        scheduler, and each member has its own) and, for onecycle, members whose momentum
+        is 0 and not (it decides from ``optimizer.defaults`` whether to cycle momentum).
+        """
+        info = SCHEDULERS.get(self.scheduler_name)
+        _, defaults = POPULATION_OPTIMIZERS[self.optimizer_name]
+        parts: dict[Any, list[int]] = {}
+        for i, member in enumerate(self.members):
+            key = i if info.needs_monitor else bool(member.get("momentum",
+                                                               defaults.get("momentum")))
+            parts.setdefault(key, []).append(i)
+        shadows = []
+        self._member_groups: list[dict[str, Any]] = [{} for _ in self.members]
+        for indices in parts.values():
+            groups = [{"params": [nn.Parameter(torch.zeros(1))], **self.members[i]}
+                      for i in indices]
+            first = {k: v for k, v in self.members[indices[0]].items() if k != "lr"}
+            shadow = build_optimizer(self.optimizer_name, groups,
+                                     lr=self.members[indices[0]]["lr"], **first)
+            config = create_scheduler(self.scheduler_name, shadow, self.trainer,
+                                      **self.scheduler_kwargs)
+            for i, group in zip(indices, shadow.param_groups):
+                self._member_groups[i] = group
+            shadows.append({"optimizer": shadow, "config": config, "members": indices})
+        return shadows
+
     def _copy_lrs(self) -> None:
         """lr, and the momentum / betas a schedule may cycle, from each member's shadow."""
-        groups = [shadow.param_groups[0] for shadow, _ in self.shadows]
-        self.update.set_lr([g["lr"] for g in groups])
+        groups = self._member_groups
+        self.update.set_lr([g["lr"] for g in groups])  # in the population's dtype: no float32
         h = self.update.h
-
-        def like(values, key):  # the population's dtype from the start: no float32 detour
-            return torch.tensor(values, dtype=h[key].dtype, device=h[key].device)
-
         if "momentum" in h and "momentum" in groups[0]:
-            h["momentum"] = like([g["momentum"] for g in groups], "momentum")
+            self.update.set("momentum", [g["momentum"] for g in groups])
         if "beta1" in h and "betas" in groups[0]:
-            h["beta1"] = like([g["betas"][0] for g in groups], "beta1")
-            h["beta2"] = like([g["betas"][1] for g in groups], "beta2")
+            self.update.set("beta1", [g["betas"][0] for g in groups])
+            self.update.set("beta2", [g["betas"][1] for g in groups])
 
     def _step_shadows(self, interval: str, metrics: dict[str, torch.Tensor] | None = None):
-        for i, (shadow, config) in enumerate(self.shadows):
+        for shadow in self.shadows:
+            config = shadow["config"]
             if config["interval"] != interval:
                 continue
             if interval == "step":
-                shadow.step()  # no gradient: a no-op update that fires step hooks (warmup)
+                shadow["optimizer"].step()  # no gradient: a no-op that fires step hooks (warmup)
             if "monitor" in config:
-                config["scheduler"].step(float(metrics[config["monitor"]][i]))
+                (member,) = shadow["members"]  # a monitoring shadow has one member
+                config["scheduler"].step(float(metrics[config["monitor"]][
+                    self.alive.index(member)]))
             else:
                 config["scheduler"].step()
         self._copy_lrs()
@@ -181,7 +204,10 @@ class PopulationTask(L.LightningModule):
             return
         self.net.keep(keep)
         self.update.keep(keep, list(self.net.parameters()))
-        self.shadows = [s for s, k in zip(self.shadows, keep.tolist()) if k]
+        # A shared shadow goes on stepping the groups of dropped members: harmless, unread.
+        gone = {i for i, k in zip(self.alive, keep.tolist()) if not k}
+        self.shadows = [s for s in self.shadows if not set(s["members"]) <= gone]
+        self._member_groups = [g for g, k in zip(self._member_groups, keep.tolist()) if k]
         self.members = [m for m, k in zip(self.members, keep.tolist()) if k]
         self.alive = [i for i, k in zip(self.alive, keep.tolist()) if k]
         self.member_metrics = {k: v[keep.to(v.device)] for k, v in self.member_metrics.items()}

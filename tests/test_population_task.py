@@ -12,27 +12,44 @@ from lit_optim.population.task import PopulationTask
 
 NET = {"hidden_dims": [32, 16]}
 CASES = {
-    "adam": [{"lr": 1e-3, "weight_decay": 0.0}, {"lr": 3e-3, "weight_decay": 1e-3},
-             {"lr": 1e-2, "weight_decay": 1e-4, "betas": (0.8, 0.99)}, {"lr": 3e-2, "weight_decay": 0.0}],
+    "sgd": [{"lr": 0.05, "weight_decay": 0.0}, {"lr": 0.1, "weight_decay": 1e-3, "momentum": 0.9},
+            {"lr": 0.02, "weight_decay": 1e-4, "dampening": 0.1, "momentum": 0.5},
+            {"lr": 0.2, "weight_decay": 0.0}],
     "momentum": [{"lr": 0.01, "weight_decay": 0.0, "momentum": 0.9},
                  {"lr": 0.05, "weight_decay": 1e-3, "momentum": 0.5},
                  {"lr": 0.1, "weight_decay": 1e-4, "momentum": 0.8},
                  {"lr": 0.02, "weight_decay": 0.0, "momentum": 0.95}],
+    "nesterov": [{"lr": 0.01, "weight_decay": 0.0, "momentum": 0.9},
+                 {"lr": 0.05, "weight_decay": 1e-3, "momentum": 0.5},
+                 {"lr": 0.1, "weight_decay": 1e-4, "momentum": 0.8},
+                 {"lr": 0.02, "weight_decay": 0.0, "momentum": 0.95}],
+    "adam": [{"lr": 1e-3, "weight_decay": 0.0}, {"lr": 3e-3, "weight_decay": 1e-3},
+             {"lr": 1e-2, "weight_decay": 1e-4, "betas": (0.8, 0.99)}, {"lr": 3e-2, "weight_decay": 0.0}],
+    "amsgrad": [{"lr": 1e-3, "weight_decay": 0.0}, {"lr": 3e-3, "weight_decay": 1e-3},
+                {"lr": 1e-2, "weight_decay": 1e-4, "betas": (0.8, 0.99)},
+                {"lr": 3e-2, "weight_decay": 0.0, "eps": 1e-6}],
     "adamw": [{"lr": 1e-3, "weight_decay": 1e-2}, {"lr": 3e-3, "weight_decay": 0.1},
               {"lr": 1e-2, "weight_decay": 0.0}, {"lr": 5e-3, "weight_decay": 0.05}],
+    "rmsprop": [{"lr": 1e-3, "weight_decay": 0.0}, {"lr": 3e-3, "weight_decay": 1e-3, "alpha": 0.9},
+                {"lr": 1e-3, "weight_decay": 1e-4, "momentum": 0.5},
+                {"lr": 5e-4, "weight_decay": 0.0, "eps": 1e-6}],
+    "adagrad": [{"lr": 0.01, "weight_decay": 0.0}, {"lr": 0.05, "weight_decay": 1e-3},
+                {"lr": 0.02, "weight_decay": 1e-4, "lr_decay": 1e-2},
+                {"lr": 0.1, "weight_decay": 0.0, "initial_accumulator_value": 0.1}],
 }
+SCHEDULES = [("constant", {}), ("cosine", {"warmup_steps": 3}), ("onecycle", {})]
 
 
 def _trainer():
-    return L.Trainer(max_epochs=2, precision="64-true", logger=False, enable_checkpointing=False,
-                     enable_progress_bar=False, enable_model_summary=False, accelerator="cpu",
-                     num_sanity_val_steps=0)
+    return L.Trainer(max_epochs=3, limit_train_batches=3, precision="64-true", logger=False,
+                     enable_checkpointing=False, enable_progress_bar=False,
+                     enable_model_summary=False, accelerator="cpu", num_sanity_val_steps=0)
 
 
 @pytest.mark.parametrize(("optimizer", "scheduler", "kwargs"), [
-    ("adam", "constant", {}),
-    ("momentum", "cosine", {"warmup_steps": 5}),
-    ("adamw", "onecycle", {}),
+    *[(name, schedule, kwargs) for name in CASES for schedule, kwargs in SCHEDULES],
+    # One metric per member: each has a schedule of its own (the others share one).
+    ("momentum", "plateau", {"patience": 0, "factor": 0.5, "warmup_steps": 3}),
 ])
 def test_each_member_equals_its_sequential_classification_task(optimizer, scheduler, kwargs):
     members = CASES[optimizer]

@@ -129,10 +129,12 @@ class PopulationTask(L.LightningModule):
     def _step_shadows(self, interval: str, metrics: dict[str, torch.Tensor] | None = None):
         for shadow in self.shadows:
             config = shadow["config"]
+            if interval == "step":
+                # Every batch, as Lightning steps a real optimizer: no gradient, so a no-op
+                # that fires the step hooks a warmup rides on (plateau's too, per epoch).
+                shadow["optimizer"].step()
             if config["interval"] != interval:
                 continue
-            if interval == "step":
-                shadow["optimizer"].step()  # no gradient: a no-op that fires step hooks (warmup)
             if "monitor" in config:
                 (member,) = shadow["members"]  # a monitoring shadow has one member
                 config["scheduler"].step(float(metrics[config["monitor"]][

@@ -96,6 +96,24 @@ def test_sigkill_mid_trial_then_rerun_completes_the_budget(workdir, wait):
     assert len([t for t in trials if t.state in FINISHED]) == 8
 
 
+def test_sigkill_mid_population_then_rerun_replaces_its_members(workdir):
+    storage = "sqlite:///runs/kp/study.db"
+    args = ("--n-trials", "8", "--population", "4", "--heartbeat", "1")
+    proc = _start_and_wait_for_a_running_trial("kp", storage, *args, done=0)
+    time.sleep(1)  # into the population's training
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed = [t.number for t in _trials("kp", storage) if t.state == TrialState.RUNNING]
+    assert killed  # a population in flight, and maybe trials waiting for their group's turn
+    # At once: the rerun must wait for the members' heartbeats to stop, then replace them.
+    subprocess.run(_lit_tune("--study", "kp", *args), check=True, timeout=300,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    trials = _trials("kp", storage)
+    assert [t.state for t in trials if t.number in killed] == [TrialState.FAIL] * len(killed)
+    assert len([t for t in trials if t.state in FINISHED]) == 8
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+
+
 # --- PostgreSQL -------------------------------------------------------------------------------
 def _pg_bin(name: str) -> str | None:
     found = shutil.which(name) or next(iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))), None)

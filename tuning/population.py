@@ -13,6 +13,7 @@ and resume rules are the sequential loop's: every asked trial is told COMPLETE, 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
@@ -27,11 +28,12 @@ from optuna.trial import TrialState
 
 from lit_optim import ConfigError, LitOptimError
 from lit_optim.population import POPULATION_OPTIMIZERS
-from tuning.interrupt import raise_if_interrupted
+from tuning.interrupt import Interrupted, raise_if_interrupted
 from tuning.objective import Objective
+from tuning.optuna_private import heartbeat
 from tuning.preflight import build_trial_objects
 from tuning.recipe import apply_overrides, write_recipe
-from tuning.worker import _file_lock, _run_one, counted
+from tuning.worker import _evaluate, _file_lock, counted, wait_for_running
 
 __all__ = ["run_population_worker"]
 
@@ -152,7 +154,8 @@ def _train_population(objective: Objective, trials: list[optuna.Trial],
 
 
 def run_population_worker(study: optuna.Study, objective: Objective, *, n_trials: int,
-                          population: int, lock_path: Path, progress: Any = None,
+                          population: int, lock_path: Path, heartbeats: bool = False,
+                          heartbeat_s: float = 10.0, progress: Any = None,
                           deadline: float | None = None) -> None:
     import time
 
@@ -162,41 +165,72 @@ def run_population_worker(study: optuna.Study, objective: Objective, *, n_trials
         if deadline is not None and time.time() >= deadline:
             return
         with _file_lock(lock_path):
-            left = n_trials - len(counted(study.get_trials(deepcopy=False)))
+            known = study.get_trials(deepcopy=False)
+            left = n_trials - len(counted(known))
             trials = [study.ask() for _ in range(max(0, min(population, left)))]
         if not trials:
+            # Trials of a killed run still RUNNING: wait for their heartbeats to stop and
+            # replace them, as the sequential loop does, rather than end the study short.
+            if wait_for_running(study, known, heartbeats=heartbeats, heartbeat_s=heartbeat_s):
+                continue
             return
         recipes = [apply_overrides(objective.recipe, objective.space.suggest(t)) for t in trials]
         groups: dict[str, list[int]] = {}
         for i, recipe in enumerate(recipes):
             groups.setdefault(_structure(recipe), []).append(i)
-        for indices in groups.values():
-            reason = why_not_population(recipes[indices[0]]) if len(indices) > 1 else None
-            results = None
-            if len(indices) > 1 and reason is None:
-                members = [trials[i] for i in indices]
-                try:
-                    results = _train_population(objective, members, [recipes[i] for i in indices])
-                except LitOptimError as err:  # e.g. members that differ in nesterov
-                    reason = str(err)
-                except BaseException as err:  # an interruption or a bug: no trial left RUNNING
-                    for trial in members:
-                        if not isinstance(err, Exception):
-                            trial.set_user_attr("interrupted", str(err))  # run again later
-                        else:
-                            trial.set_user_attr("fail_reason", f"{type(err).__name__}: {err}")
-                        study.tell(trial, state=TrialState.FAIL)
-                    raise
-            if results is None:
-                if reason:
-                    print(f"trials {', '.join(str(trials[i].number) for i in indices)} run one "
-                          f"by one: {reason}", file=sys.stderr)
-                results = [_run_one(study, objective, trials[i])[0:2] for i in indices]
-            for i, (state, value) in zip(indices, results):
-                trials[i].set_user_attr("pid", os.getpid())
-                study.tell(trials[i], value if state == TrialState.COMPLETE else None, state=state)
-                if progress is not None:
-                    progress(study)
+        told: set[int] = set()
+        # Every asked trial beats its heartbeat until told, also while it waits for its
+        # group's turn: a killed run's trials all go stale and are replaced.
+        with contextlib.ExitStack() as beating:
+            for trial in trials:
+                beating.enter_context(heartbeat(study, trial))
+            try:
+                for indices in groups.values():
+                    _run_group(study, objective, [trials[i] for i in indices],
+                               [recipes[i] for i in indices], told, progress)
+            except BaseException as err:  # an interruption or a bug: no trial left RUNNING
+                for trial in trials:
+                    if trial.number in told:
+                        continue
+                    if isinstance(err, (Interrupted, KeyboardInterrupt)):
+                        trial.set_user_attr("interrupted", str(err))  # no fail_reason: rerun
+                    else:
+                        trial.set_user_attr("fail_reason", f"{type(err).__name__}: {err}")
+                    study.tell(trial, state=TrialState.FAIL)
+                raise
+
+
+def _run_group(study: optuna.Study, objective: Objective, trials: list[optuna.Trial],
+               recipes: list[dict[str, Any]], told: set[int], progress: Any) -> None:
+    """One group of trials that share a structure: as a population, or one by one (alone in
+    its group, or not trainable as a population: said in one line)."""
+    reason = why_not_population(recipes[0]) if len(trials) > 1 else None
+    results = None
+    if len(trials) > 1 and reason is None:
+        try:
+            results = _train_population(objective, trials, recipes)
+        except LitOptimError as err:  # e.g. members that differ in nesterov
+            reason = str(err)
+    if results is None:
+        if reason:
+            print(f"trials {', '.join(str(t.number) for t in trials)} run one by one: {reason}",
+                  file=sys.stderr)
+        results = []
+        for trial in trials:  # told one by one: a later one's interruption keeps this result
+            state, value = _evaluate(objective, trial)
+            _tell(study, trial, state, value, told, progress)
+        return
+    for trial, (state, value) in zip(trials, results):
+        _tell(study, trial, state, value, told, progress)
+
+
+def _tell(study: optuna.Study, trial: optuna.Trial, state: TrialState, value: float | None,
+          told: set[int], progress: Any) -> None:
+    trial.set_user_attr("pid", os.getpid())
+    study.tell(trial, value if state == TrialState.COMPLETE else None, state=state)
+    told.add(trial.number)
+    if progress is not None:
+        progress(study)
 
 
 def check_population(population: int, n_workers: int, sampler: str) -> None:

@@ -136,8 +136,9 @@ def _worker(study_name: str, storage_url: str, recipe_path: str, space_path: str
                 if sampler == "tpe":  # a batch of asked trials must not be N copies of one point
                     study.sampler = optuna.samplers.TPESampler(seed=seed, constant_liar=True)
                 run_population_worker(study, objective, n_trials=n_trials, population=population,
-                                      lock_path=Path(run_dir) / ".ask.lock", progress=update,
-                                      deadline=deadline)
+                                      lock_path=Path(run_dir) / ".ask.lock",
+                                      heartbeats=heartbeats, heartbeat_s=heartbeat_s,
+                                      progress=update, deadline=deadline)
             else:
                 run_worker(study, objective, n_trials=n_trials,
                            lock_path=Path(run_dir) / ".ask.lock", heartbeats=heartbeats,

@@ -64,6 +64,18 @@ def sampler_seed(seed: int, rank: int, *, created: bool) -> int:
     return seed + rank if created else random.SystemRandom().randrange(2**31)
 
 
+def wait_for_running(study: optuna.Study, trials: list[optuna.trial.FrozenTrial], *,
+                     heartbeats: bool, heartbeat_s: float) -> bool:
+    """The budget is used up: True when a trial is still RUNNING elsewhere (after waiting one
+    heartbeat, with the stale ones failed), so the caller asks again to replace a dead one;
+    False when the study is done (nothing running, or no heartbeats to tell dead from alive)."""
+    if not heartbeats or not any(t.state == TrialState.RUNNING for t in trials):
+        return False
+    time.sleep(heartbeat_s)
+    optuna.storages.fail_stale_trials(study)
+    return True
+
+
 def run_worker(study: optuna.Study, objective: Objective, *, n_trials: int, lock_path: Path,
                heartbeats: bool, heartbeat_s: float = 10.0, max_failures: int = MAX_FAILURES,
                progress: Any = None, deadline: float | None = None) -> None:
@@ -88,14 +100,9 @@ def run_worker(study: optuna.Study, objective: Objective, *, n_trials: int, lock
             trials = study.get_trials(deepcopy=False)
             trial = study.ask() if len(counted(trials)) < n_trials else None
         if trial is None:
-            running = [t for t in trials if t.state == TrialState.RUNNING]
-            if not running or not heartbeats:
-                return
-            # Another process's trial is running: wait for it to finish, or for its heartbeat
-            # to stop, after which it is failed and this process replaces it.
-            time.sleep(heartbeat_s)
-            optuna.storages.fail_stale_trials(study)
-            continue
+            if wait_for_running(study, trials, heartbeats=heartbeats, heartbeat_s=heartbeat_s):
+                continue
+            return
         trial.set_user_attr("pid", os.getpid())  # which process runs it, for the record
         state, value = _run_one(study, objective, trial)
         exhausted = False

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 import optuna
+import pytest
 from optuna.trial import TrialState
 
 from tuning.optuna_private import heartbeat
@@ -23,3 +24,34 @@ def test_a_trial_under_heartbeat_is_alive_and_goes_stale_when_it_stops(tmp_path)
     time.sleep(3)
     optuna.storages.fail_stale_trials(study)
     assert study.trials[trial.number].state == TrialState.FAIL
+
+
+def _study(storage):
+    return optuna.create_study(storage=storage, study_name="r", direction="maximize")
+
+
+def test_report_all_writes_what_trial_report_writes(tmp_path):
+    from tuning.optuna_private import report_all
+
+    for storage in (f"sqlite:///{tmp_path / 'r.db'}", optuna.storages.JournalStorage(
+            optuna.storages.journal.JournalFileBackend(str(tmp_path / "r.log")))):
+        study = _study(storage)
+        batch = [study.ask() for _ in range(3)]
+        alone = study.ask()
+        for epoch in range(2):
+            report_all(study, [(t, 0.1 * i + epoch) for i, t in enumerate(batch)], epoch)
+            alone.report(0.5 + epoch, epoch)
+        report_all(study, [(batch[0], 99.0), (batch[1], 98.0)], 1)  # first report wins
+        # Read back through a storage of its own, as lit-tune report and the optuna CLI do.
+        if isinstance(storage, str):
+            again = optuna.load_study(study_name="r", storage=storage)
+        else:
+            again = optuna.load_study(study_name="r", storage=optuna.storages.JournalStorage(
+                optuna.storages.journal.JournalFileBackend(str(tmp_path / "r.log"))))
+        got = {t.number: t.intermediate_values for t in again.trials}
+        assert got == {0: {0: 0.0, 1: 1.0}, 1: {0: 0.1, 1: 1.1}, 2: {0: 0.2, 1: 1.2},
+                       3: {0: 0.5, 1: 1.5}}
+        assert batch[2].should_prune() is False  # the pruner reads the stored values
+        study.tell(batch[0], 1.0)
+        with pytest.raises(RuntimeError):  # a finished trial takes no reports
+            report_all(study, [(batch[0], 1.0), (batch[1], 1.0)], 5)

@@ -30,7 +30,7 @@ from lit_optim import ConfigError, LitOptimError
 from lit_optim.population import POPULATION_OPTIMIZERS
 from tuning.interrupt import Interrupted, raise_if_interrupted
 from tuning.objective import Objective
-from tuning.optuna_private import heartbeat
+from tuning.optuna_private import heartbeat, report_all
 from tuning.preflight import build_trial_objects
 from tuning.recipe import apply_overrides, write_recipe
 from tuning.worker import _evaluate, _file_lock, counted, wait_for_running
@@ -81,8 +81,8 @@ def why_not_population(recipe: dict[str, Any]) -> str | None:
 class _Report(L.Callback):
     """After each validation epoch: every member reports to its trial; pruned ones leave."""
 
-    def __init__(self, trials: list[optuna.Trial], metric: str) -> None:
-        self.trials, self.metric = trials, metric
+    def __init__(self, study: optuna.Study, trials: list[optuna.Trial], metric: str) -> None:
+        self.study, self.trials, self.metric = study, trials, metric
         self.pruned: dict[int, str] = {}
 
     def on_validation_end(self, trainer: L.Trainer, pl_module) -> None:
@@ -91,11 +91,12 @@ class _Report(L.Callback):
         import torch
 
         values = pl_module.member_metrics[self.metric].tolist()  # one host read per epoch
+        epoch = trainer.current_epoch
+        report_all(self.study, [(self.trials[index], value) for index, value
+                                in zip(pl_module.alive, values) if math.isfinite(value)], epoch)
         keep = []
         for index, value in zip(pl_module.alive, values):
             trial = self.trials[index]
-            if math.isfinite(value):
-                trial.report(value, trainer.current_epoch)
             stays = not (math.isfinite(value) and trial.should_prune())
             if not stays:
                 self.pruned[index] = (f"pruned at epoch {trainer.current_epoch} "
@@ -134,7 +135,7 @@ def _train_population(objective: Objective, trials: list[optuna.Trial],
     # The population judges each member itself: a guard would act on all of them at once.
     trainer.callbacks[:] = [cb for cb in trainer.callbacks
                             if type(cb).__name__ != "NonFiniteGuard"]
-    report = _Report(trials, objective.space.metric)
+    report = _Report(trials[0].study, trials, objective.space.metric)
     trainer.callbacks.append(report)
     trainer.fit(model, datamodule=cli.datamodule)
     out = []
@@ -221,7 +222,9 @@ def _run_group(study: optuna.Study, objective: Objective, trials: list[optuna.Tr
             _tell(study, trial, state, value, told, progress)
         return
     for trial, (state, value) in zip(trials, results):
-        _tell(study, trial, state, value, told, progress)
+        _tell(study, trial, state, value, told, None)
+    if progress is not None:
+        progress(study, len(trials))  # one best-value query for the whole population
 
 
 def _tell(study: optuna.Study, trial: optuna.Trial, state: TrialState, value: float | None,

@@ -118,12 +118,12 @@ def _worker(study_name: str, storage_url: str, recipe_path: str, space_path: str
         progress = tqdm(total=n_trials, desc=f"study {study_name}", unit="trial",
                         initial=len(counted(study.get_trials(deepcopy=False))))
 
-        def update(study: optuna.Study) -> None:
-            progress.update(1)
+        def update(study: optuna.Study, done: int = 1) -> None:
+            progress.update(done)
             best = _best_value(study)
             progress.set_postfix_str(f"best {space.metric} {best:.4f}" if best is not None else "")
     else:
-        def update(study: optuna.Study) -> None:  # one line per trial, workers interleaved
+        def update(study: optuna.Study, done: int = 1) -> None:  # a line per trial, interleaved
             done = len(counted(study.get_trials(deepcopy=False)))
             best = _best_value(study)
             print(f"study {study_name}: {done}/{n_trials} trials"

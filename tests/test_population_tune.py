@@ -45,3 +45,31 @@ def test_bad_population_input_is_one_line(space, capsys, args, message):
     err = capsys.readouterr().err
     assert info.value.code == 2 and message in err and "Traceback" not in err
     assert not (space / "runs").exists()
+
+
+@pytest.mark.parametrize("pruner", [optuna.pruners.MedianPruner(n_startup_trials=2),
+                                    optuna.pruners.PercentilePruner(25.0, n_startup_trials=2),
+                                    optuna.pruners.SuccessiveHalvingPruner(),
+                                    optuna.pruners.NopPruner()])
+def test_per_epoch_pruning_decides_as_should_prune(tmp_path, pruner):
+    from tuning.population import _Report
+
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'p.db'}", direction="maximize",
+                                pruner=pruner)
+    for value in (0.5, 0.6, 0.7):  # finished trials with a history
+        trial = study.ask()
+        for epoch in range(3):
+            trial.report(value - 0.1 * (2 - epoch), epoch)
+        study.tell(trial, value)
+    members = [study.ask() for _ in range(4)]
+    for epoch in range(3):
+        for i, trial in enumerate(members):
+            trial.report(0.2 * i + 0.05 * epoch, epoch)
+    judge = _Report(study, members, "val_acc")._judge()
+    decisions = [bool(judge(trial)) for trial in members]
+    if not isinstance(pruner, optuna.pruners.NopPruner):
+        assert decisions == [trial.should_prune() for trial in members]
+    if isinstance(pruner, optuna.pruners.PercentilePruner):
+        assert decisions == [True, True, True, False]  # 0.1, 0.3, 0.5 below 0.55 and 0.6
+    if isinstance(pruner, optuna.pruners.NopPruner):
+        assert decisions == [False] * 4

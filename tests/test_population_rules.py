@@ -73,9 +73,24 @@ def _run(name: str, members: list[dict], extra: dict | None = None):
     return stacked, alone
 
 
-@pytest.mark.parametrize("name", sorted(MEMBERS))
-def test_each_member_equals_its_sequential_torch_optimizer(name):
-    stacked, alone = _run(name, MEMBERS[name])
+# Populations where every member has momentum, or none has: the rules skip the per-member
+# masking there, so these take other code than the mixed populations above.
+UNIFORM = {
+    "sgd": [{"lr": 0.1, "momentum": 0.9}, {"lr": 0.05, "momentum": 0.5, "weight_decay": 1e-2},
+            {"lr": 0.2, "momentum": 0.3, "dampening": 0.5}],
+    "momentum": [{"lr": 0.1, "momentum": 0.0}, {"lr": 0.05, "momentum": 0.0, "weight_decay": 1e-2}],
+    "rmsprop": [{"lr": 1e-3, "momentum": 0.9}, {"lr": 3e-3, "momentum": 0.5, "alpha": 0.9}],
+}
+
+
+CASES = [(name, MEMBERS[name]) for name in sorted(MEMBERS)] + [
+    (name, UNIFORM[name]) for name in sorted(UNIFORM)]
+
+
+@pytest.mark.parametrize(("name", "members"), CASES, ids=[
+    f"{name}-{'mixed' if i < len(MEMBERS) else 'uniform'}" for i, (name, _) in enumerate(CASES)])
+def test_each_member_equals_its_sequential_torch_optimizer(name, members):
+    stacked, alone = _run(name, members)
     for i, weights in enumerate(alone):
         for p, w in zip(stacked, weights):
             assert torch.allclose(p[i].detach(), w, rtol=0, atol=1e-12), (name, i)
@@ -90,25 +105,6 @@ def test_structural_options_shared_by_all_members(name, extra):
     for i, weights in enumerate(alone):
         for p, w in zip(stacked, weights):
             assert torch.allclose(p[i].detach(), w, rtol=0, atol=1e-12)
-
-
-# Populations where every member has momentum, or none has: the rules skip the per-member
-# masking there, so these take other code than the mixed populations above.
-UNIFORM = {
-    "sgd": [{"lr": 0.1, "momentum": 0.9}, {"lr": 0.05, "momentum": 0.5, "weight_decay": 1e-2},
-            {"lr": 0.2, "momentum": 0.3, "dampening": 0.5}],
-    "momentum": [{"lr": 0.1, "momentum": 0.0}, {"lr": 0.05, "momentum": 0.0, "weight_decay": 1e-2}],
-    "rmsprop": [{"lr": 1e-3, "momentum": 0.9}, {"lr": 3e-3, "momentum": 0.5, "alpha": 0.9}],
-}
-
-
-@pytest.mark.parametrize("name", sorted(UNIFORM))
-def test_populations_all_with_or_all_without_momentum(name):
-    stacked, alone = _run(name, UNIFORM[name])
-    for i, weights in enumerate(alone):
-        for p, w in zip(stacked, weights):
-            assert torch.allclose(p[i].detach(), w, rtol=0, atol=1e-12), (name, i)
-    assert not torch.allclose(stacked[0][0], stacked[0][1])
 
 
 def test_a_member_without_gradient_steps_is_left_alone_and_bad_input_is_refused():

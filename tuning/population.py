@@ -252,7 +252,6 @@ def _run_group(study: optuna.Study, objective: Objective, trials: list[optuna.Tr
         if reason:
             print(f"trials {', '.join(str(t.number) for t in trials)} run one by one: {reason}",
                   file=sys.stderr)
-        results = []
         for trial in trials:  # told one by one: a later one's interruption keeps this result
             state, value = _evaluate(objective, trial)
             _tell(study, trial, state, value, told, progress)

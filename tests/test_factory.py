@@ -120,7 +120,9 @@ def test_param_groups_need_the_module():
 
 # -- create_scheduler: run length from the Trainer ---------------------------------------------
 # 40 samples / batch 8 = 5 batches an epoch.
-@pytest.mark.parametrize(("trainer_kwargs", "total", "per_epoch"), [
+# (Named run_kwargs: a parameter called trainer_kwargs would replace conftest's fixture of that
+# name, and these Trainers would log into the working directory.)
+@pytest.mark.parametrize(("run_kwargs", "total", "per_epoch"), [
     ({"max_epochs": 3}, 15, 5),
     ({"max_epochs": -1, "max_steps": 7}, 7, 5),  # Lightning leaves num_training_batches inf here
     ({"max_epochs": 3, "max_steps": 8}, 8, 5),
@@ -128,10 +130,10 @@ def test_param_groups_need_the_module():
     ({"max_epochs": 2, "limit_train_batches": 2}, 4, 2),
     ({"max_epochs": 4, "limit_train_batches": 0.4}, 8, 2),
 ])
-def test_cosine_spans_the_whole_run_in_every_configuration(make_trainer, trainer_kwargs, total,
+def test_cosine_spans_the_whole_run_in_every_configuration(make_trainer, run_kwargs, total,
                                                           per_epoch):
     module = Regressor()
-    trainer = _fit(make_trainer, module, **trainer_kwargs)
+    trainer = _fit(make_trainer, module, **run_kwargs)
     assert (module.seen["run"].total_steps, module.seen["run"].steps_per_epoch) == (total, per_epoch)
     assert trainer.lr_scheduler_configs[0].scheduler.T_max == total
     assert trainer.global_step == total

@@ -151,6 +151,18 @@ def one_trial_study(digits):
     return digits
 
 
+def test_a_finished_run_leaves_one_plain_sqlite_file(one_trial_study):
+    # Written through SQLite's write-ahead log while it runs, settled back afterwards: a study
+    # in WAL mode cannot be opened where its -shm file cannot be made (read-only media).
+    import sqlite3
+
+    folder = one_trial_study / "runs" / "r"
+    assert sorted(p.name for p in folder.glob("study.db*")) == ["study.db"]
+    with sqlite3.connect(folder / "study.db") as connection:
+        assert connection.execute("PRAGMA journal_mode").fetchone() == ("delete",)
+    connection.close()
+
+
 @pytest.mark.parametrize(("change", "message"), [
     ("recipe", "was made with another recipe"),
     ("space", "was made with another search space"),

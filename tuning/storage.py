@@ -13,7 +13,8 @@ from optuna.storages.journal import JournalFileBackend
 
 from lit_optim import ConfigError
 
-__all__ = ["check_writable", "default_storage_url", "journal_path", "open_storage"]
+__all__ = ["check_writable", "default_storage_url", "journal_path", "open_storage",
+           "settle_sqlite"]
 
 # Heartbeats let a restarted study mark trials of a killed worker as failed: a RUNNING trial
 # whose heartbeat is older than the grace period belongs to a dead process.
@@ -148,6 +149,28 @@ def _lost_schema_race(err: Exception) -> bool:
         "UniqueViolation", "DuplicateObject", "DuplicateTable")
 
 
+_WRITE_AHEAD_ENGINES: list = []  # this process's SQLite engines in WAL mode, for settle_sqlite
+
+
+def settle_sqlite(url: str) -> None:
+    """Back to SQLite's default journal once a run is over: the WAL checkpointed into the
+    file, no ``-wal``/``-shm`` beside it. Why: a WAL-mode file cannot be opened where those
+    cannot be created (a study copied to read-only media). If another process still has the
+    study open the file stays in WAL mode, readable as usual, and its own run settles it."""
+    import sqlite3
+
+    while _WRITE_AHEAD_ENGINES:  # the mode can only change with no other connection open
+        _WRITE_AHEAD_ENGINES.pop().dispose()
+    if not url.startswith("sqlite:///") or not Path(url[len("sqlite:///"):]).is_file():
+        return
+    try:
+        with sqlite3.connect(url[len("sqlite:///"):], timeout=1) as connection:
+            connection.execute("PRAGMA journal_mode=DELETE")
+        connection.close()
+    except sqlite3.Error:
+        pass
+
+
 def _write_ahead_log(storage: RDBStorage) -> None:
     """SQLite's write-ahead log with ``synchronous=NORMAL`` on every connection of the study.
 
@@ -156,8 +179,8 @@ def _write_ahead_log(storage: RDBStorage) -> None:
     append and the syncs come at checkpoints. A killed process (SIGKILL, OOM, Ctrl-C) loses
     no committed write in either mode, and WAL cannot be corrupted by a power cut either, it
     may only lose the last commits (https://sqlite.org/wal.html). ``bench/tune_throughput.py``
-    measures the gain. The mode stays in the file; optuna-dashboard and the optuna CLI read
-    it as usual. A read-only file keeps its mode (the pragma is then a no-op)."""
+    measures the gain. optuna-dashboard and the optuna CLI read a WAL file as usual while a
+    run goes on; ``settle_sqlite`` puts the default journal back when it ends."""
     import sqlalchemy
 
     def on_connect(dbapi_connection, _record) -> None:
@@ -172,14 +195,17 @@ def _write_ahead_log(storage: RDBStorage) -> None:
 
     sqlalchemy.event.listen(storage.engine, "connect", on_connect)
     storage.engine.dispose()  # the connections made while Optuna built its schema: reopen
+    _WRITE_AHEAD_ENGINES.append(storage.engine)
 
 
 def open_storage(url: str, *, n_workers: int = 1, heartbeat_s: float = HEARTBEAT_S,
-                 create: bool = False) -> optuna.storages.BaseStorage:
+                 create: bool = False, writer: bool = False) -> optuna.storages.BaseStorage:
     """An Optuna storage for ``url``: ``sqlite:///…``, ``postgresql://…`` (any SQLAlchemy URL)
     or a journal file path (``PATH`` or ``journal:PATH``: Optuna's journal file, safe for
     several processes on one machine).
-    ``create`` makes a SQLite file's folder (run_study, after its checks)."""
+    ``create`` makes a SQLite file's folder (run_study, after its checks). ``writer``: the
+    study is being run; a SQLite file is then written through its write-ahead log until
+    ``settle_sqlite`` (readers such as ``best`` and ``report`` leave the file's mode alone)."""
     path = journal_path(url)
     if path is not None and path.suffix in (".db", ".sqlite", ".sqlite3"):
         raise ConfigError(f"--storage {url} looks like a SQLite file; pass sqlite:///{path}")
@@ -217,7 +243,7 @@ def open_storage(url: str, *, n_workers: int = 1, heartbeat_s: float = HEARTBEAT
                                          grace_period=max(2, round(3 * heartbeat_s)),
                                          # a server connection can drop; a file's cannot
                                          engine_kwargs={} if sqlite else {"pool_pre_ping": True})
-                if sqlite:
+                if sqlite and writer:
                     _write_ahead_log(storage)
                 return storage
             except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError) as err:

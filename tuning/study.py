@@ -22,7 +22,7 @@ from tuning.preflight import check_before_trial_0
 from tuning.recipe import apply_overrides, load_recipe, write_recipe
 from tuning.record import check_same_record, recipe_of, record_of
 from tuning.space import SearchSpace, load_space, load_space_dict, parse_space
-from tuning.storage import HEARTBEAT_S, check_writable, journal_path, open_storage
+from tuning.storage import HEARTBEAT_S, check_writable, journal_path, open_storage, settle_sqlite
 from tuning.worker import MAX_FAILURES, counted, fail_orphans, run_worker, sampler_seed
 
 __all__ = ["PRUNERS", "SAMPLERS", "export_best", "load_study", "make_pruner", "make_sampler",
@@ -100,7 +100,8 @@ def _worker(study_name: str, storage_url: str, recipe_path: str, space_path: str
             # Share the cores instead of every worker spinning up one thread per core.
             torch.set_num_threads(max(1, (os.cpu_count() or 1) // n_workers))
     space = load_space(space_path)
-    storage = open_storage(storage_url, n_workers=n_workers, heartbeat_s=heartbeat_s)
+    storage = open_storage(storage_url, n_workers=n_workers, heartbeat_s=heartbeat_s,
+                           writer=True)
     recipe = load_recipe(recipe_path)
     study = optuna.load_study(study_name=study_name, storage=storage,
                               sampler=make_sampler(sampler, space, seed),
@@ -230,6 +231,20 @@ def run_study(*, recipe: str, space: str, study_name: str, storage_url: str, run
         parsed = parse_space(space_dict, source=f"{space} with --lr-range auto")
     record = record_of(recipe_dict, space_dict, parsed.metric, parsed.direction)
     check_writable(run_dir)
+    try:
+        _run(study_name, storage_url, recipe, recipe_dict, space, space_dict, parsed, record,
+             found, run_dir, n_trials, n_workers, sampler, pruner, seed, accelerator,
+             heartbeat_s, max_failures, accept_changes, overrides, timeout_s, population)
+    finally:
+        settle_sqlite(storage_url)
+    return optuna.load_study(study_name=study_name, storage=open_storage(storage_url, n_workers=n_workers))
+
+
+def _run(study_name, storage_url, recipe, recipe_dict, space, space_dict, parsed, record, found,
+         run_dir, n_trials, n_workers, sampler, pruner, seed, accelerator, heartbeat_s,
+         max_failures, accept_changes, overrides, timeout_s, population) -> None:
+    """run_study after its checks: open or create the study, then run its workers."""
+    # Not yet in WAL mode: a resume refused below must leave the file byte-identical.
     storage = open_storage(storage_url, n_workers=n_workers, create=True)
     created = study_name not in optuna.study.get_all_study_names(storage)
     if created:
@@ -291,7 +306,6 @@ def run_study(*, recipe: str, space: str, study_name: str, storage_url: str, run
                     storage_url, n_workers=n_workers)))
             _worker(*args, sampler_seed(seed, 0, created=False), "cpu" if accelerator == "auto"
                     else accelerator, "auto", 1, heartbeat_s, max_failures, deadline)
-    return optuna.load_study(study_name=study_name, storage=open_storage(storage_url, n_workers=n_workers))
 
 
 def _join(procs: list) -> None:

@@ -231,81 +231,72 @@ def run_study(*, recipe: str, space: str, study_name: str, storage_url: str, run
         parsed = parse_space(space_dict, source=f"{space} with --lr-range auto")
     record = record_of(recipe_dict, space_dict, parsed.metric, parsed.direction)
     check_writable(run_dir)
-    try:
-        _run(study_name, storage_url, recipe, recipe_dict, space, space_dict, parsed, record,
-             found, run_dir, n_trials, n_workers, sampler, pruner, seed, accelerator,
-             heartbeat_s, max_failures, accept_changes, overrides, timeout_s, population)
+    try:  # a SQLite study goes back to the default journal however the run ends
+        # Not yet in WAL mode: a resume refused below must leave the file byte-identical.
+        storage = open_storage(storage_url, n_workers=n_workers, create=True)
+        created = study_name not in optuna.study.get_all_study_names(storage)
+        if created:
+            try:
+                study = optuna.create_study(study_name=study_name, storage=storage,
+                                            direction=parsed.direction)
+            except optuna.exceptions.DuplicatedStudyError:  # another process created it just now
+                created = False
+        if not created:
+            study = optuna.load_study(study_name=study_name, storage=storage)
+            # Checked before anything is written, so a refused resume leaves the study as it was.
+            check_same_record(study, record, accept_changes=accept_changes, where=storage_url)
+        for key, value in record.items():
+            study.set_user_attr(key, value)
+        study.set_user_attr("recipe", str(Path(recipe).resolve()))
+        if found is not None:
+            study.set_user_attr("lr_range", found)
+        if journal_path(storage_url) is not None:
+            fail_orphans(study)  # no heartbeat: one lit-tune run per journal, so these are dead
+        if overrides:  # the workers read the merged recipe, kept beside the trials
+            recipe = str(write_recipe(recipe_dict, Path(run_dir) / "recipe.yaml", header=(
+                f"recipe of study {study_name}: {recipe} with "
+                + " ".join(f"--{k} {v}" for k, v in overrides.items()))))
+        if found is not None:  # the workers read the space with the range test's lr range
+            space = str(Path(run_dir) / "space.yaml")
+            Path(run_dir).mkdir(parents=True, exist_ok=True)
+            Path(space).write_text(f"# {found['note']}\n" + yaml.safe_dump(space_dict, sort_keys=False))
+        deadline = None if timeout_s is None else time.time() + timeout_s
+        args = (study_name, storage_url, str(recipe), space, str(run_dir), n_trials, sampler, pruner)
+        if n_workers == 1:
+            _worker(*args, sampler_seed(seed, 0, created=created), accelerator, "auto", 1,
+                    heartbeat_s, max_failures, deadline, population)
+        else:
+            gpus = _gpu_count() if accelerator in ("auto", "gpu", "cuda") else 0
+            ctx = mp.get_context("spawn")
+            procs = []
+            for rank in range(n_workers):
+                # Each worker its own GPU when there are enough; its own sampler seed.
+                devices = [rank % gpus] if gpus else "auto"
+                p = ctx.Process(target=_worker, args=(*args, sampler_seed(seed, rank, created=created),
+                                                     accelerator if gpus else ("cpu" if accelerator == "auto" else accelerator),
+                                                     devices, n_workers, heartbeat_s, max_failures,
+                                                     deadline))
+                p.start()
+                procs.append(p)
+            _join(procs)
+            if any(p.exitcode and p.exitcode > 0 for p in procs):  # e.g. MetricNotLoggedError
+                failed = optuna.load_study(study_name=study_name, storage=open_storage(
+                    storage_url, n_workers=n_workers)).get_trials(states=(TrialState.FAIL,))
+                reasons = [t.user_attrs["fail_reason"] for t in failed if "fail_reason" in t.user_attrs]
+                raise LitOptimError(reasons[-1] if reasons else "a worker process failed; see above")
+            if any(p.exitcode for p in procs):
+                # A worker was killed: its trial is RUNNING with no one left to finish it; finish
+                # the budget here. A journal has no heartbeat, but every worker of this run has
+                # ended, so its RUNNING trials are dead. An RDB study may be shared with other
+                # machines: there the worker loop waits for the dead trial's heartbeat instead.
+                if journal_path(storage_url) is not None:
+                    fail_orphans(optuna.load_study(study_name=study_name, storage=open_storage(
+                        storage_url, n_workers=n_workers)))
+                _worker(*args, sampler_seed(seed, 0, created=False), "cpu" if accelerator == "auto"
+                        else accelerator, "auto", 1, heartbeat_s, max_failures, deadline)
     finally:
         settle_sqlite(storage_url)
     return optuna.load_study(study_name=study_name, storage=open_storage(storage_url, n_workers=n_workers))
-
-
-def _run(study_name, storage_url, recipe, recipe_dict, space, space_dict, parsed, record, found,
-         run_dir, n_trials, n_workers, sampler, pruner, seed, accelerator, heartbeat_s,
-         max_failures, accept_changes, overrides, timeout_s, population) -> None:
-    """run_study after its checks: open or create the study, then run its workers."""
-    # Not yet in WAL mode: a resume refused below must leave the file byte-identical.
-    storage = open_storage(storage_url, n_workers=n_workers, create=True)
-    created = study_name not in optuna.study.get_all_study_names(storage)
-    if created:
-        try:
-            study = optuna.create_study(study_name=study_name, storage=storage,
-                                        direction=parsed.direction)
-        except optuna.exceptions.DuplicatedStudyError:  # another process created it just now
-            created = False
-    if not created:
-        study = optuna.load_study(study_name=study_name, storage=storage)
-        # Checked before anything is written, so a refused resume leaves the study as it was.
-        check_same_record(study, record, accept_changes=accept_changes, where=storage_url)
-    for key, value in record.items():
-        study.set_user_attr(key, value)
-    study.set_user_attr("recipe", str(Path(recipe).resolve()))
-    if found is not None:
-        study.set_user_attr("lr_range", found)
-    if journal_path(storage_url) is not None:
-        fail_orphans(study)  # no heartbeat: one lit-tune run per journal, so these are dead
-    if overrides:  # the workers read the merged recipe, kept beside the trials
-        recipe = str(write_recipe(recipe_dict, Path(run_dir) / "recipe.yaml", header=(
-            f"recipe of study {study_name}: {recipe} with "
-            + " ".join(f"--{k} {v}" for k, v in overrides.items()))))
-    if found is not None:  # the workers read the space with the range test's lr range
-        space = str(Path(run_dir) / "space.yaml")
-        Path(run_dir).mkdir(parents=True, exist_ok=True)
-        Path(space).write_text(f"# {found['note']}\n" + yaml.safe_dump(space_dict, sort_keys=False))
-    deadline = None if timeout_s is None else time.time() + timeout_s
-    args = (study_name, storage_url, str(recipe), space, str(run_dir), n_trials, sampler, pruner)
-    if n_workers == 1:
-        _worker(*args, sampler_seed(seed, 0, created=created), accelerator, "auto", 1,
-                heartbeat_s, max_failures, deadline, population)
-    else:
-        gpus = _gpu_count() if accelerator in ("auto", "gpu", "cuda") else 0
-        ctx = mp.get_context("spawn")
-        procs = []
-        for rank in range(n_workers):
-            # Each worker its own GPU when there are enough; its own sampler seed.
-            devices = [rank % gpus] if gpus else "auto"
-            p = ctx.Process(target=_worker, args=(*args, sampler_seed(seed, rank, created=created),
-                                                 accelerator if gpus else ("cpu" if accelerator == "auto" else accelerator),
-                                                 devices, n_workers, heartbeat_s, max_failures,
-                                                 deadline))
-            p.start()
-            procs.append(p)
-        _join(procs)
-        if any(p.exitcode and p.exitcode > 0 for p in procs):  # e.g. MetricNotLoggedError
-            failed = optuna.load_study(study_name=study_name, storage=open_storage(
-                storage_url, n_workers=n_workers)).get_trials(states=(TrialState.FAIL,))
-            reasons = [t.user_attrs["fail_reason"] for t in failed if "fail_reason" in t.user_attrs]
-            raise LitOptimError(reasons[-1] if reasons else "a worker process failed; see above")
-        if any(p.exitcode for p in procs):
-            # A worker was killed: its trial is RUNNING with no one left to finish it; finish
-            # the budget here. A journal has no heartbeat, but every worker of this run has
-            # ended, so its RUNNING trials are dead. An RDB study may be shared with other
-            # machines: there the worker loop waits for the dead trial's heartbeat instead.
-            if journal_path(storage_url) is not None:
-                fail_orphans(optuna.load_study(study_name=study_name, storage=open_storage(
-                    storage_url, n_workers=n_workers)))
-            _worker(*args, sampler_seed(seed, 0, created=False), "cpu" if accelerator == "auto"
-                    else accelerator, "auto", 1, heartbeat_s, max_failures, deadline)
 
 
 def _join(procs: list) -> None:

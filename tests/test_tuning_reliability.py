@@ -201,7 +201,9 @@ def test_workers_die_with_their_parent(workdir):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     try:
-        deadline = time.time() + 20
+        # A worker may still be importing torch when its parent dies (one worker can finish two
+        # trials while the other starts on a loaded machine); it ends once it gets to run.
+        deadline = time.time() + 60
         while time.time() < deadline and any(_alive(w) for w in workers):
             time.sleep(0.2)
         assert not any(_alive(w) for w in workers)
@@ -209,6 +211,41 @@ def test_workers_die_with_their_parent(workdir):
         for w in workers:
             if _alive(w):
                 os.kill(w, signal.SIGKILL)
+
+
+# The child (a stand-in for a --n-workers process) arms the parent-death signal only after its
+# parent has died, as a worker still importing torch does when `lit-tune run` is killed.
+_LATE_CHILD = """
+import os, sys, time
+from tuning.interrupt import die_with_parent
+spawned_by = os.getppid()
+print(os.getpid(), flush=True)
+while os.getppid() == spawned_by:
+    time.sleep(0.05)
+die_with_parent(spawned_by)
+time.sleep(60)
+"""
+_PARENT = f"""
+import subprocess, sys, time
+subprocess.Popen([sys.executable, "-c", {_LATE_CHILD!r}])
+time.sleep(60)
+"""
+
+
+def test_a_worker_whose_parent_died_before_it_armed_the_signal_ends():
+    parent = subprocess.Popen([sys.executable, "-c", _PARENT], stdout=subprocess.PIPE, text=True,
+                              cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    child = int(parent.stdout.readline())
+    parent.kill()
+    parent.wait()
+    try:
+        deadline = time.time() + 30
+        while time.time() < deadline and _alive(child):
+            time.sleep(0.1)
+        assert not _alive(child), "the late child outlived its parent"
+    finally:
+        if _alive(child):
+            os.kill(child, signal.SIGKILL)
 
 
 @pytest.mark.slow  # 35 s: three restarts and a second study

@@ -59,20 +59,23 @@ def raise_if_interrupted() -> None:
         raise Interrupted(_received[0])
 
 
-def die_with_parent() -> None:
+def die_with_parent(parent_pid: int) -> None:
     """Ask Linux to SIGTERM this process when its parent dies (a killed ``lit-tune run`` must not
-    leave workers behind that fight the next run over the same trials). No-op elsewhere."""
+    leave workers behind that fight the next run over the same trials). No-op elsewhere.
+
+    ``parent_pid`` is the parent as it was when this process was started, not ``os.getppid()``
+    now: a worker still importing torch when its parent was killed has already been re-parented
+    (to init or a subreaper), and asking then would tie it to the wrong parent for good.
+    """
     import ctypes
+    import os
     import sys
 
     if not sys.platform.startswith("linux"):
         return
-    import os
-
-    parent = os.getppid()
     try:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except OSError:
         return
-    if os.getppid() != parent:  # the parent died before the request took effect
+    if os.getppid() != parent_pid:  # the parent died before the request took effect
         os.kill(os.getpid(), signal.SIGTERM)

@@ -93,7 +93,7 @@ def _worker(study_name: str, storage_url: str, recipe_path: str, space_path: str
     body of ``lit-tune run`` and of each ``--n-workers`` process."""
     quiet_lightning()  # again: a --n-workers process starts fresh
     if n_workers > 1:
-        die_with_parent()
+        die_with_parent(mp.parent_process().pid)  # the pid that spawned this worker
         if accelerator == "cpu":
             import torch
 

@@ -81,6 +81,7 @@ def test_schedules_for_one_optimizer(workdir):
     (["--optimizers", "sgd", "--seeds", "0"], "seeds must be an integer >= 1"),
     (["--optimizers", "sgd", "--target-acc", "1.5"], r"target accuracy must be in \[0, 1\]"),
     (["--optimizers", "sgd", "--schedulers", "cosin"], "unknown scheduler 'cosin'"),
+    (["--optimizers", "sgd", "--population", "0"], "--population must be an integer >= 1"),
 ])
 def test_bad_compare_arguments_fail_before_any_training(workdir, capsys, args, message):
     with pytest.raises(SystemExit) as info:
@@ -91,6 +92,18 @@ def test_bad_compare_arguments_fail_before_any_training(workdir, capsys, args, m
 
     assert re.search(message, err)
     assert not Path("runs/compare").exists()
+
+
+def test_each_optimizer_s_trials_train_as_one_population(workdir):
+    _compare("--optimizers", "momentum,adam", "--seeds", "1", "--population", "2")
+    out = Path("runs/compare")
+    results = json.loads((out / "results.json").read_text())
+    for label in ("momentum", "adam"):
+        study = optuna.load_study(study_name=label, storage=f"sqlite:///{out / 'studies.db'}")
+        assert len(study.trials) == 2 and results["entries"][label]["best_params"] == study.best_params
+        assert len({t.params["model.lr"] for t in study.trials}) == 2
+        header = (out / label / "trials" / "trial_0" / "recipe.yaml").read_text().splitlines()[0]
+        assert "population of 2" in header
 
 
 def test_convex_plots_against_the_bounds(workdir):

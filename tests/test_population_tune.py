@@ -47,6 +47,37 @@ def test_bad_population_input_is_one_line(space, capsys, args, message):
     assert not (space / "runs").exists()
 
 
+def _grid_space(tune_dir):
+    (tune_dir / "grid.yaml").write_text(yaml.safe_dump({
+        "metric": "val_acc", "direction": "maximize",
+        "params": {"model.lr": [1e-3, 1e-2], "model.weight_decay": [1e-5, 1e-4]}}))
+
+
+def test_a_grid_population_walks_each_point_once_and_ends_with_the_grid(space):
+    _grid_space(space)
+    lit_tune(["run", "--recipe", "recipe.yaml", "--space", "grid.yaml", "--accelerator", "cpu",
+              "--pruner", "none", "--sampler", "grid", "--study", "g", "--n-trials", "10",
+              "--population", "3"])
+    study = optuna.load_study(study_name="g", storage="sqlite:///runs/g/study.db")
+    points = [(t.params["model.lr"], t.params["model.weight_decay"]) for t in study.trials]
+    # 3 + 1, not 3 + 3 with two running points handed out again, and not the budget of 10
+    assert sorted(points) == [(1e-3, 1e-5), (1e-3, 1e-4), (1e-2, 1e-5), (1e-2, 1e-4)]
+    assert all(t.state == TrialState.COMPLETE for t in study.trials)
+    header = (space / "runs" / "g" / "trial_0" / "recipe.yaml").read_text().splitlines()[0]
+    assert "population of 3" in header
+
+
+def test_a_population_larger_than_the_grid_is_one_line(space, capsys):
+    _grid_space(space)
+    with pytest.raises(SystemExit) as info:
+        lit_tune(["run", "--recipe", "recipe.yaml", "--space", "grid.yaml", "--sampler", "grid",
+                  "--study", "g", "--n-trials", "4", "--population", "5"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "Traceback" not in err
+    assert "--population 5 is larger than the grid, which has 4 points" in err
+    assert not (space / "runs").exists()
+
+
 @pytest.mark.parametrize("pruner", [optuna.pruners.MedianPruner(n_startup_trials=2),
                                     optuna.pruners.PercentilePruner(25.0, n_startup_trials=2),
                                     optuna.pruners.SuccessiveHalvingPruner(),

@@ -82,6 +82,8 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument("--name", default="compare", help="runs/<name>/ holds everything")
     compare.add_argument("--run-dir", default="runs", type=Path)
     compare.add_argument("--accelerator", default="auto")
+    compare.add_argument("--population", type=int, default=1,
+                         help="train up to N of an optimizer's trials at once (as lit-tune run)")
     compare.add_argument("--convex", default="",
                          help="also plot F(θ_n) − F* against the bounds: quadratic,logreg")
     return parser
@@ -127,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 schedulers=[n for n in args.schedulers.split(",") if n] if args.schedulers else None,
                 budget=args.budget, seeds=args.seeds, target_acc=args.target_acc,
                 run_dir=args.run_dir / args.name, accelerator=args.accelerator,
-                convex=[n for n in args.convex.split(",") if n])
+                convex=[n for n in args.convex.split(",") if n], population=args.population)
             print((args.run_dir / args.name / "report.md").read_text())
             return
         if args.command == "studies":

@@ -126,12 +126,19 @@ def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def run_compare(*, recipe: str, optimizers: list[str], budget: int, seeds: int, run_dir: Path,
                 target_acc: float = 0.95, schedulers: list[str] | None = None,
-                accelerator: str = "auto", convex: list[str] | None = None) -> dict[str, Any]:
+                accelerator: str = "auto", convex: list[str] | None = None,
+                population: int = 1) -> dict[str, Any]:
     """Run (or resume) the comparison; returns the results that the report is made from.
 
     With ``schedulers``, the first optimizer is compared across those schedules instead.
+    ``population``: each optimizer's study trains up to that many trials at once
+    (``lit-tune run --population``); the seed runs of the best and default settings are
+    trained one by one.
     """
+    from tuning.population import check_population
+
     check_compare_args(optimizers, budget, seeds, target_acc, schedulers)
+    check_population(population, 1, "tpe")
     unknown = [c for c in convex or () if c not in ("quadratic", "logreg")]
     if unknown:
         raise ConfigError(f"unknown convex problem {unknown[0]!r}; choose quadratic or logreg")
@@ -154,7 +161,7 @@ def run_compare(*, recipe: str, optimizers: list[str], budget: int, seeds: int, 
         recipe_path = write_recipe(entry_recipe, folder / "recipe.yaml", header=label)
         study = run_study(recipe=str(recipe_path), space=str(space_path), study_name=label,
                           storage_url=storage_url, run_dir=folder / "trials", n_trials=budget,
-                          accelerator=accelerator)
+                          accelerator=accelerator, population=population)
         best = apply_overrides(entry_recipe, dict(study.best_params))
         defaults = apply_overrides(entry_recipe, {"model.lr": OPTIMIZERS.get(name).typical_lr,
                                                   "model.weight_decay": 0.0})

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import itertools
 import json
 import math
 import os
@@ -33,6 +34,7 @@ from tuning.objective import Objective
 from tuning.optuna_private import heartbeat, report_all
 from tuning.preflight import build_trial_objects
 from tuning.recipe import apply_overrides, write_recipe
+from tuning.space import SearchSpace
 from tuning.worker import _evaluate, _file_lock, counted, wait_for_running
 
 __all__ = ["run_population_worker"]
@@ -204,6 +206,8 @@ def run_population_worker(study: optuna.Study, objective: Objective, *, n_trials
         with _file_lock(lock_path):
             known = study.get_trials(deepcopy=False)
             left = n_trials - len(counted(known))
+            if isinstance(study.sampler, optuna.samplers.GridSampler):
+                left = min(left, _grid_points_left(objective.space, known))
             trials = [study.ask() for _ in range(max(0, min(population, left)))]
         if not trials:
             # Trials of a killed run still RUNNING: wait for their heartbeats to stop and
@@ -265,16 +269,40 @@ def _run_group(study: optuna.Study, objective: Objective, trials: list[optuna.Tr
 def _tell(study: optuna.Study, trial: optuna.Trial, state: TrialState, value: float | None,
           told: set[int], progress: Any) -> None:
     trial.set_user_attr("pid", os.getpid())
-    study.tell(trial, value if state == TrialState.COMPLETE else None, state=state)
+    try:
+        study.tell(trial, value if state == TrialState.COMPLETE else None, state=state)
+    except RuntimeError as err:
+        # GridSampler calls study.stop() once every point has finished, which is only allowed
+        # inside study.optimize; the state is stored before its hook runs (as in
+        # tuning.worker), and the next ask finds no grid point left.
+        if "Study.stop" not in str(err):
+            raise
     told.add(trial.number)
     if progress is not None:
         progress(study)
 
 
-def check_population(population: int, n_workers: int, sampler: str) -> None:
+def check_population(population: int, n_workers: int, sampler: str,
+                     space: SearchSpace | None = None) -> None:
     if isinstance(population, bool) or not isinstance(population, int) or population < 1:
         raise ConfigError(f"--population must be an integer >= 1, got {population!r}")
     if population > 1 and n_workers > 1:
         raise ConfigError("--population with --n-workers > 1 is not supported yet; use one")
-    if population > 1 and sampler == "grid":
-        raise ConfigError("--population with --sampler grid is not supported yet")
+    if population > 1 and sampler == "grid" and space is not None:
+        size = math.prod(len(values) for values in space.grid().values())
+        if population > size:
+            raise ConfigError(f"--population {population} is larger than the grid, which has "
+                              f"{size} point{'s' if size != 1 else ''}: use --population {size} "
+                              "or less, or add values to the space's lists")
+
+
+def _grid_points_left(space: SearchSpace, trials: list[optuna.trial.FrozenTrial]) -> int:
+    """Grid points no trial has taken yet (finished, failed or running). GridSampler asked for
+    more than that hands out running points again (it must see every point finish before it
+    stops the study), so a population would train duplicates; its own count is private, so the
+    points are counted here from the trials' public params."""
+    grid = space.grid()
+    taken = {tuple(t.params.get(path) for path in grid) for t in trials
+             if t.state != TrialState.WAITING}
+    return math.prod(len(values) for values in grid.values()) - len(
+        taken & set(itertools.product(*grid.values())))

@@ -223,7 +223,7 @@ def run_study(*, recipe: str, space: str, study_name: str, storage_url: str, run
     check_count("max_failures", max_failures)
     from tuning.population import check_population
 
-    check_population(population, n_workers, sampler)
+    check_population(population, n_workers, sampler, parsed)
     check_before_trial_0(recipe_dict, parsed, trial_trainer_args(accelerator))
     found = None
     if lr_range == "auto":

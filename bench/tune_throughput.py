@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import tempfile
 import time
 import warnings
@@ -25,6 +26,8 @@ import torch.nn.functional as F
 from sklearn.datasets import load_digits
 from torch.utils.data import DataLoader, TensorDataset
 
+import lit_optim
+from lit_optim.cuda_check import FLAG, restore_cuda_check
 from lit_optim.models import MLP
 from tuning.recipe import load_recipe
 from tuning.space import load_space
@@ -93,12 +96,16 @@ def main() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     epochs = load_recipe(RECIPE)["trainer"]["max_epochs"]
     with tempfile.TemporaryDirectory() as root:
+        # Each side with the CUDA-check flag its own process would have: the naive script
+        # Lightning's "1", lit-tune what its CLI's import decides (lit_optim.cuda_check).
+        os.environ[FLAG] = "1"
         start = time.perf_counter()
         study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=0))
         study.optimize(naive_objective(epochs, args.accelerator, root), n_trials=args.n_trials)
         naive_s = time.perf_counter() - start
         naive_best = study.best_value
 
+        restore_cuda_check(lit_optim._NVML_CHECK_BEFORE_LIGHTNING)
         start = time.perf_counter()
         ours = run_study(recipe=str(RECIPE), space=str(SPACE), study_name="bench",
                          storage_url=f"sqlite:///{root}/bench.db", run_dir=Path(root) / "runs",

@@ -28,6 +28,7 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+import lit_optim
 import lit_optim.callbacks  # noqa: F401  (so recipes can name the callbacks by class name)
 from lit_optim.callbacks.run_summary import RunSummary
 from lit_optim.catalog import KINDS, format_catalog
@@ -39,10 +40,13 @@ from lit_optim.checkpoints import (
 )
 from lit_optim.errors import ConfigError, LitOptimError, UnknownNameError
 from lit_optim.registry import did_you_mean, import_object
+from lit_optim.cuda_check import restore_cuda_check
 from lit_optim.trainer_setup import check_trainer_values, silence_lightning_noise, with_cli_defaults
 
 __all__ = ["LitOptimCLI", "chained_error", "cli_objects", "config_error_line", "main",
            "parse_error_line"]
+
+restore_cuda_check(lit_optim._NVML_CHECK_BEFORE_LIGHTNING)  # after Lightning's import set it
 
 DEFAULT_MODEL = "lit_optim.ClassificationTask"
 DEFAULT_DATA = "lit_optim.ClassificationData"

@@ -37,7 +37,6 @@ def test_a_population_study_finishes_its_budget_with_one_trial_per_member(space)
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--population", "0"], "--population must be an integer >= 1, got 0"),
-    (["--population", "4", "--n-workers", "2"], "--population with --n-workers > 1"),
 ])
 def test_bad_population_input_is_one_line(space, capsys, args, message):
     with pytest.raises(SystemExit) as info:
@@ -45,6 +44,18 @@ def test_bad_population_input_is_one_line(space, capsys, args, message):
     err = capsys.readouterr().err
     assert info.value.code == 2 and message in err and "Traceback" not in err
     assert not (space / "runs").exists()
+
+
+def test_workers_each_train_populations_and_use_the_budget_once(space):
+    _run("--study", "w", "--n-trials", "6", "--population", "3", "--n-workers", "2")
+    study = optuna.load_study(study_name="w", storage=optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend("runs/w/journal.log")))
+    assert len(study.trials) == 6 and all(t.state == TrialState.COMPLETE for t in study.trials)
+    # A worker may take every batch when the other starts late: at most two processes told them
+    assert 1 <= len({t.user_attrs["pid"] for t in study.trials}) <= 2
+    headers = [(space / "runs" / "w" / f"trial_{t.number}" / "recipe.yaml").read_text()
+               .splitlines()[0] for t in study.trials]
+    assert all("population" in h for h in headers), headers
 
 
 def _grid_space(tune_dir):

@@ -138,7 +138,7 @@ def run_compare(*, recipe: str, optimizers: list[str], budget: int, seeds: int, 
     from tuning.population import check_population
 
     check_compare_args(optimizers, budget, seeds, target_acc, schedulers)
-    check_population(population, 1, "tpe")
+    check_population(population, "tpe")
     unknown = [c for c in convex or () if c not in ("quadratic", "logreg")]
     if unknown:
         raise ConfigError(f"unknown convex problem {unknown[0]!r}; choose quadratic or logreg")

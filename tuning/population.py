@@ -282,12 +282,9 @@ def _tell(study: optuna.Study, trial: optuna.Trial, state: TrialState, value: fl
         progress(study)
 
 
-def check_population(population: int, n_workers: int, sampler: str,
-                     space: SearchSpace | None = None) -> None:
+def check_population(population: int, sampler: str, space: SearchSpace | None = None) -> None:
     if isinstance(population, bool) or not isinstance(population, int) or population < 1:
         raise ConfigError(f"--population must be an integer >= 1, got {population!r}")
-    if population > 1 and n_workers > 1:
-        raise ConfigError("--population with --n-workers > 1 is not supported yet; use one")
     if population > 1 and sampler == "grid" and space is not None:
         size = math.prod(len(values) for values in space.grid().values())
         if population > size:

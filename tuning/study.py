@@ -223,7 +223,7 @@ def run_study(*, recipe: str, space: str, study_name: str, storage_url: str, run
     check_count("max_failures", max_failures)
     from tuning.population import check_population
 
-    check_population(population, n_workers, sampler, parsed)
+    check_population(population, sampler, parsed)
     check_before_trial_0(recipe_dict, parsed, trial_trainer_args(accelerator))
     found = None
     if lr_range == "auto":
@@ -275,7 +275,7 @@ def run_study(*, recipe: str, space: str, study_name: str, storage_url: str, run
                 p = ctx.Process(target=_worker, args=(*args, sampler_seed(seed, rank, created=created),
                                                      accelerator if gpus else ("cpu" if accelerator == "auto" else accelerator),
                                                      devices, n_workers, heartbeat_s, max_failures,
-                                                     deadline))
+                                                     deadline, population))
                 p.start()
                 procs.append(p)
             _join(procs)
@@ -293,7 +293,8 @@ def run_study(*, recipe: str, space: str, study_name: str, storage_url: str, run
                     fail_orphans(optuna.load_study(study_name=study_name, storage=open_storage(
                         storage_url, n_workers=n_workers)))
                 _worker(*args, sampler_seed(seed, 0, created=False), "cpu" if accelerator == "auto"
-                        else accelerator, "auto", 1, heartbeat_s, max_failures, deadline)
+                        else accelerator, "auto", 1, heartbeat_s, max_failures, deadline,
+                        population)
     finally:
         settle_sqlite(storage_url)
     return optuna.load_study(study_name=study_name, storage=open_storage(storage_url, n_workers=n_workers))

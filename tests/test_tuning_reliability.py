@@ -181,6 +181,35 @@ def test_sigterm_fails_the_running_trial_prints_the_summary_and_exits_non_zero(w
     assert len([t for t in _trials("t", storage) if t.state in FINISHED]) == 2
 
 
+class _WrapsTheSignal:
+    """An objective whose trial gets SIGTERM inside code that re-raises any exception as
+    another one, as inspect.getfullargspec (called by Lightning every step) does."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+
+    def __call__(self, trial) -> float:
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the handler raises Interrupted here
+        except Exception as err:
+            raise TypeError("unsupported callable") from err
+        raise AssertionError("the signal did not arrive")
+
+
+def test_a_signal_wrapped_as_another_error_interrupts_and_does_not_fail_the_trial(tmp_path):
+    from tuning.interrupt import Interrupted, on_signals
+    from tuning.worker import _run_one
+
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 's.db'}")
+    trial = study.ask()
+    with pytest.raises(Interrupted), on_signals():
+        _run_one(study, _WrapsTheSignal(tmp_path), trial)
+    (stopped,) = study.get_trials()
+    assert stopped.state == TrialState.FAIL and "interrupted" in stopped.user_attrs
+    assert "fail_reason" not in stopped.user_attrs  # not counted: it is run again
+
+
 def _alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/status").read_text()

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["Interrupted", "die_with_parent", "on_signals", "raise_if_interrupted"]
+__all__ = ["Interrupted", "die_with_parent", "interrupted", "on_signals", "raise_if_interrupted"]
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -52,6 +52,12 @@ def on_signals() -> Iterator[None]:
             signal.signal(s, h)
         sys.unraisablehook = default_hook
         _received.clear()
+
+
+def interrupted() -> bool:
+    """A SIGTERM/SIGINT arrived inside ``on_signals()`` (its exception may have been lost or
+    wrapped by the code it landed in)."""
+    return bool(_received)
 
 
 def raise_if_interrupted() -> None:

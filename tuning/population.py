@@ -29,7 +29,7 @@ from optuna.trial import TrialState
 
 from lit_optim import ConfigError, LitOptimError
 from lit_optim.population import POPULATION_OPTIMIZERS
-from tuning.interrupt import Interrupted, raise_if_interrupted
+from tuning.interrupt import Interrupted, interrupted, raise_if_interrupted
 from tuning.objective import Objective
 from tuning.optuna_private import heartbeat, report_all
 from tuning.preflight import build_trial_objects
@@ -233,7 +233,7 @@ def run_population_worker(study: optuna.Study, objective: Objective, *, n_trials
                 for trial in trials:
                     if trial.number in told:
                         continue
-                    if isinstance(err, (Interrupted, KeyboardInterrupt)):
+                    if isinstance(err, (Interrupted, KeyboardInterrupt)) or interrupted():
                         trial.set_user_attr("interrupted", str(err))  # no fail_reason: rerun
                     else:
                         trial.set_user_attr("fail_reason", f"{type(err).__name__}: {err}")

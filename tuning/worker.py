@@ -154,6 +154,10 @@ def _evaluate(objective: Objective, trial: optuna.Trial) -> tuple[TrialState, fl
     except (MetricNotLoggedError, Interrupted):
         raise
     except Exception as err:  # noqa: BLE001 - one broken trial must not stop the study
+        # A signal whose exception the code it landed in wrapped as another error (inspect's
+        # getfullargspec, called by Lightning each step, re-raises anything as TypeError) is
+        # an interruption, not this trial's failure.
+        raise_if_interrupted()
         reason = f"{type(err).__name__}: {' '.join(str(err).split())}"
         trial.set_user_attr("fail_reason", reason)
         log = objective.run_dir / f"trial_{trial.number}" / "error.txt"

@@ -16,6 +16,7 @@ from __future__ import annotations
 import ctypes
 import os
 from functools import lru_cache
+from pathlib import Path
 
 __all__ = ["FLAG", "cuda_check_value", "launch_value", "restore_cuda_check"]
 
@@ -43,7 +44,7 @@ def launch_value() -> str | None:
     which ``os.environ`` assignments do not change); "1" where that cannot be read, so that
     Lightning's value stays."""
     try:
-        entries = open("/proc/self/environ", "rb").read().split(b"\0")
+        entries = Path("/proc/self/environ").read_bytes().split(b"\0")
     except OSError:
         return "1"
     prefix = FLAG.encode() + b"="

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import itertools
 import json
 import math
 import os
@@ -286,7 +285,7 @@ def check_population(population: int, sampler: str, space: SearchSpace | None = 
     if isinstance(population, bool) or not isinstance(population, int) or population < 1:
         raise ConfigError(f"--population must be an integer >= 1, got {population!r}")
     if population > 1 and sampler == "grid" and space is not None:
-        size = math.prod(len(values) for values in space.grid().values())
+        size = _grid_size(space.grid())
         if population > size:
             raise ConfigError(f"--population {population} is larger than the grid, which has "
                               f"{size} point{'s' if size != 1 else ''}: use --population {size} "
@@ -299,7 +298,12 @@ def _grid_points_left(space: SearchSpace, trials: list[optuna.trial.FrozenTrial]
     stops the study), so a population would train duplicates; its own count is private, so the
     points are counted here from the trials' public params."""
     grid = space.grid()
-    taken = {tuple(t.params.get(path) for path in grid) for t in trials
-             if t.state != TrialState.WAITING}
-    return math.prod(len(values) for values in grid.values()) - len(
-        taken & set(itertools.product(*grid.values())))
+    choices = [set(values) for values in grid.values()]  # Optuna's choices are hashable
+    taken = {point for point in (tuple(t.params.get(path) for path in grid) for t in trials
+                                 if t.state != TrialState.WAITING)
+             if all(value in values for value, values in zip(point, choices))}
+    return _grid_size(grid) - len(taken)
+
+
+def _grid_size(grid: dict[str, list[Any]]) -> int:
+    return math.prod(len(values) for values in grid.values())

@@ -34,7 +34,7 @@ from tuning.optuna_private import heartbeat, report_all
 from tuning.preflight import build_trial_objects
 from tuning.recipe import apply_overrides, write_recipe
 from tuning.space import SearchSpace
-from tuning.worker import _evaluate, _file_lock, counted, wait_for_running
+from tuning.worker import _evaluate, _file_lock, counted, tell, wait_for_running
 
 __all__ = ["run_population_worker"]
 
@@ -268,14 +268,7 @@ def _run_group(study: optuna.Study, objective: Objective, trials: list[optuna.Tr
 def _tell(study: optuna.Study, trial: optuna.Trial, state: TrialState, value: float | None,
           told: set[int], progress: Any) -> None:
     trial.set_user_attr("pid", os.getpid())
-    try:
-        study.tell(trial, value if state == TrialState.COMPLETE else None, state=state)
-    except RuntimeError as err:
-        # GridSampler calls study.stop() once every point has finished, which is only allowed
-        # inside study.optimize; the state is stored before its hook runs (as in
-        # tuning.worker), and the next ask finds no grid point left.
-        if "Study.stop" not in str(err):
-            raise
+    tell(study, trial, state, value)  # an exhausted grid: the next ask finds no point left
     told.add(trial.number)
     if progress is not None:
         progress(study)

@@ -27,7 +27,7 @@ from tuning.optuna_private import heartbeat
 from tuning.preflight import MetricNotLoggedError
 
 __all__ = ["FINISHED", "MAX_FAILURES", "TooManyFailuresError", "counted", "fail_orphans",
-           "run_worker", "sampler_seed"]
+           "run_worker", "sampler_seed", "tell"]
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 MAX_FAILURES = 3  # consecutive failed trials that stop a study (--max-failures)
@@ -105,16 +105,7 @@ def run_worker(study: optuna.Study, objective: Objective, *, n_trials: int, lock
             return
         trial.set_user_attr("pid", os.getpid())  # which process runs it, for the record
         state, value = _run_one(study, objective, trial)
-        exhausted = False
-        try:
-            study.tell(trial, value if state == TrialState.COMPLETE else None, state=state)
-        except RuntimeError as err:
-            # GridSampler calls study.stop() once every grid point has run; that is only
-            # allowed inside study.optimize. The trial's state is stored before the sampler's
-            # hook runs, so the grid being exhausted simply ends this worker.
-            if "Study.stop" not in str(err):
-                raise
-            exhausted = True
+        exhausted = tell(study, trial, state, value)
         if progress is not None:
             progress(study)
         if exhausted:
@@ -125,6 +116,20 @@ def run_worker(study: optuna.Study, objective: Objective, *, n_trials: int, lock
             raise TooManyFailuresError(
                 f"{failures_in_a_row} trials failed in a row, the last (trial {trial.number}) "
                 f"with {reason}; fix the recipe or search space (or raise --max-failures)")
+
+
+def tell(study: optuna.Study, trial: optuna.Trial, state: TrialState, value: float | None) -> bool:
+    """``study.tell``; True when it found the grid exhausted. GridSampler calls study.stop()
+    once every grid point has run, which is only allowed inside study.optimize. The trial's
+    state is stored before the sampler's hook runs, so the grid being exhausted simply means
+    nothing is left to ask."""
+    try:
+        study.tell(trial, value if state == TrialState.COMPLETE else None, state=state)
+    except RuntimeError as err:
+        if "Study.stop" not in str(err):
+            raise
+        return True
+    return False
 
 
 def _run_one(study: optuna.Study, objective: Objective, trial: optuna.Trial

@@ -141,3 +141,37 @@ def test_modules_that_are_not_a_plain_linear_chain_run_through_vmap():
         out = stacked(x)
         for i, net in enumerate(nets):
             assert torch.allclose(out[i], net(x), atol=1e-5)
+
+
+def test_linear_weights_are_stored_input_major_and_stay_so_after_a_drop():
+    # The batched matmul reads weight.transpose(1, 2): contiguous, so neither the forward nor
+    # the gradient's accumulation copies a [N, in, out] tensor each step.
+    nets = [build_model("mlp", (64,), 10, hidden_dims=[16]) for _ in range(3)]
+    net = StackedNetwork(nets)
+    update = PopulationUpdate("adam", list(net.parameters()), MEMBERS[:3],
+                              decay=[p.ndim > 2 for p in net.parameters()])
+
+    def weights():
+        return [t for name, t in net.stacked().items() if name.endswith("weight")]
+
+    def step():
+        StackedNetwork.member_losses(net(torch.randn(5, 64)), torch.randint(0, 10, (5,))).sum().backward()
+        update.step()
+
+    step()
+    for w in weights():
+        assert w.shape[1:] == nets[0].get_submodule(
+            next(n for n, t in net.stacked().items() if t is w).rsplit(".", 1)[0]).weight.shape
+        assert w.transpose(1, 2).is_contiguous() and not w.is_contiguous()
+        assert w.grad.stride() == w.stride()
+    kept = net.member_state_dict(2)
+    net.keep(torch.tensor([True, False, True]))
+    update.keep(torch.tensor([True, False, True]), list(net.parameters()))
+    step()
+    for w in weights():
+        assert w.shape[0] == 2 and w.transpose(1, 2).is_contiguous()
+    for state, p in zip(update.state, net.parameters()):
+        assert all(v.stride() == p.stride() for v in state.values())
+    # A member's state_dict is nn.Linear's own layout, loadable as is.
+    assert all(t.is_contiguous() for t in kept.values())
+    nets[0].load_state_dict(kept)

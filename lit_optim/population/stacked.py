@@ -36,12 +36,27 @@ class StackedNetwork(nn.Module):
         # The one copy whose structure functional_call runs; its own tensors are never used.
         self._skeleton = [copy.deepcopy(members[0]).to("meta")]
         self._names = list(params)
+        self._chain = _linear_chain(members[0])
+        self._input_major = {f"{item}.weight" for kind, item in self._chain or () if kind == "linear"}
         for i, (name, value) in enumerate(params.items()):
-            self.register_parameter(f"p{i}", nn.Parameter(value.detach().clone()))
+            self.register_parameter(f"p{i}", nn.Parameter(self._laid_out(name, value.detach())))
         self._buffer_names = list(buffers)
         for i, (name, value) in enumerate(buffers.items()):
             self.register_buffer(f"b{i}", value.clone())
-        self._chain = _linear_chain(members[0])
+
+    def _laid_out(self, name: str, value: torch.Tensor) -> torch.Tensor:
+        """A copy of stacked parameter ``name`` in the memory layout the forward wants.
+
+        A chain's Linear weights keep their [N, out, in] shape (the members' state_dicts,
+        the update rules and checkpoints see nn.Linear's shape) but are stored input-major,
+        [N, in, out] in memory, so that ``weight.transpose(1, 2)`` is contiguous for the
+        batched matmul and its gradient arrives in the same layout (autograd then stores it
+        without a copy, and the update rules' temporaries follow it). fwd+bwd of the digits
+        MLP at N=32 on 2 CPU cores: 11.7 against 13.6 ms (bench/population_throughput.py).
+        """
+        if name in self._input_major:
+            return value.transpose(1, 2).contiguous().transpose(1, 2)
+        return value.clone()
 
     @property
     def size(self) -> int:
@@ -101,7 +116,8 @@ class StackedNetwork(nn.Module):
 
     def member_state_dict(self, i: int) -> dict[str, torch.Tensor]:
         """Member ``i`` as the state_dict of one network (for its checkpoint or export)."""
-        out = {name: t[i].detach().clone() for name, t in self.stacked().items()}
+        out = {name: t[i].detach().clone(memory_format=torch.contiguous_format)
+               for name, t in self.stacked().items()}
         out.update({name: t[i].clone() for name, t in self.stacked_buffers().items()})
         return out
 
@@ -112,9 +128,9 @@ class StackedNetwork(nn.Module):
         mask = mask.to(device=self.p0.device, dtype=torch.bool)
         if not bool(mask.any()):
             raise ConfigError("keep() would leave no member")
-        for i in range(len(self._names)):
+        for i, name in enumerate(self._names):
             old = getattr(self, f"p{i}")
-            setattr(self, f"p{i}", nn.Parameter(old.detach()[mask].clone()))
+            setattr(self, f"p{i}", nn.Parameter(self._laid_out(name, old.detach()[mask])))
         for i in range(len(self._buffer_names)):
             setattr(self, f"b{i}", getattr(self, f"b{i}")[mask].clone())
 

@@ -21,8 +21,14 @@ __all__ = ["RunLength", "is_logging_step", "run_length", "validation_period"]
 
 
 def is_logging_step(trainer: L.Trainer) -> bool:
-    """Whether this optimizer step's values reach the logger: the test Lightning applies.
-    Per-step logging is skipped on other steps (self.log costs ~0.3 ms a call on CPU)."""
+    """Whether this optimizer step's values reach anyone: on a logging step (the test
+    Lightning applies) when there is a logger or a progress bar to show them. Without either
+    (a lit-tune trial) a per-step value reaches only ``trainer.callback_metrics``, which is
+    read at epoch ends (an Optuna report, a callback's epoch hook): the last step of each epoch
+    is logged, the others skipped. Per-step logging costs ~0.3-0.6 ms a ``self.log`` call on
+    CPU, 5% of a digits study's time."""
+    if not trainer.loggers and trainer.progress_bar_callback is None:
+        return trainer.is_last_batch
     return (trainer.global_step + 1) % trainer.log_every_n_steps == 0
 
 

@@ -123,3 +123,37 @@ def test_lbfgs_gets_weight_decay_as_an_l2_term_in_its_loss(make_trainer):
     trainer = make_trainer(max_epochs=1)
     trainer.fit(task, datamodule=data)
     assert trainer.global_step > 0 and torch.isfinite(trainer.callback_metrics["val_loss"])
+
+
+class _StepLosses(L.Callback):
+    """Each step's loss, and what callback_metrics holds of it when each epoch ends."""
+
+    def __init__(self):
+        self.losses, self.at_epoch_end = [], []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.losses.append(float(outputs["loss"]))
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        self.at_epoch_end.append(float(trainer.callback_metrics["train_loss_step"]))
+
+
+@pytest.mark.parametrize("reader", ["none", "logger", "progress bar"])
+def test_per_step_values_are_logged_where_someone_reads_them(make_trainer, tmp_path, reader):
+    # No logger and no progress bar (a lit-tune trial): only the epoch's last step is logged,
+    # so epoch-end readers of callback_metrics still see it; otherwise every logging step.
+    data, task = _digits_task(network_kwargs={"hidden_dims": [16]})
+    logged = []
+    log = task.log
+    task.log = lambda name, *a, **k: (logged.append(name), log(name, *a, **k))[1]
+    probe = _StepLosses()
+    extra = {"logger": L.pytorch.loggers.CSVLogger(tmp_path)} if reader == "logger" else (
+        {"enable_progress_bar": True} if reader == "progress bar" else {})
+    make_trainer(max_epochs=2, log_every_n_steps=1, callbacks=[probe], **extra).fit(
+        task, datamodule=data)
+    steps = len(probe.losses)
+    assert steps % 2 == 0 and steps > 4  # two equal epochs of several steps
+    expected = 2 if reader == "none" else steps
+    assert logged.count("train_loss_step") == expected and logged.count("lr") == expected
+    last = [probe.losses[steps // 2 - 1], probe.losses[-1]]
+    assert probe.at_epoch_end == pytest.approx(last)

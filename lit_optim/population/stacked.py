@@ -52,7 +52,7 @@ class StackedNetwork(nn.Module):
         [N, in, out] in memory, so that ``weight.transpose(1, 2)`` is contiguous for the
         batched matmul and its gradient arrives in the same layout (autograd then stores it
         without a copy, and the update rules' temporaries follow it). fwd+bwd of the digits
-        MLP at N=32 on 2 CPU cores: 11.7 against 13.6 ms (bench/population_throughput.py).
+        MLP at N=32 on 2 CPU cores: 11.7 against 13.6 ms (medians of 15 interleaved runs).
         """
         if name in self._input_major:
             return value.transpose(1, 2).contiguous().transpose(1, 2)

@@ -151,24 +151,23 @@ def test_linear_weights_are_stored_input_major_and_stay_so_after_a_drop():
     update = PopulationUpdate("adam", list(net.parameters()), MEMBERS[:3],
                               decay=[p.ndim > 2 for p in net.parameters()])
 
-    def weights():
-        return [t for name, t in net.stacked().items() if name.endswith("weight")]
+    def weights():  # {name in the member network: stacked weight}
+        return {name: t for name, t in net.stacked().items() if name.endswith("weight")}
 
     def step():
         StackedNetwork.member_losses(net(torch.randn(5, 64)), torch.randint(0, 10, (5,))).sum().backward()
         update.step()
 
     step()
-    for w in weights():
-        assert w.shape[1:] == nets[0].get_submodule(
-            next(n for n, t in net.stacked().items() if t is w).rsplit(".", 1)[0]).weight.shape
+    for name, w in weights().items():
+        assert w.shape[1:] == nets[0].get_parameter(name).shape  # nn.Linear's [out, in]
         assert w.transpose(1, 2).is_contiguous() and not w.is_contiguous()
         assert w.grad.stride() == w.stride()
     kept = net.member_state_dict(2)
     net.keep(torch.tensor([True, False, True]))
     update.keep(torch.tensor([True, False, True]), list(net.parameters()))
     step()
-    for w in weights():
+    for w in weights().values():
         assert w.shape[0] == 2 and w.transpose(1, 2).is_contiguous()
     for state, p in zip(update.state, net.parameters()):
         assert all(v.stride() == p.stride() for v in state.values())

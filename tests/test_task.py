@@ -143,9 +143,13 @@ def test_per_step_values_are_logged_where_someone_reads_them(make_trainer, tmp_p
     # No logger and no progress bar (a lit-tune trial): only the epoch's last step is logged,
     # so epoch-end readers of callback_metrics still see it; otherwise every logging step.
     data, task = _digits_task(network_kwargs={"hidden_dims": [16]})
-    logged = []
-    log = task.log
-    task.log = lambda name, *a, **k: (logged.append(name), log(name, *a, **k))[1]
+    logged, log = [], task.log
+
+    def counting_log(name, *args, **kwargs):
+        logged.append(name)
+        return log(name, *args, **kwargs)
+
+    task.log = counting_log
     probe = _StepLosses()
     extra = {"logger": L.pytorch.loggers.CSVLogger(tmp_path)} if reader == "logger" else (
         {"enable_progress_bar": True} if reader == "progress bar" else {})

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from lit_optim import ClassificationData, ClassificationTask
-from lit_optim.models import MLP
+from lit_optim.training.models import MLP
 
 HIDDEN = [200, 100, 50]
 BATCH = 128

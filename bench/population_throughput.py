@@ -22,7 +22,7 @@ from pathlib import Path
 import optuna
 import yaml
 
-from tuning.study import run_study
+from tuning.runner.study import run_study
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "recipes" / "digits" / "mlp.yaml"

@@ -27,11 +27,11 @@ from sklearn.datasets import load_digits
 from torch.utils.data import DataLoader, TensorDataset
 
 import lit_optim
-from lit_optim.cuda_check import FLAG, restore_cuda_check
-from lit_optim.models import MLP
-from tuning.recipe import load_recipe
-from tuning.space import load_space
-from tuning.study import run_study
+from lit_optim.cli.cuda_check import FLAG, restore_cuda_check
+from lit_optim.training.models import MLP
+from tuning.search.recipe import load_recipe
+from tuning.search.space import load_space
+from tuning.runner.study import run_study
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "recipes" / "digits" / "mlp.yaml"
@@ -97,7 +97,7 @@ def main() -> None:
     epochs = load_recipe(RECIPE)["trainer"]["max_epochs"]
     with tempfile.TemporaryDirectory() as root:
         # Each side with the CUDA-check flag its own process would have: the naive script
-        # Lightning's "1", lit-tune what its CLI's import decides (lit_optim.cuda_check).
+        # Lightning's "1", lit-tune what its CLI's import decides (lit_optim.cli.cuda_check).
         os.environ[FLAG] = "1"
         start = time.perf_counter()
         study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=0))

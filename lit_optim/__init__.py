@@ -15,7 +15,7 @@ from typing import Any
 __version__ = "0.1.0"
 
 # Lightning overwrites PYTORCH_NVML_BASED_CUDA_CHECK when imported; the value from before tells
-# a user's own setting from Lightning's (lit_optim.cuda_check). "lightning": imported first.
+# a user's own setting from Lightning's (lit_optim.cli.cuda_check). "lightning": imported first.
 _NVML_CHECK_BEFORE_LIGHTNING = ("lightning" if "lightning" in sys.modules
                                 else os.environ.get("PYTORCH_NVML_BASED_CUDA_CHECK"))
 
@@ -24,25 +24,25 @@ _EXPORTS = {
     "DATASETS": "lit_optim.data",
     "ClassificationData": "lit_optim.data",
     "DatasetInfo": "lit_optim.data",
-    "ConfigError": "lit_optim.errors",
-    "DatasetNotFoundError": "lit_optim.errors",
-    "LitOptimError": "lit_optim.errors",
-    "UnknownNameError": "lit_optim.errors",
-    "MODELS": "lit_optim.models",
-    "ModelInfo": "lit_optim.models",
-    "build_model": "lit_optim.models",
-    "OPTIMIZERS": "lit_optim.optimizers",
-    "OptimizerInfo": "lit_optim.optimizers",
-    "build_optimizer": "lit_optim.optimizers",
-    "Registry": "lit_optim.registry",
-    "RegistryEntry": "lit_optim.registry",
-    "SCHEDULERS": "lit_optim.schedulers",
-    "SchedulerInfo": "lit_optim.schedulers",
-    "create_optimizer": "lit_optim.factory",
-    "create_scheduler": "lit_optim.factory",
-    "l2_penalty": "lit_optim.factory",
-    "lr_scale_factor": "lit_optim.factory",
-    "ClassificationTask": "lit_optim.task",
+    "ConfigError": "lit_optim.catalog.errors",
+    "DatasetNotFoundError": "lit_optim.catalog.errors",
+    "LitOptimError": "lit_optim.catalog.errors",
+    "UnknownNameError": "lit_optim.catalog.errors",
+    "MODELS": "lit_optim.training.models",
+    "ModelInfo": "lit_optim.training.models",
+    "build_model": "lit_optim.training.models",
+    "OPTIMIZERS": "lit_optim.catalog.optimizers",
+    "OptimizerInfo": "lit_optim.catalog.optimizers",
+    "build_optimizer": "lit_optim.catalog.optimizers",
+    "Registry": "lit_optim.catalog.registry",
+    "RegistryEntry": "lit_optim.catalog.registry",
+    "SCHEDULERS": "lit_optim.catalog.schedulers",
+    "SchedulerInfo": "lit_optim.catalog.schedulers",
+    "create_optimizer": "lit_optim.catalog.factory",
+    "create_scheduler": "lit_optim.catalog.factory",
+    "l2_penalty": "lit_optim.catalog.factory",
+    "lr_scale_factor": "lit_optim.catalog.factory",
+    "ClassificationTask": "lit_optim.training.task",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -33,11 +33,11 @@ import pytest
 import torch
 
 from lit_optim.data import DATASETS, ClassificationData
-from lit_optim.errors import ConfigError
-from lit_optim.models import MODELS, build_model
-from lit_optim.optimizers import OPTIMIZERS, build_optimizer
-from lit_optim.schedulers import SCHEDULERS
-from lit_optim.task import ClassificationTask
+from lit_optim.catalog.errors import ConfigError
+from lit_optim.training.models import MODELS, build_model
+from lit_optim.catalog.optimizers import OPTIMIZERS, build_optimizer
+from lit_optim.catalog.schedulers import SCHEDULERS
+from lit_optim.training.task import ClassificationTask
 
 __all__ = ["DatasetPluginContract", "ModelPluginContract", "OptimizerPluginContract",
            "SchedulerPluginContract", "tiny_fit"]

@@ -11,7 +11,7 @@ import yaml
 
 from lit_optim import ClassificationData, ClassificationTask, ConfigError
 from lit_optim.callbacks import GradientClipper, LayerDiagnostics, NonFiniteError, NonFiniteGuard
-from lit_optim.optimizers import OPTIMIZERS
+from lit_optim.catalog.optimizers import OPTIMIZERS
 
 
 class Faulty(ClassificationTask):
@@ -322,7 +322,7 @@ def test_checkpoint_keeps_the_guard_and_clipper_state(make_trainer, tmp_path):
 def test_recipes_switch_the_callbacks_on_by_name(tmp_path, monkeypatch):
     from pathlib import Path
 
-    from lit_optim.cli import main
+    from lit_optim.cli.main import main
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr("sys.argv", ["lit-optim"])
@@ -351,7 +351,7 @@ def test_recipes_switch_the_callbacks_on_by_name(tmp_path, monkeypatch):
 def test_bad_callback_argument_from_a_recipe_is_one_clear_error(tmp_path, monkeypatch, capsys):
     from pathlib import Path
 
-    from lit_optim.cli import main
+    from lit_optim.cli.main import main
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr("sys.argv", ["lit-optim"])

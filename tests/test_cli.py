@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lit_optim.cli import main
+from lit_optim.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[1]
 DIGITS = str(ROOT / "recipes" / "digits" / "mlp.yaml")
@@ -98,7 +98,7 @@ def test_validate_and_test_from_a_checkpoint(tmp_path, capsys):
 
 @pytest.mark.parametrize("kind", ["optimizers", "schedulers", "models", "datasets"])
 def test_list_one_kind(capsys, kind):
-    from lit_optim.catalog import KINDS
+    from lit_optim.cli.listing import KINDS
 
     run("list", kind)
     out = capsys.readouterr().out

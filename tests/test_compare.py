@@ -127,7 +127,7 @@ def test_a_rerun_with_another_recipe_never_returns_the_old_numbers(workdir, caps
 
 def test_a_cached_seed_run_of_another_recipe_is_refused(tmp_path):
     from lit_optim import ConfigError
-    from tuning.compare import _seed_run
+    from tuning.reports.compare import _seed_run
 
     (tmp_path / "result.json").write_text('{"val_acc": 0.99, "recipe_sha256": "0" }')
     with pytest.raises(ConfigError, match="holds a seed run of another recipe"):

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from lit_optim import ConfigError
-from lit_optim.convex import (
+from lit_optim.lab.convex import (
     gd_bound,
     hessian_max_eigenvalue,
     logreg,

@@ -65,7 +65,7 @@ def _fit(cwd: Path, *args: str, timeout: int = 240) -> subprocess.CompletedProce
     env = {"PYTHONPATH": str(cwd), "PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin",
            "OMP_NUM_THREADS": "1", "HOME": str(cwd)}
     return subprocess.run(
-        [sys.executable, "-m", "lit_optim.cli", "fit", "--config", str(RECIPE),
+        [sys.executable, "-m", "lit_optim.cli.main", "fit", "--config", str(RECIPE),
          "--trainer.accelerator", "cpu", "--trainer.enable_progress_bar", "false",
          "--trainer.callbacks+=ddp_record.Record", *args],
         cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)

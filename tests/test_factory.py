@@ -12,7 +12,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from lit_optim import ConfigError, create_optimizer, create_scheduler
-from lit_optim.trainer_info import run_length
+from lit_optim.catalog.trainer_info import run_length
 
 
 class Regressor(L.LightningModule):
@@ -175,8 +175,8 @@ def test_a_monitor_never_logged_fails_when_lightning_first_needs_it_listing_what
 def test_mode_is_guessed_from_the_name_or_given():
     opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.1)
     trainer = L.Trainer(max_epochs=2, logger=False, enable_checkpointing=False)
-    from lit_optim.schedulers import build_scheduler_config
-    from lit_optim.trainer_info import RunLength
+    from lit_optim.catalog.schedulers import build_scheduler_config
+    from lit_optim.catalog.trainer_info import RunLength
 
     run = RunLength(10, 5)
     assert build_scheduler_config("plateau", opt, {}, run=run, val_every_n_epochs=1,

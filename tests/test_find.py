@@ -11,7 +11,7 @@ import pytest
 import torch
 import yaml
 
-from lit_optim.cli import main
+from lit_optim.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[1]
 DIGITS = str(ROOT / "recipes" / "digits" / "mlp.yaml")
@@ -86,8 +86,8 @@ def test_lr_find_prints_writes_the_marked_curve_and_exports_a_recipe(tmp_path, c
 
 
 def test_the_range_test_leaves_the_weights_as_they_were(tmp_path):
-    from lit_optim.find_cli import scratch_objects
-    from lit_optim.lr_range import run_range_test
+    from lit_optim.cli.find import scratch_objects
+    from lit_optim.finders.lr_range import run_range_test
 
     cli = scratch_objects([DIGITS], ["--trainer.max_epochs=-1", "--trainer.max_steps=40"],
                           str(tmp_path))

@@ -14,7 +14,7 @@ import pytest
 import torch
 import yaml
 
-from lit_optim.cli import main
+from lit_optim.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[1]
 DIGITS = str(ROOT / "recipes" / "digits" / "mlp.yaml")
@@ -37,7 +37,7 @@ def _exit_code(*args: str) -> int:
 
 def _cli(*args: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
     """The installed command in a subprocess: its stdout is a pipe, as in CI or `| tee`."""
-    return subprocess.run([sys.executable, "-m", "lit_optim.cli", *args], cwd=cwd,
+    return subprocess.run([sys.executable, "-m", "lit_optim.cli.main", *args], cwd=cwd,
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -134,7 +134,7 @@ def test_a_killed_fit_resumes_from_last_ckpt_where_it_stopped(tmp_path):
     tmpdir = tmp_path / "tmpdir"  # where fsspec's transaction would leave its temp file
     tmpdir.mkdir()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "lit_optim.cli", "fit", "--config", DIGITS,
+        [sys.executable, "-m", "lit_optim.cli.main", "fit", "--config", DIGITS,
          "--trainer.max_epochs", "1000"], cwd=tmp_path, stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL, env={**os.environ, "TMPDIR": str(tmpdir)})
     last = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
@@ -159,7 +159,7 @@ def test_a_killed_fit_resumes_from_last_ckpt_where_it_stopped(tmp_path):
 def test_checkpoint_temp_files_sit_beside_the_target_and_are_cleaned(tmp_path, monkeypatch):
     import tempfile
 
-    from lit_optim.checkpoints import SameFolderCheckpointIO
+    from lit_optim.training.checkpoints import SameFolderCheckpointIO
 
     tmpdir = tmp_path / "tmpdir"
     tmpdir.mkdir()

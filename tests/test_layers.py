@@ -16,15 +16,15 @@ def _loaded_after(statement: str) -> set[str]:
 
 
 @pytest.mark.parametrize(("statement", "forbidden"), [
-    ("import lit_optim.callbacks", {"lit_optim.task", "lit_optim.models", "lit_optim.data"}),
+    ("import lit_optim.callbacks", {"lit_optim.training.task", "lit_optim.training.models", "lit_optim.data"}),
     ("from lit_optim import create_optimizer, create_scheduler",
-     {"lit_optim.task", "lit_optim.models", "lit_optim.data", "lit_optim.cli"}),
-    ("import lit_optim.optimizers, lit_optim.schedulers, lit_optim.models, lit_optim.data",
-     {"lit_optim.task", "lit_optim.factory", "lit_optim.cli"}),
-    ("import lit_optim", {"lit_optim.task", "lit_optim.optimizers"}),
+     {"lit_optim.training.task", "lit_optim.training.models", "lit_optim.data", "lit_optim.cli.main"}),
+    ("import lit_optim.catalog.optimizers, lit_optim.catalog.schedulers, lit_optim.training.models, lit_optim.data",
+     {"lit_optim.training.task", "lit_optim.catalog.factory", "lit_optim.cli.main"}),
+    ("import lit_optim", {"lit_optim.training.task", "lit_optim.catalog.optimizers"}),
     # the population's building blocks sit with the plugins: nothing above them
     ("import lit_optim.population.rules, lit_optim.population.stacked",
-     {"lit_optim.task", "lit_optim.factory", "lit_optim.cli", "lit_optim.population.task"}),
+     {"lit_optim.training.task", "lit_optim.catalog.factory", "lit_optim.cli.main", "lit_optim.population.task"}),
 ])
 def test_lower_layers_do_not_import_higher_ones(statement, forbidden):
     assert not _loaded_after(statement) & forbidden

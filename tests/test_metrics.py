@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from lit_optim.metrics import WeightedMean
+from lit_optim.training.metrics import WeightedMean
 
 
 def test_weighted_mean_weighs_each_batch_by_its_size():

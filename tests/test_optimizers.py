@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from lit_optim import OPTIMIZERS, ConfigError, UnknownNameError, build_optimizer
-from lit_optim.optimizers import check_optimizer_args
+from lit_optim.catalog.optimizers import check_optimizer_args
 
 
 

@@ -1,4 +1,4 @@
-"""The one private Optuna API lit-tune uses (tuning/optuna_private.py): the heartbeat thread.
+"""The one private Optuna API lit-tune uses (tuning/storage/optuna_private.py): the heartbeat thread.
 Fails if an Optuna release moves or changes it; pyproject bounds Optuna to the tested versions."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from tuning.optuna_private import heartbeat
+from tuning.storage.optuna_private import heartbeat
 
 
 def test_a_trial_under_heartbeat_is_alive_and_goes_stale_when_it_stops(tmp_path):
@@ -31,7 +31,7 @@ def _study(storage):
 
 
 def test_report_all_writes_what_trial_report_writes(tmp_path):
-    from tuning.optuna_private import report_all
+    from tuning.storage.optuna_private import report_all
 
     for storage in (f"sqlite:///{tmp_path / 'r.db'}", optuna.storages.JournalStorage(
             optuna.storages.journal.JournalFileBackend(str(tmp_path / "r.log")))):

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-from lit_optim.cli import main as lit_optim
+from lit_optim.cli.main import main as lit_optim
 from tuning.cli import main as lit_tune
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "own_module"

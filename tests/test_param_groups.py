@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from lit_optim import ClassificationData, ClassificationTask, ConfigError, lr_scale_factor
-from lit_optim.param_groups import build_param_groups
+from lit_optim.catalog.param_groups import build_param_groups
 
 
 class TwoPart(nn.Module):

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from lit_optim import DATASETS, MODELS, OPTIMIZERS, SCHEDULERS
-from lit_optim.cli import main
+from lit_optim.cli.main import main
 from lit_optim.testing import (
     DatasetPluginContract,
     ModelPluginContract,

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from lit_optim import ConfigError
-from lit_optim.optimizers import build_optimizer
+from lit_optim.catalog.optimizers import build_optimizer
 from lit_optim.population import PopulationUpdate
 
 SHAPES = [(3, 5), (5,)]

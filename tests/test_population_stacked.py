@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from lit_optim import ClassificationData, ConfigError
-from lit_optim.models import build_model
-from lit_optim.optimizers import build_optimizer
+from lit_optim.training.models import build_model
+from lit_optim.catalog.optimizers import build_optimizer
 from lit_optim.population import PopulationUpdate, StackedNetwork
 
 MEMBERS = [{"lr": 1e-3, "weight_decay": 0.0}, {"lr": 3e-3, "weight_decay": 1e-4},

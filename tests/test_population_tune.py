@@ -94,7 +94,7 @@ def test_a_population_larger_than_the_grid_is_one_line(space, capsys):
                                     optuna.pruners.SuccessiveHalvingPruner(),
                                     optuna.pruners.NopPruner()])
 def test_per_epoch_pruning_decides_as_should_prune(tmp_path, pruner):
-    from tuning.population import _Report
+    from tuning.runner.population import _Report
 
     study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'p.db'}", direction="maximize",
                                 pruner=pruner)

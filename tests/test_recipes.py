@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from lit_optim import DATASETS
-from lit_optim.cli import main
+from lit_optim.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = sorted((ROOT / "recipes").glob("*/*.yaml"))

@@ -8,7 +8,7 @@ from importlib import metadata
 import pytest
 
 from lit_optim import DATASETS, MODELS, OPTIMIZERS, SCHEDULERS, UnknownNameError
-from lit_optim.registry import Registry, RegistryEntry, import_object
+from lit_optim.catalog.registry import Registry, RegistryEntry, import_object
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -108,7 +108,7 @@ def _fake_entry_points(monkeypatch, group, specs):
     def entry_points(*, group: str):
         return [ep for ep in eps if ep.group == group]
 
-    monkeypatch.setattr("lit_optim.registry.metadata.entry_points", entry_points)
+    monkeypatch.setattr("lit_optim.catalog.registry.metadata.entry_points", entry_points)
 
 
 def test_plugins_load_lazily_on_unknown_name(monkeypatch, things):

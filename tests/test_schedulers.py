@@ -12,8 +12,8 @@ import torch
 from lightning.pytorch.loggers import CSVLogger
 
 from lit_optim import SCHEDULERS, ClassificationData, ClassificationTask, ConfigError
-from lit_optim.schedulers import build_scheduler_config
-from lit_optim.trainer_info import RunLength
+from lit_optim.catalog.schedulers import build_scheduler_config
+from lit_optim.catalog.trainer_info import RunLength
 
 LR, S, E = 0.1, 4, 6  # initial lr, optimizer steps per epoch, epochs
 T = S * E

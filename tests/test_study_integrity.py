@@ -304,7 +304,7 @@ def test_studies_lists_and_delete_removes(one_trial_study, capsys):
 
 
 def test_both_tools_say_their_version(capsys):
-    from lit_optim.cli import main as lit_optim
+    from lit_optim.cli.main import main as lit_optim
 
     with pytest.raises(SystemExit):
         lit_tune(["--version"])
@@ -314,7 +314,7 @@ def test_both_tools_say_their_version(capsys):
 
 
 def test_the_median_pruners_warmup_scales_with_the_recipes_epochs():
-    from tuning.study import median_warmup, run_epochs
+    from tuning.runner.study import median_warmup, run_epochs
 
     assert median_warmup(run_epochs({"trainer": {"max_epochs": 30}})) == 7
     assert median_warmup(run_epochs({"trainer": {"max_epochs": 4}})) == 2
@@ -409,7 +409,7 @@ def test_an_empty_or_foreign_study_db_is_refused_by_name(digits, capsys):
 
 
 def test_a_stale_dangling_journal_lock_is_broken_with_a_warning(digits, recwarn):
-    from tuning.storage import open_storage
+    from tuning.storage.backends import open_storage
 
     journal = digits / "runs" / "jl" / "journal.log"
     journal.parent.mkdir(parents=True)
@@ -421,7 +421,7 @@ def test_a_stale_dangling_journal_lock_is_broken_with_a_warning(digits, recwarn)
 
 
 def test_a_cut_last_journal_record_is_dropped_with_a_backup(digits, recwarn):
-    from tuning.storage import open_storage
+    from tuning.storage.backends import open_storage
 
     journal = digits / "j.log"
     study = optuna.create_study(study_name="c", storage=open_storage(str(journal)))
@@ -450,7 +450,7 @@ def test_sigterm_ends_lit_optim_fit_non_zero(tmp_path):
     import sys
     import time
 
-    proc = subprocess.Popen([sys.executable, "-m", "lit_optim.cli", "fit", "--config",
+    proc = subprocess.Popen([sys.executable, "-m", "lit_optim.cli.main", "fit", "--config",
                              str(ROOT / "recipes" / "digits" / "mlp.yaml"), "--trainer.max_epochs",
                              "100000", "--trainer.enable_progress_bar", "false"], cwd=tmp_path,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -488,7 +488,7 @@ def test_a_signal_that_lands_in_a_destructor_is_not_lost(capsys):
     import os
     import signal
 
-    from tuning.interrupt import Interrupted, on_signals, raise_if_interrupted
+    from tuning.runner.interrupt import Interrupted, on_signals, raise_if_interrupted
 
     class Dies:
         def __del__(self):

@@ -8,7 +8,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from lit_optim.trainer_info import run_length
+from lit_optim.catalog.trainer_info import run_length
 
 
 class _Probe(L.LightningModule):

@@ -11,9 +11,9 @@ import yaml
 from optuna.trial import TrialState
 
 from lit_optim import ConfigError
-from lit_optim.cli import main as fit_main
+from lit_optim.cli.main import main as fit_main
 from tuning.cli import main
-from tuning.space import load_space, parse_space
+from tuning.search.space import load_space, parse_space
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -198,8 +198,8 @@ class _WrapsTheSignal:
 
 
 def test_a_signal_wrapped_as_another_error_interrupts_and_does_not_fail_the_trial(tmp_path):
-    from tuning.interrupt import Interrupted, on_signals
-    from tuning.worker import _run_one
+    from tuning.runner.interrupt import Interrupted, on_signals
+    from tuning.runner.worker import _run_one
 
     study = optuna.create_study(storage=f"sqlite:///{tmp_path / 's.db'}")
     trial = study.ask()
@@ -246,7 +246,7 @@ def test_workers_die_with_their_parent(workdir):
 # parent has died, as a worker still importing torch does when `lit-tune run` is killed.
 _LATE_CHILD = """
 import os, sys, time
-from tuning.interrupt import die_with_parent
+from tuning.runner.interrupt import die_with_parent
 spawned_by = os.getppid()
 print(os.getpid(), flush=True)
 while os.getppid() == spawned_by:

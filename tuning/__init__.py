@@ -1,6 +1,6 @@
 """lit-optim's Optuna layer: search spaces, the objective, storage, studies and reports."""
 
-from tuning.space import SearchSpace, load_space
-from tuning.study import export_best, load_study, run_study
+from tuning.search.space import SearchSpace, load_space
+from tuning.runner.study import export_best, load_study, run_study
 
 __all__ = ["SearchSpace", "export_best", "load_space", "load_study", "run_study"]

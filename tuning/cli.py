@@ -22,13 +22,13 @@ import yaml
 from optuna.trial import TrialState
 
 from lit_optim import LitOptimError
-from tuning.report import list_studies, summary_table, write_report
-from tuning.storage import default_storage_url, open_storage
+from tuning.reports.study_report import list_studies, summary_table, write_report
+from tuning.storage.backends import default_storage_url, open_storage
 from lit_optim import __version__
-from tuning.interrupt import Interrupted
-from tuning.objective import quiet_lightning
-from tuning.study import PRUNERS, SAMPLERS, export_best, load_study, run_study
-from tuning.worker import MAX_FAILURES
+from tuning.runner.interrupt import Interrupted
+from tuning.runner.objective import quiet_lightning
+from tuning.runner.study import PRUNERS, SAMPLERS, export_best, load_study, run_study
+from tuning.runner.worker import MAX_FAILURES
 
 __all__ = ["main"]
 
@@ -122,7 +122,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     storage = getattr(args, "storage", None)
     try:
         if args.command == "compare":
-            from tuning.compare import run_compare
+            from tuning.reports.compare import run_compare
 
             run_compare(
                 recipe=args.recipe, optimizers=[n for n in args.optimizers.split(",") if n],

@@ -9,9 +9,9 @@ import torch
 from typing_extensions import override
 
 from lit_optim.callbacks._grads import grad_norms, named_trainable, norms, with_grads
-from lit_optim.errors import ConfigError
-from lit_optim.validation import check_count, check_number
-from lit_optim.trainer_info import is_logging_step
+from lit_optim.catalog.errors import ConfigError
+from lit_optim.catalog.checks import check_count, check_number
+from lit_optim.catalog.trainer_info import is_logging_step
 
 __all__ = ["GradientClipper"]
 

@@ -10,8 +10,8 @@ import torch
 from typing_extensions import override
 
 from lit_optim.callbacks._grads import named_trainable, with_grads
-from lit_optim.errors import ConfigError
-from lit_optim.validation import check_count
+from lit_optim.catalog.errors import ConfigError
+from lit_optim.catalog.checks import check_count
 
 __all__ = ["LayerDiagnostics"]
 

@@ -17,8 +17,8 @@ from lit_optim.callbacks._grads import (
     nonfinite_names,
     with_grads,
 )
-from lit_optim.errors import ConfigError, LitOptimError
-from lit_optim.validation import check_count, check_number
+from lit_optim.catalog.errors import ConfigError, LitOptimError
+from lit_optim.catalog.checks import check_count, check_number
 
 __all__ = ["NonFiniteError", "NonFiniteGuard"]
 

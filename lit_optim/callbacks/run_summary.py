@@ -9,7 +9,7 @@ import lightning as L
 from lightning.pytorch.callbacks import Callback
 
 from lit_optim.callbacks._epochs import AfterEachEpoch
-from lit_optim.schedulers import monitor_mode
+from lit_optim.catalog.schedulers import monitor_mode
 
 
 class RunSummary(AfterEachEpoch, Callback):

@@ -14,10 +14,10 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 
 from lit_optim.data.batches import TensorBatches
-from lit_optim.data.catalog import DATASETS
+from lit_optim.data.datasets import DATASETS
 from lit_optim.data.sources import Splits
-from lit_optim.kwargs import check_kwargs, plain_data
-from lit_optim.validation import check_count, check_number
+from lit_optim.catalog.kwargs import check_kwargs, plain_data
+from lit_optim.catalog.checks import check_count, check_number
 
 __all__ = ["ClassificationData"]
 

@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 import torch
 
-from lit_optim.errors import DatasetNotFoundError
+from lit_optim.catalog.errors import DatasetNotFoundError
 
 __all__ = ["Splits", "load_digits", "load_synthetic", "torchvision_loader"]
 

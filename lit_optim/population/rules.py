@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from lit_optim.errors import ConfigError
+from lit_optim.catalog.errors import ConfigError
 
 __all__ = ["POPULATION_OPTIMIZERS", "PopulationUpdate"]
 

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lit_optim.errors import ConfigError
+from lit_optim.catalog.errors import ConfigError
 
 __all__ = ["StackedNetwork"]
 

@@ -22,13 +22,13 @@ import lightning as L
 import torch
 from torch import nn
 
-from lit_optim.errors import ConfigError
-from lit_optim.factory import create_scheduler
-from lit_optim.models import build_model
-from lit_optim.optimizers import build_optimizer
+from lit_optim.catalog.errors import ConfigError
+from lit_optim.catalog.factory import create_scheduler
+from lit_optim.training.models import build_model
+from lit_optim.catalog.optimizers import build_optimizer
 from lit_optim.population.rules import POPULATION_OPTIMIZERS, PopulationUpdate
 from lit_optim.population.stacked import StackedNetwork
-from lit_optim.schedulers import SCHEDULERS, check_scheduler_args
+from lit_optim.catalog.schedulers import SCHEDULERS, check_scheduler_args
 
 __all__ = ["PopulationTask"]
 

@@ -1,0 +1,64 @@
+"""One checker for every number a user gives: a recipe value, a kwarg, a callback argument.
+
+Every range check in lit-optim goes through ``check_number`` (or ``check_count`` for step
+counts), so they all agree: booleans are not numbers (``True`` is not an lr), NaN and inf are
+rejected unless asked for, and the message names the value and the range it must be in.
+"""
+
+from __future__ import annotations
+
+import math
+
+from lit_optim.catalog.errors import ConfigError
+
+__all__ = ["check_count", "check_number"]
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_number(
+    name: str,
+    value: object,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+    allow_inf: bool = False,
+    note: str = "",
+) -> float:
+    """``value`` as a float if it is a number in the range, else ConfigError.
+
+    ``low``/``high`` are inclusive unless ``low_open``/``high_open``; ``None`` is unbounded.
+    Infinite values are rejected unless ``allow_inf`` (a norm type may be inf; an lr may not).
+    """
+    ok = _is_number(value) and not math.isnan(value) and (allow_inf or math.isfinite(value))
+    if ok and low is not None:
+        ok = value > low if low_open else value >= low
+    if ok and high is not None:
+        ok = value < high if high_open else value <= high
+    if not ok:
+        raise ConfigError(f"{name} must be {_describe(low, high, low_open, high_open, allow_inf)}"
+                          f"{note}, got {value!r}")
+    return float(value)
+
+
+def _describe(low, high, low_open, high_open, allow_inf) -> str:
+    if low is not None and high is not None:
+        return f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+    if low is not None:
+        bound = f"{'>' if low_open else '≥'} {low:g}"
+    elif high is not None:
+        bound = f"{'<' if high_open else '≤'} {high:g}"
+    else:
+        return "a number" if allow_inf else "a finite number"
+    return f"{bound} or inf" if allow_inf else f"a finite number {bound}"
+
+
+def check_count(name: str, value: object, *, note: str = "") -> int:
+    """A step count, interval or budget: an int >= 1 (``True`` is not one)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{name} must be an integer >= 1{note}, got {value!r}")
+    return value

@@ -1,0 +1,108 @@
+"""What the ``lit-optim`` CLI checks in and adds to the Trainer a recipe describes.
+
+Checks: values Lightning accepts but cannot train with (``accumulate_grad_batches: 0`` is a
+ZeroDivisionError later, ``gradient_clip_val: -1`` flips every gradient) are one ConfigError
+before anything is built. Additions, each only when the recipe brings none of its kind:
+a ``FiniteModelCheckpoint`` that also keeps ``last.ckpt`` (so a killed run resumes where it
+stopped), a checkpoint writer whose temp files sit beside the checkpoint, one progress line
+per epoch when stdout is not a terminal, and the ``RunSummary`` behind the closing lines.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import warnings
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint, ProgressBar
+from lightning.pytorch.plugins.io import CheckpointIO
+
+from lit_optim.callbacks.epoch_lines import EpochLines
+from lit_optim.callbacks.finite_checkpoint import FiniteModelCheckpoint
+from lit_optim.callbacks.run_summary import RunSummary
+from lit_optim.training.checkpoints import SameFolderCheckpointIO
+from lit_optim.catalog.errors import ConfigError
+from lit_optim.catalog.checks import check_count, check_number
+
+__all__ = ["check_trainer_values", "silence_lightning_noise", "with_cli_defaults"]
+
+
+def _non_negative_int(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"{name} must be an integer >= 0, got {value!r}")
+
+
+def _non_negative(name: str, value: Any) -> None:
+    check_number(name, value, low=0)
+
+
+def _positive_or_count(name: str, value: Any) -> None:
+    # Lightning reads a float as a fraction of the epoch and an int as a number of batches.
+    if isinstance(value, int) and not isinstance(value, bool):
+        check_count(name, value)
+    else:
+        check_number(name, value, low=0, high=1, low_open=True)
+
+
+# Only what Lightning does not check itself (it rejects max_epochs -5, precision 13 …).
+_TRAINER_CHECKS: dict[str, Callable[[str, Any], Any]] = {
+    "accumulate_grad_batches": check_count,
+    "log_every_n_steps": check_count,
+    "check_val_every_n_epoch": check_count,
+    "gradient_clip_val": _non_negative,
+    "min_epochs": _non_negative_int,
+    "val_check_interval": _positive_or_count,
+}
+
+
+def check_trainer_values(config: Mapping[str, Any]) -> None:
+    for key, check in _TRAINER_CHECKS.items():
+        if config.get(key) is not None:
+            check(f"trainer.{key}", config[key])
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def with_cli_defaults(config: Mapping[str, Any]) -> tuple[dict[str, Any], RunSummary]:
+    """``callbacks`` and ``plugins`` for the Trainer: the recipe's, plus the CLI's defaults
+    where the recipe has none of that kind; and the RunSummary among them."""
+    callbacks: list[Callback] = _as_list(config.get("callbacks"))
+    plugins = _as_list(config.get("plugins"))
+    if config.get("enable_checkpointing") is not False and not any(
+            isinstance(cb, ModelCheckpoint) for cb in callbacks):
+        callbacks.append(FiniteModelCheckpoint(save_last=True))
+    if (config.get("enable_progress_bar") is not False and not sys.stdout.isatty()
+            and not any(isinstance(cb, ProgressBar) for cb in callbacks)):
+        callbacks.append(EpochLines())
+    summary = next((cb for cb in callbacks if isinstance(cb, RunSummary)), None)
+    if summary is None:
+        summary = RunSummary()
+        callbacks.append(summary)
+    if not any(isinstance(p, CheckpointIO) for p in plugins):
+        plugins.append(SameFolderCheckpointIO())
+    return {"callbacks": callbacks, "plugins": plugins}, summary
+
+
+class _DropTips(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Tip:" not in record.getMessage()
+
+
+def silence_lightning_noise() -> None:
+    """Lightning's notices that no user can act on, printed on every run: the tensorboardX
+    notice (the CSV logger it falls back to is what we want), the litlogger / litmodels
+    advertisements and torch's LeafSpec deprecation inside Lightning. Silenced where they
+    arise (their logger, their warning text), nothing else."""
+    warnings.filterwarnings("ignore", message=r".*`tensorboardX` has been removed as a dependency")
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning.pytorch.utilities.rank_zero",
+                 "lightning.fabric.utilities.rank_zero"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropTips) for f in logger.filters):
+            logger.addFilter(_DropTips())

@@ -1,0 +1,1 @@
+"""The optimization lab: convex problems with known optima, to compare optimizers exactly."""

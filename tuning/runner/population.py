@@ -1,0 +1,302 @@
+"""``lit-tune run --population N``: up to N asked trials trained at once as one vectorized
+model (``lit_optim.population.PopulationTask``), each member reporting to its own trial.
+
+The loop asks up to N trials (TPE with ``constant_liar`` so a batch is not N copies of one
+point), groups them by everything that must be shared (the whole recipe except ``lr``,
+``weight_decay`` and ``optimizer_kwargs``), and trains each group of two or more as one
+population; a trial alone in its group, or one whose recipe a population cannot train (not
+a ClassificationTask, an optimizer without a population rule, dropout, param groups, a
+GradientClipper …), runs on the sequential path with one line that says why. Budget, failure
+and resume rules are the sequential loop's: every asked trial is told COMPLETE, PRUNED (with
+``pruned_reason``) or FAIL (with ``fail_reason``) before the next batch is asked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import optuna
+from optuna.trial import TrialState
+
+from lit_optim import ConfigError, LitOptimError
+from lit_optim.population import POPULATION_OPTIMIZERS
+from tuning.runner.interrupt import Interrupted, interrupted, raise_if_interrupted
+from tuning.runner.objective import Objective
+from tuning.storage.optuna_private import heartbeat, report_all
+from tuning.search.preflight import build_trial_objects
+from tuning.search.recipe import apply_overrides, write_recipe
+from tuning.search.space import SearchSpace
+from tuning.runner.worker import _evaluate, _file_lock, counted, tell, wait_for_running
+
+__all__ = ["run_population_worker"]
+
+_MEMBER_KEYS = ("lr", "weight_decay", "optimizer_kwargs")
+_TASK = ("lit_optim.ClassificationTask", "lit_optim.training.task.ClassificationTask")
+
+
+def _model_args(recipe: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    model = recipe.get("model") or {}
+    if "class_path" in model:
+        return model["class_path"], dict(model.get("init_args") or {})
+    return "lit_optim.ClassificationTask", dict(model)
+
+
+def _structure(recipe: dict[str, Any]) -> str:
+    shared = copy.deepcopy(recipe)
+    _, args = _model_args(shared)
+    for key in _MEMBER_KEYS:
+        args.pop(key, None)
+    shared["model"] = args
+    return json.dumps(shared, sort_keys=True, default=str)
+
+
+def why_not_population(recipe: dict[str, Any]) -> str | None:
+    """Why this trial's recipe cannot join a population, or None if it can."""
+    class_path, args = _model_args(recipe)
+    if class_path not in _TASK:
+        return f"{class_path} is not ClassificationTask"
+    optimizer = args.get("optimizer", "adam")
+    if optimizer not in POPULATION_OPTIMIZERS:
+        return f"optimizer {optimizer!r} has no population rule"
+    if args.get("param_groups") or args.get("lr_scaling", "none") != "none":
+        return "param_groups / lr_scaling are not supported in a population"
+    if (args.get("network_kwargs") or {}).get("dropout"):
+        return "dropout draws different random numbers in a population"
+    for cb in (recipe.get("trainer") or {}).get("callbacks") or []:
+        name = cb.get("class_path", "") if isinstance(cb, dict) else str(cb)
+        if not name.endswith("NonFiniteGuard"):
+            return f"callback {name} is not supported in a population"
+    if (recipe.get("trainer") or {}).get("strategy", "auto") not in ("auto", None):
+        return "a population runs in one process"
+    return None
+
+
+class _Report(L.Callback):
+    """After each validation epoch: every member reports to its trial; pruned ones leave."""
+
+    def __init__(self, study: optuna.Study, trials: list[optuna.Trial], metric: str) -> None:
+        self.study, self.trials, self.metric = study, trials, metric
+        self.pruned: dict[int, str] = {}
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module) -> None:
+        if trainer.sanity_checking or self.metric not in pl_module.member_metrics:
+            return
+        import torch
+
+        values = pl_module.member_metrics[self.metric].tolist()  # one host read per epoch
+        epoch = trainer.current_epoch
+        report_all(self.study, [(self.trials[index], value) for index, value
+                                in zip(pl_module.alive, values) if math.isfinite(value)], epoch)
+        should_prune = self._judge()
+        keep = []
+        for index, value in zip(pl_module.alive, values):
+            trial = self.trials[index]
+            stays = not (math.isfinite(value) and should_prune(trial))
+            if not stays:
+                self.pruned[index] = (f"pruned at epoch {trainer.current_epoch} "
+                                      f"({self.metric} {value:.4g})")
+            keep.append(stays)
+        pl_module.drop(torch.tensor(keep), reason="pruned")
+
+
+    def _judge(self):
+        """``trial -> should it be pruned`` for this epoch. ``Trial.should_prune`` reads the
+        whole study for every member (Optuna re-reads all running trials each time: 32 members
+        of a median-pruned digits study spent 95% of their run there). A pruner that only
+        reads (median, percentile) gets one read of the study per epoch instead, taken after
+        every member reported, so it decides as ``should_prune`` would; a pruner that writes
+        while it judges (successive halving, hyperband record rungs) is asked per member."""
+        pruner = self.study.pruner
+        if isinstance(pruner, optuna.pruners.NopPruner):
+            return lambda trial: False
+        if not isinstance(pruner, optuna.pruners.PercentilePruner):
+            return lambda trial: trial.should_prune()
+        snapshot = _StudySnapshot(self.study, self.study.get_trials(deepcopy=False))
+        frozen = {t.number: t for t in snapshot.get_trials(deepcopy=False)}
+        return lambda trial: pruner.prune(snapshot, frozen[trial.number])
+
+
+class _StudySnapshot:
+    """A study as of one ``get_trials`` read, for a pruner that only reads it."""
+
+    def __init__(self, study: optuna.Study, trials: list[optuna.trial.FrozenTrial]) -> None:
+        self._study, self._trials = study, trials
+
+    def get_trials(self, deepcopy: bool = True, states=None) -> list[optuna.trial.FrozenTrial]:
+        trials = [t for t in self._trials if states is None or t.state in states]
+        return copy.deepcopy(trials) if deepcopy else trials
+
+    @property
+    def trials(self) -> list[optuna.trial.FrozenTrial]:
+        return self.get_trials()
+
+    def __getattr__(self, name: str) -> Any:  # direction, directions …: the study's own
+        return getattr(self._study, name)
+
+
+def _train_population(objective: Objective, trials: list[optuna.Trial],
+                      recipes: list[dict[str, Any]]) -> list[tuple[TrialState, float | None]]:
+    from lit_optim.population.task import PopulationTask
+
+    first = write_recipe(recipes[0], objective.run_dir / f"trial_{trials[0].number}" /
+                         "recipe.yaml", header=f"trial {trials[0].number} (population of "
+                         f"{len(trials)}: trials {', '.join(str(t.number) for t in trials)})")
+    for trial, recipe in zip(trials[1:], recipes[1:]):
+        write_recipe(recipe, objective.run_dir / f"trial_{trial.number}" / "recipe.yaml",
+                     header=f"trial {trial.number} (population with trial {trials[0].number})")
+    cli = build_trial_objects(first, *objective.trainer_args())
+    _, args = _model_args(recipes[0])
+    members = []
+    for recipe in recipes:
+        _, member = _model_args(recipe)
+        members.append({"lr": member.get("lr", 1e-3), "weight_decay": member.get("weight_decay", 0.0),
+                        **(member.get("optimizer_kwargs") or {})})
+    task = cli.model
+    model = PopulationTask(task.hparams.input_shape, task.hparams.num_classes, members,
+                           network=args.get("network", "mlp"),
+                           network_kwargs=args.get("network_kwargs"),
+                           optimizer=args.get("optimizer", "adam"),
+                           scheduler=args.get("scheduler", "constant"),
+                           scheduler_kwargs=args.get("scheduler_kwargs"),
+                           seed=int(recipes[0].get("seed_everything") or 0),
+                           decay_bias_and_norm=bool(args.get("decay_bias_and_norm", False)))
+    trainer = cli.trainer
+    # The population judges each member itself: a guard would act on all of them at once.
+    trainer.callbacks[:] = [cb for cb in trainer.callbacks
+                            if type(cb).__name__ != "NonFiniteGuard"]
+    report = _Report(trials[0].study, trials, objective.space.metric)
+    trainer.callbacks.append(report)
+    trainer.fit(model, datamodule=cli.datamodule)
+    out = []
+    for index, trial in enumerate(trials):
+        if index in report.pruned:
+            trial.set_user_attr("pruned_reason", report.pruned[index])
+            out.append((TrialState.PRUNED, None))
+        elif index in model.dropped:
+            trial.set_user_attr("pruned_reason", f"diverged: {model.dropped[index]}")
+            out.append((TrialState.PRUNED, None))
+        else:
+            at = model.alive.index(index)
+            for name, values in model.member_metrics.items():
+                trial.set_user_attr(name, float(values[at]))
+            out.append((TrialState.COMPLETE, float(model.member_metrics[objective.space.metric][at])))
+    return out
+
+
+def run_population_worker(study: optuna.Study, objective: Objective, *, n_trials: int,
+                          population: int, lock_path: Path, heartbeats: bool = False,
+                          heartbeat_s: float = 10.0, progress: Any = None,
+                          deadline: float | None = None) -> None:
+    import time
+
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        raise_if_interrupted()
+        if deadline is not None and time.time() >= deadline:
+            return
+        with _file_lock(lock_path):
+            known = study.get_trials(deepcopy=False)
+            left = n_trials - len(counted(known))
+            if isinstance(study.sampler, optuna.samplers.GridSampler):
+                left = min(left, _grid_points_left(objective.space, known))
+            trials = [study.ask() for _ in range(max(0, min(population, left)))]
+        if not trials:
+            # Trials of a killed run still RUNNING: wait for their heartbeats to stop and
+            # replace them, as the sequential loop does, rather than end the study short.
+            if wait_for_running(study, known, heartbeats=heartbeats, heartbeat_s=heartbeat_s):
+                continue
+            return
+        recipes = [apply_overrides(objective.recipe, objective.space.suggest(t)) for t in trials]
+        groups: dict[str, list[int]] = {}
+        for i, recipe in enumerate(recipes):
+            groups.setdefault(_structure(recipe), []).append(i)
+        told: set[int] = set()
+        # Every asked trial beats its heartbeat until told, also while it waits for its
+        # group's turn: a killed run's trials all go stale and are replaced.
+        with contextlib.ExitStack() as beating:
+            for trial in trials:
+                beating.enter_context(heartbeat(study, trial))
+            try:
+                for indices in groups.values():
+                    _run_group(study, objective, [trials[i] for i in indices],
+                               [recipes[i] for i in indices], told, progress)
+            except BaseException as err:  # an interruption or a bug: no trial left RUNNING
+                for trial in trials:
+                    if trial.number in told:
+                        continue
+                    if isinstance(err, (Interrupted, KeyboardInterrupt)) or interrupted():
+                        trial.set_user_attr("interrupted", str(err))  # no fail_reason: rerun
+                    else:
+                        trial.set_user_attr("fail_reason", f"{type(err).__name__}: {err}")
+                    study.tell(trial, state=TrialState.FAIL)
+                raise
+
+
+def _run_group(study: optuna.Study, objective: Objective, trials: list[optuna.Trial],
+               recipes: list[dict[str, Any]], told: set[int], progress: Any) -> None:
+    """One group of trials that share a structure: as a population, or one by one (alone in
+    its group, or not trainable as a population: said in one line)."""
+    reason = why_not_population(recipes[0]) if len(trials) > 1 else None
+    results = None
+    if len(trials) > 1 and reason is None:
+        try:
+            results = _train_population(objective, trials, recipes)
+        except LitOptimError as err:  # e.g. members that differ in nesterov
+            reason = str(err)
+    if results is None:
+        if reason:
+            print(f"trials {', '.join(str(t.number) for t in trials)} run one by one: {reason}",
+                  file=sys.stderr)
+        for trial in trials:  # told one by one: a later one's interruption keeps this result
+            state, value = _evaluate(objective, trial)
+            _tell(study, trial, state, value, told, progress)
+        return
+    for trial, (state, value) in zip(trials, results):
+        _tell(study, trial, state, value, told, None)
+    if progress is not None:
+        progress(study, len(trials))  # one best-value query for the whole population
+
+
+def _tell(study: optuna.Study, trial: optuna.Trial, state: TrialState, value: float | None,
+          told: set[int], progress: Any) -> None:
+    trial.set_user_attr("pid", os.getpid())
+    tell(study, trial, state, value)  # an exhausted grid: the next ask finds no point left
+    told.add(trial.number)
+    if progress is not None:
+        progress(study)
+
+
+def check_population(population: int, sampler: str, space: SearchSpace | None = None) -> None:
+    if isinstance(population, bool) or not isinstance(population, int) or population < 1:
+        raise ConfigError(f"--population must be an integer >= 1, got {population!r}")
+    if population > 1 and sampler == "grid" and space is not None:
+        size = _grid_size(space.grid())
+        if population > size:
+            raise ConfigError(f"--population {population} is larger than the grid, which has "
+                              f"{size} point{'s' if size != 1 else ''}: use --population {size} "
+                              "or less, or add values to the space's lists")
+
+
+def _grid_points_left(space: SearchSpace, trials: list[optuna.trial.FrozenTrial]) -> int:
+    """Grid points no trial has taken yet (finished, failed or running). GridSampler asked for
+    more than that hands out running points again (it must see every point finish before it
+    stops the study), so a population would train duplicates; its own count is private, so the
+    points are counted here from the trials' public params."""
+    grid = space.grid()
+    choices = [set(values) for values in grid.values()]  # Optuna's choices are hashable
+    taken = {point for point in (tuple(t.params.get(path) for path in grid) for t in trials
+                                 if t.state != TrialState.WAITING)
+             if all(value in values for value, values in zip(point, choices))}
+    return _grid_size(grid) - len(taken)
+
+
+def _grid_size(grid: dict[str, list[Any]]) -> int:
+    return math.prod(len(values) for values in grid.values())

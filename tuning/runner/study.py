@@ -1,0 +1,335 @@
+"""Studies: samplers and pruners by name, running (one or several worker processes), the
+best trial, and its export as a recipe."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import optuna
+import yaml
+from optuna.trial import TrialState
+
+from lit_optim import ConfigError, LitOptimError, UnknownNameError
+from lit_optim.catalog.registry import did_you_mean
+from lit_optim.catalog.checks import check_count, check_number
+from tuning.runner.objective import Objective, quiet_lightning, trial_trainer_args
+from tuning.runner.interrupt import Interrupted, die_with_parent, on_signals
+from tuning.search.preflight import check_before_trial_0
+from tuning.search.recipe import apply_overrides, load_recipe, write_recipe
+from tuning.storage.record import check_same_record, recipe_of, record_of
+from tuning.search.space import SearchSpace, load_space, load_space_dict, parse_space
+from tuning.storage.backends import HEARTBEAT_S, check_writable, journal_path, open_storage, settle_sqlite
+from tuning.runner.worker import MAX_FAILURES, counted, fail_orphans, run_worker, sampler_seed
+
+__all__ = ["PRUNERS", "SAMPLERS", "export_best", "load_study", "make_pruner", "make_sampler",
+           "run_study"]
+
+SAMPLERS: dict[str, Callable[[SearchSpace, int], optuna.samplers.BaseSampler]] = {
+    "tpe": lambda space, seed: optuna.samplers.TPESampler(seed=seed),
+    "random": lambda space, seed: optuna.samplers.RandomSampler(seed=seed),
+    "qmc": lambda space, seed: optuna.samplers.QMCSampler(seed=seed),
+    "cmaes": lambda space, seed: optuna.samplers.CmaEsSampler(seed=seed),
+    "gp": lambda space, seed: optuna.samplers.GPSampler(seed=seed),
+    "grid": lambda space, seed: optuna.samplers.GridSampler(space.grid(), seed=seed),
+}
+# Called with the run's length in epochs (the steps the pruners see are validation epochs).
+PRUNERS: dict[str, Callable[[int], optuna.pruners.BasePruner]] = {
+    "median": lambda epochs: optuna.pruners.MedianPruner(
+        n_startup_trials=5, n_warmup_steps=median_warmup(epochs)),
+    "hyperband": lambda epochs: optuna.pruners.HyperbandPruner(max_resource=max(1, epochs)),
+    "successive_halving": lambda epochs: optuna.pruners.SuccessiveHalvingPruner(),
+    "none": lambda epochs: optuna.pruners.NopPruner(),
+}
+
+
+def _pick(table: dict[str, Any], name: str, kind: str):
+    if name not in table:
+        hint = did_you_mean(name, table, cutoff=0.5) or f"choose one of: {', '.join(table)}"
+        raise UnknownNameError(f"unknown {kind} {name!r}; {hint}")
+    return table[name]
+
+
+def make_sampler(name: str, space: SearchSpace, seed: int) -> optuna.samplers.BaseSampler:
+    return _pick(SAMPLERS, name, "sampler")(space, seed)
+
+
+def median_warmup(epochs: int) -> int:
+    """Epochs the median pruner waits: a quarter of the run, at least 2. An early epoch says
+    little about a run whose accuracy still rises at epoch 20 (a fixed 2 cut a 30-epoch study's
+    trials flat at epoch 3)."""
+    return max(2, epochs // 4)
+
+
+def make_pruner(name: str, epochs: int = 20) -> optuna.pruners.BasePruner:
+    return _pick(PRUNERS, name, "pruner")(epochs)
+
+
+def run_epochs(recipe: dict[str, Any]) -> int:
+    """The recipe's epochs (lit-optim fit's default 20 when it sets none or -1)."""
+    epochs = (recipe.get("trainer") or {}).get("max_epochs")
+    return epochs if isinstance(epochs, int) and epochs > 0 else 20
+
+
+def load_study(name: str, storage_url: str) -> optuna.Study:
+    """An existing study; a missing one is an error (``best`` and ``report`` never create)."""
+    storage = open_storage(storage_url)
+    names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
+    if name not in names:
+        hint = did_you_mean(name, names, cutoff=0.5) or f"studies there: {', '.join(names) or 'none'}"
+        raise ConfigError(f"no study {name!r} in {storage_url}; {hint}")
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+def _worker(study_name: str, storage_url: str, recipe_path: str, space_path: str,
+            run_dir: str, n_trials: int, sampler: str, pruner: str, seed: int,
+            accelerator: str, devices: Any, n_workers: int, heartbeat_s: float,
+            max_failures: int = MAX_FAILURES, deadline: float | None = None,
+            population: int = 1) -> None:
+    """One optimization loop (``tuning.runner.worker``) with its storage, sampler and objective; the
+    body of ``lit-tune run`` and of each ``--n-workers`` process."""
+    quiet_lightning()  # again: a --n-workers process starts fresh
+    if n_workers > 1:
+        die_with_parent(mp.parent_process().pid)  # the pid that spawned this worker
+        if accelerator == "cpu":
+            import torch
+
+            # Share the cores instead of every worker spinning up one thread per core.
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) // n_workers))
+    space = load_space(space_path)
+    storage = open_storage(storage_url, n_workers=n_workers, heartbeat_s=heartbeat_s,
+                           writer=True)
+    recipe = load_recipe(recipe_path)
+    study = optuna.load_study(study_name=study_name, storage=storage,
+                              sampler=make_sampler(sampler, space, seed),
+                              pruner=make_pruner(pruner, run_epochs(recipe)))
+    heartbeats = isinstance(storage, optuna.storages.RDBStorage)
+    if heartbeats:
+        # A trial left RUNNING by a killed worker whose heartbeat stopped becomes FAIL.
+        optuna.storages.fail_stale_trials(study)
+    objective = Objective(recipe, space, Path(run_dir),
+                          accelerator=accelerator, devices=devices)
+    progress = update = None
+    if n_workers == 1:
+        from tqdm import tqdm
+
+        progress = tqdm(total=n_trials, desc=f"study {study_name}", unit="trial",
+                        initial=len(counted(study.get_trials(deepcopy=False))))
+
+        def update(study: optuna.Study, done: int = 1) -> None:
+            progress.update(done)
+            best = _best_value(study)
+            progress.set_postfix_str(f"best {space.metric} {best:.4f}" if best is not None else "")
+    else:
+        def update(study: optuna.Study, done: int = 1) -> None:  # a line per trial, interleaved
+            done = len(counted(study.get_trials(deepcopy=False)))
+            best = _best_value(study)
+            print(f"study {study_name}: {done}/{n_trials} trials"
+                  + (f", best {space.metric} {best:.4f}" if best is not None else ""), flush=True)
+    try:
+        with on_signals():
+            if population > 1:
+                from tuning.runner.population import run_population_worker
+
+                if sampler == "tpe":  # a batch of asked trials must not be N copies of one point
+                    study.sampler = optuna.samplers.TPESampler(seed=seed, constant_liar=True)
+                run_population_worker(study, objective, n_trials=n_trials, population=population,
+                                      lock_path=Path(run_dir) / ".ask.lock",
+                                      heartbeats=heartbeats, heartbeat_s=heartbeat_s,
+                                      progress=update, deadline=deadline)
+            else:
+                run_worker(study, objective, n_trials=n_trials,
+                           lock_path=Path(run_dir) / ".ask.lock", heartbeats=heartbeats,
+                           heartbeat_s=heartbeat_s, max_failures=max_failures,
+                           progress=update, deadline=deadline)
+    finally:
+        if progress is not None:
+            progress.close()
+
+
+def _auto_lr_range(recipe: dict[str, Any], space: dict[str, Any], accelerator: str
+                   ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The range test on the study's recipe: (what it found, the space with its lr range)."""
+    import tempfile
+
+    from lit_optim.cli.find import scratch_objects
+    from lit_optim.finders.lr_range import check_takes_lr, run_range_test
+
+    with tempfile.TemporaryDirectory(prefix="lit-tune-lr-range-") as root:
+        path = write_recipe(recipe, Path(root) / "recipe.yaml")
+        cli = scratch_objects([str(path)], [f"--trainer.accelerator={accelerator}",
+                                            "--trainer.max_epochs=-1", "--trainer.max_steps=100"],
+                              root)
+        name = check_takes_lr(cli.model)
+        result = run_range_test(cli.model, cli.datamodule, cli.trainer)
+    if result.suggestion is None:
+        raise ConfigError("--lr-range auto: the range test ended too early for a suggestion "
+                          "(see lit-optim lr-find --config <recipe>)")
+    low, high = result.search_range
+    params = dict(space.get("params") or {})
+    key = next((k for k in (f"model.init_args.{name}", f"model.{name}") if k in params),
+               f"model.{name}")
+    params[key] = f"log[{low:.4g}, {high:.4g}]"
+    note = (f"--lr-range auto: {key} over log[{low:.4g}, {high:.4g}] (suggestion "
+            f"{result.suggestion:.4g} / 10 to the divergence point "
+            f"{result.divergence if result.divergence is not None else 'none; max_lr'})")
+    found = {"key": key, "suggestion": result.suggestion, "divergence": result.divergence,
+             "range": [low, high], "note": note}
+    return found, {**space, "params": params}
+
+
+def _best_value(study: optuna.Study) -> float | None:
+    try:
+        return study.best_value
+    except ValueError:
+        return None
+
+
+def run_study(*, recipe: str, space: str, study_name: str, storage_url: str, run_dir: Path,
+              n_trials: int, n_workers: int = 1, sampler: str = "tpe", pruner: str = "median",
+              seed: int = 0, accelerator: str = "auto",
+              heartbeat_s: float = HEARTBEAT_S, max_failures: int = MAX_FAILURES,
+              accept_changes: bool = False, overrides: dict[str, Any] | None = None,
+              timeout_s: float | None = None, lr_range: str | None = None,
+              population: int = 1) -> optuna.Study:
+    """Create or resume ``study_name`` and run it until ``n_trials`` trials have used the budget
+    (finished, or failed by their own error).
+
+    A resumed study must have been made with the same recipe, space, metric and direction
+    (``tuning.storage.record``), unless ``accept_changes``.
+
+    Args:
+        overrides: ``{"trainer.max_epochs": 5, …}`` applied to the recipe for every trial (the
+            command line's ``--trainer.max_epochs 5``); the merged recipe is the study's.
+        timeout_s: no trial is started after this many seconds (running ones finish).
+        lr_range: ``"auto"``: run the lr range test once before trial 0 and search the
+            module's lr over [suggestion / 10, divergence point] (``lit-optim lr-find``),
+            replacing the space's own lr range; the range is in the study's user attributes.
+    """
+    parsed = load_space(space)  # every check before anything is written
+    space_dict = load_space_dict(space)
+    recipe_dict = apply_overrides(load_recipe(recipe), overrides or {})
+    if lr_range not in (None, "auto"):
+        raise ConfigError(f"--lr-range must be auto, got {lr_range!r}")
+    if timeout_s is not None:
+        check_number("timeout", timeout_s, low=0, low_open=True)
+    make_sampler(sampler, parsed, seed)
+    make_pruner(pruner)
+    if n_trials < 1 or n_workers < 1:
+        raise ConfigError(f"n_trials and n_workers must be >= 1, got {n_trials}, {n_workers}")
+    check_count("max_failures", max_failures)
+    from tuning.runner.population import check_population
+
+    check_population(population, sampler, parsed)
+    check_before_trial_0(recipe_dict, parsed, trial_trainer_args(accelerator))
+    found = None
+    if lr_range == "auto":
+        found, space_dict = _auto_lr_range(recipe_dict, space_dict, accelerator)
+        parsed = parse_space(space_dict, source=f"{space} with --lr-range auto")
+    record = record_of(recipe_dict, space_dict, parsed.metric, parsed.direction)
+    check_writable(run_dir)
+    try:  # a SQLite study goes back to the default journal however the run ends
+        # Not yet in WAL mode: a resume refused below must leave the file byte-identical.
+        storage = open_storage(storage_url, n_workers=n_workers, create=True)
+        created = study_name not in optuna.study.get_all_study_names(storage)
+        if created:
+            try:
+                study = optuna.create_study(study_name=study_name, storage=storage,
+                                            direction=parsed.direction)
+            except optuna.exceptions.DuplicatedStudyError:  # another process created it just now
+                created = False
+        if not created:
+            study = optuna.load_study(study_name=study_name, storage=storage)
+            # Checked before anything is written, so a refused resume leaves the study as it was.
+            check_same_record(study, record, accept_changes=accept_changes, where=storage_url)
+        for key, value in record.items():
+            study.set_user_attr(key, value)
+        study.set_user_attr("recipe", str(Path(recipe).resolve()))
+        if found is not None:
+            study.set_user_attr("lr_range", found)
+        if journal_path(storage_url) is not None:
+            fail_orphans(study)  # no heartbeat: one lit-tune run per journal, so these are dead
+        if overrides:  # the workers read the merged recipe, kept beside the trials
+            recipe = str(write_recipe(recipe_dict, Path(run_dir) / "recipe.yaml", header=(
+                f"recipe of study {study_name}: {recipe} with "
+                + " ".join(f"--{k} {v}" for k, v in overrides.items()))))
+        if found is not None:  # the workers read the space with the range test's lr range
+            space = str(Path(run_dir) / "space.yaml")
+            Path(run_dir).mkdir(parents=True, exist_ok=True)
+            Path(space).write_text(f"# {found['note']}\n" + yaml.safe_dump(space_dict, sort_keys=False))
+        deadline = None if timeout_s is None else time.time() + timeout_s
+        args = (study_name, storage_url, str(recipe), space, str(run_dir), n_trials, sampler, pruner)
+        if n_workers == 1:
+            _worker(*args, sampler_seed(seed, 0, created=created), accelerator, "auto", 1,
+                    heartbeat_s, max_failures, deadline, population)
+        else:
+            gpus = _gpu_count() if accelerator in ("auto", "gpu", "cuda") else 0
+            ctx = mp.get_context("spawn")
+            procs = []
+            for rank in range(n_workers):
+                # Each worker its own GPU when there are enough; its own sampler seed.
+                devices = [rank % gpus] if gpus else "auto"
+                p = ctx.Process(target=_worker, args=(*args, sampler_seed(seed, rank, created=created),
+                                                     accelerator if gpus else ("cpu" if accelerator == "auto" else accelerator),
+                                                     devices, n_workers, heartbeat_s, max_failures,
+                                                     deadline, population))
+                p.start()
+                procs.append(p)
+            _join(procs)
+            if any(p.exitcode and p.exitcode > 0 for p in procs):  # e.g. MetricNotLoggedError
+                failed = optuna.load_study(study_name=study_name, storage=open_storage(
+                    storage_url, n_workers=n_workers)).get_trials(states=(TrialState.FAIL,))
+                reasons = [t.user_attrs["fail_reason"] for t in failed if "fail_reason" in t.user_attrs]
+                raise LitOptimError(reasons[-1] if reasons else "a worker process failed; see above")
+            if any(p.exitcode for p in procs):
+                # A worker was killed: its trial is RUNNING with no one left to finish it; finish
+                # the budget here. A journal has no heartbeat, but every worker of this run has
+                # ended, so its RUNNING trials are dead. An RDB study may be shared with other
+                # machines: there the worker loop waits for the dead trial's heartbeat instead.
+                if journal_path(storage_url) is not None:
+                    fail_orphans(optuna.load_study(study_name=study_name, storage=open_storage(
+                        storage_url, n_workers=n_workers)))
+                _worker(*args, sampler_seed(seed, 0, created=False), "cpu" if accelerator == "auto"
+                        else accelerator, "auto", 1, heartbeat_s, max_failures, deadline,
+                        population)
+    finally:
+        settle_sqlite(storage_url)
+    return optuna.load_study(study_name=study_name, storage=open_storage(storage_url, n_workers=n_workers))
+
+
+def _join(procs: list) -> None:
+    """Wait for the workers; on SIGTERM/SIGINT pass it on to them (each fails its trial), then
+    raise ``Interrupted`` once they are gone."""
+    try:
+        with on_signals():
+            for p in procs:
+                p.join()
+    except Interrupted:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.join()
+        raise
+
+
+def _gpu_count() -> int:
+    import torch
+
+    return torch.cuda.device_count()
+
+
+def export_best(study: optuna.Study, path: str | Path) -> Path:
+    """The recipe the best trial ran, as a file ``lit-optim fit --config`` takes."""
+    best = study.best_trial
+    # The recipe the study ran, as stored in it (the file may have changed since).
+    recipe = recipe_of(study) or load_recipe(study.user_attrs["recipe"])
+    merged = apply_overrides(recipe, dict(best.params))
+    path = Path(path)
+    if not path.parent.is_dir():  # create only what the user asked for: the file
+        raise ConfigError(f"cannot export to {path}: folder {path.parent} does not exist")
+    header = (f"lit-optim fit --config {path}\n\nbest trial {best.number} of study "
+              f"{study.study_name}: {study.user_attrs.get('metric', 'value')} = {best.value:.6f}")
+    return write_recipe(merged, path, header=header)

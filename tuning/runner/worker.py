@@ -1,0 +1,193 @@
+"""One optimization loop: ask a trial under the budget lock, run it, tell the result. The body
+of ``lit-tune run`` with one worker, and of each ``--n-workers`` process.
+
+The budget counts every trial that ran to an answer (finished, or failed by its own error) and
+every running one; a trial whose process died is failed once that is known (heartbeat expiry,
+or the next start for a journal) and replaced. A run ends only when the budget is used and no
+trial is still running, so a killed worker's trial is re-run by whichever process is alive.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from lit_optim import LitOptimError
+from tuning.runner.interrupt import Interrupted, raise_if_interrupted
+from tuning.runner.objective import Objective
+from tuning.storage.optuna_private import heartbeat
+from tuning.search.preflight import MetricNotLoggedError
+
+__all__ = ["FINISHED", "MAX_FAILURES", "TooManyFailuresError", "counted", "fail_orphans",
+           "run_worker", "sampler_seed", "tell"]
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+MAX_FAILURES = 3  # consecutive failed trials that stop a study (--max-failures)
+
+
+class TooManyFailuresError(LitOptimError):
+    """Several trials in a row raised: the recipe or space is broken, not one trial's values."""
+
+
+def counted(trials: list[optuna.trial.FrozenTrial]) -> list[optuna.trial.FrozenTrial]:
+    """The trials that use up the budget: finished, running, or failed by their own error.
+
+    A trial that raised counts (it ran, with its values; asking again would loop forever on a
+    broken recipe). A trial failed because its process died or was interrupted (no
+    ``fail_reason``) does not: it never ran to an answer and is replaced.
+    """
+    return [t for t in trials if t.state in (*FINISHED, TrialState.RUNNING)
+            or (t.state == TrialState.FAIL and "fail_reason" in t.user_attrs)]
+
+
+def fail_orphans(study: optuna.Study) -> int:
+    """Fail the RUNNING trials of processes known to be dead (a journal has no heartbeat: at the
+    start of a run, or after a worker of this run died). Public ``study.tell`` by number."""
+    orphans = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    for trial in orphans:
+        study.tell(trial.number, state=TrialState.FAIL)
+    return len(orphans)
+
+
+def sampler_seed(seed: int, rank: int, *, created: bool) -> int:
+    """``seed + rank`` for a study this run created (a fresh study with --seed is reproducible);
+    a new random seed when joining or resuming one, so that a restart or a second process does
+    not draw the points already drawn (TPE seeded alike asks the same points again)."""
+    return seed + rank if created else random.SystemRandom().randrange(2**31)
+
+
+def wait_for_running(study: optuna.Study, trials: list[optuna.trial.FrozenTrial], *,
+                     heartbeats: bool, heartbeat_s: float) -> bool:
+    """The budget is used up: True when a trial is still RUNNING elsewhere (after waiting one
+    heartbeat, with the stale ones failed), so the caller asks again to replace a dead one;
+    False when the study is done (nothing running, or no heartbeats to tell dead from alive)."""
+    if not heartbeats or not any(t.state == TrialState.RUNNING for t in trials):
+        return False
+    time.sleep(heartbeat_s)
+    optuna.storages.fail_stale_trials(study)
+    return True
+
+
+def run_worker(study: optuna.Study, objective: Objective, *, n_trials: int, lock_path: Path,
+               heartbeats: bool, heartbeat_s: float = 10.0, max_failures: int = MAX_FAILURES,
+               progress: Any = None, deadline: float | None = None) -> None:
+    """Ask, run and tell trials until the budget is used and nothing is left running.
+
+    Args:
+        heartbeats: the storage records heartbeats (an RDB storage opened with an interval),
+            so a trial running elsewhere can be told alive from dead by waiting.
+        progress: called with the study after each trial.
+        deadline: ``time.time()`` after which no trial is started (``--timeout``).
+    """
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    failures_in_a_row = 0
+    while True:
+        # Ask under a lock over "counted < budget", so workers on this machine never start
+        # more trials than the budget (optuna's MaxTrialsCallback checks only after a trial
+        # ends, so N workers can overshoot by N-1).
+        raise_if_interrupted()
+        if deadline is not None and time.time() >= deadline:
+            return
+        with _file_lock(lock_path):
+            trials = study.get_trials(deepcopy=False)
+            trial = study.ask() if len(counted(trials)) < n_trials else None
+        if trial is None:
+            if wait_for_running(study, trials, heartbeats=heartbeats, heartbeat_s=heartbeat_s):
+                continue
+            return
+        trial.set_user_attr("pid", os.getpid())  # which process runs it, for the record
+        state, value = _run_one(study, objective, trial)
+        exhausted = tell(study, trial, state, value)
+        if progress is not None:
+            progress(study)
+        if exhausted:
+            return
+        failures_in_a_row = failures_in_a_row + 1 if state == TrialState.FAIL else 0
+        if failures_in_a_row >= max_failures:
+            reason = study.trials[trial.number].user_attrs.get("fail_reason", "?")
+            raise TooManyFailuresError(
+                f"{failures_in_a_row} trials failed in a row, the last (trial {trial.number}) "
+                f"with {reason}; fix the recipe or search space (or raise --max-failures)")
+
+
+def tell(study: optuna.Study, trial: optuna.Trial, state: TrialState, value: float | None) -> bool:
+    """``study.tell``; True when it found the grid exhausted. GridSampler calls study.stop()
+    once every grid point has run, which is only allowed inside study.optimize. The trial's
+    state is stored before the sampler's hook runs, so the grid being exhausted simply means
+    nothing is left to ask."""
+    try:
+        study.tell(trial, value if state == TrialState.COMPLETE else None, state=state)
+    except RuntimeError as err:
+        if "Study.stop" not in str(err):
+            raise
+        return True
+    return False
+
+
+def _run_one(study: optuna.Study, objective: Objective, trial: optuna.Trial
+             ) -> tuple[TrialState, float | None]:
+    """The trial under its heartbeat; an interruption or a study-stopping error is told as FAIL
+    before it propagates, so no trial is left RUNNING by a live process."""
+    with heartbeat(study, trial):
+        try:
+            return _evaluate(objective, trial)
+        except Interrupted as err:
+            trial.set_user_attr("interrupted", str(err))  # no fail_reason: run again
+            study.tell(trial, state=TrialState.FAIL)
+            raise
+        except MetricNotLoggedError as err:
+            trial.set_user_attr("fail_reason", str(err))
+            study.tell(trial, state=TrialState.FAIL)
+            raise
+
+
+def _evaluate(objective: Objective, trial: optuna.Trial) -> tuple[TrialState, float | None]:
+    """Run one trial the way study.optimize would: pruned, failed or complete. A failure is one
+    line on stderr and its ``fail_reason``; the traceback goes to ``trial_<n>/error.txt``."""
+    try:
+        return TrialState.COMPLETE, objective(trial)
+    except optuna.TrialPruned:
+        return TrialState.PRUNED, None
+    except (MetricNotLoggedError, Interrupted):
+        raise
+    except Exception as err:  # noqa: BLE001 - one broken trial must not stop the study
+        # A signal whose exception the code it landed in wrapped as another error (inspect's
+        # getfullargspec, called by Lightning each step, re-raises anything as TypeError) is
+        # an interruption, not this trial's failure.
+        raise_if_interrupted()
+        reason = f"{type(err).__name__}: {' '.join(str(err).split())}"
+        trial.set_user_attr("fail_reason", reason)
+        log = objective.run_dir / f"trial_{trial.number}" / "error.txt"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text(traceback.format_exc())
+        print(f"trial {trial.number} failed: {reason} (traceback in {log})", file=sys.stderr)
+        return TrialState.FAIL, None
+
+
+class _file_lock:
+    """An exclusive lock file shared by the worker processes of one machine."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __enter__(self):
+        import fcntl
+
+        self._fh = open(self.path, "a+")
+        fcntl.flock(self._fh, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import fcntl
+
+        fcntl.flock(self._fh, fcntl.LOCK_UN)
+        self._fh.close()
+

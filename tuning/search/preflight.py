@@ -1,0 +1,135 @@
+"""Checks before trial 0: the recipe with the space's first values is parsed (not fitted) into
+the same LightningCLI objects a trial builds, and every space path is looked up in the classes
+the recipe names. A mistake ends the command with one line before any study is created or
+changed; a recipe naming a user's own LightningModule gets exactly the same checks.
+
+A module may declare ``LOGGED_METRICS`` (ClassificationTask does), and the space's metric is
+checked against it before trial 0. Otherwise whether the metric is logged can only be known
+once the module has trained and validated, so ``MetricCheck`` (a callback in every trial) stops the study after the first
+trial's first epoch if the metric is missing, listing the metrics that are logged.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from jsonargparse import Namespace
+from lightning.pytorch.callbacks import Callback
+
+from lit_optim import ConfigError, LitOptimError
+from lit_optim.catalog.registry import did_you_mean
+from tuning.search.recipe import apply_overrides, write_recipe
+from tuning.search.space import SearchSpace
+
+__all__ = ["MetricCheck", "MetricNotLoggedError", "build_trial_objects", "check_before_trial_0",
+           "parse_recipe"]
+
+
+class MetricNotLoggedError(LitOptimError):
+    """The space's metric is not among what the module logs: no trial can ever report it."""
+
+
+def build_trial_objects(recipe_path: Path, *trainer_args: str):
+    """LightningCLI objects for a trial's merged recipe; ConfigError with one line if invalid."""
+    from lit_optim.cli.main import cli_objects, config_error_line
+
+    try:
+        return cli_objects(recipe_path, *trainer_args)
+    except Exception as err:  # noqa: BLE001 - sorted by config_error_line
+        line = config_error_line(err)
+        if line is None:
+            raise
+        raise ConfigError(line) from None
+
+
+def parse_recipe(recipe: dict[str, Any], trainer_args: Sequence[str], what: str = "the recipe is invalid"):
+    """The LightningCLI objects of a recipe dict, parsed from a temporary file (nothing is
+    written where the user looks); ConfigError ``"{what}: <one line>"`` if it is invalid."""
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            return build_trial_objects(write_recipe(recipe, Path(tmp) / "recipe.yaml"), *trainer_args)
+        except ConfigError as err:
+            raise ConfigError(f"{what}: {err}") from None
+
+
+def check_before_trial_0(recipe: dict[str, Any], space: SearchSpace, trainer_args: Sequence[str]) -> None:
+    """Parse the recipe, look every space path up in its classes, then parse it with the
+    space's first values, and with each other categorical value (about 0.1 s a parse)."""
+    cli = parse_recipe(recipe, trainer_args)
+    for param in space.params:
+        _check_path(cli.config, param.path)
+    # A module that declares what it logs (ClassificationTask does) is checked now; others are
+    # checked by MetricCheck after the first trial's first epoch.
+    declared = getattr(type(cli.model), "LOGGED_METRICS", None)
+    if declared is not None and space.metric not in declared:
+        hint = did_you_mean(space.metric, declared)
+        raise ConfigError(f"the search space's metric {space.metric!r} is never logged by "
+                          f"{type(cli.model).__name__}; it logs: {', '.join(declared)}"
+                          f"{'; ' + hint if hint else ''} (set metric: in the search space)")
+    parse_recipe(apply_overrides(recipe, space.first_values()), trainer_args,
+                 "the recipe with the search space's first values is invalid")
+    # Each categorical value on its own, with the parameters it switches on: a batch size of 0,
+    # or momentum offered to adam without a `when:`, fails here and not in some later trial.
+    for path, value in space.other_choices():
+        parse_recipe(apply_overrides(recipe, space.first_values(**{path: value})), trainer_args,
+                     f"search space: {path}: {value!r} is invalid")
+
+
+def _check_path(config: Namespace, path: str) -> None:
+    node: Any = config
+    done: list[str] = []
+    for key in path.split("."):
+        owner = None
+        if isinstance(node, Namespace) and "class_path" in node and key not in ("class_path", "init_args"):
+            owner = node["class_path"]
+            node = node.get("init_args") or Namespace()
+        if node is None or isinstance(node, dict):
+            return  # a free-form mapping (optimizer_kwargs …): its keys are the plugin's to check
+        if not isinstance(node, Namespace) or key not in node:
+            where = ".".join(done) or "the recipe"
+            known = list(node.keys()) if isinstance(node, Namespace) else []
+            known = [k for k in known if "." not in k]
+            hint = did_you_mean(key, known)
+            raise ConfigError(
+                f"search space: {path} does not exist: {where}"
+                f"{f' ({owner})' if owner else ''} has no {key!r}"
+                f"{'; ' + hint if hint else ''}")
+        node = node[key]
+        done.append(key)
+
+
+class MetricCheck(Callback):
+    """Stops the study when a trial's first epoch did not log the space's metric.
+
+    Checked when the second epoch starts (or the fit ends), not at the first validation: a
+    module's epoch-end training metrics (``train_loss``) reach ``callback_metrics`` only after
+    the callbacks' ``on_train_epoch_end``.
+    """
+
+    def __init__(self, metric: str) -> None:
+        self.metric = metric
+        self.checked = False
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.current_epoch >= 1:
+            self._check(trainer, pl_module)
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._check(trainer, pl_module)
+
+    def _check(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.checked:
+            return
+        self.checked = True
+        if self.metric in trainer.callback_metrics:
+            return
+        logged = sorted(trainer.callback_metrics)
+        hint = did_you_mean(self.metric, logged)
+        raise MetricNotLoggedError(
+            f"the search space's metric {self.metric!r} is never logged by "
+            f"{type(pl_module).__name__}; it logs: {', '.join(logged) or 'nothing'}"
+            f"{'; ' + hint if hint else ''} (set metric: in the search space)")

@@ -1,16 +1,143 @@
-"""Layering: lower layers never import higher ones. Checked in a fresh interpreter, since this
-test process has imported everything already."""
+"""Layering: lower layers never import higher ones, and no two modules import each other.
+
+Two checks: a static walk of every ``import`` in ``lit_optim/`` and ``tuning/`` (the whole
+graph, deferred imports inside functions included, since a cycle through a function-level
+import is still a cycle of concepts), and what a fresh interpreter has loaded after importing a
+lower layer (this test process has imported everything already).
+"""
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
+ROOT = Path(__file__).resolve().parents[1]
+
+# Rank of each layer: a module may import its own layer and lower ranks, never higher ones.
+# Layers of one rank are siblings and must not import each other either.
+LAYERS = {
+    "lit_optim.catalog": 0,                         # registries, checks, optimizers, schedulers, factory
+    "lit_optim.data": 1, "lit_optim.callbacks": 1,  # work with any LightningModule
+    "lit_optim.training": 2,                        # models, the example task, metrics, checkpoints
+    "lit_optim.finders": 3, "lit_optim.population": 3, "lit_optim.lab": 3,
+    "lit_optim.cli": 4, "lit_optim.testing": 4,
+    "tuning.storage": 5,
+    "tuning.search": 6,
+    "tuning.runner": 7,
+    "tuning.reports": 8,
+    "tuning.cli": 9,
+}
+
+
+def _layer(module: str) -> str | None:
+    return max((name for name in LAYERS if module == name or module.startswith(name + ".")),
+               key=len, default=None)
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _lazy_exports() -> dict[str, str]:
+    """``lit_optim``'s PEP 562 exports, {name: module}: ``from lit_optim import X`` imports
+    that module when X is touched, so it counts as an import of it."""
+    tree = ast.parse((ROOT / "lit_optim" / "__init__.py").read_text())
+    assign = next(node for node in tree.body if isinstance(node, ast.Assign)
+                  and any(getattr(t, "id", None) == "_EXPORTS" for t in node.targets))
+    return ast.literal_eval(assign.value)
+
+
+LAZY = _lazy_exports()
+
+
+def _imports(path: Path) -> set[str]:
+    """Every project module ``path`` imports (``from a.b import c`` counts ``a.b`` and, when
+    ``a.b.c`` is a module, ``a.b.c``; ``from lit_optim import X`` counts X's module)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+            if node.module == "lit_optim":
+                found.update(LAZY[alias.name] for alias in node.names if alias.name in LAZY)
+    return {name for name in found if name.split(".")[0] in ("lit_optim", "tuning")}
+
+
+def _graph() -> dict[str, set[str]]:
+    files = [*sorted((ROOT / "lit_optim").rglob("*.py")), *sorted((ROOT / "tuning").rglob("*.py"))]
+    modules = {_module_name(path): path for path in files}
+    return {name: {m for m in _imports(path) if m in modules and m != name}
+            for name, path in modules.items()}
+
+
+GRAPH = _graph()
+
+
+def test_every_module_belongs_to_a_layer():
+    # The package roots hold only lazy exports (lit_optim) or public re-exports (tuning).
+    loose = [name for name in GRAPH if _layer(name) is None and name not in ("lit_optim", "tuning")]
+    assert not loose, f"modules outside every layer (put each in its layer's package): {loose}"
+
+
+def test_lower_layers_never_import_higher_ones():
+    violations = []
+    for module, imported in GRAPH.items():
+        own = _layer(module)
+        if own is None:
+            continue
+        for other in imported:
+            theirs = _layer(other)
+            if theirs is None or theirs == own:
+                continue
+            if LAYERS[theirs] >= LAYERS[own]:
+                violations.append(f"{module} ({own}) imports {other} ({theirs})")
+    assert not violations, "\n".join(violations)
+
+
+def test_no_import_cycle():
+    # Depth-first search for a back edge; the cycle found is reported whole.
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(module: str) -> list[str] | None:
+        state[module] = 1
+        stack.append(module)
+        for other in sorted(GRAPH[module]):
+            if state.get(other) == 1:
+                return stack[stack.index(other):] + [other]
+            if other not in state and (cycle := visit(other)):
+                return cycle
+        stack.pop()
+        state[module] = 2
+        return None
+
+    for module in sorted(GRAPH):
+        if module not in state and (cycle := visit(module)):
+            pytest.fail("import cycle: " + " -> ".join(cycle))
+
+
+def test_the_walk_sees_a_planted_violation(tmp_path):
+    # The checks above pass only if the walk finds imports at all: plant one and look.
+    planted = tmp_path / "planted.py"
+    planted.write_text("def f():\n    from lit_optim.cli.main import main\nimport tuning.runner.study\n"
+                       "from lit_optim import ClassificationTask\n")
+    assert _imports(planted) >= {"lit_optim.cli.main", "tuning.runner.study", "lit_optim.training.task"}
+    assert "lit_optim.cli.main" in GRAPH["lit_optim.cli"] | GRAPH["lit_optim.cli.__main__"]
+
 
 def _loaded_after(statement: str) -> set[str]:
-    code = f"import sys; {statement}; print(' '.join(m for m in sys.modules if m.startswith('lit_optim')))"
+    code = (f"import sys; {statement}; "
+            "print(' '.join(m for m in sys.modules if m.split('.')[0] in "
+            "('lit_optim', 'lightning', 'torchmetrics', 'torchvision')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return set(out.stdout.split())
 
@@ -22,9 +149,13 @@ def _loaded_after(statement: str) -> set[str]:
     ("import lit_optim.catalog.optimizers, lit_optim.catalog.schedulers, lit_optim.training.models, lit_optim.data",
      {"lit_optim.training.task", "lit_optim.catalog.factory", "lit_optim.cli.main"}),
     ("import lit_optim", {"lit_optim.training.task", "lit_optim.catalog.optimizers"}),
+    # the catalog is torch only: a registry, an optimizer or a schedule costs no Lightning import
+    ("import lit_optim.catalog.factory, lit_optim.catalog.extra_optimizers, lit_optim.catalog.extra_schedules; "
+     "from lit_optim import OPTIMIZERS, SCHEDULERS, create_optimizer, create_scheduler",
+     {"lightning", "torchmetrics", "torchvision"}),
     # the population's building blocks sit with the plugins: nothing above them
     ("import lit_optim.population.rules, lit_optim.population.stacked",
      {"lit_optim.training.task", "lit_optim.catalog.factory", "lit_optim.cli.main", "lit_optim.population.task"}),
 ])
-def test_lower_layers_do_not_import_higher_ones(statement, forbidden):
+def test_lower_layers_do_not_load_higher_ones(statement, forbidden):
     assert not _loaded_after(statement) & forbidden

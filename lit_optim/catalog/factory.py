@@ -14,13 +14,12 @@ ours also wires the scheduler into Lightning (interval, frequency, monitor, run 
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import lightning as L
 import torch
-from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 from torch.optim import Optimizer
 
@@ -36,6 +35,13 @@ from lit_optim.catalog.param_groups import build_param_groups, check_param_group
 from lit_optim.catalog.schedulers import SCHEDULERS, check_scheduler_args, scheduler_config
 from lit_optim.catalog.trainer_info import run_length, validation_period
 from lit_optim.catalog.checks import check_number
+
+if TYPE_CHECKING:  # the catalog never imports Lightning: a Trainer is only passed in
+    import lightning as L
+
+# A child of Lightning's logger: it prints where Lightning's own info lines do, and is
+# silenced with them (lit-tune trials), without importing Lightning here.
+_log = logging.getLogger("lightning.pytorch.lit_optim")
 
 __all__ = [
     "LR_SCALING_RULES",
@@ -203,7 +209,8 @@ def lr_scale_factor(trainer: L.Trainer, rule: str, base_batch_size: int | None) 
                           "that has an integer batch_size")
     factor = scaling_rule_factor(
         rule, per_device * trainer.world_size * trainer.accumulate_grad_batches, base_batch_size)
-    rank_zero_info(f"lr_scaling {rule}: global batch / {base_batch_size} → lr × {factor:.4g}")
+    if trainer.is_global_zero:
+        _log.info(f"lr_scaling {rule}: global batch / {base_batch_size} → lr × {factor:.4g}")
     if trainer.logger is not None:
         trainer.logger.log_hyperparams({"effective_lr_scale": factor})
     return factor

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import lightning as L
+if TYPE_CHECKING:  # the catalog never imports Lightning: a Trainer is only passed in
+    import lightning as L
 
 __all__ = ["RunLength", "is_logging_step", "run_length", "validation_period"]
 

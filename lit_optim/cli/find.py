@@ -43,7 +43,7 @@ def _parser(prog: str) -> argparse.ArgumentParser:
 def scratch_objects(configs: list[str], overrides: list[str], root: str):
     """The recipe's module, data and Trainer for a search of a few steps: no logger, no
     checkpoints, no bar, ``root`` (a temporary folder) for what Lightning saves meanwhile."""
-    from lit_optim.cli.main import cli_objects
+    from lit_optim.cli.lightning_cli import cli_objects
 
     return cli_objects(configs[0] if configs else None, *[f"--config={c}" for c in configs[1:]],
                        *overrides, *_SCRATCH, f"--trainer.default_root_dir={root}")
@@ -59,7 +59,7 @@ def _export(configs: list[str], overrides: list[str], path: Path, updates: dict[
     """The recipe as ``lit-optim fit`` would parse it (the user's overrides included, none of
     the search's scratch settings; the form --print_config writes) with ``updates`` (dotted
     keys under ``model`` / ``data``) applied."""
-    from lit_optim.cli.main import cli_objects
+    from lit_optim.cli.lightning_cli import cli_objects
 
     cli = cli_objects(configs[0] if configs else None, *[f"--config={c}" for c in configs[1:]],
                       *overrides)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lit_optim.catalog.registry import Registry, RegistryEntry, import_object
-from lit_optim.data import sources
+import lit_optim.data.sources as sources
 
 __all__ = ["DATASETS", "DatasetInfo"]
 

@@ -84,7 +84,7 @@ def _seed_run(recipe: dict[str, Any], path: Path, seed: int, target_acc: float) 
             "best trial); rerun the comparison under a new --name")
     import csv
 
-    from lit_optim.cli.main import cli_objects
+    from lit_optim.cli.lightning_cli import cli_objects
 
     config = write_recipe(recipe, path / "recipe.yaml", header=f"seed {seed}")
     start = time.perf_counter()

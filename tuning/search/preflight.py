@@ -35,7 +35,7 @@ class MetricNotLoggedError(LitOptimError):
 
 def build_trial_objects(recipe_path: Path, *trainer_args: str):
     """LightningCLI objects for a trial's merged recipe; ConfigError with one line if invalid."""
-    from lit_optim.cli.main import cli_objects, config_error_line
+    from lit_optim.cli.lightning_cli import cli_objects, config_error_line
 
     try:
         return cli_objects(recipe_path, *trainer_args)

@@ -1,0 +1,309 @@
+"""The LightningCLI behind ``lit-optim fit|validate|test|predict``: any LightningModule and
+LightningDataModule by class path, with lit-optim's Trainer defaults and checks, and the
+objects of a recipe without running it (``cli_objects``, what tuning and the finders build).
+Errors of the configuration become one line (``config_error_line``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import lightning as L
+from lightning.fabric.utilities.exceptions import MisconfigurationException
+from lightning.pytorch.cli import LightningCLI
+
+import lit_optim
+import lit_optim.callbacks  # noqa: F401  (so recipes can name the callbacks by class name)
+from lit_optim.callbacks.run_summary import RunSummary
+from lit_optim.catalog.errors import ConfigError, LitOptimError
+from lit_optim.catalog.registry import did_you_mean, import_object
+from lit_optim.cli.cuda_check import restore_cuda_check
+from lit_optim.cli.trainer_setup import check_trainer_values, with_cli_defaults
+from lit_optim.training.checkpoints import (
+    checkpoint_folders,
+    overridden_settings,
+    read_checkpoint,
+    resolve_checkpoint,
+)
+
+__all__ = ["LitOptimCLI", "TrainingDiverged", "chained_error", "cli_objects", "config_error_line",
+           "parse_error_line", "run_lightning_cli"]
+
+restore_cuda_check(lit_optim._NVML_CHECK_BEFORE_LIGHTNING)  # after Lightning's import set it
+
+DEFAULT_MODEL = "lit_optim.ClassificationTask"
+DEFAULT_DATA = "lit_optim.ClassificationData"
+SUBCOMMANDS = ("fit", "validate", "test", "predict")
+EVALUATING = ("validate", "test", "predict")  # score a network: need a checkpoint
+
+
+class LitOptimCLI(LightningCLI):
+    """LightningCLI over any LightningModule and LightningDataModule (subclass mode).
+
+    Beyond LightningCLI: Trainer values are checked before anything is built; a default
+    checkpoint keeps ``last.ckpt`` and never non-finite weights; ``--ckpt_path`` may be
+    ``last`` or ``best`` of this recipe's runs and must be a checkpoint; a resumed fit names
+    the settings the checkpoint replaces; ``test``/``validate``/``predict`` need one; a
+    fit ends with a summary (and ``--test`` tests its checkpoint right away) and exits 1 when
+    training ended on non-finite values.
+    """
+
+    summary: RunSummary | None = None
+
+    def add_arguments_to_parser(self, parser) -> None:
+        parser.add_argument("--test", type=bool, default=False,
+                            help="after fit, test the best checkpoint (fit only)")
+
+    def instantiate_trainer(self, **kwargs):
+        init = self.config_init[self.subcommand] if self.subcommand else self.config_init
+        config = {**(init.get("trainer") or {}), **kwargs}
+        check_trainer_values(config)
+        defaults, self.summary = with_cli_defaults(config)
+        try:
+            return super().instantiate_trainer(**{**kwargs, **defaults})
+        except (ValueError, TypeError) as err:  # Lightning's word for a bad Trainer value
+            if isinstance(err, LitOptimError):
+                raise
+            raise ConfigError(f"trainer: {' '.join(str(err).split())}") from err
+
+    # The one override of a private LightningCLI method (its behaviour is pinned by the
+    # --ckpt_path cases of tests/test_fit_hardening.py): it is where LightningCLI reads
+    # --ckpt_path and puts the checkpoint's hyperparameters over the parsed model config,
+    # before any hook of ours runs.
+    def _parse_ckpt_path(self) -> None:
+        subcommand = self.config.get("subcommand")
+        if not subcommand:
+            return
+        config = self.config[subcommand]
+        if config.get("ckpt_path") is None:
+            if subcommand in EVALUATING:
+                raise ConfigError(
+                    f"lit-optim {subcommand} needs --ckpt_path: a checkpoint file, or last / "
+                    "best of this recipe's runs (without one it would score an untrained network)")
+            return
+        path = resolve_checkpoint(config.ckpt_path, checkpoint_folders(config.get("trainer") or {}))
+        config.ckpt_path = path
+        if not Path(path).is_file():
+            return super()._parse_ckpt_path()  # hpc, registry: Lightning's own
+        checkpoint = read_checkpoint(path, weights_only=config.get("weights_only"))
+        model = config.get("model")
+        if subcommand == "fit" and model is not None and model.get("init_args") is not None:
+            replaced = overridden_settings(checkpoint.get("hyper_parameters"),
+                                           model.init_args.as_dict())
+            if replaced:
+                print(f"lit-optim: warning: resuming from {path}: its settings replace "
+                      f"{'; '.join(replaced)} (the checkpoint's optimizer state, lr and "
+                      "schedule are restored; start a new run to train with other ones)",
+                      file=sys.stderr)
+        del checkpoint
+        try:
+            super()._parse_ckpt_path()
+        except Exception as err:  # noqa: BLE001 - one line for whatever the file holds
+            if isinstance(err, LitOptimError):
+                raise
+            raise ConfigError(f"--ckpt_path {path}: its hyperparameters do not fit "
+                              f"{model.class_path if model else 'the model'}: "
+                              f"{parse_error_line(err)}") from err
+
+    def after_fit(self) -> None:
+        trainer, summary = self.trainer, self.summary
+        # Read before --test: its checkpoint restore also restores the summary's history.
+        lines = summary.lines() if summary else []
+        bad = (summary.nonfinite_finals() if summary else []) + nonfinite_weights(self.model)
+        tested = None
+        checkpoint = trainer.checkpoint_callback
+        best = getattr(checkpoint, "best_model_path", "") or getattr(checkpoint, "last_model_path", "")
+        if self.config_init[self.subcommand].get("test") and not trainer.interrupted:
+            tested = trainer.test(self.model, datamodule=self.datamodule,
+                                  ckpt_path=best or None, verbose=False)
+        log_dir = trainer.log_dir  # a broadcast under DDP: every rank must ask
+        if trainer.is_global_zero:
+            test = (f"lit-optim test --config {Path(log_dir or '.') / 'config.yaml'} --ckpt_path "
+                    f"{best}") if best else ""
+            print(closing_summary(trainer, lines, log_dir, test, tested))
+        if bad:
+            guarded = any(type(cb).__name__ == "NonFiniteGuard" for cb in trainer.callbacks)
+            raise TrainingDiverged(
+                f"training ended on non-finite values ({', '.join(bad)}); no checkpoint of "
+                "non-finite weights was kept. " + (
+                    "Lower the lr: the NonFiniteGuard did not recover" if guarded else
+                    "Lower the lr, or add lit_optim.callbacks.NonFiniteGuard (action: rollback) "
+                    "to the recipe's trainer.callbacks"))
+
+    def before_instantiate_classes(self) -> None:
+        # A ClassificationData knows its input shape and class count before reading any data,
+        # so a recipe never states them twice (or inconsistently) for a module that takes them.
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        model, data = config.get("model"), config.get("data")
+        if not model or not data:
+            return
+        from lit_optim.data import ClassificationData, DATASETS
+
+        data_class = import_object(data.class_path)
+        if not (isinstance(data_class, type) and issubclass(data_class, ClassificationData)):
+            return
+        takes = inspect.signature(import_object(model.class_path)).parameters
+        if "input_shape" not in takes or "num_classes" not in takes:
+            return
+        args = data.init_args
+        shape, classes = DATASETS.get(args.dataset).spec(args.dataset_kwargs or {})
+        if model.init_args.get("input_shape") is None:
+            model.init_args.input_shape = list(shape)
+        if model.init_args.get("num_classes") is None:
+            model.init_args.num_classes = classes
+
+
+class TrainingDiverged(LitOptimError):
+    """The fit ran, but ended on NaN/Inf: not a configuration error (exit 1, not 2)."""
+
+
+def nonfinite_weights(module: L.LightningModule) -> list[str]:
+    from lit_optim.callbacks._grads import nonfinite_names
+
+    named = list(module.named_parameters())
+    bad = nonfinite_names([n for n, _ in named], [p.detach() for _, p in named], limit=4)
+    return [f"weights of {', '.join(bad[:3])}{' …' if len(bad) > 3 else ''}"] if bad else []
+
+
+def closing_summary(trainer: L.Trainer, metric_lines: list[str], log_dir: str | None,
+                    test_command: str, tested: list[dict] | None) -> str:
+    """What a person reads after a fit: each epoch metric's final and best value, the test
+    result when ``--test`` ran, where the checkpoint and logs are, and how to test."""
+    state = "interrupted" if trainer.interrupted else "finished"
+    lines = [f"fit {state}: {trainer.current_epoch} epochs, {trainer.global_step} steps"]
+    lines += metric_lines
+    for name, value in (tested[0] if tested else {}).items():
+        lines.append(f"  {name}  {value:.4f}  (best checkpoint, --test)")
+    checkpoint = trainer.checkpoint_callback
+    if checkpoint is not None:
+        last, best = (getattr(checkpoint, "last_model_path", ""),
+                      getattr(checkpoint, "best_model_path", ""))
+        if last or best:
+            lines.append(f"checkpoint: {best or last}" + (f"   last: {last}" if last and last != best else ""))
+    if log_dir:
+        lines.append(f"logs: {log_dir}")
+    if test_command:
+        lines.append(f"test it: {test_command}")
+    return "\n".join(lines)
+
+
+_CLI_KWARGS: dict = {
+    "model_class": L.LightningModule,
+    "datamodule_class": L.LightningDataModule,
+    "subclass_mode_model": True,
+    "subclass_mode_data": True,
+    # ClassificationTask builds its optimizer from --model.optimizer; LightningCLI's own
+    # --optimizer/--lr_scheduler groups would be a second, conflicting way.
+    "auto_configure_optimizers": False,
+    # Without a recipe, Lightning's default of 1000 epochs would be a surprise.
+    "trainer_defaults": {"max_epochs": 20},
+    # A rejected value raises (and main prints its one relevant line) instead of printing
+    # 60-80 lines of usage first.
+    "parser_kwargs": {"exit_on_error": False, "description": (
+        "lit-optim: fit, validate, test and predict any LightningModule with Lightning's CLI "
+        "(ClassificationTask and ClassificationData by default). Also: `lit-optim list "
+        "[optimizers|schedulers|models|datasets]` prints every registered name with its "
+        "kwargs; `lit-optim lr-find --config R` (the learning-rate range test) and "
+        "`lit-optim batch-find --config R` (the batch-size search); `lit-optim --version`.")},
+}
+
+
+def with_default_classes(args: Sequence[str]) -> list[str]:
+    """``args`` with ``--model``/``--data`` of the default classes in front, so that a recipe or
+    command line naming no class means ClassificationTask / ClassificationData. A class path
+    given later (in a recipe or as ``--model X``) replaces them; jsonargparse then keeps only
+    the values given explicitly, never the default class's defaults."""
+    args = list(args)
+    at = 1 if args and args[0] in SUBCOMMANDS else 0
+    if at == 0 and args and not args[0].startswith("-"):
+        return args  # an unknown subcommand: let LightningCLI say so
+    if any(a in ("-h", "--help") for a in args):
+        return args
+    return [*args[:at], f"--model={DEFAULT_MODEL}", f"--data={DEFAULT_DATA}", *args[at:]]
+
+
+def run_lightning_cli(args: Sequence[str]) -> LitOptimCLI:
+    return LitOptimCLI(
+        args=with_default_classes(args),
+        # Re-running into the same log directory overwrites its config.yaml instead of failing.
+        save_config_kwargs={"overwrite": True},
+        **_CLI_KWARGS,
+    )
+
+
+def cli_objects(config: str | Path | None, *overrides: str) -> LitOptimCLI:
+    """The module, data module and Trainer that ``lit-optim fit --config CONFIG OVERRIDES``
+    would build, not run and not saving a config.yaml (tuning and comparisons fit them).
+    ``config`` None: the overrides alone (``--model my_pkg.Module …``)."""
+    head = ["--config", str(config)] if config is not None else []
+    return LitOptimCLI(
+        run=False, save_config_callback=None,
+        args=with_default_classes([*head, *overrides]), **_CLI_KWARGS,
+    )
+
+
+_NOISE = ("Does not validate against any", "Subtypes:", "Errors:", "Given value type:",
+          "Given value:", "Expected a <class 'NoneType'>", "Expected a path but")
+
+
+def parse_error_line(err: BaseException) -> str:
+    """jsonargparse's nested complaint as one line, with a did-you-mean for an unknown key."""
+    lines = [line.strip().lstrip("- ") for line in str(err).splitlines()]
+    kept = [line for line in lines if line and not line.startswith(_NOISE)]
+    text = " ".join(kept)
+    text = re.sub(r'^Parser key "([^"]+)":\s*', r"\1: ", text)
+    text = re.sub(r"Problem with given class_path '([^']+)':\s*", r"\1: ", text)
+    given = next((line[len("Given value:"):].strip() for line in lines
+                  if line.startswith("Given value:")), "")
+    text = text.replace("Import path does not correspond", f"{given!r} is not a class path,"
+                        " or does not correspond")
+    nonfinite = re.search(r'Parser key "([^"]+)":\s*Expected a <class .float.>\. Got value: '
+                          r"([+-]?(?:nan|inf(?:inity)?))\b", str(err), re.IGNORECASE)
+    if nonfinite:  # jsonargparse's float type refuses them with no word of why
+        owner = text.split(": ")[0] + "." if ": " in text else ""
+        return f"{owner}{nonfinite.group(1)} must be a finite number, got {nonfinite.group(2)}"
+    unknown = re.search(r"Option '([^']+)' is not accepted", text)
+    owner = re.search(r"(?:^|: )([\w.]+\.[A-Z]\w*): ", text)
+    if unknown and owner:
+        try:
+            params = inspect.signature(import_object(owner.group(1))).parameters
+        except Exception:  # noqa: BLE001 - the hint is optional
+            params = {}
+        hint = did_you_mean(unknown.group(1), [p for p in params if p not in ("self", "args", "kwargs")])
+        if hint:
+            text += f"; {hint}"
+    return text
+
+
+def config_error_line(err: BaseException) -> str | None:
+    """One line for an error caused by the configuration, or None for any other exception.
+
+    That is: our own errors (also when jsonargparse wrapped what a class's ``__init__`` raised:
+    in subclass mode it reports "Does not validate against any of the Union subtypes" around
+    it), jsonargparse's parse errors, and Lightning's misconfiguration errors (a monitor the
+    module never logs).
+    """
+    cause = chained_error(err, LitOptimError)
+    if cause is not None:
+        return str(cause)
+    if isinstance(err, argparse.ArgumentError) or (
+            isinstance(err, ValueError) and str(err).startswith("Does not validate against any")):
+        return parse_error_line(err)
+    if isinstance(err, MisconfigurationException):
+        return " ".join(str(err).split())
+    return None
+
+
+def chained_error(err: BaseException, kind: type[BaseException]) -> BaseException | None:
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, kind):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None

@@ -43,6 +43,10 @@ _EXPORTS = {
     "l2_penalty": "lit_optim.catalog.factory",
     "lr_scale_factor": "lit_optim.catalog.factory",
     "ClassificationTask": "lit_optim.training.task",
+    "DirectionError": "lit_optim.catalog.objective",
+    "Objective": "lit_optim.catalog.objective",
+    "logged_directions": "lit_optim.catalog.objective",
+    "resolve_objective": "lit_optim.catalog.objective",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -149,8 +149,9 @@ def test_epoch_schedule_with_warmup_epochs_under_max_steps(make_trainer):
 
 
 def test_plateau_monitors_a_metric_named_by_the_user(make_trainer):
+    # val/loss is logged as a plain tensor: its direction is the user's to give (mode).
     module = Regressor(optimizer="sgd", lr=0.1, weight_decay=0.0, scheduler="plateau",
-                       scheduler_kwargs={"patience": 0, "factor": 0.5, "threshold": 1.0})
+                       scheduler_kwargs={"patience": 0, "factor": 0.5, "threshold": 1.0, "mode": "min"})
     trainer = _fit(make_trainer, module, max_epochs=3, check_val_every_n_epoch=1)
     (config,) = trainer.lr_scheduler_configs
     assert config.monitor == "val/loss" and config.scheduler.mode == "min"
@@ -159,7 +160,7 @@ def test_plateau_monitors_a_metric_named_by_the_user(make_trainer):
 
 
 def test_plateau_steps_only_on_epochs_that_validate(make_trainer):
-    module = Regressor(scheduler="plateau", monitor="val/loss")
+    module = Regressor(scheduler="plateau", monitor="val/loss", scheduler_kwargs={"mode": "min"})
     trainer = _fit(make_trainer, module, max_epochs=4, check_val_every_n_epoch=2)
     assert trainer.lr_scheduler_configs[0].frequency == 2
 
@@ -172,15 +173,19 @@ def test_a_monitor_never_logged_fails_when_lightning_first_needs_it_listing_what
         _fit(make_trainer, module, max_epochs=2)
 
 
-def test_mode_is_guessed_from_the_name_or_given():
+def test_mode_is_given_or_a_standard_names_never_guessed():
     opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.1)
     trainer = L.Trainer(max_epochs=2, logger=False, enable_checkpointing=False)
     from lit_optim.catalog.schedulers import build_scheduler_config
     from lit_optim.catalog.trainer_info import RunLength
 
     run = RunLength(10, 5)
+    # Without the module's logs to ask, a name that is not a standard one needs a mode: "f1"
+    # in the name is no evidence.
+    with pytest.raises(ConfigError, match="direction of metric 'val/f1' is not known"):
+        build_scheduler_config("plateau", opt, {}, run=run, val_every_n_epochs=1, monitor="val/f1")
     assert build_scheduler_config("plateau", opt, {}, run=run, val_every_n_epochs=1,
-                                  monitor="val/f1")["scheduler"].mode == "max"
+                                  monitor="val_acc")["scheduler"].mode == "max"
     assert build_scheduler_config("plateau", opt, {"mode": "min"}, run=run, val_every_n_epochs=1,
                                   monitor="val/f1")["scheduler"].mode == "min"
     with pytest.raises(ConfigError, match="mode must be min or max"):

@@ -62,6 +62,8 @@ class SineRegressor(L.LightningModule):
     def configure_optimizers(self):
         opt = create_optimizer(self, self.hparams.optimizer, lr=self.hparams.lr,
                                weight_decay=self.hparams.weight_decay)
+        # val/loss is logged as a plain tensor, which says nothing of its direction: a
+        # schedule that reads it (plateau) is told once that lower is better.
         sched = create_scheduler(self.hparams.scheduler, opt, self.trainer, monitor="val/loss",
-                                 **(self.hparams.scheduler_kwargs or {}))
+                                 mode="min", **(self.hparams.scheduler_kwargs or {}))
         return {"optimizer": opt, "lr_scheduler": sched}

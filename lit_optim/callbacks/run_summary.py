@@ -9,7 +9,12 @@ import lightning as L
 from lightning.pytorch.callbacks import Callback
 
 from lit_optim.callbacks._epochs import AfterEachEpoch
-from lit_optim.catalog.schedulers import monitor_mode
+from lit_optim.catalog.objective import (
+    LoggedDirections,
+    Objective,
+    logged_directions,
+    resolve_objective,
+)
 
 
 class RunSummary(AfterEachEpoch, Callback):
@@ -17,12 +22,33 @@ class RunSummary(AfterEachEpoch, Callback):
     writes the closing summary: final and best value with their epochs.
 
     Which metrics: the module's ``EPOCH_METRICS`` when it declares them (ClassificationTask
-    does), else every logged value that is not a per-step one (``*_step``, ``lr``). Best is the
-    highest for accuracy-like names and the lowest for the rest, as plateau guesses its mode.
+    does), else every logged value that is not a per-step one (``*_step``, ``lr``).
+
+    Best is ranked by the metric's declared direction (``lit_optim.catalog.objective``): the
+    run's objective (``objective``/``direction``), else the torchmetrics Metric the module logs
+    under that name, else a standard name's. A metric with no known direction shows its lowest
+    and highest values instead of a guessed best.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, objective: str | None = None, direction: str | None = None) -> None:
         self.history: dict[str, list[tuple[int, float]]] = {}
+        self.objective = objective
+        # Checked now: a bad direction is a configuration error, before anything trains.
+        self._given = resolve_objective(objective, direction, given_as="objective.direction",
+                                        required=False) if objective else None
+        self._directions: LoggedDirections | None = None
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self._directions = logged_directions(pl_module)
+
+    def direction_of(self, name: str) -> Objective | None:
+        """How ``name`` ranks, as far as anything declares it (None: unknown)."""
+        given = self._given if self._given is not None and name == self.objective else None
+        logged = self._directions.seen.get(name) if self._directions else None
+        described = self._directions.describe(name) if self._directions else ""
+        return resolve_objective(name, given.direction if given else None, logged=logged,
+                                 logged_by=described, given_as="objective.direction",
+                                 required=False)
 
     def _names(self, trainer: L.Trainer) -> list[str]:
         declared = getattr(trainer.lightning_module, "EPOCH_METRICS", None)
@@ -49,10 +75,15 @@ class RunSummary(AfterEachEpoch, Callback):
             epoch, final = values[-1]
             finite = [(v, e) for e, v in values if math.isfinite(v)]
             text = f"  {name:<{width}}  final {_fmt(final)} (epoch {epoch})"
-            if finite:
-                pick = max if monitor_mode(name) == "max" else min
-                best, at = pick(finite, key=lambda ve: ve[0])
+            objective = self.direction_of(name)
+            if finite and objective is not None:
+                best, at = objective.best(finite)
                 text += f"   best {_fmt(best)} (epoch {at})"
+                if name == self.objective:
+                    text += f"   objective, {objective.direction}"
+            elif finite:  # no declared direction: both ends, no guess
+                (low, at_low), (high, at_high) = min(finite), max(finite)
+                text += f"   lowest {_fmt(low)} (epoch {at_low}), highest {_fmt(high)} (epoch {at_high})"
             out.append(text)
         return out
 

@@ -24,6 +24,7 @@ from torch import nn
 from torch.optim import Optimizer
 
 from lit_optim.catalog.errors import ConfigError
+from lit_optim.catalog.objective import logged_directions
 from lit_optim.catalog.optimizers import (
     OPTIMIZERS,
     OptimizerInfo,
@@ -150,19 +151,27 @@ def create_scheduler(
         monitor: the metric a monitoring schedule (plateau) reads, any name the module logs
             (default ``val_loss``); ignored by schedules that read none, so one call serves
             every name. Lightning checks it is logged when it first steps the scheduler.
-        mode: ``min`` or ``max`` for that metric, guessed from its name when not given (to a
-            schedule with a ``mode`` of its own, such as cyclic's, it is that kwarg).
+        mode: ``min`` or ``max`` for that metric. Not given: the torchmetrics Metric the
+            module logs under that name decides (its ``higher_is_better``, on the first log),
+            or the name is a standard one (``val_loss``, ``val_acc`` …); else a DirectionError
+            that says to give it. A schedule that reads no metric ignores ``min``/``max``; to
+            one with a ``mode`` of its own (cyclic's) any other word is that kwarg.
         kwargs: the scheduler's options, plus ``warmup_steps`` / ``warmup_epochs`` and
             ``warmup_start_factor`` for a linear warmup in front of it.
     """
     if mode is not None:
-        # For plateau, min|max of its metric; for others a kwarg of their own (cyclic's mode).
+        # For plateau, min|max of its metric. A schedule that reads no metric ignores a
+        # direction (one call serves every name, as with monitor); any other word is a kwarg
+        # of its own (cyclic's mode).
         if SCHEDULERS.get(name).needs_monitor and mode not in ("min", "max"):
             raise ConfigError(f"scheduler {name!r}: mode must be min or max, got {mode!r}")
-        kwargs["mode"] = mode
+        if SCHEDULERS.get(name).needs_monitor or mode not in ("min", "max"):
+            kwargs["mode"] = mode
     info, monitor = check_scheduler_args(name, kwargs, monitor=monitor)  # before any data loads
+    module = getattr(trainer, "lightning_module", None)
     return scheduler_config(info, monitor, optimizer, kwargs, run=run_length(trainer),
-                            val_every_n_epochs=validation_period(trainer))
+                            val_every_n_epochs=validation_period(trainer),
+                            directions=logged_directions(module) if module is not None else None)
 
 
 def loss_weight_decay(name: str, weight_decay: float) -> float:

@@ -25,6 +25,12 @@ from lit_optim.catalog.errors import ConfigError
 from lit_optim.catalog.checks import check_count, check_number
 from lit_optim.catalog.kwargs import accepted_kwargs, check_kwargs
 from lit_optim.catalog.extra_schedules import InverseTimeLR, PolynomialDecayLR
+from lit_optim.catalog.objective import (
+    Direction,
+    DirectionError,
+    LoggedDirections,
+    resolve_objective,
+)
 from lit_optim.catalog.registry import Registry, RegistryEntry, import_object
 from lit_optim.catalog.trainer_info import RunLength
 
@@ -34,7 +40,6 @@ __all__ = [
     "build_scheduler_config",
     "check_scheduler_args",
     "scheduler_config",
-    "monitor_mode",
 ]
 
 # Filled in by lit-optim, never by the user.
@@ -198,16 +203,6 @@ for entry in [
 ]:
     SCHEDULERS.register(entry)
 
-def monitor_mode(monitor: str) -> Literal["min", "max"]:
-    """A guess when no mode is given: accuracy-like scores improve upwards, the rest (losses,
-    errors) downwards."""
-    name = monitor.lower()
-    return "max" if any(word in name for word in _HIGHER_IS_BETTER) else "min"
-
-
-_HIGHER_IS_BETTER = ("acc", "f1", "auroc", "auc", "precision", "recall", "iou", "map", "r2")
-
-
 def _split_kwargs(info: SchedulerInfo, kwargs: Mapping[str, Any], monitor: str | None = None):
     """(scheduler kwargs, monitor or None, warmup kwargs)."""
     kwargs = dict(kwargs)
@@ -330,9 +325,15 @@ def scheduler_config(
     *,
     run: RunLength,
     val_every_n_epochs: int | None,
+    directions: LoggedDirections | None = None,
 ) -> dict[str, Any]:
     """``build_scheduler_config`` for an entry and monitor that ``check_scheduler_args`` has
-    already returned for these kwargs (so the throwaway build is not repeated)."""
+    already returned for these kwargs (so the throwaway build is not repeated).
+
+    ``directions``: what the module's logs say of each metric's direction. Without it, a
+    monitored metric needs a given mode or a standard name; with it, the direction may come
+    from the Metric logged under that name, and a given mode is checked against that Metric.
+    """
     own, _, warmup = _split_kwargs(info, kwargs, monitor)
     call_kwargs = {**info.defaults, **own}
     frequency = 1
@@ -353,8 +354,13 @@ def scheduler_config(
                 "trainer.max_steps"
             )
         call_kwargs["total_steps"] = max(1, int(length) - warm)
+    given_mode = call_kwargs.get("mode")
     if monitor is not None:
-        call_kwargs.setdefault("mode", monitor_mode(monitor))
+        # The mode is what the user gave, else a standard name's; else (when the module's
+        # logs can still tell) bound on the metric's first log, by _PlateauMode below.
+        objective = resolve_objective(monitor, given_mode, given_as=f"scheduler {info.name!r}: mode",
+                                      required=directions is None)
+        call_kwargs["mode"] = objective.direction if objective else "min"
         if val_every_n_epochs is None and monitor.startswith("val"):
             raise ConfigError(
                 f"scheduler {info.name!r} monitors {monitor!r} but validation never runs; "
@@ -369,6 +375,8 @@ def scheduler_config(
             # Lightning scheduler inside one lr_scheduler config: it rides on optimizer.step.
             StepWarmup(optimizer, start_factor=start, total_steps=warm)
         main = info.resolve()(optimizer, **call_kwargs)
+        if directions is not None:
+            directions.when_logged(monitor, _PlateauMode(main, info.name, monitor, given_mode))
         return {"scheduler": main, "interval": info.interval, "frequency": frequency,
                 "monitor": monitor, "strict": True}
     # The ramp is built first: schedulers record each group's starting lr as 'initial_lr'
@@ -378,6 +386,32 @@ def scheduler_config(
     if ramp is not None:
         main = sched.SequentialLR(optimizer, [ramp, main], milestones=[warm])
     return {"scheduler": main, "interval": info.interval, "frequency": frequency}
+
+
+class _PlateauMode:
+    """Binds a plateau's mode when its metric is first logged (before its first step): the
+    logged Metric's ``higher_is_better`` where no mode was given, a DirectionError where that
+    contradicts the given mode or where neither says. Sets only ReduceLROnPlateau's public
+    attributes, and leaves a mode restored from a checkpoint as it is."""
+
+    def __init__(self, scheduler: Any, name: str, monitor: str, given: str | None) -> None:
+        self.scheduler, self.name, self.monitor, self.given = scheduler, name, monitor, given
+
+    def __call__(self, logged: Direction | None, described: str) -> None:
+        option = f"scheduler {self.name!r}: mode"
+        objective = resolve_objective(self.monitor, self.given, logged=logged, logged_by=described,
+                                      given_as=option, required=False)
+        if objective is None:
+            raise DirectionError(
+                f"scheduler {self.name!r} monitors {described}: give it mode: min or max "
+                "(scheduler_kwargs), or log a torchmetrics Metric under that name")
+        plateau = self.scheduler
+        if plateau.mode != objective.direction:
+            unseen = plateau.best == plateau.mode_worse
+            plateau.mode = objective.direction
+            plateau.mode_worse = math.inf if objective.direction == "min" else -math.inf
+            if unseen:
+                plateau.best = plateau.mode_worse
 
 
 class StepWarmup:

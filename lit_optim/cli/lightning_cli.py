@@ -12,6 +12,7 @@ import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal, Optional
 
 import lightning as L
 from lightning.fabric.utilities.exceptions import MisconfigurationException
@@ -58,12 +59,22 @@ class LitOptimCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_argument("--test", type=bool, default=False,
                             help="after fit, test the best checkpoint (fit only)")
+        parser.add_argument("--objective.metric", type=Optional[str], default=None,
+                            help="the metric this run is ranked by, as the module logs it: the "
+                                 "default checkpoint keeps its best epoch, the summary marks it")
+        parser.add_argument("--objective.direction", type=Optional[Literal["min", "max"]],
+                            default=None,
+                            help="min or max for objective.metric; not needed for a torchmetrics "
+                                 "Metric logged under that name (its higher_is_better) or a "
+                                 "standard name (val_loss, val_acc …)")
 
     def instantiate_trainer(self, **kwargs):
         init = self.config_init[self.subcommand] if self.subcommand else self.config_init
         config = {**(init.get("trainer") or {}), **kwargs}
         check_trainer_values(config)
-        defaults, self.summary = with_cli_defaults(config)
+        objective = init.get("objective") or {}
+        defaults, self.summary = with_cli_defaults(config, objective.get("metric"),
+                                                   objective.get("direction"))
         try:
             return super().instantiate_trainer(**{**kwargs, **defaults})
         except (ValueError, TypeError) as err:  # Lightning's word for a bad Trainer value

@@ -21,10 +21,12 @@ from lightning.pytorch.plugins.io import CheckpointIO
 
 from lit_optim.callbacks.epoch_lines import EpochLines
 from lit_optim.callbacks.finite_checkpoint import FiniteModelCheckpoint
+from lit_optim.callbacks.objective_check import ObjectiveCheck
 from lit_optim.callbacks.run_summary import RunSummary
 from lit_optim.training.checkpoints import SameFolderCheckpointIO
 from lit_optim.catalog.errors import ConfigError
 from lit_optim.catalog.checks import check_count, check_number
+from lit_optim.catalog.objective import resolve_objective
 
 __all__ = ["check_trainer_values", "silence_lightning_noise", "with_cli_defaults"]
 
@@ -69,20 +71,40 @@ def _as_list(value: Any) -> list[Any]:
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
-def with_cli_defaults(config: Mapping[str, Any]) -> tuple[dict[str, Any], RunSummary]:
+def with_cli_defaults(config: Mapping[str, Any], objective: str | None = None,
+                      direction: str | None = None) -> tuple[dict[str, Any], RunSummary]:
     """``callbacks`` and ``plugins`` for the Trainer: the recipe's, plus the CLI's defaults
-    where the recipe has none of that kind; and the RunSummary among them."""
+    where the recipe has none of that kind; and the RunSummary among them.
+
+    ``objective``/``direction``: the run's objective (``objective.metric`` /
+    ``objective.direction``). With one, the default checkpoint keeps the best epoch by it (and
+    ``last.ckpt``); without, the latest epoch. An ``ObjectiveCheck`` checks every ranking
+    callback's mode against the directions the run declares or logs.
+    """
     callbacks: list[Callback] = _as_list(config.get("callbacks"))
     plugins = _as_list(config.get("plugins"))
+    known = resolve_objective(objective, direction, given_as="objective.direction",
+                              required=False) if objective else None
+    bind: tuple[Callback, ...] = ()
     if config.get("enable_checkpointing") is not False and not any(
             isinstance(cb, ModelCheckpoint) for cb in callbacks):
-        callbacks.append(FiniteModelCheckpoint(save_last=True))
+        if objective is None:
+            callbacks.append(FiniteModelCheckpoint(save_last=True))
+        else:
+            # A direction still unknown here comes from the Metric logged under the name:
+            # ObjectiveCheck binds it on the first log, before anything is compared.
+            checkpoint = FiniteModelCheckpoint(save_last=True, monitor=objective, save_top_k=1,
+                                               mode=known.direction if known else "min")
+            callbacks.append(checkpoint)
+            bind = () if known else (checkpoint,)
+    if not any(isinstance(cb, ObjectiveCheck) for cb in callbacks):
+        callbacks.append(ObjectiveCheck(objective, direction, bind=bind))
     if (config.get("enable_progress_bar") is not False and not sys.stdout.isatty()
             and not any(isinstance(cb, ProgressBar) for cb in callbacks)):
         callbacks.append(EpochLines())
     summary = next((cb for cb in callbacks if isinstance(cb, RunSummary)), None)
     if summary is None:
-        summary = RunSummary()
+        summary = RunSummary(objective, direction)
         callbacks.append(summary)
     if not any(isinstance(p, CheckpointIO) for p in plugins):
         plugins.append(SameFolderCheckpointIO())

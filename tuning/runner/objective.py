@@ -124,7 +124,8 @@ class Objective:
             guard = NonFiniteGuard("stop", loss_spike_factor=10)
             trainer.callbacks.append(guard)
         watch = DivergenceWatch(self.space.metric)
-        trainer.callbacks += [pruning, MetricCheck(self.space.metric), watch, _InterruptPoint()]
+        trainer.callbacks += [pruning, MetricCheck(self.space.metric, trial.study.direction.name.lower()),
+                              watch, _InterruptPoint()]
         try:
             trainer.fit(cli.model, datamodule=cli.datamodule)
         except NonFiniteError as err:

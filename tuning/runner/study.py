@@ -3,6 +3,7 @@ best trial, and its export as a recipe."""
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing as mp
 import os
 import time
@@ -18,7 +19,7 @@ from lit_optim.catalog.registry import did_you_mean
 from lit_optim.catalog.checks import check_count, check_number
 from tuning.runner.objective import Objective, quiet_lightning, trial_trainer_args
 from tuning.runner.interrupt import Interrupted, die_with_parent, on_signals
-from tuning.search.preflight import check_before_trial_0
+from tuning.search.preflight import check_before_trial_0, resolve_direction
 from tuning.search.recipe import apply_overrides, load_recipe, write_recipe
 from tuning.storage.record import check_same_record, recipe_of, record_of
 from tuning.search.space import SearchSpace, load_space, load_space_dict, parse_space
@@ -225,10 +226,13 @@ def run_study(*, recipe: str, space: str, study_name: str, storage_url: str, run
 
     check_population(population, sampler, parsed)
     check_before_trial_0(recipe_dict, parsed, trial_trainer_args(accelerator))
+    parsed = dataclasses.replace(parsed, direction=resolve_direction(
+        recipe_dict, parsed, trial_trainer_args(accelerator)))
     found = None
     if lr_range == "auto":
         found, space_dict = _auto_lr_range(recipe_dict, space_dict, accelerator)
-        parsed = parse_space(space_dict, source=f"{space} with --lr-range auto")
+        parsed = dataclasses.replace(parse_space(space_dict, source=f"{space} with --lr-range auto"),
+                                     direction=parsed.direction)
     record = record_of(recipe_dict, space_dict, parsed.metric, parsed.direction)
     check_writable(run_dir)
     try:  # a SQLite study goes back to the default journal however the run ends

@@ -5,8 +5,13 @@ changed; a recipe naming a user's own LightningModule gets exactly the same chec
 
 A module may declare ``LOGGED_METRICS`` (ClassificationTask does), and the space's metric is
 checked against it before trial 0. Otherwise whether the metric is logged can only be known
-once the module has trained and validated, so ``MetricCheck`` (a callback in every trial) stops the study after the first
-trial's first epoch if the metric is missing, listing the metrics that are logged.
+once the module has trained and validated, so ``MetricCheck`` (a callback in every trial) stops
+the study after the first trial's first epoch if the metric is missing, listing the metrics that
+are logged, or if the Metric logged under it ranks the other way than the study.
+
+The study's direction is the space's ``direction:``, else the metric's own: a standard name's,
+else the torchmetrics Metric the module logs under it, which ``resolve_direction`` learns from
+one training and one validation batch (Lightning's ``fast_dev_run``) before trial 0.
 """
 
 from __future__ import annotations
@@ -20,17 +25,22 @@ import lightning as L
 from jsonargparse import Namespace
 from lightning.pytorch.callbacks import Callback
 
-from lit_optim import ConfigError, LitOptimError
+from lit_optim import ConfigError, DirectionError, LitOptimError, logged_directions, resolve_objective
 from lit_optim.catalog.registry import did_you_mean
 from tuning.search.recipe import apply_overrides, write_recipe
 from tuning.search.space import SearchSpace
 
-__all__ = ["MetricCheck", "MetricNotLoggedError", "build_trial_objects", "check_before_trial_0",
-           "parse_recipe"]
+__all__ = ["MetricCheck", "MetricDirectionError", "MetricNotLoggedError", "build_trial_objects",
+           "check_before_trial_0", "parse_recipe", "resolve_direction"]
 
 
 class MetricNotLoggedError(LitOptimError):
     """The space's metric is not among what the module logs: no trial can ever report it."""
+
+
+class MetricDirectionError(MetricNotLoggedError):
+    """The Metric logged under the space's metric ranks the other way than the study: no trial
+    could be ranked right, so the study stops as for a metric never logged."""
 
 
 def build_trial_objects(recipe_path: Path, *trainer_args: str):
@@ -79,6 +89,35 @@ def check_before_trial_0(recipe: dict[str, Any], space: SearchSpace, trainer_arg
                      f"search space: {path}: {value!r} is invalid")
 
 
+def resolve_direction(recipe: dict[str, Any], space: SearchSpace,
+                      trainer_args: Sequence[str]) -> str:
+    """The study's direction (``maximize``/``minimize``): the space's, else a standard name's,
+    else the Metric the module logs under the space's metric, seen in one training and one
+    validation batch (``fast_dev_run``) of the recipe with the space's first values. A metric
+    never logged there, or logged with no direction, is one ConfigError before any study."""
+    given_as = "the search space's direction"
+    known = resolve_objective(space.metric, space.direction, given_as=given_as, required=False)
+    if known is not None:
+        return known.study_direction
+    with tempfile.TemporaryDirectory() as tmp:
+        path = write_recipe(apply_overrides(recipe, space.first_values()), Path(tmp) / "recipe.yaml")
+        cli = build_trial_objects(path, *trainer_args, "--trainer.fast_dev_run=true")
+        directions = logged_directions(cli.model)
+        cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    if space.metric not in directions.seen:
+        logged = sorted(directions.seen)
+        hint = did_you_mean(space.metric, logged)
+        raise ConfigError(f"the search space's metric {space.metric!r} is never logged by "
+                          f"{type(cli.model).__name__}; it logs: {', '.join(logged) or 'nothing'}"
+                          f"{'; ' + hint if hint else ''} (set metric: in the search space)")
+    found = resolve_objective(space.metric, logged=directions.seen[space.metric],
+                              logged_by=directions.describe(space.metric), required=False)
+    if found is None:
+        raise DirectionError(f"the search space's metric {directions.describe(space.metric)}: "
+                             "add direction: maximize or minimize to the search space")
+    return found.study_direction
+
+
 def _check_path(config: Namespace, path: str) -> None:
     node: Any = config
     done: list[str] = []
@@ -110,9 +149,21 @@ class MetricCheck(Callback):
     the callbacks' ``on_train_epoch_end``.
     """
 
-    def __init__(self, metric: str) -> None:
+    def __init__(self, metric: str, direction: str | None = None) -> None:
         self.metric = metric
+        self.direction = direction  # the study's (maximize / minimize)
         self.checked = False
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if self.direction is not None:
+            logged_directions(pl_module).when_logged(self.metric, self._direction_logged)
+
+    def _direction_logged(self, logged: str | None, described: str) -> None:
+        try:
+            resolve_objective(self.metric, self.direction, logged=logged, logged_by=described,
+                              given_as="the study's direction", required=False)
+        except DirectionError as err:
+            raise MetricDirectionError(f"{err} (set direction: in the search space)") from None
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.current_epoch >= 1:

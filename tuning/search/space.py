@@ -1,7 +1,7 @@
 """Search spaces: ``recipes/<dataset>/search.yaml``, parsed and checked before any trial runs.
 
     metric: val_acc            # what the objective returns (logged by the task)
-    direction: maximize
+    direction: maximize        # optional where the metric declares it (lit_optim.catalog.objective)
     params:
       model.lr: log[1.0e-5, 1.0]             # log-uniform
       model.weight_decay: log[1.0e-6, 1.0e-1]
@@ -33,7 +33,7 @@ from optuna.distributions import (
     IntDistribution,
 )
 
-from lit_optim import DATASETS, MODELS, OPTIMIZERS, SCHEDULERS, ConfigError
+from lit_optim import DATASETS, MODELS, OPTIMIZERS, SCHEDULERS, ConfigError, resolve_objective
 
 __all__ = ["Param", "SearchSpace", "load_space"]
 
@@ -58,7 +58,9 @@ class Param:
 class SearchSpace:
     params: tuple[Param, ...]
     metric: str = "val_acc"
-    direction: str = "maximize"
+    # "maximize" / "minimize" as written (min / max accepted); None: not written, resolved
+    # before trial 0 from the metric itself (tuning.search.preflight.resolve_direction).
+    direction: str | None = None
 
     def suggest(self, trial: optuna.Trial) -> dict[str, Any]:
         """The trial's overrides, {dotted path: value}, conditionals included when active."""
@@ -154,9 +156,13 @@ def parse_space(raw: dict[str, Any], source: str = "search space") -> SearchSpac
     if unknown:
         raise ConfigError(f"{source}: unknown key(s) {', '.join(unknown)}; "
                           "expected params, metric, direction")
-    direction = raw.get("direction", "maximize")
-    if direction not in ("maximize", "minimize"):
-        raise ConfigError(f"{source}: direction must be maximize or minimize, got {direction!r}")
+    direction = raw.get("direction")
+    if direction is not None:
+        direction = resolve_objective("metric", direction, given_as=f"{source}: direction"
+                                      ).study_direction
+    metric = raw.get("metric", "val_acc")
+    if not isinstance(metric, str) or not metric:
+        raise ConfigError(f"{source}: metric must be the name of a logged metric, got {metric!r}")
     params = []
     for path, spec in raw["params"].items():
         where = f"{source}: {path}"
@@ -179,7 +185,7 @@ def parse_space(raw: dict[str, Any], source: str = "search space") -> SearchSpac
         dist = _distribution(spec, where)
         _check_names(path, dist, where)
         params.append(Param(path, dist, {k: list(v) for k, v in when.items()}))
-    return SearchSpace(tuple(params), metric=raw.get("metric", "val_acc"), direction=direction)
+    return SearchSpace(tuple(params), metric=metric, direction=direction)
 
 
 def load_space_dict(path: str | Path) -> dict[str, Any]:

@@ -1,8 +1,26 @@
-"""Population trials: N trials of one structure trained as one vectorized model (issue:
-population trials). This package starts with the update rules; the population module and
-``lit-tune run --population`` build on them."""
+"""Population trials: N trials of one structure trained as one vectorized model.
+
+``ModulePopulation`` trains N instances of any LightningModule through torch.func;
+``PopulationTask`` is the batched-matmul path of the project's own ClassificationTask. Both
+apply ``PopulationUpdate`` (torch.optim's arithmetic with per-member hyperparameters). The
+modules import Lightning, so they load on first use (PEP 562): the update rules alone do not.
+"""
+
+import importlib
+from typing import Any
 
 from lit_optim.population.rules import POPULATION_OPTIMIZERS, PopulationUpdate
 from lit_optim.population.stacked import StackedNetwork
 
-__all__ = ["POPULATION_OPTIMIZERS", "PopulationUpdate", "StackedNetwork"]
+_LAZY = {"ModulePopulation": "lit_optim.population.module_population",
+         "NotVmappable": "lit_optim.population.module_population",
+         "PopulationTask": "lit_optim.population.task"}
+
+__all__ = ["POPULATION_OPTIMIZERS", "ModulePopulation", "NotVmappable", "PopulationTask",
+           "PopulationUpdate", "StackedNetwork"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

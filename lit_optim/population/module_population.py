@@ -1,0 +1,449 @@
+"""``ModulePopulation``: N instances of ANY LightningModule trained at once through torch.func.
+
+Each member is the user's own module, built with its own hyperparameters (a trial's recipe);
+the members must share structure (the same parameter and buffer names and shapes). Their
+parameters and buffers are stacked along a leading member axis
+(``torch.func.stack_module_state``) and the module's own ``training_step`` runs once per
+member under ``vmap(grad_and_value(functional_call(...)), randomness="different")``: dropout
+draws independently per member, BatchNorm statistics are per member (stacked buffers), and
+what the step ``self.log``s comes back per member as ``has_aux`` outputs. One backward per
+member is exactly its own gradient.
+
+The optimizer is each member's own ``configure_optimizers``: its torch optimizer (with its
+param groups, their lrs and weight decays) is the member's *shadow*, never stepped on real
+gradients, and the lr scheduler Lightning would drive steps it; the population reads each
+group's hyperparameters from the shadows every step and applies torch.optim's arithmetic to
+the stacked tensors (``PopulationUpdate``). So a member equals its one-by-one run (same seed,
+same batches) to float64 round-off, schedules are never re-implemented, and param groups keep
+their own lr and decay.
+
+Validation runs ``validation_step`` under ``vmap`` too; a step that cannot (it updates a
+torchmetrics ``Metric``, which keeps one state for all members) runs member by member on each
+member's own module instead, with the member's stacked tensors swapped in, so its Metric
+objects and epoch-end hooks work as in a plain fit. What cannot run in a population at all
+raises ``NotVmappable`` with the reason and the first failing operation; the caller trains
+those trials one by one.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.utilities.data import extract_batch_size
+from torch import nn
+from torch.func import functional_call, grad_and_value, stack_module_state, vmap
+
+from lit_optim.catalog.errors import ConfigError, LitOptimError
+from lit_optim.population.rules import PopulationUpdate
+
+__all__ = ["ModulePopulation", "NotVmappable"]
+
+
+class NotVmappable(LitOptimError):
+    """This module (or its optimizer) cannot train as a population; the message says why."""
+
+
+# torch.optim class -> the population rule that follows its arithmetic; the group keys each
+# rule reads (everything else a group holds is torch's bookkeeping: foreach, fused …).
+_RULES: tuple[tuple[type, str], ...] = (
+    (torch.optim.AdamW, "adamw"), (torch.optim.Adam, "adam"), (torch.optim.SGD, "sgd"),
+    (torch.optim.RMSprop, "rmsprop"), (torch.optim.Adagrad, "adagrad"))
+_GROUP_KEYS = {
+    "sgd": ("lr", "momentum", "dampening", "nesterov", "weight_decay"),
+    "adam": ("lr", "betas", "eps", "weight_decay", "amsgrad"),
+    "adamw": ("lr", "betas", "eps", "weight_decay", "amsgrad"),
+    "rmsprop": ("lr", "alpha", "eps", "weight_decay", "momentum", "centered"),
+    "adagrad": ("lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps"),
+}
+
+
+def _rule_of(optimizer: torch.optim.Optimizer) -> str:
+    for cls, rule in _RULES:
+        if type(optimizer) is cls:
+            if rule == "adam" and optimizer.defaults.get("decoupled_weight_decay"):
+                return "adamw"
+            if any(group.get("maximize") for group in optimizer.param_groups):
+                break
+            return rule
+    raise NotVmappable(f"optimizer {type(optimizer).__name__} has no population rule (those "
+                       f"that do: {', '.join(c.__name__ for c, _ in _RULES)}, without maximize)")
+
+
+def _optimizer_and_schedulers(config: Any) -> tuple[torch.optim.Optimizer, list[dict[str, Any]]]:
+    """What ``configure_optimizers`` returned, in the forms Lightning documents that a
+    population can train: one optimizer, with or without lr scheduler configs."""
+    scheds: Any = []
+    if isinstance(config, torch.optim.Optimizer):
+        optimizer = config
+    elif isinstance(config, dict):
+        optimizer, scheds = config.get("optimizer"), config.get("lr_scheduler") or []
+    elif isinstance(config, (list, tuple)) and len(config) == 2 and isinstance(config[0], (list, tuple)):
+        optimizers, scheds = config
+        optimizer = optimizers[0] if len(optimizers) == 1 else None
+    elif isinstance(config, (list, tuple)) and len(config) == 1:
+        optimizer = config[0]
+    else:
+        optimizer = None
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise NotVmappable("configure_optimizers must return one optimizer (with or without "
+                           "lr schedulers) to train in a population")
+    configs = []
+    for sched in scheds if isinstance(scheds, (list, tuple)) else [scheds]:
+        sched = dict(sched) if isinstance(sched, dict) else {"scheduler": sched}
+        configs.append({"interval": "epoch", "frequency": 1, "monitor": None, **sched})
+    return optimizer, configs
+
+
+class _Collector:
+    """Stands in for ``module.log`` while a step runs: keeps what it logs, with the options
+    that say how Lightning would reduce it over an epoch."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+        self.options: dict[str, dict[str, Any]] = {}
+
+    def __call__(self, name: str, value: Any, *args: Any, **kwargs: Any) -> None:
+        self.values[name] = value
+        self.options.setdefault(name, kwargs)
+
+    def take(self) -> dict[str, Any]:
+        values, self.values = self.values, {}
+        return values
+
+
+class _Step(nn.Module):
+    """A module whose forward is one of the user module's steps: what ``functional_call``
+    runs, so the user's step sees its parameters replaced by one member's."""
+
+    def __init__(self, module: L.LightningModule, hook: str) -> None:
+        super().__init__()
+        self.module, self.hook = module, hook
+
+    def forward(self, batch: Any, batch_idx: int) -> Any:
+        return getattr(self.module, self.hook)(batch, batch_idx)
+
+
+class ModulePopulation(L.LightningModule):
+    """``members``: instances of one LightningModule class, each built with its trial's
+    hyperparameters and the same initial weights the trial's one-by-one run starts from.
+
+    After each validation epoch ``member_metrics`` maps every epoch-level value the members
+    logged to an [N] tensor over the members still in (their original indices: ``alive``);
+    ``dropped`` maps a member that left to its reason (non-finite values, or ``drop``).
+    """
+
+    def __init__(self, members: Sequence[L.LightningModule], *,
+                 gradient_clip_val: float | None = None,
+                 gradient_clip_algorithm: str = "norm") -> None:
+        super().__init__()
+        if gradient_clip_algorithm not in ("norm", "value"):
+            raise ConfigError(f"gradient_clip_algorithm must be norm or value, got "
+                              f"{gradient_clip_algorithm!r}")
+        # The Trainer's own clipping refuses manual optimization: the members' runs'
+        # gradient_clip_val comes here instead and is applied per member.
+        self.gradient_clip_val, self.gradient_clip_algorithm = gradient_clip_val, gradient_clip_algorithm
+        if not members:
+            raise ConfigError("a population needs at least one member")
+        shapes = {tuple((k, tuple(v.shape)) for k, v in m.state_dict().items()) for m in members}
+        if len(shapes) > 1:
+            raise ConfigError("the members of a population must have the same parameter "
+                              "and buffer shapes")
+        self.automatic_optimization = False
+        # Kept out of the module tree (a plain list): the stacked tensors below are the state.
+        self._members = list(members)
+        params, buffers = stack_module_state(self._members)
+        self._param_names, self._buffer_names = list(params), list(buffers)
+        for i, value in enumerate(params.values()):
+            self.register_parameter(f"p{i}", nn.Parameter(value.detach().clone()))
+        for i, value in enumerate(buffers.values()):
+            self.register_buffer(f"b{i}", value.clone())
+        self._template = copy.deepcopy(self._members[0])
+        self._collector = _Collector()
+        self._template.__dict__["log"] = self._collector  # the instance's log, nobody else's
+        self.alive = list(range(len(members)))
+        self.dropped: dict[int, str] = {}
+        self.member_metrics: dict[str, torch.Tensor] = {}
+        self._sums: dict[str, list[torch.Tensor]] = {}
+        self._per_member_validation: str | None = None
+
+    # -- stacked state ------------------------------------------------------------------------
+    def stacked(self) -> dict[str, torch.Tensor]:
+        return {name: getattr(self, f"p{i}") for i, name in enumerate(self._param_names)}
+
+    def stacked_buffers(self) -> dict[str, torch.Tensor]:
+        return {name: getattr(self, f"b{i}") for i, name in enumerate(self._buffer_names)}
+
+    def member_state_dict(self, member: int) -> dict[str, torch.Tensor]:
+        """Member ``member``'s (index among ``alive``) parameters and buffers, by name."""
+        return {k: v[member].detach().clone() for k, v in
+                {**self.stacked(), **self.stacked_buffers()}.items()}
+
+    # -- optimization -------------------------------------------------------------------------
+    def configure_optimizers(self):
+        """Each member's own optimizer and schedules become its shadow; one PopulationUpdate
+        per param group applies the group's per-member hyperparameters to the stacked
+        tensors of that group's parameters."""
+        self.shadows = []
+        for member in self._members:
+            member.trainer = self.trainer  # its configure_optimizers may read the run length
+            optimizer, schedulers = _optimizer_and_schedulers(member.configure_optimizers())
+            self.shadows.append({"optimizer": optimizer, "schedulers": schedulers})
+        rules = {_rule_of(s["optimizer"]) for s in self.shadows}
+        if len(rules) > 1:
+            raise NotVmappable(f"the members use different optimizers ({', '.join(sorted(rules))})")
+        self.rule = rules.pop()
+        self._group_names = [self._group_parameter_names(m, s["optimizer"])
+                             for m, s in zip(self._members, self.shadows)]
+        if any(names != self._group_names[0] for names in self._group_names):
+            raise NotVmappable("the members' param groups hold different parameters")
+        stacked = self.stacked()
+        trained = {n for names in self._group_names[0] for n in names}
+        frozen = sorted(set(stacked) - trained)
+        if any(stacked[n].requires_grad for n in frozen):
+            for name in frozen:
+                stacked[name].requires_grad_(False)
+        self.updates = [
+            PopulationUpdate(self.rule, [stacked[n] for n in names],
+                             [self._group_hyper(s["optimizer"].param_groups[k]) for s in self.shadows])
+            for k, names in enumerate(self._group_names[0])]
+        self._copy_hyper()
+        return None  # manual optimization: Lightning runs with its placeholder optimizer
+
+    @staticmethod
+    def _group_parameter_names(member: nn.Module, optimizer: torch.optim.Optimizer) -> list[tuple[str, ...]]:
+        names = {id(p): n for n, p in member.named_parameters()}
+        groups = []
+        for group in optimizer.param_groups:
+            unknown = [p for p in group["params"] if id(p) not in names]
+            if unknown:
+                raise NotVmappable("an optimizer holds tensors that are not the module's parameters")
+            groups.append(tuple(names[id(p)] for p in group["params"]))
+        return groups
+
+    def _group_hyper(self, group: dict[str, Any]) -> dict[str, Any]:
+        return {k: group[k] for k in _GROUP_KEYS[self.rule] if k in group}
+
+    def _copy_hyper(self) -> None:
+        """Each group's lr (and the momentum / betas a schedule may cycle) from the shadows."""
+        for k, update in enumerate(self.updates):
+            groups = [s["optimizer"].param_groups[k] for s in self.shadows]
+            update.set_lr([g["lr"] for g in groups])
+            if "momentum" in update.h and "momentum" in groups[0]:
+                update.set("momentum", [g["momentum"] for g in groups])
+            if "beta1" in update.h and "betas" in groups[0]:
+                update.set("beta1", [g["betas"][0] for g in groups])
+                update.set("beta2", [g["betas"][1] for g in groups])
+
+    def _step_shadows(self, interval: str) -> None:
+        for index, shadow in enumerate(self.shadows):
+            if interval == "step":
+                # As Lightning steps the real optimizer every batch: no gradients, so a no-op
+                # that still fires the step hooks a warmup rides on.
+                shadow["optimizer"].step()
+            for config in shadow["schedulers"]:
+                if config["interval"] != interval:
+                    continue
+                every = config.get("frequency") or 1
+                count = self.trainer.global_step if interval == "step" else self.current_epoch + 1
+                if count % every:
+                    continue
+                if config.get("monitor"):
+                    values = self.member_metrics.get(config["monitor"])
+                    if values is None:
+                        raise ConfigError(f"a schedule monitors {config['monitor']!r}, which the "
+                                          f"module never logs at epoch level; it logs: "
+                                          f"{', '.join(self.member_metrics) or 'nothing'}")
+                    config["scheduler"].step(float(values[index]))
+                else:
+                    config["scheduler"].step()
+        self._copy_hyper()
+
+    # -- steps --------------------------------------------------------------------------------
+    def on_fit_start(self) -> None:
+        self._template.trainer = self.trainer  # a step may read self.current_epoch …
+        self._template.to(self.device)
+        for member in self._members:
+            member.to(self.device)
+
+    def _vmapped(self, hook: str, with_grad: bool) -> Callable:
+        """``hook`` of the user's module, once per member: (trained params, frozen params,
+        buffers, batch, batch_idx) with a leading member axis on the first three."""
+        step = _Step(self._template, hook)
+        collector = self._collector
+
+        def one(trained, fixed, buffers, batch, batch_idx):
+            state = _prefixed({**trained, **fixed, **buffers})
+            out = functional_call(step, state, (batch, batch_idx))
+            loss = out["loss"] if isinstance(out, dict) else out
+            logged = collector.take()
+            for name, value in logged.items():
+                if not isinstance(value, torch.Tensor):
+                    raise NotVmappable(f"{hook} logs {name!r} as a {type(value).__name__}, which "
+                                       "keeps one state for all members")
+            return (loss, logged) if with_grad else logged
+
+        return vmap(grad_and_value(one, has_aux=True) if with_grad else one,
+                    in_dims=(0, 0, 0, None, None), randomness="different")
+
+    def training_step(self, batch, batch_idx):
+        self._template.train()
+        params = self.stacked()
+        trained = {k: v for k, v in params.items() if v.requires_grad}
+        fixed = {k: v.detach() for k, v in params.items() if not v.requires_grad}
+        try:
+            grads, (loss, logged) = self._vmapped("training_step", with_grad=True)(
+                trained, fixed, self.stacked_buffers(), batch, batch_idx)
+        except NotVmappable:
+            raise
+        except RuntimeError as err:  # .item(), data-dependent control flow …
+            raise NotVmappable(f"training_step cannot run once per member under vmap: "
+                               f"{_first_line(err)}") from err
+        finally:
+            self._collector.take()
+        for name, grad in grads.items():
+            params[name].grad = grad
+        self._clip_gradients()
+        for update in self.updates:
+            update.step()
+        self._step_shadows("step")
+        self._accumulate("train", {"loss": loss.detach(), **logged}, extract_batch_size(batch))
+
+    def _clip_gradients(self) -> None:
+        """The members' gradient_clip_val, per member: each member's gradient norm over all
+        its parameters (clip_grad_norm_'s arithmetic, as Lightning clips), or each value."""
+        clip = self.gradient_clip_val
+        if not clip:
+            return
+        grads = [p.grad for p in self.stacked().values() if p.grad is not None]
+        if self.gradient_clip_algorithm == "value":
+            for g in grads:
+                g.clamp_(-clip, clip)
+            return
+        norms = torch.stack([g.flatten(1).norm(2, dim=1) for g in grads]).norm(2, dim=0)
+        coef = (clip / (norms + 1e-6)).clamp(max=1.0)
+        for g in grads:
+            g.mul_(coef.view(-1, *([1] * (g.ndim - 1))))
+
+    def validation_step(self, batch, batch_idx):
+        self._template.eval()
+        if self._per_member_validation is None:
+            try:
+                logged = self._vmapped("validation_step", with_grad=False)(
+                    self.stacked(), {}, self.stacked_buffers(), batch, batch_idx)
+            except (NotVmappable, RuntimeError) as err:
+                self._collector.take()
+                self._per_member_validation = _first_line(err)
+            else:
+                self._accumulate("val", logged, extract_batch_size(batch))
+                return
+        self._validate_member_by_member(batch, batch_idx)
+
+    def _validate_member_by_member(self, batch, batch_idx) -> None:
+        params, buffers = self.stacked(), self.stacked_buffers()
+        size = extract_batch_size(batch)
+        for position, member in enumerate(self._members):
+            member.eval()
+            collector = _Collector()
+            member.__dict__["log"] = collector
+            state = {k: v[position] for k, v in {**params, **buffers}.items()}
+            functional_call(_Step(member, "validation_step"), _prefixed(state), (batch, batch_idx))
+            logs = self._member_logs.setdefault(position, {})
+            for name, value in collector.values.items():
+                if isinstance(value, torch.Tensor):  # a batch-size weighted mean, as Lightning's
+                    total = logs.setdefault(name, [torch.zeros((), dtype=torch.float64,
+                                                               device=value.device), 0])
+                    total[0] += value.detach().to(torch.float64) * size
+                    total[1] += size
+                else:  # a Metric: computed once at the epoch's end
+                    logs[name] = value
+
+    # -- epoch values -------------------------------------------------------------------------
+    def _accumulate(self, stage: str, logged: dict[str, torch.Tensor], size: int) -> None:
+        for name, value in logged.items():
+            value = value.detach().to(torch.float64)
+            total = self._sums.setdefault(f"{stage}:{name}", [torch.zeros_like(value), 0])
+            total[0] += value * size
+            total[1] += size
+
+    def on_validation_epoch_start(self) -> None:
+        self._member_logs: dict[int, dict[str, Any]] = {}
+
+    def on_validation_epoch_end(self) -> None:
+        epoch = self._epoch_values("val")
+        if self._member_logs:  # validated member by member: Lightning's epoch reduction
+            for name in self._member_logs[0]:
+                values = []
+                for position in range(len(self._members)):
+                    value = self._member_logs[position][name]
+                    if isinstance(value, list):
+                        values.append(value[0] / value[1])
+                    else:  # a Metric: computed and reset, as Lightning does at the epoch's end
+                        values.append(value.compute().to(torch.float64).reshape(()))
+                        value.reset()
+                epoch[name] = torch.stack(values).to(self.device)
+        if self.trainer.sanity_checking:
+            return
+        self.member_metrics.update(epoch)
+
+    def on_train_epoch_end(self) -> None:
+        self.member_metrics.update(self._epoch_values("train"))
+        self._step_shadows("epoch")
+        bad = torch.zeros(len(self.alive), dtype=torch.bool, device=self.device)
+        for values in self.member_metrics.values():
+            bad |= ~torch.isfinite(values)
+        for p in self.stacked().values():
+            bad |= ~torch.isfinite(p.detach().flatten(1)).all(dim=1)
+        if bool(bad.any()):  # the one host read per epoch
+            self.drop(~bad, reason="non-finite loss, metric or weights")
+
+    def _epoch_values(self, stage: str) -> dict[str, Any]:
+        prefix = f"{stage}:"
+        out = {}
+        for key in [k for k in self._sums if k.startswith(prefix)]:
+            total, count = self._sums.pop(key)
+            name = key[len(prefix):]
+            out["train_loss" if (stage, name) == ("train", "loss") else name] = total / count
+        return out
+
+    # -- membership ---------------------------------------------------------------------------
+    def drop(self, keep: torch.Tensor, reason: str) -> None:
+        """Remove the members where ``keep`` is False (pruned by their trial, or diverged)."""
+        keep = keep.to(torch.bool).cpu()
+        if bool(keep.all()):
+            return
+        flags = keep.tolist()
+        for index, stays in zip(self.alive, flags):
+            if not stays:
+                self.dropped[index] = reason
+        if not any(flags):
+            self.trainer.should_stop = True
+            self.alive = []
+            return
+        device_keep = keep.to(self.device)
+        for i, name in enumerate(self._param_names):
+            old = getattr(self, f"p{i}")
+            new = nn.Parameter(old.detach()[device_keep].clone(), requires_grad=old.requires_grad)
+            setattr(self, f"p{i}", new)
+        for i in range(len(self._buffer_names)):
+            setattr(self, f"b{i}", getattr(self, f"b{i}")[device_keep].clone())
+        stacked = self.stacked()
+        for update, names in zip(self.updates, self._group_names[0]):
+            update.keep(device_keep, [stacked[n] for n in names])
+        self.shadows = [s for s, k in zip(self.shadows, flags) if k]
+        self._members = [m for m, k in zip(self._members, flags) if k]
+        self.alive = [i for i, k in zip(self.alive, flags) if k]
+        self.member_metrics = {k: v[device_keep] for k, v in self.member_metrics.items()}
+        self._sums = {k: [v[0][device_keep], v[1]] for k, v in self._sums.items()}
+
+
+def _prefixed(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Names as ``_Step`` holds them (the user's module is its ``module``)."""
+    return {f"module.{k}": v for k, v in state.items()}
+
+
+def _first_line(err: BaseException) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]

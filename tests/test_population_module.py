@@ -1,0 +1,174 @@
+"""Populations of a user's own LightningModule (lit_optim.population.ModulePopulation).
+
+The module is written here, as a user would: a small CNN with BatchNorm and (optionally)
+dropout, a param group of its own for the head, a schedule through lit_optim's factory, its own
+metric names (``train/nll``, ``valid/nll``, and a torchmetrics accuracy as ``valid/top1``). The
+reference is the same module trained one by one by a plain Lightning Trainer (automatic
+optimization): with dropout off and in float64 every member must end where its own run ends."""
+
+from __future__ import annotations
+
+import lightning as L
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+from torchmetrics.classification import MulticlassAccuracy
+
+from lit_optim import create_optimizer, create_scheduler
+from lit_optim.population.module_population import ModulePopulation, NotVmappable
+
+
+class Shapes(L.LightningDataModule):
+    def __init__(self, n: int = 96, batch_size: int = 16):
+        super().__init__()
+        self.n, self.batch_size = n, batch_size
+
+    def setup(self, stage=None):
+        g = torch.Generator().manual_seed(1)
+        self.x = torch.randn(self.n, 1, 8, 8, generator=g)
+        self.y = (self.x.mean(dim=(1, 2, 3)) > 0).long() + (self.x[:, 0, 0, 0] > 1).long()
+
+    def train_dataloader(self):
+        return DataLoader(TensorDataset(self.x, self.y), batch_size=self.batch_size, shuffle=True)
+
+    def val_dataloader(self):
+        return DataLoader(TensorDataset(self.x[:40], self.y[:40]), batch_size=self.batch_size)
+
+
+class SmallCNN(L.LightningModule):
+    def __init__(self, lr: float = 1e-2, weight_decay: float = 1e-3, head_lr: float = 3e-2,
+                 dropout: float = 0.0, optimizer: str = "adamw", scheduler: str = "cosine"):
+        super().__init__()
+        self.save_hyperparameters()
+        # No conv bias before BatchNorm (it cancels): its gradient is round-off, which Adam
+        # would blow up to full steps, so no two kernels could agree on it.
+        self.features = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4), nn.ReLU(),
+                                      nn.Dropout(dropout) if dropout else nn.Identity(), nn.Flatten())
+        self.head = nn.Linear(4 * 8 * 8, 3)
+        self.top1 = MulticlassAccuracy(num_classes=3)
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        loss = nn.functional.cross_entropy(self(x), y)
+        self.log("train/nll", loss, on_step=False, on_epoch=True)
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        logits = self(x)
+        self.log("valid/nll", nn.functional.cross_entropy(logits, y))
+        self.top1(logits, y)
+        self.log("valid/top1", self.top1)
+
+    def configure_optimizers(self):
+        opt = create_optimizer(self, self.hparams.optimizer, lr=self.hparams.lr,
+                               weight_decay=self.hparams.weight_decay,
+                               param_groups=[{"params": "head.*", "lr": self.hparams.head_lr}])
+        return {"optimizer": opt,
+                "lr_scheduler": create_scheduler(self.hparams.scheduler, opt, self.trainer)}
+
+
+MEMBERS = [dict(lr=1e-2, weight_decay=1e-3, head_lr=3e-2), dict(lr=3e-3, weight_decay=1e-2, head_lr=1e-2),
+           dict(lr=2e-2, weight_decay=0.0, head_lr=5e-3)]
+TRAINER = dict(max_epochs=3, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+               enable_model_summary=False, enable_progress_bar=False, precision="64-true")
+
+
+def _one_by_one(tmp_path, **hparams):
+    L.seed_everything(0)
+    module = SmallCNN(**hparams)
+    L.seed_everything(0)  # the same batches as the population's fit (seeded the same way)
+    trainer = L.Trainer(default_root_dir=tmp_path, **TRAINER)
+    trainer.fit(module, datamodule=Shapes())
+    return module, {k: float(v) for k, v in trainer.callback_metrics.items()}
+
+
+def _population(tmp_path, members, clip=None, **trainer):
+    modules = []
+    for hparams in members:
+        L.seed_everything(0)
+        modules.append(SmallCNN(**hparams))
+    population = ModulePopulation(modules, gradient_clip_val=clip)
+    L.seed_everything(0)
+    L.Trainer(default_root_dir=tmp_path, **{**TRAINER, **trainer}).fit(population, datamodule=Shapes())
+    return population
+
+
+@pytest.mark.parametrize("optimizer,scheduler", [("adamw", "cosine"), ("momentum", "onecycle")])
+def test_every_member_ends_where_its_own_run_ends(tmp_path, optimizer, scheduler):
+    members = [{**m, "optimizer": optimizer, "scheduler": scheduler} for m in MEMBERS]
+    population = _population(tmp_path, members)
+    assert population.alive == [0, 1, 2] and not population.dropped
+    for i, hparams in enumerate(members):
+        reference, logged = _one_by_one(tmp_path, **hparams)
+        theirs = population.member_state_dict(i)
+        for name, value in reference.state_dict().items():
+            if name.startswith("top1."):
+                continue
+            assert torch.allclose(theirs[name].to(value.dtype), value, rtol=0, atol=1e-10), name
+        # the values each member logged are its own run's
+        for name in ("valid/nll", "valid/top1", "train/nll"):
+            assert float(population.member_metrics[name][i]) == pytest.approx(logged[name], abs=1e-10), name
+
+
+def test_batch_norm_statistics_are_per_member(tmp_path):
+    population = _population(tmp_path, MEMBERS, max_epochs=1)
+    means = population.stacked_buffers()["features.1.running_mean"]
+    assert means.shape[0] == 3 and not torch.allclose(means[0], means[1])
+
+
+def test_dropout_draws_its_own_masks_per_member(tmp_path):
+    same = dict(lr=1e-2, weight_decay=0.0, head_lr=1e-2, dropout=0.5)
+    population = _population(tmp_path, [same, same], max_epochs=1)
+    head = population.stacked()["head.weight"]
+    assert not torch.allclose(head[0], head[1])  # identical members, different masks
+    without = _population(tmp_path, [{**same, "dropout": 0.0}] * 2, max_epochs=1)
+    head = without.stacked()["head.weight"]
+    assert torch.equal(head[0], head[1])
+
+
+def test_gradient_clipping_is_per_member(tmp_path):
+    # One member's large gradients must not shrink another's: clipped alone, each member
+    # equals its own run clipped by Lightning.
+    members = [dict(lr=1e-2, weight_decay=0.0, head_lr=1e-2, optimizer="sgd", scheduler="constant"),
+               dict(lr=5e-1, weight_decay=0.0, head_lr=5e-1, optimizer="sgd", scheduler="constant")]
+    population = _population(tmp_path, members, clip=0.05, max_epochs=1)
+    for i, hparams in enumerate(members):
+        L.seed_everything(0)
+        module = SmallCNN(**hparams)
+        L.seed_everything(0)
+        L.Trainer(default_root_dir=tmp_path, **{**TRAINER, "max_epochs": 1, "gradient_clip_val": 0.05}
+                  ).fit(module, datamodule=Shapes())
+        theirs = population.member_state_dict(i)
+        assert torch.allclose(theirs["head.weight"], module.head.weight.detach(), atol=1e-10)
+    unclipped = _population(tmp_path, members, max_epochs=1)  # the clip did bite
+    assert not torch.allclose(unclipped.member_state_dict(1)["head.weight"],
+                              population.member_state_dict(1)["head.weight"])
+
+
+class ItemInStep(SmallCNN):
+    def training_step(self, batch, batch_idx):
+        loss = super().training_step(batch, batch_idx)
+        if loss.item() > 100:  # data-dependent Python control flow
+            raise RuntimeError("unreachable")
+        return loss
+
+
+def test_a_step_that_reads_a_value_to_python_is_not_vmappable(tmp_path):
+    L.seed_everything(0)
+    with pytest.raises(NotVmappable, match=r"training_step cannot run once per member under vmap:.*item"):
+        _fit_modules(tmp_path, [ItemInStep(), ItemInStep()])
+
+
+def _fit_modules(tmp_path, modules):
+    L.Trainer(default_root_dir=tmp_path, **{**TRAINER, "max_epochs": 1}).fit(
+        ModulePopulation(modules), datamodule=Shapes())
+
+
+def test_an_optimizer_without_a_population_rule_is_not_vmappable(tmp_path):
+    with pytest.raises(NotVmappable, match="optimizer LAMB has no population rule"):
+        _fit_modules(tmp_path, [SmallCNN(optimizer="lamb"), SmallCNN(optimizer="lamb")])

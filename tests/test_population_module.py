@@ -172,3 +172,86 @@ def _fit_modules(tmp_path, modules):
 def test_an_optimizer_without_a_population_rule_is_not_vmappable(tmp_path):
     with pytest.raises(NotVmappable, match="optimizer LAMB has no population rule"):
         _fit_modules(tmp_path, [SmallCNN(optimizer="lamb"), SmallCNN(optimizer="lamb")])
+
+
+# -- through lit-tune run --population ------------------------------------------------------
+
+def _tune(tmp_path, monkeypatch, space: dict, *args: str, init_args: dict | None = None,
+          trainer: dict | None = None, study: str = "s"):
+    import yaml
+
+    from tuning.cli import main as lit_tune
+
+    tmp_path.mkdir(exist_ok=True)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.argv", ["lit-tune"])
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump({
+        "seed_everything": 0,
+        "model": {"class_path": "test_population_module.SmallCNN", "init_args": init_args or {}},
+        "data": {"class_path": "test_population_module.Shapes"},
+        "trainer": {"max_epochs": 2, **(trainer or {})}}))
+    (tmp_path / "space.yaml").write_text(yaml.safe_dump(space))
+    lit_tune(["run", "--recipe", "recipe.yaml", "--space", "space.yaml", "--study", study,
+              "--accelerator", "cpu", "--pruner", "none", *args])
+    import optuna
+
+    return optuna.load_study(study_name=study, storage=f"sqlite:///runs/{study}/study.db")
+
+
+GRID = {"metric": "valid/nll", "direction": "minimize",
+        "params": {"model.lr": [1e-2, 3e-3, 2e-2, 5e-3], "model.head_lr": [1e-2, 3e-2]}}
+
+
+def test_lit_tune_population_of_the_users_module_equals_one_by_one(tmp_path, monkeypatch, capsys):
+    trainer = {"precision": "64-true"}
+    alone = _tune(tmp_path / "a", monkeypatch, GRID, "--sampler", "grid", "--n-trials", "8",
+                  "--population", "1", trainer=trainer)
+    together = _tune(tmp_path / "b", monkeypatch, GRID, "--sampler", "grid", "--n-trials", "8",
+                     "--population", "8", trainer=trainer)
+    err = capsys.readouterr().err
+    assert "train as one population of 8" in err, err
+    key = lambda t: (t.params["model.lr"], t.params["model.head_lr"])  # noqa: E731
+    expected = {key(t): t for t in alone.trials}
+    assert len(together.trials) == len(expected) == 8
+    for trial in together.trials:
+        reference = expected[key(trial)]
+        assert trial.value == pytest.approx(reference.value, abs=1e-10)
+        # each trial's reported curve is its own member's
+        assert trial.intermediate_values == pytest.approx(reference.intermediate_values, abs=1e-10)
+
+
+def test_lit_tune_population_with_dropout_and_batch_norm(tmp_path, monkeypatch, capsys):
+    space = {"metric": "valid/top1",  # direction from the MulticlassAccuracy logged under it
+             "params": {"model.lr": "log[1e-3, 1e-1]", "model.weight_decay": "log[1e-5, 1e-1]"}}
+    study = _tune(tmp_path, monkeypatch, space, "--n-trials", "8", "--population", "8",
+                  init_args={"dropout": 0.3})
+    err = capsys.readouterr().err
+    assert "train as one population of 8" in err and "one by one" not in err, err
+    assert study.direction.name == "MAXIMIZE"
+    finished = [t for t in study.trials if t.state.name == "COMPLETE"]
+    assert len(finished) == 8 and all(len(t.intermediate_values) == 2 for t in finished)
+    assert len({t.value for t in finished}) > 1  # each trial reports its own member's value
+
+
+def test_lit_tune_falls_back_one_by_one_for_a_step_that_cannot_vmap(tmp_path, monkeypatch, capsys):
+    import yaml
+
+    study = None
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump({
+        "seed_everything": 0, "model": {"class_path": "test_population_module.ItemInStep"},
+        "data": {"class_path": "test_population_module.Shapes"}, "trainer": {"max_epochs": 1}}))
+    from tuning.cli import main as lit_tune
+
+    monkeypatch.setattr("sys.argv", ["lit-tune"])
+    (tmp_path / "space.yaml").write_text(yaml.safe_dump(
+        {"metric": "valid/nll", "direction": "minimize", "params": {"model.lr": "log[1e-3, 1e-1]"}}))
+    lit_tune(["run", "--recipe", "recipe.yaml", "--space", "space.yaml", "--study", "f",
+              "--accelerator", "cpu", "--n-trials", "4", "--population", "4"])
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if "run one by one" in line]
+    assert len(lines) == 1 and ".item()" in lines[0], err
+    import optuna
+
+    study = optuna.load_study(study_name="f", storage="sqlite:///runs/f/study.db")
+    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 4

@@ -2,13 +2,22 @@
 model (``lit_optim.population.PopulationTask``), each member reporting to its own trial.
 
 The loop asks up to N trials (TPE with ``constant_liar`` so a batch is not N copies of one
-point), groups them by everything that must be shared (the whole recipe except ``lr``,
-``weight_decay`` and ``optimizer_kwargs``), and trains each group of two or more as one
-population; a trial alone in its group, or one whose recipe a population cannot train (not
-a ClassificationTask, an optimizer without a population rule, dropout, param groups, a
-GradientClipper …), runs on the sequential path with one line that says why. Budget, failure
-and resume rules are the sequential loop's: every asked trial is told COMPLETE, PRUNED (with
-``pruned_reason``) or FAIL (with ``fail_reason``) before the next batch is asked.
+point), groups them by everything that must be shared, and trains each group of two or more
+as one population. Two implementations, one interface (``member_metrics``, ``alive``,
+``dropped``, ``drop``):
+
+- a user's own LightningModule: ``lit_optim.population.ModulePopulation`` (torch.func over the
+  module's own steps). Members may differ only in the scalar init args a module hands to its
+  optimizer and schedule (``MODULE_SCALARS``: lr, weight_decay, momentum, betas, eps, *_lr,
+  warmup_*, optimizer_kwargs, scheduler_kwargs); any other init arg differing puts trials in
+  separate groups, since one template runs every member's step;
+- ClassificationTask: ``PopulationTask`` (batched matmuls; faster on its MLP chain).
+
+A trial alone in its group, or one a population cannot train (a step that cannot run under
+vmap, an optimizer without a population rule, a GradientClipper …), runs on the sequential
+path with one line that says why; every batch says how many trained together. Budget,
+failure and resume rules are the sequential loop's: every asked trial is told COMPLETE,
+PRUNED (with ``pruned_reason``) or FAIL (with ``fail_reason``) before the next batch is asked.
 """
 
 from __future__ import annotations
@@ -31,7 +40,7 @@ from lit_optim.population import POPULATION_OPTIMIZERS
 from tuning.runner.interrupt import Interrupted, interrupted, raise_if_interrupted
 from tuning.runner.objective import Objective
 from tuning.storage.optuna_private import heartbeat, report_all
-from tuning.search.preflight import build_trial_objects
+from tuning.search.preflight import MetricNotLoggedError, build_trial_objects
 from tuning.search.recipe import apply_overrides, write_recipe
 from tuning.search.space import SearchSpace
 from tuning.runner.worker import _evaluate, _file_lock, counted, tell, wait_for_running
@@ -40,6 +49,17 @@ __all__ = ["run_population_worker"]
 
 _MEMBER_KEYS = ("lr", "weight_decay", "optimizer_kwargs")
 _TASK = ("lit_optim.ClassificationTask", "lit_optim.training.task.ClassificationTask")
+# Init args of a user's module that may differ within one population: what a module hands to
+# its optimizer and schedule (read there, from each member's own configure_optimizers).
+MODULE_SCALARS = ("lr", "weight_decay", "momentum", "betas", "eps", "optimizer_kwargs",
+                  "scheduler_kwargs")
+_MODULE_SCALAR_PATTERNS = ("*_lr", "lr_*", "warmup_*")
+
+
+def _is_module_scalar(key: str) -> bool:
+    import fnmatch
+
+    return key in MODULE_SCALARS or any(fnmatch.fnmatch(key, p) for p in _MODULE_SCALAR_PATTERNS)
 
 
 def _model_args(recipe: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -51,18 +71,20 @@ def _model_args(recipe: dict[str, Any]) -> tuple[str, dict[str, Any]]:
 
 def _structure(recipe: dict[str, Any]) -> str:
     shared = copy.deepcopy(recipe)
-    _, args = _model_args(shared)
-    for key in _MEMBER_KEYS:
-        args.pop(key, None)
-    shared["model"] = args
+    class_path, args = _model_args(shared)
+    for key in list(args):
+        if key in _MEMBER_KEYS if class_path in _TASK else _is_module_scalar(key):
+            args.pop(key)
+    shared["model"] = {"class_path": class_path, "init_args": args}
     return json.dumps(shared, sort_keys=True, default=str)
 
 
 def why_not_population(recipe: dict[str, Any]) -> str | None:
-    """Why this trial's recipe cannot join a population, or None if it can."""
+    """Why this trial's recipe cannot join a population, or None if it can. For a user's
+    module what its steps do is known only when they run (NotVmappable then)."""
     class_path, args = _model_args(recipe)
     if class_path not in _TASK:
-        return f"{class_path} is not ClassificationTask"
+        return _why_not_module_population(recipe)
     optimizer = args.get("optimizer", "adam")
     if optimizer not in POPULATION_OPTIMIZERS:
         return f"optimizer {optimizer!r} has no population rule"
@@ -76,6 +98,19 @@ def why_not_population(recipe: dict[str, Any]) -> str | None:
             return f"callback {name} is not supported in a population"
     if (recipe.get("trainer") or {}).get("strategy", "auto") not in ("auto", None):
         return "a population runs in one process"
+    return None
+
+
+def _why_not_module_population(recipe: dict[str, Any]) -> str | None:
+    trainer = recipe.get("trainer") or {}
+    for cb in trainer.get("callbacks") or []:
+        name = cb.get("class_path", "") if isinstance(cb, dict) else str(cb)
+        if not name.endswith("NonFiniteGuard"):
+            return f"callback {name} is not supported in a population"
+    if trainer.get("strategy", "auto") not in ("auto", None):
+        return "a population runs in one process"
+    if (trainer.get("accumulate_grad_batches") or 1) != 1:
+        return "gradient accumulation is not supported in a population"
     return None
 
 
@@ -142,16 +177,22 @@ class _StudySnapshot:
         return getattr(self._study, name)
 
 
+def _write_recipes(objective: Objective, trials: list[optuna.Trial],
+                   recipes: list[dict[str, Any]]) -> list[Path]:
+    numbers = ", ".join(str(t.number) for t in trials)
+    return [write_recipe(recipe, objective.run_dir / f"trial_{trial.number}" / "recipe.yaml",
+                         header=f"trial {trial.number} (population of {len(trials)}: trials {numbers})")
+            for trial, recipe in zip(trials, recipes)]
+
+
 def _train_population(objective: Objective, trials: list[optuna.Trial],
                       recipes: list[dict[str, Any]]) -> list[tuple[TrialState, float | None]]:
+    class_path, _ = _model_args(recipes[0])
+    if class_path not in _TASK:
+        return _train_module_population(objective, trials, recipes)
     from lit_optim.population.task import PopulationTask
 
-    first = write_recipe(recipes[0], objective.run_dir / f"trial_{trials[0].number}" /
-                         "recipe.yaml", header=f"trial {trials[0].number} (population of "
-                         f"{len(trials)}: trials {', '.join(str(t.number) for t in trials)})")
-    for trial, recipe in zip(trials[1:], recipes[1:]):
-        write_recipe(recipe, objective.run_dir / f"trial_{trial.number}" / "recipe.yaml",
-                     header=f"trial {trial.number} (population with trial {trials[0].number})")
+    first, *_ = _write_recipes(objective, trials, recipes)
     cli = build_trial_objects(first, *objective.trainer_args())
     _, args = _model_args(recipes[0])
     members = []
@@ -168,13 +209,53 @@ def _train_population(objective: Objective, trials: list[optuna.Trial],
                            scheduler_kwargs=args.get("scheduler_kwargs"),
                            seed=int(recipes[0].get("seed_everything") or 0),
                            decay_bias_and_norm=bool(args.get("decay_bias_and_norm", False)))
-    trainer = cli.trainer
+    return _fit_population(objective, trials, model, cli.trainer, cli.datamodule)
+
+
+def _train_module_population(objective: Objective, trials: list[optuna.Trial],
+                             recipes: list[dict[str, Any]]) -> list[tuple[TrialState, float | None]]:
+    """Each trial's own module (built from its recipe, seeded as its one-by-one trial) is a
+    member of one ModulePopulation; the first trial's Trainer and data module serve them all."""
+    import random
+
+    import numpy as np
+    import torch
+
+    from lit_optim.population import ModulePopulation
+
+    paths = _write_recipes(objective, trials, recipes)
+    first = build_trial_objects(paths[0], *objective.trainer_args())
+    # The random state a one-by-one trial starts fitting from (after building its module):
+    # restored after the other members are built, so the population sees the same batches.
+    after_build = (torch.get_rng_state(), np.random.get_state(), random.getstate())
+    members = [first.model] + [build_trial_objects(path, *objective.trainer_args()).model
+                               for path in paths[1:]]
+    trainer = first.trainer
+    # Lightning refuses its own clipping under manual optimization: it is done per member.
+    clip, trainer.gradient_clip_val = trainer.gradient_clip_val, None
+    model = ModulePopulation(members, gradient_clip_val=clip,
+                             gradient_clip_algorithm=trainer.gradient_clip_algorithm or "norm")
+    torch.set_rng_state(after_build[0])
+    np.random.set_state(after_build[1])
+    random.setstate(after_build[2])
+    return _fit_population(objective, trials, model, trainer, first.datamodule)
+
+
+def _fit_population(objective: Objective, trials: list[optuna.Trial], model: Any,
+                    trainer: L.Trainer, datamodule: Any) -> list[tuple[TrialState, float | None]]:
+    from lit_optim.callbacks import NonFiniteGuard
+
     # The population judges each member itself: a guard would act on all of them at once.
-    trainer.callbacks[:] = [cb for cb in trainer.callbacks
-                            if type(cb).__name__ != "NonFiniteGuard"]
+    trainer.callbacks[:] = [cb for cb in trainer.callbacks if not isinstance(cb, NonFiniteGuard)]
     report = _Report(trials[0].study, trials, objective.space.metric)
     trainer.callbacks.append(report)
-    trainer.fit(model, datamodule=cli.datamodule)
+    trainer.fit(model, datamodule=datamodule)
+    metric = objective.space.metric
+    if model.alive and metric not in model.member_metrics:
+        logged = sorted(model.member_metrics)
+        raise MetricNotLoggedError(
+            f"the search space's metric {metric!r} is never logged by the population's module; "
+            f"it logs: {', '.join(logged) or 'nothing'} (set metric: in the search space)")
     out = []
     for index, trial in enumerate(trials):
         if index in report.pruned:
@@ -247,9 +328,13 @@ def _run_group(study: optuna.Study, objective: Objective, trials: list[optuna.Tr
     reason = why_not_population(recipes[0]) if len(trials) > 1 else None
     results = None
     if len(trials) > 1 and reason is None:
+        print(f"trials {', '.join(str(t.number) for t in trials)} train as one population of "
+              f"{len(trials)}", file=sys.stderr)
         try:
             results = _train_population(objective, trials, recipes)
-        except LitOptimError as err:  # e.g. members that differ in nesterov
+        except MetricNotLoggedError:
+            raise
+        except LitOptimError as err:  # NotVmappable, members that differ in nesterov …
             reason = str(err)
     if results is None:
         if reason:

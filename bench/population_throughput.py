@@ -6,8 +6,17 @@ sequential path), measured one after the other in this one process.
    epochs, no pruner (so every trial trains fully and the rates compare like for like).
 2. ``--mnist``: the MNIST-shaped synthetic MLP (784-200-100-50-10, 60,000 training samples,
    batch 128, 1 epoch), ``--mnist-trials`` trials, sequential against N = that many.
+3. ``--user-module``: a small CNN LightningModule written as a user writes one
+   (``bench/user_cnn.py``: its own DataModule and metric names, dropout, BatchNorm, a head
+   param group), lr × weight-decay space, ``--user-trials`` trials, 10 epochs, one by one
+   against N = ``--user-sizes`` (``lit_optim.population.ModulePopulation``).
+4. ``--quality``: the best val_acc at an equal budget of ``--n-trials``, ``--population 1``
+   against ``auto`` (lit-tune's default), for 3 sampler seeds, on the lr × weight-decay space
+   and on ``recipes/digits/search.yaml`` (structure varies: optimizer, batch size, schedule,
+   activation, dropout), TPE and the median pruner as lit-tune runs them.
 
-    python bench/population_throughput.py [--n-trials 64] [--sizes 8,32] [--mnist] 2>/dev/null
+    python bench/population_throughput.py [--n-trials 64] [--sizes 8,32] [--mnist]
+        [--user-module] [--quality] 2>/dev/null
 
 The last line is ``population speed-up: X.Xx (N=<largest>)`` for the digits study.
 """
@@ -43,12 +52,19 @@ def mnist_shaped_recipe() -> dict:
     return recipe
 
 
+USER_SPACE = {"metric": "valid/top1", "params": {  # direction: the logged MulticlassAccuracy's
+    "model.lr": "log[1e-4, 3e-2]", "model.weight_decay": "log[1e-6, 1e-1]"}}
+USER_RECIPE = {"seed_everything": 0, "model": {"class_path": "user_cnn.DigitsCNN"},
+               "data": {"class_path": "user_cnn.DigitsImages"}, "trainer": {"max_epochs": 10}}
+
+
 def compare(tmp: Path, label: str, recipe: Path, n_trials: int, sizes: list[int],
-            accelerator: str) -> dict[int, float]:
-    space = tmp / "space.yaml"
-    space.write_text(yaml.safe_dump(SPACE))
+            accelerator: str, space_dict: dict = SPACE) -> dict[int, float]:
+    space = tmp / f"{label}-space.yaml"
+    space.write_text(yaml.safe_dump(space_dict))
+    metric = space_dict["metric"]
     print(f"{label}: {n_trials} trials each")
-    print(f"{'population':>10} {'trials':>6} {'seconds':>8} {'trials/min':>10} {'best val_acc':>12}")
+    print(f"{'population':>10} {'trials':>6} {'seconds':>8} {'trials/min':>10} {'best ' + metric:>12}")
     rates = {}
     for n in sizes:
         name = f"{label}-n{n}"
@@ -64,12 +80,40 @@ def compare(tmp: Path, label: str, recipe: Path, n_trials: int, sizes: list[int]
     return rates
 
 
+def quality(tmp: Path, n_trials: int, accelerator: str) -> None:
+    """Best val_acc at an equal budget: one by one against auto, 3 sampler seeds."""
+    full = yaml.safe_load((ROOT / "recipes" / "digits" / "search.yaml").read_text())
+    lr_wd = {"metric": "val_acc", "direction": "maximize", "params": {
+        "model.lr": "log[1e-4, 1.0]", "model.weight_decay": "log[1e-6, 1e-1]"}}
+    for label, space_dict in (("lr x wd", lr_wd), ("search.yaml", full)):
+        space = tmp / f"quality-{label.replace(' ', '')}.yaml"
+        space.write_text(yaml.safe_dump(space_dict))
+        print(f"quality, {label}: best val_acc of {n_trials} trials (TPE, median pruner)")
+        print(f"{'seed':>4} {'one by one':>11} {'auto':>8} {'s one by one':>13} {'s auto':>8}")
+        for seed in range(3):
+            row = []
+            for population in (1, "auto"):
+                name = f"q-{label.replace(' ', '')}-{seed}-{population}"
+                start = time.perf_counter()
+                study = run_study(recipe=str(RECIPE), space=str(space), study_name=name,
+                                  storage_url=f"sqlite:///{tmp}/{name}.db", run_dir=tmp / name,
+                                  n_trials=n_trials, seed=seed, accelerator=accelerator,
+                                  population=population)
+                row.append((study.best_value, time.perf_counter() - start))
+            print(f"{seed:>4} {row[0][0]:>11.4f} {row[1][0]:>8.4f} {row[0][1]:>13.1f} "
+                  f"{row[1][1]:>8.1f}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n-trials", type=int, default=64)
     parser.add_argument("--sizes", default="8,32")
     parser.add_argument("--mnist", action="store_true", help="also the MNIST-shaped MLP")
     parser.add_argument("--mnist-trials", type=int, default=16)
+    parser.add_argument("--user-module", action="store_true", help="also the user's CNN module")
+    parser.add_argument("--user-trials", type=int, default=32)
+    parser.add_argument("--user-sizes", default="32")
+    parser.add_argument("--quality", action="store_true", help="best val_acc: auto vs one by one")
     parser.add_argument("--accelerator", default="cpu")
     args = parser.parse_args()
     sizes = [1] + [int(s) for s in args.sizes.split(",") if s]
@@ -83,6 +127,19 @@ def main() -> None:
                             [1, args.mnist_trials], args.accelerator)
             print(f"mnist-shaped speed-up: {rates[args.mnist_trials] / rates[1]:.1f}x "
                   f"(N={args.mnist_trials})")
+        if args.user_module:
+            import sys
+
+            sys.path.insert(0, str(Path(__file__).resolve().parent))  # user_cnn, as PYTHONPATH
+            recipe = tmp / "user.yaml"
+            recipe.write_text(yaml.safe_dump(USER_RECIPE))
+            user_sizes = [1] + [int(s) for s in args.user_sizes.split(",") if s]
+            user = compare(tmp, "user-cnn", recipe, args.user_trials, user_sizes,
+                           args.accelerator, USER_SPACE)
+            for n in user_sizes[1:]:
+                print(f"user-module speed-up: {user[n] / user[1]:.1f}x (N={n})")
+        if args.quality:
+            quality(tmp, args.n_trials, args.accelerator)
         rates = compare(tmp, "digits", RECIPE, args.n_trials, sizes, args.accelerator)
     largest = max(sizes)
     print(f"population speed-up: {rates[largest] / rates[1]:.1f}x (N={largest})")

@@ -81,7 +81,7 @@ def test_schedules_for_one_optimizer(workdir):
     (["--optimizers", "sgd", "--seeds", "0"], "seeds must be an integer >= 1"),
     (["--optimizers", "sgd", "--target-acc", "1.5"], r"target accuracy must be in \[0, 1\]"),
     (["--optimizers", "sgd", "--schedulers", "cosin"], "unknown scheduler 'cosin'"),
-    (["--optimizers", "sgd", "--population", "0"], "--population must be an integer >= 1"),
+    (["--optimizers", "sgd", "--population", "0"], "--population: must be auto or an integer >= 1"),
 ])
 def test_bad_compare_arguments_fail_before_any_training(workdir, capsys, args, message):
     with pytest.raises(SystemExit) as info:

@@ -334,7 +334,7 @@ def test_lit_tune_refuses_an_unknown_direction_before_any_study(user_project, ca
 def test_lit_tune_stops_when_the_metric_ranks_the_other_way(user_project, capsys):
     with pytest.raises(SystemExit) as exit_:
         _tune(user_project, {"metric": "valid/top1", "direction": "minimize", "params": OFFSETS},
-              "--n-trials", "3")
+              "--n-trials", "3", "--population", "1")
     err = capsys.readouterr().err
     assert exit_.value.code == 2, err
     assert "says min for 'valid/top1', but ScriptedTop1.higher_is_better says higher is better" in err

@@ -124,7 +124,9 @@ def test_space_paths_are_checked_in_the_users_classes_before_trial_0(user_projec
     assert not (user_project / "runs" / "s" / "study.db").exists()
 
 
-def test_a_metric_the_module_never_logs_stops_the_study_listing_what_it_logs(user_project, capsys):
+@pytest.mark.parametrize("population", ["1", "auto"])
+def test_a_metric_the_module_never_logs_stops_the_study_listing_what_it_logs(user_project, capsys,
+                                                                           population):
     (user_project / "space.yaml").write_text(yaml.safe_dump(
         {"metric": "val_loss", "direction": "minimize", "params": {"model.lr": "log[1e-3, 1e-1]"}}))
     recipe = yaml.safe_load((EXAMPLE / "recipe.yaml").read_text())
@@ -132,12 +134,16 @@ def test_a_metric_the_module_never_logs_stops_the_study_listing_what_it_logs(use
     (user_project / "r.yaml").write_text(yaml.safe_dump(recipe))
     with pytest.raises(SystemExit) as info:
         lit_tune(["run", "--recipe", "r.yaml", "--space", "space.yaml", "--n-trials", "5",
-                  "--study", "m", "--accelerator", "cpu"])
+                  "--study", "m", "--accelerator", "cpu", "--population", population])
     err = capsys.readouterr().err
     assert info.value.code == 2
     assert "metric 'val_loss' is never logged by SineRegressor; it logs: train/loss, val/loss" in err
     study = optuna.load_study(study_name="m", storage="sqlite:///runs/m/study.db")
-    assert len(study.trials) == 1  # stopped at the first trial, not 5 wasted ones
+    if population == "1":
+        assert len(study.trials) == 1  # stopped at the first trial, not 5 wasted ones
+    else:  # the first population (all 5 asked at once) stopped after its first epoch
+        assert "train as one population of 5" in err
+        assert all("never logged" in t.user_attrs["fail_reason"] for t in study.trials)
 
 
 @pytest.mark.parametrize(("args", "message"), [

@@ -174,3 +174,18 @@ def test_linear_weights_are_stored_input_major_and_stay_so_after_a_drop():
     # A member's state_dict is nn.Linear's own layout, loadable as is.
     assert all(t.is_contiguous() for t in kept.values())
     nets[0].load_state_dict(kept)
+
+
+@pytest.mark.parametrize("network,kwargs", [("mlp", {"hidden_dims": [16, 8], "dropout": 0.5}),
+                                            ("cnn", {"channels": [4], "hidden_dim": 8, "dropout": 0.5})])
+def test_dropout_draws_its_own_mask_per_member(network, kwargs):
+    torch.manual_seed(0)
+    net = build_model(network, (1, 8, 8), 3, **kwargs)
+    stacked = StackedNetwork([net, copy.deepcopy(net)])
+    assert (stacked._chain is not None) == (network == "mlp")  # the batched-matmul path too
+    x = torch.randn(5, 1, 8, 8)
+    out = stacked(x)
+    assert not torch.allclose(out[0], out[1])  # the same weights, different masks
+    stacked.eval()
+    out = stacked(x)
+    assert torch.equal(out[0], out[1])

@@ -83,6 +83,6 @@ def test_a_member_that_diverges_is_dropped_with_its_reason_and_the_rest_train_on
     population = PopulationTask(data.input_shape, 10, members, network_kwargs=NET,
                                 optimizer="sgd")
     _trainer().fit(population, datamodule=data)
-    assert population.alive == [0, 2] and population.dropped == {1: "non-finite loss or metric"}
+    assert population.alive == [0, 2] and population.dropped == {1: "non-finite or spiking loss, or non-finite metric"}
     assert population.net.size == 2
     assert torch.isfinite(population.member_metrics["val_loss"]).all()

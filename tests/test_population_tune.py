@@ -36,7 +36,8 @@ def test_a_population_study_finishes_its_budget_with_one_trial_per_member(space)
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--population", "0"], "--population must be an integer >= 1, got 0"),
+    (["--population", "0"], "--population: must be auto or an integer >= 1, got '0'"),
+    (["--population", "many"], "--population: must be auto or an integer >= 1, got 'many'"),
 ])
 def test_bad_population_input_is_one_line(space, capsys, args, message):
     with pytest.raises(SystemExit) as info:
@@ -115,3 +116,55 @@ def test_per_epoch_pruning_decides_as_should_prune(tmp_path, pruner):
         assert decisions == [True, True, True, False]  # 0.1, 0.3, 0.5 below 0.55 and 0.6
     if isinstance(pruner, optuna.pruners.NopPruner):
         assert decisions == [False] * 4
+
+
+def test_without_population_given_the_study_trains_populations_and_says_so(space, capsys):
+    _run("--study", "auto", "--n-trials", "6")
+    err = capsys.readouterr().err
+    auto = [line for line in err.splitlines() if line.startswith("population auto:")]
+    assert auto == ["population auto: 6 trials train at once as one vectorized model (bounded by "
+                    "trials per worker; --population 1 trains them one by one)"], err
+    assert "trials 0, 1, 2, 3, 4, 5 train as one population of 6" in err
+    study = optuna.load_study(study_name="auto", storage="sqlite:///runs/auto/study.db")
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 6
+
+
+def test_population_one_keeps_trials_one_by_one(space, capsys):
+    _run("--study", "one", "--n-trials", "2", "--population", "1")
+    err = capsys.readouterr().err
+    assert "population auto" not in err and "train as one population" not in err
+
+
+def test_a_space_that_varies_structure_still_forms_populations(tune_dir, capsys):
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    (tune_dir / "space.yaml").write_text((root / "recipes" / "digits" / "search.yaml").read_text())
+    _run("--study", "full", "--n-trials", "8", "--population", "4")
+    err = capsys.readouterr().err
+    assert err.count("train as one population of 4") == 2, err
+    study = optuna.load_study(study_name="full", storage="sqlite:///runs/full/study.db")
+    structural = ("model.optimizer", "data.batch_size", "model.scheduler",
+                  "model.network_kwargs.activation", "model.network_kwargs.dropout")
+    for batch in (study.trials[:4], study.trials[4:]):
+        # one structure per batch, drawn once; the scalars drawn per member
+        assert len({tuple(t.params.get(k) for k in structural) for t in batch}) == 1
+        assert len({t.params["model.lr"] for t in batch}) == 4
+    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in study.trials)
+
+
+@pytest.mark.parametrize(("class_path", "path", "scalar"), [
+    ("lit_optim.ClassificationTask", "model.lr", True),
+    ("lit_optim.ClassificationTask", "model.optimizer_kwargs.momentum", True),
+    ("lit_optim.ClassificationTask", "model.optimizer", False),
+    ("lit_optim.ClassificationTask", "data.batch_size", False),
+    ("lit_optim.ClassificationTask", "model.network_kwargs.dropout", False),
+    ("my.Module", "model.head_lr", True),
+    ("my.Module", "model.init_args.warmup_steps", True),
+    ("my.Module", "model.dropout", False),
+    ("my.Module", "model.hidden", False),
+])
+def test_what_may_differ_within_a_population(class_path, path, scalar):
+    from tuning.runner.population import member_scalar
+
+    assert member_scalar({"model": {"class_path": class_path}}, path) is scalar

@@ -33,6 +33,19 @@ from tuning.runner.worker import MAX_FAILURES
 __all__ = ["main"]
 
 
+def population_size(value: str) -> int | str:
+    """``--population``: ``auto`` or an integer >= 1."""
+    if value == "auto":
+        return value
+    try:
+        size = int(value)
+    except ValueError:
+        size = 0
+    if size < 1:
+        raise argparse.ArgumentTypeError(f"must be auto or an integer >= 1, got {value!r}")
+    return size
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lit-tune", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"lit-tune {__version__} "
@@ -57,8 +70,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--accept-changes", action="store_true",
                      help="continue a study made with another recipe, space or metric")
     run.add_argument("--timeout", type=float, help="start no trial after this many seconds")
-    run.add_argument("--population", type=int, default=1,
-                     help="train up to N trials at once as one vectorized model (1: one by one)")
+    run.add_argument("--population", type=population_size, default="auto",
+                     help="train up to N trials at once as one vectorized model; auto (the "
+                          "default) chooses N from the budget, the device and its memory, and "
+                          "says what it chose; 1: one by one")
     run.add_argument("--lr-range", choices=["auto"], help="auto: search the lr over "
                      "[suggestion/10, divergence] of an lr range test run before trial 0")
     run.add_argument("--heartbeat", type=float, default=10.0,
@@ -82,7 +97,7 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument("--name", default="compare", help="runs/<name>/ holds everything")
     compare.add_argument("--run-dir", default="runs", type=Path)
     compare.add_argument("--accelerator", default="auto")
-    compare.add_argument("--population", type=int, default=1,
+    compare.add_argument("--population", type=population_size, default="auto",
                          help="train up to N of an optimizer's trials at once (as lit-tune run)")
     compare.add_argument("--convex", default="",
                          help="also plot F(θ_n) − F* against the bounds: quadratic,logreg")

@@ -38,6 +38,8 @@ from torch import nn
 from torch.func import functional_call, grad_and_value, stack_module_state, vmap
 
 from lit_optim.catalog.errors import ConfigError, LitOptimError
+from lit_optim.catalog.objective import LoggedDirections
+from lit_optim.population.divergence import LossSpikes
 from lit_optim.population.rules import PopulationUpdate
 
 __all__ = ["ModulePopulation", "NotVmappable"]
@@ -100,13 +102,17 @@ def _optimizer_and_schedulers(config: Any) -> tuple[torch.optim.Optimizer, list[
 
 class _Collector:
     """Stands in for ``module.log`` while a step runs: keeps what it logs, with the options
-    that say how Lightning would reduce it over an epoch."""
+    that say how Lightning would reduce it over an epoch, and tells ``directions`` what each
+    name was logged as (a torchmetrics Metric declares its direction)."""
 
-    def __init__(self) -> None:
+    def __init__(self, directions: LoggedDirections | None = None) -> None:
         self.values: dict[str, Any] = {}
         self.options: dict[str, dict[str, Any]] = {}
+        self.directions = directions
 
     def __call__(self, name: str, value: Any, *args: Any, **kwargs: Any) -> None:
+        if self.directions is not None and not isinstance(value, torch.Tensor):
+            self.directions.record(name, value)  # a Metric: outside vmap, once per member
         self.values[name] = value
         self.options.setdefault(name, kwargs)
 
@@ -162,6 +168,8 @@ class ModulePopulation(L.LightningModule):
         for i, value in enumerate(buffers.values()):
             self.register_buffer(f"b{i}", value.clone())
         self._template = copy.deepcopy(self._members[0])
+        # What the members log under each name, as far as it declares a direction.
+        self.directions = LoggedDirections()
         self._collector = _Collector()
         self._template.__dict__["log"] = self._collector  # the instance's log, nobody else's
         self.alive = list(range(len(members)))
@@ -169,6 +177,8 @@ class ModulePopulation(L.LightningModule):
         self.member_metrics: dict[str, torch.Tensor] = {}
         self._sums: dict[str, list[torch.Tensor]] = {}
         self._per_member_validation: str | None = None
+        self.spikes = LossSpikes()
+        self.module_name = type(self._members[0]).__name__  # what the members are, for messages
 
     # -- stacked state ------------------------------------------------------------------------
     def stacked(self) -> dict[str, torch.Tensor]:
@@ -310,7 +320,8 @@ class ModulePopulation(L.LightningModule):
         for update in self.updates:
             update.step()
         self._step_shadows("step")
-        self._accumulate("train", {"loss": loss.detach(), **logged}, extract_batch_size(batch))
+        self.spikes.update(loss)
+        self._accumulate("train", logged, extract_batch_size(batch))
 
     def _clip_gradients(self) -> None:
         """The members' gradient_clip_val, per member: each member's gradient norm over all
@@ -347,7 +358,7 @@ class ModulePopulation(L.LightningModule):
         size = extract_batch_size(batch)
         for position, member in enumerate(self._members):
             member.eval()
-            collector = _Collector()
+            collector = _Collector(self.directions)
             member.__dict__["log"] = collector
             state = {k: v[position] for k, v in {**params, **buffers}.items()}
             functional_call(_Step(member, "validation_step"), _prefixed(state), (batch, batch_idx))
@@ -392,13 +403,13 @@ class ModulePopulation(L.LightningModule):
     def on_train_epoch_end(self) -> None:
         self.member_metrics.update(self._epoch_values("train"))
         self._step_shadows("epoch")
-        bad = torch.zeros(len(self.alive), dtype=torch.bool, device=self.device)
+        bad = self.spikes.bad(len(self.alive), self.device).clone()
         for values in self.member_metrics.values():
             bad |= ~torch.isfinite(values)
         for p in self.stacked().values():
             bad |= ~torch.isfinite(p.detach().flatten(1)).all(dim=1)
         if bool(bad.any()):  # the one host read per epoch
-            self.drop(~bad, reason="non-finite loss, metric or weights")
+            self.drop(~bad, reason="non-finite or spiking loss, non-finite metric or weights")
 
     def _epoch_values(self, stage: str) -> dict[str, Any]:
         prefix = f"{stage}:"
@@ -406,7 +417,7 @@ class ModulePopulation(L.LightningModule):
         for key in [k for k in self._sums if k.startswith(prefix)]:
             total, count = self._sums.pop(key)
             name = key[len(prefix):]
-            out["train_loss" if (stage, name) == ("train", "loss") else name] = total / count
+            out[name] = total / count
         return out
 
     # -- membership ---------------------------------------------------------------------------
@@ -430,6 +441,7 @@ class ModulePopulation(L.LightningModule):
             setattr(self, f"p{i}", new)
         for i in range(len(self._buffer_names)):
             setattr(self, f"b{i}", getattr(self, f"b{i}")[device_keep].clone())
+        self.spikes.keep(device_keep)
         stacked = self.stacked()
         for update, names in zip(self.updates, self._group_names[0]):
             update.keep(device_keep, [stacked[n] for n in names])

@@ -79,7 +79,9 @@ class StackedNetwork(nn.Module):
         def one(params, buffers, inputs):
             return torch.func.functional_call(skeleton, (params, buffers), (inputs,))
 
-        return torch.vmap(one, in_dims=(0, 0, None))(self.stacked(), self.stacked_buffers(), x)
+        # "different": dropout (or any random op) draws its own numbers per member.
+        return torch.vmap(one, in_dims=(0, 0, None), randomness="different")(
+            self.stacked(), self.stacked_buffers(), x)
 
     def _forward_chain(self, x: torch.Tensor) -> torch.Tensor:
         """A Flatten/Linear/activation chain as batched matmuls, one ``baddbmm`` per Linear
@@ -103,6 +105,8 @@ class StackedNetwork(nn.Module):
                     h = torch.bmm(h, weight.transpose(1, 2))
                 else:
                     h = torch.baddbmm(bias.unsqueeze(1), h, weight.transpose(1, 2))
+            elif kind == "dropout":  # on [N, B, …]: an independent mask per member
+                h = F.dropout(h, item, self.training)
             else:  # a parameter-free activation
                 h = item(h)
         return h
@@ -142,8 +146,8 @@ _ELEMENTWISE = (nn.ReLU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.LeakyReLU, nn
 
 def _linear_chain(module: nn.Module) -> list[tuple[str, object]] | None:
     """``module`` as [(kind, item)] if it is an ``nn.Sequential`` (its own forward) of
-    Flatten, Linear and elementwise activations, starting with a Flatten or Linear; None for
-    anything else, which runs through vmap."""
+    Flatten, Linear, elementwise activations and Dropout (after a Linear), starting with a
+    Flatten or Linear; None for anything else, which runs through vmap."""
     if not isinstance(module, nn.Sequential) or type(module).forward is not nn.Sequential.forward:
         return None
     chain: list[tuple[str, object]] = []
@@ -155,6 +159,8 @@ def _linear_chain(module: nn.Module) -> list[tuple[str, object]] | None:
             chain.append(("linear", name))
         elif type(child) in _ELEMENTWISE and chain and chain[-1][0] == "linear":
             chain.append(("activation", copy.deepcopy(child)))
+        elif type(child) is nn.Dropout and chain and chain[-1][0] in ("linear", "activation"):
+            chain.append(("dropout", child.p))  # after a Linear: already one tensor a member
         else:
             return None
     return chain if chain and chain[0][0] in ("flatten", "linear") else None

@@ -26,6 +26,7 @@ from lit_optim.catalog.errors import ConfigError
 from lit_optim.catalog.factory import create_scheduler
 from lit_optim.training.models import build_model
 from lit_optim.catalog.optimizers import build_optimizer
+from lit_optim.population.divergence import LossSpikes
 from lit_optim.population.rules import POPULATION_OPTIMIZERS, PopulationUpdate
 from lit_optim.population.stacked import StackedNetwork
 from lit_optim.catalog.schedulers import SCHEDULERS, check_scheduler_args
@@ -70,6 +71,8 @@ class PopulationTask(L.LightningModule):
         self.dropped: dict[int, str] = {}
         self.member_metrics: dict[str, torch.Tensor] = {}
         self._sums: dict[str, torch.Tensor] = {}
+        self.spikes = LossSpikes()
+        self.module_name = "ClassificationTask"  # what the members are, for messages
 
     # -- optimization -------------------------------------------------------------------------
     def configure_optimizers(self):
@@ -149,6 +152,7 @@ class PopulationTask(L.LightningModule):
         for p in self.net.parameters():
             p.grad = None
         self.manual_backward(losses.sum())
+        self.spikes.update(losses)
         self.update.step()
         self._step_shadows("step")
         self._add("train_loss", losses.detach() * len(y), len(y))
@@ -185,11 +189,11 @@ class PopulationTask(L.LightningModule):
         if "train_loss" in self._sums:
             self.member_metrics["train_loss"] = self._mean("train_loss")
         self._step_shadows("epoch", self.member_metrics)
-        bad = torch.zeros(len(self.alive), dtype=torch.bool, device=self.net.p0.device)
+        bad = self.spikes.bad(len(self.alive), self.net.p0.device).clone()
         for values in self.member_metrics.values():
             bad |= ~torch.isfinite(values)
         if bool(bad.any()):  # the one host read per epoch
-            self.drop(~bad, reason="non-finite loss or metric")
+            self.drop(~bad, reason="non-finite or spiking loss, or non-finite metric")
 
     # -- membership ---------------------------------------------------------------------------
     def drop(self, keep: torch.Tensor, reason: str) -> None:
@@ -205,6 +209,7 @@ class PopulationTask(L.LightningModule):
             self.alive = []
             return
         self.net.keep(keep)
+        self.spikes.keep(keep)
         self.update.keep(keep, list(self.net.parameters()))
         # A shared shadow goes on stepping the groups of dropped members: harmless, unread.
         gone = {i for i, k in zip(self.alive, keep.tolist()) if not k}

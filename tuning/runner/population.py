@@ -36,14 +36,23 @@ import optuna
 from optuna.trial import TrialState
 
 from lit_optim import ConfigError, LitOptimError
+from lit_optim.catalog.registry import did_you_mean
 from lit_optim.population import POPULATION_OPTIMIZERS
 from tuning.runner.interrupt import Interrupted, interrupted, raise_if_interrupted
 from tuning.runner.objective import Objective
 from tuning.storage.optuna_private import heartbeat, report_all
-from tuning.search.preflight import MetricNotLoggedError, build_trial_objects
+from tuning.search.preflight import MetricCheck, MetricNotLoggedError, build_trial_objects
 from tuning.search.recipe import apply_overrides, write_recipe
 from tuning.search.space import SearchSpace
-from tuning.runner.worker import _evaluate, _file_lock, counted, tell, wait_for_running
+from tuning.runner.worker import (
+    MAX_FAILURES,
+    TooManyFailuresError,
+    _evaluate,
+    _file_lock,
+    counted,
+    tell,
+    wait_for_running,
+)
 
 __all__ = ["run_population_worker"]
 
@@ -90,8 +99,6 @@ def why_not_population(recipe: dict[str, Any]) -> str | None:
         return f"optimizer {optimizer!r} has no population rule"
     if args.get("param_groups") or args.get("lr_scaling", "none") != "none":
         return "param_groups / lr_scaling are not supported in a population"
-    if (args.get("network_kwargs") or {}).get("dropout"):
-        return "dropout draws different random numbers in a population"
     for cb in (recipe.get("trainer") or {}).get("callbacks") or []:
         name = cb.get("class_path", "") if isinstance(cb, dict) else str(cb)
         if not name.endswith("NonFiniteGuard"):
@@ -120,6 +127,28 @@ class _Report(L.Callback):
     def __init__(self, study: optuna.Study, trials: list[optuna.Trial], metric: str) -> None:
         self.study, self.trials, self.metric = study, trials, metric
         self.pruned: dict[int, str] = {}
+
+    def setup(self, trainer: L.Trainer, pl_module, stage: str) -> None:
+        directions = getattr(pl_module, "directions", None)  # a ModulePopulation's
+        if directions is not None:
+            check = MetricCheck(self.metric, self.study.direction.name.lower())
+            directions.when_logged(self.metric, check.direction_logged)
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module) -> None:
+        if trainer.current_epoch == 1:  # after the first epoch, as MetricCheck checks a trial
+            self.check_logged(pl_module)
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module) -> None:
+        self.check_logged(pl_module)
+
+    def check_logged(self, pl_module) -> None:
+        if pl_module.alive and self.metric not in pl_module.member_metrics:
+            logged = sorted(pl_module.member_metrics)
+            hint = did_you_mean(self.metric, logged)
+            raise MetricNotLoggedError(
+                f"the search space's metric {self.metric!r} is never logged by "
+                f"{pl_module.module_name}; it logs: {', '.join(logged) or 'nothing'}"
+                f"{'; ' + hint if hint else ''} (set metric: in the search space)")
 
     def on_validation_end(self, trainer: L.Trainer, pl_module) -> None:
         if trainer.sanity_checking or self.metric not in pl_module.member_metrics:
@@ -250,12 +279,6 @@ def _fit_population(objective: Objective, trials: list[optuna.Trial], model: Any
     report = _Report(trials[0].study, trials, objective.space.metric)
     trainer.callbacks.append(report)
     trainer.fit(model, datamodule=datamodule)
-    metric = objective.space.metric
-    if model.alive and metric not in model.member_metrics:
-        logged = sorted(model.member_metrics)
-        raise MetricNotLoggedError(
-            f"the search space's metric {metric!r} is never logged by the population's module; "
-            f"it logs: {', '.join(logged) or 'nothing'} (set metric: in the search space)")
     out = []
     for index, trial in enumerate(trials):
         if index in report.pruned:
@@ -275,10 +298,11 @@ def _fit_population(objective: Objective, trials: list[optuna.Trial], model: Any
 def run_population_worker(study: optuna.Study, objective: Objective, *, n_trials: int,
                           population: int, lock_path: Path, heartbeats: bool = False,
                           heartbeat_s: float = 10.0, progress: Any = None,
-                          deadline: float | None = None) -> None:
+                          deadline: float | None = None, max_failures: int = MAX_FAILURES) -> None:
     import time
 
     lock_path.parent.mkdir(parents=True, exist_ok=True)
+    failures: list[bool] = []  # per told trial, in order: did it fail
     while True:
         raise_if_interrupted()
         if deadline is not None and time.time() >= deadline:
@@ -288,18 +312,19 @@ def run_population_worker(study: optuna.Study, objective: Objective, *, n_trials
             left = n_trials - len(counted(known))
             if isinstance(study.sampler, optuna.samplers.GridSampler):
                 left = min(left, _grid_points_left(objective.space, known))
-            trials = [study.ask() for _ in range(max(0, min(population, left)))]
+            size = max(0, min(population, left))
+            trials, overrides = _ask_batch(study, objective.space, objective.recipe, size) if size else ([], [])
         if not trials:
             # Trials of a killed run still RUNNING: wait for their heartbeats to stop and
             # replace them, as the sequential loop does, rather than end the study short.
             if wait_for_running(study, known, heartbeats=heartbeats, heartbeat_s=heartbeat_s):
                 continue
             return
-        recipes = [apply_overrides(objective.recipe, objective.space.suggest(t)) for t in trials]
+        recipes = [apply_overrides(objective.recipe, chosen) for chosen in overrides]
         groups: dict[str, list[int]] = {}
         for i, recipe in enumerate(recipes):
             groups.setdefault(_structure(recipe), []).append(i)
-        told: set[int] = set()
+        told = _Told(failures, max_failures)
         # Every asked trial beats its heartbeat until told, also while it waits for its
         # group's turn: a killed run's trials all go stale and are replaced.
         with contextlib.ExitStack() as beating:
@@ -313,16 +338,17 @@ def run_population_worker(study: optuna.Study, objective: Objective, *, n_trials
                 for trial in trials:
                     if trial.number in told:
                         continue
-                    if isinstance(err, (Interrupted, KeyboardInterrupt)) or interrupted():
+                    if isinstance(err, (Interrupted, KeyboardInterrupt, TooManyFailuresError)) \
+                            or interrupted():
                         trial.set_user_attr("interrupted", str(err))  # no fail_reason: rerun
                     else:
                         trial.set_user_attr("fail_reason", f"{type(err).__name__}: {err}")
-                    study.tell(trial, state=TrialState.FAIL)
+                    tell(study, trial, TrialState.FAIL, None)
                 raise
 
 
 def _run_group(study: optuna.Study, objective: Objective, trials: list[optuna.Trial],
-               recipes: list[dict[str, Any]], told: set[int], progress: Any) -> None:
+               recipes: list[dict[str, Any]], told: _Told, progress: Any) -> None:
     """One group of trials that share a structure: as a population, or one by one (alone in
     its group, or not trainable as a population: said in one line)."""
     reason = why_not_population(recipes[0]) if len(trials) > 1 else None
@@ -350,18 +376,45 @@ def _run_group(study: optuna.Study, objective: Objective, trials: list[optuna.Tr
         progress(study, len(trials))  # one best-value query for the whole population
 
 
+class _Told(dict):
+    """{trial number: state} of a batch's told trials, and the sequential loop's rule over
+    all told so far: ``max_failures`` failed trials in a row stop the study."""
+
+    def __init__(self, failures: list[bool], max_failures: int) -> None:
+        super().__init__()
+        self.failures, self.max_failures = failures, max_failures
+
+    def record(self, study: optuna.Study, trial: optuna.Trial, state: TrialState) -> None:
+        self[trial.number] = state
+        self.failures.append(state == TrialState.FAIL)
+        in_a_row = next((i for i, failed in enumerate(reversed(self.failures)) if not failed),
+                        len(self.failures))
+        if in_a_row >= self.max_failures:
+            reason = study.trials[trial.number].user_attrs.get("fail_reason", "?")
+            raise TooManyFailuresError(
+                f"{in_a_row} trials failed in a row, the last (trial {trial.number}) with "
+                f"{reason}; fix the recipe or search space (or raise --max-failures)")
+
+
 def _tell(study: optuna.Study, trial: optuna.Trial, state: TrialState, value: float | None,
-          told: set[int], progress: Any) -> None:
+          told: _Told, progress: Any) -> None:
     trial.set_user_attr("pid", os.getpid())
     tell(study, trial, state, value)  # an exhausted grid: the next ask finds no point left
-    told.add(trial.number)
+    told.record(study, trial, state)
     if progress is not None:
         progress(study)
 
 
-def check_population(population: int, sampler: str, space: SearchSpace | None = None) -> None:
+# The largest population ``auto`` picks: on 2 CPU cores the digits MLP's trials/min stops
+# growing near 32 (bench/population_throughput.py); a GPU keeps gaining far beyond.
+AUTO_CAP = {"cpu": 32, "cuda": 256}
+
+
+def check_population(population: int | str, sampler: str, space: SearchSpace | None = None) -> None:
+    if population == "auto":
+        return
     if isinstance(population, bool) or not isinstance(population, int) or population < 1:
-        raise ConfigError(f"--population must be an integer >= 1, got {population!r}")
+        raise ConfigError(f"--population must be auto or an integer >= 1, got {population!r}")
     if population > 1 and sampler == "grid" and space is not None:
         size = _grid_size(space.grid())
         if population > size:
@@ -385,3 +438,75 @@ def _grid_points_left(space: SearchSpace, trials: list[optuna.trial.FrozenTrial]
 
 def _grid_size(grid: dict[str, list[Any]]) -> int:
     return math.prod(len(values) for values in grid.values())
+
+
+def choose_population(population: int | str, recipe: dict[str, Any], space: SearchSpace, *,
+                      n_trials: int, n_workers: int, sampler: str, accelerator: str,
+                      trainer_args: list[str]) -> tuple[int, str | None]:
+    """``--population auto``: how many trials train at once, and the line that says so (the
+    caller prints it once the run starts: a refused run says only why). One by one
+    where the recipe cannot form populations; else the budget (per worker), bounded by the
+    grid, by ``AUTO_CAP`` for the device, and by a quarter of the device's free memory over
+    what one member holds (weights, gradients and two optimizer states)."""
+    if population != "auto":
+        return population, None
+    reason = why_not_population(apply_overrides(recipe, space.first_values()))
+    if reason is not None:
+        return 1, f"population auto: 1, trials run one by one ({reason})"
+    import torch
+
+    device = "cuda" if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available() else "cpu"
+    bounds = {"trials per worker": math.ceil(n_trials / n_workers), device: AUTO_CAP[device]}
+    if sampler == "grid":
+        bounds["grid points"] = _grid_size(space.grid())
+    from tuning.search.preflight import parse_recipe
+
+    module = parse_recipe(apply_overrides(recipe, space.first_values()), trainer_args).model
+    member = sum(4 * p.numel() * p.element_size() for p in module.parameters())
+    member += sum(b.numel() * b.element_size() for b in module.buffers())
+    if device == "cuda":
+        free = torch.cuda.mem_get_info()[0]
+    else:
+        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    bounds["memory"] = max(1, free // 4 // max(member, 1))
+    limit = min(bounds, key=bounds.get)
+    size = bounds[limit]
+    if size < 2:
+        return 1, f"population auto: 1, trials run one by one (bounded by {limit})"
+    return size, (f"population auto: {size} trials train at once as one vectorized model "
+                  f"(bounded by {limit}; --population 1 trains them one by one)")
+
+
+def member_scalar(recipe: dict[str, Any], path: str) -> bool:
+    """Whether search-space ``path`` may differ between the members of one population (a
+    scalar the module hands to its optimizer and schedule); otherwise it is structure."""
+    parts = path.split(".")
+    if parts[0] != "model" or len(parts) < 2:
+        return False
+    class_path, _ = _model_args(recipe)
+    key = parts[2] if parts[1] == "init_args" and len(parts) > 2 else parts[1]
+    return key in _MEMBER_KEYS if class_path in _TASK else _is_module_scalar(key)
+
+
+def _ask_batch(study: optuna.Study, space: SearchSpace, recipe: dict[str, Any], size: int
+               ) -> tuple[list[optuna.Trial], list[dict[str, Any]]]:
+    """``size`` trials and their overrides. The first is sampled as usual; the others keep its
+    structural parameters (batch size, optimizer, schedule, architecture …) through Optuna's
+    PartialFixedSampler around the study's sampler and draw their own scalars, so a space
+    that varies structure still forms populations."""
+    first = study.ask()
+    overrides = [space.suggest(first)]
+    trials = [first]
+    fixed = {name: value for name, value in first.params.items()
+             if not member_scalar(recipe, name)}
+    original = study.sampler
+    if fixed and size > 1 and not isinstance(original, optuna.samplers.GridSampler):
+        study.sampler = optuna.samplers.PartialFixedSampler(fixed, original)
+    try:
+        for _ in range(size - 1):
+            trial = study.ask()
+            trials.append(trial)
+            overrides.append(space.suggest(trial))
+    finally:
+        study.sampler = original
+    return trials, overrides

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import multiprocessing as mp
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -140,7 +141,8 @@ def _worker(study_name: str, storage_url: str, recipe_path: str, space_path: str
                 run_population_worker(study, objective, n_trials=n_trials, population=population,
                                       lock_path=Path(run_dir) / ".ask.lock",
                                       heartbeats=heartbeats, heartbeat_s=heartbeat_s,
-                                      progress=update, deadline=deadline)
+                                      progress=update, deadline=deadline,
+                                      max_failures=max_failures)
             else:
                 run_worker(study, objective, n_trials=n_trials,
                            lock_path=Path(run_dir) / ".ask.lock", heartbeats=heartbeats,
@@ -222,7 +224,7 @@ def run_study(*, recipe: str, space: str, study_name: str, storage_url: str, run
     if n_trials < 1 or n_workers < 1:
         raise ConfigError(f"n_trials and n_workers must be >= 1, got {n_trials}, {n_workers}")
     check_count("max_failures", max_failures)
-    from tuning.runner.population import check_population
+    from tuning.runner.population import check_population, choose_population
 
     check_population(population, sampler, parsed)
     check_before_trial_0(recipe_dict, parsed, trial_trainer_args(accelerator))
@@ -233,6 +235,9 @@ def run_study(*, recipe: str, space: str, study_name: str, storage_url: str, run
         found, space_dict = _auto_lr_range(recipe_dict, space_dict, accelerator)
         parsed = dataclasses.replace(parse_space(space_dict, source=f"{space} with --lr-range auto"),
                                      direction=parsed.direction)
+    population, population_note = choose_population(population, recipe_dict, parsed, n_trials=n_trials,
+                                   n_workers=n_workers, sampler=sampler, accelerator=accelerator,
+                                   trainer_args=trial_trainer_args(accelerator))
     record = record_of(recipe_dict, space_dict, parsed.metric, parsed.direction)
     check_writable(run_dir)
     try:  # a SQLite study goes back to the default journal however the run ends
@@ -265,6 +270,8 @@ def run_study(*, recipe: str, space: str, study_name: str, storage_url: str, run
             Path(run_dir).mkdir(parents=True, exist_ok=True)
             Path(space).write_text(f"# {found['note']}\n" + yaml.safe_dump(space_dict, sort_keys=False))
         deadline = None if timeout_s is None else time.time() + timeout_s
+        if population_note:
+            print(population_note, file=sys.stderr)
         args = (study_name, storage_url, str(recipe), space, str(run_dir), n_trials, sampler, pruner)
         if n_workers == 1:
             _worker(*args, sampler_seed(seed, 0, created=created), accelerator, "auto", 1,

@@ -156,9 +156,9 @@ class MetricCheck(Callback):
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if self.direction is not None:
-            logged_directions(pl_module).when_logged(self.metric, self._direction_logged)
+            logged_directions(pl_module).when_logged(self.metric, self.direction_logged)
 
-    def _direction_logged(self, logged: str | None, described: str) -> None:
+    def direction_logged(self, logged: str | None, described: str) -> None:
         try:
             resolve_objective(self.metric, self.direction, logged=logged, logged_by=described,
                               given_as="the study's direction", required=False)

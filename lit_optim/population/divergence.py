@@ -1,0 +1,46 @@
+"""``LossSpikes``: the loss-spike test of ``NonFiniteGuard(loss_spike_factor=…)``, per member.
+
+A lit-tune trial runs with ``NonFiniteGuard("stop", loss_spike_factor=10)``: a diverging trial
+often kills a ReLU net through huge finite steps, never NaN. In a population the guard would
+act on all members at once, so each member keeps the guard's state itself, on the device
+(no host read per step): an exponential mean of its good losses and its first loss, and a flag
+once a loss is non-finite or above ``factor`` × the mean (and above the first loss)."""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["LossSpikes"]
+
+
+class LossSpikes:
+    def __init__(self, factor: float = 10.0) -> None:
+        self.factor = factor
+        self.ema: torch.Tensor | None = None
+        self.first: torch.Tensor | None = None
+        self.flagged: torch.Tensor | None = None
+
+    @torch.no_grad()
+    def update(self, loss: torch.Tensor) -> None:
+        """``loss``: this step's [N] member losses."""
+        loss = loss.detach()
+        if self.ema is None:
+            self.ema = torch.full_like(loss, float("nan"))
+            self.first = loss.clone()
+            self.flagged = torch.zeros_like(loss, dtype=torch.bool)
+        # NaN compares False: no spike before a member's first good loss is known.
+        bad = ~torch.isfinite(loss) | ((loss > self.factor * self.ema) & (loss > self.first))
+        fresh = torch.where(torch.isnan(self.ema), loss, 0.9 * self.ema + 0.1 * loss)
+        self.ema = torch.where(bad, self.ema, fresh)
+        self.flagged |= bad
+
+    def bad(self, n: int, device: torch.device) -> torch.Tensor:
+        """[N] flags of the members whose loss diverged (none before any step)."""
+        if self.flagged is None:
+            return torch.zeros(n, dtype=torch.bool, device=device)
+        return self.flagged
+
+    def keep(self, mask: torch.Tensor) -> None:
+        if self.ema is not None:
+            mask = mask.to(self.ema.device)
+            self.ema, self.first, self.flagged = self.ema[mask], self.first[mask], self.flagged[mask]

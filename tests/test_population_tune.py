@@ -119,14 +119,15 @@ def test_per_epoch_pruning_decides_as_should_prune(tmp_path, pruner):
 
 
 def test_without_population_given_the_study_trains_populations_and_says_so(space, capsys):
-    _run("--study", "auto", "--n-trials", "6")
+    _run("--study", "auto", "--n-trials", "12")
     err = capsys.readouterr().err
     auto = [line for line in err.splitlines() if line.startswith("population auto:")]
-    assert auto == ["population auto: 6 trials train at once as one vectorized model (bounded by "
-                    "trials per worker; --population 1 trains them one by one)"], err
-    assert "trials 0, 1, 2, 3, 4, 5 train as one population of 6" in err
+    assert auto == ["population auto: 3 trials train at once as one vectorized model (bounded by "
+                    "4 sampler rounds; --population 1 trains them one by one)"], err
+    assert "trials 0, 1, 2 train as one population of 3" in err
+    assert "trials 9, 10, 11 train as one population of 3" in err
     study = optuna.load_study(study_name="auto", storage="sqlite:///runs/auto/study.db")
-    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 6
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 12
 
 
 def test_population_one_keeps_trials_one_by_one(space, capsys):

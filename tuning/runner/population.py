@@ -257,8 +257,9 @@ def _train_module_population(objective: Objective, trials: list[optuna.Trial],
     # The random state a one-by-one trial starts fitting from (after building its module):
     # restored after the other members are built, so the population sees the same batches.
     after_build = (torch.get_rng_state(), np.random.get_state(), random.getstate())
-    members = [first.model] + [build_trial_objects(path, *objective.trainer_args()).model
-                               for path in paths[1:]]
+    members = [first.model] + [_member(first, recipe) or
+                               build_trial_objects(path, *objective.trainer_args()).model
+                               for path, recipe in zip(paths[1:], recipes[1:])]
     trainer = first.trainer
     # Lightning refuses its own clipping under manual optimization: it is done per member.
     clip, trainer.gradient_clip_val = trainer.gradient_clip_val, None
@@ -268,6 +269,23 @@ def _train_module_population(objective: Objective, trials: list[optuna.Trial],
     np.random.set_state(after_build[1])
     random.setstate(after_build[2])
     return _fit_population(objective, trials, model, trainer, first.datamodule)
+
+
+def _member(first: Any, recipe: dict[str, Any]) -> L.LightningModule | None:
+    """The module of ``recipe`` as its own LightningCLI would build it: the first member's
+    parsed init args with this trial's scalars, under the same seed. A parse per member cost
+    0.14 s, 4 of a 32-member population's 11 s. None where an init arg is itself a class
+    (``class_path``): then the caller builds it through the CLI."""
+    args = first.config["model"]["init_args"]
+    args = args.as_dict() if hasattr(args, "as_dict") else dict(args or {})
+    if any(isinstance(value, dict) and "class_path" in value for value in args.values()):
+        return None
+    _, own = _model_args(recipe)
+    args.update({key: value for key, value in own.items() if _is_module_scalar(key)})
+    seed = first.config.get("seed_everything")
+    if seed is not None and seed is not False:
+        L.seed_everything(seed, workers=True, verbose=False)  # as the CLI seeds before building
+    return type(first.model)(**args)
 
 
 def _fit_population(objective: Objective, trials: list[optuna.Trial], model: Any,
@@ -445,9 +463,10 @@ def choose_population(population: int | str, recipe: dict[str, Any], space: Sear
                       trainer_args: list[str]) -> tuple[int, str | None]:
     """``--population auto``: how many trials train at once, and the line that says so (the
     caller prints it once the run starts: a refused run says only why). One by one
-    where the recipe cannot form populations; else the budget (per worker), bounded by the
-    grid, by ``AUTO_CAP`` for the device, and by a quarter of the device's free memory over
-    what one member holds (weights, gradients and two optimizer states)."""
+    where the recipe cannot form populations; else a quarter of the budget (per worker, so
+    the sampler sees 4 rounds of results), bounded by the grid, by ``AUTO_CAP`` for the
+    device, and by a quarter of the device's free memory over what one member holds (weights,
+    gradients and two optimizer states)."""
     if population != "auto":
         return population, None
     reason = why_not_population(apply_overrides(recipe, space.first_values()))
@@ -456,7 +475,10 @@ def choose_population(population: int | str, recipe: dict[str, Any], space: Sear
     import torch
 
     device = "cuda" if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available() else "cpu"
-    bounds = {"trials per worker": math.ceil(n_trials / n_workers), device: AUTO_CAP[device]}
+    # At least 4 batches: a sampler learns between batches only (TPE asked 32 at once of a
+    # 64-trial budget found 0.980 against 0.985 one by one, mean of 3 seeds on digits).
+    bounds = {"4 sampler rounds": max(2, math.ceil(n_trials / n_workers / 4)),
+              device: AUTO_CAP[device]}
     if sampler == "grid":
         bounds["grid points"] = _grid_size(space.grid())
     from tuning.search.preflight import parse_recipe

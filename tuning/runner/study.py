@@ -127,10 +127,11 @@ def _worker(study_name: str, storage_url: str, recipe_path: str, space_path: str
             progress.set_postfix_str(f"best {space.metric} {best:.4f}" if best is not None else "")
     else:
         def update(study: optuna.Study, done: int = 1) -> None:  # a line per trial, interleaved
-            done = len(counted(study.get_trials(deepcopy=False)))
+            count = len(counted(study.get_trials(deepcopy=False)))
             best = _best_value(study)
-            print(f"study {study_name}: {done}/{n_trials} trials"
-                  + (f", best {space.metric} {best:.4f}" if best is not None else ""), flush=True)
+            for at in range(max(1, count - done + 1), count + 1):  # a population: its members
+                print(f"study {study_name}: {at}/{n_trials} trials"
+                      + (f", best {space.metric} {best:.4f}" if best is not None else ""), flush=True)
     try:
         with on_signals():
             if population > 1:

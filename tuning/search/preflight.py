@@ -37,6 +37,14 @@ __all__ = ["MetricCheck", "MetricDirectionError", "MetricNotLoggedError", "build
 class MetricNotLoggedError(LitOptimError):
     """The space's metric is not among what the module logs: no trial can ever report it."""
 
+    @classmethod
+    def naming(cls, metric: str, module: str, logged: Sequence[str]) -> MetricNotLoggedError:
+        logged = sorted(logged)
+        hint = did_you_mean(metric, logged)
+        return cls(f"the search space's metric {metric!r} is never logged by {module}; it logs: "
+                   f"{', '.join(logged) or 'nothing'}{'; ' + hint if hint else ''} (set metric: "
+                   "in the search space)")
+
 
 class MetricDirectionError(MetricNotLoggedError):
     """The Metric logged under the space's metric ranks the other way than the study: no trial
@@ -105,11 +113,7 @@ def resolve_direction(recipe: dict[str, Any], space: SearchSpace,
         directions = logged_directions(cli.model)
         cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     if space.metric not in directions.seen:
-        logged = sorted(directions.seen)
-        hint = did_you_mean(space.metric, logged)
-        raise ConfigError(f"the search space's metric {space.metric!r} is never logged by "
-                          f"{type(cli.model).__name__}; it logs: {', '.join(logged) or 'nothing'}"
-                          f"{'; ' + hint if hint else ''} (set metric: in the search space)")
+        raise MetricNotLoggedError.naming(space.metric, type(cli.model).__name__, directions.seen)
     found = resolve_objective(space.metric, logged=directions.seen[space.metric],
                               logged_by=directions.describe(space.metric), required=False)
     if found is None:
@@ -176,11 +180,6 @@ class MetricCheck(Callback):
         if self.checked:
             return
         self.checked = True
-        if self.metric in trainer.callback_metrics:
-            return
-        logged = sorted(trainer.callback_metrics)
-        hint = did_you_mean(self.metric, logged)
-        raise MetricNotLoggedError(
-            f"the search space's metric {self.metric!r} is never logged by "
-            f"{type(pl_module).__name__}; it logs: {', '.join(logged) or 'nothing'}"
-            f"{'; ' + hint if hint else ''} (set metric: in the search space)")
+        if self.metric not in trainer.callback_metrics:
+            raise MetricNotLoggedError.naming(self.metric, type(pl_module).__name__,
+                                              [str(k) for k in trainer.callback_metrics])

@@ -166,3 +166,16 @@ def test_the_suggested_lr_trains_the_digits_recipe_to_0_96(tmp_path, capsys, opt
     out = capsys.readouterr().out
     line = next(line for line in out.splitlines() if line.split()[:1] == ["val_acc"])
     assert float(line.split("best ")[1].split()[0]) >= 0.96, line  # the val_acc it reaches
+
+
+def test_batch_find_never_proposes_more_than_the_training_set(tmp_path, capsys):
+    # The digits split trains on 1,078 samples; memory alone would allow 2048 (and more).
+    assert _code("batch-find", "--config", DIGITS, "--max_trials", "11",
+                 "--export", "big.yaml") == 0
+    out = capsys.readouterr().out
+    line = next(line for line in out.splitlines() if line.startswith("largest batch that fits"))
+    n = int(line.split("training set, ")[1].split()[0])
+    assert 1000 < n < 1437 and f"largest batch that fits: {n} " in line, line
+    sizes = [int(r.split()[0]) for r in out.splitlines() if r.strip() and r.split()[0].isdigit()]
+    assert max(sizes) == n
+    assert yaml.safe_load(Path("big.yaml").read_text())["data"]["init_args"]["batch_size"] == n

@@ -132,8 +132,8 @@ def batch_find_command(args: Sequence[str]) -> None:
                                   max_trials=known.max_trials,
                                   steps_per_trial=known.steps_per_trial)
     n = result.train_samples
-    note = (f" (≥ the {n} training samples: memory is no limit here)"
-            if n is not None and result.largest >= n else "")
+    note = (f" (the whole training set, {n} samples: memory fits {result.fits}, so it is no "
+            "limit here)" if n is not None and result.fits >= n else "")
     print(f"largest batch that fits: {result.largest}{note}   ({known.mode} search)")
     print("batch size   samples/s   (5 timed training steps each)")
     for size, rate in result.throughput.items():

@@ -26,10 +26,11 @@ MODES = ("power", "binsearch")
 
 @dataclass
 class BatchSearch:
-    largest: int  # what Lightning's search ended on
+    largest: int  # the batch to use: what Lightning's search ended on, at most the training set
     mode: str
     throughput: dict[int, float]  # batch size -> training samples per second
     train_samples: int | None  # None when the loader has no length to tell
+    fits: int = 0  # what fits in memory, as Lightning's search found it (may exceed the data)
 
 
 def check_has_batch_size(datamodule: L.LightningDataModule | None) -> None:
@@ -82,6 +83,13 @@ def run_batch_search(model: L.LightningModule, datamodule: L.LightningDataModule
     largest = Tuner(make_trainer()).scale_batch_size(
         model, datamodule=datamodule, mode=mode, init_val=init_val, max_trials=max_trials,
         steps_per_trial=steps_per_trial, batch_arg_name="batch_size")
+    datamodule.batch_size = chosen
+    train_samples = _train_samples(datamodule)
+    fits = int(largest)
+    if train_samples is not None:
+        # A batch beyond the training set is the whole set again: never propose one (on the
+        # 1,079-sample digits split the memory search alone ended at 2048).
+        largest = min(int(largest), train_samples)
     sizes = sorted({min(init_val * 2 ** i, largest)
                     for i in range(64) if init_val * 2 ** (i - 1) < largest} | {largest})
     throughput = {}
@@ -96,7 +104,7 @@ def run_batch_search(model: L.LightningModule, datamodule: L.LightningDataModule
     model.load_state_dict(state)  # the timing steps trained it: put the weights back
     datamodule.batch_size = chosen
     return BatchSearch(largest=int(largest), mode=mode, throughput=throughput,
-                       train_samples=_train_samples(datamodule))
+                       train_samples=train_samples, fits=fits)
 
 
 def _train_samples(datamodule: L.LightningDataModule) -> int | None:

@@ -30,7 +30,7 @@ def test_the_cli_imports_leave_the_flag_as_decided():
         "lightning first": (env, "import lightning; "),
     }
     procs = {name: subprocess.Popen(
-        [sys.executable, "-c", f"{first}import os, lit_optim.cli.main; print(os.environ.get({FLAG!r}))"],
+        [sys.executable, "-c", f"{first}import os, lit_optim.cli.lightning_cli; print(os.environ.get({FLAG!r}))"],
         env=run_env, stdout=subprocess.PIPE, text=True) for name, (run_env, first) in runs.items()}
     flags = {name: proc.communicate(timeout=120)[0].strip() for name, proc in procs.items()}
     restored = "1" if nvml_loads() else "0"

@@ -153,6 +153,9 @@ def _loaded_after(statement: str) -> set[str]:
     ("import lit_optim.catalog.factory, lit_optim.catalog.extra_optimizers, lit_optim.catalog.extra_schedules; "
      "from lit_optim import OPTIMIZERS, SCHEDULERS, create_optimizer, create_scheduler",
      {"lightning", "torchmetrics", "torchvision"}),
+    # lit-optim --version answers before any framework import
+    ("from lit_optim.cli.main import main; main(['--version'])",
+     {"lightning", "torchmetrics", "torchvision", "lit_optim.cli.lightning_cli"}),
     # the population's building blocks sit with the plugins: nothing above them
     ("import lit_optim.population.rules, lit_optim.population.stacked",
      {"lit_optim.training.task", "lit_optim.catalog.factory", "lit_optim.cli.main", "lit_optim.population.task"}),

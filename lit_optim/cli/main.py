@@ -20,13 +20,11 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from lightning.pytorch.utilities.exceptions import SIGTERMException
-
 from lit_optim.catalog.errors import LitOptimError, UnknownNameError
 from lit_optim.catalog.registry import did_you_mean
-from lit_optim.cli.lightning_cli import TrainingDiverged, config_error_line, run_lightning_cli
-from lit_optim.cli.listing import KINDS, format_catalog
-from lit_optim.cli.trainer_setup import silence_lightning_noise
+
+# Lightning, torch and the LightningCLI are imported inside main(), after --version: a
+# version query costs no framework import (6.2 s before, on 2 CPU cores).
 
 __all__ = ["list_command", "main"]
 
@@ -34,6 +32,8 @@ LIST_USAGE = "usage: lit-optim list [optimizers|schedulers|models|datasets]"
 
 
 def list_command(args: Sequence[str]) -> None:
+    from lit_optim.cli.listing import KINDS, format_catalog
+
     if args and args[0] in ("-h", "--help"):
         print(f"{LIST_USAGE}\n\nPrints the registered names (optimizers, LR schedulers, models, "
               "datasets: built-in and from installed plugins), each with its description and "
@@ -54,15 +54,21 @@ def list_command(args: Sequence[str]) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     words = list(sys.argv[1:] if argv is None else argv)
+    if words == ["--version"]:
+        from importlib.metadata import version
+
+        from lit_optim import __version__
+
+        print(f"lit-optim {__version__} (lightning {version('lightning')})")
+        return
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    from lit_optim.cli.lightning_cli import TrainingDiverged, config_error_line, run_lightning_cli
+    from lit_optim.cli.trainer_setup import silence_lightning_noise
+
     silence_lightning_noise()
     try:
-        if words == ["--version"]:
-            import lightning
-
-            from lit_optim import __version__
-
-            print(f"lit-optim {__version__} (lightning {lightning.__version__})")
-        elif words and words[0] == "list":
+        if words and words[0] == "list":
             list_command(words[1:])
         elif words and words[0] in ("lr-find", "batch-find"):
             from lit_optim.cli.find import batch_find_command, lr_find_command

@@ -101,20 +101,18 @@ def _optimizer_and_schedulers(config: Any) -> tuple[torch.optim.Optimizer, list[
 
 
 class _Collector:
-    """Stands in for ``module.log`` while a step runs: keeps what it logs, with the options
-    that say how Lightning would reduce it over an epoch, and tells ``directions`` what each
-    name was logged as (a torchmetrics Metric declares its direction)."""
+    """Stands in for ``module.log`` while a step runs: keeps what it logs (reduced over an
+    epoch as a batch-size weighted mean, or a Metric's compute), and tells ``directions`` what
+    each name was logged as (a torchmetrics Metric declares its direction)."""
 
     def __init__(self, directions: LoggedDirections | None = None) -> None:
         self.values: dict[str, Any] = {}
-        self.options: dict[str, dict[str, Any]] = {}
         self.directions = directions
 
     def __call__(self, name: str, value: Any, *args: Any, **kwargs: Any) -> None:
         if self.directions is not None and not isinstance(value, torch.Tensor):
             self.directions.record(name, value)  # a Metric: outside vmap, once per member
         self.values[name] = value
-        self.options.setdefault(name, kwargs)
 
     def take(self) -> dict[str, Any]:
         values, self.values = self.values, {}
@@ -212,10 +210,8 @@ class ModulePopulation(L.LightningModule):
             raise NotVmappable("the members' param groups hold different parameters")
         stacked = self.stacked()
         trained = {n for names in self._group_names[0] for n in names}
-        frozen = sorted(set(stacked) - trained)
-        if any(stacked[n].requires_grad for n in frozen):
-            for name in frozen:
-                stacked[name].requires_grad_(False)
+        for name in set(stacked) - trained:  # no optimizer group: the members never train it
+            stacked[name].requires_grad_(False)
         self.updates = [
             PopulationUpdate(self.rule, [stacked[n] for n in names],
                              [self._group_hyper(s["optimizer"].param_groups[k]) for s in self.shadows])
@@ -240,13 +236,7 @@ class ModulePopulation(L.LightningModule):
     def _copy_hyper(self) -> None:
         """Each group's lr (and the momentum / betas a schedule may cycle) from the shadows."""
         for k, update in enumerate(self.updates):
-            groups = [s["optimizer"].param_groups[k] for s in self.shadows]
-            update.set_lr([g["lr"] for g in groups])
-            if "momentum" in update.h and "momentum" in groups[0]:
-                update.set("momentum", [g["momentum"] for g in groups])
-            if "beta1" in update.h and "betas" in groups[0]:
-                update.set("beta1", [g["betas"][0] for g in groups])
-                update.set("beta2", [g["betas"][1] for g in groups])
+            update.follow([s["optimizer"].param_groups[k] for s in self.shadows])
 
     def _step_shadows(self, interval: str) -> None:
         for index, shadow in enumerate(self.shadows):
@@ -307,8 +297,6 @@ class ModulePopulation(L.LightningModule):
         try:
             grads, (loss, logged) = self._vmapped("training_step", with_grad=True)(
                 trained, fixed, self.stacked_buffers(), batch, batch_idx)
-        except NotVmappable:
-            raise
         except RuntimeError as err:  # .item(), data-dependent control flow …
             raise NotVmappable(f"training_step cannot run once per member under vmap: "
                                f"{_first_line(err)}") from err
@@ -364,21 +352,15 @@ class ModulePopulation(L.LightningModule):
             functional_call(_Step(member, "validation_step"), _prefixed(state), (batch, batch_idx))
             logs = self._member_logs.setdefault(position, {})
             for name, value in collector.values.items():
-                if isinstance(value, torch.Tensor):  # a batch-size weighted mean, as Lightning's
-                    total = logs.setdefault(name, [torch.zeros((), dtype=torch.float64,
-                                                               device=value.device), 0])
-                    total[0] += value.detach().to(torch.float64) * size
-                    total[1] += size
+                if isinstance(value, torch.Tensor):
+                    _add_weighted(logs, name, value, size)
                 else:  # a Metric: computed once at the epoch's end
                     logs[name] = value
 
     # -- epoch values -------------------------------------------------------------------------
     def _accumulate(self, stage: str, logged: dict[str, torch.Tensor], size: int) -> None:
         for name, value in logged.items():
-            value = value.detach().to(torch.float64)
-            total = self._sums.setdefault(f"{stage}:{name}", [torch.zeros_like(value), 0])
-            total[0] += value * size
-            total[1] += size
+            _add_weighted(self._sums, f"{stage}:{name}", value, size)
 
     def on_validation_epoch_start(self) -> None:
         self._member_logs: dict[int, dict[str, Any]] = {}
@@ -450,6 +432,15 @@ class ModulePopulation(L.LightningModule):
         self.alive = [i for i, k in zip(self.alive, flags) if k]
         self.member_metrics = {k: v[device_keep] for k, v in self.member_metrics.items()}
         self._sums = {k: [v[0][device_keep], v[1]] for k, v in self._sums.items()}
+
+
+def _add_weighted(sums: dict[str, Any], key: str, value: torch.Tensor, size: int) -> None:
+    """``sums[key]`` = [Σ value·size, Σ size]: Lightning's epoch mean of a logged value,
+    weighted by batch size (float64, on the value's device: no host read)."""
+    value = value.detach().to(torch.float64)
+    total = sums.setdefault(key, [torch.zeros_like(value), 0])
+    total[0] += value * size
+    total[1] += size
 
 
 def _prefixed(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

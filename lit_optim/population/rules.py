@@ -119,6 +119,16 @@ class PopulationUpdate:
         if key == "momentum":
             self._note_momentum(values)
 
+    def follow(self, groups: Sequence[Mapping[str, Any]]) -> None:
+        """Every member's lr, and the momentum / betas a schedule may cycle (onecycle), from
+        its shadow optimizer's param group: what the members' schedules just set."""
+        self.set_lr([g["lr"] for g in groups])  # in the population's dtype: no float32
+        if "momentum" in self.h and "momentum" in groups[0]:
+            self.set("momentum", [g["momentum"] for g in groups])
+        if "beta1" in self.h and "betas" in groups[0]:
+            self.set("beta1", [g["betas"][0] for g in groups])
+            self.set("beta2", [g["betas"][1] for g in groups])
+
     def _note_momentum(self, values: Sequence[float] | torch.Tensor) -> None:
         """Which rule variant runs: read here, where the values come from the host (a schedule
         or the members' kwargs), so that a step reads nothing back from the device and the

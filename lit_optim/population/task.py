@@ -120,14 +120,7 @@ class PopulationTask(L.LightningModule):
 
     def _copy_lrs(self) -> None:
         """lr, and the momentum / betas a schedule may cycle, from each member's shadow."""
-        groups = self._member_groups
-        self.update.set_lr([g["lr"] for g in groups])  # in the population's dtype: no float32
-        h = self.update.h
-        if "momentum" in h and "momentum" in groups[0]:
-            self.update.set("momentum", [g["momentum"] for g in groups])
-        if "beta1" in h and "betas" in groups[0]:
-            self.update.set("beta1", [g["betas"][0] for g in groups])
-            self.update.set("beta2", [g["betas"][1] for g in groups])
+        self.update.follow(self._member_groups)
 
     def _step_shadows(self, interval: str, metrics: dict[str, torch.Tensor] | None = None):
         for shadow in self.shadows:

@@ -23,6 +23,7 @@ PRUNED (with ``pruned_reason``) or FAIL (with ``fail_reason``) before the next b
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import copy
 import json
 import math
@@ -66,8 +67,6 @@ _MODULE_SCALAR_PATTERNS = ("*_lr", "lr_*", "warmup_*")
 
 
 def _is_module_scalar(key: str) -> bool:
-    import fnmatch
-
     return key in MODULE_SCALARS or any(fnmatch.fnmatch(key, p) for p in _MODULE_SCALAR_PATTERNS)
 
 
@@ -99,25 +98,26 @@ def why_not_population(recipe: dict[str, Any]) -> str | None:
         return f"optimizer {optimizer!r} has no population rule"
     if args.get("param_groups") or args.get("lr_scaling", "none") != "none":
         return "param_groups / lr_scaling are not supported in a population"
-    for cb in (recipe.get("trainer") or {}).get("callbacks") or []:
-        name = cb.get("class_path", "") if isinstance(cb, dict) else str(cb)
-        if not name.endswith("NonFiniteGuard"):
-            return f"callback {name} is not supported in a population"
-    if (recipe.get("trainer") or {}).get("strategy", "auto") not in ("auto", None):
-        return "a population runs in one process"
-    return None
+    return _why_not_trainer(recipe.get("trainer") or {})
 
 
 def _why_not_module_population(recipe: dict[str, Any]) -> str | None:
     trainer = recipe.get("trainer") or {}
+    reason = _why_not_trainer(trainer)
+    if reason is None and (trainer.get("accumulate_grad_batches") or 1) != 1:
+        return "gradient accumulation is not supported in a population"
+    return reason
+
+
+def _why_not_trainer(trainer: dict[str, Any]) -> str | None:
+    """What a recipe's Trainer asks that no population does: a callback other than the
+    divergence guard (the population judges each member itself), or several processes."""
     for cb in trainer.get("callbacks") or []:
         name = cb.get("class_path", "") if isinstance(cb, dict) else str(cb)
         if not name.endswith("NonFiniteGuard"):
             return f"callback {name} is not supported in a population"
     if trainer.get("strategy", "auto") not in ("auto", None):
         return "a population runs in one process"
-    if (trainer.get("accumulate_grad_batches") or 1) != 1:
-        return "gradient accumulation is not supported in a population"
     return None
 
 

@@ -46,6 +46,7 @@ _EXPORTS = {
     "DirectionError": "lit_optim.catalog.objective",
     "Objective": "lit_optim.catalog.objective",
     "logged_directions": "lit_optim.catalog.objective",
+    "parse_direction": "lit_optim.catalog.objective",
     "resolve_objective": "lit_optim.catalog.objective",
 }
 

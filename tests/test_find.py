@@ -179,3 +179,34 @@ def test_batch_find_never_proposes_more_than_the_training_set(tmp_path, capsys):
     sizes = [int(r.split()[0]) for r in out.splitlines() if r.strip() and r.split()[0].isdigit()]
     assert max(sizes) == n
     assert yaml.safe_load(Path("big.yaml").read_text())["data"]["init_args"]["batch_size"] == n
+
+
+@pytest.mark.parametrize("schedule", [
+    ["--model.scheduler", "cosine", "--model.scheduler_kwargs.warmup_epochs", "1"],
+    ["--model.scheduler", "plateau"],
+    ["--model.scheduler", "onecycle"],
+])
+def test_batch_find_works_with_warmup_and_every_kind_of_schedule(tmp_path, capsys, schedule):
+    # The timed steps build the recipe's schedule as the real fit does: a warmup sized by the
+    # recipe's epochs, plateau reading validation, one-cycle's total steps.
+    assert _code("batch-find", "--config", DIGITS, "--max_trials", "4", *schedule) == 0
+    out = capsys.readouterr().out
+    sizes = [int(r.split()[0]) for r in out.splitlines() if r.strip() and r.split()[0].isdigit()]
+    assert sizes == [2, 4, 8, 16] and "largest batch that fits: 16 " in out, out
+
+
+def test_batch_find_stops_at_the_largest_batch_the_recipe_can_train(tmp_path, capsys):
+    # 30 epochs of the 1,150-sample split: batch 256 trains 5 × 30 = 150 steps, batch 512
+    # only 3 × 30 = 90, fewer than the warmup's 100.
+    recipe = yaml.safe_load(Path(DIGITS).read_text())
+    epochs = recipe["trainer"]["max_epochs"]
+    assert _code("batch-find", "--config", DIGITS, "--max_trials", "11", "--model.scheduler",
+                 "cosine", "--model.scheduler_kwargs.warmup_steps", "100", "--export", "b.yaml") == 0
+    out = capsys.readouterr().out
+    line = next(line for line in out.splitlines() if line.startswith("largest batch that fits"))
+    assert line.startswith("largest batch that fits: 256 (the recipe cannot train at batch 512: "
+                           f"warmup of 100 steps is not shorter than training ({3 * epochs} "
+                           "steps)"), line
+    sizes = [int(r.split()[0]) for r in out.splitlines() if r.strip() and r.split()[0].isdigit()]
+    assert max(sizes) == 256
+    assert yaml.safe_load(Path("b.yaml").read_text())["data"]["init_args"]["batch_size"] == 256

@@ -181,5 +181,5 @@ def test_compare_says_which_init_args_a_user_module_needs(user_project, capsys):
         sys.path.remove(str(user_project))
     err = capsys.readouterr().err
     assert info.value.code == 2
-    assert ("own_module_fixed.FixedOptimizer does not take optimizer, weight_decay (it takes: lr)"
-            in err), err
+    assert ("lit-tune compare sets model.optimizer, model.lr, but own_module_fixed.FixedOptimizer "
+            "does not take optimizer (it takes: lr)" in err), err

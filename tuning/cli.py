@@ -93,7 +93,18 @@ def _parser() -> argparse.ArgumentParser:
                                               "first optimizer instead")
     compare.add_argument("--budget", type=int, default=20, help="tuning trials per optimizer")
     compare.add_argument("--seeds", type=int, default=3, help="seeds for the retrained best")
-    compare.add_argument("--target-acc", type=float, default=0.95)
+    compare.add_argument("--metric", help="what each study tunes and the report ranks: a name the "
+                                          "module logs (default: the recipe's objective.metric, "
+                                          "else val_acc)")
+    compare.add_argument("--direction", choices=["min", "max", "minimize", "maximize"],
+                         help="needed only when the metric is not a torchmetrics Metric (which "
+                              "says higher_is_better) nor a standard name such as val_loss")
+    compare.add_argument("--test-metric", help="what the retrained runs are ranked by on the test "
+                                               "set (default: the metric's test twin, val_acc → "
+                                               "test_acc, where the module's test_step logs it)")
+    compare.add_argument("--target", "--target-acc", dest="target", type=float,
+                         help="report the epochs each optimizer needs to reach this value of "
+                              "the metric")
     compare.add_argument("--name", default="compare", help="runs/<name>/ holds everything")
     compare.add_argument("--run-dir", default="runs", type=Path)
     compare.add_argument("--accelerator", default="auto")
@@ -142,9 +153,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             run_compare(
                 recipe=args.recipe, optimizers=[n for n in args.optimizers.split(",") if n],
                 schedulers=[n for n in args.schedulers.split(",") if n] if args.schedulers else None,
-                budget=args.budget, seeds=args.seeds, target_acc=args.target_acc,
+                budget=args.budget, seeds=args.seeds, target=args.target,
                 run_dir=args.run_dir / args.name, accelerator=args.accelerator,
-                convex=[n for n in args.convex.split(",") if n], population=args.population)
+                convex=[n for n in args.convex.split(",") if n], population=args.population,
+                metric=args.metric, direction=args.direction, test_metric=args.test_metric)
             print((args.run_dir / args.name / "report.md").read_text())
             return
         if args.command == "studies":

@@ -99,7 +99,8 @@ def lr_find_command(args: Sequence[str]) -> None:
     low, high = result.search_range
     diverged = (f"{result.divergence:.3g}" if result.divergence is not None
                 else f"none up to max_lr {known.max_lr:g}")
-    print(f"suggested lr: {result.suggestion:.4g}   (steepest descent of the smoothed loss)\n"
+    print(f"suggested lr: {result.suggestion:.4g}   (steepest descent of the smoothed loss that "
+          "training_step returns; lower is better)\n"
           f"diverges at: {diverged}\n"
           f"search range: log[{low:.3g}, {high:.3g}]   (model.{lr_name} in a lit-tune space)")
     title = f"lr range test: {', '.join(known.config) or type(cli.model).__qualname__}"
@@ -134,6 +135,9 @@ def batch_find_command(args: Sequence[str]) -> None:
     n = result.train_samples
     note = (f" (the whole training set, {n} samples: memory fits {result.fits}, so it is no "
             "limit here)" if n is not None and result.fits >= n else "")
+    if result.refused is not None:
+        size, why = result.refused
+        note = f" (the recipe cannot train at batch {size}: {why})"
     print(f"largest batch that fits: {result.largest}{note}   ({known.mode} search)")
     print("batch size   samples/s   (5 timed training steps each)")
     for size, rate in result.throughput.items():

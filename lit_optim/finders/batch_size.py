@@ -10,6 +10,8 @@ CPU user which batch keeps the cores busy.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import time
 from dataclasses import dataclass
 
@@ -31,6 +33,7 @@ class BatchSearch:
     throughput: dict[int, float]  # batch size -> training samples per second
     train_samples: int | None  # None when the loader has no length to tell
     fits: int = 0  # what fits in memory, as Lightning's search found it (may exceed the data)
+    refused: tuple[int, str] | None = None  # the first size the recipe cannot train, and why
 
 
 def check_has_batch_size(datamodule: L.LightningDataModule | None) -> None:
@@ -41,21 +44,37 @@ def check_has_batch_size(datamodule: L.LightningDataModule | None) -> None:
 
 
 class _Clock(L.Callback):
-    """Seconds for the training steps after the first ``warmup`` ones."""
+    """Seconds for ``timed`` training steps after the first ``warmup`` ones, then stops the fit.
 
-    def __init__(self, warmup: int) -> None:
-        self.warmup, self.start, self.seconds, self.steps = warmup, None, 0.0, 0
+    The fit keeps the recipe's own length (a schedule's warmup, one-cycle's total steps and
+    plateau's validation are sized by it, so every schedule builds as in the real fit) and is
+    stopped here instead. A step's time runs from the end of the step before it (its data
+    loading included) or, for an epoch's first step, from its own start: the validation that
+    Lightning runs when a fit stops, or between epochs, is not timed.
+    """
+
+    def __init__(self, warmup: int, timed: int) -> None:
+        self.warmup, self.timed = warmup, timed
+        self.seconds, self.steps = 0.0, 0
+        self.since: float | None = None
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        self.since = None
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        if trainer.global_step == self.warmup:
+        if self.since is None:
             _sync()
-            self.start = time.perf_counter()
+            self.since = time.perf_counter()
 
-    def on_train_end(self, trainer, pl_module):
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         _sync()
-        if self.start is not None:
-            self.seconds = time.perf_counter() - self.start
-            self.steps = trainer.global_step - self.warmup
+        now = time.perf_counter()
+        if trainer.global_step > self.warmup:
+            self.seconds += now - self.since
+            self.steps += 1
+        self.since = now
+        if self.steps >= self.timed:
+            trainer.should_stop = True
 
 
 def _sync() -> None:
@@ -92,19 +111,46 @@ def run_batch_search(model: L.LightningModule, datamodule: L.LightningDataModule
         largest = min(int(largest), train_samples)
     sizes = sorted({min(init_val * 2 ** i, largest)
                     for i in range(64) if init_val * 2 ** (i - 1) < largest} | {largest})
-    throughput = {}
+    throughput: dict[int, float] = {}
+    refused = None
     for size in sizes:
         datamodule.batch_size = size
-        clock = _Clock(warmup=1)
-        trainer = make_trainer(max_epochs=-1, max_steps=1 + timed_steps, callbacks=[clock],
-                               limit_val_batches=0, num_sanity_val_steps=0)
-        trainer.fit(model, datamodule=datamodule)
+        clock = _Clock(warmup=1, timed=timed_steps)
+        # Validation stays on, for one batch: a schedule that monitors a validation metric
+        # (plateau) refuses to build without it.
+        try:
+            with _quiet_lightning():
+                trainer = make_trainer(callbacks=[clock], num_sanity_val_steps=0, min_epochs=None,
+                                       min_steps=None, limit_val_batches=1)
+                trainer.fit(model, datamodule=datamodule)
+        except ConfigError as err:
+            # The recipe itself cannot train at this size: a warmup of 500 steps is longer
+            # than 10 epochs of 2 steps. A larger batch would be refused too.
+            if not throughput:
+                raise ConfigError(f"the recipe does not train at batch {size}: {err}") from None
+            refused = (size, str(err))
+            break
         if clock.steps:
             throughput[size] = clock.steps * size / clock.seconds
     model.load_state_dict(state)  # the timing steps trained it: put the weights back
     datamodule.batch_size = chosen
+    if refused is not None:
+        largest = max(throughput)
     return BatchSearch(largest=int(largest), mode=mode, throughput=throughput,
-                       train_samples=train_samples, fits=fits)
+                       train_samples=train_samples, fits=fits, refused=refused)
+
+
+@contextlib.contextmanager
+def _quiet_lightning():
+    """Lightning's per-Trainer lines ("Loading `train_dataloader` …", "limit_val_batches=1 was
+    configured …") once per size of the ladder would bury its table."""
+    logger = logging.getLogger("lightning.pytorch")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _train_samples(datamodule: L.LightningDataModule) -> int | None:

@@ -18,22 +18,23 @@ def _fmt(stat: dict[str, float] | None, digits: int = 4) -> str:
 
 
 def _table(results: dict[str, Any]) -> str:
-    target = results["target_acc"]
-    lines = [
-        f"| rank | optimizer | val_acc | test_acc | best val_loss | seconds | epochs to {target:g} "
-        "| defaults test_acc | best params |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
-    ]
+    metric, test, target = results["metric"], results["test_metric"], results["target"]
+    columns = [f"final {metric}", f"best {metric}"] + ([test] if test else []) + ["seconds"]
+    columns += [f"epochs to {target:g}"] if target is not None else []
+    columns += [f"defaults {results['rank_metric']}", "best params"]
+    lines = ["| rank | optimizer | " + " | ".join(columns) + " |",
+             "| --- | --- | " + " | ".join("---" for _ in columns) + " |"]
+    rank_key = "test" if test else "final"
     for rank, label in enumerate(results["ranking"], start=1):
         e = results["entries"][label]
         t = e["tuned"]
         params = ", ".join(f"{k.split('.')[-1]}={v:.3g}" if isinstance(v, float) else f"{k.split('.')[-1]}={v}"
                            for k, v in e["best_params"].items())
-        lines.append(
-            f"| {rank} | {label} | {_fmt(t['val_acc'])} | {_fmt(t['test_acc'])} | "
-            f"{_fmt(t['best_val_loss'])} | {_fmt(t['seconds'], 2)} | {_fmt(t['epochs_to_target'], 1)} | "
-            f"{_fmt(e['defaults']['test_acc'])} | {params} |"
-        )
+        cells = [_fmt(t["final"]), _fmt(t["best"])] + ([_fmt(t["test"])] if test else [])
+        cells += [_fmt(t["seconds"], 2)]
+        cells += [_fmt(t["epochs_to_target"], 1)] if target is not None else []
+        cells += [_fmt(e["defaults"][rank_key]), params]
+        lines.append(f"| {rank} | {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -68,46 +69,49 @@ def write_compare_report(results: dict[str, Any], out: Path) -> list[Path]:
           f"Recipe `{results['recipe']}`; {results['budget']} tuning trials per optimizer; best "
           f"configuration retrained over {results['seeds']} seeds (mean ± std over seeds).\n",
           _table(results), "",
-          "Ranking by mean test accuracy: " + " > ".join(results["ranking"]) + "\n",
+          f"Ranking by mean {results['rank_metric']} "
+          f"({'higher' if results['direction'] == 'max' else 'lower'} is better): "
+          + " > ".join(results["ranking"]) + "\n",
           "![learning curves](learning_curves.png)\n", "![lr sensitivity](lr_sensitivity.png)\n"]
     (out / "report.md").write_text("\n".join(md))
 
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(13, 5))
-    pfig = make_subplots(rows=1, cols=2, subplot_titles=("train loss per step", "val acc per epoch"))
+    metric = results["metric"]
+    pfig = make_subplots(rows=1, cols=2, subplot_titles=("train loss per step", f"{metric} per epoch"))
     for label in results["ranking"]:
         runs = results["entries"][label]["tuned_runs"]
-        for ax, key, col in ((ax_loss, "train_loss_steps", 1), (ax_acc, "val_acc_epochs", 2)):
+        for ax, key, col in ((ax_loss, "train_loss_steps", 1), (ax_acc, "metric_epochs", 2)):
             xs, mean, low, high = _band([[tuple(p) for p in r[key]] for r in runs])
             (line,) = ax.plot(xs, mean, label=label)
             ax.fill_between(xs, low, high, alpha=0.2, color=line.get_color())
             pfig.add_trace(go.Scatter(x=xs, y=mean, name=label, legendgroup=label,
                                       showlegend=col == 1), row=1, col=col)
-    ax_loss.set_yscale("log")
+    if all(y > 0 for line in ax_loss.get_lines() for y in line.get_ydata()):
+        ax_loss.set_yscale("log")  # a user's loss may be negative (a log-likelihood)
     ax_loss.set_xlabel("step")
     ax_loss.set_title("train loss (seed band: min-max)")
     ax_acc.set_xlabel("epoch")
-    ax_acc.set_title("val accuracy")
+    ax_acc.set_title(metric)
     ax_acc.legend(fontsize=8)
     _save(fig, pfig, out, "learning_curves")
 
     fig, ax = plt.subplots(figsize=(8, 5))
     sfig = go.Figure()
     for label in results["ranking"]:
-        points = sorted((t["lr"], t["val_loss"]) for t in results["entries"][label]["trials"]
-                        if t["lr"] is not None and t["val_loss"] is not None
-                        and math.isfinite(t["val_loss"]))
+        points = sorted((t["lr"], t["value"]) for t in results["entries"][label]["trials"]
+                        if t["lr"] is not None and t["value"] is not None
+                        and math.isfinite(t["value"]))
         if points:
             ax.plot(*zip(*points), marker="o", label=label)
             sfig.add_trace(go.Scatter(x=[p[0] for p in points], y=[p[1] for p in points],
                                       mode="lines+markers", name=label))
     ax.set_xscale("log")
-    ax.set_yscale("log")
     ax.set_xlabel("lr")
-    ax.set_ylabel("final val_loss")
+    ax.set_ylabel(f"trial's {metric}")
     ax.set_title("lr sensitivity: a flatter curve tolerates a wider range of lr")
     ax.legend(fontsize=8)
     sfig.update_xaxes(type="log", title="lr")
-    sfig.update_yaxes(type="log", title="final val_loss")
+    sfig.update_yaxes(title=f"trial's {metric}")
     _save(fig, sfig, out, "lr_sensitivity")
     names = ["report.md", "learning_curves.png", "learning_curves.html", "lr_sensitivity.png",
              "lr_sensitivity.html", "results.json"]

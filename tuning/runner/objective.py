@@ -44,8 +44,13 @@ def quiet_lightning() -> None:
     for name in ("lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)
     # "args parameter": LightningCLI warns when it gets args while sys.argv holds lit-tune's.
+    # "evaluation logs for pruning": optuna-integration's pruning callback warns at every
+    # validation where the metric is not (yet) logged; an epoch-end training metric is logged
+    # only after validation, and a metric never logged is lit-tune's own one-line error
+    # (MetricCheck), which this warning would come before.
     warnings.filterwarnings("ignore", ".*(does not have many workers|Tip:|LeafSpec|heartbeat|"
-                                      "args parameter|No seed found).*")
+                                      "args parameter|No seed found|"
+                                      "not in the evaluation logs for pruning).*")
 
 
 def trial_trainer_args(accelerator: str = "auto", devices: Any = "auto") -> list[str]:

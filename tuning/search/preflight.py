@@ -25,25 +25,33 @@ import lightning as L
 from jsonargparse import Namespace
 from lightning.pytorch.callbacks import Callback
 
-from lit_optim import ConfigError, DirectionError, LitOptimError, logged_directions, resolve_objective
+from lit_optim import (
+    ConfigError,
+    DirectionError,
+    LitOptimError,
+    Objective,
+    logged_directions,
+    resolve_objective,
+)
 from lit_optim.catalog.registry import did_you_mean
 from tuning.search.recipe import apply_overrides, write_recipe
 from tuning.search.space import SearchSpace
 
-__all__ = ["MetricCheck", "MetricDirectionError", "MetricNotLoggedError", "build_trial_objects",
-           "check_before_trial_0", "parse_recipe", "resolve_direction"]
+__all__ = ["LoggedProbe", "MetricCheck", "MetricDirectionError", "MetricNotLoggedError",
+           "build_trial_objects", "check_before_trial_0", "parse_recipe", "resolve_direction"]
 
 
 class MetricNotLoggedError(LitOptimError):
     """The space's metric is not among what the module logs: no trial can ever report it."""
 
     @classmethod
-    def naming(cls, metric: str, module: str, logged: Sequence[str]) -> MetricNotLoggedError:
+    def naming(cls, metric: str, module: str, logged: Sequence[str], *,
+               what: str = "the search space's metric",
+               fix: str = "set metric: in the search space") -> MetricNotLoggedError:
         logged = sorted(logged)
         hint = did_you_mean(metric, logged)
-        return cls(f"the search space's metric {metric!r} is never logged by {module}; it logs: "
-                   f"{', '.join(logged) or 'nothing'}{'; ' + hint if hint else ''} (set metric: "
-                   "in the search space)")
+        return cls(f"{what} {metric!r} is never logged by {module}; it logs: "
+                   f"{', '.join(logged) or 'nothing'}{'; ' + hint if hint else ''} ({fix})")
 
 
 class MetricDirectionError(MetricNotLoggedError):
@@ -107,19 +115,46 @@ def resolve_direction(recipe: dict[str, Any], space: SearchSpace,
     known = resolve_objective(space.metric, space.direction, given_as=given_as, required=False)
     if known is not None:
         return known.study_direction
-    with tempfile.TemporaryDirectory() as tmp:
-        path = write_recipe(apply_overrides(recipe, space.first_values()), Path(tmp) / "recipe.yaml")
-        cli = build_trial_objects(path, *trainer_args, "--trainer.fast_dev_run=true")
-        directions = logged_directions(cli.model)
-        cli.trainer.fit(cli.model, datamodule=cli.datamodule)
-    if space.metric not in directions.seen:
-        raise MetricNotLoggedError.naming(space.metric, type(cli.model).__name__, directions.seen)
-    found = resolve_objective(space.metric, logged=directions.seen[space.metric],
-                              logged_by=directions.describe(space.metric), required=False)
-    if found is None:
-        raise DirectionError(f"the search space's metric {directions.describe(space.metric)}: "
-                             "add direction: maximize or minimize to the search space")
-    return found.study_direction
+    probe = LoggedProbe(apply_overrides(recipe, space.first_values()), trainer_args)
+    return probe.objective(space.metric, None, given_as=given_as,
+                           declare="add direction: maximize or minimize to the search space"
+                           ).study_direction
+
+
+class LoggedProbe:
+    """What a recipe's module logs, and with which Metric, in one training, one validation and
+    (where the module and its data have a test step) one test batch: Lightning's
+    ``fast_dev_run``, in a temporary folder, about a second. Names logged while fitting are in
+    ``fitted``, those the test step adds in ``tested``."""
+
+    def __init__(self, recipe: dict[str, Any], trainer_args: Sequence[str]) -> None:
+        from lightning.pytorch.utilities.model_helpers import is_overridden
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = write_recipe(recipe, Path(tmp) / "recipe.yaml")
+            cli = build_trial_objects(path, *trainer_args, "--trainer.fast_dev_run=true")
+            self.module = type(cli.model).__name__
+            self.directions = logged_directions(cli.model)
+            cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+            self.fitted = list(self.directions.seen)
+            self.tested: list[str] = []
+            data = cli.datamodule if cli.datamodule is not None else cli.model
+            if is_overridden("test_step", cli.model) and is_overridden("test_dataloader", data):
+                cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)
+                self.tested = [n for n in self.directions.seen if n not in self.fitted]
+
+    def objective(self, metric: str, given: Any, *, given_as: str, declare: str,
+                  what: str = "the search space's metric",
+                  fix: str = "set metric: in the search space") -> Objective:
+        """``metric``'s objective: ``given`` checked against the Metric logged under it, else
+        that Metric's direction, else the standard table; one ConfigError otherwise."""
+        if metric not in self.fitted:
+            raise MetricNotLoggedError.naming(metric, self.module, self.fitted, what=what, fix=fix)
+        found = resolve_objective(metric, given, logged=self.directions.seen[metric], given_as=given_as,
+                                  logged_by=self.directions.describe(metric), required=False)
+        if found is None:
+            raise DirectionError(f"{what} {self.directions.describe(metric)}: {declare}")
+        return found
 
 
 def _check_path(config: Namespace, path: str) -> None:

@@ -55,3 +55,15 @@ def test_report_all_writes_what_trial_report_writes(tmp_path):
         study.tell(batch[0], 1.0)
         with pytest.raises(RuntimeError):  # a finished trial takes no reports
             report_all(study, [(batch[0], 1.0), (batch[1], 1.0)], 5)
+
+
+def test_set_user_attrs_writes_on_a_trial_known_only_by_its_record(tmp_path):
+    from tuning.storage.optuna_private import set_user_attrs
+
+    storage = f"sqlite:///{tmp_path / 'a.db'}"
+    study = _study(storage)
+    study.ask()
+    other = optuna.load_study(study_name="r", storage=storage)  # another process's view
+    (frozen,) = other.get_trials(states=(TrialState.RUNNING,))
+    set_user_attrs(other, frozen, {"fail_reason": "lost", "rerun": True})
+    assert study.trials[0].user_attrs == {"fail_reason": "lost", "rerun": True}

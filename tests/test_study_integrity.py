@@ -81,10 +81,11 @@ def test_consecutive_failures_stop_the_study_with_one_error_line(broken_project,
     err = capsys.readouterr().err
     assert "lit-tune: error: 2 trials failed in a row, the last (trial 1) with RuntimeError" in err
     study = optuna.load_study(study_name="c", storage="sqlite:///runs/c/study.db")
-    failed = [t for t in study.trials if "fail_reason" in t.user_attrs]
+    failed = [t for t in study.trials if "fail_reason" in t.user_attrs and "rerun" not in t.user_attrs]
     assert [t.number for t in failed] == [0, 1]
     # One by one, nothing else was asked; auto asked a batch of 3 (a quarter of 10), whose
-    # untried trial is marked to run again (no fail_reason), not counted as a failure.
+    # untried trial is marked to run again (rerun, with the reason), not counted as a failure.
+    assert all(t.user_attrs["rerun"] for t in study.trials if t.number > 1)
     assert len(study.trials) == (2 if population == "1" else 3)
 
 

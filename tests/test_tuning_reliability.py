@@ -86,8 +86,8 @@ def test_sigkill_mid_trial_then_rerun_completes_the_budget(workdir, wait):
     before = {t.number: t.value for t in _trials("k", storage) if t.state in FINISHED}
     interrupted = [t.number for t in _trials("k", storage) if t.state == TrialState.RUNNING]
     assert len(before) >= 2 and len(interrupted) == 1
-    # After the grace period (> 3 × the 1 s heartbeat) the trial is stale at the start; an
-    # immediate rerun must wait for its heartbeat to expire, not end one trial short.
+    # Its process is gone: the rerun fails it at the start, with or without the wait for
+    # its heartbeat to go stale, and replaces it rather than end one trial short.
     time.sleep(wait)
 
     subprocess.run(_lit_tune("--study", "k", "--n-trials", "8", "--heartbeat", "1"), check=True,
@@ -95,6 +95,8 @@ def test_sigkill_mid_trial_then_rerun_completes_the_budget(workdir, wait):
     trials = _trials("k", storage)
     assert {t.number: t.value for t in trials if t.number in before} == before
     assert [t.state for t in trials if t.number == interrupted[0]] == [TrialState.FAIL]
+    (lost,) = [t for t in trials if t.number == interrupted[0]]
+    assert lost.user_attrs["fail_reason"].startswith(f"lost: its process {proc.pid} on ")
     assert len([t for t in trials if t.state in FINISHED]) == 8
 
 
@@ -179,7 +181,9 @@ def test_sigterm_fails_the_running_trial_prints_the_summary_and_exits_non_zero(w
     trials = _trials("t", storage)
     assert not [t for t in trials if t.state == TrialState.RUNNING]
     (stopped,) = [t for t in trials if t.state == TrialState.FAIL]
-    assert "fail_reason" not in stopped.user_attrs  # not counted: run again
+    # Failed with its reason, and not counted: run again.
+    assert stopped.user_attrs["fail_reason"] == "interrupted by SIGTERM"
+    assert stopped.user_attrs["rerun"] is True
     subprocess.run(_lit_tune("--study", "t", *long), check=True, timeout=300,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     assert len([t for t in _trials("t", storage) if t.state in FINISHED]) == 2
@@ -210,8 +214,9 @@ def test_a_signal_wrapped_as_another_error_interrupts_and_does_not_fail_the_tria
     with pytest.raises(Interrupted), on_signals():
         _run_one(study, _WrapsTheSignal(tmp_path), trial)
     (stopped,) = study.get_trials()
-    assert stopped.state == TrialState.FAIL and "interrupted" in stopped.user_attrs
-    assert "fail_reason" not in stopped.user_attrs  # not counted: it is run again
+    assert stopped.state == TrialState.FAIL
+    assert stopped.user_attrs["fail_reason"] == "interrupted by SIGTERM"
+    assert stopped.user_attrs["rerun"] is True  # not counted: it is run again
 
 
 def _alive(pid: int) -> bool:
@@ -357,3 +362,77 @@ def test_a_postgresql_survivor_reruns_the_killed_process_s_trial(workdir, postgr
     # the two processes asked the same first points).
     drawn = [tuple(sorted(t.params.items())) for t in trials]
     assert len(set(drawn)) == len(drawn)
+
+
+# --- trials left RUNNING, and two runs on one study -------------------------------------------
+def _left_running(storage: str, *, owner_pid: int | None) -> int:
+    """A trial of study "s" left RUNNING, made through Optuna's API as a dead process would
+    leave it: with no heartbeat record, and claimed by ``owner_pid`` on this machine or by no
+    process at all. Trial 0 of the space's first values, so the run must replace it."""
+    from tuning.runner.owners import HOST
+
+    path = Path(storage.split("sqlite:///")[-1]).absolute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = storage if "://" in storage else optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(path)))
+    study = optuna.create_study(study_name="s", storage=handle, direction="maximize")
+    trial = study.ask()
+    if owner_pid is not None:
+        trial.set_user_attr("pid", owner_pid)
+        trial.set_user_attr("host", HOST)
+    return trial.number
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+@pytest.mark.parametrize(("storage", "owner"), [
+    ("sqlite:///runs/s/study.db", None),   # died between ask and its first heartbeat
+    ("runs/s/journal.log", None),          # a journal: no heartbeat at all
+    ("runs/s/journal.log", "dead"),        # its process is gone
+], ids=["sqlite-unclaimed", "journal-unclaimed", "journal-dead-owner"])
+def test_a_trial_left_running_without_a_heartbeat_is_failed_and_replaced(workdir, storage, owner):
+    number = _left_running(storage, owner_pid=_dead_pid() if owner else None)
+    time.sleep(1.5)  # older than the 1 s heartbeat interval: judged by its start time
+    start = time.time()
+    done = subprocess.run(_lit_tune("--study", "s", "--storage", storage, "--n-trials", "3",
+                                    "--heartbeat", "1"),
+                          capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    took = time.time() - start
+    trials = _trials("s", storage if "://" in storage else str(Path(storage).absolute()))
+    (lost,) = [t for t in trials if t.number == number]
+    assert lost.state == TrialState.FAIL and lost.user_attrs["rerun"] is True
+    reason = lost.user_attrs["fail_reason"]
+    assert reason.startswith("lost: ") and ("is gone" if owner else "no process took it up") in reason
+    assert f"trial {number} was left RUNNING" in done.stderr
+    assert len([t for t in trials if t.state in FINISHED]) == 3
+    assert took < 120  # never the endless wait it was
+
+
+@pytest.mark.parametrize("storage", ["sqlite:///runs/two/study.db", "runs/two/journal.log"],
+                         ids=["sqlite", "journal"])
+def test_two_runs_on_one_study_share_its_budget_and_both_exit_0(workdir, storage):
+    # 20 epochs: trials last long enough that the second run starts while the first trains.
+    args = _lit_tune("--study", "two", "--storage", storage, "--n-trials", "6",
+                     "--trainer.max_epochs", "20")
+    first = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    path = storage if "://" in storage else str(Path(storage).absolute())
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        time.sleep(0.2)
+        try:
+            if any(t.state == TrialState.RUNNING for t in _trials("two", path)):
+                break
+        except Exception:  # noqa: BLE001 - not created yet
+            continue
+    second = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    errs = [p.communicate(timeout=300)[1] for p in (first, second)]
+    assert [first.returncode, second.returncode] == [0, 0], [e[-2000:] for e in errs]
+    trials = _trials("two", path)
+    assert len([t for t in trials if t.state in FINISHED]) == 6
+    assert not [t for t in trials if t.state != TrialState.COMPLETE]  # none failed by the other
+    assert len({t.user_attrs["pid"] for t in trials}) == 2  # both ran trials

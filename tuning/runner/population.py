@@ -41,6 +41,7 @@ from lit_optim import ConfigError, LitOptimError
 from lit_optim.population import POPULATION_OPTIMIZERS
 from tuning.runner.interrupt import Interrupted, interrupted, raise_if_interrupted
 from tuning.runner.objective import Objective
+from tuning.runner.owners import claim, fail_for_rerun
 from tuning.storage.optuna_private import heartbeat, report_all
 from tuning.search.preflight import MetricCheck, MetricNotLoggedError, build_trial_objects
 from tuning.search.recipe import apply_overrides, write_recipe
@@ -321,6 +322,7 @@ def run_population_worker(study: optuna.Study, objective: Objective, *, n_trials
 
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     failures: list[bool] = []  # per told trial, in order: did it fail
+    waited: set[int] = set()
     while True:
         raise_if_interrupted()
         if deadline is not None and time.time() >= deadline:
@@ -333,9 +335,10 @@ def run_population_worker(study: optuna.Study, objective: Objective, *, n_trials
             size = max(0, min(population, left))
             trials, overrides = _ask_batch(study, objective.space, objective.recipe, size) if size else ([], [])
         if not trials:
-            # Trials of a killed run still RUNNING: wait for their heartbeats to stop and
+            # Trials still RUNNING elsewhere: wait for them to finish or be found dead and
             # replace them, as the sequential loop does, rather than end the study short.
-            if wait_for_running(study, known, heartbeats=heartbeats, heartbeat_s=heartbeat_s):
+            if wait_for_running(study, heartbeats=heartbeats, heartbeat_s=heartbeat_s,
+                                waited=waited):
                 continue
             return
         recipes = [apply_overrides(objective.recipe, chosen) for chosen in overrides]
@@ -358,10 +361,10 @@ def run_population_worker(study: optuna.Study, objective: Objective, *, n_trials
                         continue
                     if isinstance(err, (Interrupted, KeyboardInterrupt, TooManyFailuresError)) \
                             or interrupted():
-                        trial.set_user_attr("interrupted", str(err))  # no fail_reason: rerun
+                        fail_for_rerun(study, trial, str(err) or type(err).__name__)
                     else:
                         trial.set_user_attr("fail_reason", f"{type(err).__name__}: {err}")
-                    tell(study, trial, TrialState.FAIL, None)
+                        tell(study, trial, TrialState.FAIL, None)
                 raise
 
 
@@ -416,7 +419,6 @@ class _Told(dict):
 
 def _tell(study: optuna.Study, trial: optuna.Trial, state: TrialState, value: float | None,
           told: _Told, progress: Any) -> None:
-    trial.set_user_attr("pid", os.getpid())
     tell(study, trial, state, value)  # an exhausted grid: the next ask finds no point left
     told.record(study, trial, state)
     if progress is not None:
@@ -519,6 +521,7 @@ def _ask_batch(study: optuna.Study, space: SearchSpace, recipe: dict[str, Any], 
     PartialFixedSampler around the study's sampler and draw their own scalars, so a space
     that varies structure still forms populations."""
     first = study.ask()
+    claim(first)  # which process runs it: how another one tells it alive or dead
     overrides = [space.suggest(first)]
     trials = [first]
     fixed = {name: value for name, value in first.params.items()
@@ -531,6 +534,7 @@ def _ask_batch(study: optuna.Study, space: SearchSpace, recipe: dict[str, Any], 
     try:
         for _ in range(size - 1):
             trial = study.ask()
+            claim(trial)
             trials.append(trial)
             overrides.append(space.suggest(trial))
     finally:

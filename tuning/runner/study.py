@@ -24,8 +24,8 @@ from tuning.search.preflight import check_before_trial_0, resolve_direction
 from tuning.search.recipe import apply_overrides, load_recipe, write_recipe
 from tuning.storage.record import check_same_record, recipe_of, record_of
 from tuning.search.space import SearchSpace, load_space, load_space_dict, parse_space
-from tuning.storage.backends import HEARTBEAT_S, check_writable, journal_path, open_storage, settle_sqlite
-from tuning.runner.worker import MAX_FAILURES, counted, fail_orphans, run_worker, sampler_seed
+from tuning.storage.backends import HEARTBEAT_S, check_writable, open_storage, settle_sqlite
+from tuning.runner.worker import MAX_FAILURES, counted, fail_lost_trials, run_worker, sampler_seed
 
 __all__ = ["PRUNERS", "SAMPLERS", "export_best", "load_study", "make_pruner", "make_sampler",
            "run_study"]
@@ -109,9 +109,9 @@ def _worker(study_name: str, storage_url: str, recipe_path: str, space_path: str
                               sampler=make_sampler(sampler, space, seed),
                               pruner=make_pruner(pruner, run_epochs(recipe)))
     heartbeats = isinstance(storage, optuna.storages.RDBStorage)
-    if heartbeats:
-        # A trial left RUNNING by a killed worker whose heartbeat stopped becomes FAIL.
-        optuna.storages.fail_stale_trials(study)
+    # Trials left RUNNING by a dead process (a killed run, or a worker of this one) are failed
+    # and replaced; those of live runs on the same study are theirs to finish.
+    fail_lost_trials(study, heartbeats=heartbeats, heartbeat_s=heartbeat_s)
     objective = Objective(recipe, space, Path(run_dir),
                           accelerator=accelerator, devices=devices)
     progress = update = None
@@ -260,8 +260,6 @@ def run_study(*, recipe: str, space: str, study_name: str, storage_url: str, run
         study.set_user_attr("recipe", str(Path(recipe).resolve()))
         if found is not None:
             study.set_user_attr("lr_range", found)
-        if journal_path(storage_url) is not None:
-            fail_orphans(study)  # no heartbeat: one lit-tune run per journal, so these are dead
         if overrides:  # the workers read the merged recipe, kept beside the trials
             recipe = str(write_recipe(recipe_dict, Path(run_dir) / "recipe.yaml", header=(
                 f"recipe of study {study_name}: {recipe} with "
@@ -297,13 +295,8 @@ def run_study(*, recipe: str, space: str, study_name: str, storage_url: str, run
                 reasons = [t.user_attrs["fail_reason"] for t in failed if "fail_reason" in t.user_attrs]
                 raise LitOptimError(reasons[-1] if reasons else "a worker process failed; see above")
             if any(p.exitcode for p in procs):
-                # A worker was killed: its trial is RUNNING with no one left to finish it; finish
-                # the budget here. A journal has no heartbeat, but every worker of this run has
-                # ended, so its RUNNING trials are dead. An RDB study may be shared with other
-                # machines: there the worker loop waits for the dead trial's heartbeat instead.
-                if journal_path(storage_url) is not None:
-                    fail_orphans(optuna.load_study(study_name=study_name, storage=open_storage(
-                        storage_url, n_workers=n_workers)))
+                # A worker was killed: its trial is RUNNING with no one left to finish it;
+                # finish the budget here (the worker loop fails it, its process being gone).
                 _worker(*args, sampler_seed(seed, 0, created=False), "cpu" if accelerator == "auto"
                         else accelerator, "auto", 1, heartbeat_s, max_failures, deadline,
                         population)

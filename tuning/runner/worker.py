@@ -9,7 +9,6 @@ trial is still running, so a killed worker's trial is re-run by whichever proces
 
 from __future__ import annotations
 
-import os
 import random
 import sys
 import time
@@ -23,11 +22,12 @@ from optuna.trial import TrialState
 from lit_optim import LitOptimError
 from tuning.runner.interrupt import Interrupted, raise_if_interrupted
 from tuning.runner.objective import Objective
+from tuning.runner.owners import claim, fail_dead_trials, fail_for_rerun, is_rerun, owner_alive_here
 from tuning.storage.optuna_private import heartbeat
 from tuning.search.preflight import MetricNotLoggedError
 
-__all__ = ["FINISHED", "MAX_FAILURES", "TooManyFailuresError", "counted", "fail_orphans",
-           "run_worker", "sampler_seed", "tell"]
+__all__ = ["FINISHED", "MAX_FAILURES", "TooManyFailuresError", "counted", "fail_lost_trials",
+           "run_worker", "sampler_seed", "tell", "wait_for_running"]
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 MAX_FAILURES = 3  # consecutive failed trials that stop a study (--max-failures)
@@ -41,20 +41,12 @@ def counted(trials: list[optuna.trial.FrozenTrial]) -> list[optuna.trial.FrozenT
     """The trials that use up the budget: finished, running, or failed by their own error.
 
     A trial that raised counts (it ran, with its values; asking again would loop forever on a
-    broken recipe). A trial failed because its process died or was interrupted (no
-    ``fail_reason``) does not: it never ran to an answer and is replaced.
+    broken recipe). A trial failed because its process died or was interrupted (``rerun``, or
+    no ``fail_reason`` as Optuna's heartbeat check leaves it) does not: it never ran to an
+    answer and is replaced.
     """
     return [t for t in trials if t.state in (*FINISHED, TrialState.RUNNING)
-            or (t.state == TrialState.FAIL and "fail_reason" in t.user_attrs)]
-
-
-def fail_orphans(study: optuna.Study) -> int:
-    """Fail the RUNNING trials of processes known to be dead (a journal has no heartbeat: at the
-    start of a run, or after a worker of this run died). Public ``study.tell`` by number."""
-    orphans = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-    for trial in orphans:
-        study.tell(trial.number, state=TrialState.FAIL)
-    return len(orphans)
+            or (t.state == TrialState.FAIL and "fail_reason" in t.user_attrs and not is_rerun(t))]
 
 
 def sampler_seed(seed: int, rank: int, *, created: bool) -> int:
@@ -64,15 +56,42 @@ def sampler_seed(seed: int, rank: int, *, created: bool) -> int:
     return seed + rank if created else random.SystemRandom().randrange(2**31)
 
 
-def wait_for_running(study: optuna.Study, trials: list[optuna.trial.FrozenTrial], *,
-                     heartbeats: bool, heartbeat_s: float) -> bool:
-    """The budget is used up: True when a trial is still RUNNING elsewhere (after waiting one
-    heartbeat, with the stale ones failed), so the caller asks again to replace a dead one;
-    False when the study is done (nothing running, or no heartbeats to tell dead from alive)."""
-    if not heartbeats or not any(t.state == TrialState.RUNNING for t in trials):
+def fail_lost_trials(study: optuna.Study, *, heartbeats: bool, heartbeat_s: float) -> bool:
+    """Fail the RUNNING trials whose process is known dead (``tuning.runner.owners``; on an RDB
+    storage also those whose heartbeat went stale): True if any was."""
+    before = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+    lost = fail_dead_trials(study, grace_s=heartbeat_s)
+    if heartbeats:
+        optuna.storages.fail_stale_trials(study)
+    return bool(lost) or len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))) < before
+
+
+def wait_for_running(study: optuna.Study, *, heartbeats: bool, heartbeat_s: float,
+                     waited: set[int]) -> bool:
+    """The budget is used up. True when the caller should ask again: a trial was found dead and
+    failed (its place in the budget is free), or one is still running that may yet die, after
+    a wait of at most a second and a line (once per trial) saying what it waits for. False when
+    nothing is left to wait for: a run ends only when no trial it can see die is running.
+
+    Waited for: trials of live processes on this machine (they finish, or die and are
+    replaced), trials no process has claimed yet (dead after one heartbeat interval), and, on a
+    storage with heartbeats, any trial (Optuna's check fails it when its heartbeat stops). A
+    journal trial of another machine cannot be judged and is not waited for."""
+    if fail_lost_trials(study, heartbeats=heartbeats, heartbeat_s=heartbeat_s):
+        return True
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    watch = [t for t in running if heartbeats or owner_alive_here(t) or "pid" not in t.user_attrs]
+    if not watch:
         return False
-    time.sleep(heartbeat_s)
-    optuna.storages.fail_stale_trials(study)
+    for trial in watch:
+        if trial.number in waited:
+            continue
+        waited.add(trial.number)
+        owner = (f"process {trial.user_attrs['pid']} on {trial.user_attrs.get('host', '?')}"
+                 if "pid" in trial.user_attrs else "no process yet")
+        print(f"budget used; waiting for trial {trial.number} ({owner}) to finish, or to be "
+              f"found dead and replaced", file=sys.stderr)
+    time.sleep(min(1.0, heartbeat_s))
     return True
 
 
@@ -89,6 +108,7 @@ def run_worker(study: optuna.Study, objective: Objective, *, n_trials: int, lock
     """
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     failures_in_a_row = 0
+    waited: set[int] = set()
     while True:
         # Ask under a lock over "counted < budget", so workers on this machine never start
         # more trials than the budget (optuna's MaxTrialsCallback checks only after a trial
@@ -99,11 +119,13 @@ def run_worker(study: optuna.Study, objective: Objective, *, n_trials: int, lock
         with _file_lock(lock_path):
             trials = study.get_trials(deepcopy=False)
             trial = study.ask() if len(counted(trials)) < n_trials else None
+            if trial is not None:
+                claim(trial)  # which process runs it: how another one tells it alive or dead
         if trial is None:
-            if wait_for_running(study, trials, heartbeats=heartbeats, heartbeat_s=heartbeat_s):
+            if wait_for_running(study, heartbeats=heartbeats, heartbeat_s=heartbeat_s,
+                                waited=waited):
                 continue
             return
-        trial.set_user_attr("pid", os.getpid())  # which process runs it, for the record
         state, value = _run_one(study, objective, trial)
         exhausted = tell(study, trial, state, value)
         if progress is not None:
@@ -140,8 +162,7 @@ def _run_one(study: optuna.Study, objective: Objective, trial: optuna.Trial
         try:
             return _evaluate(objective, trial)
         except Interrupted as err:
-            trial.set_user_attr("interrupted", str(err))  # no fail_reason: run again
-            study.tell(trial, state=TrialState.FAIL)
+            fail_for_rerun(study, trial, str(err))  # not counted: run again
             raise
         except MetricNotLoggedError as err:
             trial.set_user_attr("fail_reason", str(err))

@@ -6,6 +6,10 @@ budget (``study.optimize`` with ``MaxTrialsCallback`` checks only after a trial 
 ``study.optimize`` nothing beats a trial's heartbeat, and Optuna's heartbeat thread is only
 reachable through ``optuna.storages._heartbeat`` with the trial's storage id.
 
+``set_user_attrs``: a trial left RUNNING by a dead process is failed by another process, with a
+``fail_reason``; ``study.tell`` takes a trial number, but setting an attribute on a trial that
+is not this process's ``Trial`` needs its storage id (``FrozenTrial._trial_id``).
+
 ``report_all``: a population reports N members' values each epoch. ``Trial.report`` is one
 RDB transaction each (a session, two lookups, a commit: 1.5–2.5 ms on SQLite), N per epoch;
 Optuna has no public batch write, so the N rows go in as one insert in one of the RDB
@@ -19,13 +23,20 @@ from contextlib import AbstractContextManager
 import optuna
 from optuna.storages._heartbeat import get_heartbeat_thread
 
-__all__ = ["heartbeat", "report_all"]
+__all__ = ["heartbeat", "report_all", "set_user_attrs"]
 
 
 def heartbeat(study: optuna.Study, trial: optuna.Trial) -> AbstractContextManager:
     """Beats ``trial``'s heartbeat while the block runs, as ``study.optimize`` does (a no-op for
     storages without heartbeats, such as the journal file)."""
     return get_heartbeat_thread(trial._trial_id, study._storage)
+
+
+def set_user_attrs(study: optuna.Study, trial: optuna.trial.FrozenTrial,
+                   attrs: dict[str, object]) -> None:
+    """``trial.set_user_attr(key, value)`` for each item, for a trial known only by its record."""
+    for key, value in attrs.items():
+        study._storage.set_trial_user_attr(trial._trial_id, key, value)
 
 
 def report_all(study: optuna.Study, reports: list[tuple[optuna.Trial, float]], step: int) -> None:

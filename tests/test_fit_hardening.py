@@ -244,6 +244,48 @@ def test_a_run_that_ends_on_nan_says_so_exits_1_and_keeps_no_nan_checkpoint(tmp_
         assert all(torch.isfinite(v).all() for v in state.values()), ckpt
 
 
+def test_a_float64_run_that_diverges_without_nan_exits_1_and_offers_nothing_to_test(tmp_path):
+    # The recipe's own rollback guard catches the first NaN and goes on at lr × 0.1, still far
+    # too high: in float64 the loss stays finite (~1e38) and the run "finished" with exit 0.
+    (tmp_path / "f64.yaml").write_text(yaml.safe_dump({"trainer": {
+        "precision": "64-true", "callbacks": [{
+            "class_path": "lit_optim.callbacks.NonFiniteGuard",
+            "init_args": {"action": "rollback", "lr_factor": 0.1}}]}}))
+    run = _cli("fit", "--config", DIGITS, "--config", "f64.yaml", "--model.lr", "1e30",
+               "--trainer.max_epochs", "3", "--trainer.enable_progress_bar", "false", cwd=tmp_path)
+    assert run.returncode == 1, run.stderr[-2000:]
+    errors = [line for line in run.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1 and "training ended diverged: the training loss ended at" in errors[0]
+    assert "Traceback" not in run.stderr and "test it:" not in run.stdout
+
+
+def test_divergence_is_read_from_the_loss_and_the_weights_dtype():
+    from lit_optim.callbacks import DIVERGENCE_FACTOR, LossHistory, unbounded_weights
+
+    history = LossHistory()
+    for epoch_losses in ([2.0, 1.0], [0.5, 0.5], [400.0, 600.0]):
+        for value in epoch_losses:
+            history.add({"loss": torch.tensor(value)})
+        history.end_epoch()
+    assert history.first == 2.0 and history.epochs == [1.5, 0.5, 500.0]
+    assert history.diverged() is None  # 500 / 0.5 = 1000: not above the factor
+    history.add(torch.tensor(1000.0))  # a bare tensor, as training_step may return
+    history.end_epoch()
+    assert "ended at 1e+03, 2e+03 × the lowest it reached (0.5" in history.diverged()
+    assert DIVERGENCE_FACTOR == 1e3
+    negative = LossHistory()  # a log-likelihood: no ratio to read
+    for value in (-1.0, 5000.0):
+        negative.add(torch.tensor(value))
+        negative.end_epoch()
+    assert negative.diverged() is None
+    net = torch.nn.Linear(2, 2)
+    assert unbounded_weights(net) is None
+    with torch.no_grad():
+        net.weight[0, 0] = 2e19  # float32: √max ≈ 1.84e19
+    assert unbounded_weights(net).startswith("weights of weight (2e+19) beyond √max of float32")
+    assert unbounded_weights(net.double()) is None  # float64's bound is ≈ 1.3e154
+
+
 def test_a_batch_larger_than_the_training_set_is_warned_with_the_numbers(tmp_path):
     run = _cli("fit", "--config", DIGITS, "--data.batch_size", "100000", *FAST, cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-2000:]

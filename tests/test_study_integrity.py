@@ -7,6 +7,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import torch
 import yaml
 from optuna.trial import TrialState
 
@@ -451,24 +452,29 @@ def test_a_metric_the_task_never_logs_is_refused_before_trial_0(digits, capsys):
     assert "did you mean 'val_acc'" in err and not (digits / "runs").exists()
 
 
-def test_sigterm_ends_lit_optim_fit_non_zero(tmp_path):
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT"])
+def test_a_signal_ends_lit_optim_fit_with_128_plus_it_and_one_line(tmp_path, signame):
     import signal
     import subprocess
     import sys
     import time
 
+    signum = getattr(signal, signame)
     proc = subprocess.Popen([sys.executable, "-m", "lit_optim.cli.main", "fit", "--config",
                              str(ROOT / "recipes" / "digits" / "mlp.yaml"), "--trainer.max_epochs",
                              "100000", "--trainer.enable_progress_bar", "false"], cwd=tmp_path,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 60
-    while time.time() < deadline and not list(tmp_path.rglob("hparams.yaml")):
+    while time.time() < deadline and not list(tmp_path.rglob("last.ckpt")):  # an epoch ended
         time.sleep(0.2)
-    time.sleep(1)
-    proc.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    proc.send_signal(signum)  # SIGINT: what Ctrl-C sends
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 128 + signal.SIGTERM, err[-500:]
-    assert "interrupted by SIGTERM" in err
+    assert proc.returncode == 128 + signum, err[-500:]  # 143, 130: the shell's convention
+    assert err.splitlines()[-1] == f"lit-optim: interrupted by {signame}; the run did not finish"
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    (last,) = tmp_path.rglob("last.ckpt")  # what a resume starts from: a whole checkpoint
+    assert torch.load(last, weights_only=False)["epoch"] >= 0
 
 
 @pytest.mark.skipif(__import__("os").geteuid() != 0, reason="mounting a tiny tmpfs needs root")

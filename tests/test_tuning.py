@@ -215,3 +215,29 @@ def test_grid_sampler_needs_lists(workdir, capsys):
     err = _fails(capsys, "run", "--recipe", "recipe.yaml", "--space", "space.yaml",
                  "--study", "g", "--sampler", "grid")
     assert "grid sampler needs a list of values" in err and "model.lr" in err
+
+
+def test_a_trial_that_diverges_without_nan_is_pruned_with_its_reason(tmp_path, monkeypatch):
+    # The recipe's own rollback guard keeps the weights finite; float64 keeps the loss finite
+    # (~1e90): the trial must not be stored COMPLETE.
+    import optuna
+
+    from tuning.cli import main as lit_tune
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.argv", ["lit-tune"])
+    recipe = yaml.safe_load((ROOT / "recipes" / "digits" / "mlp.yaml").read_text())
+    recipe["trainer"].update(precision="64-true", max_epochs=3, callbacks=[{
+        "class_path": "lit_optim.callbacks.NonFiniteGuard",
+        "init_args": {"action": "rollback", "lr_factor": 0.1}}])
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    (tmp_path / "space.yaml").write_text(yaml.safe_dump(
+        {"metric": "val_acc", "params": {"model.lr": [1.0e30, 1.0e29]}}))
+    with pytest.raises(SystemExit) as exit_:
+        lit_tune(["run", "--recipe", "recipe.yaml", "--space", "space.yaml", "--study", "d",
+                  "--n-trials", "2", "--population", "1"])
+    assert exit_.value.code == 1  # no completed trial
+    study = optuna.load_study(study_name="d", storage="sqlite:///runs/d/study.db")
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.PRUNED] * 2
+    assert all(t.user_attrs["pruned_reason"].startswith("diverged: the training loss ended at")
+               for t in study.trials)

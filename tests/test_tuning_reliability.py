@@ -436,3 +436,24 @@ def test_two_runs_on_one_study_share_its_budget_and_both_exit_0(workdir, storage
     assert len([t for t in trials if t.state in FINISHED]) == 6
     assert not [t for t in trials if t.state != TrialState.COMPLETE]  # none failed by the other
     assert len({t.user_attrs["pid"] for t in trials}) == 2  # both ran trials
+
+
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT"])
+def test_a_signal_to_a_run_with_workers_is_one_line_and_no_worker_traceback(workdir, signame):
+    signum = getattr(signal, signame)
+    journal = str((workdir / "runs" / "sw" / "journal.log").absolute())
+    proc = _start_and_wait_for_a_running_trial(
+        "sw", journal, "--n-trials", "40", "--n-workers", "2", "--trainer.max_epochs", "60",
+        done=0, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1)
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signum, err[-2000:]
+    assert "Traceback" not in err, err[-3000:]
+    assert [line for line in err.splitlines() if line.startswith("lit-tune:")] == [
+        f"lit-tune: interrupted by {signame}; the running trial was marked failed and is run "
+        "again by the next `lit-tune run` of this study"]
+    stopped = [t for t in _trials("sw", journal) if t.state == TrialState.FAIL]
+    assert stopped and all(t.user_attrs["fail_reason"] == f"interrupted by {signame}"
+                           and t.user_attrs["rerun"] for t in stopped)
+    assert not [t for t in _trials("sw", journal) if t.state == TrialState.RUNNING]

@@ -12,9 +12,11 @@
 List the guard before the clipper: clipping a NaN gradient hides nothing but wastes work.
 """
 
+from lit_optim.callbacks.divergence import DIVERGENCE_FACTOR, LossHistory, unbounded_weights
 from lit_optim.callbacks.finite_checkpoint import FiniteModelCheckpoint
 from lit_optim.callbacks.gradient_clipper import GradientClipper
 from lit_optim.callbacks.layer_diagnostics import LayerDiagnostics
 from lit_optim.callbacks.nonfinite_guard import NonFiniteError, NonFiniteGuard
 
-__all__ = ["FiniteModelCheckpoint", "GradientClipper", "LayerDiagnostics", "NonFiniteError", "NonFiniteGuard"]
+__all__ = ["DIVERGENCE_FACTOR", "FiniteModelCheckpoint", "GradientClipper", "LayerDiagnostics",
+           "LossHistory", "NonFiniteError", "NonFiniteGuard", "unbounded_weights"]

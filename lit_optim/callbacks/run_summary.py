@@ -9,6 +9,7 @@ import lightning as L
 from lightning.pytorch.callbacks import Callback
 
 from lit_optim.callbacks._epochs import AfterEachEpoch
+from lit_optim.callbacks.divergence import LossHistory
 from lit_optim.catalog.objective import (
     LoggedDirections,
     Objective,
@@ -37,6 +38,7 @@ class RunSummary(AfterEachEpoch, Callback):
         self._given = resolve_objective(objective, direction, given_as="objective.direction",
                                         required=False) if objective else None
         self._directions: LoggedDirections | None = None
+        self.loss = LossHistory()  # the loss training_step returns: did the run end diverged
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         self._directions = logged_directions(pl_module)
@@ -58,7 +60,11 @@ class RunSummary(AfterEachEpoch, Callback):
         return [n for n in names if not n.endswith("_step") and n != "lr"
                 and not n.startswith("lr-")]
 
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.loss.add(outputs)
+
     def after_epoch(self, trainer: L.Trainer, epoch: int) -> None:
+        self.loss.end_epoch()
         for name in self._names(trainer):
             value = trainer.callback_metrics[name]
             if getattr(value, "numel", lambda: 1)() == 1:
@@ -88,10 +94,11 @@ class RunSummary(AfterEachEpoch, Callback):
         return out
 
     def state_dict(self) -> dict[str, Any]:
-        return {"history": self.history}
+        return {"history": self.history, "loss": self.loss.state_dict()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.history = {k: [tuple(x) for x in v] for k, v in state_dict.get("history", {}).items()}
+        self.loss.load_state_dict(state_dict.get("loss", {}))
 
 
 def _fmt(value: float) -> str:

@@ -20,6 +20,7 @@ from lightning.pytorch.cli import LightningCLI
 
 import lit_optim
 import lit_optim.callbacks  # noqa: F401  (so recipes can name the callbacks by class name)
+from lit_optim.callbacks.divergence import unbounded_weights
 from lit_optim.callbacks.run_summary import RunSummary
 from lit_optim.catalog.errors import ConfigError, LitOptimError
 from lit_optim.catalog.registry import did_you_mean, import_object
@@ -126,10 +127,16 @@ class LitOptimCLI(LightningCLI):
         # Read before --test: its checkpoint restore also restores the summary's history.
         lines = summary.lines() if summary else []
         bad = (summary.nonfinite_finals() if summary else []) + nonfinite_weights(self.model)
+        # Finite but diverged: a loss far above the lowest it reached, or weights whose squares
+        # overflow (a float64 run at lr 1e30 ends near 1e21 and 1e30, and "finished").
+        diverged = None if bad else ((summary.loss.diverged() if summary else None)
+                                     or unbounded_weights(self.model))
         tested = None
         checkpoint = trainer.checkpoint_callback
         best = getattr(checkpoint, "best_model_path", "") or getattr(checkpoint, "last_model_path", "")
-        if self.config_init[self.subcommand].get("test") and not trainer.interrupted:
+        if diverged and getattr(checkpoint, "monitor", None) is None:
+            best = ""  # the last epoch's checkpoint holds the diverged weights: not to be tested
+        if self.config_init[self.subcommand].get("test") and not trainer.interrupted and not diverged:
             tested = trainer.test(self.model, datamodule=self.datamodule,
                                   ckpt_path=best or None, verbose=False)
         log_dir = trainer.log_dir  # a broadcast under DDP: every rank must ask
@@ -137,6 +144,10 @@ class LitOptimCLI(LightningCLI):
             test = (f"lit-optim test --config {Path(log_dir or '.') / 'config.yaml'} --ckpt_path "
                     f"{best}") if best else ""
             print(closing_summary(trainer, lines, log_dir, test, tested))
+        if diverged:
+            raise TrainingDiverged(f"training ended diverged: {diverged}. Lower the lr (or add "
+                                   "lit_optim.callbacks.NonFiniteGuard with loss_spike_factor to "
+                                   "stop it where it starts)")
         if bad:
             guarded = any(type(cb).__name__ == "NonFiniteGuard" for cb in trainer.callbacks)
             raise TrainingDiverged(
@@ -170,7 +181,7 @@ class LitOptimCLI(LightningCLI):
 
 
 class TrainingDiverged(LitOptimError):
-    """The fit ran, but ended on NaN/Inf: not a configuration error (exit 1, not 2)."""
+    """The fit ran, but ended on NaN/Inf or diverged: not a configuration error (exit 1, not 2)."""
 
 
 def nonfinite_weights(module: L.LightningModule) -> list[str]:

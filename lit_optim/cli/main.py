@@ -67,6 +67,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     from lit_optim.cli.trainer_setup import silence_lightning_noise
 
     silence_lightning_noise()
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not SIG_IGN (a `&` job)
+        signal.signal(signal.SIGINT, _interrupt)
     try:
         if words and words[0] == "list":
             list_command(words[1:])
@@ -86,16 +88,28 @@ def main(argv: Sequence[str] | None = None) -> None:
     except TrainingDiverged as err:
         print(f"lit-optim: error: {err}", file=sys.stderr)
         raise SystemExit(1) from None
-    except SIGTERMException:
-        # Lightning ends fit on SIGTERM with SystemExit() (status 0); a stopped run is not a
-        # finished one. last.ckpt, when the recipe keeps one, is where it resumes from.
-        print("lit-optim: interrupted by SIGTERM; the run did not finish", file=sys.stderr)
-        raise SystemExit(128 + signal.SIGTERM) from None
+    except (SIGTERMException, Interrupted) as err:
+        # Lightning ends fit on SIGTERM with SystemExit() (status 0), and on Ctrl-C with status
+        # 1 after its own message; a stopped run is neither finished nor failed: 128 + the
+        # signal, the shell's convention. last.ckpt, when the recipe keeps one, resumes it.
+        signum = signal.SIGINT if isinstance(err, Interrupted) else signal.SIGTERM
+        print(f"lit-optim: interrupted by {signum.name}; the run did not finish", file=sys.stderr)
+        raise SystemExit(128 + signum) from None
     except Exception as err:  # noqa: BLE001 - sorted by config_error_line
         line = config_error_line(err)
         if line is None:
             raise  # not caused by the input: a bug keeps its traceback
         _die(line)
+
+
+class Interrupted(BaseException):
+    """Ctrl-C during a command. Not a KeyboardInterrupt, which Lightning turns into its own
+    message and ``sys.exit(1)``; a BaseException, so that no ``except Exception`` in a user's
+    module swallows it (Lightning runs its callbacks' ``on_exception`` and re-raises it)."""
+
+
+def _interrupt(signum, frame) -> None:
+    raise Interrupted()
 
 
 def _close_process_group() -> None:

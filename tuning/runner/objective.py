@@ -17,7 +17,7 @@ from lightning.pytorch.callbacks import Callback
 from optuna_integration import PyTorchLightningPruningCallback
 
 from lit_optim import LitOptimError
-from lit_optim.callbacks import NonFiniteError, NonFiniteGuard
+from lit_optim.callbacks import LossHistory, NonFiniteError, NonFiniteGuard, unbounded_weights
 from tuning.runner.interrupt import raise_if_interrupted
 from tuning.search.preflight import MetricCheck, MetricNotLoggedError, build_trial_objects
 from tuning.search.recipe import apply_overrides, write_recipe
@@ -68,6 +68,7 @@ class DivergenceWatch(Callback):
     def __init__(self, metric: str) -> None:
         self.metric = metric
         self.reason: str | None = None
+        self.loss = LossHistory()
 
     def check(self, trainer: L.Trainer) -> None:
         if self.reason is not None:
@@ -77,6 +78,18 @@ class DivergenceWatch(Callback):
                 self.reason = f"{name} is {float(value)} at epoch {trainer.current_epoch}"
                 trainer.should_stop = True
                 return
+        # Finite but diverged (a recipe's own rollback guard can leave a run going on at a
+        # loss of 1e21): never a COMPLETE trial.
+        diverged = self.loss.diverged() or unbounded_weights(trainer.lightning_module)
+        if diverged:
+            self.reason = f"{diverged} at epoch {trainer.current_epoch}"
+            trainer.should_stop = True
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.loss.add(outputs)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.loss.end_epoch()
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.sanity_checking:

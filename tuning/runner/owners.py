@@ -31,7 +31,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from tuning.storage.optuna_private import set_user_attrs
 
-__all__ = ["HOST", "claim", "fail_for_rerun", "fail_dead_trials", "is_rerun", "owner_alive_here",
+__all__ = ["HOST", "RUN", "claim", "same_run", "fail_for_rerun", "fail_dead_trials", "is_rerun", "owner_alive_here",
            "why_dead"]
 
 HOST = socket.gethostname()
@@ -45,12 +45,23 @@ def _process_started(pid: int) -> float | None:
         return None
 
 
+# The lit-tune run a process belongs to: its own pid, or the pid of the run that spawned it as
+# a --n-workers process (inherited through the environment).
+RUN = os.environ.setdefault("LIT_TUNE_RUN", f"{HOST}:{os.getpid()}")
+
+
 def claim(trial: optuna.Trial) -> None:
     """This process runs ``trial``: recorded right after it is asked."""
     pid = os.getpid()
     trial.set_user_attr("pid", pid)
     trial.set_user_attr("host", HOST)
     trial.set_user_attr("pid_started", _process_started(pid))
+    trial.set_user_attr("run", RUN)
+
+
+def same_run(trial: FrozenTrial) -> bool:
+    """``trial`` is run by this lit-tune run (this process or one of its workers)."""
+    return trial.user_attrs.get("run") == RUN
 
 
 def _owner_here(trial: FrozenTrial) -> int | None:

@@ -154,6 +154,17 @@ def _worker(study_name: str, storage_url: str, recipe_path: str, space_path: str
             progress.close()
 
 
+def _worker_process(*args: Any) -> None:
+    """``_worker`` as the body of a ``--n-workers`` process: an interruption or a study-stopping
+    error ends it with a status, not a traceback (the parent prints the one line)."""
+    try:
+        _worker(*args)
+    except Interrupted as err:
+        raise SystemExit(128 + err.signum) from None
+    except LitOptimError:  # the trial's fail_reason holds it; the parent reports it
+        raise SystemExit(2) from None
+
+
 def _auto_lr_range(recipe: dict[str, Any], space: dict[str, Any], accelerator: str
                    ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The range test on the study's recipe: (what it found, the space with its lr range)."""
@@ -282,20 +293,22 @@ def run_study(*, recipe: str, space: str, study_name: str, storage_url: str, run
             for rank in range(n_workers):
                 # Each worker its own GPU when there are enough; its own sampler seed.
                 devices = [rank % gpus] if gpus else "auto"
-                p = ctx.Process(target=_worker, args=(*args, sampler_seed(seed, rank, created=created),
+                p = ctx.Process(target=_worker_process, args=(*args, sampler_seed(seed, rank, created=created),
                                                      accelerator if gpus else ("cpu" if accelerator == "auto" else accelerator),
                                                      devices, n_workers, heartbeat_s, max_failures,
                                                      deadline, population))
                 p.start()
                 procs.append(p)
             _join(procs)
-            if any(p.exitcode and p.exitcode > 0 for p in procs):  # e.g. MetricNotLoggedError
+            if any(p.exitcode in (1, 2) for p in procs):  # e.g. MetricNotLoggedError, or a bug
                 failed = optuna.load_study(study_name=study_name, storage=open_storage(
                     storage_url, n_workers=n_workers)).get_trials(states=(TrialState.FAIL,))
-                reasons = [t.user_attrs["fail_reason"] for t in failed if "fail_reason" in t.user_attrs]
+                reasons = [t.user_attrs["fail_reason"] for t in failed
+                           if "fail_reason" in t.user_attrs and not t.user_attrs.get("rerun")]
                 raise LitOptimError(reasons[-1] if reasons else "a worker process failed; see above")
             if any(p.exitcode for p in procs):
-                # A worker was killed: its trial is RUNNING with no one left to finish it;
+                # A worker was killed or interrupted on its own (128 + signal, or a negative
+                # status): its trial may be RUNNING with no one left to finish it;
                 # finish the budget here (the worker loop fails it, its process being gone).
                 _worker(*args, sampler_seed(seed, 0, created=False), "cpu" if accelerator == "auto"
                         else accelerator, "auto", 1, heartbeat_s, max_failures, deadline,
@@ -312,9 +325,10 @@ def _join(procs: list) -> None:
         with on_signals():
             for p in procs:
                 p.join()
-    except Interrupted:
-        for p in procs:
-            p.terminate()
+    except Interrupted as err:
+        for p in procs:  # the same signal: each trial's fail_reason says what stopped it
+            if p.is_alive():
+                os.kill(p.pid, err.signum)
         for p in procs:
             p.join()
         raise

@@ -22,7 +22,14 @@ from optuna.trial import TrialState
 from lit_optim import LitOptimError
 from tuning.runner.interrupt import Interrupted, raise_if_interrupted
 from tuning.runner.objective import Objective
-from tuning.runner.owners import claim, fail_dead_trials, fail_for_rerun, is_rerun, owner_alive_here
+from tuning.runner.owners import (
+    claim,
+    fail_dead_trials,
+    fail_for_rerun,
+    is_rerun,
+    owner_alive_here,
+    same_run,
+)
 from tuning.storage.optuna_private import heartbeat
 from tuning.search.preflight import MetricNotLoggedError
 
@@ -84,7 +91,7 @@ def wait_for_running(study: optuna.Study, *, heartbeats: bool, heartbeat_s: floa
     if not watch:
         return False
     for trial in watch:
-        if trial.number in waited:
+        if trial.number in waited or same_run(trial):  # a worker of this run: nothing to say
             continue
         waited.add(trial.number)
         owner = (f"process {trial.user_attrs['pid']} on {trial.user_attrs.get('host', '?')}"

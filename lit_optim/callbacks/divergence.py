@@ -1,0 +1,89 @@
+"""``LossHistory``: the loss ``training_step`` returns, and whether a run ended diverged.
+
+Divergence is not always NaN: at a far too high lr a float64 run can go on with finite
+weights near 1e30 and a loss near 1e21, and without this check its fit "finished". The
+rule is one for every module (it reads only the loss Lightning backpropagates):
+
+- a loss that ends ``DIVERGENCE_FACTOR`` times above the lowest it reached (its first step, or
+  an epoch's mean) ended diverged;
+- weights beyond √(largest value of their dtype) are diverged, whatever the loss says (their
+  squares, in weight decay or a norm, overflow to inf).
+
+A loss that is not positive (a log-likelihood) has no ratio to read: only the weights count.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+__all__ = ["DIVERGENCE_FACTOR", "LossHistory", "unbounded_weights"]
+
+DIVERGENCE_FACTOR = 1e3
+
+
+class LossHistory:
+    """The first loss and each epoch's mean loss, as ``training_step`` returned them. Summed on
+    the loss's device and read once per epoch: no host sync per step."""
+
+    def __init__(self) -> None:
+        self.first: float | None = None
+        self.epochs: list[float] = []
+        self._sum: torch.Tensor | None = None
+        self._count = 0
+        self._first: torch.Tensor | None = None
+
+    def add(self, outputs: Any) -> None:
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+            return  # manual optimization returning nothing, or a structure of its own
+        loss = loss.detach().reshape(())
+        if self._first is None and self.first is None:
+            self._first = loss.clone()
+        self._sum = loss.clone() if self._sum is None else self._sum + loss
+        self._count += 1
+
+    def end_epoch(self) -> None:
+        if self._first is not None:
+            self.first, self._first = float(self._first), None
+        if self._count:
+            self.epochs.append(float(self._sum) / self._count)
+        self._sum, self._count = None, 0
+
+    def diverged(self, factor: float = DIVERGENCE_FACTOR) -> str | None:
+        """Why the run ended diverged, or None."""
+        if not self.epochs or not math.isfinite(self.epochs[-1]):
+            return None  # nothing yet; a NaN/Inf loss is the non-finite check's to report
+        seen = [v for v in [self.first, *self.epochs] if v is not None and math.isfinite(v)]
+        lowest = min(seen)
+        final = self.epochs[-1]
+        if lowest <= 0 or final <= factor * lowest:
+            return None
+        return (f"the training loss ended at {final:.3g}, {final / lowest:.3g} × the lowest it "
+                f"reached ({lowest:.3g}; over {factor:g} × is diverged)")
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"first": self.first, "epochs": list(self.epochs)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.first, self.epochs = state.get("first"), list(state.get("epochs", []))
+
+
+def unbounded_weights(module: torch.nn.Module, limit: int = 3) -> str | None:
+    """The parameters whose largest magnitude is beyond √(their dtype's largest value)."""
+    far = []
+    for name, param in module.named_parameters():
+        if not param.is_floating_point() or param.numel() == 0:
+            continue
+        bound = math.sqrt(torch.finfo(param.dtype).max)
+        peak = float(param.detach().abs().max())
+        if math.isfinite(peak) and peak > bound:
+            far.append(f"{name} ({peak:.3g})")
+    if not far:
+        return None
+    dtype = next(p.dtype for p in module.parameters() if p.is_floating_point())
+    return (f"weights of {', '.join(far[:limit])}{' …' if len(far) > limit else ''} beyond "
+            f"√max of {str(dtype).replace('torch.', '')} "
+            f"({math.sqrt(torch.finfo(dtype).max):.3g})")

@@ -45,13 +45,18 @@ def _module_name(path: Path) -> str:
     return ".".join(parts)
 
 
-def _lazy_exports() -> dict[str, str]:
-    """``lit_optim``'s PEP 562 exports, {name: module}: ``from lit_optim import X`` imports
-    that module when X is touched, so it counts as an import of it."""
-    tree = ast.parse((ROOT / "lit_optim" / "__init__.py").read_text())
-    assign = next(node for node in tree.body if isinstance(node, ast.Assign)
-                  and any(getattr(t, "id", None) == "_EXPORTS" for t in node.targets))
-    return ast.literal_eval(assign.value)
+def _lazy_exports() -> dict[str, dict[str, str]]:
+    """Each package's PEP 562 exports, {package: {name: module}} (``lit_optim``,
+    ``lit_optim.data``, ``tuning``): ``from lit_optim import X`` imports X's module when X is
+    touched, so it counts as an import of it."""
+    exports = {}
+    for init in [*(ROOT / "lit_optim").rglob("__init__.py"), *(ROOT / "tuning").rglob("__init__.py")]:
+        tree = ast.parse(init.read_text())
+        assign = next((node for node in tree.body if isinstance(node, ast.Assign)
+                       and any(getattr(t, "id", None) == "_EXPORTS" for t in node.targets)), None)
+        if assign is not None:
+            exports[_module_name(init)] = ast.literal_eval(assign.value)
+    return exports
 
 
 LAZY = _lazy_exports()
@@ -67,8 +72,8 @@ def _imports(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             found.add(node.module)
             found.update(f"{node.module}.{alias.name}" for alias in node.names)
-            if node.module == "lit_optim":
-                found.update(LAZY[alias.name] for alias in node.names if alias.name in LAZY)
+            lazy = LAZY.get(node.module, {})
+            found.update(lazy[alias.name] for alias in node.names if alias.name in lazy)
     return {name for name in found if name.split(".")[0] in ("lit_optim", "tuning")}
 
 
@@ -135,9 +140,16 @@ def test_the_walk_sees_a_planted_violation(tmp_path):
 
 
 def _loaded_after(statement: str) -> set[str]:
-    code = (f"import sys; {statement}; "
+    """The modules of interest a fresh interpreter has loaded after ``statement`` (what it
+    prints, and a SystemExit from a --help, set aside)."""
+    body = "\n".join("    " + line for line in statement.split("; "))
+    code = ("import contextlib, io, sys\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            "  try:\n" + "\n".join("  " + line for line in body.splitlines()) + "\n"
+            "  except SystemExit:\n    pass\n"
             "print(' '.join(m for m in sys.modules if m.split('.')[0] in "
-            "('lit_optim', 'lightning', 'torchmetrics', 'torchvision')))")
+            "('lit_optim', 'lightning', 'torchmetrics', 'torchvision', 'torch', 'optuna', "
+            "'sqlalchemy')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return set(out.stdout.split())
 
@@ -153,9 +165,18 @@ def _loaded_after(statement: str) -> set[str]:
     ("import lit_optim.catalog.factory, lit_optim.catalog.extra_optimizers, lit_optim.catalog.extra_schedules; "
      "from lit_optim import OPTIMIZERS, SCHEDULERS, create_optimizer, create_scheduler",
      {"lightning", "torchmetrics", "torchvision"}),
-    # lit-optim --version answers before any framework import
+    # lit-optim --version and --help answer before any framework import; list needs torch only
     ("from lit_optim.cli.main import main; main(['--version'])",
      {"lightning", "torchmetrics", "torchvision", "lit_optim.cli.lightning_cli"}),
+    ("from lit_optim.cli.main import main; main(['--help'])",
+     {"lightning", "torch", "torchmetrics", "torchvision", "lit_optim.cli.lightning_cli"}),
+    ("from lit_optim.cli.main import main; main(['list'])",
+     {"lightning", "torchmetrics", "torchvision", "lit_optim.cli.lightning_cli"}),
+    # lit-tune --help and --version: no Optuna, Lightning or torch
+    ("from tuning.cli import main; main(['--help'])", {"optuna", "lightning", "torch", "sqlalchemy"}),
+    ("from tuning.cli import main; main(['--version'])", {"optuna", "lightning", "torch", "sqlalchemy"}),
+    ("from tuning.cli import main; main(['run', '--help'])",
+     {"optuna", "lightning", "torch", "sqlalchemy"}),
     # the population's building blocks sit with the plugins: nothing above them
     ("import lit_optim.population.rules, lit_optim.population.stacked",
      {"lit_optim.training.task", "lit_optim.catalog.factory", "lit_optim.cli.main", "lit_optim.population.task"}),

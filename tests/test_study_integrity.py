@@ -322,7 +322,8 @@ def test_both_tools_say_their_version(capsys):
 
 
 def test_the_median_pruners_warmup_scales_with_the_recipes_epochs():
-    from tuning.runner.study import median_warmup, run_epochs
+    from tuning.runner.algorithms import median_warmup
+    from tuning.runner.study import run_epochs
 
     assert median_warmup(run_epochs({"trainer": {"max_epochs": 30}})) == 7
     assert median_warmup(run_epochs({"trainer": {"max_epochs": 4}})) == 2

@@ -1,6 +1,33 @@
-"""lit-optim's Optuna layer: search spaces, the objective, storage, studies and reports."""
+"""lit-optim's Optuna layer: search spaces, the objective, storage, studies and reports.
 
-from tuning.search.space import SearchSpace, load_space
-from tuning.runner.study import export_best, load_study, run_study
+Names are imported on first use (PEP 562): ``lit-tune --help`` and ``--version`` load no
+Optuna, Lightning or torch.
+"""
 
-__all__ = ["SearchSpace", "export_best", "load_space", "load_study", "run_study"]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "SearchSpace": "tuning.search.space",
+    "load_space": "tuning.search.space",
+    "export_best": "tuning.runner.study",
+    "load_study": "tuning.runner.study",
+    "run_study": "tuning.runner.study",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tuning' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

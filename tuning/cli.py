@@ -12,23 +12,17 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-import optuna
-import sqlalchemy.exc
 import yaml
-from optuna.trial import TrialState
 
-from lit_optim import LitOptimError
-from tuning.reports.study_report import list_studies, summary_table, write_report
-from tuning.storage.backends import default_storage_url, open_storage
 from lit_optim import __version__
-from tuning.runner.interrupt import Interrupted
-from tuning.runner.objective import quiet_lightning
-from tuning.runner.study import PRUNERS, SAMPLERS, export_best, load_study, run_study
-from tuning.runner.worker import MAX_FAILURES
+from tuning.runner.algorithms import MAX_FAILURES, PRUNERS, SAMPLERS
+
+# Optuna, Lightning and torch are imported in main(), once the command line is parsed:
+# `lit-tune --help` and `--version` answer without them.
 
 __all__ = ["main"]
 
@@ -46,10 +40,16 @@ def population_size(value: str) -> int | str:
     return size
 
 
+def _installed(package: str) -> str:
+    from importlib.metadata import version
+
+    return version(package)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lit-tune", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"lit-tune {__version__} "
-                        f"(lit-optim {__version__}, optuna {optuna.__version__})")
+                        f"(lit-optim {__version__}, optuna {_installed('optuna')})")
     sub = parser.add_subparsers(dest="command", required=True)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--study", required=True, help="study name")
@@ -143,6 +143,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     if extra and args.command != "run":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     overrides = _overrides(parser, extra)
+    import optuna
+    import sqlalchemy.exc
+    from optuna.trial import TrialState
+
+    from lit_optim import LitOptimError
+    from tuning.reports.study_report import list_studies, summary_table, write_report
+    from tuning.runner.interrupt import Interrupted
+    from tuning.runner.objective import quiet_lightning
+    from tuning.runner.study import export_best, load_study, run_study
+    from tuning.storage.backends import default_storage_url, open_storage
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     quiet_lightning()  # the parses before trial 0 would print Lightning's banner each time
     storage = getattr(args, "storage", None)

@@ -52,14 +52,47 @@ def list_command(args: Sequence[str]) -> None:
     print(format_catalog(args[0].lower() if args else None))
 
 
+TOP_HELP = """\
+usage: lit-optim [-h] [--version] {fit,validate,test,predict,list,lr-find,batch-find} ...
+
+lit-optim: fit, validate, test and predict any LightningModule with Lightning's CLI
+(ClassificationTask and ClassificationData by default), with optimizers and LR schedules
+chosen by name.
+
+commands:
+  fit          train: lit-optim fit --config recipes/digits/mlp.yaml [--model.lr 0.01 ...]
+  validate     one epoch over the validation set (--ckpt_path best|last|FILE)
+  test         one epoch over the test set (--ckpt_path best|last|FILE)
+  predict      predictions of a checkpoint
+  list         lit-optim list [optimizers|schedulers|models|datasets]: every registered
+               name with its description and kwargs
+  lr-find      the learning-rate range test on a recipe: lit-optim lr-find --config R
+  batch-find   the largest batch and the fastest one: lit-optim batch-find --config R
+
+options:
+  -h, --help   show this help and exit; `lit-optim COMMAND --help` shows a command's
+               options (the task's own: `lit-optim fit --model.help ClassificationTask`)
+  --version    lit-optim's and Lightning's versions
+"""
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     words = list(sys.argv[1:] if argv is None else argv)
+    if words in (["-h"], ["--help"]):  # answered without importing Lightning or torch
+        print(TOP_HELP, end="")
+        return
     if words == ["--version"]:
         from importlib.metadata import version
 
         from lit_optim import __version__
 
         print(f"lit-optim {__version__} (lightning {version('lightning')})")
+        return
+    if words and words[0] == "list":  # the catalogues: no Lightning needed
+        try:
+            list_command(words[1:])
+        except LitOptimError as err:
+            _die(str(err))
         return
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
@@ -70,9 +103,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not SIG_IGN (a `&` job)
         signal.signal(signal.SIGINT, _interrupt)
     try:
-        if words and words[0] == "list":
-            list_command(words[1:])
-        elif words and words[0] in ("lr-find", "batch-find"):
+        if words and words[0] in ("lr-find", "batch-find"):
             from lit_optim.cli.find import batch_find_command, lr_find_command
 
             (lr_find_command if words[0] == "lr-find" else batch_find_command)(words[1:])

@@ -46,8 +46,8 @@ from tuning.storage.optuna_private import heartbeat, report_all
 from tuning.search.preflight import MetricCheck, MetricNotLoggedError, build_trial_objects
 from tuning.search.recipe import apply_overrides, write_recipe
 from tuning.search.space import SearchSpace
+from tuning.runner.algorithms import MAX_FAILURES
 from tuning.runner.worker import (
-    MAX_FAILURES,
     TooManyFailuresError,
     _evaluate,
     _file_lock,

@@ -9,13 +9,13 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import optuna
 import yaml
 from optuna.trial import TrialState
 
-from lit_optim import ConfigError, LitOptimError, UnknownNameError
+from lit_optim import ConfigError, LitOptimError
 from lit_optim.catalog.registry import did_you_mean
 from lit_optim.catalog.checks import check_count, check_number
 from tuning.runner.objective import Objective, quiet_lightning, trial_trainer_args
@@ -23,52 +23,12 @@ from tuning.runner.interrupt import Interrupted, die_with_parent, on_signals
 from tuning.search.preflight import check_before_trial_0, resolve_direction
 from tuning.search.recipe import apply_overrides, load_recipe, write_recipe
 from tuning.storage.record import check_same_record, recipe_of, record_of
-from tuning.search.space import SearchSpace, load_space, load_space_dict, parse_space
+from tuning.search.space import load_space, load_space_dict, parse_space
 from tuning.storage.backends import HEARTBEAT_S, check_writable, open_storage, settle_sqlite
-from tuning.runner.worker import MAX_FAILURES, counted, fail_lost_trials, run_worker, sampler_seed
+from tuning.runner.algorithms import MAX_FAILURES, make_pruner, make_sampler
+from tuning.runner.worker import counted, fail_lost_trials, run_worker, sampler_seed
 
-__all__ = ["PRUNERS", "SAMPLERS", "export_best", "load_study", "make_pruner", "make_sampler",
-           "run_study"]
-
-SAMPLERS: dict[str, Callable[[SearchSpace, int], optuna.samplers.BaseSampler]] = {
-    "tpe": lambda space, seed: optuna.samplers.TPESampler(seed=seed),
-    "random": lambda space, seed: optuna.samplers.RandomSampler(seed=seed),
-    "qmc": lambda space, seed: optuna.samplers.QMCSampler(seed=seed),
-    "cmaes": lambda space, seed: optuna.samplers.CmaEsSampler(seed=seed),
-    "gp": lambda space, seed: optuna.samplers.GPSampler(seed=seed),
-    "grid": lambda space, seed: optuna.samplers.GridSampler(space.grid(), seed=seed),
-}
-# Called with the run's length in epochs (the steps the pruners see are validation epochs).
-PRUNERS: dict[str, Callable[[int], optuna.pruners.BasePruner]] = {
-    "median": lambda epochs: optuna.pruners.MedianPruner(
-        n_startup_trials=5, n_warmup_steps=median_warmup(epochs)),
-    "hyperband": lambda epochs: optuna.pruners.HyperbandPruner(max_resource=max(1, epochs)),
-    "successive_halving": lambda epochs: optuna.pruners.SuccessiveHalvingPruner(),
-    "none": lambda epochs: optuna.pruners.NopPruner(),
-}
-
-
-def _pick(table: dict[str, Any], name: str, kind: str):
-    if name not in table:
-        hint = did_you_mean(name, table, cutoff=0.5) or f"choose one of: {', '.join(table)}"
-        raise UnknownNameError(f"unknown {kind} {name!r}; {hint}")
-    return table[name]
-
-
-def make_sampler(name: str, space: SearchSpace, seed: int) -> optuna.samplers.BaseSampler:
-    return _pick(SAMPLERS, name, "sampler")(space, seed)
-
-
-def median_warmup(epochs: int) -> int:
-    """Epochs the median pruner waits: a quarter of the run, at least 2. An early epoch says
-    little about a run whose accuracy still rises at epoch 20 (a fixed 2 cut a 30-epoch study's
-    trials flat at epoch 3)."""
-    return max(2, epochs // 4)
-
-
-def make_pruner(name: str, epochs: int = 20) -> optuna.pruners.BasePruner:
-    return _pick(PRUNERS, name, "pruner")(epochs)
-
+__all__ = ["export_best", "load_study", "run_study"]
 
 def run_epochs(recipe: dict[str, Any]) -> int:
     """The recipe's epochs (lit-optim fit's default 20 when it sets none or -1)."""

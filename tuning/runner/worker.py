@@ -20,6 +20,7 @@ import optuna
 from optuna.trial import TrialState
 
 from lit_optim import LitOptimError
+from tuning.runner.algorithms import MAX_FAILURES
 from tuning.runner.interrupt import Interrupted, raise_if_interrupted
 from tuning.runner.objective import Objective
 from tuning.runner.owners import (
@@ -33,11 +34,10 @@ from tuning.runner.owners import (
 from tuning.storage.optuna_private import heartbeat
 from tuning.search.preflight import MetricNotLoggedError
 
-__all__ = ["FINISHED", "MAX_FAILURES", "TooManyFailuresError", "counted", "fail_lost_trials",
+__all__ = ["FINISHED", "TooManyFailuresError", "counted", "fail_lost_trials",
            "run_worker", "sampler_seed", "tell", "wait_for_running"]
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
-MAX_FAILURES = 3  # consecutive failed trials that stop a study (--max-failures)
 
 
 class TooManyFailuresError(LitOptimError):

@@ -542,3 +542,60 @@ def test_a_read_only_run_dir_is_one_line_and_leaves_the_study_untouched(digits, 
     finally:
         subprocess.run(["umount", "-l", str(mnt)], check=True)
     assert {p.relative_to(src): p.read_bytes() for p in src.rglob("*") if p.is_file()} == before
+
+
+# -- storages: a user's own database is never written; reading commands never write -----------
+def _tune(*args: str) -> int:
+    try:
+        lit_tune(list(args))
+    except SystemExit as stop:
+        return stop.code
+    return 0
+
+
+def test_a_sqlite_file_that_is_not_a_study_is_refused_and_left_as_it_was(digits, capsys):
+    import sqlite3
+
+    own = digits / "mine.db"
+    with sqlite3.connect(own) as db:
+        db.execute("CREATE TABLE measurements (x REAL)")
+    db.close()
+    before = own.read_bytes()
+    _space(digits / "space.yaml", {"model.lr": "log[1e-3, 1e-1]"})
+    for args in (["run", "--recipe", "recipe.yaml", "--space", "space.yaml", "--study", "s",
+                  "--storage", f"sqlite:///{own}", "--n-trials", "1"],
+                 ["best", "--study", "s", "--storage", f"sqlite:///{own}"],
+                 ["studies", "--storage", f"sqlite:///{own}"]):
+        assert _tune(*args) == 2
+        err = capsys.readouterr().err
+        assert f"{own} is a SQLite database but not an Optuna study (its tables: measurements)" in err
+        assert "Traceback" not in err
+    assert own.read_bytes() == before
+
+
+@pytest.mark.parametrize("storage", ["sqlite:///{d}/missing.db", "{d}/missing.log"])
+def test_reading_a_missing_storage_creates_nothing(digits, capsys, storage):
+    storage = storage.format(d=digits)
+    for command in (["best", "--study", "s"], ["report", "--study", "s"], ["studies"]):
+        assert _tune(*command, "--storage", storage) == 2
+        err = capsys.readouterr().err
+        assert "no study database" in err or "no journal file" in err, err
+    assert not list(digits.glob("missing*"))
+
+
+@pytest.mark.parametrize("workers", ["1", "2"], ids=["sqlite", "journal"])
+def test_best_report_and_studies_leave_the_study_byte_for_byte(digits, workers):
+    _space(digits / "space.yaml", {"model.lr": "log[1e-3, 1e-1]"})
+    assert _tune("run", "--recipe", "recipe.yaml", "--space", "space.yaml", "--study", "r",
+                 "--n-trials", "2", "--n-workers", workers, "--trainer.max_epochs", "1") == 0
+    (file,) = [p for p in (digits / "runs" / "r").iterdir() if p.name in ("study.db", "journal.log")]
+    before = {p.name: p.read_bytes() for p in file.parent.iterdir() if p.is_file()}
+    for command in (["best", "--study", "r"], ["report", "--study", "r"], ["studies"]):
+        assert _tune(*command) == 0
+    after = {p.name: p.read_bytes() for p in file.parent.iterdir() if p.is_file()}
+    assert after == before  # no -wal/-shm/.lock left, no record rewritten
+
+
+def test_studies_of_a_missing_run_dir_is_an_error(digits, capsys):
+    assert _tune("studies", "--run-dir", "nowhere") == 2
+    assert "--run-dir nowhere does not exist" in capsys.readouterr().err

@@ -9,6 +9,8 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
+from lit_optim import ConfigError
+
 __all__ = ["list_studies", "summary_table", "write_report"]
 
 
@@ -34,8 +36,11 @@ def summary_table(study: optuna.Study) -> str:
 def list_studies(storage_url: str | None, run_dir: Path) -> str:
     """One line per study: name, trials by state, best value, metric and direction; of one
     storage, or of every study.db / journal.log under ``run_dir``."""
-    from tuning.storage.backends import open_storage
+    from tuning.storage.backends import open_readonly
 
+    if storage_url is None and not run_dir.is_dir():
+        raise ConfigError(f"--run-dir {run_dir} does not exist; pass the folder lit-tune run "
+                          "wrote its studies in, or --storage")
     if storage_url is not None:
         urls = [storage_url]
     else:
@@ -43,12 +48,13 @@ def list_studies(storage_url: str | None, run_dir: Path) -> str:
             str(p.absolute()) for p in sorted(run_dir.glob("*/journal.log"))]
     lines = []
     for url in urls:
-        for summary in optuna.get_all_study_summaries(open_storage(url)):
-            study = optuna.load_study(study_name=summary.study_name, storage=open_storage(url))
+        storage = open_readonly(url)
+        for summary in optuna.get_all_study_summaries(storage):
+            study = optuna.load_study(study_name=summary.study_name, storage=storage)
             head, *rest = summary_table(study).splitlines()
             best = next((line for line in rest if line.startswith("best")), "no completed trial")
             lines.append(f"{head}; {best} ({study.direction.name.lower()})  [{url}]")
-    return "\n".join(lines) or f"no studies under {run_dir}/"
+    return "\n".join(lines) or f"no studies in {storage_url or str(run_dir) + '/'}"
 
 
 def write_report(study: optuna.Study, out_dir: Path) -> list[Path]:

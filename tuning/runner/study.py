@@ -24,7 +24,13 @@ from tuning.search.preflight import check_before_trial_0, resolve_direction
 from tuning.search.recipe import apply_overrides, load_recipe, write_recipe
 from tuning.storage.record import check_same_record, recipe_of, record_of
 from tuning.search.space import load_space, load_space_dict, parse_space
-from tuning.storage.backends import HEARTBEAT_S, check_writable, open_storage, settle_sqlite
+from tuning.storage.backends import (
+    HEARTBEAT_S,
+    check_writable,
+    open_readonly,
+    open_storage,
+    settle_sqlite,
+)
 from tuning.runner.algorithms import MAX_FAILURES, make_pruner, make_sampler
 from tuning.runner.worker import counted, fail_lost_trials, run_worker, sampler_seed
 
@@ -37,8 +43,9 @@ def run_epochs(recipe: dict[str, Any]) -> int:
 
 
 def load_study(name: str, storage_url: str) -> optuna.Study:
-    """An existing study; a missing one is an error (``best`` and ``report`` never create)."""
-    storage = open_storage(storage_url)
+    """An existing study, read-only; a missing one is an error (``best`` and ``report`` never
+    create or write)."""
+    storage = open_readonly(storage_url)
     names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
     if name not in names:
         hint = did_you_mean(name, names, cutoff=0.5) or f"studies there: {', '.join(names) or 'none'}"

@@ -13,8 +13,8 @@ from optuna.storages.journal import JournalFileBackend
 
 from lit_optim import ConfigError
 
-__all__ = ["check_writable", "default_storage_url", "journal_path", "open_storage",
-           "settle_sqlite"]
+__all__ = ["check_writable", "default_storage_url", "journal_path", "open_readonly",
+           "open_storage", "settle_sqlite"]
 
 # Heartbeats let a restarted study mark trials of a killed worker as failed: a RUNNING trial
 # whose heartbeat is older than the grace period belongs to a dead process.
@@ -136,6 +136,26 @@ def _check_sqlite_file(path: Path) -> None:
     with open(path, "rb") as fh:
         if fh.read(16) != b"SQLite format 3\x00":
             raise ConfigError(f"{path} is not a SQLite database; move it away or pass --storage")
+    tables = _sqlite_tables(path)
+    if tables and not {"studies", "version_info"} <= set(tables):
+        # Someone's own database: Optuna would add its tables beside theirs.
+        shown = ", ".join(sorted(tables)[:5]) + (" …" if len(tables) > 5 else "")
+        raise ConfigError(f"{path} is a SQLite database but not an Optuna study (its tables: "
+                          f"{shown}); nothing was written to it: pass --storage a new file or "
+                          "a study's")
+
+
+def _sqlite_tables(path: Path) -> list[str]:
+    """The tables of a SQLite file, read through a read-only connection."""
+    import sqlite3
+
+    try:
+        with sqlite3.connect(f"file:{path.absolute()}?mode=ro", uri=True, timeout=5) as db:
+            rows = db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+        db.close()
+    except sqlite3.Error as err:
+        raise ConfigError(f"{path} cannot be read as a SQLite database: {err}") from None
+    return [name for (name,) in rows]
 
 
 # PostgreSQL's codes for "already exists": unique_violation, duplicate_object, duplicate_table.
@@ -198,6 +218,27 @@ def _write_ahead_log(storage: RDBStorage) -> None:
     _WRITE_AHEAD_ENGINES.append(storage.engine)
 
 
+def open_readonly(url: str) -> optuna.storages.BaseStorage:
+    """An existing study storage, for commands that only read (``best``, ``report``,
+    ``studies``): nothing is created, repaired or written. A journal file is read as it is; a
+    SQLite file is opened read-only (a missing one is an error, not a new empty database);
+    a server URL is opened as usual."""
+    path = journal_path(url)
+    if path is not None:
+        if not path.is_file():
+            raise ConfigError(f"no journal file {path}; pass --storage the study's (lit-tune "
+                              "studies lists them)")
+        return JournalStorage(JournalFileBackend(str(path.absolute())))
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:///file:"):
+        file = Path(url[len("sqlite:///"):])
+        if not file.is_file():
+            raise ConfigError(f"no study database {file}; pass --storage the study's (lit-tune "
+                              "studies lists them)")
+        _check_sqlite_file(file)
+        url = f"sqlite:///file:{file.absolute()}?mode=ro&uri=true"
+    return open_storage(url)
+
+
 def open_storage(url: str, *, n_workers: int = 1, heartbeat_s: float = HEARTBEAT_S,
                  create: bool = False, writer: bool = False) -> optuna.storages.BaseStorage:
     """An Optuna storage for ``url``: ``sqlite:///…``, ``postgresql://…`` (any SQLAlchemy URL)
@@ -215,7 +256,7 @@ def open_storage(url: str, *, n_workers: int = 1, heartbeat_s: float = HEARTBEAT
         _break_stale_lock(path)
         _drop_partial_last_record(path)
         return JournalStorage(JournalFileBackend(str(path)))
-    if url.startswith("sqlite:///"):
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:///file:"):
         _check_sqlite_file(Path(url[len("sqlite:///"):]))
     made = None
     if url.startswith("sqlite:///") and create:

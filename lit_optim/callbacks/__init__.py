@@ -17,6 +17,7 @@ from lit_optim.callbacks.finite_checkpoint import FiniteModelCheckpoint
 from lit_optim.callbacks.gradient_clipper import GradientClipper
 from lit_optim.callbacks.layer_diagnostics import LayerDiagnostics
 from lit_optim.callbacks.nonfinite_guard import NonFiniteError, NonFiniteGuard
+from lit_optim.callbacks.plateau_resume import PlateauResume
 
 __all__ = ["DIVERGENCE_FACTOR", "FiniteModelCheckpoint", "GradientClipper", "LayerDiagnostics",
-           "LossHistory", "NonFiniteError", "NonFiniteGuard", "unbounded_weights"]
+           "LossHistory", "NonFiniteError", "NonFiniteGuard", "PlateauResume", "unbounded_weights"]

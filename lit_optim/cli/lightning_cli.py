@@ -122,6 +122,13 @@ class LitOptimCLI(LightningCLI):
                               f"{model.class_path if model else 'the model'}: "
                               f"{parse_error_line(err)}") from err
 
+    def before_fit(self) -> None:
+        # Lightning loads --ckpt_path into the module before its precision plugin converts
+        # it: a float64 checkpoint went through float32 params on resume (1e-8 off the run
+        # that never stopped). Converted first, the weights load exactly.
+        if str(self.trainer.precision).startswith("64"):
+            self.model.double()
+
     def after_fit(self) -> None:
         trainer, summary = self.trainer, self.summary
         # Read before --test: its checkpoint restore also restores the summary's history.

@@ -22,6 +22,7 @@ from lightning.pytorch.plugins.io import CheckpointIO
 from lit_optim.callbacks.epoch_lines import EpochLines
 from lit_optim.callbacks.finite_checkpoint import FiniteModelCheckpoint
 from lit_optim.callbacks.objective_check import ObjectiveCheck
+from lit_optim.callbacks.plateau_resume import PlateauResume
 from lit_optim.callbacks.run_summary import RunSummary
 from lit_optim.training.checkpoints import SameFolderCheckpointIO
 from lit_optim.catalog.errors import ConfigError
@@ -106,6 +107,8 @@ def with_cli_defaults(config: Mapping[str, Any], objective: str | None = None,
     if summary is None:
         summary = RunSummary(objective, direction)
         callbacks.append(summary)
+    if not any(isinstance(cb, PlateauResume) for cb in callbacks):
+        callbacks.append(PlateauResume())  # --ckpt_path last steps plateau as the run did
     if not any(isinstance(p, CheckpointIO) for p in plugins):
         plugins.append(SameFolderCheckpointIO())
     return {"callbacks": callbacks, "plugins": plugins}, summary

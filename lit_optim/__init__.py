@@ -42,6 +42,7 @@ _EXPORTS = {
     "create_scheduler": "lit_optim.catalog.factory",
     "l2_penalty": "lit_optim.catalog.factory",
     "lr_scale_factor": "lit_optim.catalog.factory",
+    "load_yaml": "lit_optim.catalog.checks",
     "ClassificationTask": "lit_optim.training.task",
     "DirectionError": "lit_optim.catalog.objective",
     "Objective": "lit_optim.catalog.objective",

@@ -86,11 +86,11 @@ def test_param_groups_globs_and_lr_scale():
 
 
 @pytest.mark.parametrize(("name", "kwargs", "message"), [
-    ("adam", {"betas": [1.5, 0.9]}, r"optimizer 'adam' rejects betas=\[1.5, 0.9\]"),
-    ("adam", {"betas": [0.9]}, r"optimizer 'adam' rejects betas=\[0.9\]"),
-    ("sgd", {"momentum": -0.5}, r"optimizer 'sgd' rejects momentum=-0.5"),
+    ("adam", {"betas": [1.5, 0.9]}, r"optimizer 'adam' betas\[0\] must be in \[0, 1\), got 1.5"),
+    ("adam", {"betas": [0.9]}, r"optimizer 'adam' betas must be a pair \[beta1, beta2\]"),
+    ("sgd", {"momentum": -0.5}, r"optimizer 'sgd' momentum must be in \[0, 1\), got -0.5"),
     ("adamw", {"eps": -1e-8}, r"optimizer 'adamw' rejects eps=-1e-08"),
-    ("lookahead", {"base": "sgd", "momentum": -1.0}, r"optimizer 'sgd' rejects momentum=-1.0"),
+    ("lookahead", {"base": "sgd", "momentum": -1.0}, r"optimizer 'lookahead' momentum must be in \[0, 1\), got -1.0"),
     ("lbfgs", {"weight_decay": 0.1}, "has no weight decay.*add it to the loss"),
     ("adam", {"lr": math.nan}, "lr must be a finite number > 0"),
     ("adam", {"lr": True}, "lr must be a finite number > 0, got True"),
@@ -103,7 +103,7 @@ def test_param_groups_globs_and_lr_scale():
     ("adam", {"param_groups": [{"params": "0.*", "weight_decay": math.nan}]},
      r"param_groups\[0\].weight_decay must be a finite number ≥ 0, got nan"),
     ("sgd", {"param_groups": [{"params": "0.*", "momentum": -2}]},
-     r"param_groups\[0\]: optimizer 'sgd' rejects momentum=-2"),
+     r"param_groups\[0\]: optimizer 'sgd' momentum must be in \[0, 1\), got -2"),
 ])
 def test_every_name_kwarg_and_value_is_checked_first(name, kwargs, message):
     net = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 1))
@@ -193,7 +193,7 @@ def test_mode_is_given_or_a_standard_names_never_guessed():
 
 
 @pytest.mark.parametrize(("name", "kwargs", "message"), [
-    ("cyclic", {"mode": "triangle"}, "scheduler 'cyclic' rejects"),
+    ("cyclic", {"mode": "triangle"}, "scheduler 'cyclic' mode must be one of triangular, triangular2, exp_range, got 'triangle'"),
     ("inverse_time", {"decay_rate": -1}, "inverse_time decay_rate must be a finite number ≥ 0"),
     ("step", {"gamma": -1}, "scheduler 'step' gamma must be a finite number > 0"),
     ("multistep", {"milestones": "abc"}, "scheduler 'multistep' milestones must be a list"),

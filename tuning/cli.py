@@ -40,6 +40,24 @@ def population_size(value: str) -> int | str:
     return size
 
 
+def study_name(value: str) -> str:
+    """``--study``: a name that is also a folder under --run-dir, so not empty, not a path."""
+    if not value or value in (".", "..") or "/" in value or "\\" in value or value != value.strip():
+        raise argparse.ArgumentTypeError(
+            f"must be a name such as digits-mlp (it is also the folder runs/<study>/), got {value!r}")
+    return value
+
+
+def positive_seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = float("nan")
+    if not seconds > 0 or seconds == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, got {value!r}")
+    return seconds
+
+
 def _installed(package: str) -> str:
     from importlib.metadata import version
 
@@ -52,7 +70,8 @@ def _parser() -> argparse.ArgumentParser:
                         f"(lit-optim {__version__}, optuna {_installed('optuna')})")
     sub = parser.add_subparsers(dest="command", required=True)
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--study", required=True, help="study name")
+    common.add_argument("--study", required=True, type=study_name,
+                        help="study name (also its folder under --run-dir)")
     common.add_argument("--storage", help="Optuna storage URL (sqlite:///…, postgresql://…) "
                                           "or a journal file path")
     common.add_argument("--run-dir", default="runs", type=Path, help="parent of runs/<study>/")
@@ -76,7 +95,7 @@ def _parser() -> argparse.ArgumentParser:
                           "says what it chose; 1: one by one")
     run.add_argument("--lr-range", choices=["auto"], help="auto: search the lr over "
                      "[suggestion/10, divergence] of an lr range test run before trial 0")
-    run.add_argument("--heartbeat", type=float, default=10.0,
+    run.add_argument("--heartbeat", type=positive_seconds, default=10.0,
                      help="seconds between trial heartbeats (RDB storages); a trial silent for "
                           "3× this is failed when the study is run again")
     best = sub.add_parser("best", parents=[common], help="show the best trial")

@@ -8,10 +8,11 @@ rejected unless asked for, and the message names the value and the range it must
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from lit_optim.catalog.errors import ConfigError
 
-__all__ = ["check_count", "check_number"]
+__all__ = ["check_count", "check_number", "load_yaml"]
 
 
 def _is_number(value: object) -> bool:
@@ -62,3 +63,28 @@ def check_count(name: str, value: object, *, note: str = "") -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ConfigError(f"{name} must be an integer >= 1{note}, got {value!r}")
     return value
+
+
+def load_yaml(text: str) -> Any:
+    """``yaml.safe_load``, except that a key given twice in one mapping is an error (PyYAML
+    keeps the last one silently, so a recipe's first ``max_epochs`` would just vanish):
+    ``yaml.YAMLError`` naming the key and both lines."""
+    import yaml
+
+    class StrictLoader(yaml.SafeLoader):
+        pass
+
+    def mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = loader.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if key != "<<" and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} is given twice (lines {seen[key]} and {line}); "
+                    "keep one", key_node.start_mark)
+            seen.setdefault(key, line)
+        return loader.construct_mapping(node, deep=deep)
+
+    StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
+    return yaml.load(text, Loader=StrictLoader)  # noqa: S506 - a SafeLoader subclass

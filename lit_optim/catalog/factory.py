@@ -112,6 +112,8 @@ def create_optimizer(
     info = check_optimizer_choice(name, lr=lr, weight_decay=weight_decay,
                                   param_groups=param_groups, **kwargs)
     check_number("lr_scale", lr_scale, low=0, low_open=True)
+    if not isinstance(decay_bias_and_norm, bool):  # "no" is a true string
+        raise ConfigError(f"decay_bias_and_norm must be true or false, got {decay_bias_and_norm!r}")
     if isinstance(model_or_params, nn.Module):
         if info.single_param_group:
             params: list[Any] = [p for p in model_or_params.parameters() if p.requires_grad]

@@ -72,6 +72,28 @@ class OptimizerInfo(RegistryEntry):
 OPTIMIZERS: Registry[OptimizerInfo] = Registry("optimizers", OptimizerInfo)
 
 
+# -- the domains of the kwargs the registered optimizers share, where torch accepts values that
+# make no sense (momentum 1 never forgets, 1.5 diverges; a third beta is ignored). Checked for
+# every optimizer that takes the kwarg, before torch's own checks (a throwaway build). -------
+def _fraction(name: str, value: Any) -> float:
+    return check_number(name, value, low=0, high=1, high_open=True)
+
+
+def _betas(name: str, value: Any) -> tuple[float, float]:
+    if not isinstance(value, (list, tuple)) or len(value) != 2:
+        raise ConfigError(f"{name} must be a pair [beta1, beta2] such as [0.9, 0.999], got {value!r}")
+    for i, beta in enumerate(value):
+        _fraction(f"{name}[{i}]", beta)
+    return tuple(value)
+
+
+KWARG_DOMAINS: Mapping[str, Callable[[str, Any], Any]] = {
+    "momentum": _fraction,          # SGD family, RMSprop, LARS, Muon: in [0, 1)
+    "dampening": lambda name, value: check_number(name, value, low=0, high=1),
+    "betas": _betas,                # Adam family, LAMB: two decays in [0, 1)
+}
+
+
 def lookahead(
     params, lr: float, weight_decay: float = 0.0, *, base: str = "adam", k: int = 5,
     alpha: float = 0.5, **base_kwargs: Any,
@@ -180,6 +202,9 @@ def check_optimizer_args(
             kwargs, info.resolve(), what=f"optimizer {info.name!r}", exclude=_FILLED_IN,
             reserved=_RESERVED,
         )
+    for key, value in kwargs.items():
+        if key in KWARG_DOMAINS:
+            KWARG_DOMAINS[key](f"optimizer {info.name!r} {key}", value)
     _try_build(info, lr, weight_decay, kwargs)
     return info
 

@@ -31,7 +31,7 @@ from lit_optim.catalog.objective import (
     LoggedDirections,
     resolve_objective,
 )
-from lit_optim.catalog.registry import Registry, RegistryEntry, import_object
+from lit_optim.catalog.registry import Registry, RegistryEntry, did_you_mean, import_object
 from lit_optim.catalog.trainer_info import RunLength
 
 __all__ = [
@@ -88,6 +88,21 @@ def _positive(name: str, value: Any) -> float:
 
 def _non_negative(name: str, value: Any) -> float:
     return check_number(name, value, low=0)
+
+
+def _unit_open(name: str, value: Any) -> float:
+    return check_number(name, value, low=0, high=1, low_open=True, high_open=True)
+
+
+def _choice(*choices: str) -> Callable[[str, Any], str]:
+    """A check that ``value`` is one of ``choices``, with the close ones named."""
+    def check(name: str, value: Any) -> str:
+        if value not in choices:
+            hint = did_you_mean(str(value), choices, cutoff=0.5)
+            raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}"
+                              f"{'; ' + hint if hint else ''}")
+        return value
+    return check
 
 
 def _milestones(name: str, value: Any) -> list[int]:
@@ -187,13 +202,21 @@ for entry in [
                                 "eta_min": _non_negative},
                   description="cosine annealing restarted every T_0 (·T_mult) epochs (SGDR)"),
     SchedulerInfo(name="cyclic", factory=cyclic, interval="step", needs_total_steps=True,
+                  value_checks={"base_lr": _non_negative, "step_size_up": check_count,
+                                "mode": _choice("triangular", "triangular2", "exp_range"),
+                                "gamma": _positive},
                   description="triangular / triangular2 / exp_range cycles between lr/10 and lr"),
     SchedulerInfo(name="onecycle", factory=onecycle, interval="step", needs_total_steps=True,
                   aliases=("one_cycle",), own_warmup=True,
+                  value_checks={"pct_start": _unit_open, "div_factor": _positive,
+                                "final_div_factor": _positive,
+                                "anneal_strategy": _choice("cos", "linear")},
                   description="1cycle: warm up to lr, then anneal far below it, over the run"),
     SchedulerInfo(name="plateau", factory=sched.ReduceLROnPlateau, needs_monitor=True,
                   value_checks={"patience": _non_negative, "threshold": _non_negative,
-                                "cooldown": _non_negative, "eps": _non_negative},
+                                "cooldown": _non_negative, "eps": _non_negative,
+                                "factor": _unit_open, "mode": _choice("min", "max"),
+                                "threshold_mode": _choice("rel", "abs")},
                   aliases=("reduce_on_plateau",),
                   description="multiply the lr by factor when the monitored metric stops improving"),
     SchedulerInfo(name="inverse_time", factory=InverseTimeLR,

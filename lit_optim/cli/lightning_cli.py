@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Literal, Optional
 
 import lightning as L
+import yaml
+from jsonargparse import set_loader
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.cli import LightningCLI
 
@@ -22,6 +24,7 @@ import lit_optim
 import lit_optim.callbacks  # noqa: F401  (so recipes can name the callbacks by class name)
 from lit_optim.callbacks.divergence import unbounded_weights
 from lit_optim.callbacks.run_summary import RunSummary
+from lit_optim.catalog.checks import load_yaml
 from lit_optim.catalog.errors import ConfigError, LitOptimError
 from lit_optim.catalog.registry import did_you_mean, import_object
 from lit_optim.cli.cuda_check import restore_cuda_check
@@ -37,6 +40,8 @@ __all__ = ["LitOptimCLI", "TrainingDiverged", "chained_error", "cli_objects", "c
            "parse_error_line", "run_lightning_cli"]
 
 restore_cuda_check(lit_optim._NVML_CHECK_BEFORE_LIGHTNING)  # after Lightning's import set it
+# Recipes are read by a YAML loader that refuses a key given twice (PyYAML keeps the last).
+set_loader("yaml", load_yaml, exceptions=(yaml.YAMLError,))
 
 DEFAULT_MODEL = "lit_optim.ClassificationTask"
 DEFAULT_DATA = "lit_optim.ClassificationData"
@@ -104,13 +109,20 @@ class LitOptimCLI(LightningCLI):
             return super()._parse_ckpt_path()  # hpc, registry: Lightning's own
         checkpoint = read_checkpoint(path, weights_only=config.get("weights_only"))
         model = config.get("model")
-        if subcommand == "fit" and model is not None and model.get("init_args") is not None:
-            replaced = overridden_settings(checkpoint.get("hyper_parameters"),
-                                           model.init_args.as_dict())
+        saved = checkpoint.get("hyper_parameters") or {}
+        saved_class = saved.get("_class_path") if isinstance(saved, dict) else None
+        if model is not None and saved_class and model.get("class_path") != saved_class:
+            # LightningCLI would quietly build the checkpoint's class instead of the recipe's.
+            raise ConfigError(f"--ckpt_path {path} holds a {saved_class}, but the recipe's model "
+                              f"is {model.get('class_path')}: pass a checkpoint of that model, "
+                              f"or --model {saved_class}")
+        if model is not None and model.get("init_args") is not None:
+            replaced = overridden_settings(saved, model.init_args.as_dict())
             if replaced:
-                print(f"lit-optim: warning: resuming from {path}: its settings replace "
-                      f"{'; '.join(replaced)} (the checkpoint's optimizer state, lr and "
-                      "schedule are restored; start a new run to train with other ones)",
+                doing = "resuming from" if subcommand == "fit" else f"{subcommand} with"
+                print(f"lit-optim: warning: {doing} {path}: its settings replace "
+                      f"{'; '.join(replaced)} (the checkpoint's network, optimizer state, lr "
+                      "and schedule are restored; start a new run to train with other ones)",
                       file=sys.stderr)
         del checkpoint
         try:
@@ -123,6 +135,13 @@ class LitOptimCLI(LightningCLI):
                               f"{parse_error_line(err)}") from err
 
     def before_fit(self) -> None:
+        objective = (self.config_init[self.subcommand].get("objective") or {}).get("metric")
+        declared = getattr(type(self.model), "LOGGED_METRICS", None)
+        if objective and declared is not None and objective not in declared:
+            hint = did_you_mean(objective, declared)
+            raise ConfigError(f"objective.metric {objective!r} is never logged by "
+                              f"{type(self.model).__name__}; it logs: {', '.join(declared)}"
+                              f"{'; ' + hint if hint else ''}")
         # Lightning loads --ckpt_path into the module before its precision plugin converts
         # it: a float64 checkpoint went through float32 params on resume (1e-8 off the run
         # that never stopped). Converted first, the weights load exactly.
@@ -233,7 +252,8 @@ _CLI_KWARGS: dict = {
     "trainer_defaults": {"max_epochs": 20},
     # A rejected value raises (and main prints its one relevant line) instead of printing
     # 60-80 lines of usage first.
-    "parser_kwargs": {"exit_on_error": False, "description": (
+    # allow_abbrev: argparse would take --trainer.max_epoch for --trainer.max_epochs.
+    "parser_kwargs": {"exit_on_error": False, "allow_abbrev": False, "description": (
         "lit-optim: fit, validate, test and predict any LightningModule with Lightning's CLI "
         "(ClassificationTask and ClassificationData by default). Also: `lit-optim list "
         "[optimizers|schedulers|models|datasets]` prints every registered name with its "
@@ -256,7 +276,41 @@ def with_default_classes(args: Sequence[str]) -> list[str]:
     return [*args[:at], f"--model={DEFAULT_MODEL}", f"--data={DEFAULT_DATA}", *args[at:]]
 
 
+def check_config_files(args: Sequence[str]) -> None:
+    """Each ``--config`` file is UTF-8 text with settings in it: a binary file would end in a
+    UnicodeDecodeError traceback, an empty one in jsonargparse's bare "Unexpected config"."""
+    args = list(args)
+    paths = [value for flag, value in zip(args, args[1:]) if flag in ("--config", "-c")]
+    paths += [a.split("=", 1)[1] for a in args if a.startswith("--config=")]
+    for path in map(Path, paths):
+        if not path.is_file():
+            continue  # jsonargparse's own message names a missing file
+        data = path.read_bytes()
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise ConfigError(f"--config {path} is not UTF-8 text (byte {data[err.start]:#04x} at "
+                              f"offset {err.start}): pass a YAML recipe") from None
+        if not [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]:
+            raise ConfigError(f"--config {path} is empty: no settings in it (drop it, or write "
+                              "the recipe's keys: trainer, model, data)")
+        try:
+            settings = load_yaml(text)
+        except yaml.constructor.ConstructorError as err:  # a key given twice, with the file
+            raise ConfigError(f"--config {path}: {err.problem}") from None
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            where = f" (line {mark.line + 1})" if mark is not None else ""
+            raise ConfigError(f"--config {path} is not valid YAML: "
+                              f"{getattr(err, 'problem', None) or err}{where}") from None
+        if not isinstance(settings, dict):
+            raise ConfigError(f"--config {path} is not a mapping of settings (it holds a "
+                              f"{type(settings).__name__}): write the recipe's keys: trainer, "
+                              "model, data")
+
+
 def run_lightning_cli(args: Sequence[str]) -> LitOptimCLI:
+    check_config_files(args)
     return LitOptimCLI(
         args=with_default_classes(args),
         # Re-running into the same log directory overwrites its config.yaml instead of failing.
@@ -270,6 +324,7 @@ def cli_objects(config: str | Path | None, *overrides: str) -> LitOptimCLI:
     would build, not run and not saving a config.yaml (tuning and comparisons fit them).
     ``config`` None: the overrides alone (``--model my_pkg.Module …``)."""
     head = ["--config", str(config)] if config is not None else []
+    check_config_files([*head, *overrides])
     return LitOptimCLI(
         run=False, save_config_callback=None,
         args=with_default_classes([*head, *overrides]), **_CLI_KWARGS,

@@ -64,6 +64,31 @@ def check_trainer_values(config: Mapping[str, Any]) -> None:
     for key, check in _TRAINER_CHECKS.items():
         if config.get(key) is not None:
             check(f"trainer.{key}", config[key])
+    # Values Lightning takes and then trains nothing, or something else than asked.
+    if config.get("max_epochs") == 0:
+        raise ConfigError("trainer.max_epochs must be >= 1 (or -1 with trainer.max_steps), got "
+                          "0: the run would train nothing and report success")
+    precision = str(config.get("precision"))
+    if precision in ("16", "16-mixed") and _on_cpu(config.get("accelerator")):
+        raise ConfigError(f"trainer.precision {precision} needs a GPU; on the CPU Lightning would "
+                          "silently train in bf16-mixed instead: pass bf16-mixed (or 32) or "
+                          "--trainer.accelerator gpu")
+    clippers = [type(cb).__name__ for cb in _as_list(config.get("callbacks"))
+                if type(cb).__name__ == "GradientClipper"]
+    if clippers and config.get("gradient_clip_val"):
+        raise ConfigError("trainer.gradient_clip_val and a GradientClipper callback would both "
+                          "clip every step: keep one (the callback's max_norm, or the trainer's "
+                          "value without the callback)")
+
+
+def _on_cpu(accelerator: Any) -> bool:
+    if accelerator == "cpu":
+        return True
+    if accelerator in (None, "auto"):
+        import torch
+
+        return not torch.cuda.is_available() and not torch.backends.mps.is_available()
+    return False
 
 
 def _as_list(value: Any) -> list[Any]:

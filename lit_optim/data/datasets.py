@@ -11,6 +11,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from lit_optim.catalog.checks import check_count, check_number
+from lit_optim.catalog.errors import ConfigError
 from lit_optim.catalog.registry import Registry, RegistryEntry, import_object
 import lit_optim.data.sources as sources
 
@@ -53,8 +55,26 @@ def _synthetic_spec(
     input_shape: Sequence[int] = (1, 28, 28),
     num_features: int | None = None,
     num_classes: int = 10,
+    num_samples: int = 2048,
+    num_test_samples: int | None = None,
+    noise: float = 1.0,
     **_: Any,
 ) -> tuple[tuple[int, ...], int]:
+    """The shape and class count, after every value is checked (before any model is built)."""
+    what = "dataset 'synthetic'"
+    check_count(f"{what} num_classes", num_classes)
+    check_count(f"{what} num_samples", num_samples)
+    if num_test_samples is not None:
+        check_count(f"{what} num_test_samples", num_test_samples)
+    check_number(f"{what} noise", noise, low=0)
+    if num_features is not None:
+        check_count(f"{what} num_features", num_features)
+    elif not isinstance(input_shape, (list, tuple)) or not input_shape:
+        raise ConfigError(f"{what} input_shape must be a list of sizes such as [1, 28, 28], "
+                          f"got {input_shape!r}")
+    else:
+        for size in input_shape:
+            check_count(f"{what} each of input_shape", size)
     return sources.synthetic_shape(input_shape, num_features), int(num_classes)
 
 

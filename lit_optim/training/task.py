@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torchmetrics.classification import MulticlassAccuracy
 
+from lit_optim.catalog.checks import check_count
 from lit_optim.catalog.errors import ConfigError
 from lit_optim.catalog.factory import (
     check_lr_scaling,
@@ -97,6 +98,7 @@ class ClassificationTask(L.LightningModule):
                 "ClassificationTask needs input_shape and num_classes; lit-optim fills them in "
                 "from a ClassificationData, so give them yourself with any other data module"
             )
+        check_count("num_classes", num_classes)
         # Fail on a bad optimizer or schedule now, not after the first epoch. L-BFGS cannot
         # apply weight decay itself, so the task adds that share to its loss (an L2 term).
         self._loss_weight_decay = loss_weight_decay(optimizer, weight_decay)

@@ -245,7 +245,7 @@ def run_compare(*, recipe: str, optimizers: list[str], budget: int, seeds: int, 
     from tuning.runner.population import check_population
 
     check_compare_args(optimizers, budget, seeds, target, schedulers)
-    check_population(population, "tpe")
+    check_population(population, "tpe", n_trials=budget)
     unknown = [c for c in convex or () if c not in ("quadratic", "logreg")]
     if unknown:
         raise ConfigError(f"unknown convex problem {unknown[0]!r}; choose quadratic or logreg")

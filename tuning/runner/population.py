@@ -430,11 +430,16 @@ def _tell(study: optuna.Study, trial: optuna.Trial, state: TrialState, value: fl
 AUTO_CAP = {"cpu": 32, "cuda": 256}
 
 
-def check_population(population: int | str, sampler: str, space: SearchSpace | None = None) -> None:
+def check_population(population: int | str, sampler: str, space: SearchSpace | None = None,
+                     n_trials: int | None = None) -> None:
     if population == "auto":
         return
     if isinstance(population, bool) or not isinstance(population, int) or population < 1:
         raise ConfigError(f"--population must be auto or an integer >= 1, got {population!r}")
+    if n_trials is not None and population > n_trials:
+        raise ConfigError(f"--population {population} is larger than the budget of {n_trials} "
+                          f"trial{'s' if n_trials != 1 else ''}: use --population {n_trials} or "
+                          "less (or auto)")
     if population > 1 and sampler == "grid" and space is not None:
         size = _grid_size(space.grid())
         if population > size:

@@ -205,7 +205,7 @@ def run_study(*, recipe: str, space: str, study_name: str, storage_url: str, run
     check_count("max_failures", max_failures)
     from tuning.runner.population import check_population, choose_population
 
-    check_population(population, sampler, parsed)
+    check_population(population, sampler, parsed, n_trials=n_trials)
     check_before_trial_0(recipe_dict, parsed, trial_trainer_args(accelerator))
     parsed = dataclasses.replace(parsed, direction=resolve_direction(
         recipe_dict, parsed, trial_trainer_args(accelerator)))

@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from lit_optim import ConfigError
+from lit_optim import ConfigError, load_yaml
 
 __all__ = ["apply_overrides", "load_recipe", "write_recipe"]
 
@@ -18,9 +18,12 @@ def load_recipe(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"recipe {path} does not exist")
     try:
-        recipe = yaml.safe_load(path.read_text()) or {}
+        recipe = load_yaml(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"recipe {path} is not UTF-8 text (byte at offset {err.start}): "
+                          "pass a YAML file") from None
     except yaml.YAMLError as err:  # a syntax error or a !!python tag
-        raise ConfigError(f"recipe {path} is not valid YAML: {' '.join(str(err).split())}"
+        raise ConfigError(f"recipe {path} is not valid YAML: {' '.join((getattr(err, 'problem', None) or str(err)).split())}"
                           ) from None
     if not isinstance(recipe, dict):
         raise ConfigError(f"recipe {path} is not a mapping")

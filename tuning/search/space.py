@@ -33,7 +33,15 @@ from optuna.distributions import (
     IntDistribution,
 )
 
-from lit_optim import DATASETS, MODELS, OPTIMIZERS, SCHEDULERS, ConfigError, resolve_objective
+from lit_optim import (
+    DATASETS,
+    MODELS,
+    OPTIMIZERS,
+    SCHEDULERS,
+    ConfigError,
+    load_yaml,
+    resolve_objective,
+)
 
 __all__ = ["Param", "SearchSpace", "load_space"]
 
@@ -194,9 +202,12 @@ def load_space_dict(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"search space {path} does not exist")
     try:
-        return yaml.safe_load(path.read_text())
+        return load_yaml(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"search space {path} is not UTF-8 text (byte at offset {err.start}): "
+                          "pass a YAML file") from None
     except yaml.YAMLError as err:
-        raise ConfigError(f"search space {path} is not valid YAML: {' '.join(str(err).split())}"
+        raise ConfigError(f"search space {path} is not valid YAML: {' '.join((getattr(err, 'problem', None) or str(err)).split())}"
                           ) from None
 
 

@@ -297,6 +297,11 @@ def open_storage(url: str, *, n_workers: int = 1, heartbeat_s: float = HEARTBEAT
     except ImportError:  # Optuna's "install appropriate one": the database driver is missing
         raise ConfigError(f"cannot open storage {url!r}: its database driver is not installed; "
                           "for postgresql:// URLs: pip install 'lit-optim[postgres]'") from None
+    except sqlalchemy.exc.NoSuchModuleError:
+        scheme = url.split("://", 1)[0]
+        raise ConfigError(f"--storage {url}: unknown storage scheme {scheme!r}; use "
+                          "sqlite:///FILE, postgresql://USER@HOST/DB or a journal file path"
+                          ) from None
     except Exception as err:  # noqa: BLE001 - any driver/connection failure reads the same
         if made is not None:  # a failed first start leaves nothing behind
             for leftover in made.glob("study.db*"):

@@ -7,10 +7,10 @@ modules: each part of the toolkit costs only what it uses.
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
-from typing import Any
+
+from lit_optim.catalog.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -54,14 +54,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'lit_optim' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

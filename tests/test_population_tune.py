@@ -83,7 +83,7 @@ def test_a_population_larger_than_the_grid_is_one_line(space, capsys):
     _grid_space(space)
     with pytest.raises(SystemExit) as info:
         lit_tune(["run", "--recipe", "recipe.yaml", "--space", "grid.yaml", "--sampler", "grid",
-                  "--study", "g", "--n-trials", "4", "--population", "5"])
+                  "--study", "g", "--n-trials", "8", "--population", "5"])
     err = capsys.readouterr().err
     assert info.value.code == 2 and "Traceback" not in err
     assert "--population 5 is larger than the grid, which has 4 points" in err

@@ -599,3 +599,37 @@ def test_best_report_and_studies_leave_the_study_byte_for_byte(digits, workers):
 def test_studies_of_a_missing_run_dir_is_an_error(digits, capsys):
     assert _tune("studies", "--run-dir", "nowhere") == 2
     assert "--run-dir nowhere does not exist" in capsys.readouterr().err
+
+
+def test_a_storage_write_failing_mid_study_is_one_line_and_keeps_the_finished_trials(
+        digits, capsys, monkeypatch):
+    # The disk fills during trial 2: Optuna's RDB storage raises StorageInternalError from
+    # the commit (sqlite3's "database or disk is full" as its cause), here injected at the
+    # storage layer on the first write of trial 2.
+    import sqlite3
+
+    import optuna
+
+    _space(digits / "space.yaml", {"model.lr": "log[1e-3, 1e-1]"})
+    real = optuna.storages.RDBStorage.set_trial_user_attr
+
+    def full_disk(self, trial_id, key, value):
+        if self.get_trial_number_from_id(trial_id) >= 2:
+            try:
+                raise sqlite3.OperationalError("database or disk is full")
+            except sqlite3.OperationalError as disk:
+                raise optuna.exceptions.StorageInternalError(
+                    "An exception is raised during the commit.") from disk
+        return real(self, trial_id, key, value)
+
+    monkeypatch.setattr(optuna.storages.RDBStorage, "set_trial_user_attr", full_disk)
+    assert _run("--n-trials", "4", "--study", "disk", "--population", "1") == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    errors = [line for line in err.splitlines() if "error:" in line]
+    assert len(errors) == 1 and "storage sqlite:///runs/disk/study.db: a write failed" in errors[0]
+    assert "database or disk is full" in errors[0]
+    monkeypatch.setattr(optuna.storages.RDBStorage, "set_trial_user_attr", real)
+    study = optuna.load_study(study_name="disk", storage=f"sqlite:///{digits}/runs/disk/study.db")
+    finished = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert [t.number for t in finished] == [0, 1]  # readable, nothing finished lost

@@ -6,8 +6,7 @@ Optuna, Lightning or torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from lit_optim.catalog.lazy import lazy_exports
 
 _EXPORTS = {
     "SearchSpace": "tuning.search.space",
@@ -20,14 +19,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'tuning' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -244,6 +244,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         _die(f"{err.strerror or err}: {err.filename}" if err.filename else str(err))
     except sqlalchemy.exc.SQLAlchemyError as err:  # e.g. a read-only or locked study.db
         _die(f"storage {storage}: {' '.join(str(err.orig or err).split())}")
+    except optuna.exceptions.StorageInternalError as err:  # a write that failed mid-study
+        cause = err.__cause__
+        cause = getattr(cause, "orig", None) or cause or err
+        _die(f"storage {storage}: a write failed ({type(cause).__name__}: {cause}); every trial "
+             "finished before it is kept: free the space (or fix the server) and run the same "
+             "command again")
 
 
 def _die(message: str) -> None:

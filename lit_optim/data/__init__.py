@@ -6,8 +6,7 @@ Names are imported on first use (PEP 562): the dataset catalogue (``DATASETS``, 
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from lit_optim.catalog.lazy import lazy_exports
 
 _EXPORTS = {
     "DATASETS": "lit_optim.data.datasets",
@@ -21,14 +20,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'lit_optim.data' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

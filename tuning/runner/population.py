@@ -35,6 +35,7 @@ from typing import Any
 
 import lightning as L
 import optuna
+from filelock import FileLock
 from optuna.trial import TrialState
 
 from lit_optim import ConfigError, LitOptimError
@@ -50,7 +51,6 @@ from tuning.runner.algorithms import MAX_FAILURES
 from tuning.runner.worker import (
     TooManyFailuresError,
     _evaluate,
-    _file_lock,
     counted,
     tell,
     wait_for_running,
@@ -327,7 +327,7 @@ def run_population_worker(study: optuna.Study, objective: Objective, *, n_trials
         raise_if_interrupted()
         if deadline is not None and time.time() >= deadline:
             return
-        with _file_lock(lock_path):
+        with FileLock(lock_path):
             known = study.get_trials(deepcopy=False)
             left = n_trials - len(counted(known))
             if isinstance(study.sampler, optuna.samplers.GridSampler):

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+from filelock import FileLock
 from optuna.trial import TrialState
 
 from lit_optim import LitOptimError
@@ -123,7 +124,7 @@ def run_worker(study: optuna.Study, objective: Objective, *, n_trials: int, lock
         raise_if_interrupted()
         if deadline is not None and time.time() >= deadline:
             return
-        with _file_lock(lock_path):
+        with FileLock(lock_path):  # the workers of one machine, one ask at a time
             trials = study.get_trials(deepcopy=False)
             trial = study.ask() if len(counted(trials)) < n_trials else None
             if trial is not None:
@@ -198,24 +199,3 @@ def _evaluate(objective: Objective, trial: optuna.Trial) -> tuple[TrialState, fl
         log.write_text(traceback.format_exc())
         print(f"trial {trial.number} failed: {reason} (traceback in {log})", file=sys.stderr)
         return TrialState.FAIL, None
-
-
-class _file_lock:
-    """An exclusive lock file shared by the worker processes of one machine."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def __enter__(self):
-        import fcntl
-
-        self._fh = open(self.path, "a+")
-        fcntl.flock(self._fh, fcntl.LOCK_EX)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        import fcntl
-
-        fcntl.flock(self._fh, fcntl.LOCK_UN)
-        self._fh.close()
-

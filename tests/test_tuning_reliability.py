@@ -457,3 +457,31 @@ def test_a_signal_to_a_run_with_workers_is_one_line_and_no_worker_traceback(work
     assert stopped and all(t.user_attrs["fail_reason"] == f"interrupted by {signame}"
                            and t.user_attrs["rerun"] for t in stopped)
     assert not [t for t in _trials("sw", journal) if t.state == TrialState.RUNNING]
+
+
+def test_a_lost_postgresql_connection_is_one_line_and_keeps_the_finished_trials(
+        workdir, postgres_url):
+    import psycopg
+
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute("CREATE DATABASE lost")
+    url = postgres_url.rsplit("/", 1)[0] + "/lost"
+    proc = _start_and_wait_for_a_running_trial(
+        "lost", url, "--n-trials", "50", "--storage", url, "--heartbeat", "1",
+        "--trainer.max_epochs", "30", done=2, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True)
+    with psycopg.connect(postgres_url, autocommit=True) as conn:  # the server goes away for it
+        conn.execute("ALTER DATABASE lost ALLOW_CONNECTIONS false")
+        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                     "WHERE datname = 'lost' AND pid <> pg_backend_pid()")
+    try:
+        _, err = proc.communicate(timeout=120)
+    finally:
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            conn.execute("ALTER DATABASE lost ALLOW_CONNECTIONS true")
+    assert proc.returncode == 2, err[-3000:]
+    assert "Traceback" not in err, err[-3000:]
+    errors = [line for line in err.splitlines() if "error:" in line]
+    assert len(errors) == 1 and errors[0].startswith(f"lit-tune: error: storage {url}"), err[-3000:]
+    finished = [t for t in _trials("lost", url) if t.state in FINISHED]
+    assert len(finished) >= 2  # readable again, nothing finished lost

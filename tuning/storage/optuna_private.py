@@ -4,7 +4,9 @@
 ``heartbeat``: lit-tune asks for trials itself, under a file lock, so that N workers never overshoot the
 budget (``study.optimize`` with ``MaxTrialsCallback`` checks only after a trial ends). Outside
 ``study.optimize`` nothing beats a trial's heartbeat, and Optuna's heartbeat thread is only
-reachable through ``optuna.storages._heartbeat`` with the trial's storage id.
+reachable through ``optuna.storages._heartbeat`` with the trial's storage id; lit-tune beats it
+with the storage's ``record_heartbeat`` in a thread of its own, which a failing storage does not
+end with a traceback.
 
 ``set_user_attrs``: a trial left RUNNING by a dead process is failed by another process, with a
 ``fail_reason``; ``study.tell`` takes a trial number, but setting an attribute on a trial that
@@ -18,18 +20,45 @@ storage's sessions, after the checks its per-value method makes, for all N at on
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import optuna
-from optuna.storages._heartbeat import get_heartbeat_thread
+from optuna.storages._heartbeat import is_heartbeat_enabled
 
 __all__ = ["heartbeat", "report_all", "set_user_attrs"]
 
 
-def heartbeat(study: optuna.Study, trial: optuna.Trial) -> AbstractContextManager:
-    """Beats ``trial``'s heartbeat while the block runs, as ``study.optimize`` does (a no-op for
-    storages without heartbeats, such as the journal file)."""
-    return get_heartbeat_thread(trial._trial_id, study._storage)
+@contextmanager
+def heartbeat(study: optuna.Study, trial: optuna.Trial) -> Iterator[None]:
+    """Beats ``trial``'s heartbeat while the block runs, as ``study.optimize`` does (nothing for
+    storages without heartbeats, such as the journal file). Optuna's own thread dies with a
+    traceback when the storage fails (a lost PostgreSQL connection); this one stops beating
+    quietly, and the run's next write reports the storage's failure in one line."""
+    storage = study._storage
+    if not is_heartbeat_enabled(storage):
+        yield
+        return
+    interval = storage.get_heartbeat_interval()
+    stop = threading.Event()
+
+    def beat() -> None:
+        while True:
+            try:
+                storage.record_heartbeat(trial._trial_id)
+            except Exception:  # noqa: BLE001 - the main thread's next write says what failed
+                return
+            if stop.wait(timeout=interval):
+                return
+
+    thread = threading.Thread(target=beat, name=f"heartbeat of trial {trial.number}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def set_user_attrs(study: optuna.Study, trial: optuna.trial.FrozenTrial,

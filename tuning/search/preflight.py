@@ -84,7 +84,8 @@ def parse_recipe(recipe: dict[str, Any], trainer_args: Sequence[str], what: str 
 
 def check_before_trial_0(recipe: dict[str, Any], space: SearchSpace, trainer_args: Sequence[str]) -> None:
     """Parse the recipe, look every space path up in its classes, then parse it with the
-    space's first values, and with each other categorical value (about 0.1 s a parse)."""
+    space's first values, with each other categorical value, and with the high end of each
+    range (about 0.1 s a parse)."""
     cli = parse_recipe(recipe, trainer_args)
     for param in space.params:
         _check_path(cli.config, param.path)
@@ -103,6 +104,9 @@ def check_before_trial_0(recipe: dict[str, Any], space: SearchSpace, trainer_arg
     for path, value in space.other_choices():
         parse_recipe(apply_overrides(recipe, space.first_values(**{path: value})), trainer_args,
                      f"search space: {path}: {value!r} is invalid")
+    for path, value in space.range_ends():
+        parse_recipe(apply_overrides(recipe, space.first_values(**{path: value})), trainer_args,
+                     f"search space: {path}: its range reaches {value!r}, which is invalid")
 
 
 def resolve_direction(recipe: dict[str, Any], space: SearchSpace,

@@ -97,6 +97,13 @@ class SearchSpace:
                 if isinstance(p.distribution, CategoricalDistribution)
                 for value in p.distribution.choices[1:]]
 
+    def range_ends(self) -> list[tuple[str, Any]]:
+        """(path, high end) for every range: its low end is among the first values, so both
+        ends of each range are parsed before trial 0 (momentum over [0.5, 1.5] fails there,
+        not in the trial that draws 1.2)."""
+        return [(p.path, p.distribution.high) for p in self.params
+                if not isinstance(p.distribution, CategoricalDistribution)]
+
     def grid(self) -> dict[str, list[Any]]:
         """The values a grid sampler walks: every parameter must be categorical."""
         continuous = [p.path for p in self.params

@@ -21,6 +21,7 @@ from lightning.pytorch.plugins.io import CheckpointIO
 
 from lit_optim.callbacks.epoch_lines import EpochLines
 from lit_optim.callbacks.finite_checkpoint import FiniteModelCheckpoint
+from lit_optim.callbacks.gradient_clipper import GradientClipper
 from lit_optim.callbacks.objective_check import ObjectiveCheck
 from lit_optim.callbacks.plateau_resume import PlateauResume
 from lit_optim.callbacks.run_summary import RunSummary
@@ -73,9 +74,8 @@ def check_trainer_values(config: Mapping[str, Any]) -> None:
         raise ConfigError(f"trainer.precision {precision} needs a GPU; on the CPU Lightning would "
                           "silently train in bf16-mixed instead: pass bf16-mixed (or 32) or "
                           "--trainer.accelerator gpu")
-    clippers = [type(cb).__name__ for cb in _as_list(config.get("callbacks"))
-                if type(cb).__name__ == "GradientClipper"]
-    if clippers and config.get("gradient_clip_val"):
+    clipper = any(isinstance(cb, GradientClipper) for cb in _as_list(config.get("callbacks")))
+    if clipper and config.get("gradient_clip_val"):
         raise ConfigError("trainer.gradient_clip_val and a GradientClipper callback would both "
                           "clip every step: keep one (the callback's max_norm, or the trainer's "
                           "value without the callback)")

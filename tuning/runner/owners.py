@@ -31,8 +31,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from tuning.storage.optuna_private import set_user_attrs
 
-__all__ = ["HOST", "RUN", "claim", "same_run", "fail_for_rerun", "fail_dead_trials", "is_rerun", "owner_alive_here",
-           "why_dead"]
+__all__ = ["HOST", "RUN", "claim", "fail_dead_trials", "fail_for_rerun", "is_rerun",
+           "owner_alive_here", "same_run", "why_dead"]
 
 HOST = socket.gethostname()
 _STARTED_SLACK_S = 1.0  # psutil's create_time is rounded to the clock tick
@@ -106,8 +106,8 @@ def fail_for_rerun(study: optuna.Study, trial: optuna.Trial | FrozenTrial, reaso
         else:  # a trial of another process: only its frozen record is at hand
             set_user_attrs(study, trial, attrs)
         study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
-    except (optuna.exceptions.UpdateFinishedTrialError, RuntimeError):
-        return False
+    except RuntimeError:  # UpdateFinishedTrialError: its owner told it first (and GridSampler's
+        return False      # study.stop() outside optimize, once the told trial ends the grid)
     return True
 
 

@@ -32,9 +32,11 @@ from tuning.storage.backends import (
     settle_sqlite,
 )
 from tuning.runner.algorithms import MAX_FAILURES, make_pruner, make_sampler
+from tuning.runner.owners import is_rerun
 from tuning.runner.worker import counted, fail_lost_trials, run_worker, sampler_seed
 
 __all__ = ["export_best", "load_study", "run_study"]
+
 
 def run_epochs(recipe: dict[str, Any]) -> int:
     """The recipe's epochs (lit-optim fit's default 20 when it sets none or -1)."""
@@ -271,7 +273,7 @@ def run_study(*, recipe: str, space: str, study_name: str, storage_url: str, run
                 failed = optuna.load_study(study_name=study_name, storage=open_storage(
                     storage_url, n_workers=n_workers)).get_trials(states=(TrialState.FAIL,))
                 reasons = [t.user_attrs["fail_reason"] for t in failed
-                           if "fail_reason" in t.user_attrs and not t.user_attrs.get("rerun")]
+                           if "fail_reason" in t.user_attrs and not is_rerun(t)]
                 raise LitOptimError(reasons[-1] if reasons else "a worker process failed; see above")
             if any(p.exitcode for p in procs):
                 # A worker was killed or interrupted on its own (128 + signal, or a negative

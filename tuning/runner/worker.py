@@ -67,11 +67,12 @@ def sampler_seed(seed: int, rank: int, *, created: bool) -> int:
 def fail_lost_trials(study: optuna.Study, *, heartbeats: bool, heartbeat_s: float) -> bool:
     """Fail the RUNNING trials whose process is known dead (``tuning.runner.owners``; on an RDB
     storage also those whose heartbeat went stale): True if any was."""
-    before = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
-    lost = fail_dead_trials(study, grace_s=heartbeat_s)
-    if heartbeats:
+    lost = bool(fail_dead_trials(study, grace_s=heartbeat_s))
+    if heartbeats:  # Optuna's check says nothing of what it failed: count before and after
+        running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
         optuna.storages.fail_stale_trials(study)
-    return bool(lost) or len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))) < before
+        lost |= len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))) < running
+    return lost
 
 
 def wait_for_running(study: optuna.Study, *, heartbeats: bool, heartbeat_s: float,

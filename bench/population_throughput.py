@@ -10,6 +10,11 @@ sequential path), measured one after the other in this one process.
    (``bench/user_cnn.py``: its own DataModule and metric names, dropout, BatchNorm, a head
    param group), lr × weight-decay space, ``--user-trials`` trials, 10 epochs, one by one
    against N = ``--user-sizes`` (``lit_optim.population.ModulePopulation``).
+   With it, the arithmetic floor: the same 32 members' forward and backward passes one after
+   another in plain torch (no Lightning, no optimizer, no data loader), every training and
+   validation batch of the 10 epochs: the time a population of them cannot beat with torch's
+   CPU kernels unless a vmapped kernel beats the members' own, and the speed-up that floor
+   allows over the one-by-one rate measured in the same run.
 4. ``--quality``: the best val_acc at an equal budget of ``--n-trials``, ``--population 1``
    against ``auto`` (lit-tune's default), for 3 sampler seeds, on the lr × weight-decay space
    and on ``recipes/digits/search.yaml`` (structure varies: optimizer, batch size, schedule,
@@ -80,6 +85,31 @@ def compare(tmp: Path, label: str, recipe: Path, n_trials: int, sizes: list[int]
     return rates
 
 
+def arithmetic_floor(n_members: int, epochs: int) -> float:
+    """Seconds for ``n_members`` user CNNs' forward+backward on every training batch and
+    forward on every validation batch of ``epochs`` epochs, one member after another."""
+    import torch
+    from torch import nn
+    from user_cnn import DigitsCNN, DigitsImages
+
+    data = DigitsImages()
+    data.setup()
+    members = [DigitsCNN() for _ in range(n_members)]
+    start = time.perf_counter()
+    for _ in range(epochs):
+        for x, y in data.train_dataloader():
+            for member in members:
+                member.train()
+                member.zero_grad(set_to_none=True)
+                nn.functional.cross_entropy(member(x), y).backward()
+        with torch.no_grad():
+            for x, y in data.val_dataloader():
+                for member in members:
+                    member.eval()
+                    member(x)
+    return time.perf_counter() - start
+
+
 def quality(tmp: Path, n_trials: int, accelerator: str) -> None:
     """Best val_acc at an equal budget: one by one against auto, 3 sampler seeds."""
     full = yaml.safe_load((ROOT / "recipes" / "digits" / "search.yaml").read_text())
@@ -138,6 +168,11 @@ def main() -> None:
                            args.accelerator, USER_SPACE)
             for n in user_sizes[1:]:
                 print(f"user-module speed-up: {user[n] / user[1]:.1f}x (N={n})")
+            n = args.user_trials
+            floor = arithmetic_floor(n, USER_RECIPE["trainer"]["max_epochs"])
+            print(f"user-module arithmetic floor: {n} members' fwd+bwd one after another, "
+                  f"plain torch: {floor:.1f} s = {n / floor * 60:.1f} trials/min, at most "
+                  f"{n / floor * 60 / user[1]:.1f}x the one-by-one rate")
         if args.quality:
             quality(tmp, args.n_trials, args.accelerator)
         rates = compare(tmp, "digits", RECIPE, args.n_trials, sizes, args.accelerator)

@@ -38,7 +38,8 @@ class Shapes(L.LightningDataModule):
 
 class SmallCNN(L.LightningModule):
     def __init__(self, lr: float = 1e-2, weight_decay: float = 1e-3, head_lr: float = 3e-2,
-                 dropout: float = 0.0, optimizer: str = "adamw", scheduler: str = "cosine"):
+                 dropout: float = 0.0, optimizer: str = "adamw", scheduler: str = "cosine",
+                 scheduler_kwargs: dict | None = None):
         super().__init__()
         self.save_hyperparameters()
         # No conv bias before BatchNorm (it cancels): its gradient is round-off, which Adam
@@ -69,7 +70,9 @@ class SmallCNN(L.LightningModule):
                                weight_decay=self.hparams.weight_decay,
                                param_groups=[{"params": "head.*", "lr": self.hparams.head_lr}])
         return {"optimizer": opt,
-                "lr_scheduler": create_scheduler(self.hparams.scheduler, opt, self.trainer)}
+                "lr_scheduler": create_scheduler(self.hparams.scheduler, opt, self.trainer,
+                                                 monitor="valid/nll",
+                                                 **(self.hparams.scheduler_kwargs or {}))}
 
 
 MEMBERS = [dict(lr=1e-2, weight_decay=1e-3, head_lr=3e-2), dict(lr=3e-3, weight_decay=1e-2, head_lr=1e-2),
@@ -98,9 +101,15 @@ def _population(tmp_path, members, clip=None, **trainer):
     return population
 
 
-@pytest.mark.parametrize("optimizer,scheduler", [("adamw", "cosine"), ("momentum", "onecycle")])
-def test_every_member_ends_where_its_own_run_ends(tmp_path, optimizer, scheduler):
-    members = [{**m, "optimizer": optimizer, "scheduler": scheduler} for m in MEMBERS]
+@pytest.mark.parametrize("optimizer,scheduler,kwargs", [
+    ("adamw", "cosine", {}), ("momentum", "onecycle", {}),
+    # plateau's warmup rides on the optimizer's step hook (StepWarmup): the one schedule a
+    # shadow optimizer must still be stepped for
+    ("adamw", "plateau", {"warmup_steps": 10, "patience": 0, "factor": 0.5, "mode": "min"})],
+    ids=["adamw-cosine", "momentum-onecycle", "adamw-warmup-plateau"])
+def test_every_member_ends_where_its_own_run_ends(tmp_path, optimizer, scheduler, kwargs):
+    members = [{**m, "optimizer": optimizer, "scheduler": scheduler, "scheduler_kwargs": kwargs}
+               for m in MEMBERS]
     population = _population(tmp_path, members)
     assert population.alive == [0, 1, 2] and not population.dropped
     for i, hparams in enumerate(members):

@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from lit_optim.catalog.torch_private import foreach_norm
+
 
 def named_trainable(module: nn.Module) -> list[tuple[str, nn.Parameter]]:
     return [(n, p) for n, p in module.named_parameters() if p.requires_grad]
@@ -25,12 +27,12 @@ def norms(tensors: list[torch.Tensor], norm_type: float = 2.0) -> torch.Tensor:
     narrow float64 to float32, and a float64 run keeps its precision)."""
     wide = [t.dtype == torch.float64 for t in tensors]
     if not any(wide):
-        return torch.stack(torch._foreach_norm(tensors, norm_type, dtype=torch.float32))
+        return torch.stack(foreach_norm(tensors, norm_type, dtype=torch.float32))
     if all(wide):
-        return torch.stack(torch._foreach_norm(tensors, norm_type))
-    narrow = iter(torch._foreach_norm([t for t, w in zip(tensors, wide) if not w], norm_type,
-                                      dtype=torch.float32))
-    double = iter(torch._foreach_norm([t for t, w in zip(tensors, wide) if w], norm_type))
+        return torch.stack(foreach_norm(tensors, norm_type))
+    narrow = iter(foreach_norm([t for t, w in zip(tensors, wide) if not w], norm_type,
+                               dtype=torch.float32))
+    double = iter(foreach_norm([t for t, w in zip(tensors, wide) if w], norm_type))
     return torch.stack([next(double) if w else next(narrow).double() for w in wide])
 
 

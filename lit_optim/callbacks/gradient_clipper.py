@@ -11,6 +11,7 @@ from typing_extensions import override
 from lit_optim.callbacks._grads import grad_norms, named_trainable, norms, with_grads
 from lit_optim.catalog.errors import ConfigError
 from lit_optim.catalog.checks import check_count, check_number
+from lit_optim.catalog.torch_private import foreach_clamp_, foreach_mul_
 from lit_optim.catalog.trainer_info import is_logging_step
 
 __all__ = ["GradientClipper"]
@@ -89,8 +90,7 @@ class GradientClipper(L.Callback):
         self._clipped = self._clipped.to(total.device)
         if self.mode == "value":
             clipped = norms(grads, float("inf")).max() > self.clip_value
-            torch._foreach_clamp_min_(grads, -self.clip_value)
-            torch._foreach_clamp_max_(grads, self.clip_value)
+            foreach_clamp_(grads, -self.clip_value, self.clip_value)
         else:
             threshold = self._threshold(total) if self.mode == "adaptive" else self.max_norm
             clipped = total > threshold
@@ -99,7 +99,7 @@ class GradientClipper(L.Callback):
             # skipping the multiply when nothing is clipped is the cheaper path.
             if total.device.type != "cpu" or bool(clipped):
                 coef = (threshold / (total + 1e-6)).clamp(max=1.0)
-                torch._foreach_mul_(grads, coef.to(grads[0].dtype))
+                foreach_mul_(grads, coef.to(grads[0].dtype))
             self.last_threshold = torch.as_tensor(threshold)
         self._clipped = self._clipped + clipped
         self._steps += 1

@@ -12,6 +12,7 @@ from typing_extensions import override
 from lit_optim.callbacks._grads import named_trainable, with_grads
 from lit_optim.catalog.errors import ConfigError
 from lit_optim.catalog.checks import check_count
+from lit_optim.catalog.torch_private import foreach_norm, foreach_sub
 
 __all__ = ["LayerDiagnostics"]
 
@@ -60,8 +61,8 @@ class LayerDiagnostics(L.Callback):
         names, params = with_grads(self._named)
         if not params:
             return
-        w_norms = torch._foreach_norm(params)
-        g_norms = torch._foreach_norm([p.grad for p in params])
+        w_norms = foreach_norm(params)
+        g_norms = foreach_norm([p.grad for p in params])
         before = [p.detach().clone() for p in params]
         self._pending = (names, params, before, [torch.stack(w_norms), torch.stack(g_norms)])
 
@@ -71,7 +72,7 @@ class LayerDiagnostics(L.Callback):
             return
         names, params, before, (w, g) = self._pending
         self._pending = None
-        d = torch.stack(torch._foreach_norm(torch._foreach_sub([p.detach() for p in params], before)))
+        d = torch.stack(foreach_norm(foreach_sub([p.detach() for p in params], before)))
         rows = torch.stack([w, g, d / w, w / g]).T.tolist()  # the one host transfer
         step = trainer.global_step - 1  # the step these numbers describe
         table = {n: dict(zip(self.QUANTITIES, r)) for n, r in zip(names, rows)}

@@ -348,6 +348,26 @@ def test_recipes_switch_the_callbacks_on_by_name(tmp_path, monkeypatch):
                      "lit_optim.callbacks.LayerDiagnostics"]
 
 
+def test_each_lit_tune_trial_keeps_its_own_diagnostics_plot(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from tuning.cli import main as lit_tune
+
+    monkeypatch.chdir(tmp_path)
+    recipe = yaml.safe_load((Path(__file__).resolve().parents[1] / "recipes" / "digits" /
+                             "mlp.yaml").read_text())
+    recipe["trainer"]["max_epochs"] = 1
+    recipe["trainer"]["callbacks"] = [{"class_path": "lit_optim.callbacks.LayerDiagnostics",
+                                       "init_args": {"every_n_steps": 5, "png": "ratios.png"}}]
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    (tmp_path / "space.yaml").write_text(yaml.safe_dump(
+        {"metric": "val_acc", "params": {"model.lr": "log[1e-3, 1e-1]"}}))
+    lit_tune(["run", "--recipe", "recipe.yaml", "--space", "space.yaml", "--study", "d",
+              "--n-trials", "2", "--population", "1", "--accelerator", "cpu"])
+    plots = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("ratios.png"))
+    assert plots == ["runs/d/trial_0/ratios.png", "runs/d/trial_1/ratios.png"]
+
+
 def test_bad_callback_argument_from_a_recipe_is_one_clear_error(tmp_path, monkeypatch, capsys):
     from pathlib import Path
 

@@ -94,6 +94,13 @@ def test_validate_and_test_from_a_checkpoint(tmp_path, capsys):
     assert "test_acc" in out
     run("validate", "--config", DIGITS, *QUIET, "--ckpt_path", ckpt)
     assert "val_acc" in capsys.readouterr().out
+    # Both logged beside the fit they score, not in a version_N of their own.
+    run_dir = next(tmp_path.rglob("*.ckpt")).parent.parent
+    assert sorted(p.name for p in run_dir.parent.iterdir()) == [run_dir.name]
+    tested = list(csv.DictReader(open(run_dir / "test" / "metrics.csv")))
+    assert "test_acc" in tested[0]
+    assert "val_acc" in next(csv.DictReader(open(run_dir / "validate" / "metrics.csv")))
+    assert "val_acc" in next(csv.DictReader(open(run_dir / "metrics.csv")))  # the fit's own
 
 
 @pytest.mark.parametrize("kind", ["optimizers", "schedulers", "models", "datasets"])

@@ -56,6 +56,13 @@ def test_report_numbers_match_the_studies_and_seed_runs(workdir, capsys):
     assert (results["metric"], results["direction"], results["rank_metric"]) == (
         "val_acc", "max", "test_acc")
     assert "Ranking by mean test_acc (higher is better)" in report
+    # lit-tune studies lists what compare made, beside what run makes
+    capsys.readouterr()
+    main(["studies"])
+    listed = capsys.readouterr().out.splitlines()
+    for label in ("momentum", "adam"):
+        assert any(line.startswith(f"study {label}:") and "studies.db" in line
+                   for line in listed), listed
 
 
 def test_compare_resumes_without_redoing_finished_work(workdir):

@@ -332,8 +332,8 @@ def test_muon_orthogonalizes_the_momentum_of_matrices():
 
 
 def test_capability_metadata():
-    assert OPTIMIZERS.get("adamw").decoupled_weight_decay
-    assert not OPTIMIZERS.get("adam").decoupled_weight_decay
+    assert OPTIMIZERS.get("adamw").population_rule == "adamw"
+    assert OPTIMIZERS.get("lamb").population_rule is None
     assert OPTIMIZERS.get("momentum").has_momentum and OPTIMIZERS.get("adam").has_betas
     assert not OPTIMIZERS.get("lbfgs").supports_weight_decay
     assert OPTIMIZERS.get("heavy_ball").name == "momentum"

@@ -117,3 +117,22 @@ def test_a_member_without_gradient_steps_is_left_alone_and_bad_input_is_refused(
         PopulationUpdate("sgd", [torch.zeros(2, 3)], [{"lr": 0.1, "betas": (0.9, 0.99)}, {"lr": 0.1}])
     with pytest.raises(ConfigError, match="leading member axis of 2"):
         PopulationUpdate("adam", [torch.zeros(3, 3)], [{"lr": 0.1}, {"lr": 0.1}])
+
+
+def test_every_registered_optimizer_with_a_population_rule_is_checked_against_torch():
+    from lit_optim.catalog.optimizers import OPTIMIZERS
+    from lit_optim.population import POPULATION_OPTIMIZERS
+
+    with_rule = {info.name for info in OPTIMIZERS if info.population_rule is not None}
+    assert with_rule == set(POPULATION_OPTIMIZERS)
+    assert with_rule == set(MEMBERS)  # each family above
+
+
+@pytest.mark.parametrize("name", sorted(MEMBERS))
+def test_members_that_give_only_an_lr_get_torch_and_the_registry_defaults(name):
+    # Nothing but lr: whatever the rule assumes for the rest must be what torch's class and
+    # the registry entry (momentum's 0.9, amsgrad's flag, adamw's decay 1e-2) give.
+    stacked, alone = _run(name, [{"lr": 0.01}, {"lr": 0.03}])
+    for i, weights in enumerate(alone):
+        for p, w in zip(stacked, weights):
+            assert torch.allclose(p[i].detach(), w, rtol=0, atol=1e-12), (name, i)

@@ -633,3 +633,21 @@ def test_a_storage_write_failing_mid_study_is_one_line_and_keeps_the_finished_tr
     study = optuna.load_study(study_name="disk", storage=f"sqlite:///{digits}/runs/disk/study.db")
     finished = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert [t.number for t in finished] == [0, 1]  # readable, nothing finished lost
+
+
+def test_a_run_in_a_log_prints_lines_not_bars_and_an_absolute_storage(digits, capfd, tmp_path,
+                                                                       monkeypatch):
+    _space(digits / "space.yaml", {"model.lr": "log[1e-3, 1e-1]"})
+    recipe = yaml.safe_load((digits / "recipe.yaml").read_text())
+    recipe["trainer"]["max_epochs"] = 1
+    (digits / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    lit_tune(["run", "--recipe", "recipe.yaml", "--space", "space.yaml", "--study", "logged",
+              "--accelerator", "cpu", "--n-trials", "2", "--population", "1"])
+    captured = capfd.readouterr()  # not a terminal, as in a log file or CI
+    assert "\r" not in captured.out and "\r" not in captured.err
+    progress = [line for line in captured.out.splitlines() if line.startswith("study logged: ")]
+    assert [line.split()[2].rstrip(",") for line in progress][:2] == ["1/2", "2/2"], captured.out
+    url = next(line.split()[1] for line in captured.out.splitlines() if line.startswith("storage: "))
+    assert url == f"sqlite:///{(digits / 'runs' / 'logged' / 'study.db').absolute()}"
+    monkeypatch.chdir(tmp_path)  # the printed URL opens from any folder
+    assert len(optuna.load_study(study_name="logged", storage=url).trials) == 2

@@ -40,6 +40,23 @@ def population_size(value: str) -> int | str:
     return size
 
 
+def one_of(names: Sequence[str], kind: str):
+    """An argparse ``type`` for an option with a fixed set of values (``choices`` shows them in
+    ``--help``): a wrong one is refused with the close matches, as the registries refuse names
+    (argparse's own ``choices`` check lists them all, without a suggestion)."""
+
+    def check(value: str) -> str:
+        from tuning.runner.algorithms import check_name
+
+        try:
+            check_name(value, tuple(names), kind)
+        except LookupError as err:
+            raise argparse.ArgumentTypeError(str(err).strip("'\"")) from None
+        return value
+
+    return check
+
+
 def study_name(value: str) -> str:
     """``--study``: a name that is also a folder under --run-dir, so not empty, not a path."""
     if not value or value in (".", "..") or "/" in value or "\\" in value or value != value.strip():
@@ -76,14 +93,22 @@ def _parser() -> argparse.ArgumentParser:
                                           "or a journal file path")
     common.add_argument("--run-dir", default="runs", type=Path, help="parent of runs/<study>/")
     run = sub.add_parser("run", parents=[common], help="create or resume a study and run it")
-    run.add_argument("--recipe", required=True)
-    run.add_argument("--space", required=True)
+    run.add_argument("--recipe", required=True,
+                     help="the lit-optim recipe (YAML) every trial starts from")
+    run.add_argument("--space", required=True,
+                     help="the search space (YAML): metric, direction, params")
     run.add_argument("--n-trials", type=int, default=50, help="finished trials the study should have")
-    run.add_argument("--n-workers", type=int, default=1)
-    run.add_argument("--sampler", default="tpe", help=f"one of {', '.join(SAMPLERS)}")
-    run.add_argument("--pruner", default="median", help=f"one of {', '.join(PRUNERS)}")
-    run.add_argument("--seed", type=int, default=0)
-    run.add_argument("--accelerator", default="auto")
+    run.add_argument("--n-workers", type=int, default=1,
+                     help="processes running trials at once (a journal file or PostgreSQL "
+                          "storage; default %(default)s)")
+    run.add_argument("--sampler", default="tpe", type=one_of(SAMPLERS, "sampler"), choices=SAMPLERS,
+                     help="Optuna sampler (default %(default)s)")
+    run.add_argument("--pruner", default="median", type=one_of(PRUNERS, "pruner"), choices=PRUNERS,
+                     help="Optuna pruner (default %(default)s)")
+    run.add_argument("--seed", type=int, default=0,
+                     help="sampler seed (each worker its own, from this one)")
+    run.add_argument("--accelerator", default="auto",
+                     help="Lightning accelerator for the trials: auto, cpu, gpu, mps …")
     run.add_argument("--max-failures", type=int, default=MAX_FAILURES,
                      help="failed trials in a row that stop the study (default %(default)s)")
     run.add_argument("--accept-changes", action="store_true",
@@ -103,10 +128,12 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("report", parents=[common], help="plots and a summary in runs/<study>/report")
     studies = sub.add_parser("studies", help="the studies of a run directory or a storage")
     studies.add_argument("--storage", help="an Optuna storage URL or journal file path")
-    studies.add_argument("--run-dir", default="runs", type=Path)
+    studies.add_argument("--run-dir", default="runs", type=Path,
+                         help="list every study under this folder (default %(default)s)")
     sub.add_parser("delete", parents=[common], help="delete a study from its storage")
     compare = sub.add_parser("compare", help="fair optimizer comparison: equal budgets, seeds")
-    compare.add_argument("--recipe", required=True)
+    compare.add_argument("--recipe", required=True,
+                         help="the lit-optim recipe every optimizer's study starts from")
     compare.add_argument("--optimizers", required=True, help="comma-separated registry names")
     compare.add_argument("--schedulers", help="comma-separated: compare these schedules for the "
                                               "first optimizer instead")
@@ -125,8 +152,10 @@ def _parser() -> argparse.ArgumentParser:
                          help="report the epochs each optimizer needs to reach this value of "
                               "the metric")
     compare.add_argument("--name", default="compare", help="runs/<name>/ holds everything")
-    compare.add_argument("--run-dir", default="runs", type=Path)
-    compare.add_argument("--accelerator", default="auto")
+    compare.add_argument("--run-dir", default="runs", type=Path,
+                         help="parent of runs/<name>/ (default %(default)s)")
+    compare.add_argument("--accelerator", default="auto",
+                         help="Lightning accelerator: auto, cpu, gpu, mps …")
     compare.add_argument("--population", type=population_size, default="auto",
                          help="train up to N of an optimizer's trials at once (as lit-tune run)")
     compare.add_argument("--convex", default="",

@@ -6,6 +6,8 @@ the (name, parameter) list once in ``setup`` and reduce with single foreach kern
 
 from __future__ import annotations
 
+import weakref
+
 import torch
 from torch import nn
 
@@ -36,16 +38,21 @@ def norms(tensors: list[torch.Tensor], norm_type: float = 2.0) -> torch.Tensor:
     return torch.stack([next(double) if w else next(narrow).double() for w in wide])
 
 
+# Trainer -> (step key, norms): kept beside the Trainer, not on it (no attribute of ours on a
+# Lightning object), and gone with it.
+_NORMS_OF_THIS_STEP: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def grad_norms(trainer, params: list[nn.Parameter], norm_type: float = 2.0) -> torch.Tensor:
     """Per-parameter gradient norms for this optimizer step, computed once per step and
     shared: the guard and the clipper both need them in the same hook. (If the clipper runs
     first, the guard reads pre-clip norms: finiteness is the same either way.)"""
     key = (trainer.global_step, norm_type, len(params), id(params[0].grad) if params else 0)
-    cached = getattr(trainer, "_lit_optim_grad_norms", None)
+    cached = _NORMS_OF_THIS_STEP.get(trainer)
     if cached is not None and cached[0] == key:
         return cached[1]
     value = norms([p.grad for p in params], norm_type)
-    trainer._lit_optim_grad_norms = (key, value)
+    _NORMS_OF_THIS_STEP[trainer] = (key, value)
     return value
 
 

@@ -32,7 +32,7 @@ from lit_optim.catalog.optimizers import (
     group_options,
     instantiate_optimizer,
 )
-from lit_optim.catalog.param_groups import build_param_groups, check_param_group_specs
+from lit_optim.catalog.param_groups import build_param_groups, check_param_group_specs, takes_decay
 from lit_optim.catalog.schedulers import SCHEDULERS, check_scheduler_args, scheduler_config
 from lit_optim.catalog.trainer_info import run_length, validation_period
 from lit_optim.catalog.checks import check_number
@@ -187,7 +187,7 @@ def l2_penalty(module: nn.Module, weight_decay: float, *,
     """½·weight_decay·Σ‖w‖² over the parameters that decay (biases and norm weights excluded
     unless ``decay_bias_and_norm``): the gradient is weight_decay·w, the L2 form of decay."""
     decayed = [p for p in module.parameters()
-               if p.requires_grad and (decay_bias_and_norm or p.ndim >= 2)]
+               if p.requires_grad and takes_decay(p.ndim, decay_bias_and_norm)]
     return 0.5 * weight_decay * sum(p.pow(2).sum() for p in decayed)
 
 

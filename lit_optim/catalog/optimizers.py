@@ -1,8 +1,8 @@
 """Optimizers by name.
 
-Each entry says what the optimizer can take (momentum, betas, eps, decoupled weight decay) so
-one kwargs dict from a recipe or an Optuna trial can be checked against any optimizer before
-training starts. ``lr`` and ``weight_decay`` are flat hyperparameters of the task (tuning
+Each entry says what the optimizer can take (momentum, betas, weight decay, param groups) and
+which population rule follows it, so one kwargs dict from a recipe or an Optuna trial can be
+checked against any optimizer before training starts. ``lr`` and ``weight_decay`` are flat hyperparameters of the task (tuning
 searches them); everything else goes in ``optimizer_kwargs``.
 """
 
@@ -37,9 +37,9 @@ class OptimizerInfo(RegistryEntry):
             ``factory(params, lr=..., weight_decay=..., **kwargs)``.
         has_momentum: takes a ``momentum`` kwarg (heavy ball or similar).
         has_betas: takes ``betas`` (first/second moment decay).
-        has_eps: takes ``eps`` (denominator guard).
-        decoupled_weight_decay: weight decay shrinks weights directly (AdamW) rather than
-            being added to the gradient as an L2 term.
+        population_rule: the vectorized update rule (``lit_optim.population.rules``) that
+            follows this optimizer's arithmetic with per-member hyperparameters, so trials
+            using it can train as one population; None: one by one.
         supports_weight_decay: False for optimizers with no weight decay (L-BFGS): asking them
             for weight decay is an error; add it to the loss instead (``lit_optim.l2_penalty``;
             ``ClassificationTask`` does so for its users).
@@ -56,8 +56,7 @@ class OptimizerInfo(RegistryEntry):
     factory: Callable[..., Optimizer] | str
     has_momentum: bool = False
     has_betas: bool = False
-    has_eps: bool = False
-    decoupled_weight_decay: bool = False
+    population_rule: str | None = None
     supports_weight_decay: bool = True
     single_param_group: bool = False
     typical_lr: float = 1e-3
@@ -121,35 +120,38 @@ def _check_lookahead(kwargs: Mapping[str, Any]) -> None:
 _torch = torch.optim
 for entry in [
     OptimizerInfo(name="sgd", factory=_torch.SGD, has_momentum=True, typical_lr=0.05,
+                  population_rule="sgd",
                   description="(stochastic) gradient descent; momentum 0 unless given"),
     OptimizerInfo(name="momentum", factory=_torch.SGD, has_momentum=True, typical_lr=0.05,
+                  population_rule="sgd",
                   aliases=("heavy_ball",), defaults={"momentum": 0.9},
                   description="heavy-ball momentum: v ← βv + g, w ← w - lr·v (β = 0.9)"),
     OptimizerInfo(name="nesterov", factory=_torch.SGD, has_momentum=True, typical_lr=0.05,
+                  population_rule="sgd",
                   defaults={"momentum": 0.9, "nesterov": True},
                   description="Nesterov accelerated gradient, torch's form (β = 0.9)"),
-    OptimizerInfo(name="adagrad", factory=_torch.Adagrad, has_eps=True, typical_lr=0.05,
+    OptimizerInfo(name="adagrad", factory=_torch.Adagrad, typical_lr=0.05,
+                  population_rule="adagrad",
                   description="per-coordinate lr ∝ 1/√(sum of squared gradients)"),
-    OptimizerInfo(name="rmsprop", factory=_torch.RMSprop, has_momentum=True, has_eps=True,
+    OptimizerInfo(name="rmsprop", factory=_torch.RMSprop, has_momentum=True,
+                  population_rule="rmsprop",
                   description="per-coordinate lr ∝ 1/√(EMA of squared gradients)"),
-    OptimizerInfo(name="adadelta", factory=_torch.Adadelta, has_eps=True, typical_lr=1.0,
+    OptimizerInfo(name="adadelta", factory=_torch.Adadelta, typical_lr=1.0,
                   description="Adadelta: unit-corrected RMS of updates over RMS of gradients"),
-    OptimizerInfo(name="adam", factory=_torch.Adam, has_betas=True, has_eps=True,
+    OptimizerInfo(name="adam", factory=_torch.Adam, has_betas=True, population_rule="adam",
                   description="Adam (Kingma & Ba 2015); weight_decay is an L2 term on the gradient"),
-    OptimizerInfo(name="amsgrad", factory=_torch.Adam, has_betas=True, has_eps=True,
+    OptimizerInfo(name="amsgrad", factory=_torch.Adam, has_betas=True, population_rule="adam",
                   defaults={"amsgrad": True},
                   description="Adam with the running maximum of the second moment (Reddi et al. 2018)"),
-    OptimizerInfo(name="adamw", factory=_torch.AdamW, has_betas=True, has_eps=True,
-                  decoupled_weight_decay=True,
+    OptimizerInfo(name="adamw", factory=_torch.AdamW, has_betas=True, population_rule="adamw",
                   description="Adam with decoupled weight decay (Loshchilov & Hutter 2019)"),
-    OptimizerInfo(name="nadam", factory=_torch.NAdam, has_betas=True, has_eps=True,
+    OptimizerInfo(name="nadam", factory=_torch.NAdam, has_betas=True,
                   description="Adam with Nesterov momentum (Dozat 2016)"),
-    OptimizerInfo(name="radam", factory=_torch.RAdam, has_betas=True, has_eps=True,
+    OptimizerInfo(name="radam", factory=_torch.RAdam, has_betas=True,
                   description="rectified Adam: variance-corrected warm start (Liu et al. 2020)"),
-    OptimizerInfo(name="adamax", factory=_torch.Adamax, has_betas=True, has_eps=True,
+    OptimizerInfo(name="adamax", factory=_torch.Adamax, has_betas=True,
                   typical_lr=2e-3, description="Adam with the infinity norm for the second moment"),
-    OptimizerInfo(name="adafactor", factory=_torch.Adafactor, decoupled_weight_decay=True,
-                  typical_lr=1e-2,
+    OptimizerInfo(name="adafactor", factory=_torch.Adafactor, typical_lr=1e-2,
                   description="factored second moments, relative step size (Shazeer & Stern 2018)"),
     OptimizerInfo(name="lbfgs", factory=_torch.LBFGS, supports_weight_decay=False,
                   single_param_group=True, typical_lr=1.0,
@@ -157,13 +159,13 @@ for entry in [
                               "closure; weight_decay becomes an L2 term in the loss"),
     OptimizerInfo(name="lars", factory="lit_optim.catalog.extra_optimizers.LARS", has_momentum=True, typical_lr=1.0,
                   description="SGD + momentum with a per-layer trust ratio (You et al. 2017)"),
-    OptimizerInfo(name="lamb", factory="lit_optim.catalog.extra_optimizers.LAMB", has_betas=True, has_eps=True,
-                  decoupled_weight_decay=True, typical_lr=1e-2,
+    OptimizerInfo(name="lamb", factory="lit_optim.catalog.extra_optimizers.LAMB", has_betas=True,
+                  typical_lr=1e-2,
                   description="Adam direction with a per-layer trust ratio (You et al. 2019)"),
     OptimizerInfo(name="lookahead", factory=lookahead, check=_check_lookahead, wraps="base",
                   description="k fast steps of a base optimizer, then slow weights move alpha of the way"),
     OptimizerInfo(name="muon", factory="lit_optim.catalog.extra_optimizers.MuonWithAdamW", has_momentum=True,
-                  decoupled_weight_decay=True, typical_lr=1e-2,
+                  typical_lr=1e-2,
                   description="Muon (orthogonalized momentum) on 2-D weights; AdamW on the rest"),
 ]:
     OPTIMIZERS.register(entry)

@@ -18,10 +18,16 @@ from typing import Any
 
 from torch import nn
 
+
+def takes_decay(ndim: int, decay_bias_and_norm: bool = False) -> bool:
+    """Does a parameter of ``ndim`` dimensions take weight decay? The one rule (see the module
+    doc): weights do; biases and norm scales (ndim < 2) only with ``decay_bias_and_norm``."""
+    return decay_bias_and_norm or ndim >= 2
+
 from lit_optim.catalog.errors import ConfigError
 from lit_optim.catalog.checks import check_number
 
-__all__ = ["build_param_groups", "check_param_group_specs"]
+__all__ = ["build_param_groups", "check_param_group_specs", "takes_decay"]
 
 
 def check_param_group_specs(specs: Sequence[Mapping[str, Any]], accepted: set[str]) -> None:
@@ -82,8 +88,8 @@ def build_param_groups(
         options = {k: v for k, v in (specs[i].items() if i < len(specs) else ()) if k != "params"}
         group_lr = options.pop("lr", lr) * lr_factor
         group_wd = options.pop("weight_decay", weight_decay)
-        decayed = [p for n, p in members if decay_bias_and_norm or p.ndim >= 2]
-        exempt = [p for n, p in members if not decay_bias_and_norm and p.ndim < 2]
+        decayed = [p for n, p in members if takes_decay(p.ndim, decay_bias_and_norm)]
+        exempt = [p for n, p in members if not takes_decay(p.ndim, decay_bias_and_norm)]
         for params, wd in ((decayed, group_wd), (exempt, 0.0)):
             if params:
                 groups.append({"params": params, "lr": group_lr, "weight_decay": wd, **options})

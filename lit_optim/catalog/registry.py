@@ -197,6 +197,3 @@ class Registry(Generic[E]):
                     stacklevel=2,
                 )
 
-    def describe(self) -> Iterable[tuple[str, str]]:
-        """(name, description) pairs, for ``lit-optim list``."""
-        return [(entry.name, entry.description) for entry in self]

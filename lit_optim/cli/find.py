@@ -21,9 +21,6 @@ from lit_optim.catalog.errors import ConfigError
 
 __all__ = ["batch_find_command", "lr_find_command", "scratch_objects"]
 
-# The range test and the search train for a few steps only: no logs, no checkpoints, no bar.
-_SCRATCH = ["--trainer.logger=false", "--trainer.enable_checkpointing=false",
-            "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -43,10 +40,10 @@ def _parser(prog: str) -> argparse.ArgumentParser:
 def scratch_objects(configs: list[str], overrides: list[str], root: str):
     """The recipe's module, data and Trainer for a search of a few steps: no logger, no
     checkpoints, no bar, ``root`` (a temporary folder) for what Lightning saves meanwhile."""
-    from lit_optim.cli.lightning_cli import cli_objects
+    from lit_optim.cli.lightning_cli import SCRATCH_TRAINER_ARGS, cli_objects
 
     return cli_objects(configs[0] if configs else None, *[f"--config={c}" for c in configs[1:]],
-                       *overrides, *_SCRATCH, f"--trainer.default_root_dir={root}")
+                       *overrides, *SCRATCH_TRAINER_ARGS, f"--trainer.default_root_dir={root}")
 
 
 def check_export(path: Path | None) -> None:

@@ -12,7 +12,7 @@ import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Any, Literal, Optional
 
 import lightning as L
 import yaml
@@ -36,7 +36,7 @@ from lit_optim.training.checkpoints import (
     resolve_checkpoint,
 )
 
-__all__ = ["LitOptimCLI", "TrainingDiverged", "chained_error", "cli_objects", "config_error_line",
+__all__ = ["SCRATCH_TRAINER_ARGS", "LitOptimCLI", "TrainingDiverged", "chained_error", "cli_objects", "config_error_line",
            "parse_error_line", "run_lightning_cli"]
 
 restore_cuda_check(lit_optim._NVML_CHECK_BEFORE_LIGHTNING)  # after Lightning's import set it
@@ -107,6 +107,8 @@ class LitOptimCLI(LightningCLI):
         config.ckpt_path = path
         if not Path(path).is_file():
             return super()._parse_ckpt_path()  # hpc, registry: Lightning's own
+        if subcommand in EVALUATING:
+            _log_beside_the_run(config, subcommand, Path(path))
         checkpoint = read_checkpoint(path, weights_only=config.get("weights_only"))
         model = config.get("model")
         saved = checkpoint.get("hyper_parameters") or {}
@@ -208,6 +210,20 @@ class LitOptimCLI(LightningCLI):
 
 class TrainingDiverged(LitOptimError):
     """The fit ran, but ended on NaN/Inf or diverged: not a configuration error (exit 1, not 2)."""
+
+
+def _log_beside_the_run(config: Any, subcommand: str, checkpoint: Path) -> None:
+    """``validate`` / ``test`` / ``predict`` of a fit's checkpoint log into that fit's run
+    folder (``version_0/test/``), not into a new ``version_N`` that looks like another fit:
+    when the checkpoint sits in a run's ``checkpoints/`` and the recipe names no logger."""
+    trainer = config.get("trainer")
+    if trainer is None or checkpoint.parent.name != "checkpoints":
+        return
+    if trainer.get("logger") not in (None, True):  # the recipe's own logger (or none) stays
+        return
+    trainer.logger = {"class_path": "lightning.pytorch.loggers.CSVLogger",
+                      "init_args": {"save_dir": str(checkpoint.parent.parent),
+                                    "name": subcommand, "version": ""}}
 
 
 def nonfinite_weights(module: L.LightningModule) -> list[str]:
@@ -317,6 +333,13 @@ def run_lightning_cli(args: Sequence[str]) -> LitOptimCLI:
         save_config_kwargs={"overwrite": True},
         **_CLI_KWARGS,
     )
+
+
+# A run that leaves nothing behind and prints no bar: what the finders, lit-tune's trials and
+# compare's seed runs give the Trainer, whatever the recipe says (their own lines report).
+SCRATCH_TRAINER_ARGS = ("--trainer.logger=false", "--trainer.enable_checkpointing=false",
+                        "--trainer.enable_progress_bar=false",
+                        "--trainer.enable_model_summary=false")
 
 
 def cli_objects(config: str | Path | None, *overrides: str) -> LitOptimCLI:

@@ -43,7 +43,7 @@ from lit_optim.catalog.objective import LoggedDirections
 from lit_optim.catalog.torch_private import has_step_hooks
 from lit_optim.population.batch_norm import FoldedBatchNorm
 from lit_optim.population.divergence import LossSpikes
-from lit_optim.population.rules import PopulationUpdate
+from lit_optim.population.rules import RULES, PopulationUpdate
 
 __all__ = ["ModulePopulation", "NotVmappable"]
 
@@ -52,22 +52,8 @@ class NotVmappable(LitOptimError):
     """This module (or its optimizer) cannot train as a population; the message says why."""
 
 
-# torch.optim class -> the population rule that follows its arithmetic; the group keys each
-# rule reads (everything else a group holds is torch's bookkeeping: foreach, fused …).
-_RULES: tuple[tuple[type, str], ...] = (
-    (torch.optim.AdamW, "adamw"), (torch.optim.Adam, "adam"), (torch.optim.SGD, "sgd"),
-    (torch.optim.RMSprop, "rmsprop"), (torch.optim.Adagrad, "adagrad"))
-_GROUP_KEYS = {
-    "sgd": ("lr", "momentum", "dampening", "nesterov", "weight_decay"),
-    "adam": ("lr", "betas", "eps", "weight_decay", "amsgrad"),
-    "adamw": ("lr", "betas", "eps", "weight_decay", "amsgrad"),
-    "rmsprop": ("lr", "alpha", "eps", "weight_decay", "momentum", "centered"),
-    "adagrad": ("lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps"),
-}
-
-
 def _rule_of(optimizer: torch.optim.Optimizer) -> str:
-    for cls, rule in _RULES:
+    for rule, (cls, _) in RULES.items():
         if type(optimizer) is cls:
             if rule == "adam" and optimizer.defaults.get("decoupled_weight_decay"):
                 return "adamw"
@@ -75,7 +61,7 @@ def _rule_of(optimizer: torch.optim.Optimizer) -> str:
                 break
             return rule
     raise NotVmappable(f"optimizer {type(optimizer).__name__} has no population rule (those "
-                       f"that do: {', '.join(c.__name__ for c, _ in _RULES)}, without maximize)")
+                       f"that do: {', '.join(c.__name__ for c, _ in RULES.values())}, without maximize)")
 
 
 def _optimizer_and_schedulers(config: Any) -> tuple[torch.optim.Optimizer, list[dict[str, Any]]]:
@@ -234,7 +220,7 @@ class ModulePopulation(L.LightningModule):
         return groups
 
     def _group_hyper(self, group: dict[str, Any]) -> dict[str, Any]:
-        return {k: group[k] for k in _GROUP_KEYS[self.rule] if k in group}
+        return {k: group[k] for k in ("lr", *RULES[self.rule][1]) if k in group}
 
     def _copy_hyper(self) -> None:
         """Each group's lr (and the momentum / betas a schedule may cycle) from the shadows."""

@@ -16,37 +16,52 @@ they must be equal across the members of one population.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 
 from lit_optim.catalog.errors import ConfigError
+from lit_optim.catalog.optimizers import OPTIMIZERS, build_optimizer
 
-__all__ = ["POPULATION_OPTIMIZERS", "PopulationUpdate"]
+__all__ = ["POPULATION_OPTIMIZERS", "RULES", "PopulationUpdate", "torch_defaults"]
 
-# Registry name -> (rule, the registry entry's own defaults).
-POPULATION_OPTIMIZERS: dict[str, tuple[str, dict[str, Any]]] = {
-    "sgd": ("sgd", {}),
-    "momentum": ("sgd", {"momentum": 0.9}),
-    "nesterov": ("sgd", {"momentum": 0.9, "nesterov": True}),
-    "adam": ("adam", {}),
-    "amsgrad": ("adam", {"amsgrad": True}),
-    "adamw": ("adamw", {}),
-    "rmsprop": ("rmsprop", {}),
-    "adagrad": ("adagrad", {}),
+# Rule -> the torch.optim class whose single-tensor arithmetic it follows, and the kwargs it
+# reads. Their defaults are that class's own (its signature), and which registered optimizers
+# use a rule, with what defaults of their own, is the registry's (``population_rule``): no
+# table here repeats either.
+RULES: dict[str, tuple[type[torch.optim.Optimizer], tuple[str, ...]]] = {
+    "sgd": (torch.optim.SGD, ("momentum", "dampening", "nesterov", "weight_decay")),
+    "adam": (torch.optim.Adam, ("betas", "eps", "weight_decay", "amsgrad")),
+    "adamw": (torch.optim.AdamW, ("betas", "eps", "weight_decay", "amsgrad")),
+    "rmsprop": (torch.optim.RMSprop, ("alpha", "eps", "weight_decay", "momentum", "centered")),
+    "adagrad": (torch.optim.Adagrad, ("lr_decay", "weight_decay", "initial_accumulator_value",
+                                      "eps")),
 }
 
-# torch.optim's defaults for the kwargs each rule reads.
-_TORCH_DEFAULTS: dict[str, dict[str, Any]] = {
-    "sgd": {"momentum": 0.0, "dampening": 0.0, "nesterov": False, "weight_decay": 0.0},
-    "adam": {"betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0, "amsgrad": False},
-    "adamw": {"betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 1e-2, "amsgrad": False},
-    "rmsprop": {"alpha": 0.99, "eps": 1e-8, "weight_decay": 0.0, "momentum": 0.0,
-                "centered": False},
-    "adagrad": {"lr_decay": 0.0, "weight_decay": 0.0, "initial_accumulator_value": 0.0,
-                "eps": 1e-10},
-}
+
+def torch_defaults(rule: str) -> dict[str, Any]:
+    """The defaults torch's class for ``rule`` gives the kwargs the rule reads."""
+    cls, keys = RULES[rule]
+    parameters = inspect.signature(cls).parameters
+    return {k: parameters[k].default for k in keys}
+
+
+def _population_optimizers() -> dict[str, tuple[str, dict[str, Any]]]:
+    """Registry name -> (rule, the registry entry's own defaults), for every registered
+    optimizer with a population rule."""
+    return {info.name: (info.population_rule, dict(info.defaults))
+            for info in OPTIMIZERS if info.population_rule is not None}
+
+
+POPULATION_OPTIMIZERS: dict[str, tuple[str, dict[str, Any]]] = _population_optimizers()
+# What a member that names only its lr gets: torch's defaults, except weight decay, which
+# build_optimizer (lit_optim's flat hyperparameter) defaults to its own value for every
+# optimizer (AdamW's class says 1e-2; a member built one by one gets build_optimizer's).
+_BUILD_WEIGHT_DECAY = inspect.signature(build_optimizer).parameters["weight_decay"].default
+_TORCH_DEFAULTS = {rule: {**torch_defaults(rule), "weight_decay": _BUILD_WEIGHT_DECAY}
+                   for rule in RULES}
 _STRUCTURAL = ("nesterov", "amsgrad", "centered")
 
 

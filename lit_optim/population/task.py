@@ -26,6 +26,7 @@ from lit_optim.catalog.errors import ConfigError
 from lit_optim.catalog.factory import create_scheduler
 from lit_optim.training.models import build_model
 from lit_optim.catalog.optimizers import build_optimizer
+from lit_optim.catalog.param_groups import takes_decay
 from lit_optim.population.divergence import LossSpikes
 from lit_optim.population.rules import POPULATION_OPTIMIZERS, PopulationUpdate
 from lit_optim.population.stacked import StackedNetwork
@@ -76,9 +77,9 @@ class PopulationTask(L.LightningModule):
 
     # -- optimization -------------------------------------------------------------------------
     def configure_optimizers(self):
-        # Biases and norm weights (< 2 dimensions per member) take no weight decay, as in
-        # ClassificationTask's parameter groups.
-        decay = [self.decay_bias_and_norm or p.ndim - 1 >= 2 for p in self.net.parameters()]
+        # ClassificationTask's parameter groups' rule, on each member's dimensions (the
+        # stacked tensors have a leading member axis).
+        decay = [takes_decay(p.ndim - 1, self.decay_bias_and_norm) for p in self.net.parameters()]
         self.update = PopulationUpdate(self.optimizer_name, list(self.net.parameters()),
                                        self.members, decay=decay)
         self.shadows = self._build_shadows()

@@ -173,7 +173,7 @@ def _seed_run(recipe: dict[str, Any], path: Path, seed: int, goal: CompareObject
     and final numbers, cached in ``path``."""
     from lightning.pytorch.utilities.model_helpers import is_overridden
 
-    from lit_optim.cli.lightning_cli import cli_objects
+    from lit_optim.cli.lightning_cli import SCRATCH_TRAINER_ARGS, cli_objects
 
     cache = path / "result.json"
     recipe = apply_overrides(recipe, {"seed_everything": seed})
@@ -188,9 +188,7 @@ def _seed_run(recipe: dict[str, Any], path: Path, seed: int, goal: CompareObject
             "budget or best trial); rerun the comparison under a new --name")
     config = write_recipe(recipe, path / "recipe.yaml", header=f"seed {seed}")
     start = time.perf_counter()
-    cli = cli_objects(config, "--trainer.enable_progress_bar=false",
-                      "--trainer.enable_checkpointing=false", "--trainer.enable_model_summary=false",
-                      "--trainer.logger=false")
+    cli = cli_objects(config, *SCRATCH_TRAINER_ARGS)
     curves = _Curves(goal.objective.metric)
     cli.trainer.callbacks.append(curves)
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)

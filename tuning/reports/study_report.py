@@ -35,7 +35,7 @@ def summary_table(study: optuna.Study) -> str:
 
 def list_studies(storage_url: str | None, run_dir: Path) -> str:
     """One line per study: name, trials by state, best value, metric and direction; of one
-    storage, or of every study.db / journal.log under ``run_dir``."""
+    storage, or of every study lit-tune made under ``run_dir`` (run's and compare's)."""
     from tuning.storage.backends import open_readonly
 
     if storage_url is None and not run_dir.is_dir():
@@ -44,7 +44,10 @@ def list_studies(storage_url: str | None, run_dir: Path) -> str:
     if storage_url is not None:
         urls = [storage_url]
     else:
-        urls = [f"sqlite:///{p}" for p in sorted(run_dir.glob("*/study.db"))] + [
+        # lit-tune run's runs/<study>/study.db or journal.log, and compare's
+        # runs/<name>/studies.db (one study per optimizer).
+        urls = [f"sqlite:///{p.absolute()}" for p in sorted(
+            [*run_dir.glob("*/study.db"), *run_dir.glob("*/studies.db")])] + [
             str(p.absolute()) for p in sorted(run_dir.glob("*/journal.log"))]
     lines = []
     for url in urls:

@@ -18,6 +18,7 @@ from optuna_integration import PyTorchLightningPruningCallback
 
 from lit_optim import LitOptimError
 from lit_optim.callbacks import LossHistory, NonFiniteError, NonFiniteGuard, unbounded_weights
+from lit_optim.cli.lightning_cli import SCRATCH_TRAINER_ARGS
 from tuning.runner.interrupt import raise_if_interrupted
 from tuning.search.preflight import MetricCheck, MetricNotLoggedError, build_trial_objects
 from tuning.search.recipe import apply_overrides, write_recipe
@@ -25,14 +26,6 @@ from tuning.search.space import SearchSpace
 
 __all__ = ["DivergenceWatch", "Objective", "quiet_lightning", "trial_trainer_args"]
 
-# What a trial's Trainer always gets, whatever the recipe says: no per-trial files beyond the
-# merged recipe, no progress bars interleaving across workers.
-TRIAL_TRAINER_ARGS = [
-    "--trainer.logger=false",
-    "--trainer.enable_checkpointing=false",
-    "--trainer.enable_progress_bar=false",
-    "--trainer.enable_model_summary=false",
-]
 
 
 def quiet_lightning() -> None:
@@ -56,7 +49,8 @@ def quiet_lightning() -> None:
 def trial_trainer_args(accelerator: str = "auto", devices: Any = "auto") -> list[str]:
     """The command-line overrides every trial's Trainer gets (also used to parse a recipe
     before trial 0, so the checks see what the trials will build)."""
-    return [*TRIAL_TRAINER_ARGS, f"--trainer.accelerator={accelerator}",
+    # No per-trial files beyond the merged recipe, no bars interleaving across workers.
+    return [*SCRATCH_TRAINER_ARGS, f"--trainer.accelerator={accelerator}",
             f"--trainer.devices={devices}"]
 
 
@@ -130,7 +124,10 @@ class Objective:
         path = write_recipe(merged, self.run_dir / f"trial_{trial.number}" / "recipe.yaml",
                             header=f"trial {trial.number} of study {trial.study.study_name}")
         try:
-            cli = build_trial_objects(path, *self.trainer_args())
+            # The trial's folder is its Trainer's root: what a recipe's callbacks write there
+            # (a LayerDiagnostics plot) is this trial's, not overwritten by the next one.
+            cli = build_trial_objects(path, *self.trainer_args(),
+                                      f"--trainer.default_root_dir={path.parent}")
         except LitOptimError as err:  # this trial's combination of values (checked up front
             self._prune(trial, f"invalid configuration: {err}")  # for the first values)
         trainer = cli.trainer

@@ -55,39 +55,60 @@ def load_study(name: str, storage_url: str) -> optuna.Study:
     return optuna.load_study(study_name=name, storage=storage)
 
 
-def _worker(study_name: str, storage_url: str, recipe_path: str, space_path: str,
-            run_dir: str, n_trials: int, sampler: str, pruner: str, seed: int,
-            accelerator: str, devices: Any, n_workers: int, heartbeat_s: float,
-            max_failures: int = MAX_FAILURES, deadline: float | None = None,
-            population: int = 1) -> None:
+@dataclasses.dataclass(frozen=True)
+class WorkerPlan:
+    """What one optimization loop needs: plain values, so that a ``--n-workers`` process
+    (spawned: a fresh interpreter) gets it pickled."""
+
+    study_name: str
+    storage_url: str
+    recipe_path: str
+    space_path: str
+    run_dir: str
+    n_trials: int
+    sampler: str
+    pruner: str
+    seed: int
+    accelerator: str
+    devices: Any = "auto"
+    n_workers: int = 1
+    heartbeat_s: float = 60.0
+    max_failures: int = MAX_FAILURES
+    deadline: float | None = None
+    population: int = 1
+
+
+def _worker(plan: WorkerPlan) -> None:
     """One optimization loop (``tuning.runner.worker``) with its storage, sampler and objective; the
     body of ``lit-tune run`` and of each ``--n-workers`` process."""
     quiet_lightning()  # again: a --n-workers process starts fresh
-    if n_workers > 1:
+    if plan.n_workers > 1:
         die_with_parent(mp.parent_process().pid)  # the pid that spawned this worker
-        if accelerator == "cpu":
+        if plan.accelerator == "cpu":
             import torch
 
             # Share the cores instead of every worker spinning up one thread per core.
-            torch.set_num_threads(max(1, (os.cpu_count() or 1) // n_workers))
-    space = load_space(space_path)
-    storage = open_storage(storage_url, n_workers=n_workers, heartbeat_s=heartbeat_s,
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) // plan.n_workers))
+    space = load_space(plan.space_path)
+    storage = open_storage(plan.storage_url, n_workers=plan.n_workers, heartbeat_s=plan.heartbeat_s,
                            writer=True)
-    recipe = load_recipe(recipe_path)
-    study = optuna.load_study(study_name=study_name, storage=storage,
-                              sampler=make_sampler(sampler, space, seed),
-                              pruner=make_pruner(pruner, run_epochs(recipe)))
+    recipe = load_recipe(plan.recipe_path)
+    study = optuna.load_study(study_name=plan.study_name, storage=storage,
+                              sampler=make_sampler(plan.sampler, space, plan.seed),
+                              pruner=make_pruner(plan.pruner, run_epochs(recipe)))
     heartbeats = isinstance(storage, optuna.storages.RDBStorage)
     # Trials left RUNNING by a dead process (a killed run, or a worker of this one) are failed
     # and replaced; those of live runs on the same study are theirs to finish.
-    fail_lost_trials(study, heartbeats=heartbeats, heartbeat_s=heartbeat_s)
-    objective = Objective(recipe, space, Path(run_dir),
-                          accelerator=accelerator, devices=devices)
+    fail_lost_trials(study, heartbeats=heartbeats, heartbeat_s=plan.heartbeat_s)
+    objective = Objective(recipe, space, Path(plan.run_dir),
+                          accelerator=plan.accelerator, devices=plan.devices)
     progress = update = None
-    if n_workers == 1:
+    # A bar only where someone watches it: in a log file (not a terminal) its \r redraws
+    # would pile up, so there, and with several workers, a line per trial.
+    if plan.n_workers == 1 and sys.stderr.isatty():
         from tqdm import tqdm
 
-        progress = tqdm(total=n_trials, desc=f"study {study_name}", unit="trial",
+        progress = tqdm(total=plan.n_trials, desc=f"study {plan.study_name}", unit="trial",
                         initial=len(counted(study.get_trials(deepcopy=False))))
 
         def update(study: optuna.Study, done: int = 1) -> None:
@@ -95,39 +116,39 @@ def _worker(study_name: str, storage_url: str, recipe_path: str, space_path: str
             best = _best_value(study)
             progress.set_postfix_str(f"best {space.metric} {best:.4f}" if best is not None else "")
     else:
-        def update(study: optuna.Study, done: int = 1) -> None:  # a line per trial, interleaved
+        def update(study: optuna.Study, done: int = 1) -> None:  # a line per trial
             count = len(counted(study.get_trials(deepcopy=False)))
             best = _best_value(study)
             for at in range(max(1, count - done + 1), count + 1):  # a population: its members
-                print(f"study {study_name}: {at}/{n_trials} trials"
+                print(f"study {plan.study_name}: {at}/{plan.n_trials} trials"
                       + (f", best {space.metric} {best:.4f}" if best is not None else ""), flush=True)
     try:
         with on_signals():
-            if population > 1:
+            if plan.population > 1:
                 from tuning.runner.population import run_population_worker
 
-                if sampler == "tpe":  # a batch of asked trials must not be N copies of one point
-                    study.sampler = optuna.samplers.TPESampler(seed=seed, constant_liar=True)
-                run_population_worker(study, objective, n_trials=n_trials, population=population,
-                                      lock_path=Path(run_dir) / ".ask.lock",
-                                      heartbeats=heartbeats, heartbeat_s=heartbeat_s,
-                                      progress=update, deadline=deadline,
-                                      max_failures=max_failures)
+                if plan.sampler == "tpe":  # a batch of asked trials must not be N copies of one point
+                    study.sampler = optuna.samplers.TPESampler(seed=plan.seed, constant_liar=True)
+                run_population_worker(study, objective, n_trials=plan.n_trials, population=plan.population,
+                                      lock_path=Path(plan.run_dir) / ".ask.lock",
+                                      heartbeats=heartbeats, heartbeat_s=plan.heartbeat_s,
+                                      progress=update, deadline=plan.deadline,
+                                      max_failures=plan.max_failures)
             else:
-                run_worker(study, objective, n_trials=n_trials,
-                           lock_path=Path(run_dir) / ".ask.lock", heartbeats=heartbeats,
-                           heartbeat_s=heartbeat_s, max_failures=max_failures,
-                           progress=update, deadline=deadline)
+                run_worker(study, objective, n_trials=plan.n_trials,
+                           lock_path=Path(plan.run_dir) / ".ask.lock", heartbeats=heartbeats,
+                           heartbeat_s=plan.heartbeat_s, max_failures=plan.max_failures,
+                           progress=update, deadline=plan.deadline)
     finally:
         if progress is not None:
             progress.close()
 
 
-def _worker_process(*args: Any) -> None:
+def _worker_process(plan: WorkerPlan) -> None:
     """``_worker`` as the body of a ``--n-workers`` process: an interruption or a study-stopping
     error ends it with a status, not a traceback (the parent prints the one line)."""
     try:
-        _worker(*args)
+        _worker(plan)
     except Interrupted as err:
         raise SystemExit(128 + err.signum) from None
     except LitOptimError:  # the trial's fail_reason holds it; the parent reports it
@@ -251,10 +272,12 @@ def run_study(*, recipe: str, space: str, study_name: str, storage_url: str, run
         deadline = None if timeout_s is None else time.time() + timeout_s
         if population_note:
             print(population_note, file=sys.stderr)
-        args = (study_name, storage_url, str(recipe), space, str(run_dir), n_trials, sampler, pruner)
+        plan = WorkerPlan(study_name, storage_url, str(recipe), str(space), str(run_dir),
+                          n_trials, sampler, pruner, seed=sampler_seed(seed, 0, created=created),
+                          accelerator=accelerator, heartbeat_s=heartbeat_s,
+                          max_failures=max_failures, deadline=deadline, population=population)
         if n_workers == 1:
-            _worker(*args, sampler_seed(seed, 0, created=created), accelerator, "auto", 1,
-                    heartbeat_s, max_failures, deadline, population)
+            _worker(plan)
         else:
             gpus = _gpu_count() if accelerator in ("auto", "gpu", "cuda") else 0
             ctx = mp.get_context("spawn")
@@ -262,10 +285,10 @@ def run_study(*, recipe: str, space: str, study_name: str, storage_url: str, run
             for rank in range(n_workers):
                 # Each worker its own GPU when there are enough; its own sampler seed.
                 devices = [rank % gpus] if gpus else "auto"
-                p = ctx.Process(target=_worker_process, args=(*args, sampler_seed(seed, rank, created=created),
-                                                     accelerator if gpus else ("cpu" if accelerator == "auto" else accelerator),
-                                                     devices, n_workers, heartbeat_s, max_failures,
-                                                     deadline, population))
+                p = ctx.Process(target=_worker_process, args=(dataclasses.replace(
+                    plan, seed=sampler_seed(seed, rank, created=created), devices=devices,
+                    n_workers=n_workers,
+                    accelerator=accelerator if gpus else ("cpu" if accelerator == "auto" else accelerator)),))
                 p.start()
                 procs.append(p)
             _join(procs)
@@ -279,9 +302,9 @@ def run_study(*, recipe: str, space: str, study_name: str, storage_url: str, run
                 # A worker was killed or interrupted on its own (128 + signal, or a negative
                 # status): its trial may be RUNNING with no one left to finish it;
                 # finish the budget here (the worker loop fails it, its process being gone).
-                _worker(*args, sampler_seed(seed, 0, created=False), "cpu" if accelerator == "auto"
-                        else accelerator, "auto", 1, heartbeat_s, max_failures, deadline,
-                        population)
+                _worker(dataclasses.replace(
+                    plan, seed=sampler_seed(seed, 0, created=False),
+                    accelerator="cpu" if accelerator == "auto" else accelerator))
     finally:
         settle_sqlite(storage_url)
     return optuna.load_study(study_name=study_name, storage=open_storage(storage_url, n_workers=n_workers))

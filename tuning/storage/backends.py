@@ -32,7 +32,8 @@ def default_storage_url(run_dir: Path, study: str, n_workers: int, *, create: bo
     ``optuna studies --storage`` and ``optuna-dashboard`` open.
     """
     folder = run_dir / study
-    journal, sqlite = (folder / "journal.log").absolute(), folder / "study.db"
+    # Absolute: the URL printed at the end opens from any folder (optuna-dashboard, optuna).
+    journal, sqlite = (folder / "journal.log").absolute(), (folder / "study.db").absolute()
     if journal.exists() and sqlite.exists():
         raise ConfigError(f"{folder}/ holds both study.db and journal.log; pass --storage with "
                           f"the one to use (sqlite:///{sqlite} or {journal})")

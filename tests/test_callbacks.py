@@ -554,3 +554,41 @@ def test_two_instances_of_a_callback_keep_separate_checkpoint_state(make_trainer
     make_trainer(max_epochs=1, callbacks=again).fit(resumed, datamodule=data, ckpt_path=path)
     for old, new in zip((tight, loose), again):
         assert torch.equal(new._norms[: old._seen], old._norms[: old._seen])
+
+
+# --- TimedProgressBar --------------------------------------------------------------------
+def test_timed_bar_redraws_at_its_interval_and_on_the_last_batch(make_trainer, monkeypatch):
+    from lightning.pytorch.callbacks import TQDMProgressBar
+
+    from lit_optim.callbacks import TimedProgressBar
+    from lit_optim.callbacks import timed_bar
+
+    clock = iter(i * 0.1 for i in range(10_000))  # each batch takes 0.1 s
+    monkeypatch.setattr(timed_bar.time, "monotonic", lambda: next(clock))
+    drawn: list[int] = []
+    original = TQDMProgressBar.on_train_batch_end
+
+    def counting(self, trainer, pl_module, outputs, batch, batch_idx):
+        drawn.append(batch_idx)
+        return original(self, trainer, pl_module, outputs, batch, batch_idx)
+
+    monkeypatch.setattr(TQDMProgressBar, "on_train_batch_end", counting)
+    data = ClassificationData("digits", batch_size=128)
+    task = ClassificationTask(data.input_shape, 10, network_kwargs={"hidden_dims": [8]})
+    trainer = make_trainer(max_epochs=1, callbacks=[TimedProgressBar(interval=0.25)],
+                           enable_progress_bar=True, limit_val_batches=0)
+    trainer.fit(task, datamodule=data)
+    # 0.1 s a batch, a redraw once 0.25 s passed: the first, every third, the epoch's last
+    last = trainer.num_training_batches - 1
+    assert last >= 7 and drawn == sorted({*range(0, last, 3), last}), drawn
+
+
+def test_fit_shows_the_timed_bar_in_a_terminal_and_epoch_lines_in_a_log(monkeypatch):
+    from lit_optim.callbacks import TimedProgressBar
+    from lit_optim.callbacks.epoch_lines import EpochLines
+    from lit_optim.cli.trainer_setup import with_cli_defaults
+
+    for terminal, kind in ((True, TimedProgressBar), (False, EpochLines)):
+        monkeypatch.setattr("sys.stdout.isatty", lambda terminal=terminal: terminal)
+        callbacks = with_cli_defaults({})[0]["callbacks"]
+        assert [type(cb) for cb in callbacks if type(cb) in (TimedProgressBar, EpochLines)] == [kind]

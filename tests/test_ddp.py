@@ -38,6 +38,8 @@ class Record(L.Callback):
         weights = torch.cat([p.detach().flatten().double() for p in pl_module.parameters()])
         with open(f"{self.out}.{trainer.global_rank}.json", "w") as f:
             json.dump({"val": self.val, "lr": self.lr, "steps": trainer.global_step,
+                       "train": [float(trainer.callback_metrics[k])
+                                 for k in ("train_loss", "train_acc")],
                        "skipped": guard.skipped if guard else None,
                        "weights": weights.tolist()}, f)
 
@@ -113,4 +115,7 @@ def test_ddp_logs_what_one_process_logs_at_the_same_global_batch(project):
     assert zero["steps"] == alone["steps"] == 8
     assert zero["val"] == one["val"]
     assert zero["val"] == pytest.approx(alone["val"], rel=1e-10)
+    # the training epoch's loss and accuracy: summed over both ranks' samples
+    assert zero["train"] == one["train"]
+    assert zero["train"] == pytest.approx(alone["train"], rel=1e-10)
     assert zero["weights"] == pytest.approx(alone["weights"], rel=1e-8, abs=1e-12)

@@ -1,7 +1,9 @@
-"""WeightedMean against the mean written out over every sample."""
+"""WeightedMean against the mean written out over every sample; TrainingTotals against
+torchmetrics and the sample-weighted mean."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from lit_optim.training.metrics import WeightedMean
@@ -27,3 +29,31 @@ def test_weighted_mean_keeps_float64_and_lets_nan_through():
     assert metric.compute().dtype == torch.float64 and metric.compute() == 1.0 + 1e-12
     metric.update(torch.tensor(float("nan")), 1)
     assert torch.isnan(metric.compute())
+
+
+def test_training_totals_equal_torchmetrics_accuracy_and_a_sample_weighted_loss():
+    from lightning.pytorch.strategies import SingleDeviceStrategy
+    from torchmetrics.classification import MulticlassAccuracy
+
+    from lit_optim.training.metrics import TrainingTotals
+
+    strategy = SingleDeviceStrategy(torch.device("cpu"))
+    totals, reference = TrainingTotals(), MulticlassAccuracy(num_classes=5, average="micro")
+    assert totals.compute(strategy, torch.device("cpu")) is None  # no sample seen
+    gen = torch.Generator().manual_seed(0)
+    losses, sizes = [], [128, 128, 7]
+    for n in sizes:
+        logits, targets = torch.randn(n, 5, generator=gen), torch.randint(0, 5, (n,), generator=gen)
+        loss = torch.nn.functional.cross_entropy(logits, targets)
+        totals.update(loss, logits, targets)
+        reference.update(logits, targets)
+        losses.append(float(loss))
+    mean_loss, accuracy = totals.compute(strategy, torch.device("cpu"))
+    assert mean_loss.dtype == torch.float64
+    assert float(mean_loss) == pytest.approx(sum(l * n for l, n in zip(losses, sizes)) / sum(sizes),
+                                             rel=1e-12)
+    assert float(accuracy) == pytest.approx(float(reference.compute()), rel=1e-7)
+    totals.update(torch.tensor(float("nan")), torch.randn(3, 5), torch.zeros(3, dtype=torch.long))
+    assert torch.isnan(totals.compute(strategy, torch.device("cpu"))[0])
+    totals.reset()
+    assert totals.compute(strategy, torch.device("cpu")) is None

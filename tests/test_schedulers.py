@@ -12,8 +12,16 @@ import torch
 from lightning.pytorch.loggers import CSVLogger
 
 from lit_optim import SCHEDULERS, ClassificationData, ClassificationTask, ConfigError
-from lit_optim.catalog.schedulers import build_scheduler_config
+from lit_optim.catalog.schedulers import check_scheduler_args, scheduler_config
 from lit_optim.catalog.trainer_info import RunLength
+
+def build_scheduler_config(name, optimizer, kwargs, *, run, val_every_n_epochs, monitor=None):
+    """What ``create_scheduler`` builds, with the run length given instead of read off a
+    Trainer: its two steps, check then build."""
+    info, monitor = check_scheduler_args(name, kwargs, monitor=monitor)
+    return scheduler_config(info, monitor, optimizer, kwargs, run=run,
+                            val_every_n_epochs=val_every_n_epochs)
+
 
 LR, S, E = 0.1, 4, 6  # initial lr, optimizer steps per epoch, epochs
 T = S * E

@@ -627,7 +627,8 @@ def test_a_storage_write_failing_mid_study_is_one_line_and_keeps_the_finished_tr
     err = capsys.readouterr().err
     assert "Traceback" not in err
     errors = [line for line in err.splitlines() if "error:" in line]
-    assert len(errors) == 1 and "storage sqlite:///runs/disk/study.db: a write failed" in errors[0]
+    database = Path("runs/disk/study.db").absolute()
+    assert len(errors) == 1 and f"storage sqlite:///{database}: a write failed" in errors[0]
     assert "database or disk is full" in errors[0]
     monkeypatch.setattr(optuna.storages.RDBStorage, "set_trial_user_attr", real)
     study = optuna.load_study(study_name="disk", storage=f"sqlite:///{digits}/runs/disk/study.db")

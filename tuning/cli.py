@@ -40,23 +40,6 @@ def population_size(value: str) -> int | str:
     return size
 
 
-def one_of(names: Sequence[str], kind: str):
-    """An argparse ``type`` for an option with a fixed set of values (``choices`` shows them in
-    ``--help``): a wrong one is refused with the close matches, as the registries refuse names
-    (argparse's own ``choices`` check lists them all, without a suggestion)."""
-
-    def check(value: str) -> str:
-        from tuning.runner.algorithms import check_name
-
-        try:
-            check_name(value, tuple(names), kind)
-        except LookupError as err:
-            raise argparse.ArgumentTypeError(str(err).strip("'\"")) from None
-        return value
-
-    return check
-
-
 def study_name(value: str) -> str:
     """``--study``: a name that is also a folder under --run-dir, so not empty, not a path."""
     if not value or value in (".", "..") or "/" in value or "\\" in value or value != value.strip():
@@ -101,9 +84,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--n-workers", type=int, default=1,
                      help="processes running trials at once (a journal file or PostgreSQL "
                           "storage; default %(default)s)")
-    run.add_argument("--sampler", default="tpe", type=one_of(SAMPLERS, "sampler"), choices=SAMPLERS,
+    # The fixed sets show in --help (metavar); a wrong name is refused before trial 0 in one
+    # line with the close matches, as every other name (argparse's choices would print the
+    # usage and no suggestion).
+    run.add_argument("--sampler", default="tpe", metavar="{" + ",".join(SAMPLERS) + "}",
                      help="Optuna sampler (default %(default)s)")
-    run.add_argument("--pruner", default="median", type=one_of(PRUNERS, "pruner"), choices=PRUNERS,
+    run.add_argument("--pruner", default="median", metavar="{" + ",".join(PRUNERS) + "}",
                      help="Optuna pruner (default %(default)s)")
     run.add_argument("--seed", type=int, default=0,
                      help="sampler seed (each worker its own, from this one)")

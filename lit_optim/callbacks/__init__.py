@@ -18,6 +18,8 @@ from lit_optim.callbacks.gradient_clipper import GradientClipper
 from lit_optim.callbacks.layer_diagnostics import LayerDiagnostics
 from lit_optim.callbacks.nonfinite_guard import NonFiniteError, NonFiniteGuard
 from lit_optim.callbacks.plateau_resume import PlateauResume
+from lit_optim.callbacks.timed_bar import TimedProgressBar
 
 __all__ = ["DIVERGENCE_FACTOR", "FiniteModelCheckpoint", "GradientClipper", "LayerDiagnostics",
-           "LossHistory", "NonFiniteError", "NonFiniteGuard", "PlateauResume", "unbounded_weights"]
+           "LossHistory", "NonFiniteError", "NonFiniteGuard", "PlateauResume", "TimedProgressBar",
+           "unbounded_weights"]

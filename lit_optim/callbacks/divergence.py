@@ -39,10 +39,12 @@ class LossHistory:
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
         if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
             return  # manual optimization returning nothing, or a structure of its own
-        loss = loss.detach().reshape(())
-        if self._first is None and self.first is None:
-            self._first = loss.clone()
-        self._sum = loss.clone() if self._sum is None else self._sum + loss
+        loss = loss.detach()
+        if self._sum is None:
+            if self._first is None and self.first is None:
+                self._first = loss.reshape(()).clone()
+            self._sum = torch.zeros((), dtype=torch.float64, device=loss.device)
+        self._sum.add_(loss.reshape(()))  # in place: one kernel a step
         self._count += 1
 
     def end_epoch(self) -> None:

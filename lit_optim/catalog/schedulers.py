@@ -37,7 +37,6 @@ from lit_optim.catalog.trainer_info import RunLength
 __all__ = [
     "SCHEDULERS",
     "SchedulerInfo",
-    "build_scheduler_config",
     "check_scheduler_args",
     "scheduler_config",
 ]
@@ -317,29 +316,6 @@ def _warmup_length(info: SchedulerInfo, warmup: Mapping[str, Any], run: RunLengt
     return max(1, round(epochs * run.steps_per_epoch))
 
 
-def build_scheduler_config(
-    name: str,
-    optimizer: Optimizer,
-    kwargs: Mapping[str, Any],
-    *,
-    run: RunLength,
-    val_every_n_epochs: int | None,
-    monitor: str | None = None,
-) -> dict[str, Any]:
-    """The Lightning ``lr_scheduler`` config for the scheduler registered as ``name``.
-
-    ``lit_optim.create_scheduler`` calls this with the run length read off the Trainer.
-
-    Args:
-        run: the run's length, for schedules over the whole run and for warmups.
-        val_every_n_epochs: how often validation runs, or None if it never does.
-        monitor: the metric a monitoring schedule (plateau) reads, unless its kwargs say.
-    """
-    info, monitor = check_scheduler_args(name, kwargs, monitor=monitor)
-    return scheduler_config(info, monitor, optimizer, kwargs, run=run,
-                            val_every_n_epochs=val_every_n_epochs)
-
-
 def scheduler_config(
     info: SchedulerInfo,
     monitor: str | None,
@@ -350,8 +326,10 @@ def scheduler_config(
     val_every_n_epochs: int | None,
     directions: LoggedDirections | None = None,
 ) -> dict[str, Any]:
-    """``build_scheduler_config`` for an entry and monitor that ``check_scheduler_args`` has
-    already returned for these kwargs (so the throwaway build is not repeated).
+    """The Lightning ``lr_scheduler`` config for an entry and monitor that
+    ``check_scheduler_args`` has already returned for these kwargs (so the throwaway build is
+    not repeated); ``lit_optim.create_scheduler`` calls it with the run length read off the
+    Trainer (``run``) and how often validation runs (``val_every_n_epochs``, None: never).
 
     ``directions``: what the module's logs say of each metric's direction. Without it, a
     monitored metric needs a given mode or a standard name; with it, the direction may come

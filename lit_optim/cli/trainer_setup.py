@@ -25,6 +25,7 @@ from lit_optim.callbacks.gradient_clipper import GradientClipper
 from lit_optim.callbacks.objective_check import ObjectiveCheck
 from lit_optim.callbacks.plateau_resume import PlateauResume
 from lit_optim.callbacks.run_summary import RunSummary
+from lit_optim.callbacks.timed_bar import TimedProgressBar
 from lit_optim.training.checkpoints import SameFolderCheckpointIO
 from lit_optim.catalog.errors import ConfigError
 from lit_optim.catalog.checks import check_count, check_number
@@ -125,9 +126,10 @@ def with_cli_defaults(config: Mapping[str, Any], objective: str | None = None,
             bind = () if known else (checkpoint,)
     if not any(isinstance(cb, ObjectiveCheck) for cb in callbacks):
         callbacks.append(ObjectiveCheck(objective, direction, bind=bind))
-    if (config.get("enable_progress_bar") is not False and not sys.stdout.isatty()
+    if (config.get("enable_progress_bar") is not False
             and not any(isinstance(cb, ProgressBar) for cb in callbacks)):
-        callbacks.append(EpochLines())
+        # A line per epoch in a log file; in a terminal a bar redrawn a few times a second.
+        callbacks.append(TimedProgressBar() if sys.stdout.isatty() else EpochLines())
     summary = next((cb for cb in callbacks if isinstance(cb, RunSummary)), None)
     if summary is None:
         summary = RunSummary(objective, direction)

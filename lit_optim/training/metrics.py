@@ -1,4 +1,10 @@
-"""``WeightedMean``: a batch-size-weighted mean that syncs over DDP ranks, with no host sync.
+"""Epoch aggregates with no host sync per step, summed over DDP ranks once per epoch.
+
+``TrainingTotals``: the training epoch's loss and accuracy as plain device tensors. It runs on
+every training step, where a torchmetrics ``Metric.update`` costs ~0.1-0.2 ms of Python (its
+wrappers, state bookkeeping) — a few % of a small network's step; three tensor ops do.
+
+``WeightedMean``: a batch-size-weighted mean that syncs over DDP ranks, with no host sync.
 
 Written here because torchmetrics' ``MeanMetric`` cannot do it: with
 ``nan_strategy="disable"`` (the only setting without a host read per update) torchmetrics 1.9
@@ -12,7 +18,47 @@ from __future__ import annotations
 import torch
 from torchmetrics import Metric
 
-__all__ = ["WeightedMean"]
+__all__ = ["TrainingTotals", "WeightedMean"]
+
+
+class TrainingTotals:
+    """Σ loss·batch, Σ correct and Σ samples of a training epoch, on the device.
+
+    ``update(loss, logits, targets)`` each step; ``compute(strategy)`` at the epoch's end sums
+    the three over the ranks with the strategy's own ``reduce`` (a collective every rank
+    reaches, with zeros where a rank saw no batch) and gives (mean loss, accuracy), both
+    float64, or None when no rank saw a sample. Accuracy is top-1 (torchmetrics'
+    MulticlassAccuracy with average="micro"). Loss NaN and Inf pass through.
+    """
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self._loss: torch.Tensor | None = None
+        self._correct: torch.Tensor | None = None
+        self.samples = 0  # a host int: batch sizes are known on the host
+
+    @torch.no_grad()
+    def update(self, loss: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor) -> None:
+        n = len(targets)
+        if self._loss is None:  # once an epoch: the sums where the values are
+            self._loss = torch.zeros((), dtype=torch.float64, device=loss.device)
+            self._correct = torch.zeros((), dtype=torch.int64, device=loss.device)
+        # In place, two kernels for the loss and three for the hits (~8 µs on a CPU).
+        self._loss.add_(loss.detach(), alpha=n)
+        self._correct.add_(logits.argmax(dim=1).eq_(targets).sum())
+        self.samples += n
+
+    def compute(self, strategy, device: torch.device) -> tuple[torch.Tensor, torch.Tensor] | None:
+        totals = torch.zeros(3, dtype=torch.float64, device=device)
+        if self._loss is not None:
+            totals[0], totals[1] = self._loss, self._correct
+            totals[2] = self.samples
+        totals = strategy.reduce(totals, reduce_op="sum")
+        if not totals[2] > 0:  # the one host read, once per epoch
+            return None
+        return totals[0] / totals[2], totals[1] / totals[2]
 
 
 class WeightedMean(Metric):

@@ -29,7 +29,7 @@ from lit_optim.catalog.factory import (
     lr_scale_factor,
 )
 from lit_optim.catalog.kwargs import plain_data
-from lit_optim.training.metrics import WeightedMean
+from lit_optim.training.metrics import TrainingTotals, WeightedMean
 from lit_optim.training.models import build_model
 from lit_optim.catalog.param_groups import build_param_groups
 from lit_optim.catalog.schedulers import check_scheduler_args
@@ -122,10 +122,11 @@ class ClassificationTask(L.LightningModule):
         # average the ranks' means, wrong when they hold different numbers of samples), with
         # no host sync per step. Accuracy: validate_args=False, whose input checks would read
         # values back to the host every step. NaN losses are the health callbacks' job.
-        self.train_loss = WeightedMean()
+        # The training epoch's loss and accuracy are plain device sums (TrainingTotals: a
+        # Metric's update costs more per step than they do).
+        self.train_totals = TrainingTotals()
         self.val_loss = WeightedMean()
         self.test_loss = WeightedMean()
-        self.train_acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
         self.val_acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
         self.test_acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
         if param_groups:  # patterns that match nothing fail now, not when fit starts
@@ -139,12 +140,11 @@ class ClassificationTask(L.LightningModule):
         logits = self.net(x)
         loss = F.cross_entropy(logits, y)
         # Epoch aggregates accumulate on the device with no host sync.
-        self.train_loss.update(loss.detach(), len(y))
+        self.train_totals.update(loss, logits, y)
         if self._loss_weight_decay:
             # L-BFGS's line search needs the loss and the gradient to describe one objective.
             loss = loss + l2_penalty(self, self._loss_weight_decay,
                                      decay_bias_and_norm=self.hparams.decay_bias_and_norm)
-        self.train_acc.update(logits.detach(), y)
         # self.log costs ~0.3 ms per call on CPU (Lightning deep-copies its metadata), as much
         # as a whole small-MLP step, so per-step values are only logged on steps that reach
         # the logger.
@@ -175,8 +175,11 @@ class ClassificationTask(L.LightningModule):
     # plateau or checkpoint decides alike everywhere); sync_dist then costs one all-reduce
     # of equal numbers and keeps Lightning from warning about unsynced epoch values.
     def on_train_epoch_end(self) -> None:
-        self._log_epoch("train_loss", self.train_loss)
-        self._log_epoch("train_acc", self.train_acc)
+        totals = self.train_totals.compute(self.trainer.strategy, self.device)
+        self.train_totals.reset()
+        if totals is not None:  # e.g. limit_train_batches=0
+            self.log("train_loss", totals[0])  # already summed over the ranks
+            self.log("train_acc", totals[1])
 
     def on_validation_epoch_end(self) -> None:
         self._log_epoch("val_loss", self.val_loss, prog_bar=True)

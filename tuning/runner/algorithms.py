@@ -16,21 +16,21 @@ if TYPE_CHECKING:
 
     from tuning.search.space import SearchSpace
 
-__all__ = ["MAX_FAILURES", "PRUNERS", "SAMPLERS", "check_name", "make_pruner", "make_sampler", "median_warmup"]
+__all__ = ["MAX_FAILURES", "PRUNERS", "SAMPLERS", "make_pruner", "make_sampler", "median_warmup"]
 
 SAMPLERS = ("tpe", "random", "qmc", "cmaes", "gp", "grid")
 PRUNERS = ("median", "hyperband", "successive_halving", "none")
 MAX_FAILURES = 3  # consecutive failed trials that stop a study (--max-failures)
 
 
-def check_name(name: str, names: tuple[str, ...], kind: str) -> None:
+def _check(name: str, names: tuple[str, ...], kind: str) -> None:
     if name not in names:
         hint = did_you_mean(name, names, cutoff=0.5) or f"choose one of: {', '.join(names)}"
         raise UnknownNameError(f"unknown {kind} {name!r}; {hint}")
 
 
 def make_sampler(name: str, space: SearchSpace, seed: int) -> optuna.samplers.BaseSampler:
-    check_name(name, SAMPLERS, "sampler")
+    _check(name, SAMPLERS, "sampler")
     from optuna import samplers
 
     if name == "grid":
@@ -50,7 +50,7 @@ def median_warmup(epochs: int) -> int:
 
 def make_pruner(name: str, epochs: int = 20) -> optuna.pruners.BasePruner:
     """``epochs``: the run's length (the steps the pruners see are validation epochs)."""
-    check_name(name, PRUNERS, "pruner")
+    _check(name, PRUNERS, "pruner")
     from optuna import pruners
 
     if name == "median":

@@ -198,3 +198,17 @@ def test_every_optimizer_trains_the_digits_recipe(name, tmp_path):
     rows = list(csv.DictReader(open(next((tmp_path / "run").rglob("metrics.csv")))))
     losses = [float(r["train_loss"]) for r in rows if r.get("train_loss")]
     assert len(losses) == 2 and all(math.isfinite(x) for x in losses)
+
+
+@pytest.mark.parametrize("subcommand", ["fit", "validate", "test", "predict"])
+def test_subcommand_help_says_first_how_to_see_the_modules_options(subcommand, capsys):
+    with pytest.raises(SystemExit) as info:
+        run(subcommand, "--help")
+    assert info.value.code == 0
+    head = "\n".join(capsys.readouterr().out.splitlines()[:10])
+    assert f"usage: lit-optim {subcommand} " in head
+    assert "--model.help ClassificationTask" in " ".join(head.split())
+    assert "--data.help ClassificationData" in " ".join(head.split())
+    with pytest.raises(SystemExit):
+        run(subcommand, "--model.help", "ClassificationTask")
+    assert "--model.lr LR" in capsys.readouterr().out

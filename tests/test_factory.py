@@ -205,3 +205,25 @@ def test_scheduler_values_are_checked_before_training(name, kwargs, message):
     opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.1)
     with pytest.raises(ConfigError, match=message):
         create_scheduler(name, opt, L.Trainer(max_epochs=1, logger=False), **kwargs)
+
+
+def test_a_fit_checks_its_optimizer_values_once(make_trainer, monkeypatch):
+    # The task checks in __init__ and create_optimizer again in configure_optimizers: the
+    # throwaway build that proves torch takes the values runs once for the same values.
+    from lit_optim import ClassificationData, ClassificationTask
+    from lit_optim.catalog import optimizers
+
+    builds = []
+    real = optimizers._try_build
+    monkeypatch.setattr(optimizers, "_try_build", lambda *a: builds.append(a[0].name) or real(*a))
+    monkeypatch.setattr(optimizers, "_CHECKED", {})
+    data = ClassificationData("digits", batch_size=256)
+    task = ClassificationTask(data.input_shape, 10, optimizer="momentum", lr=0.0123,
+                              optimizer_kwargs={"momentum": 0.8}, network_kwargs={"hidden_dims": [8]})
+    make_trainer(max_epochs=1, limit_train_batches=2, limit_val_batches=1).fit(task, datamodule=data)
+    assert builds == ["momentum"]
+    # other values are checked (and refused) as before
+    with pytest.raises(ConfigError, match="momentum"):
+        ClassificationTask(data.input_shape, 10, optimizer="momentum", lr=0.0123,
+                           optimizer_kwargs={"momentum": 1.5})
+    assert builds == ["momentum"]  # refused by the domain check, before any build

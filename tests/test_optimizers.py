@@ -380,3 +380,4 @@ def test_lookahead_state_survives_a_round_trip():
     assert clone.fast_steps == 2 and clone.param_groups is clone.base.param_groups
     assert torch.equal(clone.state[w]["slow"], opt.state[w]["slow"])
     assert torch.equal(clone.base.state[w]["momentum_buffer"], opt.base.state[w]["momentum_buffer"])
+

@@ -189,6 +189,9 @@ def check_optimizer_args(
     task calls it in __init__.
     """
     info = OPTIMIZERS.get(name)
+    seen = _checked_key(info, lr, weight_decay, kwargs)
+    if seen is not None and _CHECKED.get(seen) is info:
+        return info
     check_number("lr", lr, low=0, low_open=True)
     check_number("weight_decay", weight_decay, low=0)
     if weight_decay and not info.supports_weight_decay:
@@ -208,7 +211,34 @@ def check_optimizer_args(
         if key in KWARG_DOMAINS:
             KWARG_DOMAINS[key](f"optimizer {info.name!r} {key}", value)
     _try_build(info, lr, weight_decay, kwargs)
+    if seen is not None:
+        if len(_CHECKED) >= 256:
+            _CHECKED.clear()
+        _CHECKED[seen] = info
     return info
+
+
+# Values already checked, by registry entry: a module checks its optimizer's values in
+# __init__ (check_optimizer_choice) and create_optimizer checks them again when Lightning calls
+# configure_optimizers; the checks, and the throwaway build, run once per distinct values.
+_CHECKED: dict[tuple, OptimizerInfo] = {}
+
+
+def _checked_key(info: OptimizerInfo, lr: Any, weight_decay: Any,
+                 kwargs: Mapping[str, Any]) -> tuple | None:
+    """A hashable key for these values (types included: True is not 1), or None."""
+    def frozen(value: Any) -> Any:
+        if isinstance(value, Mapping):
+            return ("map", tuple(sorted((str(k), frozen(v)) for k, v in value.items())))
+        if isinstance(value, (list, tuple)):
+            return (type(value).__name__, tuple(frozen(v) for v in value))
+        hash(value)
+        return (type(value).__name__, value)
+
+    try:
+        return (id(info), frozen(lr), frozen(weight_decay), frozen(dict(kwargs)))
+    except TypeError:  # an unhashable value: checked every time
+        return None
 
 
 def instantiate_optimizer(info: OptimizerInfo, params, lr: float, weight_decay: float,

@@ -276,6 +276,22 @@ _CLI_KWARGS: dict = {
         "kwargs; `lit-optim lr-find --config R` (the learning-rate range test) and "
         "`lit-optim batch-find --config R` (the batch-size search); `lit-optim --version`.")},
 }
+# Each subcommand's help starts with how to see the options of the module and the data
+# module (LightningCLI lists only their class choice, and its generated usage line is 40
+# lines long).
+_CLI_KWARGS["parser_kwargs"].update({
+    subcommand: {
+        "usage": f"lit-optim {subcommand} [-h] [-c CONFIG] [--model CLASS] [--data CLASS] "
+                 "[--model.* / --data.* / --trainer.* OPTIONS] [--ckpt_path PATH] …",
+        "description": (
+            f"{what}. The module's own options: `--model.help ClassificationTask` (or your "
+            "module's class path); the data module's: `--data.help ClassificationData`; "
+            "every value of a recipe: `--config R --print_config`."),
+    }
+    for subcommand, what in (("fit", "Train a LightningModule"),
+                             ("validate", "Score a checkpoint on the validation data"),
+                             ("test", "Score a checkpoint on the test data"),
+                             ("predict", "Predict with a checkpoint"))})
 
 
 def with_default_classes(args: Sequence[str]) -> list[str]:

@@ -29,6 +29,8 @@ The last line is ``population speed-up: X.Xx (N=<largest>)`` for the digits stud
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import tempfile
 import time
 from pathlib import Path
@@ -74,10 +76,11 @@ def compare(tmp: Path, label: str, recipe: Path, n_trials: int, sizes: list[int]
     for n in sizes:
         name = f"{label}-n{n}"
         start = time.perf_counter()
-        study = run_study(recipe=str(recipe), space=str(space), study_name=name,
-                          storage_url=f"sqlite:///{tmp}/{name}.db", run_dir=tmp / name,
-                          n_trials=n_trials, pruner="none", accelerator=accelerator,
-                          population=n)
+        with contextlib.redirect_stdout(io.StringIO()):  # lit-tune's line per trial
+            study = run_study(recipe=str(recipe), space=str(space), study_name=name,
+                              storage_url=f"sqlite:///{tmp}/{name}.db", run_dir=tmp / name,
+                              n_trials=n_trials, pruner="none", accelerator=accelerator,
+                              population=n)
         seconds = time.perf_counter() - start
         rates[n] = n_trials / seconds * 60
         print(f"{n:>10} {len(study.trials):>6} {seconds:>8.1f} {rates[n]:>10.1f} "
@@ -125,10 +128,11 @@ def quality(tmp: Path, n_trials: int, accelerator: str) -> None:
             for population in (1, "auto"):
                 name = f"q-{label.replace(' ', '')}-{seed}-{population}"
                 start = time.perf_counter()
-                study = run_study(recipe=str(RECIPE), space=str(space), study_name=name,
-                                  storage_url=f"sqlite:///{tmp}/{name}.db", run_dir=tmp / name,
-                                  n_trials=n_trials, seed=seed, accelerator=accelerator,
-                                  population=population)
+                with contextlib.redirect_stdout(io.StringIO()):
+                    study = run_study(recipe=str(RECIPE), space=str(space), study_name=name,
+                                      storage_url=f"sqlite:///{tmp}/{name}.db",
+                                      run_dir=tmp / name, n_trials=n_trials, seed=seed,
+                                      accelerator=accelerator, population=population)
                 row.append((study.best_value, time.perf_counter() - start))
             print(f"{seed:>4} {row[0][0]:>11.4f} {row[1][0]:>8.4f} {row[0][1]:>13.1f} "
                   f"{row[1][1]:>8.1f}", flush=True)

@@ -28,7 +28,9 @@ those trials one by one.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -288,7 +290,7 @@ class ModulePopulation(L.LightningModule):
         trained = {k: v for k, v in params.items() if v.requires_grad}
         fixed = {k: v.detach() for k, v in params.items() if not v.requires_grad}
         try:
-            with FoldedBatchNorm():
+            with FoldedBatchNorm(), _no_fallback_notice():
                 grads, (loss, logged) = self._vmapped("training_step", with_grad=True)(
                     trained, fixed, self.stacked_buffers(), batch, batch_idx)
         except RuntimeError as err:  # .item(), data-dependent control flow …
@@ -325,8 +327,9 @@ class ModulePopulation(L.LightningModule):
         self._template.eval()
         if self._per_member_validation is None:
             try:
-                logged = self._vmapped("validation_step", with_grad=False)(
-                    self.stacked(), {}, self.stacked_buffers(), batch, batch_idx)
+                with _no_fallback_notice():
+                    logged = self._vmapped("validation_step", with_grad=False)(
+                        self.stacked(), {}, self.stacked_buffers(), batch, batch_idx)
             except (NotVmappable, RuntimeError) as err:
                 self._collector.take()
                 self._per_member_validation = _first_line(err)
@@ -440,6 +443,17 @@ def _add_weighted(sums: dict[str, Any], key: str, value: torch.Tensor, size: int
 def _prefixed(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Names as ``_Step`` holds them (the user's module is its ``module``)."""
     return {f"module.{k}": v for k, v in state.items()}
+
+
+@contextlib.contextmanager
+def _no_fallback_notice():
+    """Quiet torch.func's "performance drop … batching rule for aten::bincount" notice: it is
+    about torch's internals (an op vmap runs in a loop), a user can do nothing about it, and
+    a Metric's update, which the validation fallback above handles, triggers it every run."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"There is a performance drop because we "
+                                                  r"have not yet implemented the batching rule")
+        yield
 
 
 def _first_line(err: BaseException) -> str:

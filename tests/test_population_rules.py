@@ -136,3 +136,23 @@ def test_members_that_give_only_an_lr_get_torch_and_the_registry_defaults(name):
     for i, weights in enumerate(alone):
         for p, w in zip(stacked, weights):
             assert torch.allclose(p[i].detach(), w, rtol=0, atol=1e-12), (name, i)
+
+
+def test_population_optimizers_is_a_live_view_of_the_registry_with_aliases():
+    from lit_optim.catalog.optimizers import OPTIMIZERS, OptimizerInfo
+    from lit_optim.population import POPULATION_OPTIMIZERS
+
+    assert POPULATION_OPTIMIZERS["heavy_ball"] == POPULATION_OPTIMIZERS["momentum"]
+    assert "lamb" not in POPULATION_OPTIMIZERS and "no-such" not in POPULATION_OPTIMIZERS
+    OPTIMIZERS.register(OptimizerInfo(name="sgd_half", factory=torch.optim.SGD,
+                                      population_rule="sgd", defaults={"momentum": 0.5},
+                                      description="a plugin's SGD"))
+    try:
+        assert POPULATION_OPTIMIZERS["sgd_half"] == ("sgd", {"momentum": 0.5})
+        stacked, alone = _run("sgd_half", [{"lr": 0.1}, {"lr": 0.05}])
+        for i, weights in enumerate(alone):
+            for p, w in zip(stacked, weights):
+                assert torch.allclose(p[i].detach(), w, rtol=0, atol=1e-12)
+    finally:
+        OPTIMIZERS.unregister("sgd_half")
+    assert "sgd_half" not in POPULATION_OPTIMIZERS

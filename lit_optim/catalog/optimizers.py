@@ -2,8 +2,9 @@
 
 Each entry says what the optimizer can take (momentum, betas, weight decay, param groups) and
 which population rule follows it, so one kwargs dict from a recipe or an Optuna trial can be
-checked against any optimizer before training starts. ``lr`` and ``weight_decay`` are flat hyperparameters of the task (tuning
-searches them); everything else goes in ``optimizer_kwargs``.
+checked against any optimizer before training starts. ``lr`` and ``weight_decay`` are flat
+hyperparameters of the task (tuning searches them); everything else goes in
+``optimizer_kwargs``.
 """
 
 from __future__ import annotations

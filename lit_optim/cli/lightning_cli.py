@@ -36,7 +36,8 @@ from lit_optim.training.checkpoints import (
     resolve_checkpoint,
 )
 
-__all__ = ["SCRATCH_TRAINER_ARGS", "LitOptimCLI", "TrainingDiverged", "chained_error", "cli_objects", "config_error_line",
+__all__ = ["SCRATCH_TRAINER_ARGS", "LitOptimCLI",
+           "TrainingDiverged", "chained_error", "cli_objects", "config_error_line",
            "parse_error_line", "run_lightning_cli"]
 
 restore_cuda_check(lit_optim._NVML_CHECK_BEFORE_LIGHTNING)  # after Lightning's import set it

@@ -63,7 +63,8 @@ def _rule_of(optimizer: torch.optim.Optimizer) -> str:
                 break
             return rule
     raise NotVmappable(f"optimizer {type(optimizer).__name__} has no population rule (those "
-                       f"that do: {', '.join(c.__name__ for c, _ in RULES.values())}, without maximize)")
+                       f"that do: {', '.join(c.__name__ for c, _ in RULES.values())}, "
+                       "without maximize)")
 
 
 def _optimizer_and_schedulers(config: Any) -> tuple[torch.optim.Optimizer, list[dict[str, Any]]]:

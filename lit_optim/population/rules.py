@@ -48,14 +48,29 @@ def torch_defaults(rule: str) -> dict[str, Any]:
     return {k: parameters[k].default for k in keys}
 
 
-def _population_optimizers() -> dict[str, tuple[str, dict[str, Any]]]:
-    """Registry name -> (rule, the registry entry's own defaults), for every registered
-    optimizer with a population rule."""
-    return {info.name: (info.population_rule, dict(info.defaults))
-            for info in OPTIMIZERS if info.population_rule is not None}
+class _PopulationOptimizers(Mapping):
+    """Registry name -> (rule, the registry entry's own defaults) of every registered
+    optimizer with a population rule: a live view of the registry (plugins, and entries
+    registered after import, included); an alias finds its entry's row."""
+
+    def _table(self) -> dict[str, tuple[str, dict[str, Any]]]:
+        return {info.name: (info.population_rule, dict(info.defaults))
+                for info in OPTIMIZERS if info.population_rule is not None}
+
+    def __getitem__(self, name: str) -> tuple[str, dict[str, Any]]:
+        table = self._table()
+        if name not in table and isinstance(name, str) and name in OPTIMIZERS:
+            name = OPTIMIZERS.get(name).name  # an alias (heavy_ball) of a canonical name
+        return table[name]
+
+    def __iter__(self):
+        return iter(self._table())
+
+    def __len__(self) -> int:
+        return len(self._table())
 
 
-POPULATION_OPTIMIZERS: dict[str, tuple[str, dict[str, Any]]] = _population_optimizers()
+POPULATION_OPTIMIZERS: Mapping[str, tuple[str, dict[str, Any]]] = _PopulationOptimizers()
 # What a member that names only its lr gets: torch's defaults, except weight decay, which
 # build_optimizer (lit_optim's flat hyperparameter) defaults to its own value for every
 # optimizer (AdamW's class says 1e-2; a member built one by one gets build_optimizer's).

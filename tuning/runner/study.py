@@ -72,7 +72,7 @@ class WorkerPlan:
     accelerator: str
     devices: Any = "auto"
     n_workers: int = 1
-    heartbeat_s: float = 60.0
+    heartbeat_s: float = HEARTBEAT_S
     max_failures: int = MAX_FAILURES
     deadline: float | None = None
     population: int = 1
@@ -90,8 +90,8 @@ def _worker(plan: WorkerPlan) -> None:
             # Share the cores instead of every worker spinning up one thread per core.
             torch.set_num_threads(max(1, (os.cpu_count() or 1) // plan.n_workers))
     space = load_space(plan.space_path)
-    storage = open_storage(plan.storage_url, n_workers=plan.n_workers, heartbeat_s=plan.heartbeat_s,
-                           writer=True)
+    storage = open_storage(plan.storage_url, n_workers=plan.n_workers,
+                           heartbeat_s=plan.heartbeat_s, writer=True)
     recipe = load_recipe(plan.recipe_path)
     study = optuna.load_study(study_name=plan.study_name, storage=storage,
                               sampler=make_sampler(plan.sampler, space, plan.seed),
@@ -127,9 +127,10 @@ def _worker(plan: WorkerPlan) -> None:
             if plan.population > 1:
                 from tuning.runner.population import run_population_worker
 
-                if plan.sampler == "tpe":  # a batch of asked trials must not be N copies of one point
+                if plan.sampler == "tpe":  # a batch of asked trials: not N copies of one point
                     study.sampler = optuna.samplers.TPESampler(seed=plan.seed, constant_liar=True)
-                run_population_worker(study, objective, n_trials=plan.n_trials, population=plan.population,
+                run_population_worker(study, objective, n_trials=plan.n_trials,
+                                      population=plan.population,
                                       lock_path=Path(plan.run_dir) / ".ask.lock",
                                       heartbeats=heartbeats, heartbeat_s=plan.heartbeat_s,
                                       progress=update, deadline=plan.deadline,
@@ -285,10 +286,10 @@ def run_study(*, recipe: str, space: str, study_name: str, storage_url: str, run
             for rank in range(n_workers):
                 # Each worker its own GPU when there are enough; its own sampler seed.
                 devices = [rank % gpus] if gpus else "auto"
+                own = accelerator if gpus else ("cpu" if accelerator == "auto" else accelerator)
                 p = ctx.Process(target=_worker_process, args=(dataclasses.replace(
                     plan, seed=sampler_seed(seed, rank, created=created), devices=devices,
-                    n_workers=n_workers,
-                    accelerator=accelerator if gpus else ("cpu" if accelerator == "auto" else accelerator)),))
+                    n_workers=n_workers, accelerator=own),))
                 p.start()
                 procs.append(p)
             _join(procs)

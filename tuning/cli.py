@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from lit_optim import __version__
+from lit_optim.catalog.objective import DIRECTION_WORDS
 from tuning.runner.algorithms import MAX_FAILURES, PRUNERS, SAMPLERS
 
 # Optuna, Lightning and torch are imported in main(), once the command line is parsed:
@@ -128,7 +129,7 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument("--metric", help="what each study tunes and the report ranks: a name the "
                                           "module logs (default: the recipe's objective.metric, "
                                           "else val_acc)")
-    compare.add_argument("--direction", choices=["min", "max", "minimize", "maximize"],
+    compare.add_argument("--direction", choices=DIRECTION_WORDS,
                          help="needed only when the metric is not a torchmetrics Metric (which "
                               "says higher_is_better) nor a standard name such as val_loss")
     compare.add_argument("--test-metric", help="what the retrained runs are ranked by on the test "

@@ -28,9 +28,9 @@ from typing import Any, Literal
 
 from lit_optim.catalog.errors import ConfigError
 
-__all__ = ["STANDARD_DIRECTIONS", "Direction", "DirectionError", "LoggedDirections", "Objective",
-           "check_direction", "logged_directions", "metric_direction", "parse_direction",
-           "resolve_objective"]
+__all__ = ["DIRECTION_WORDS", "STANDARD_DIRECTIONS", "Direction", "DirectionError",
+           "LoggedDirections", "Objective", "check_direction", "logged_directions",
+           "metric_direction", "parse_direction", "resolve_objective"]
 
 Direction = Literal["min", "max"]
 
@@ -44,6 +44,7 @@ STANDARD_DIRECTIONS: Mapping[str, Direction] = {
 
 _SPELLINGS: Mapping[str, Direction] = {
     "min": "min", "minimize": "min", "max": "max", "maximize": "max"}
+DIRECTION_WORDS: tuple[str, ...] = tuple(_SPELLINGS)  # what a --direction option accepts
 
 HOW_TO_DECLARE = ("declare it where you name the metric (a recipe's objective.direction, a "
                   "search space's direction:, a scheduler's mode, --direction), or log a "

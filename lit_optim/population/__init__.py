@@ -6,9 +6,7 @@ apply ``PopulationUpdate`` (torch.optim's arithmetic with per-member hyperparame
 modules import Lightning, so they load on first use (PEP 562): the update rules alone do not.
 """
 
-import importlib
-from typing import Any
-
+from lit_optim.catalog.lazy import lazy_exports
 from lit_optim.population.rules import POPULATION_OPTIMIZERS, PopulationUpdate
 from lit_optim.population.stacked import StackedNetwork
 
@@ -19,8 +17,4 @@ _LAZY = {"ModulePopulation": "lit_optim.population.module_population",
 __all__ = ["POPULATION_OPTIMIZERS", "ModulePopulation", "NotVmappable", "PopulationTask",
            "PopulationUpdate", "StackedNetwork"]
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)

@@ -116,18 +116,19 @@ class Objective:
         self.recipe, self.space, self.run_dir = recipe, space, Path(run_dir)
         self.accelerator, self.devices = accelerator, devices
 
-    def trainer_args(self) -> list[str]:
-        return trial_trainer_args(self.accelerator, self.devices)
+    def trainer_args(self, root: Path | None = None) -> list[str]:
+        """The overrides a trial's Trainer gets; ``root``: its folder, the Trainer's root, so
+        that what a recipe's callbacks write there (a LayerDiagnostics plot) is the trial's,
+        not overwritten by the next one."""
+        args = trial_trainer_args(self.accelerator, self.devices)
+        return args if root is None else [*args, f"--trainer.default_root_dir={root}"]
 
     def __call__(self, trial: optuna.Trial) -> float:
         merged = apply_overrides(self.recipe, self.space.suggest(trial))
         path = write_recipe(merged, self.run_dir / f"trial_{trial.number}" / "recipe.yaml",
                             header=f"trial {trial.number} of study {trial.study.study_name}")
         try:
-            # The trial's folder is its Trainer's root: what a recipe's callbacks write there
-            # (a LayerDiagnostics plot) is this trial's, not overwritten by the next one.
-            cli = build_trial_objects(path, *self.trainer_args(),
-                                      f"--trainer.default_root_dir={path.parent}")
+            cli = build_trial_objects(path, *self.trainer_args(path.parent))
         except LitOptimError as err:  # this trial's combination of values (checked up front
             self._prune(trial, f"invalid configuration: {err}")  # for the first values)
         trainer = cli.trainer

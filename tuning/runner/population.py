@@ -219,7 +219,7 @@ def _train_population(objective: Objective, trials: list[optuna.Trial],
     from lit_optim.population.task import PopulationTask
 
     first, *_ = _write_recipes(objective, trials, recipes)
-    cli = build_trial_objects(first, *objective.trainer_args())
+    cli = build_trial_objects(first, *objective.trainer_args(first.parent))
     _, args = _model_args(recipes[0])
     members = []
     for recipe in recipes:
@@ -250,7 +250,7 @@ def _train_module_population(objective: Objective, trials: list[optuna.Trial],
     from lit_optim.population import ModulePopulation
 
     paths = _write_recipes(objective, trials, recipes)
-    first = build_trial_objects(paths[0], *objective.trainer_args())
+    first = build_trial_objects(paths[0], *objective.trainer_args(paths[0].parent))
     # The random state a one-by-one trial starts fitting from (after building its module):
     # restored after the other members are built, so the population sees the same batches.
     after_build = (torch.get_rng_state(), np.random.get_state(), random.getstate())

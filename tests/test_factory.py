@@ -174,7 +174,8 @@ def test_a_monitor_never_logged_fails_when_lightning_first_needs_it_listing_what
 
 
 def test_mode_is_given_or_a_standard_names_never_guessed():
-    from tests.test_schedulers import build_scheduler_config
+    # tests/ has no __init__.py: pytest puts the folder itself on sys.path (prepend mode)
+    from test_schedulers import build_scheduler_config
 
     opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.1)
     trainer = L.Trainer(max_epochs=2, logger=False, enable_checkpointing=False)

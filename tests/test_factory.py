@@ -81,8 +81,14 @@ def test_param_groups_globs_and_lr_scale():
     net = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 1))
     opt = create_optimizer(net, "sgd", lr=0.1, lr_scale=2.0,
                            param_groups=[{"params": "0.*", "lr": 0.01, "momentum": 0.5}])
-    assert sorted((g["lr"], g["momentum"]) for g in opt.param_groups) == [
-        (0.02, 0.5), (0.02, 0.5), (0.2, 0), (0.2, 0)]
+    # No weight decay: nothing to exempt biases from, so one group per glob (an optimizer runs
+    # its step's Python once per group); with decay, each splits into decayed and exempt.
+    assert sorted((g["lr"], g["momentum"]) for g in opt.param_groups) == [(0.02, 0.5), (0.2, 0)]
+    assert [len(g["params"]) for g in opt.param_groups] == [2, 2]
+    opt = create_optimizer(net, "sgd", lr=0.1, weight_decay=0.1, lr_scale=2.0,
+                           param_groups=[{"params": "0.*", "lr": 0.01, "momentum": 0.5}])
+    assert sorted((g["lr"], g["momentum"], g["weight_decay"]) for g in opt.param_groups) == [
+        (0.02, 0.5, 0.0), (0.02, 0.5, 0.1), (0.2, 0, 0.0), (0.2, 0, 0.1)]
 
 
 @pytest.mark.parametrize(("name", "kwargs", "message"), [

@@ -270,3 +270,14 @@ def test_lit_tune_falls_back_one_by_one_for_a_step_that_cannot_vmap(tmp_path, mo
 
     study = optuna.load_study(study_name="f", storage="sqlite:///runs/f/study.db")
     assert [t.state.name for t in study.trials] == ["COMPLETE"] * 4
+
+
+def test_members_that_group_differently_train_on_the_groups_they_share():
+    # With weight decay a member splits biases off; without, one group: the population steps
+    # each parameter with the hyperparameters of the group it sits in, member by member.
+    from lit_optim.population.module_population import NotVmappable, _common_groups
+
+    groups = _common_groups([[("a", "b"), ("c",)], [("a", "b", "c")], [("a",), ("b", "c")]])
+    assert groups == [(("a",), (0, 0, 0)), (("b",), (0, 0, 1)), (("c",), (1, 0, 1))]
+    with pytest.raises(NotVmappable, match="train different parameters"):
+        _common_groups([[("a", "b")], [("a",)]])

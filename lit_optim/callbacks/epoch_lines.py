@@ -10,6 +10,7 @@ import lightning as L
 from lightning.pytorch.callbacks import ProgressBar
 
 from lit_optim.callbacks._epochs import AfterEachEpoch
+from lit_optim.callbacks.step_dispatch import skip_unused_batch_hooks
 
 
 class EpochLines(AfterEachEpoch, ProgressBar):
@@ -20,6 +21,7 @@ class EpochLines(AfterEachEpoch, ProgressBar):
     def __init__(self) -> None:
         super().__init__()
         self._enabled = True
+        skip_unused_batch_hooks(self)
 
     def disable(self) -> None:
         self._enabled = False

@@ -10,6 +10,7 @@ import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from typing_extensions import override
 
+from lit_optim.callbacks.step_dispatch import skip_unused_batch_hooks
 from lit_optim.catalog.objective import (
     Direction,
     DirectionError,
@@ -43,6 +44,7 @@ class ObjectiveCheck(Callback):
         self.bind = tuple(bind)
         if objective is not None:  # a bad direction fails now, before anything is built
             resolve_objective(objective, direction, given_as="objective.direction", required=False)
+        skip_unused_batch_hooks(self)
 
     @override
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:

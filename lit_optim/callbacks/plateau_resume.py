@@ -17,6 +17,8 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.callbacks import Callback
 
+from lit_optim.callbacks.step_dispatch import skip_unused_batch_hooks
+
 __all__ = ["PlateauResume"]
 
 
@@ -30,8 +32,8 @@ class PlateauResume(Callback):
     def __init__(self) -> None:
         self._trainer: L.Trainer | None = None
         self._at_epoch_start: dict[int, int] = {}  # scheduler index -> its step count then
-        self._batches = 0
         self._owed: dict[int, float] = {}  # restored: scheduler index -> the value to step with
+        skip_unused_batch_hooks(self)
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         self._trainer = trainer
@@ -43,10 +45,6 @@ class PlateauResume(Callback):
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._at_epoch_start = {i: c.scheduler.last_epoch for i, c in _plateau_configs(trainer)}
-        self._batches = 0
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self._batches += 1
 
     def state_dict(self) -> dict[str, Any]:
         return {"owed": self._owed_now()}
@@ -60,7 +58,9 @@ class PlateauResume(Callback):
         if trainer is None or not trainer.training:
             return {}
         total = trainer.num_training_batches
-        if not math.isfinite(total) or self._batches < total:
+        # The epoch's batches run so far (a mid-epoch resume's included), this one counted.
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        if not math.isfinite(total) or done < total:
             return {}  # mid-epoch: Lightning finishes the epoch, and its step, on resume
         owed = {}
         for index, config in _plateau_configs(trainer):

@@ -10,6 +10,7 @@ from lightning.pytorch.callbacks import Callback
 
 from lit_optim.callbacks._epochs import AfterEachEpoch
 from lit_optim.callbacks.divergence import LossHistory
+from lit_optim.callbacks.step_dispatch import skip_unused_batch_hooks
 from lit_optim.catalog.objective import (
     LoggedDirections,
     Objective,
@@ -39,6 +40,7 @@ class RunSummary(AfterEachEpoch, Callback):
                                         required=False) if objective else None
         self._directions: LoggedDirections | None = None
         self.loss = LossHistory()  # the loss training_step returns: did the run end diverged
+        skip_unused_batch_hooks(self)
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         self._directions = logged_directions(pl_module)

@@ -196,18 +196,17 @@ class ModulePopulation(L.LightningModule):
         if len(rules) > 1:
             raise NotVmappable(f"the members use different optimizers ({', '.join(sorted(rules))})")
         self.rule = rules.pop()
-        self._group_names = [self._group_parameter_names(m, s["optimizer"])
-                             for m, s in zip(self._members, self.shadows)]
-        if any(names != self._group_names[0] for names in self._group_names):
-            raise NotVmappable("the members' param groups hold different parameters")
+        self._groups = _common_groups([self._group_parameter_names(m, s["optimizer"])
+                                       for m, s in zip(self._members, self.shadows)])
         stacked = self.stacked()
-        trained = {n for names in self._group_names[0] for n in names}
+        trained = {n for names, _ in self._groups for n in names}
         for name in set(stacked) - trained:  # no optimizer group: the members never train it
             stacked[name].requires_grad_(False)
         self.updates = [
             PopulationUpdate(self.rule, [stacked[n] for n in names],
-                             [self._group_hyper(s["optimizer"].param_groups[k]) for s in self.shadows])
-            for k, names in enumerate(self._group_names[0])]
+                             [self._group_hyper(s["optimizer"].param_groups[k])
+                              for s, k in zip(self.shadows, indices)])
+            for names, indices in self._groups]
         self._copy_hyper()
         return None  # manual optimization: Lightning runs with its placeholder optimizer
 
@@ -227,8 +226,8 @@ class ModulePopulation(L.LightningModule):
 
     def _copy_hyper(self) -> None:
         """Each group's lr (and the momentum / betas a schedule may cycle) from the shadows."""
-        for k, update in enumerate(self.updates):
-            update.follow([s["optimizer"].param_groups[k] for s in self.shadows])
+        for update, (_, indices) in zip(self.updates, self._groups):
+            update.follow([s["optimizer"].param_groups[k] for s, k in zip(self.shadows, indices)])
 
     def _step_shadows(self, interval: str) -> None:
         for index, shadow in enumerate(self.shadows):
@@ -423,13 +422,30 @@ class ModulePopulation(L.LightningModule):
             setattr(self, f"b{i}", getattr(self, f"b{i}")[device_keep].clone())
         self.spikes.keep(device_keep)
         stacked = self.stacked()
-        for update, names in zip(self.updates, self._group_names[0]):
+        for update, (names, _) in zip(self.updates, self._groups):
             update.keep(device_keep, [stacked[n] for n in names])
+        self._groups = [(names, tuple(k for k, f in zip(indices, flags) if f))
+                        for names, indices in self._groups]
         self.shadows = [s for s, k in zip(self.shadows, flags) if k]
         self._members = [m for m, k in zip(self._members, flags) if k]
         self.alive = [i for i, k in zip(self.alive, flags) if k]
         self.member_metrics = {k: v[device_keep] for k, v in self.member_metrics.items()}
         self._sums = {k: [v[0][device_keep], v[1]] for k, v in self._sums.items()}
+
+
+def _common_groups(per_member: list[list[tuple[str, ...]]]) -> list[tuple[tuple[str, ...], tuple[int, ...]]]:
+    """The members' param groups (parameter names, per member) as groups every member agrees
+    on: parameters that share a group in every member, each with that group's index in each
+    member's optimizer. Members may group differently (one with weight decay splits biases
+    off, one without keeps one group) as long as they train the same parameters."""
+    where = [{n: k for k, names in enumerate(groups) for n in names} for groups in per_member]
+    if any(w.keys() != where[0].keys() for w in where):
+        raise NotVmappable("the members' optimizers train different parameters")
+    common: dict[tuple[int, ...], list[str]] = {}
+    for names in per_member[0]:
+        for name in names:
+            common.setdefault(tuple(w[name] for w in where), []).append(name)
+    return [(tuple(names), indices) for indices, names in common.items()]
 
 
 def _add_weighted(sums: dict[str, Any], key: str, value: torch.Tensor, size: int) -> None:

@@ -130,6 +130,59 @@ def test_no_import_cycle():
             pytest.fail("import cycle: " + " -> ".join(cycle))
 
 
+def _public_api() -> dict[str, set[str]]:
+    """Each lit_optim package's public names: its ``__all__`` (a list, or its lazy exports')."""
+    public = {}
+    for init in (ROOT / "lit_optim").rglob("__init__.py"):
+        tree = ast.parse(init.read_text())
+        for node in tree.body:
+            if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "__all__"
+                                                    for t in node.targets):
+                name = _module_name(init)
+                public[name] = (set(LAZY[name]) if name in LAZY and not isinstance(node.value, ast.List)
+                                else set(ast.literal_eval(node.value)))
+    return public
+
+
+PUBLIC = _public_api()
+
+
+def _non_public_imports(source: str) -> list[str]:
+    """``source``'s imports of lit_optim that are not its public API: a name from ``lit_optim``
+    or one of its packages that the package's ``__all__`` does not list, or a module below a
+    package (``lit_optim.cli.lightning_cli``)."""
+    bad = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            modules = [alias.name for alias in node.names]
+            bad += [m for m in modules if m.startswith("lit_optim.") and m not in PUBLIC]
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "lit_optim":
+            public = PUBLIC.get(node.module)
+            if public is None:
+                bad.append(f"{node.module} (a module, not a package's exports)")
+            else:
+                bad += [f"{node.module}.{a.name}" for a in node.names
+                        if a.name not in public and not a.name.startswith("__")]
+    return bad
+
+
+def test_tuning_uses_only_lit_optims_public_api():
+    # lit-tune is a client of lit_optim like a user's script: what it needs, a package
+    # exports (lazily); lit_optim's modules can move without touching tuning/.
+    bad = [f"{path.relative_to(ROOT)}: {b}" for path in sorted((ROOT / "tuning").rglob("*.py"))
+           for b in _non_public_imports(path.read_text())]
+    assert not bad, "\n".join(bad)
+
+
+def test_the_public_api_check_sees_a_planted_violation():
+    planted = ("from lit_optim.cli.lightning_cli import cli_objects\n"
+               "from lit_optim.catalog import not_exported\nimport lit_optim.training.task\n"
+               "from lit_optim.cli import cli_objects\nfrom lit_optim import ConfigError\n")
+    assert _non_public_imports(planted) == [
+        "lit_optim.cli.lightning_cli (a module, not a package's exports)",
+        "lit_optim.catalog.not_exported", "lit_optim.training.task"]
+
+
 def test_the_walk_sees_a_planted_violation(tmp_path):
     # The checks above pass only if the walk finds imports at all: plant one and look.
     planted = tmp_path / "planted.py"

@@ -31,7 +31,8 @@ def test_weighted_mean_keeps_float64_and_lets_nan_through():
     assert torch.isnan(metric.compute())
 
 
-def test_training_totals_equal_torchmetrics_accuracy_and_a_sample_weighted_loss():
+@pytest.mark.parametrize("fold", [None, 2], ids=["default", "folded-every-2-steps"])
+def test_training_totals_equal_torchmetrics_accuracy_and_a_sample_weighted_loss(fold):
     from lightning.pytorch.strategies import SingleDeviceStrategy
     from torchmetrics.classification import MulticlassAccuracy
 
@@ -39,9 +40,11 @@ def test_training_totals_equal_torchmetrics_accuracy_and_a_sample_weighted_loss(
 
     strategy = SingleDeviceStrategy(torch.device("cpu"))
     totals, reference = TrainingTotals(), MulticlassAccuracy(num_classes=5, average="micro")
+    if fold:
+        totals.FOLD = fold  # the sums taken mid-epoch, more than once
     assert totals.compute(strategy, torch.device("cpu")) is None  # no sample seen
     gen = torch.Generator().manual_seed(0)
-    losses, sizes = [], [128, 128, 7]
+    losses, sizes = [], [128, 128, 7, 64, 3]
     for n in sizes:
         logits, targets = torch.randn(n, 5, generator=gen), torch.randint(0, 5, (n,), generator=gen)
         loss = torch.nn.functional.cross_entropy(logits, targets)

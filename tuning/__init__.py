@@ -6,7 +6,7 @@ Optuna, Lightning or torch.
 
 from __future__ import annotations
 
-from lit_optim.catalog.lazy import lazy_exports
+from lit_optim.catalog import lazy_exports
 
 _EXPORTS = {
     "SearchSpace": "tuning.search.space",

@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from lit_optim import __version__
-from lit_optim.catalog.objective import DIRECTION_WORDS
+from lit_optim.catalog import DIRECTION_WORDS
 from tuning.runner.algorithms import MAX_FAILURES, PRUNERS, SAMPLERS
 
 # Optuna, Lightning and torch are imported in main(), once the command line is parsed:

@@ -21,7 +21,7 @@ import yaml
 from lightning.pytorch.callbacks import Callback
 
 from lit_optim import OPTIMIZERS, SCHEDULERS, ConfigError, Objective, parse_direction
-from lit_optim.catalog.checks import check_count, check_number
+from lit_optim.catalog import check_count, check_number
 from tuning.search.preflight import LoggedProbe, MetricNotLoggedError, parse_recipe
 from tuning.search.recipe import apply_overrides, load_recipe, write_recipe
 from tuning.storage.record import content_sha256
@@ -173,7 +173,7 @@ def _seed_run(recipe: dict[str, Any], path: Path, seed: int, goal: CompareObject
     and final numbers, cached in ``path``."""
     from lightning.pytorch.utilities.model_helpers import is_overridden
 
-    from lit_optim.cli.lightning_cli import SCRATCH_TRAINER_ARGS, cli_objects
+    from lit_optim.cli import SCRATCH_TRAINER_ARGS, cli_objects
 
     cache = path / "result.json"
     recipe = apply_overrides(recipe, {"seed_everything": seed})

@@ -128,7 +128,7 @@ def write_convex_report(out: Path, problem_name: str, steps: int = 300) -> list[
     import matplotlib.pyplot as plt
     import plotly.graph_objects as go
 
-    from lit_optim.lab.convex import (
+    from lit_optim.lab import (
         gd_bound,
         logreg,
         nesterov_bound,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from lit_optim import UnknownNameError
-from lit_optim.catalog.registry import did_you_mean
+from lit_optim.catalog import did_you_mean
 
 if TYPE_CHECKING:
     import optuna

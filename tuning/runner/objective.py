@@ -18,7 +18,7 @@ from optuna_integration import PyTorchLightningPruningCallback
 
 from lit_optim import LitOptimError
 from lit_optim.callbacks import LossHistory, NonFiniteError, NonFiniteGuard, unbounded_weights
-from lit_optim.cli.lightning_cli import SCRATCH_TRAINER_ARGS
+from lit_optim.cli import SCRATCH_TRAINER_ARGS
 from tuning.runner.interrupt import raise_if_interrupted
 from tuning.search.preflight import MetricCheck, MetricNotLoggedError, build_trial_objects
 from tuning.search.recipe import apply_overrides, write_recipe

@@ -216,7 +216,7 @@ def _train_population(objective: Objective, trials: list[optuna.Trial],
     class_path, _ = _model_args(recipes[0])
     if class_path not in _TASK:
         return _train_module_population(objective, trials, recipes)
-    from lit_optim.population.task import PopulationTask
+    from lit_optim.population import PopulationTask
 
     first, *_ = _write_recipes(objective, trials, recipes)
     cli = build_trial_objects(first, *objective.trainer_args(first.parent))

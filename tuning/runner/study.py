@@ -16,8 +16,7 @@ import yaml
 from optuna.trial import TrialState
 
 from lit_optim import ConfigError, LitOptimError
-from lit_optim.catalog.registry import did_you_mean
-from lit_optim.catalog.checks import check_count, check_number
+from lit_optim.catalog import check_count, check_number, did_you_mean
 from tuning.runner.objective import Objective, quiet_lightning, trial_trainer_args
 from tuning.runner.interrupt import Interrupted, die_with_parent, on_signals
 from tuning.search.preflight import check_before_trial_0, resolve_direction
@@ -161,8 +160,8 @@ def _auto_lr_range(recipe: dict[str, Any], space: dict[str, Any], accelerator: s
     """The range test on the study's recipe: (what it found, the space with its lr range)."""
     import tempfile
 
-    from lit_optim.cli.find import scratch_objects
-    from lit_optim.finders.lr_range import check_takes_lr, run_range_test
+    from lit_optim.cli import scratch_objects
+    from lit_optim.finders import check_takes_lr, run_range_test
 
     with tempfile.TemporaryDirectory(prefix="lit-tune-lr-range-") as root:
         path = write_recipe(recipe, Path(root) / "recipe.yaml")

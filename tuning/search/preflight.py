@@ -33,7 +33,7 @@ from lit_optim import (
     logged_directions,
     resolve_objective,
 )
-from lit_optim.catalog.registry import did_you_mean
+from lit_optim.catalog import did_you_mean
 from tuning.search.recipe import apply_overrides, write_recipe
 from tuning.search.space import SearchSpace
 
@@ -61,7 +61,7 @@ class MetricDirectionError(MetricNotLoggedError):
 
 def build_trial_objects(recipe_path: Path, *trainer_args: str):
     """LightningCLI objects for a trial's merged recipe; ConfigError with one line if invalid."""
-    from lit_optim.cli.lightning_cli import cli_objects, config_error_line
+    from lit_optim.cli import cli_objects, config_error_line
 
     try:
         return cli_objects(recipe_path, *trainer_args)

@@ -12,6 +12,7 @@ import torch
 import yaml
 
 from lit_optim.cli.main import main
+from run_main import exit_status  # tests/ is on sys.path (no package)
 
 ROOT = Path(__file__).resolve().parents[1]
 DIGITS = str(ROOT / "recipes" / "digits" / "mlp.yaml")
@@ -48,11 +49,7 @@ def _in_tmp(tmp_path, monkeypatch):
 
 
 def _code(*args: str) -> int:
-    try:
-        main(list(args))
-    except SystemExit as stop:
-        return stop.code
-    return 0
+    return exit_status(main, *args)
 
 
 def test_lr_find_prints_writes_the_marked_curve_and_exports_a_recipe(tmp_path, capsys):

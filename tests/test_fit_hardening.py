@@ -15,6 +15,7 @@ import torch
 import yaml
 
 from lit_optim.cli.main import main
+from run_main import exit_status  # tests/ is on sys.path (no package)
 
 ROOT = Path(__file__).resolve().parents[1]
 DIGITS = str(ROOT / "recipes" / "digits" / "mlp.yaml")
@@ -28,11 +29,7 @@ def _in_tmp(tmp_path, monkeypatch):
 
 
 def _exit_code(*args: str) -> int:
-    try:
-        main(list(args))
-    except SystemExit as stop:
-        return stop.code if isinstance(stop.code, int) else 1
-    return 0
+    return exit_status(main, *args)
 
 
 def _cli(*args: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:

@@ -12,6 +12,7 @@ import yaml
 from optuna.trial import TrialState
 
 from tuning.cli import main as lit_tune
+from run_main import exit_status  # tests/ is on sys.path (no package)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -546,11 +547,7 @@ def test_a_read_only_run_dir_is_one_line_and_leaves_the_study_untouched(digits, 
 
 # -- storages: a user's own database is never written; reading commands never write -----------
 def _tune(*args: str) -> int:
-    try:
-        lit_tune(list(args))
-    except SystemExit as stop:
-        return stop.code
-    return 0
+    return exit_status(lit_tune, *args)
 
 
 def test_a_sqlite_file_that_is_not_a_study_is_refused_and_left_as_it_was(digits, capsys):

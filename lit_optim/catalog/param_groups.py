@@ -18,16 +18,16 @@ from typing import Any
 
 from torch import nn
 
+from lit_optim.catalog.errors import ConfigError
+from lit_optim.catalog.checks import check_number
+
+__all__ = ["build_param_groups", "check_param_group_specs", "takes_decay"]
+
 
 def takes_decay(ndim: int, decay_bias_and_norm: bool = False) -> bool:
     """Does a parameter of ``ndim`` dimensions take weight decay? The one rule (see the module
     doc): weights do; biases and norm scales (ndim < 2) only with ``decay_bias_and_norm``."""
     return decay_bias_and_norm or ndim >= 2
-
-from lit_optim.catalog.errors import ConfigError
-from lit_optim.catalog.checks import check_number
-
-__all__ = ["build_param_groups", "check_param_group_specs", "takes_decay"]
 
 
 def check_param_group_specs(specs: Sequence[Mapping[str, Any]], accepted: set[str]) -> None:

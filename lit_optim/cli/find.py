@@ -22,7 +22,6 @@ from lit_optim.catalog.errors import ConfigError
 __all__ = ["batch_find_command", "lr_find_command", "scratch_objects"]
 
 
-
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line, as every other mistake
         raise ConfigError(f"{self.prog}: {message}")

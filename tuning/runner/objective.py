@@ -27,7 +27,6 @@ from tuning.search.space import SearchSpace
 __all__ = ["DivergenceWatch", "Objective", "quiet_lightning", "trial_trainer_args"]
 
 
-
 def quiet_lightning() -> None:
     """lit-tune prints one line per trial and one per mistake: Lightning's per-Trainer banner
     and its warnings about our own way of calling it would bury them."""

@@ -592,3 +592,53 @@ def test_fit_shows_the_timed_bar_in_a_terminal_and_epoch_lines_in_a_log(monkeypa
         monkeypatch.setattr("sys.stdout.isatty", lambda terminal=terminal: terminal)
         callbacks = with_cli_defaults({})[0]["callbacks"]
         assert [type(cb) for cb in callbacks if type(cb) in (TimedProgressBar, EpochLines)] == [kind]
+
+
+def test_the_step_loss_is_on_the_timed_bar_but_not_read_back_every_batch(make_trainer):
+    # Lightning reads a prog_bar value back to the host after every batch (a GPU sync each
+    # step); the task logs its step loss without prog_bar and the bar reads it when it draws.
+    from lit_optim.callbacks import TimedProgressBar
+
+    class Probe(L.Callback):
+        def on_train_epoch_end(self, trainer, pl_module):
+            self.pbar = dict(trainer.progress_bar_metrics)
+            self.shown = bar.get_metrics(trainer, pl_module)
+            self.logged = float(trainer.callback_metrics["train_loss_step"])
+
+    data = ClassificationData("digits", batch_size=128)
+    task = ClassificationTask(data.input_shape, 10, network_kwargs={"hidden_dims": [8]})
+    bar, probe = TimedProgressBar(), Probe()
+    make_trainer(max_epochs=1, callbacks=[bar, probe], enable_progress_bar=True,
+                 log_every_n_steps=1, limit_val_batches=0).fit(task, datamodule=data)
+    assert "train_loss_step" not in probe.pbar
+    assert probe.shown["train_loss_step"] == pytest.approx(probe.logged)
+    assert "train_loss_step" not in TimedProgressBar(also_show=()).get_metrics(
+        task.trainer, task)
+
+
+def test_epoch_lines_show_each_distinct_lr(make_trainer, capsys):
+    from lit_optim.callbacks.epoch_lines import EpochLines
+
+    data = ClassificationData("digits", batch_size=256)
+    task = ClassificationTask(data.input_shape, 10, network_kwargs={"hidden_dims": [8]},
+                              optimizer="sgd", lr=0.02,
+                              param_groups=[{"params": "net.1.*", "lr": 0.005}])
+    make_trainer(max_epochs=1, callbacks=[EpochLines()], enable_progress_bar=True,
+                 limit_val_batches=0).fit(task, datamodule=data)
+    (line,) = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("epoch 1")]
+    assert "  lr 0.005/0.02" in line or "  lr 0.02/0.005" in line, line
+
+
+def test_the_cli_adds_a_learning_rate_monitor_where_there_is_a_logger():
+    from lightning.pytorch.callbacks import LearningRateMonitor
+
+    from lit_optim.cli.trainer_setup import with_cli_defaults
+
+    def monitors(config):
+        return [cb for cb in with_cli_defaults(config)[0]["callbacks"]
+                if isinstance(cb, LearningRateMonitor)]
+
+    assert [m.logging_interval for m in monitors({})] == ["step"]  # Lightning's default logger
+    assert monitors({"logger": False}) == [] and monitors({"logger": []}) == []
+    own = LearningRateMonitor(logging_interval="epoch")
+    assert monitors({"callbacks": [own]}) == [own]  # the recipe's own, not a second

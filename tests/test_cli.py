@@ -66,7 +66,11 @@ def test_csv_logger_writes_val_acc_per_epoch(tmp_path):
     rows = list(csv.DictReader(open(next((tmp_path / "run").rglob("metrics.csv")))))
     epochs = [int(r["epoch"]) for r in rows if r.get("val_acc")]
     assert epochs == [0, 1, 2]
-    assert {"train_loss", "train_acc", "val_loss", "lr", "train_loss_step"} <= set(rows[0])
+    assert {"train_loss", "train_acc", "val_loss", "train_loss_step"} <= set(rows[0])
+    # The CLI's LearningRateMonitor: one lr column per param group (weight decay splits the
+    # recipe's parameters in two: biases take none), on every logging step.
+    lrs = [(float(r["lr/pg1"]), float(r["lr/pg2"])) for r in rows if r.get("lr/pg1")]
+    assert len(lrs) == 27 // 5 and all(a == b for a, b in lrs) and lrs[0][0] < 3e-3
 
 
 def test_print_config_output_runs_again(tmp_path, capsys):

@@ -6,6 +6,8 @@ import math
 
 import pytest
 import torch
+from lightning.pytorch.callbacks import LearningRateMonitor
+from lightning.pytorch.loggers import CSVLogger
 from torch import nn
 
 from lit_optim import ClassificationData, ClassificationTask, ConfigError, lr_scale_factor
@@ -85,16 +87,22 @@ def test_bad_group_and_scaling_arguments(kwargs, message):
 
 
 @pytest.mark.parametrize(("rule", "factor"), [("linear", 4.0), ("sqrt", 2.0), ("none", 1.0)])
-def test_lr_scaling_sets_and_logs_the_effective_lr(make_trainer, rule, factor):
+def test_lr_scaling_sets_and_logs_the_effective_lr(make_trainer, tmp_path, rule, factor):
     data = ClassificationData("digits", batch_size=256)
     task = ClassificationTask(data.input_shape, 10, lr=0.01, lr_scaling=rule, base_batch_size=64,
                               optimizer="sgd",
                               param_groups=[{"params": "net.1.*", "lr": 0.001}])
-    trainer = make_trainer(max_epochs=1, log_every_n_steps=1)
+    monitor = LearningRateMonitor(logging_interval="step")
+    trainer = make_trainer(max_epochs=1, log_every_n_steps=1, logger=CSVLogger(tmp_path),
+                           callbacks=[monitor])
     trainer.fit(task, datamodule=data)
     lrs = sorted({g["lr"] for g in trainer.optimizers[0].param_groups})
     assert lrs == pytest.approx([0.001 * factor, 0.01 * factor])
-    assert trainer.callback_metrics["lr"].item() == pytest.approx(0.001 * factor)  # group 0
+    # Lightning's LearningRateMonitor logs every group's effective lr, one column each.
+    groups = [g["lr"] for g in trainer.optimizers[0].param_groups]
+    assert sorted(monitor.lrs) == [f"lr/pg{i + 1}" for i in range(len(groups))]
+    for i, lr in enumerate(groups):
+        assert monitor.lrs[f"lr/pg{i + 1}"] == pytest.approx([lr] * trainer.global_step)
 
 
 def test_lr_scaling_counts_gradient_accumulation(make_trainer):

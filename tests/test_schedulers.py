@@ -9,6 +9,7 @@ import math
 import lightning as L
 import pytest
 import torch
+from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.loggers import CSVLogger
 
 from lit_optim import SCHEDULERS, ClassificationData, ClassificationTask, ConfigError
@@ -103,8 +104,10 @@ def _fit(make_trainer, tmp_path, scheduler, kwargs, epochs=E, **overrides):
         "num_samples": 160, "num_features": 6, "num_classes": 3})  # 128 train → 4 steps/epoch
     task = ClassificationTask(data.input_shape, data.num_classes, lr=LR, optimizer="sgd",
                               scheduler=scheduler, scheduler_kwargs=kwargs)
+    # The lr as Lightning's LearningRateMonitor logs it (lit-optim fit adds one).
     trainer = make_trainer(max_epochs=epochs, log_every_n_steps=1,
-                           logger=CSVLogger(tmp_path, name="log"), **overrides)
+                           logger=CSVLogger(tmp_path, name="log"),
+                           callbacks=[LearningRateMonitor(logging_interval="step")], **overrides)
     trainer.fit(task, datamodule=data)
     rows = list(csv.DictReader(open(next(tmp_path.rglob("metrics.csv")))))
     return [float(r["lr"]) for r in rows if r.get("lr")], trainer

@@ -14,7 +14,7 @@ from lit_optim.callbacks.step_dispatch import skip_unused_batch_hooks
 
 
 class EpochLines(AfterEachEpoch, ProgressBar):
-    """Prints one line per training epoch with the values the module logged, instead of a bar
+    """Prints one line per training epoch with the values the module logged and the lr, instead of a bar
     redrawn with ``\\r`` on every batch: what a log file, CI or ``| tee`` can read (a 6-second
     tqdm run writes ~97 KB there). Validate and test print Lightning's own results table."""
 
@@ -45,6 +45,12 @@ class EpochLines(AfterEachEpoch, ProgressBar):
         for name, value in trainer.callback_metrics.items():
             if name not in metrics and not name.endswith("_step") and value.numel() == 1:
                 metrics[name] = float(value)
+        # The optimizer's lr now (each distinct value of its param groups): it is logged by
+        # LearningRateMonitor straight to the logger, not kept among the logged values.
+        lrs = dict.fromkeys(float(group["lr"]) for optimizer in trainer.optimizers
+                            for group in optimizer.param_groups)
+        if lrs and "lr" not in metrics:
+            metrics["lr"] = "/".join(map(_fmt, lrs))
         return "  ".join(f"{k} {_fmt(v)}" for k, v in metrics.items())
 
     def after_epoch(self, trainer: L.Trainer, epoch: int) -> None:

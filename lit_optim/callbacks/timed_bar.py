@@ -6,11 +6,18 @@ CPU, for more redraws than an eye can read. A refresh rate in batches cannot fit
 (10 batches a second or 1,000), so this bar redraws when ``interval`` seconds have passed, and
 always on a bar's last batch. ``lit-optim fit`` shows it in a terminal (``EpochLines`` in a
 log file).
+
+It also shows ``also_show`` (by default ClassificationTask's ``train_loss_step``), read from
+``trainer.callback_metrics`` when it redraws. A value logged with ``prog_bar=True`` is instead
+read back to the host by Lightning after every batch, for as long as the epoch lasts, whether a
+bar draws or not: on a GPU that waits for the step's kernels every step (Lightning issue
+#21232).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from lightning.pytorch.callbacks import TQDMProgressBar
@@ -20,9 +27,11 @@ __all__ = ["TimedProgressBar"]
 
 
 class TimedProgressBar(TQDMProgressBar):
-    def __init__(self, interval: float = 0.25) -> None:
+    def __init__(self, interval: float = 0.25,
+                 also_show: Sequence[str] = ("train_loss_step",)) -> None:
         super().__init__()
         self.interval = interval
+        self.also_show = tuple(also_show)
         self._drawn = -float("inf")  # the first batch draws the bar
 
     def _due(self, bar: Any, batch_idx: int) -> bool:
@@ -33,6 +42,15 @@ class TimedProgressBar(TQDMProgressBar):
             self._drawn = now
             return True
         return False
+
+    @override
+    def get_metrics(self, trainer, pl_module) -> dict[str, Any]:
+        metrics = super().get_metrics(trainer, pl_module)
+        logged = trainer.callback_metrics
+        for name in self.also_show:
+            if name not in metrics and name in logged and logged[name].numel() == 1:
+                metrics[name] = logged[name].item()
+        return metrics
 
     @override
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:

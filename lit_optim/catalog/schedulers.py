@@ -35,6 +35,7 @@ from lit_optim.catalog.registry import Registry, RegistryEntry, did_you_mean, im
 from lit_optim.catalog.trainer_info import RunLength
 
 __all__ = [
+    "LR_LOGGED_AS",
     "SCHEDULERS",
     "SchedulerInfo",
     "check_scheduler_args",
@@ -44,6 +45,9 @@ __all__ = [
 # Filled in by lit-optim, never by the user.
 _FILLED_IN = ("optimizer", "total_steps", "last_epoch", "verbose")
 WARMUP_KEYS = ("warmup_steps", "warmup_epochs", "warmup_start_factor")
+# The scheduler config's name: what Lightning's LearningRateMonitor logs the lr under, ``lr``
+# for an optimizer with one param group, ``lr/pg1``, ``lr/pg2`` … for one with several.
+LR_LOGGED_AS = "lr"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -379,14 +383,15 @@ def scheduler_config(
         if directions is not None:
             directions.when_logged(monitor, _PlateauMode(main, info.name, monitor, given_mode))
         return {"scheduler": main, "interval": info.interval, "frequency": frequency,
-                "monitor": monitor, "strict": True}
+                "monitor": monitor, "strict": True, "name": LR_LOGGED_AS}
     # The ramp is built first: schedulers record each group's starting lr as 'initial_lr'
     # only if it is not set yet, so the main schedule keeps the configured lr as its base.
     ramp = sched.LinearLR(optimizer, start_factor=start, total_iters=warm) if warm else None
     main = info.resolve()(optimizer, **call_kwargs)
     if ramp is not None:
         main = sched.SequentialLR(optimizer, [ramp, main], milestones=[warm])
-    return {"scheduler": main, "interval": info.interval, "frequency": frequency}
+    return {"scheduler": main, "interval": info.interval, "frequency": frequency,
+            "name": LR_LOGGED_AS}
 
 
 class _PlateauMode:

@@ -5,7 +5,8 @@ ZeroDivisionError later, ``gradient_clip_val: -1`` flips every gradient) are one
 before anything is built. Additions, each only when the recipe brings none of its kind:
 a ``FiniteModelCheckpoint`` that also keeps ``last.ckpt`` (so a killed run resumes where it
 stopped), a checkpoint writer whose temp files sit beside the checkpoint, one progress line
-per epoch when stdout is not a terminal, and the ``RunSummary`` behind the closing lines.
+per epoch when stdout is not a terminal, the ``RunSummary`` behind the closing lines, and
+where there is a logger Lightning's ``LearningRateMonitor`` (every param group's lr).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint, ProgressBar
+from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint, ProgressBar
 from lightning.pytorch.plugins.io import CheckpointIO
 
 from lit_optim.callbacks.epoch_lines import EpochLines
@@ -98,6 +99,11 @@ def _as_list(value: Any) -> list[Any]:
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
+def _has_logger(config: Mapping[str, Any]) -> bool:
+    logger = config.get("logger")  # None: Lightning's default logger
+    return logger is not False and not (isinstance(logger, (list, tuple)) and not logger)
+
+
 def with_cli_defaults(config: Mapping[str, Any], objective: str | None = None,
                       direction: str | None = None) -> tuple[dict[str, Any], RunSummary]:
     """``callbacks`` and ``plugins`` for the Trainer: the recipe's, plus the CLI's defaults
@@ -136,6 +142,9 @@ def with_cli_defaults(config: Mapping[str, Any], objective: str | None = None,
         callbacks.append(summary)
     if not any(isinstance(cb, PlateauResume) for cb in callbacks):
         callbacks.append(PlateauResume())  # --ckpt_path last steps plateau as the run did
+    if _has_logger(config) and not any(isinstance(cb, LearningRateMonitor) for cb in callbacks):
+        # Every param group's lr on the logging steps (it refuses a Trainer with no logger).
+        callbacks.append(LearningRateMonitor(logging_interval="step"))
     if not any(isinstance(p, CheckpointIO) for p in plugins):
         plugins.append(SameFolderCheckpointIO())
     return {"callbacks": callbacks, "plugins": plugins}, summary

@@ -72,7 +72,7 @@ class ClassificationTask(L.LightningModule):
 
     # Everything the task logs during fit, declared so that lit-tune can check a search
     # space's metric before trial 0 (a module without this is checked after its first epoch).
-    LOGGED_METRICS = (*EPOCH_METRICS, "train_loss_step", "lr")
+    LOGGED_METRICS = (*EPOCH_METRICS, "train_loss_step")
     EPOCH_METRICS = EPOCH_METRICS  # what a fit's closing summary reports
 
     def __init__(
@@ -146,12 +146,13 @@ class ClassificationTask(L.LightningModule):
             loss = loss + l2_penalty(self, self._loss_weight_decay,
                                      decay_bias_and_norm=self.hparams.decay_bias_and_norm)
         # self.log costs ~0.3 ms per call on CPU (Lightning deep-copies its metadata), as much
-        # as a whole small-MLP step, so per-step values are only logged on steps that reach
-        # the logger.
+        # as a whole small-MLP step, so the step's loss is only logged on steps that reach
+        # the logger. Not prog_bar: Lightning would read it back to the host after every
+        # batch (a GPU sync a step); TimedProgressBar shows it when it redraws. The lr of
+        # every param group is Lightning's LearningRateMonitor's to log (lit-optim fit adds
+        # one where there is a logger).
         if is_logging_step(self.trainer):
-            self.log("train_loss_step", loss, on_step=True, on_epoch=False, prog_bar=True)
-            self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True,
-                     on_epoch=False)
+            self.log("train_loss_step", loss, on_step=True, on_epoch=False)
         return loss
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:

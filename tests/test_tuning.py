@@ -103,6 +103,22 @@ def test_study_runs_resumes_by_name_and_exports_a_recipe_that_reproduces(workdir
     assert exported["model"]["lr"] == study.best_params["model.lr"]
 
 
+def test_a_recipe_with_logger_only_callbacks_tunes(workdir):
+    # A recipe `lit-optim fit` runs with its LearningRateMonitor (a callback that refuses a
+    # Trainer without a logger): the trials run without a logger, so they drop it, here also
+    # one added on the command line with jsonargparse's list append.
+    recipe = yaml.safe_load(Path("recipe.yaml").read_text())
+    recipe["trainer"]["callbacks"] = [{"class_path": "LearningRateMonitor",
+                                       "init_args": {"logging_interval": "step"}}]
+    Path("recipe.yaml").write_text(yaml.safe_dump(recipe))
+    _run("--study", "lrm", "--n-trials", "2", "--trainer.callbacks+=DeviceStatsMonitor")
+    study = _study("lrm")
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2, [
+        t.user_attrs.get("fail_reason") for t in study.trials]
+    trial_recipe = Path("runs/lrm/trial_1/recipe.yaml").read_text()
+    assert "LearningRateMonitor" in trial_recipe and "DeviceStatsMonitor" in trial_recipe
+
+
 def test_diverging_trials_are_pruned_with_a_reason_and_the_study_goes_on(workdir):
     Path("space.yaml").write_text(yaml.safe_dump({"params": {
         "model.optimizer": ["sgd"], "model.lr": "log[1.0e-2, 1.0e+4]"}}))

@@ -18,6 +18,7 @@ import lightning as L
 import yaml
 from jsonargparse import set_loader
 from lightning.fabric.utilities.exceptions import MisconfigurationException
+from lightning.pytorch.callbacks import DeviceStatsMonitor, LearningRateMonitor
 from lightning.pytorch.cli import LightningCLI
 
 import lit_optim
@@ -365,10 +366,20 @@ def cli_objects(config: str | Path | None, *overrides: str) -> LitOptimCLI:
     ``config`` None: the overrides alone (``--model my_pkg.Module …``)."""
     head = ["--config", str(config)] if config is not None else []
     check_config_files([*head, *overrides])
-    return LitOptimCLI(
+    cli = LitOptimCLI(
         run=False, save_config_callback=None,
         args=with_default_classes([*head, *overrides]), **_CLI_KWARGS,
     )
+    if not cli.trainer.loggers:  # a scratch run (SCRATCH_TRAINER_ARGS)
+        # The recipe's callbacks that only write to a logger have nothing to write to, and
+        # refuse to start without one (LearningRateMonitor, DeviceStatsMonitor): every trial
+        # of a recipe that `lit-optim fit` runs fine would fail.
+        cli.trainer.callbacks = [cb for cb in cli.trainer.callbacks
+                                 if not isinstance(cb, _LOGGER_ONLY_CALLBACKS)]
+    return cli
+
+
+_LOGGER_ONLY_CALLBACKS = (LearningRateMonitor, DeviceStatsMonitor)
 
 
 _NOISE = ("Does not validate against any", "Subtypes:", "Errors:", "Given value type:",

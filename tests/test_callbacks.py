@@ -616,17 +616,32 @@ def test_the_step_loss_is_on_the_timed_bar_but_not_read_back_every_batch(make_tr
         task.trainer, task)
 
 
-def test_epoch_lines_show_each_distinct_lr(make_trainer, capsys):
+@pytest.mark.parametrize("monitor", [False, True])
+def test_epoch_lines_show_each_distinct_lr(make_trainer, capsys, tmp_path, monitor):
+    # A LearningRateMonitor also puts a logging step's lr of each group among the logged
+    # values: neither the line nor the run summary shows those as an epoch's values.
+    from lightning.pytorch.callbacks import LearningRateMonitor
+    from lightning.pytorch.loggers import CSVLogger
+
     from lit_optim.callbacks.epoch_lines import EpochLines
+    from lit_optim.callbacks.run_summary import RunSummary
+
+    class Undeclared(ClassificationTask):  # as a user's module: the summary picks names
+        EPOCH_METRICS = None
 
     data = ClassificationData("digits", batch_size=256)
-    task = ClassificationTask(data.input_shape, 10, network_kwargs={"hidden_dims": [8]},
-                              optimizer="sgd", lr=0.02,
-                              param_groups=[{"params": "net.1.*", "lr": 0.005}])
-    make_trainer(max_epochs=1, callbacks=[EpochLines()], enable_progress_bar=True,
-                 limit_val_batches=0).fit(task, datamodule=data)
+    task = Undeclared(data.input_shape, 10, network_kwargs={"hidden_dims": [8]},
+                      optimizer="sgd", lr=0.02, param_groups=[{"params": "net.1.*", "lr": 0.005}])
+    summary = RunSummary()
+    extra = {"logger": CSVLogger(tmp_path), "log_every_n_steps": 1} if monitor else {}
+    trainer = make_trainer(
+        max_epochs=1, enable_progress_bar=True, limit_val_batches=0, **extra,
+        callbacks=[EpochLines(), summary, *[LearningRateMonitor()] * monitor])
+    trainer.fit(task, datamodule=data)
+    assert ("lr/pg1" in trainer.callback_metrics) == monitor
     (line,) = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("epoch 1")]
     assert "  lr 0.005/0.02" in line or "  lr 0.02/0.005" in line, line
+    assert "pg1" not in line and set(summary.history) == {"train_loss", "train_acc"}
 
 
 def test_the_cli_adds_a_learning_rate_monitor_where_there_is_a_logger():

@@ -1,4 +1,5 @@
-"""``AfterEachEpoch``: run once per finished training epoch, after the module has logged it.
+"""``AfterEachEpoch``: run once per finished training epoch, after the module has logged it;
+``lr_monitor_names``: the per-step values a LearningRateMonitor puts among the logged ones.
 
 A callback's ``on_train_epoch_end`` runs before the module's, where epoch metrics such as
 ``train_loss`` are usually logged; so an epoch is handed over when the next one starts, or
@@ -8,6 +9,7 @@ when training ends. Epochs finished before this fit started (a resumed run) are 
 from __future__ import annotations
 
 import lightning as L
+from lightning.pytorch.callbacks import LearningRateMonitor
 
 
 class AfterEachEpoch:
@@ -33,3 +35,11 @@ class AfterEachEpoch:
         if epoch > self._handed:
             self._handed = epoch
             self.after_epoch(trainer, epoch)
+
+
+def lr_monitor_names(trainer: L.Trainer) -> set[str]:
+    """The names under which the Trainer's LearningRateMonitors log each param group's lr
+    (``lr-Adam``, ``lr/pg1`` …): they also put them in ``trainer.callback_metrics``, where they
+    hold a logging step's value, not an epoch's."""
+    return {name for cb in trainer.callbacks if isinstance(cb, LearningRateMonitor)
+            for name in cb.lrs}

@@ -9,7 +9,7 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.callbacks import ProgressBar
 
-from lit_optim.callbacks._epochs import AfterEachEpoch
+from lit_optim.callbacks._epochs import AfterEachEpoch, lr_monitor_names
 from lit_optim.callbacks.step_dispatch import skip_unused_batch_hooks
 
 
@@ -42,11 +42,13 @@ class EpochLines(AfterEachEpoch, ProgressBar):
         module that puts nothing on the bar still gets a readable line)."""
         metrics = self.get_metrics(trainer, trainer.lightning_module)
         metrics.pop("v_num", None)
+        per_step = lr_monitor_names(trainer)
         for name, value in trainer.callback_metrics.items():
-            if name not in metrics and not name.endswith("_step") and value.numel() == 1:
+            if (name not in metrics and not name.endswith("_step") and name not in per_step
+                    and value.numel() == 1):
                 metrics[name] = float(value)
-        # The optimizer's lr now (each distinct value of its param groups): it is logged by
-        # LearningRateMonitor straight to the logger, not kept among the logged values.
+        # The optimizer's lr now, each distinct value of its param groups once (with or
+        # without a LearningRateMonitor, whose values are a logging step's, one per group).
         lrs = dict.fromkeys(float(group["lr"]) for optimizer in trainer.optimizers
                             for group in optimizer.param_groups)
         if lrs and "lr" not in metrics:

@@ -8,7 +8,7 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.callbacks import Callback
 
-from lit_optim.callbacks._epochs import AfterEachEpoch
+from lit_optim.callbacks._epochs import AfterEachEpoch, lr_monitor_names
 from lit_optim.callbacks.divergence import LossHistory
 from lit_optim.callbacks.step_dispatch import skip_unused_batch_hooks
 from lit_optim.catalog.objective import (
@@ -24,7 +24,8 @@ class RunSummary(AfterEachEpoch, Callback):
     writes the closing summary: final and best value with their epochs.
 
     Which metrics: the module's ``EPOCH_METRICS`` when it declares them (ClassificationTask
-    does), else every logged value that is not a per-step one (``*_step``, ``lr``).
+    does), else every logged value that is not a per-step one (``*_step``, ``lr``, what a
+    LearningRateMonitor logs).
 
     Best is ranked by the metric's declared direction (``lit_optim.catalog.objective``): the
     run's objective (``objective``/``direction``), else the torchmetrics Metric the module logs
@@ -59,8 +60,8 @@ class RunSummary(AfterEachEpoch, Callback):
         names = [str(k) for k in trainer.callback_metrics]
         if declared:
             return [n for n in declared if n in names]
-        return [n for n in names if not n.endswith("_step") and n != "lr"
-                and not n.startswith("lr-")]
+        per_step = lr_monitor_names(trainer)
+        return [n for n in names if not n.endswith("_step") and n != "lr" and n not in per_step]
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self.loss.add(outputs)

@@ -85,7 +85,8 @@ def test_the_fit_defaults_are_dispatched_only_where_they_act():
     checkpoint = acting.pop("FiniteModelCheckpoint")
     assert "on_train_batch_end" in checkpoint  # Lightning's own checkpoint: left as it is
     assert acting == {"ObjectiveCheck": set(), "EpochLines": set(), "PlateauResume": set(),
-                      "RunSummary": {"on_train_batch_end"}}
+                      "RunSummary": {"on_train_batch_end"},
+                      "LearningRateMonitor": {"on_train_batch_start"}}
 
 
 @pytest.mark.parametrize("hook", BATCH_HOOKS)

@@ -26,6 +26,7 @@ from lit_optim.callbacks.gradient_clipper import GradientClipper
 from lit_optim.callbacks.objective_check import ObjectiveCheck
 from lit_optim.callbacks.plateau_resume import PlateauResume
 from lit_optim.callbacks.run_summary import RunSummary
+from lit_optim.callbacks.step_dispatch import skip_unused_batch_hooks
 from lit_optim.callbacks.timed_bar import TimedProgressBar
 from lit_optim.training.checkpoints import SameFolderCheckpointIO
 from lit_optim.catalog.errors import ConfigError
@@ -144,7 +145,11 @@ def with_cli_defaults(config: Mapping[str, Any], objective: str | None = None,
         callbacks.append(PlateauResume())  # --ckpt_path last steps plateau as the run did
     if _has_logger(config) and not any(isinstance(cb, LearningRateMonitor) for cb in callbacks):
         # Every param group's lr on the logging steps (it refuses a Trainer with no logger).
-        callbacks.append(LearningRateMonitor(logging_interval="step"))
+        # Of its per-batch hooks it overrides one (on_train_batch_start): the others are not
+        # dispatched.
+        monitor = LearningRateMonitor(logging_interval="step")
+        skip_unused_batch_hooks(monitor)
+        callbacks.append(monitor)
     if not any(isinstance(p, CheckpointIO) for p in plugins):
         plugins.append(SameFolderCheckpointIO())
     return {"callbacks": callbacks, "plugins": plugins}, summary

@@ -14,9 +14,10 @@ from lit_optim.callbacks.step_dispatch import skip_unused_batch_hooks
 
 
 class EpochLines(AfterEachEpoch, ProgressBar):
-    """Prints one line per training epoch with the values the module logged and the lr, instead of a bar
-    redrawn with ``\\r`` on every batch: what a log file, CI or ``| tee`` can read (a 6-second
-    tqdm run writes ~97 KB there). Validate and test print Lightning's own results table."""
+    """Prints one line per training epoch with the values the module logged and the optimizer's
+    lr, instead of a bar redrawn with ``\\r`` on every batch: what a log file, CI or ``| tee``
+    can read (a 6-second tqdm run writes ~97 KB there). Validate and test print Lightning's own
+    results table."""
 
     def __init__(self) -> None:
         super().__init__()

@@ -27,6 +27,7 @@ _EXPORTS = {
     "ConfigError": "lit_optim.catalog.errors",
     "DatasetNotFoundError": "lit_optim.catalog.errors",
     "LitOptimError": "lit_optim.catalog.errors",
+    "MissingPackageError": "lit_optim.catalog.errors",
     "UnknownNameError": "lit_optim.catalog.errors",
     "MODELS": "lit_optim.training.models",
     "ModelInfo": "lit_optim.training.models",

@@ -85,8 +85,25 @@ def test_schedules_for_one_optimizer(workdir):
     assert cosine["model"]["scheduler"] == "cosine"
 
 
+def test_recipe_overrides_reach_every_trial_and_seed_run(workdir):
+    """``--trainer.max_epochs 1`` as ``lit-tune run`` takes it; the report says it was given."""
+    _compare("--optimizers", "adam", "--seeds", "1", "--trainer.max_epochs", "1",
+             "--model.network_kwargs.hidden_dims", "[8]")
+    out = Path("runs/compare")
+    for run in ("tuned_seed0", "defaults_seed0"):
+        recipe = yaml.safe_load((out / "adam" / run / "recipe.yaml").read_text())
+        assert recipe["trainer"]["max_epochs"] == 1
+        assert recipe["model"]["network_kwargs"]["hidden_dims"] == [8]
+        assert len(json.loads((out / "adam" / run / "result.json").read_text())["metric_epochs"]) == 1
+    study = optuna.load_study(study_name="adam", storage=f"sqlite:///{out / 'studies.db'}")
+    assert all(len(t.intermediate_values) == 1 for t in study.trials)
+    assert "with `--trainer.max_epochs 1 --model.network_kwargs.hidden_dims [8]`" in (
+        out / "report.md").read_text()
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--optimizers", "sgd,adamm"], "unknown optimizer 'adamm'"),
+    (["--optimizers", "sgd", "--trainer.max_epocs", "2"], "max_epocs"),
     (["--optimizers", "sgd", "--budget", "0"], "budget must be an integer >= 1"),
     (["--optimizers", "sgd", "--seeds", "0"], "seeds must be an integer >= 1"),
     (["--optimizers", "sgd", "--target", "nan"], r"--target must be a finite number"),

@@ -8,12 +8,15 @@ from torch import nn
 
 from lit_optim import MODELS, ConfigError, build_model
 
-SHAPES = [(1, 8, 8), (1, 28, 28), (3, 32, 32)]
+IMAGES = [(1, 8, 8), (1, 28, 28), (3, 32, 32)]
+SEQUENCES = [(1, 40), (40,), (2, 24)]
+SEQUENCE_MODELS = {"cnn1d", "gru"}  # the MNIST-1D networks: (channels, length) inputs
 
 
 @pytest.mark.parametrize("name", MODELS.names())
-@pytest.mark.parametrize("shape", SHAPES)
-def test_every_model_maps_images_to_logits(name, shape):
+@pytest.mark.parametrize("index", range(3))
+def test_every_model_maps_its_inputs_to_logits(name, index):
+    shape = (SEQUENCES if name in SEQUENCE_MODELS else IMAGES)[index]
     model = build_model(name, shape, 10)
     assert model(torch.randn(5, *shape)).shape == (5, 10)
 

@@ -96,7 +96,7 @@ def test_without_the_package_the_name_is_unknown():
 
 
 # Shapes each built-in network is tested with (a new entry defaults to digits' 1×8×8).
-_MODEL_SHAPES = {"cnn": (1, 8, 8), "mlp": (6,)}
+_MODEL_SHAPES = {"cnn": (1, 8, 8), "mlp": (6,), "cnn1d": (1, 40), "gru": (2, 12)}
 
 
 @pytest.mark.parametrize("name", [n for n in MODELS.names() if n != "wide_linear"])

@@ -169,3 +169,19 @@ def test_what_may_differ_within_a_population(class_path, path, scalar):
     from tuning.runner.population import member_scalar
 
     assert member_scalar({"model": {"class_path": class_path}}, path) is scalar
+
+
+def test_a_network_vmap_cannot_run_trains_one_by_one_and_says_why(space, capsys):
+    """nn.GRU has no batching rule (aten::gru): the population of our task's fast path must
+    fall back to one by one with the reason, not end the study on a RuntimeError."""
+    recipe = yaml.safe_load((space / "recipe.yaml").read_text())
+    recipe["model"].update(network="gru", network_kwargs={"hidden_size": 2})
+    recipe["data"].update(dataset="mnist1d", dataset_kwargs={"num_samples": 300})
+    recipe["trainer"]["max_epochs"] = 1
+    (space / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    _run("--study", "gru", "--n-trials", "2", "--population", "2")
+    err = capsys.readouterr().err
+    assert "trials 0, 1 run one by one: the network cannot run once per member under vmap" in err
+    assert "aten::gru" in err and "Traceback" not in err
+    study = optuna.load_study(study_name="gru", storage="sqlite:///runs/gru/study.db")
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2

@@ -23,7 +23,8 @@ FIT_RECIPES = [p for p in RECIPES if p.name != "search.yaml"]
 def test_the_expected_recipes_exist():
     names = {str(p.relative_to(ROOT / "recipes")) for p in FIT_RECIPES}
     assert {"digits/mlp.yaml", "mnist/mlp.yaml", "mnist/cnn.yaml", "fashion_mnist/cnn.yaml",
-            "cifar10/cnn.yaml"} <= names
+            "cifar10/cnn.yaml", "mnist1d/logreg.yaml", "mnist1d/mlp.yaml", "mnist1d/cnn.yaml",
+            "mnist1d/gru.yaml"} <= names
 
 
 @pytest.mark.parametrize("path", FIT_RECIPES, ids=lambda p: f"{p.parent.name}/{p.name}")

@@ -175,7 +175,7 @@ def _overrides(parser: argparse.ArgumentParser, extra: list[str]) -> dict[str, A
 def main(argv: Sequence[str] | None = None) -> None:
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
-    if extra and args.command != "run":
+    if extra and args.command not in ("run", "compare"):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     overrides = _overrides(parser, extra)
     import optuna
@@ -202,7 +202,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                 budget=args.budget, seeds=args.seeds, target=args.target,
                 run_dir=args.run_dir / args.name, accelerator=args.accelerator,
                 convex=[n for n in args.convex.split(",") if n], population=args.population,
-                metric=args.metric, direction=args.direction, test_metric=args.test_metric)
+                metric=args.metric, direction=args.direction, test_metric=args.test_metric,
+                overrides=overrides)
             print((args.run_dir / args.name / "report.md").read_text())
             return
         if args.command == "studies":

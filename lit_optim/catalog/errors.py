@@ -10,6 +10,7 @@ __all__ = [
     "ConfigError",
     "DatasetNotFoundError",
     "LitOptimError",
+    "MissingPackageError",
     "UnknownNameError",
 ]
 
@@ -36,3 +37,7 @@ class UnknownNameError(ConfigError, KeyError):
 class DatasetNotFoundError(LitOptimError, FileNotFoundError):
     """Dataset files are missing and downloading is off (or failed)."""
 
+
+
+class MissingPackageError(LitOptimError, ImportError):
+    """An optional package that a chosen plugin needs is not installed; says how to install it."""

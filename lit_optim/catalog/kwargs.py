@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from lit_optim.catalog.errors import ConfigError
+from lit_optim.catalog.registry import did_you_mean
 
 __all__ = ["accepted_kwargs", "check_kwargs", "plain_data"]
 
@@ -57,8 +58,10 @@ def check_kwargs(
     unknown = [k for k in kwargs if k not in accepted]
     if unknown and not takes_any:
         takes = ", ".join(accepted) or "no keyword arguments"
+        hints = [hint for key in unknown if (hint := did_you_mean(str(key), accepted))]
         raise ConfigError(
-            f"{what} does not take {', '.join(repr(k) for k in unknown)}; it takes: {takes}"
+            f"{what} does not take {', '.join(repr(k) for k in unknown)}"
+            f"{'; ' + ' '.join(hints) if hints else ''}; it takes: {takes}"
         )
 
 

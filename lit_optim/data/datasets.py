@@ -123,6 +123,18 @@ DATASETS.register(DatasetInfo(
     downloads=True,
 ))
 DATASETS.register(DatasetInfo(
+    name="mnist1d",
+    aliases=("mnist_1d",),
+    # A string: the entry is listed without importing the generator or its package.
+    loader="lit_optim.data.mnist1d.load_mnist1d",
+    description="MNIST-1D (Greydanus & Kobak 2020): 4,000 train / 1,000 test sequences of 40 "
+                "values, generated offline by the mnist1d package",
+    input_shape=(1, 40),
+    num_classes=10,
+    shape_from_kwargs=lambda **kwargs: import_object(
+        "lit_optim.data.mnist1d.mnist1d_spec")(**kwargs),
+))
+DATASETS.register(DatasetInfo(
     name="synthetic",
     loader=sources.load_synthetic,
     description="Gaussian class clusters of any shape and size, for tests and benchmarks",

@@ -62,6 +62,7 @@ class ClassificationData(L.LightningDataModule):
             exclude=("data_dir", "download"),
         )
         dataset_kwargs = plain_data(dataset_kwargs)  # hparams.yaml for yaml.safe_load
+        self.info.spec(dataset_kwargs)  # every dataset option checked before any training
         self.save_hyperparameters()
         self.dataset_name = self.info.name
         self.batch_size = batch_size

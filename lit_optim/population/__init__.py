@@ -11,7 +11,7 @@ from lit_optim.population.rules import POPULATION_OPTIMIZERS, PopulationUpdate
 from lit_optim.population.stacked import StackedNetwork
 
 _LAZY = {"ModulePopulation": "lit_optim.population.module_population",
-         "NotVmappable": "lit_optim.population.module_population",
+         "NotVmappable": "lit_optim.population.stacked",
          "PopulationTask": "lit_optim.population.task"}
 
 __all__ = ["POPULATION_OPTIMIZERS", "ModulePopulation", "NotVmappable", "PopulationTask",

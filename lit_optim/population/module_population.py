@@ -40,18 +40,15 @@ from lightning.pytorch.utilities.data import extract_batch_size
 from torch import nn
 from torch.func import functional_call, grad_and_value, stack_module_state, vmap
 
-from lit_optim.catalog.errors import ConfigError, LitOptimError
+from lit_optim.catalog.errors import ConfigError
 from lit_optim.catalog.objective import LoggedDirections
 from lit_optim.catalog.torch_private import has_step_hooks
 from lit_optim.population.batch_norm import FoldedBatchNorm
 from lit_optim.population.divergence import LossSpikes
 from lit_optim.population.rules import RULES, PopulationUpdate
+from lit_optim.population.stacked import NotVmappable
 
 __all__ = ["ModulePopulation", "NotVmappable"]
-
-
-class NotVmappable(LitOptimError):
-    """This module (or its optimizer) cannot train as a population; the message says why."""
 
 
 def _rule_of(optimizer: torch.optim.Optimizer) -> str:

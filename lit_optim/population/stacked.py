@@ -16,9 +16,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lit_optim.catalog.errors import ConfigError
+from lit_optim.catalog.errors import ConfigError, LitOptimError
 
-__all__ = ["StackedNetwork"]
+__all__ = ["NotVmappable", "StackedNetwork"]
+
+
+class NotVmappable(LitOptimError):
+    """This module (or its optimizer) cannot train as a population; the message says why."""
 
 
 class StackedNetwork(nn.Module):
@@ -79,9 +83,14 @@ class StackedNetwork(nn.Module):
         def one(params, buffers, inputs):
             return torch.func.functional_call(skeleton, (params, buffers), (inputs,))
 
-        # "different": dropout (or any random op) draws its own numbers per member.
-        return torch.vmap(one, in_dims=(0, 0, None), randomness="different")(
-            self.stacked(), self.stacked_buffers(), x)
+        try:
+            # "different": dropout (or any random op) draws its own numbers per member.
+            return torch.vmap(one, in_dims=(0, 0, None), randomness="different")(
+                self.stacked(), self.stacked_buffers(), x)
+        except RuntimeError as err:  # an op with no batching rule (nn.GRU's aten::gru …)
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            raise NotVmappable(f"the network cannot run once per member under vmap: {first}"
+                               ) from err
 
     def _forward_chain(self, x: torch.Tensor) -> torch.Tensor:
         """A Flatten/Linear/activation chain as batched matmuls, one ``baddbmm`` per Linear

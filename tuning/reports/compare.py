@@ -230,12 +230,15 @@ def run_compare(*, recipe: str, optimizers: list[str], budget: int, seeds: int, 
                 target: float | None = None, schedulers: list[str] | None = None,
                 accelerator: str = "auto", convex: list[str] | None = None,
                 population: int | str = 1, metric: str | None = None,
-                direction: str | None = None, test_metric: str | None = None) -> dict[str, Any]:
+                direction: str | None = None, test_metric: str | None = None,
+                overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run (or resume) the comparison; returns the results that the report is made from.
 
     With ``schedulers``, the first optimizer is compared across those schedules instead.
     ``metric``/``direction``: the objective every study tunes and the report ranks by (see
-    ``resolve_compare_objective``). ``population``: each optimizer's study trains up to that
+    ``resolve_compare_objective``). ``overrides``: recipe values by dotted path
+    (``{"trainer.max_epochs": 30}``, as ``lit-tune run`` takes them), applied before anything
+    else. ``population``: each optimizer's study trains up to that
     many trials at once (``lit-tune run --population``); the seed runs of the best and default
     settings are trained one by one.
     """
@@ -249,7 +252,7 @@ def run_compare(*, recipe: str, optimizers: list[str], budget: int, seeds: int, 
         raise ConfigError(f"unknown convex problem {unknown[0]!r}; choose quadratic or logreg")
     if direction is not None:
         parse_direction(direction, "--direction")
-    base = load_recipe(recipe)
+    base = apply_overrides(load_recipe(recipe), overrides or {})
     trainer_args = trial_trainer_args(accelerator)
     takes = _module_init_args(base, trainer_args, "schedulers" if schedulers else "optimizers")
     entries = ([(f"{optimizers[0]}+{s}", {"model.optimizer": optimizers[0], "model.scheduler": s})
@@ -260,7 +263,8 @@ def run_compare(*, recipe: str, optimizers: list[str], budget: int, seeds: int, 
     storage_url = f"sqlite:///{run_dir.resolve() / 'studies.db'}"
     run_dir.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {
-        "recipe": str(Path(recipe).resolve()), "budget": budget, "seeds": seeds, "target": target,
+        "recipe": str(Path(recipe).resolve()), "overrides": overrides or {}, "budget": budget,
+        "seeds": seeds, "target": target,
         "metric": goal.objective.metric, "direction": goal.objective.direction,
         "test_metric": goal.test_metric, "rank_metric": goal.rank_metric, "entries": {}}
     rank_key = "test" if goal.test_metric else "final"

@@ -65,8 +65,10 @@ def write_compare_report(results: dict[str, Any], out: Path) -> list[Path]:
     from plotly.subplots import make_subplots
 
     out.mkdir(parents=True, exist_ok=True)
+    overrides = "".join(f" --{path} {value}" for path, value in results.get("overrides", {}).items())
     md = ["# Optimizer comparison\n",
-          f"Recipe `{results['recipe']}`; {results['budget']} tuning trials per optimizer; best "
+          f"Recipe `{results['recipe']}`{f' with `{overrides.strip()}`' if overrides else ''}; "
+          f"{results['budget']} tuning trials per optimizer; best "
           f"configuration retrained over {results['seeds']} seeds (mean ± std over seeds).\n",
           _table(results), "",
           f"Ranking by mean {results['rank_metric']} "

@@ -152,7 +152,7 @@ def test_list_unknown_kind(capsys):
         (["--model.optimizer", "lookahead", "--model.optimizer_kwargs", '{"base": "adan"}'],
          "unknown optimizer 'adan'; did you mean 'adam'"),
         (["--model.scheduler_kwargs", '{"warmup_epochs": 40}'],
-         "warmup of 360 steps is not shorter than training (270 steps)"),
+         "warmup of 360 steps (warmup_epochs 40) is not shorter than training (270 steps: 30 epochs of 9)"),
         (["--model.optimizer", "lbfgs", "--model.scheduler", "plateau", "--trainer.limit_val_batches", "0"],
          "scheduler 'plateau' monitors 'val_loss' but validation never runs"),
         (["--model.param_groups", '[{"params": "net.9.*"}]'], "param_groups[0] pattern 'net.9.*' matches no parameter"),

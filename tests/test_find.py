@@ -203,7 +203,7 @@ def test_batch_find_stops_at_the_largest_batch_the_recipe_can_train(tmp_path, ca
     line = next(line for line in out.splitlines() if line.startswith("largest batch that fits"))
     assert line.startswith("largest batch that fits: 256 (the recipe cannot train at batch 512: "
                            f"warmup of 100 steps is not shorter than training ({3 * epochs} "
-                           "steps)"), line
+                           f"steps: {epochs} epochs of 3)"), line
     sizes = [int(r.split()[0]) for r in out.splitlines() if r.strip() and r.split()[0].isdigit()]
     assert max(sizes) == 256
     assert yaml.safe_load(Path("b.yaml").read_text())["data"]["init_args"]["batch_size"] == 256

@@ -348,9 +348,15 @@ def scheduler_config(
         limit = run.total_steps if (info.interval == "step" or info.needs_monitor) else length
         unit = "steps" if (info.interval == "step" or info.needs_monitor) else "epochs"
         if warm >= limit:
+            # Both in the user's words: the key they set, and the run as epochs of steps.
+            given = (f" (warmup_epochs {warmup['warmup_epochs']})"
+                     if "warmup_epochs" in warmup and unit == "steps" else "")
+            epochs = run.total_epochs
+            detail = (f": {epochs} epoch{'s' if epochs != 1 else ''} of {run.steps_per_epoch:g}"
+                      if unit == "steps" and epochs and run.steps_per_epoch else "")
             raise ConfigError(
-                f"warmup of {warm} {unit} is not shorter than training ({limit:g} {unit}); "
-                "shorten the warmup or train longer"
+                f"warmup of {warm} {unit}{given} is not shorter than training ({limit:g} {unit}"
+                f"{detail}); shorten the warmup or train longer"
             )
     if info.needs_total_steps:
         if not math.isfinite(length):

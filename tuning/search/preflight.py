@@ -11,7 +11,8 @@ are logged, or if the Metric logged under it ranks the other way than the study.
 
 The study's direction is the space's ``direction:``, else the metric's own: a standard name's,
 else the torchmetrics Metric the module logs under it, which ``resolve_direction`` learns from
-one training and one validation batch (Lightning's ``fast_dev_run``) before trial 0.
+one training and one validation batch of a run as long as the trials' (``LoggedProbe``)
+before trial 0.
 """
 
 from __future__ import annotations
@@ -112,14 +113,17 @@ def check_before_trial_0(recipe: dict[str, Any], space: SearchSpace, trainer_arg
 def resolve_direction(recipe: dict[str, Any], space: SearchSpace,
                       trainer_args: Sequence[str]) -> str:
     """The study's direction (``maximize``/``minimize``): the space's, else a standard name's,
-    else the Metric the module logs under the space's metric, seen in one training and one
-    validation batch (``fast_dev_run``) of the recipe with the space's first values. A metric
-    never logged there, or logged with no direction, is one ConfigError before any study."""
+    else the Metric the module logs under the space's metric. Always after one batch of the
+    recipe with the space's first values (``LoggedProbe``), which builds the module's
+    optimizer and schedule for the real run's length: a warmup not shorter than the training
+    is one ConfigError here, not a study whose every trial is pruned "invalid configuration".
+    A metric never logged in that batch, or logged with no direction, is one ConfigError too
+    where the direction must come from it."""
     given_as = "the search space's direction"
+    probe = LoggedProbe(apply_overrides(recipe, space.first_values()), trainer_args)
     known = resolve_objective(space.metric, space.direction, given_as=given_as, required=False)
     if known is not None:
         return known.study_direction
-    probe = LoggedProbe(apply_overrides(recipe, space.first_values()), trainer_args)
     return probe.objective(space.metric, None, given_as=given_as,
                            declare="add direction: maximize or minimize to the search space"
                            ).study_direction
@@ -127,16 +131,30 @@ def resolve_direction(recipe: dict[str, Any], space: SearchSpace,
 
 class LoggedProbe:
     """What a recipe's module logs, and with which Metric, in one training, one validation and
-    (where the module and its data have a test step) one test batch: Lightning's
-    ``fast_dev_run``, in a temporary folder, about a second. Names logged while fitting are in
-    ``fitted``, those the test step adds in ``tested``."""
+    (where the module and its data have a test step) one test batch, in a temporary folder,
+    about a second. Names logged while fitting are in ``fitted``, those the test step adds in
+    ``tested``.
+
+    Not Lightning's ``fast_dev_run``: that makes the run one step long, so the module's
+    schedule is built for one step and a warmup of 5 steps is refused although the real run is
+    300 steps long. The probe keeps the recipe's own length (``max_epochs``, ``max_steps``,
+    ``limit_train_batches``) and stops after the first batch instead, so the schedule is built
+    and checked once against the length the trials will train (a warmup not shorter than that
+    is one ConfigError here, before trial 0), and validation sees one batch."""
 
     def __init__(self, recipe: dict[str, Any], trainer_args: Sequence[str]) -> None:
         from lightning.pytorch.utilities.model_helpers import is_overridden
 
+        trainer = recipe.get("trainer") or {}
+        probe_args = ["--trainer.num_sanity_val_steps=0", "--trainer.limit_test_batches=1",
+                      "--trainer.check_val_every_n_epoch=1", "--trainer.min_epochs=null",
+                      "--trainer.min_steps=null"]
+        if trainer.get("limit_val_batches") != 0:  # 0 (no validation) is the recipe's to keep
+            probe_args.append("--trainer.limit_val_batches=1")
         with tempfile.TemporaryDirectory() as tmp:
             path = write_recipe(recipe, Path(tmp) / "recipe.yaml")
-            cli = build_trial_objects(path, *trainer_args, "--trainer.fast_dev_run=true")
+            cli = build_trial_objects(path, *trainer_args, *probe_args)
+            cli.trainer.callbacks.append(_StopAfterOneBatch())
             self.module = type(cli.model).__name__
             self.directions = logged_directions(cli.model)
             cli.trainer.fit(cli.model, datamodule=cli.datamodule)
@@ -159,6 +177,14 @@ class LoggedProbe:
         if found is None:
             raise DirectionError(f"{what} {self.directions.describe(metric)}: {declare}")
         return found
+
+
+class _StopAfterOneBatch(Callback):
+    """Ends the probe's fit after its first training batch; Lightning then still validates
+    (a requested stop validates, as EarlyStopping's does) and runs the epoch-end hooks."""
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        trainer.should_stop = True
 
 
 def _check_path(config: Namespace, path: str) -> None:

@@ -163,9 +163,23 @@ def test_a_direction_that_is_not_min_or_max_names_the_option(bad):
         parse_direction(bad, "objective.direction")
 
 
-def test_the_standard_table_holds_exact_names_only():
-    assert all(name in ("loss",) or name.split("_")[0] in ("train", "val", "test")
-               for name in STANDARD_DIRECTIONS)
+@pytest.mark.parametrize(("name", "direction"), [
+    ("val/loss", "min"), ("val/acc", "max"), ("train/loss", "min"), ("train/acc", "max"),
+    ("test/loss", "min"), ("test/acc", "max"), ("valid_loss", "min"), ("valid/acc", "max"),
+    ("validation/accuracy", "max"), ("val_accuracy", "max"), ("train/loss_step", "min"),
+    ("train_loss_epoch", "min"), ("val_acc_epoch", "max"), ("loss", "min"),
+])
+def test_conventional_names_rank_by_their_one_meaning(name, direction):
+    """Lightning's templates log ``val/loss``; a user should not have to declare it."""
+    assert resolve_objective(name, None, given_as="x").direction == direction
+
+
+@pytest.mark.parametrize("name", ["valid/top1", "val_error", "val/f1", "my_val_loss",
+                                  "val/loss/2", "Val_Loss", "accuracy", "val-loss", "val_nll"])
+def test_the_standard_table_holds_exact_names_only(name):
+    assert name not in STANDARD_DIRECTIONS
+    with pytest.raises(DirectionError, match="is not known"):
+        resolve_objective(name, None, given_as="x")
 
 
 def test_metric_direction_reads_torchmetrics_declarations():
@@ -246,7 +260,8 @@ def test_plateau_with_a_given_mode_on_a_plain_tensor(user_project):
 @pytest.mark.parametrize(("args", "message"), [
     # no direction anywhere: plateau on a plain tensor
     (["--model.scheduler", "plateau", "--model.monitor", "valid/nll"],
-     r"scheduler 'plateau' monitors 'valid/nll' \(logged as a Tensor, which declares no direction\): give it mode"),
+     r"scheduler 'plateau' monitors 'valid/nll' \(logged as a Tensor, which declares no direction\): give it a "
+     r"mode, min or max: create_scheduler\(..., mode='min'\) where your module builds its schedule"),
     # no direction anywhere: the objective is a plain tensor
     (["--objective.metric", "valid/nll"], r"objective.direction"),
     # a direction that contradicts the Metric

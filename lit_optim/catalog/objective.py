@@ -34,13 +34,23 @@ __all__ = ["DIRECTION_WORDS", "STANDARD_DIRECTIONS", "Direction", "DirectionErro
 
 Direction = Literal["min", "max"]
 
-# Exact names only: the metrics lit-optim's own task logs, and Lightning's plain "loss".
-STANDARD_DIRECTIONS: Mapping[str, Direction] = {
-    "loss": "min",
-    "train_loss": "min", "train_loss_step": "min", "train_loss_epoch": "min",
-    "val_loss": "min", "test_loss": "min",
-    "train_acc": "max", "val_acc": "max", "test_acc": "max",
-}
+
+def _conventional_names() -> dict[str, Direction]:
+    """Exact names only, each with one meaning: a loss or an accuracy of a stage, as
+    lit-optim's task and Lightning's docs and templates spell them (``val_loss``,
+    ``val/loss``, ``valid_acc``, ``validation/accuracy`` …), with the ``_step`` / ``_epoch``
+    that ``self.log(..., on_step=True, on_epoch=True)`` appends, and Lightning's plain "loss".
+    Never a substring: ``valid/top1`` or ``val_error`` are not in it."""
+    table: dict[str, Direction] = {"loss": "min"}
+    for stage in ("train", "val", "valid", "validation", "test"):
+        for sep in ("_", "/"):
+            for name, direction in (("loss", "min"), ("acc", "max"), ("accuracy", "max")):
+                for suffix in ("", "_step", "_epoch"):
+                    table[f"{stage}{sep}{name}{suffix}"] = direction
+    return table
+
+
+STANDARD_DIRECTIONS: Mapping[str, Direction] = _conventional_names()
 
 _SPELLINGS: Mapping[str, Direction] = {
     "min": "min", "minimize": "min", "max": "max", "maximize": "max"}

@@ -415,8 +415,10 @@ class _PlateauMode:
                                       given_as=option, required=False)
         if objective is None:
             raise DirectionError(
-                f"scheduler {self.name!r} monitors {described}: give it mode: min or max "
-                "(scheduler_kwargs), or log a torchmetrics Metric under that name")
+                f"scheduler {self.name!r} monitors {described}: give it a mode, min or max: "
+                "create_scheduler(..., mode='min') where your module builds its schedule, or "
+                "mode in the recipe's model.scheduler_kwargs where the module passes those on; "
+                "or log a torchmetrics Metric under that name")
         plateau = self.scheduler
         if plateau.mode != objective.direction:
             unseen = plateau.best == plateau.mode_worse

@@ -85,6 +85,23 @@ def test_schedules_for_one_optimizer(workdir):
     assert cosine["model"]["scheduler"] == "cosine"
 
 
+def test_each_optimizer_is_tuned_as_itself():
+    """Plain SGD keeps momentum 0: tuning its momentum would make it the momentum entry again
+    (a comparison once ranked sgd and momentum with the same best params and test_acc)."""
+    from lit_optim import Objective
+    from tuning.reports.compare import optimizer_space
+
+    objective = Objective("val_acc", "max", "standard name")
+    takes = {"optimizer", "lr", "weight_decay", "optimizer_kwargs"}
+    momentum = "model.optimizer_kwargs.momentum"
+    spaces = {name: optimizer_space(name, objective, takes)["params"]
+              for name in ("sgd", "momentum", "nesterov", "rmsprop", "adam")}
+    assert {name for name, params in spaces.items() if momentum in params} == {
+        "momentum", "nesterov"}
+    assert all("model.lr" in params for params in spaces.values())
+    assert momentum not in optimizer_space("momentum", objective, {"optimizer", "lr"})["params"]
+
+
 def test_recipe_overrides_reach_every_trial_and_seed_run(workdir):
     """``--trainer.max_epochs 1`` as ``lit-tune run`` takes it; the report says it was given."""
     _compare("--optimizers", "adam", "--seeds", "1", "--trainer.max_epochs", "1",

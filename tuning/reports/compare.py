@@ -107,13 +107,15 @@ def resolve_compare_objective(recipe: dict[str, Any], trainer_args: list[str], m
 def optimizer_space(name: str, objective: Objective, takes: set[str]) -> dict[str, Any]:
     """The hyperparameters this optimizer has, around its typical lr, that the module takes
     (weight decay and momentum only where the module has ``weight_decay`` and
-    ``optimizer_kwargs`` init args)."""
+    ``optimizer_kwargs`` init args). Momentum is tuned only for an optimizer defined by it
+    (``momentum``, ``nesterov``): ``sgd`` and ``rmsprop`` are compared as themselves, or plain
+    SGD with a tuned momentum would be the momentum entry again, under another name."""
     info = OPTIMIZERS.get(name)
     lr = info.typical_lr
     params: dict[str, Any] = {"model.lr": f"log[{lr / 100:g}, {min(lr * 100, 10.0):g}]"}
     if info.supports_weight_decay and "weight_decay" in takes:
         params["model.weight_decay"] = "log[1.0e-6, 1.0e-1]"
-    if info.has_momentum and "optimizer_kwargs" in takes:
+    if info.has_momentum and info.defaults.get("momentum") and "optimizer_kwargs" in takes:
         params["model.optimizer_kwargs.momentum"] = "uniform[0.5, 0.99]"
     return {"metric": objective.metric, "direction": objective.study_direction, "params": params}
 

@@ -289,12 +289,24 @@ def test_a_batch_larger_than_the_training_set_is_warned_with_the_numbers(tmp_pat
     assert "batch_size 100000 is larger than the 1150 training samples" in run.stderr
 
 
+def test_test_names_the_checkpoint_it_scores(tmp_path):
+    """The best epoch by the objective where there is one, else the last (it said "best
+    checkpoint" for both)."""
+    run = _cli("fit", "--config", DIGITS, "--test", "true", "--objective.metric", "val_acc",
+               *FAST, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "(best checkpoint by val_acc, --test)" in run.stdout, run.stdout
+    run = _cli("fit", "--config", DIGITS, "--test", "true", *FAST, cwd=tmp_path)
+    assert "(last epoch, --test)" in run.stdout, run.stdout
+
+
 def test_val_fraction_0_trains_on_the_whole_split_and_test_reports_right_after(tmp_path):
     run = _cli("fit", "--config", DIGITS, "--data.val_fraction", "0", "--model.scheduler",
                "cosine", "--test", "true", *FAST, cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-2000:]
     assert "train_acc" in run.stdout and "val_acc" not in run.stdout
-    assert "test_acc" in run.stdout and "(best checkpoint, --test)" in run.stdout
+    # No objective, no validation: the last epoch is what --test scores, and says so.
+    assert "test_acc" in run.stdout and "(last epoch, --test)" in run.stdout
     # A schedule that monitors validation cannot run without it: one line.
     run = _cli("fit", "--config", DIGITS, "--data.val_fraction", "0", "--model.scheduler",
                "plateau", *FAST, cwd=tmp_path)

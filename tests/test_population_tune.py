@@ -180,7 +180,10 @@ def test_a_network_vmap_cannot_run_trains_one_by_one_and_says_why(space, capsys)
     recipe["trainer"]["max_epochs"] = 1
     (space / "recipe.yaml").write_text(yaml.safe_dump(recipe))
     _run("--study", "gru", "--n-trials", "2", "--population", "2")
-    err = capsys.readouterr().err
+    out, err = capsys.readouterr()
+    # Each trial counted when it is told, not when asked: 1/2, then 2/2 (was 2/2 twice).
+    progress = [line.split(",")[0] for line in out.splitlines() if "/2 trials" in line]
+    assert progress == ["study gru: 1/2 trials", "study gru: 2/2 trials"], out
     assert "trials 0, 1 run one by one: the network cannot run once per member under vmap" in err
     assert "aten::gru" in err and "Traceback" not in err
     study = optuna.load_study(study_name="gru", storage="sqlite:///runs/gru/study.db")

@@ -166,6 +166,10 @@ class LitOptimCLI(LightningCLI):
         best = getattr(checkpoint, "best_model_path", "") or getattr(checkpoint, "last_model_path", "")
         if diverged and getattr(checkpoint, "monitor", None) is None:
             best = ""  # the last epoch's checkpoint holds the diverged weights: not to be tested
+        ranked = getattr(checkpoint, "monitor", None) is not None and getattr(
+            checkpoint, "best_model_path", "")
+        # What --test scores: the best epoch where a checkpoint ranks by a metric, else the last.
+        tested_what = f"best checkpoint by {checkpoint.monitor}" if ranked else "last epoch"
         if self.config_init[self.subcommand].get("test") and not trainer.interrupted and not diverged:
             tested = trainer.test(self.model, datamodule=self.datamodule,
                                   ckpt_path=best or None, verbose=False)
@@ -173,7 +177,7 @@ class LitOptimCLI(LightningCLI):
         if trainer.is_global_zero:
             test = (f"lit-optim test --config {Path(log_dir or '.') / 'config.yaml'} --ckpt_path "
                     f"{best}") if best else ""
-            print(closing_summary(trainer, lines, log_dir, test, tested))
+            print(closing_summary(trainer, lines, log_dir, test, tested, tested_what))
         if diverged:
             raise TrainingDiverged(f"training ended diverged: {diverged}. Lower the lr (or add "
                                    "lit_optim.callbacks.NonFiniteGuard with loss_spike_factor to "
@@ -237,14 +241,16 @@ def nonfinite_weights(module: L.LightningModule) -> list[str]:
 
 
 def closing_summary(trainer: L.Trainer, metric_lines: list[str], log_dir: str | None,
-                    test_command: str, tested: list[dict] | None) -> str:
+                    test_command: str, tested: list[dict] | None,
+                    tested_what: str = "best checkpoint") -> str:
     """What a person reads after a fit: each epoch metric's final and best value, the test
-    result when ``--test`` ran, where the checkpoint and logs are, and how to test."""
+    result when ``--test`` ran (of ``tested_what``), where the checkpoint and logs are, and
+    how to test."""
     state = "interrupted" if trainer.interrupted else "finished"
     lines = [f"fit {state}: {trainer.current_epoch} epochs, {trainer.global_step} steps"]
     lines += metric_lines
     for name, value in (tested[0] if tested else {}).items():
-        lines.append(f"  {name}  {value:.4f}  (best checkpoint, --test)")
+        lines.append(f"  {name}  {value:.4f}  ({tested_what}, --test)")
     checkpoint = trainer.checkpoint_callback
     if checkpoint is not None:
         last, best = (getattr(checkpoint, "last_model_path", ""),

@@ -15,6 +15,7 @@ argument errors do, never with a traceback.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import warnings
@@ -94,6 +95,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         except LitOptimError as err:
             _die(str(err))
         return
+    if not sys.stderr.isatty():
+        # A bar redrawn with carriage returns is noise in a log file: Lightning's lr finder
+        # draws one with no option to turn it off. tqdm reads TQDM_* defaults when it is
+        # imported (below, with Lightning); a user's own TQDM_DISABLE is kept.
+        os.environ.setdefault("TQDM_DISABLE", "1")
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     from lit_optim.cli.lightning_cli import TrainingDiverged, config_error_line, run_lightning_cli
@@ -102,16 +108,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     silence_lightning_noise()
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not SIG_IGN (a `&` job)
         signal.signal(signal.SIGINT, _interrupt)
+    # sys.argv stays as it is: Lightning's DDP launcher starts the other ranks with it. The
+    # args also go in explicitly (with the default classes; the finders add their scratch
+    # settings), which LightningCLI warns about when it sees both: not the user's doing.
+    warnings.filterwarnings("ignore", message=r"LightningCLI's args parameter is intended")
     try:
         if words and words[0] in ("lr-find", "batch-find"):
             from lit_optim.cli.find import batch_find_command, lr_find_command
 
             (lr_find_command if words[0] == "lr-find" else batch_find_command)(words[1:])
         else:
-            # sys.argv stays as it is: Lightning's DDP launcher starts the other ranks with
-            # it. The args also go in explicitly (with the default classes), which
-            # LightningCLI warns about when it sees both.
-            warnings.filterwarnings("ignore", message=r"LightningCLI's args parameter is intended")
             try:
                 run_lightning_cli(words)
             finally:

@@ -108,7 +108,7 @@ def _worker(plan: WorkerPlan) -> None:
         from tqdm import tqdm
 
         progress = tqdm(total=plan.n_trials, desc=f"study {plan.study_name}", unit="trial",
-                        initial=len(counted(study.get_trials(deepcopy=False))))
+                        initial=_told_count(study))
 
         def update(study: optuna.Study, done: int = 1) -> None:
             progress.update(done)
@@ -116,7 +116,7 @@ def _worker(plan: WorkerPlan) -> None:
             progress.set_postfix_str(f"best {space.metric} {best:.4f}" if best is not None else "")
     else:
         def update(study: optuna.Study, done: int = 1) -> None:  # a line per trial
-            count = len(counted(study.get_trials(deepcopy=False)))
+            count = _told_count(study)
             best = _best_value(study)
             for at in range(max(1, count - done + 1), count + 1):  # a population: its members
                 print(f"study {plan.study_name}: {at}/{plan.n_trials} trials"
@@ -142,6 +142,12 @@ def _worker(plan: WorkerPlan) -> None:
     finally:
         if progress is not None:
             progress.close()
+
+
+def _told_count(study: optuna.Study) -> int:
+    """The trials of the budget that have an answer: a running trial (a population's member
+    still training, a trial of another process) is not done, so it is not counted as done."""
+    return sum(t.state != TrialState.RUNNING for t in counted(study.get_trials(deepcopy=False)))
 
 
 def _worker_process(plan: WorkerPlan) -> None:

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import optuna
+import psutil
 import pytest
 import yaml
 from optuna.trial import TrialState
@@ -457,6 +458,39 @@ def test_a_signal_to_a_run_with_workers_is_one_line_and_no_worker_traceback(work
     assert stopped and all(t.user_attrs["fail_reason"] == f"interrupted by {signame}"
                            and t.user_attrs["rerun"] for t in stopped)
     assert not [t for t in _trials("sw", journal) if t.state == TrialState.RUNNING]
+
+
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+def test_a_signal_while_workers_are_still_starting_is_one_line(workdir, tmp_path, signame):
+    """A Ctrl-C reaches the whole process group, workers still importing included: it once
+    ended them with "Process SpawnProcess-2: Traceback … KeyboardInterrupt" beside the right
+    line. Here each worker's start is held back 4 s (a sitecustomize that sleeps in spawned
+    children only), and the signal goes to the group 1 s after the parent started them."""
+    slow = tmp_path / "slow_start"
+    slow.mkdir()
+    (slow / "sitecustomize.py").write_text(
+        "import sys, time\nif '--multiprocessing-fork' in sys.argv:\n    time.sleep(4)\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(slow), str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen(_lit_tune("--study", "early", "--n-trials", "4", "--n-workers", "2"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            start_new_session=True)  # its own group: the test's Ctrl-C
+    deadline = time.time() + 120
+    journal = workdir / "runs" / "early" / "journal.log"
+    while not journal.exists() and time.time() < deadline:  # the parent is past its checks
+        time.sleep(0.1)
+    time.sleep(1.0)  # the workers are spawned and sleeping in their start-up
+    children = psutil.Process(proc.pid).children()
+    assert children, "no worker process started"
+    assert not any(t.state == TrialState.RUNNING for t in _trials("early", str(journal)))
+    os.killpg(proc.pid, getattr(signal, signame))
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + getattr(signal, signame), err[-2000:]
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err[-3000:]
+    assert [line for line in err.splitlines() if line.startswith("lit-tune:")] == [
+        f"lit-tune: interrupted by {signame}; the running trial was marked failed and is run "
+        "again by the next `lit-tune run` of this study"], err[-2000:]
+    assert not [t for t in _trials("early", str(journal)) if t.state == TrialState.RUNNING]
 
 
 def test_a_lost_postgresql_connection_is_one_line_and_keeps_the_finished_trials(

@@ -9,7 +9,8 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["Interrupted", "die_with_parent", "interrupted", "on_signals", "raise_if_interrupted"]
+__all__ = ["Interrupted", "die_with_parent", "held_signals", "interrupted", "on_signals",
+           "raise_if_interrupted"]
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -52,6 +53,28 @@ def on_signals() -> Iterator[None]:
             signal.signal(s, h)
         sys.unraisablehook = default_hook
         _received.clear()
+
+
+@contextmanager
+def held_signals() -> Iterator[None]:
+    """Inside ``on_signals()``: a few lines that must finish together (ask a trial and claim
+    it). A SIGTERM/SIGINT that lands in them is remembered, and raised as ``Interrupted`` when
+    the block ends, so the caller knows the trials it asked and can fail them: raised halfway
+    through ``study.ask()`` it left a trial RUNNING that no one knew to fail."""
+    held: list[int] = []
+
+    def handler(signum, frame):
+        _received.append(signum)
+        held.append(signum)
+
+    previous = {s: signal.signal(s, handler) for s in SIGNALS}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+    if held:
+        raise Interrupted(held[0])
 
 
 def interrupted() -> bool:

@@ -40,7 +40,7 @@ from optuna.trial import TrialState
 
 from lit_optim import ConfigError, LitOptimError
 from lit_optim.population import POPULATION_OPTIMIZERS
-from tuning.runner.interrupt import Interrupted, interrupted, raise_if_interrupted
+from tuning.runner.interrupt import Interrupted, held_signals, interrupted, raise_if_interrupted
 from tuning.runner.objective import Objective
 from tuning.runner.owners import claim, fail_for_rerun
 from tuning.storage.optuna_private import heartbeat, report_all
@@ -327,13 +327,20 @@ def run_population_worker(study: optuna.Study, objective: Objective, *, n_trials
         raise_if_interrupted()
         if deadline is not None and time.time() >= deadline:
             return
-        with FileLock(lock_path):
-            known = study.get_trials(deepcopy=False)
-            left = n_trials - len(counted(known))
-            if isinstance(study.sampler, optuna.samplers.GridSampler):
-                left = min(left, _grid_points_left(objective.space, known))
-            size = max(0, min(population, left))
-            trials, overrides = _ask_batch(study, objective.space, objective.recipe, size) if size else ([], [])
+        trials, overrides = [], []
+        try:
+            with FileLock(lock_path), held_signals():  # a signal waits for the batch's claims
+                known = study.get_trials(deepcopy=False)
+                left = n_trials - len(counted(known))
+                if isinstance(study.sampler, optuna.samplers.GridSampler):
+                    left = min(left, _grid_points_left(objective.space, known))
+                size = max(0, min(population, left))
+                if size:
+                    trials, overrides = _ask_batch(study, objective.space, objective.recipe, size)
+        except Interrupted as err:
+            for trial in trials:
+                fail_for_rerun(study, trial, str(err))  # not counted: run again
+            raise
         if not trials:
             # Trials still RUNNING elsewhere: wait for them to finish or be found dead and
             # replace them, as the sequential loop does, rather than end the study short.

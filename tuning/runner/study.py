@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import multiprocessing as mp
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -77,9 +78,10 @@ class WorkerPlan:
     population: int = 1
 
 
-def _worker(plan: WorkerPlan) -> None:
+def _worker(plan: WorkerPlan, ready: Any = None) -> None:
     """One optimization loop (``tuning.runner.worker``) with its storage, sampler and objective; the
-    body of ``lit-tune run`` and of each ``--n-workers`` process."""
+    body of ``lit-tune run`` and of each ``--n-workers`` process. ``ready`` (a worker process's
+    Event) is set once SIGINT/SIGTERM end this loop quietly (``_start_and_join``)."""
     quiet_lightning()  # again: a --n-workers process starts fresh
     if plan.n_workers > 1:
         die_with_parent(mp.parent_process().pid)  # the pid that spawned this worker
@@ -123,6 +125,8 @@ def _worker(plan: WorkerPlan) -> None:
                       + (f", best {space.metric} {best:.4f}" if best is not None else ""), flush=True)
     try:
         with on_signals():
+            if ready is not None:
+                ready.set()
             if plan.population > 1:
                 from tuning.runner.population import run_population_worker
 
@@ -150,11 +154,11 @@ def _told_count(study: optuna.Study) -> int:
     return sum(t.state != TrialState.RUNNING for t in counted(study.get_trials(deepcopy=False)))
 
 
-def _worker_process(plan: WorkerPlan) -> None:
+def _worker_process(plan: WorkerPlan, ready: Any) -> None:
     """``_worker`` as the body of a ``--n-workers`` process: an interruption or a study-stopping
     error ends it with a status, not a traceback (the parent prints the one line)."""
     try:
-        _worker(plan)
+        _worker(plan, ready)
     except Interrupted as err:
         raise SystemExit(128 + err.signum) from None
     except LitOptimError:  # the trial's fail_reason holds it; the parent reports it
@@ -286,18 +290,12 @@ def run_study(*, recipe: str, space: str, study_name: str, storage_url: str, run
             _worker(plan)
         else:
             gpus = _gpu_count() if accelerator in ("auto", "gpu", "cuda") else 0
-            ctx = mp.get_context("spawn")
-            procs = []
-            for rank in range(n_workers):
-                # Each worker its own GPU when there are enough; its own sampler seed.
-                devices = [rank % gpus] if gpus else "auto"
-                own = accelerator if gpus else ("cpu" if accelerator == "auto" else accelerator)
-                p = ctx.Process(target=_worker_process, args=(dataclasses.replace(
-                    plan, seed=sampler_seed(seed, rank, created=created), devices=devices,
-                    n_workers=n_workers, accelerator=own),))
-                p.start()
-                procs.append(p)
-            _join(procs)
+            own = accelerator if gpus else ("cpu" if accelerator == "auto" else accelerator)
+            # Each worker its own GPU when there are enough; its own sampler seed.
+            procs = _start_and_join([dataclasses.replace(
+                plan, seed=sampler_seed(seed, rank, created=created),
+                devices=[rank % gpus] if gpus else "auto", n_workers=n_workers, accelerator=own)
+                for rank in range(n_workers)])
             if any(p.exitcode in (1, 2) for p in procs):  # e.g. MetricNotLoggedError, or a bug
                 failed = optuna.load_study(study_name=study_name, storage=open_storage(
                     storage_url, n_workers=n_workers)).get_trials(states=(TrialState.FAIL,))
@@ -316,20 +314,42 @@ def run_study(*, recipe: str, space: str, study_name: str, storage_url: str, run
     return optuna.load_study(study_name=study_name, storage=open_storage(storage_url, n_workers=n_workers))
 
 
-def _join(procs: list) -> None:
-    """Wait for the workers; on SIGTERM/SIGINT pass it on to them (each fails its trial), then
-    raise ``Interrupted`` once they are gone."""
+def _start_and_join(plans: list[WorkerPlan]) -> list[Any]:
+    """Start a worker process per plan and wait for them; on SIGTERM/SIGINT pass it on to each
+    (each fails its trial), then raise ``Interrupted`` once they are gone.
+
+    A worker starts with SIGINT ignored (spawn's exec keeps an ignored signal ignored, and
+    Python then installs no KeyboardInterrupt handler) until its own handlers are up and it
+    sets its ``ready`` Event: a Ctrl-C that reaches it while it is still importing would
+    otherwise end it with a "Process SpawnProcess-2: Traceback … KeyboardInterrupt". The parent
+    passes a signal on to a worker only once it is ready (or gone), so none is lost. SIGTERM
+    stays as it is: it is how a worker dies with its parent (``die_with_parent``)."""
+    ctx = mp.get_context("spawn")
+    procs: list[tuple[Any, Any]] = []
     try:
         with on_signals():
-            for p in procs:
-                p.join()
+            # Set aside for the milliseconds the processes take to start (a Ctrl-C then is lost).
+            previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+            try:
+                for plan in plans:
+                    ready = ctx.Event()
+                    proc = ctx.Process(target=_worker_process, args=(plan, ready))
+                    proc.start()
+                    procs.append((proc, ready))
+            finally:
+                signal.signal(signal.SIGINT, previous)
+            for proc, _ in procs:
+                proc.join()
     except Interrupted as err:
-        for p in procs:  # the same signal: each trial's fail_reason says what stopped it
-            if p.is_alive():
-                os.kill(p.pid, err.signum)
-        for p in procs:
-            p.join()
+        for proc, ready in procs:  # the same signal: each trial's fail_reason says what stopped it
+            while proc.is_alive() and not ready.wait(0.1):
+                pass
+            if proc.is_alive():
+                os.kill(proc.pid, err.signum)
+        for proc, _ in procs:
+            proc.join()
         raise
+    return [proc for proc, _ in procs]
 
 
 def _gpu_count() -> int:

@@ -22,7 +22,7 @@ from optuna.trial import TrialState
 
 from lit_optim import LitOptimError
 from tuning.runner.algorithms import MAX_FAILURES
-from tuning.runner.interrupt import Interrupted, raise_if_interrupted
+from tuning.runner.interrupt import Interrupted, held_signals, raise_if_interrupted
 from tuning.runner.objective import Objective
 from tuning.runner.owners import (
     claim,
@@ -125,11 +125,18 @@ def run_worker(study: optuna.Study, objective: Objective, *, n_trials: int, lock
         raise_if_interrupted()
         if deadline is not None and time.time() >= deadline:
             return
-        with FileLock(lock_path):  # the workers of one machine, one ask at a time
-            trials = study.get_trials(deepcopy=False)
-            trial = study.ask() if len(counted(trials)) < n_trials else None
+        trial = None
+        try:
+            # The workers of one machine, one ask at a time; a signal waits for the claim.
+            with FileLock(lock_path), held_signals():
+                trials = study.get_trials(deepcopy=False)
+                trial = study.ask() if len(counted(trials)) < n_trials else None
+                if trial is not None:
+                    claim(trial)  # which process runs it: how another one tells it alive or dead
+        except Interrupted as err:
             if trial is not None:
-                claim(trial)  # which process runs it: how another one tells it alive or dead
+                fail_for_rerun(study, trial, str(err))  # not counted: run again
+            raise
         if trial is None:
             if wait_for_running(study, heartbeats=heartbeats, heartbeat_s=heartbeat_s,
                                 waited=waited):

@@ -15,13 +15,16 @@ sequential path), measured one after the other in this one process.
    validation batch of the 10 epochs: the time a population of them cannot beat with torch's
    CPU kernels unless a vmapped kernel beats the members' own, and the speed-up that floor
    allows over the one-by-one rate measured in the same run.
-4. ``--quality``: the best val_acc at an equal budget of ``--n-trials``, ``--population 1``
+4. ``--mnist1d``: the harder offline task, ``recipes/mnist1d/cnn.yaml`` (the paper's 1-D
+   CNN) for 30 epochs, Adam, lr × weight decay, ``--mnist1d-trials`` trials, one by one
+   against N = that many: trials/min and the best val_acc each finds.
+5. ``--quality``: the best val_acc at an equal budget of ``--n-trials``, ``--population 1``
    against ``auto`` (lit-tune's default), for 3 sampler seeds, on the lr × weight-decay space
    and on ``recipes/digits/search.yaml`` (structure varies: optimizer, batch size, schedule,
    activation, dropout), TPE and the median pruner as lit-tune runs them.
 
     python bench/population_throughput.py [--n-trials 64] [--sizes 8,32] [--mnist]
-        [--user-module] [--quality] 2>/dev/null
+        [--mnist1d] [--user-module] [--quality] 2>/dev/null
 
 The last line is ``population speed-up: X.Xx (N=<largest>)`` for the digits study.
 """
@@ -46,6 +49,17 @@ SPACE = {"metric": "val_acc", "direction": "maximize", "params": {
     "model.optimizer": ["momentum"], "model.lr": "log[1e-3, 0.3]",
     "model.weight_decay": "log[1e-6, 1e-3]",
     "model.optimizer_kwargs.momentum": "uniform[0.5, 0.95]"}}
+
+
+MNIST1D = ROOT / "recipes" / "mnist1d" / "cnn.yaml"
+MNIST1D_SPACE = {"metric": "val_acc", "direction": "maximize", "params": {
+    "model.lr": "log[1e-4, 1e-1]", "model.weight_decay": "log[1e-6, 1e-2]"}}
+
+
+def mnist1d_recipe() -> dict:
+    recipe = yaml.safe_load(MNIST1D.read_text())
+    recipe["trainer"]["max_epochs"] = 30  # 1,080 steps: a fifth of the paper's budget
+    return recipe
 
 
 def mnist_shaped_recipe() -> dict:
@@ -144,6 +158,8 @@ def main() -> None:
     parser.add_argument("--sizes", default="8,32")
     parser.add_argument("--mnist", action="store_true", help="also the MNIST-shaped MLP")
     parser.add_argument("--mnist-trials", type=int, default=16)
+    parser.add_argument("--mnist1d", action="store_true", help="also the MNIST-1D CNN")
+    parser.add_argument("--mnist1d-trials", type=int, default=16)
     parser.add_argument("--user-module", action="store_true", help="also the user's CNN module")
     parser.add_argument("--user-trials", type=int, default=32)
     parser.add_argument("--user-sizes", default="32")
@@ -161,6 +177,13 @@ def main() -> None:
                             [1, args.mnist_trials], args.accelerator)
             print(f"mnist-shaped speed-up: {rates[args.mnist_trials] / rates[1]:.1f}x "
                   f"(N={args.mnist_trials})")
+        if args.mnist1d:
+            recipe = tmp / "mnist1d.yaml"
+            recipe.write_text(yaml.safe_dump(mnist1d_recipe()))
+            n = args.mnist1d_trials
+            rates = compare(tmp, "mnist1d-cnn", recipe, n, [1, n], args.accelerator,
+                            MNIST1D_SPACE)
+            print(f"mnist1d speed-up: {rates[n] / rates[1]:.1f}x (N={n})")
         if args.user_module:
             import sys
 

@@ -58,6 +58,10 @@ class GradientClipper(L.Callback):
             raise ConfigError("mode 'value' needs clip_value > 0, got None")
         if mode == "value":
             check_number("clip_value", clip_value, low=0, low_open=True)
+        elif clip_value is not None:  # it would be ignored, silently
+            limit = "max_norm" if mode == "norm" else "percentile"
+            raise ConfigError(f"clip_value applies to mode 'value' only; mode {mode!r} clips by "
+                              f"{limit}: remove clip_value, or set mode: value")
         check_number("percentile", percentile, low=0, high=100, low_open=True)
         check_count("history", history)
         self.mode, self.max_norm, self.norm_type = mode, float(max_norm), float(norm_type)

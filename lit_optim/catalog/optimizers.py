@@ -87,10 +87,27 @@ def _betas(name: str, value: Any) -> tuple[float, float]:
     return tuple(value)
 
 
+def _eps(name: str, value: Any) -> Any:
+    if isinstance(value, (list, tuple)):  # Adafactor's pair (eps1 or None, eps2): torch's to check
+        return value
+    return check_number(name, value, low=0, note=" (a small number such as 1e-8)")
+
+
+def _non_negative(name: str, value: Any) -> float:
+    return check_number(name, value, low=0)
+
+
 KWARG_DOMAINS: Mapping[str, Callable[[str, Any], Any]] = {
     "momentum": _fraction,          # SGD family, RMSprop, LARS, Muon: in [0, 1)
     "dampening": lambda name, value: check_number(name, value, low=0, high=1),
     "betas": _betas,                # Adam family, LAMB: two decays in [0, 1)
+    # RMSprop's smoothing constant: 1 never forgets, 1.5 trains straight to NaN (torch takes
+    # both); lookahead's own alpha in (0, 1] is its own check's.
+    "alpha": _fraction,
+    "rho": lambda name, value: check_number(name, value, low=0, high=1),  # Adadelta's decay
+    "eps": _eps,
+    "lr_decay": _non_negative, "initial_accumulator_value": _non_negative,  # Adagrad
+    "momentum_decay": _non_negative, "trust_coefficient": _non_negative,   # NAdam, LARS
 }
 
 

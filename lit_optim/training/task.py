@@ -29,6 +29,7 @@ from lit_optim.catalog.factory import (
     lr_scale_factor,
 )
 from lit_optim.catalog.kwargs import plain_data
+from lit_optim.catalog.optimizers import check_optimizer_args
 from lit_optim.training.metrics import TrainingTotals, WeightedMean
 from lit_optim.training.models import build_model
 from lit_optim.catalog.param_groups import build_param_groups
@@ -102,8 +103,12 @@ class ClassificationTask(L.LightningModule):
         # Fail on a bad optimizer or schedule now, not after the first epoch. L-BFGS cannot
         # apply weight decay itself, so the task adds that share to its loss (an L2 term).
         self._loss_weight_decay = loss_weight_decay(optimizer, weight_decay)
-        check_optimizer_choice(optimizer, lr=lr, weight_decay=weight_decay - self._loss_weight_decay,
-                               param_groups=param_groups, **(optimizer_kwargs or {}))
+        decay = weight_decay - self._loss_weight_decay
+        # The kwargs as a mapping first: an lr among them is "set it with model.lr", where
+        # spread into the call below it was Python's "got multiple values for 'lr'".
+        check_optimizer_args(optimizer, lr, decay, optimizer_kwargs or {})
+        check_optimizer_choice(optimizer, lr=lr, weight_decay=decay, param_groups=param_groups,
+                               **(optimizer_kwargs or {}))
         _, monitor = check_scheduler_args(scheduler, scheduler_kwargs or {})
         if monitor is not None and monitor not in EPOCH_METRICS:
             raise ConfigError(

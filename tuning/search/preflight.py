@@ -153,7 +153,9 @@ class LoggedProbe:
             probe_args.append("--trainer.limit_val_batches=1")
         with tempfile.TemporaryDirectory() as tmp:
             path = write_recipe(recipe, Path(tmp) / "recipe.yaml")
-            cli = build_trial_objects(path, *trainer_args, *probe_args)
+            # Whatever the recipe's callbacks save (a LayerDiagnostics plot) stays in tmp.
+            cli = build_trial_objects(path, *trainer_args, *probe_args,
+                                      f"--trainer.default_root_dir={tmp}")
             cli.trainer.callbacks.append(_StopAfterOneBatch())
             self.module = type(cli.model).__name__
             self.directions = logged_directions(cli.model)

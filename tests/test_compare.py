@@ -326,3 +326,20 @@ def test_compare_refuses_a_metric_it_cannot_rank_before_any_training(user_compar
     assert info.value.code == 2 and "Traceback" not in err, err
     assert re.search(message, err), err
     assert not Path("runs").exists()
+
+
+def test_a_module_without_init_args_is_one_line_before_any_training(user_compare, capsys):
+    """Such a module's recipe has no init_args at all: compare once ended on KeyError."""
+    (user_compare / "fixed.py").write_text(
+        "from mine import Mine\n\n\nclass Fixed(Mine):\n"
+        "    def __init__(self):\n        super().__init__()\n")
+    (user_compare / "recipe.yaml").write_text(yaml.safe_dump({
+        "trainer": {"max_epochs": 1, "accelerator": "cpu"},
+        "model": {"class_path": "fixed.Fixed"}, "data": {"class_path": "mine.Blobs"}}))
+    with pytest.raises(SystemExit) as info:
+        _user_compare()
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "Traceback" not in err, err
+    assert "lit-tune compare sets model.optimizer, model.lr, but fixed.Fixed does not take " \
+           "optimizer, lr (it takes: nothing)" in err, err
+    assert not (user_compare / "runs").exists()

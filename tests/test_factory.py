@@ -95,7 +95,7 @@ def test_param_groups_globs_and_lr_scale():
     ("adam", {"betas": [1.5, 0.9]}, r"optimizer 'adam' betas\[0\] must be in \[0, 1\), got 1.5"),
     ("adam", {"betas": [0.9]}, r"optimizer 'adam' betas must be a pair \[beta1, beta2\]"),
     ("sgd", {"momentum": -0.5}, r"optimizer 'sgd' momentum must be in \[0, 1\), got -0.5"),
-    ("adamw", {"eps": -1e-8}, r"optimizer 'adamw' rejects eps=-1e-08"),
+    ("adamw", {"eps": -1e-8}, r"optimizer 'adamw' eps must be a finite number ≥ 0 \(a small number such as 1e-8\), got -1e-08"),
     ("lookahead", {"base": "sgd", "momentum": -1.0}, r"optimizer 'lookahead' momentum must be in \[0, 1\), got -1.0"),
     ("lbfgs", {"weight_decay": 0.1}, "has no weight decay.*add it to the loss"),
     ("adam", {"lr": math.nan}, "lr must be a finite number > 0"),

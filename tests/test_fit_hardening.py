@@ -48,7 +48,7 @@ def _bad_inputs(tmp: Path) -> list[tuple[list[str], str]]:
         (["--model.optimizer_kwargs", '{"betas": [0.9]}'], "betas must be a pair"),
         (["--model.optimizer", "sgd", "--model.optimizer_kwargs", '{"momentum": -0.5}'],
          "momentum must be in [0, 1), got -0.5"),
-        (["--model.optimizer_kwargs", '{"eps": -1}'], "Invalid epsilon value"),
+        (["--model.optimizer_kwargs", '{"eps": -1}'], "eps must be a finite number ≥ 0"),
         (["--model.optimizer", "lamb", "--model.optimizer_kwargs", '{"betas": [0.9, 1.2]}'],
          "betas[1] must be in [0, 1)"),
         (["--model.optimizer", "lookahead", "--model.optimizer_kwargs", '{"k": 0}'],

@@ -126,6 +126,11 @@ def create_optimizer(
         if param_groups:
             raise ConfigError("param_groups are globs over parameter names: pass the module "
                               "itself, not its parameters")
+        if isinstance(model_or_params, (str, bytes)) or not isinstance(model_or_params, Iterable):
+            raise ConfigError(
+                f"create_optimizer({name!r}): the first argument must be a module (self in "
+                "configure_optimizers) or its parameters, got "
+                f"{type(model_or_params).__name__}")
         params = list(model_or_params)
     if not params:
         raise ConfigError(f"optimizer {info.name!r} got no trainable parameters")
@@ -170,6 +175,14 @@ def create_scheduler(
         if SCHEDULERS.get(name).needs_monitor or mode not in ("min", "max"):
             kwargs["mode"] = mode
     info, monitor = check_scheduler_args(name, kwargs, monitor=monitor)  # before any data loads
+    if not isinstance(optimizer, Optimizer):
+        raise ConfigError(f"create_scheduler({name!r}, optimizer, trainer): optimizer must be a "
+                          f"torch.optim.Optimizer (create_optimizer's), got {type(optimizer).__name__}")
+    if not hasattr(trainer, "estimated_stepping_batches"):
+        raise ConfigError(
+            f"create_scheduler({name!r}, optimizer, trainer): trainer must be the Lightning "
+            f"Trainer (self.trainer in configure_optimizers), got {type(trainer).__name__}; "
+            "the schedule reads the run's length from it")
     module = getattr(trainer, "lightning_module", None)
     return scheduler_config(info, monitor, optimizer, kwargs, run=run_length(trainer),
                             val_every_n_epochs=validation_period(trainer),

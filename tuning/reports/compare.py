@@ -126,7 +126,8 @@ def _module_init_args(recipe: dict[str, Any], trainer_args: list[str], compares:
     when schedules are compared)."""
     cli = parse_recipe(recipe, trainer_args)
     model = cli.config["model"]
-    takes = {k for k in model["init_args"].keys() if "." not in k}
+    # A module without init args has no init_args at all (a KeyError once).
+    takes = {k for k in (model.get("init_args") or {}).keys() if "." not in k}
     needed = ["optimizer", "lr"] + (["scheduler"] if compares == "schedulers" else [])
     missing = [k for k in needed if k not in takes]
     if missing:

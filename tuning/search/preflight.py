@@ -120,10 +120,17 @@ def resolve_direction(recipe: dict[str, Any], space: SearchSpace,
     A metric never logged in that batch, or logged with no direction, is one ConfigError too
     where the direction must come from it."""
     given_as = "the search space's direction"
-    probe = LoggedProbe(apply_overrides(recipe, space.first_values()), trainer_args)
+    first = apply_overrides(recipe, space.first_values())
     known = resolve_objective(space.metric, space.direction, given_as=given_as, required=False)
     if known is not None:
+        try:
+            LoggedProbe(first, trainer_args)
+        except LitOptimError:
+            raise
+        except Exception:  # noqa: BLE001 - the module's own error: each trial records it
+            pass  # (fail_reason, and --max-failures stops the study), as without the probe
         return known.study_direction
+    probe = LoggedProbe(first, trainer_args)
     return probe.objective(space.metric, None, given_as=given_as,
                            declare="add direction: maximize or minimize to the search space"
                            ).study_direction

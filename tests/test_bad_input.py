@@ -86,6 +86,9 @@ LIT_OPTIM: list[tuple[list[str], str]] = [
     (["--model.lr_scaling", "linear"], "base_batch_size"),
     (["--model.lr_scaling", "cubic"], "lr_scaling"),
     (["--model.lrr", "0.1"], "did you mean 'lr'"),
+    (["--trainer.max_epocs", "2"], "--trainer.max_epocs 2; did you mean 'trainer.max_epochs'?"),
+    (["--trainer.max_epoch", "2"], "did you mean 'trainer.max_epochs'?"),
+    (["--trainr.max_epochs", "2"], "did you mean 'trainer'?"),
     (["--model.optimizer_kwargs", _kw(lr=0.1)], "set 'lr' with model.lr"),
     (["--model.optimizer_kwargs", _kw(weight_decay=0.1)], "set 'weight_decay' with model.weight_decay"),
     (["--model.optimizer", "rmsprop", "--model.optimizer_kwargs", _kw(alpha=1.5)],
@@ -158,6 +161,9 @@ FILES = [  # (file name, bytes, fragment): configs that are not a recipe
      "--config twice.yaml: key 'max_epochs' is given twice (lines 2 and 3)"),
     ("broken.yaml", b"trainer: [1, 2\n", "broken.yaml"),
     ("alist.yaml", b"- 1\n- 2\n", "alist.yaml"),
+    ("trainr.yaml", b"trainr:\n  max_epochs: 1\n", "'trainr.max_epochs'; did you mean 'trainer'?"),
+    ("seed.yaml", b"sed_everything: 1\n", "did you mean 'seed_everything'?"),
+    ("epocs.yaml", b"trainer:\n  max_epocs: 1\n", "did you mean 'trainer.max_epochs'?"),
 ]
 
 CHECKPOINTS = [  # (args after the subcommand, fragment)

@@ -216,3 +216,14 @@ def test_subcommand_help_says_first_how_to_see_the_modules_options(subcommand, c
     with pytest.raises(SystemExit):
         run(subcommand, "--model.help", "ClassificationTask")
     assert "--model.lr LR" in capsys.readouterr().out
+
+
+def test_the_sections_a_misspelt_key_is_matched_against_are_the_parsers():
+    """RECIPE_SECTIONS is what `trainr:` is compared with: it must be every top-level key the
+    fit parser takes (a new section must be added there too)."""
+    from lit_optim.cli.lightning_cli import RECIPE_SECTIONS, cli_objects
+
+    cli = cli_objects(DIGITS)
+    parsed = {key.split(".")[0] for key in cli.config.keys()} - {"config"}
+    assert parsed <= set(RECIPE_SECTIONS), parsed - set(RECIPE_SECTIONS)
+    assert set(RECIPE_SECTIONS) - parsed == {"ckpt_path"}  # fit's, not a recipe-only run's

@@ -7,6 +7,7 @@ Errors of the configuration become one line (``config_error_line``).
 from __future__ import annotations
 
 import argparse
+import difflib
 import inspect
 import re
 import sys
@@ -392,6 +393,30 @@ _NOISE = ("Does not validate against any", "Subtypes:", "Errors:", "Given value 
           "Given value:", "Expected a <class 'NoneType'>", "Expected a path but")
 
 
+# The sections of a lit-optim fit recipe (tests/test_cli.py checks them against the parser):
+# the candidates for a misspelt top-level key such as `trainr:`.
+RECIPE_SECTIONS = ("seed_everything", "trainer", "model", "data", "ckpt_path", "objective",
+                   "test")
+
+
+def _unknown_key_hint(text: str) -> str:
+    """'did you mean …?' for an unknown top-level or trainer key, as jsonargparse words it:
+    ``unrecognized arguments: --trainer.max_epocs 2`` (a flag) or ``does not accept option
+    'trainr.max_epochs'`` (a recipe key). Model and data keys get theirs from their class."""
+    found = (re.search(r"unrecognized arguments: --([\w.]+)", text)
+             or re.search(r"does not accept option '([\w.]+)'", text))
+    if not found:
+        return ""
+    section, _, key = found.group(1).partition(".")
+    if section not in RECIPE_SECTIONS:
+        return did_you_mean(section, RECIPE_SECTIONS)
+    if section == "trainer" and key:
+        params = [p for p in inspect.signature(L.Trainer.__init__).parameters if p != "self"]
+        close = difflib.get_close_matches(key.split(".")[0], params, n=3, cutoff=0.8)
+        return f"did you mean {', '.join(repr('trainer.' + c) for c in close)}?" if close else ""
+    return ""
+
+
 def parse_error_line(err: BaseException) -> str:
     """jsonargparse's nested complaint as one line, with a did-you-mean for an unknown key."""
     lines = [line.strip().lstrip("- ") for line in str(err).splitlines()]
@@ -408,6 +433,9 @@ def parse_error_line(err: BaseException) -> str:
     if nonfinite:  # jsonargparse's float type refuses them with no word of why
         owner = text.split(": ")[0] + "." if ": " in text else ""
         return f"{owner}{nonfinite.group(1)} must be a finite number, got {nonfinite.group(2)}"
+    hint = _unknown_key_hint(text)
+    if hint:
+        return f"{text}; {hint}"
     unknown = re.search(r"Option '([^']+)' is not accepted", text)
     owner = re.search(r"(?:^|: )([\w.]+\.[A-Z]\w*): ", text)
     if unknown and owner:

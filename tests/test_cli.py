@@ -227,3 +227,48 @@ def test_the_sections_a_misspelt_key_is_matched_against_are_the_parsers():
     parsed = {key.split(".")[0] for key in cli.config.keys()} - {"config"}
     assert parsed <= set(RECIPE_SECTIONS), parsed - set(RECIPE_SECTIONS)
     assert set(RECIPE_SECTIONS) - parsed == {"ckpt_path"}  # fit's, not a recipe-only run's
+
+
+UNSAVED_WIDTH = '''
+import lightning as L, torch
+from torch import nn
+
+
+class Unsaved(L.LightningModule):
+    """Its width is an init arg it does not save_hyperparameters: a checkpoint cannot say it."""
+
+    def __init__(self, width: int = 8):
+        super().__init__()
+        self.net = nn.Linear(64, width)
+
+    def training_step(self, batch, batch_idx):
+        return self.net(batch[0].flatten(1)).pow(2).mean()
+
+    def test_step(self, batch, batch_idx):
+        self.log("test_loss", self.net(batch[0].flatten(1)).pow(2).mean())
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.01)
+'''
+
+
+def test_a_checkpoint_that_does_not_fit_the_model_is_one_line(tmp_path, monkeypatch, capsys):
+    """It was torch's 42-line traceback (a line per tensor of "size mismatch")."""
+    from run_main import exit_status
+
+    (tmp_path / "unsaved.py").write_text(UNSAVED_WIDTH)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    common = ["--model", "unsaved.Unsaved", "--data", "lit_optim.ClassificationData",
+              "--trainer.enable_progress_bar", "false"]
+    assert exit_status(main, "fit", *common, "--trainer.max_epochs", "1") == 0
+    ckpt = next(tmp_path.rglob("last.ckpt"))
+    capsys.readouterr()
+    assert exit_status(main, "test", *common, "--model.width", "16", "--ckpt_path", str(ckpt)) == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if "error:" in line]
+    assert lines == ["lit-optim: error: the checkpoint (--ckpt_path) does not fit the model the "
+                     "recipe builds: net.weight is [8, 64] there, [16, 64] here; net.bias is [8] "
+                     "there, [16] here. Give the options it was trained with (its run's "
+                     "config.yaml, beside checkpoints/), or a checkpoint of this model"], err
+    assert "Traceback" not in err

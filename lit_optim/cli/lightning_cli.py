@@ -465,7 +465,30 @@ def config_error_line(err: BaseException) -> str | None:
         return parse_error_line(err)
     if isinstance(err, MisconfigurationException):
         return " ".join(str(err).split())
+    misfit = chained_error(err, RuntimeError)
+    if misfit is not None and str(misfit).startswith("Error(s) in loading state_dict"):
+        return checkpoint_misfit_line(str(misfit))
     return None
+
+
+def checkpoint_misfit_line(message: str) -> str:
+    """torch's "Error(s) in loading state_dict" (a line per tensor) as one line: the checkpoint
+    was trained with other options (a width, a depth) than the recipe builds now."""
+    sizes = re.findall(r"size mismatch for ([\w.]+): copying a param with shape torch.Size\("
+                       r"(\[[^\]]*\])\) from checkpoint, the shape in current model is "
+                       r"torch.Size\((\[[^\]]*\])\)", message)
+    missing = re.search(r"Missing key\(s\) in state_dict: ([^.]*)\.", message)
+    unexpected = re.search(r"Unexpected key\(s\) in state_dict: ([^.]*)\.", message)
+    parts = [f"{name} is {ckpt} there, {now} here" for name, ckpt, now in sizes[:2]]
+    if missing:
+        parts.append(f"the model has {missing.group(1).split(',')[0]} but the checkpoint not")
+    if unexpected:
+        parts.append(f"the checkpoint has {unexpected.group(1).split(',')[0]} but the model not")
+    more = len(sizes) - 2 if len(sizes) > 2 else 0
+    return (f"the checkpoint (--ckpt_path) does not fit the model the recipe builds: "
+            f"{'; '.join(parts) or 'its weights differ'}{f' (and {more} more)' if more else ''}. "
+            "Give the options it was trained with (its run's config.yaml, beside "
+            "checkpoints/), or a checkpoint of this model")
 
 
 def chained_error(err: BaseException, kind: type[BaseException]) -> BaseException | None:

@@ -519,3 +519,20 @@ def test_a_lost_postgresql_connection_is_one_line_and_keeps_the_finished_trials(
     assert len(errors) == 1 and errors[0].startswith(f"lit-tune: error: storage {url}"), err[-3000:]
     finished = [t for t in _trials("lost", url) if t.state in FINISHED]
     assert len(finished) >= 2  # readable again, nothing finished lost
+
+
+def test_a_sqlite_storage_in_a_read_only_folder_says_so(tmp_path, monkeypatch):
+    """SQLite's own words are "unable to open database file". The folder is made read-only
+    by access(2)'s answer (this process may be root, whom file modes do not stop)."""
+    from lit_optim import ConfigError
+    from tuning.storage.backends import open_storage
+
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode, **kw: (
+        False if Path(path) == folder else real(path, mode, **kw)))
+    with pytest.raises(ConfigError, match=r"its folder .*ro is read-only for this user \(SQLite "
+                                          r"writes its journal beside the file\)"):
+        open_storage(f"sqlite:///{folder}/study.db", create=True, writer=True)
+    assert not any(folder.iterdir())

@@ -61,6 +61,9 @@ def check_writable(run_dir: Path) -> None:
     existing = Path(run_dir).absolute()
     while not existing.exists():
         existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"run dir {run_dir}: {existing} is a file, not a folder; pass "
+                          "--run-dir a folder (it is made if missing)")
     # access(2) answers for this process: EROFS on a read-only mount even for root, who
     # otherwise writes whatever the file modes say.
     if not os.access(existing, os.W_OK | os.X_OK):
@@ -262,6 +265,9 @@ def open_storage(url: str, *, n_workers: int = 1, heartbeat_s: float = HEARTBEAT
     made = None
     if url.startswith("sqlite:///") and create:
         folder = Path(url[len("sqlite:///"):]).parent
+        problem = _sqlite_folder_problem(Path(url[len("sqlite:///"):]))
+        if problem is not None and "does not exist" not in problem:
+            raise ConfigError(f"cannot open storage {url!r}: {problem}")
         if not folder.exists():
             made = folder
         folder.mkdir(parents=True, exist_ok=True)
@@ -310,5 +316,24 @@ def open_storage(url: str, *, n_workers: int = 1, heartbeat_s: float = HEARTBEAT
             if not any(made.iterdir()):
                 made.rmdir()
         detail = getattr(err, "orig", None) or err  # the driver's words, not SQLAlchemy's SQL
-        raise ConfigError(f"cannot open storage {url!r}: {type(detail).__name__}: {detail}"
-                          ) from None
+        why = _sqlite_folder_problem(Path(url[len("sqlite:///"):])) if sqlite else None
+        raise ConfigError(f"cannot open storage {url!r}: "
+                          f"{why or f'{type(detail).__name__}: {detail}'}") from None
+
+
+def _sqlite_folder_problem(path: Path) -> str | None:
+    """What SQLite's "unable to open database file" means here, in words: the file's folder
+    is missing, not a folder, or not writable (SQLite writes its journal beside the file)."""
+    folder = existing = path.absolute().parent
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is a file, not a folder"
+    if existing != folder:
+        return f"its folder {folder} does not exist"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        how = ("on a read-only file system" if os.statvfs(folder).f_flag & os.ST_RDONLY
+               else "read-only for this user")
+        return (f"its folder {folder} is {how} (SQLite writes its journal beside the file); "
+                "pass a storage in a folder you can write")
+    return None

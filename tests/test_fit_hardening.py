@@ -236,9 +236,27 @@ def test_a_run_that_ends_on_nan_says_so_exits_1_and_keeps_no_nan_checkpoint(tmp_
     assert run.returncode == 1, run.stderr[-2000:]
     assert len(errors) == 1 and "training ended on non-finite values" in errors[0]
     assert "Traceback" not in run.stderr
+    bound = torch.finfo(torch.float32).max ** 0.5  # beyond it, the next squares overflow
     for ckpt in tmp_path.rglob("*.ckpt"):
         state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
         assert all(torch.isfinite(v).all() for v in state.values()), ckpt
+        # Nor finite but diverged weights (the guard's run once kept weights of ~7e30).
+        assert all(v.abs().max() <= bound for v in state.values() if v.is_floating_point()
+                   and v.numel()), (ckpt, max(float(v.abs().max()) for v in state.values()))
+
+
+def test_a_run_that_diverges_with_finite_weights_keeps_no_checkpoint_of_its_diverged_epochs(
+        tmp_path):
+    """Adam at lr 1e8 without the guard: the loss climbs to ~1e16-1e28 with weights near 1e9
+    (finite, under √max), and the run ends "diverged"; its best and last checkpoints held
+    exactly those weights."""
+    (tmp_path / "bare.yaml").write_text("trainer:\n  callbacks: []\n")
+    run = _cli("fit", "--config", DIGITS, "--config", "bare.yaml", "--model.lr", "1e8",
+               *FAST, cwd=tmp_path)
+    assert run.returncode == 1, run.stderr[-2000:]
+    assert "training ended diverged" in run.stderr
+    assert not list(tmp_path.rglob("*.ckpt")), list(tmp_path.rglob("*.ckpt"))
+    assert "no checkpoint is saved while the run is diverged" in run.stderr
 
 
 def test_a_float64_run_that_diverges_without_nan_exits_1_and_offers_nothing_to_test(tmp_path):

@@ -54,16 +54,23 @@ class LossHistory:
             self.epochs.append(float(self._sum) / self._count)
         self._sum, self._count = None, 0
 
-    def diverged(self, factor: float = DIVERGENCE_FACTOR) -> str | None:
-        """Why the run ended diverged, or None."""
-        if not self.epochs or not math.isfinite(self.epochs[-1]):
+    def diverged(self, factor: float = DIVERGENCE_FACTOR, *, running: bool = False) -> str | None:
+        """Why the run ended diverged, or None. ``running``: judge by the epoch in progress too
+        (its mean so far: one host read), as a checkpoint saved mid-epoch must."""
+        epochs = list(self.epochs)
+        if running and self._count:
+            epochs.append(float(self._sum) / self._count)
+        if not epochs or not math.isfinite(epochs[-1]):
             return None  # nothing yet; a NaN/Inf loss is the non-finite check's to report
-        seen = [v for v in [self.first, *self.epochs] if v is not None and math.isfinite(v)]
+        first = self.first if self.first is not None else (
+            float(self._first) if running and self._first is not None else None)
+        seen = [v for v in [first, *epochs] if v is not None and math.isfinite(v)]
         lowest = min(seen)
-        final = self.epochs[-1]
+        final = epochs[-1]
         if lowest <= 0 or final <= factor * lowest:
             return None
-        return (f"the training loss ended at {final:.3g}, {final / lowest:.3g} × the lowest it "
+        return (f"the training loss {'is at' if running else 'ended at'} {final:.3g}, "
+                f"{final / lowest:.3g} × the lowest it "
                 f"reached ({lowest:.3g}; over {factor:g} × is diverged)")
 
     def state_dict(self) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""``FiniteModelCheckpoint``: Lightning's ModelCheckpoint that never keeps non-finite weights."""
+"""``FiniteModelCheckpoint``: Lightning's ModelCheckpoint that never keeps diverged weights
+(non-finite, or beyond √max of their dtype)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_warn
 
 from lit_optim.callbacks._grads import any_nonfinite
+from lit_optim.callbacks.divergence import unbounded_weights
+from lit_optim.callbacks.run_summary import RunSummary
 
 
 class FiniteModelCheckpoint(ModelCheckpoint):
@@ -24,35 +27,45 @@ class FiniteModelCheckpoint(ModelCheckpoint):
         bound = inspect.signature(ModelCheckpoint).bind(*args, **kwargs)
         self.every_n_train_steps = bound.arguments.get("every_n_train_steps")
 
-    def _finite(self, pl_module: L.LightningModule) -> bool:
+    def _finite(self, trainer: L.Trainer, pl_module: L.LightningModule) -> bool:
+        """Whether the weights may be saved: finite, not beyond √max of their dtype (a network
+        at 7e30 is as diverged as one at inf: its next squares overflow), and, where the run
+        keeps a RunSummary, not at a training loss that it judges diverged (the one judge of
+        the run summary's "training ended diverged")."""
         finite = not bool(any_nonfinite([p.detach() for p in pl_module.parameters()]))
-        if not finite:
+        why = None if finite else "weights are NaN/Inf"
+        if why is None:
+            why = unbounded_weights(pl_module)
+        if why is None:
+            summary = next((cb for cb in trainer.callbacks if isinstance(cb, RunSummary)), None)
+            why = summary.loss.diverged(running=True) if summary is not None else None
+        if why is not None:
             if not self.skipped_saves:
-                rank_zero_warn("weights are NaN/Inf: no checkpoint is saved while they are "
-                               "(the last finite one is kept)")
+                rank_zero_warn(f"{why}: no checkpoint is saved while the run is diverged (the "
+                               "last one before is kept)")
             self.skipped_saves += 1
-        return finite
+        return why is None
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any,
                            **kwargs: Any) -> None:
         every = self.every_n_train_steps
-        if every and trainer.global_step % every == 0 and not self._finite(pl_module):
+        if every and trainer.global_step % every == 0 and not self._finite(trainer, pl_module):
             return
         super().on_train_batch_end(trainer, pl_module, *args, **kwargs)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self._finite(pl_module):
+        if self._finite(trainer, pl_module):
             super().on_train_epoch_end(trainer, pl_module)
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking or self._finite(pl_module):
+        if trainer.sanity_checking or self._finite(trainer, pl_module):
             super().on_validation_end(trainer, pl_module)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self._finite(pl_module):  # Lightning's save_last at the end of training
+        if self._finite(trainer, pl_module):  # Lightning's save_last at the end of training
             super().on_train_end(trainer, pl_module)
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule,
                      exception: BaseException) -> None:
-        if self._finite(pl_module):
+        if self._finite(trainer, pl_module):
             super().on_exception(trainer, pl_module, exception)

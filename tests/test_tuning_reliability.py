@@ -536,3 +536,36 @@ def test_a_sqlite_storage_in_a_read_only_folder_says_so(tmp_path, monkeypatch):
                                           r"writes its journal beside the file\)"):
         open_storage(f"sqlite:///{folder}/study.db", create=True, writer=True)
     assert not any(folder.iterdir())
+
+
+def test_a_rerun_settles_a_file_a_killed_run_left_in_wal_mode(workdir):
+    """A killed run cannot put SQLite's default journal back; its rerun did not either (an
+    idle reader connection held the file), and read-only commands then made -wal/-shm files
+    beside it. The kill's leftover is made here directly: WAL mode, as a SIGKILL leaves it."""
+    import sqlite3
+
+    from tuning.cli import main as lit_tune
+
+    def run(*args):
+        with pytest.raises(SystemExit) as stop:
+            lit_tune(["run", "--recipe", "recipe.yaml", "--space", "space.yaml", "--study", "wal",
+                      "--pruner", "none", "--population", "1", "--trainer.max_epochs", "1",
+                      *args])
+            raise SystemExit(0)
+        assert stop.value.code in (0, None)
+
+    run("--n-trials", "1")
+    db = workdir / "runs" / "wal" / "study.db"
+    with sqlite3.connect(db) as connection:
+        assert connection.execute("PRAGMA journal_mode=WAL").fetchone() == ("wal",)
+    connection.close()
+    run("--n-trials", "2")
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as connection:
+        assert connection.execute("PRAGMA journal_mode").fetchone() == ("delete",)
+    connection.close()
+    beside = lambda: sorted(p.name for p in db.parent.glob("study.db*"))  # noqa: E731
+    assert beside() == ["study.db"]
+    with pytest.raises(SystemExit) as stop:
+        lit_tune(["best", "--study", "wal"])
+        raise SystemExit(0)
+    assert stop.value.code in (0, None) and beside() == ["study.db"]

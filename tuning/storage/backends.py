@@ -173,7 +173,9 @@ def _lost_schema_race(err: Exception) -> bool:
         "UniqueViolation", "DuplicateObject", "DuplicateTable")
 
 
-_WRITE_AHEAD_ENGINES: list = []  # this process's SQLite engines in WAL mode, for settle_sqlite
+# This process's SQLite engines, readers too: settle_sqlite closes their pooled connections
+# (a later use reopens them), since a file's journal mode changes only with no other open.
+_SQLITE_ENGINES: list = []
 
 
 def settle_sqlite(url: str) -> None:
@@ -183,8 +185,8 @@ def settle_sqlite(url: str) -> None:
     study open the file stays in WAL mode, readable as usual, and its own run settles it."""
     import sqlite3
 
-    while _WRITE_AHEAD_ENGINES:  # the mode can only change with no other connection open
-        _WRITE_AHEAD_ENGINES.pop().dispose()
+    while _SQLITE_ENGINES:  # a reader's idle connection too kept a WAL file "locked"
+        _SQLITE_ENGINES.pop().dispose()
     if not url.startswith("sqlite:///") or not Path(url[len("sqlite:///"):]).is_file():
         return
     try:
@@ -219,7 +221,6 @@ def _write_ahead_log(storage: RDBStorage) -> None:
 
     sqlalchemy.event.listen(storage.engine, "connect", on_connect)
     storage.engine.dispose()  # the connections made while Optuna built its schema: reopen
-    _WRITE_AHEAD_ENGINES.append(storage.engine)
 
 
 def open_readonly(url: str) -> optuna.storages.BaseStorage:
@@ -291,6 +292,8 @@ def open_storage(url: str, *, n_workers: int = 1, heartbeat_s: float = HEARTBEAT
                                          grace_period=max(2, round(3 * heartbeat_s)),
                                          # a server connection can drop; a file's cannot
                                          engine_kwargs={} if sqlite else {"pool_pre_ping": True})
+                if sqlite:
+                    _SQLITE_ENGINES.append(storage.engine)
                 if sqlite and writer:
                     _write_ahead_log(storage)
                 return storage

@@ -320,6 +320,30 @@ def test_simultaneous_first_starts_on_an_empty_database_all_join_one_study(workd
     assert len([t for t in _trials("race", url) if t.state in FINISHED]) == 2
 
 
+def test_four_processes_on_one_postgresql_study_finish_exactly_its_budget(workdir, postgres_url):
+    """Each in its own run folder (as on four machines), so no file lock orders their asks:
+    they once finished 5 trials of a budget of 4. A trial asked past the budget is failed as
+    not run (rerun) and uses none of it."""
+    import psycopg
+
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute("CREATE DATABASE budget")
+    url = postgres_url.rsplit("/", 1)[0] + "/budget"
+    first = subprocess.run(_lit_tune("--study", "b", "--n-trials", "1", "--storage", url),
+                           capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr[-1000:]
+    procs = [subprocess.Popen(_lit_tune("--study", "b", "--n-trials", "4", "--storage", url,
+                                        "--run-dir", f"machine{i}"),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+             for i in range(4)]
+    results = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
+    assert [code for code, _ in results] == [0] * 4, [err[-400:] for _, err in results]
+    trials = _trials("b", url)
+    assert len([t for t in trials if t.state in FINISHED]) == 4, [
+        (t.number, t.state.name, t.user_attrs.get("fail_reason")) for t in trials]
+    assert all(t.user_attrs.get("rerun") for t in trials if t.state == TrialState.FAIL)
+
+
 @pytest.mark.slow  # 22 s; the PostgreSQL survivor test covers the same rule by default
 def test_a_killed_worker_s_trial_is_run_again_by_the_survivors(workdir):
     journal = str((workdir / "runs" / "s" / "journal.log").absolute())
@@ -569,3 +593,20 @@ def test_a_rerun_settles_a_file_a_killed_run_left_in_wal_mode(workdir):
         lit_tune(["best", "--study", "wal"])
         raise SystemExit(0)
     assert stop.value.code in (0, None) and beside() == ["study.db"]
+
+
+def test_of_trials_asked_together_past_the_budget_only_the_first_keep_theirs():
+    """Two processes that each found one trial left both asked: the storage numbers them in
+    the order asked, the first keeps its trial, the second's is failed as not run."""
+    from tuning.runner.worker import counted, over_budget
+
+    study = optuna.create_study()
+    done = study.ask()
+    study.tell(done, 0.5)
+    first, second = study.ask(), study.ask()  # both saw 1 counted trial of a budget of 2
+    assert not over_budget(study, first, 2)
+    assert over_budget(study, second, 2)
+    frozen = study.trials[second.number]
+    assert frozen.state == TrialState.FAIL and frozen.user_attrs["rerun"]
+    assert "over the budget of 2" in frozen.user_attrs["fail_reason"]
+    assert len(counted(study.trials)) == 2  # the failed one uses none of the budget

@@ -52,6 +52,7 @@ from tuning.runner.worker import (
     TooManyFailuresError,
     _evaluate,
     counted,
+    over_budget,
     tell,
     wait_for_running,
 )
@@ -337,6 +338,8 @@ def run_population_worker(study: optuna.Study, objective: Objective, *, n_trials
                 size = max(0, min(population, left))
                 if size:
                     trials, overrides = _ask_batch(study, objective.space, objective.recipe, size)
+                    kept = [i for i, t in enumerate(trials) if not over_budget(study, t, n_trials)]
+                    trials, overrides = [trials[i] for i in kept], [overrides[i] for i in kept]
         except Interrupted as err:
             for trial in trials:
                 fail_for_rerun(study, trial, str(err))  # not counted: run again

@@ -57,6 +57,21 @@ def counted(trials: list[optuna.trial.FrozenTrial]) -> list[optuna.trial.FrozenT
             or (t.state == TrialState.FAIL and "fail_reason" in t.user_attrs and not is_rerun(t))]
 
 
+def over_budget(study: optuna.Study, trial: optuna.Trial, n_trials: int) -> bool:
+    """Whether ``trial``, just asked, is beyond the budget: more counted trials up to its
+    number than ``n_trials``. The ask's lock covers the processes of one run folder only;
+    processes with their own folders on one database (several machines on PostgreSQL) can
+    each find one trial left and ask it together. Trial numbers are the storage's order of
+    asking, so exactly the first ``n_trials`` keep theirs; a later one is failed as not run
+    (``rerun``: it uses no budget) and its process ends or waits like one that found none."""
+    ahead = [t for t in counted(study.get_trials(deepcopy=False)) if t.number <= trial.number]
+    if len(ahead) <= n_trials:
+        return False
+    fail_for_rerun(study, trial, f"over the budget of {n_trials}: another process asked "
+                                 "the last trial first")
+    return True
+
+
 def sampler_seed(seed: int, rank: int, *, created: bool) -> int:
     """``seed + rank`` for a study this run created (a fresh study with --seed is reproducible);
     a new random seed when joining or resuming one, so that a restart or a second process does
@@ -133,6 +148,8 @@ def run_worker(study: optuna.Study, objective: Objective, *, n_trials: int, lock
                 trial = study.ask() if len(counted(trials)) < n_trials else None
                 if trial is not None:
                     claim(trial)  # which process runs it: how another one tells it alive or dead
+                    if over_budget(study, trial, n_trials):
+                        trial = None
         except Interrupted as err:
             if trial is not None:
                 fail_for_rerun(study, trial, str(err))  # not counted: run again

@@ -86,6 +86,7 @@ LIT_OPTIM: list[tuple[list[str], str]] = [
     (["--model.lr_scaling", "linear"], "base_batch_size"),
     (["--model.lr_scaling", "cubic"], "lr_scaling"),
     (["--model.lrr", "0.1"], "did you mean 'lr'"),
+    (["--trainer.devices", "0"], "trainer.devices is a count >= 1, a list of device indices"),
     (["--trainer.max_epocs", "2"], "--trainer.max_epocs 2; did you mean 'trainer.max_epochs'?"),
     (["--trainer.max_epoch", "2"], "did you mean 'trainer.max_epochs'?"),
     (["--trainr.max_epochs", "2"], "did you mean 'trainer'?"),

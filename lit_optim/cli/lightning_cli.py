@@ -464,7 +464,11 @@ def config_error_line(err: BaseException) -> str | None:
             isinstance(err, ValueError) and str(err).startswith("Does not validate against any")):
         return parse_error_line(err)
     if isinstance(err, MisconfigurationException):
-        return " ".join(str(err).split())
+        line = " ".join(str(err).split())
+        if "Trainer(devices=" in line:  # Lightning says what is wrong, not what is allowed
+            line = (line.rstrip(".") + "; trainer.devices is a count >= 1, a list of device "
+                    "indices such as [0, 1], -1 (all) or auto")
+        return line
     misfit = chained_error(err, RuntimeError)
     if misfit is not None and str(misfit).startswith("Error(s) in loading state_dict"):
         return checkpoint_misfit_line(str(misfit))

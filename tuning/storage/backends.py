@@ -313,13 +313,16 @@ def open_storage(url: str, *, n_workers: int = 1, heartbeat_s: float = HEARTBEAT
                           "sqlite:///FILE, postgresql://USER@HOST/DB or a journal file path"
                           ) from None
     except Exception as err:  # noqa: BLE001 - any driver/connection failure reads the same
+        detail = getattr(err, "orig", None) or err  # the driver's words, not SQLAlchemy's SQL
+        # SQLite's "unable to open database file" in words (read before a failed first start
+        # removes the folder it made); any other failure (a full disk …) in the driver's.
+        why = (_sqlite_folder_problem(Path(url[len("sqlite:///"):]))
+               if sqlite and "unable to open database file" in str(detail) else None)
         if made is not None:  # a failed first start leaves nothing behind
             for leftover in made.glob("study.db*"):
                 leftover.unlink()
             if not any(made.iterdir()):
                 made.rmdir()
-        detail = getattr(err, "orig", None) or err  # the driver's words, not SQLAlchemy's SQL
-        why = _sqlite_folder_problem(Path(url[len("sqlite:///"):])) if sqlite else None
         raise ConfigError(f"cannot open storage {url!r}: "
                           f"{why or f'{type(detail).__name__}: {detail}'}") from None
 

@@ -320,6 +320,7 @@ def test_simultaneous_first_starts_on_an_empty_database_all_join_one_study(workd
     assert len([t for t in _trials("race", url) if t.state in FINISHED]) == 2
 
 
+@pytest.mark.slow  # 30 s; the rule it pins has a unit test below that runs by default
 def test_four_processes_on_one_postgresql_study_finish_exactly_its_budget(workdir, postgres_url):
     """Each in its own run folder (as on four machines), so no file lock orders their asks:
     they once finished 5 trials of a budget of 4. A trial asked past the budget is failed as
@@ -484,7 +485,7 @@ def test_a_signal_to_a_run_with_workers_is_one_line_and_no_worker_traceback(work
     assert not [t for t in _trials("sw", journal) if t.state == TrialState.RUNNING]
 
 
-@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("signame", ["SIGINT", pytest.param("SIGTERM", marks=pytest.mark.slow)])
 def test_a_signal_while_workers_are_still_starting_is_one_line(workdir, tmp_path, signame):
     """A Ctrl-C reaches the whole process group, workers still importing included: it once
     ended them with "Process SpawnProcess-2: Traceback … KeyboardInterrupt" beside the right

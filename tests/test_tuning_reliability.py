@@ -417,7 +417,8 @@ def _dead_pid() -> int:
 
 @pytest.mark.parametrize(("storage", "owner"), [
     ("sqlite:///runs/s/study.db", None),   # died between ask and its first heartbeat
-    ("runs/s/journal.log", None),          # a journal: no heartbeat at all
+    # a journal: no heartbeat at all (slow: the dead-owner case below takes the same path)
+    pytest.param("runs/s/journal.log", None, marks=pytest.mark.slow),
     ("runs/s/journal.log", "dead"),        # its process is gone
 ], ids=["sqlite-unclaimed", "journal-unclaimed", "journal-dead-owner"])
 def test_a_trial_left_running_without_a_heartbeat_is_failed_and_replaced(workdir, storage, owner):
@@ -439,8 +440,9 @@ def test_a_trial_left_running_without_a_heartbeat_is_failed_and_replaced(workdir
     assert took < 120  # never the endless wait it was
 
 
-@pytest.mark.parametrize("storage", ["sqlite:///runs/two/study.db", "runs/two/journal.log"],
-                         ids=["sqlite", "journal"])
+# The journal case is slow (25 s): the budget rule is the storage-independent worker loop's.
+@pytest.mark.parametrize("storage", ["sqlite:///runs/two/study.db", pytest.param(
+    "runs/two/journal.log", marks=pytest.mark.slow)], ids=["sqlite", "journal"])
 def test_two_runs_on_one_study_share_its_budget_and_both_exit_0(workdir, storage):
     # 20 epochs: trials last long enough that the second run starts while the first trains.
     args = _lit_tune("--study", "two", "--storage", storage, "--n-trials", "6",
@@ -464,7 +466,8 @@ def test_two_runs_on_one_study_share_its_budget_and_both_exit_0(workdir, storage
     assert len({t.user_attrs["pid"] for t in trials}) == 2  # both ran trials
 
 
-@pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT"])
+# SIGTERM is slow (13 s): the parent forwards either signal by the same path.
+@pytest.mark.parametrize("signame", [pytest.param("SIGTERM", marks=pytest.mark.slow), "SIGINT"])
 def test_a_signal_to_a_run_with_workers_is_one_line_and_no_worker_traceback(workdir, signame):
     signum = getattr(signal, signame)
     journal = str((workdir / "runs" / "sw" / "journal.log").absolute())

@@ -560,7 +560,7 @@ def test_a_sqlite_storage_in_a_read_only_folder_says_so(tmp_path, monkeypatch):
     real = os.access
     monkeypatch.setattr(os, "access", lambda path, mode, **kw: (
         False if Path(path) == folder else real(path, mode, **kw)))
-    with pytest.raises(ConfigError, match=r"its folder .*ro is read-only for this user \(SQLite "
+    with pytest.raises(ConfigError, match=r"its folder .*ro is not writable by this user \(SQLite "
                                           r"writes its journal beside the file\)"):
         open_storage(f"sqlite:///{folder}/study.db", create=True, writer=True)
     assert not any(folder.iterdir())

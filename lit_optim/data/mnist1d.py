@@ -1,7 +1,8 @@
 """MNIST-1D (Greydanus & Kobak, "Scaling down deep learning", 2020), generated in memory.
 
-The ``mnist1d`` package (a dependency, pure Python) builds the dataset from ten 1-D templates in about a second, so nothing is downloaded: its
-``get_dataset`` would fetch a pickle from the network, ``make_dataset`` only computes. With the
+The ``mnist1d`` package (a dependency, pure Python) builds the dataset from ten 1-D
+templates in about a second, so nothing is downloaded: its ``get_dataset`` would fetch a
+pickle from the network, ``make_dataset`` only computes. With the
 package's defaults (seed 42, 5,000 samples, an 80/20 split) it is the paper's dataset: 4,000
 training and 1,000 test sequences of 40 values, already standardized.
 
@@ -12,7 +13,6 @@ Every option of ``mnist1d.data.get_dataset_args`` (except ``url``) can be given 
 from __future__ import annotations
 
 import importlib.util
-import inspect
 import random
 from collections.abc import Sequence
 from functools import lru_cache
@@ -23,7 +23,7 @@ import torch
 
 from lit_optim.catalog.checks import check_count, check_number
 from lit_optim.catalog.errors import ConfigError, MissingPackageError
-from lit_optim.catalog.kwargs import check_kwargs
+from lit_optim.catalog.kwargs import accepted_kwargs, check_kwargs
 from lit_optim.data.sources import Splits
 
 __all__ = ["load_mnist1d", "mnist1d_spec"]
@@ -70,9 +70,7 @@ def mnist1d_spec(**options: Any) -> tuple[tuple[int, ...], int]:
     package ends the run before any model exists."""
     what = "dataset 'mnist1d'"
     check_kwargs(options, load_mnist1d, what=what, exclude=("data_dir", "download"))
-    defaults = {name: p.default for name, p in inspect.signature(load_mnist1d).parameters.items()
-                if p.kind is p.KEYWORD_ONLY}
-    o = {**defaults, **options}
+    o = {**accepted_kwargs(load_mnist1d, exclude=("data_dir", "download")), **options}
     check_count(f"{what} num_samples", o["num_samples"])
     check_number(f"{what} train_split", o["train_split"], low=0, high=1,
                  low_open=True, high_open=True)

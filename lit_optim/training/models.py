@@ -240,7 +240,8 @@ MODELS.register(ModelInfo(
 ))
 MODELS.register(ModelInfo(
     name="gru", factory=GRU,
-    description="bidirectional GRU read at every step + linear head, for sequences; MNIST-1D paper's",
+    description="bidirectional GRU read at every step + linear head, for sequences; "
+                "MNIST-1D paper's",
 ))
 
 

@@ -58,19 +58,32 @@ def default_storage_url(run_dir: Path, study: str, n_workers: int, *, create: bo
 def check_writable(run_dir: Path) -> None:
     """Refuse a run directory that cannot be written before any study is opened in it, so a
     read-only folder fails in one line and not half way into the first trial."""
-    existing = Path(run_dir).absolute()
-    while not existing.exists():
-        existing = existing.parent
+    existing = _nearest_existing(Path(run_dir).absolute())
     if not existing.is_dir():
         raise ConfigError(f"run dir {run_dir}: {existing} is a file, not a folder; pass "
                           "--run-dir a folder (it is made if missing)")
-    # access(2) answers for this process: EROFS on a read-only mount even for root, who
-    # otherwise writes whatever the file modes say.
-    if not os.access(existing, os.W_OK | os.X_OK):
-        why = ("is on a read-only file system" if os.statvfs(existing).f_flag & os.ST_RDONLY
-               else "is not writable by this user")
+    why = _unwritable(existing)
+    if why is not None:
         raise ConfigError(f"run dir {run_dir}: {existing} {why}; pass --run-dir a folder you "
                           "can write")
+
+
+def _nearest_existing(path: Path) -> Path:
+    """``path``, or its nearest ancestor that exists (what a mkdir of it would write in)."""
+    while not path.exists():
+        path = path.parent
+    return path
+
+
+def _unwritable(folder: Path) -> str | None:
+    """Why no file can be made in ``folder``, in words, or None. access(2) answers for this
+    process: EROFS on a read-only mount even for root, who otherwise writes whatever the file
+    modes say."""
+    if os.access(folder, os.W_OK | os.X_OK):
+        return None
+    if os.statvfs(folder).f_flag & os.ST_RDONLY:
+        return "is on a read-only file system"
+    return "is not writable by this user"
 
 
 def journal_path(url: str) -> Path | None:
@@ -330,16 +343,14 @@ def open_storage(url: str, *, n_workers: int = 1, heartbeat_s: float = HEARTBEAT
 def _sqlite_folder_problem(path: Path) -> str | None:
     """What SQLite's "unable to open database file" means here, in words: the file's folder
     is missing, not a folder, or not writable (SQLite writes its journal beside the file)."""
-    folder = existing = path.absolute().parent
-    while not existing.exists():
-        existing = existing.parent
+    folder = path.absolute().parent
+    existing = _nearest_existing(folder)
     if not existing.is_dir():
         return f"{existing} is a file, not a folder"
     if existing != folder:
         return f"its folder {folder} does not exist"
-    if not os.access(folder, os.W_OK | os.X_OK):
-        how = ("on a read-only file system" if os.statvfs(folder).f_flag & os.ST_RDONLY
-               else "read-only for this user")
-        return (f"its folder {folder} is {how} (SQLite writes its journal beside the file); "
+    why = _unwritable(folder)
+    if why is not None:
+        return (f"its folder {folder} {why} (SQLite writes its journal beside the file); "
                 "pass a storage in a folder you can write")
     return None

@@ -18,13 +18,16 @@ sequential path), measured one after the other in this one process.
 4. ``--mnist1d``: the harder offline task, ``recipes/mnist1d/cnn.yaml`` (the paper's 1-D
    CNN) for 30 epochs, Adam, lr × weight decay, ``--mnist1d-trials`` trials, one by one
    against N = that many: trials/min and the best val_acc each finds.
-5. ``--quality``: the best val_acc at an equal budget of ``--n-trials``, ``--population 1``
+5. ``--health``: the digits study of 1. with the README's training-health callbacks in the
+   recipe (``GradientClipper`` adaptive, ``LayerDiagnostics`` every 50 steps,
+   ``NonFiniteGuard`` stop), which populations apply per member: one by one against N.
+6. ``--quality``: the best val_acc at an equal budget of ``--n-trials``, ``--population 1``
    against ``auto`` (lit-tune's default), for 3 sampler seeds, on the lr × weight-decay space
    and on ``recipes/digits/search.yaml`` (structure varies: optimizer, batch size, schedule,
    activation, dropout), TPE and the median pruner as lit-tune runs them.
 
     python bench/population_throughput.py [--n-trials 64] [--sizes 8,32] [--mnist]
-        [--mnist1d] [--user-module] [--quality] 2>/dev/null
+        [--mnist1d] [--user-module] [--health] [--quality] 2>/dev/null
 
 The last line is ``population speed-up: X.Xx (N=<largest>)`` for the digits study.
 """
@@ -59,6 +62,15 @@ MNIST1D_SPACE = {"metric": "val_acc", "direction": "maximize", "params": {
 def mnist1d_recipe() -> dict:
     recipe = yaml.safe_load(MNIST1D.read_text())
     recipe["trainer"]["max_epochs"] = 30  # 1,080 steps: a fifth of the paper's budget
+    return recipe
+
+
+def health_recipe() -> dict:
+    recipe = yaml.safe_load(RECIPE.read_text())
+    recipe["trainer"]["callbacks"] = [
+        {"class_path": "lit_optim.callbacks.GradientClipper", "init_args": {"mode": "adaptive"}},
+        {"class_path": "lit_optim.callbacks.LayerDiagnostics", "init_args": {"every_n_steps": 50}},
+        {"class_path": "lit_optim.callbacks.NonFiniteGuard", "init_args": {"action": "stop"}}]
     return recipe
 
 
@@ -163,6 +175,7 @@ def main() -> None:
     parser.add_argument("--user-module", action="store_true", help="also the user's CNN module")
     parser.add_argument("--user-trials", type=int, default=32)
     parser.add_argument("--user-sizes", default="32")
+    parser.add_argument("--health", action="store_true", help="also with the health callbacks")
     parser.add_argument("--quality", action="store_true", help="best val_acc: auto vs one by one")
     parser.add_argument("--accelerator", default="cpu")
     args = parser.parse_args()
@@ -200,6 +213,12 @@ def main() -> None:
             print(f"user-module arithmetic floor: {n} members' fwd+bwd one after another, "
                   f"plain torch: {floor:.1f} s = {n / floor * 60:.1f} trials/min, at most "
                   f"{n / floor * 60 / user[1]:.1f}x the one-by-one rate")
+        if args.health:
+            recipe = tmp / "health.yaml"
+            recipe.write_text(yaml.safe_dump(health_recipe()))
+            rates = compare(tmp, "digits+health", recipe, args.n_trials, sizes, args.accelerator)
+            print(f"health-callbacks speed-up: {rates[max(sizes)] / rates[1]:.1f}x "
+                  f"(N={max(sizes)})")
         if args.quality:
             quality(tmp, args.n_trials, args.accelerator)
         rates = compare(tmp, "digits", RECIPE, args.n_trials, sizes, args.accelerator)

@@ -188,3 +188,71 @@ def test_a_network_vmap_cannot_run_trains_one_by_one_and_says_why(space, capsys)
     assert "aten::gru" in err and "Traceback" not in err
     study = optuna.load_study(study_name="gru", storage="sqlite:///runs/gru/study.db")
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
+
+
+def _with_callbacks(tune_dir, *callbacks):
+    recipe = yaml.safe_load((tune_dir / "recipe.yaml").read_text())
+    recipe["trainer"]["callbacks"] = list(callbacks)
+    (tune_dir / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+
+
+def test_the_health_callbacks_train_in_populations_per_member(space, capsys):
+    """The README's training-health advice keeps the population speed-up: each trial is
+    clipped and diagnosed as its own run, under its own name."""
+    _with_callbacks(space,
+                    {"class_path": "lit_optim.callbacks.GradientClipper",
+                     "init_args": {"mode": "adaptive", "percentile": 90}},
+                    {"class_path": "LayerDiagnostics", "init_args": {"every_n_steps": 4, "png": "d.png"}},
+                    {"class_path": "lit_optim.callbacks.NonFiniteGuard", "init_args": {"action": "stop"}})
+    _run("--study", "health", "--n-trials", "3", "--population", "3")
+    err = capsys.readouterr().err
+    assert "trials 0, 1, 2 train as one population of 3" in err and "one by one" not in err, err
+    study = optuna.load_study(study_name="health", storage="sqlite:///runs/health/study.db")
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 3
+    shares = [t.user_attrs["grad_clipped_frac"] for t in study.trials]  # per member, logged
+    assert all(0 < share < 1 for share in shares), shares
+    plots = sorted(p.name for p in (space / "runs").rglob("*.png"))
+    assert plots == ["d.trial_0.png", "d.trial_1.png", "d.trial_2.png"]
+
+
+@pytest.mark.parametrize("action", ["skip", "rollback"])
+def test_a_guard_action_without_a_per_member_form_is_stop_per_member_and_says_so(space, capsys, action):
+    """The project's own recipe rolls back: its populations stay, and one line says how a
+    member's NaN ends (its trial pruned as diverged) and how to keep the action."""
+    _with_callbacks(space, {"class_path": "lit_optim.callbacks.NonFiniteGuard",
+                            "init_args": {"action": action}})
+    recipe = yaml.safe_load((space / "recipe.yaml").read_text())
+    (space / "space.yaml").write_text(yaml.safe_dump({
+        "metric": "val_acc", "direction": "maximize", "params": {"model.lr": [1e-3, 1e7]}}))
+    recipe["model"]["optimizer"] = "sgd"
+    (space / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    _run("--study", "guard", "--n-trials", "2", "--population", "2", "--sampler", "grid")
+    err = capsys.readouterr().err
+    notes = [line for line in err.splitlines() if line.startswith("NonFiniteGuard action")]
+    assert len(notes) == 1, err
+    assert notes[0].startswith(f"NonFiniteGuard action '{action}' acts as 'stop' per member in a "
+                               "population: a member whose loss goes non-finite or spikes leaves "
+                               "it, its trial pruned as diverged (")
+    assert "would need its own" in notes[0] and notes[0].endswith(f"--population 1 keeps '{action}'")
+    assert "trials 0, 1 train as one population of 2" in err
+    study = optuna.load_study(study_name="guard", storage="sqlite:///runs/guard/study.db")
+    states = {t.params["model.lr"]: t.state for t in study.trials}
+    assert states == {1e-3: TrialState.COMPLETE, 1e7: TrialState.PRUNED}
+    assert study.trials[[t.params["model.lr"] for t in study.trials].index(1e7)].user_attrs[
+        "pruned_reason"].startswith("diverged")
+
+
+def test_population_one_keeps_the_guard_action_without_a_note(space, capsys):
+    _with_callbacks(space, {"class_path": "lit_optim.callbacks.NonFiniteGuard",
+                            "init_args": {"action": "rollback"}})
+    _run("--study", "one", "--n-trials", "1", "--population", "1")
+    assert "NonFiniteGuard action" not in capsys.readouterr().err
+
+
+def test_another_callback_trains_one_by_one_and_names_those_that_act_per_member(space, capsys):
+    _with_callbacks(space, {"class_path": "lightning.pytorch.callbacks.LearningRateMonitor"})
+    _run("--study", "lrm", "--n-trials", "2", "--population", "2")
+    err = capsys.readouterr().err
+    assert ("trials 0, 1 run one by one: callback lightning.pytorch.callbacks.LearningRateMonitor "
+            "is not supported in a population (those that act per member: GradientClipper, "
+            "LayerDiagnostics, NonFiniteGuard)") in err, err

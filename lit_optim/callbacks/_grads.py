@@ -38,6 +38,15 @@ def norms(tensors: list[torch.Tensor], norm_type: float = 2.0) -> torch.Tensor:
     return torch.stack([next(double) if w else next(narrow).double() for w in wide])
 
 
+def member_norms(tensors: list[torch.Tensor], norm_type: float = 2.0) -> torch.Tensor:
+    """[tensors, members] norms of tensors with a leading member axis (a population's stacked
+    parameters or gradients): each member's column is what ``norms`` gives that member's own
+    tensors, under the same dtype rule."""
+    dtype = torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
+    return torch.stack([torch.linalg.vector_norm(t.flatten(1), norm_type, dim=1, dtype=dtype)
+                        for t in tensors])
+
+
 # Trainer -> (step key, norms): kept beside the Trainer, not on it (no attribute of ours on a
 # Lightning object), and gone with it.
 _NORMS_OF_THIS_STEP: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from typing import Any, Literal
 
 import lightning as L
 import torch
 from typing_extensions import override
 
-from lit_optim.callbacks._grads import grad_norms, named_trainable, norms, with_grads
+from lit_optim.callbacks._grads import grad_norms, member_norms, named_trainable, norms, with_grads
 from lit_optim.catalog.errors import ConfigError
 from lit_optim.catalog.checks import check_count, check_number
 from lit_optim.catalog.torch_private import foreach_clamp_, foreach_mul_
@@ -86,14 +88,30 @@ class GradientClipper(L.Callback):
         _, params = with_grads(self._named)
         if not params:  # e.g. a step the NonFiniteGuard dropped
             return
-        grads = [p.grad for p in params]
         # torch.nn.utils.get_total_norm / clip_grads_with_norm_ compute the same, but regroup
         # the tensors by device and dtype on every call (~70 µs per step on CPU, a few % of a
         # small MLP's step); one model's gradients share a device, so plain foreach suffices.
         total = torch.linalg.vector_norm(grad_norms(trainer, params, self.norm_type), self.norm_type)
-        self._clipped = self._clipped.to(total.device)
+        self._clip([p.grad for p in params], total, lambda: norms([p.grad for p in params], math.inf))
+        if is_logging_step(trainer):
+            pl_module.log("grad_norm", total, on_step=True, on_epoch=False)
+
+    def clip_members(self, grads: list[torch.Tensor]) -> torch.Tensor:
+        """The population form: ``grads`` have a leading member axis, and each member is
+        clipped as this clipper clips a one-by-one run of it (its own global norm, its own
+        AutoClip history, its own clip counter). Returns the members' pre-clip norms."""
+        total = torch.linalg.vector_norm(member_norms(grads, self.norm_type), self.norm_type, dim=0)
+        self._clip(grads, total, lambda: member_norms(grads, math.inf))
+        return total
+
+    def _clip(self, grads: list[torch.Tensor], total: torch.Tensor,
+              max_abs: Callable[[], torch.Tensor]) -> None:
+        """Clip ``grads`` given their global norm ``total`` (one run's scalar, or one per
+        member); ``max_abs``: the per-tensor largest elements (mode value's counter)."""
+        if self._clipped.shape != total.shape or self._clipped.device != total.device:
+            self._clipped = torch.zeros_like(total)  # the first step (or the first of members)
         if self.mode == "value":
-            clipped = norms(grads, float("inf")).max() > self.clip_value
+            clipped = max_abs().amax(dim=0) > self.clip_value
             foreach_clamp_(grads, -self.clip_value, self.clip_value)
         else:
             threshold = self._threshold(total) if self.mode == "adaptive" else self.max_norm
@@ -101,28 +119,51 @@ class GradientClipper(L.Callback):
             # On an accelerator, multiply by min(1, threshold/norm) unconditionally: a host
             # `if` would wait for the device. On CPU there is nothing to wait for, and
             # skipping the multiply when nothing is clipped is the cheaper path.
-            if total.device.type != "cpu" or bool(clipped):
-                coef = (threshold / (total + 1e-6)).clamp(max=1.0)
-                foreach_mul_(grads, coef.to(grads[0].dtype))
+            if total.device.type != "cpu" or bool(clipped.any()):
+                coef = (threshold / (total + 1e-6)).clamp(max=1.0).to(grads[0].dtype)
+                if coef.ndim == 0:
+                    foreach_mul_(grads, coef)
+                else:  # one coefficient per member, along each tensor's leading axis
+                    for grad in grads:
+                        grad.mul_(coef.view(-1, *[1] * (grad.ndim - 1)))
             self.last_threshold = torch.as_tensor(threshold)
         self._clipped = self._clipped + clipped
         self._steps += 1
         self.last_norm = total
-        if is_logging_step(trainer):
-            pl_module.log("grad_norm", total, on_step=True, on_epoch=False)
 
     def _threshold(self, total: torch.Tensor) -> torch.Tensor:
-        if self._norms is None or self._norms.device != total.device:
-            self._norms = torch.full((self.history,), float("nan"), device=total.device)
+        if (self._norms is None or self._norms.device != total.device
+                or self._norms.shape[1:] != total.shape):
+            # In the norms' own dtype: a float64 run's threshold keeps float64's precision.
+            self._norms = torch.full((self.history, *total.shape), float("nan"),
+                                     dtype=total.dtype, device=total.device)
         self._norms[self._seen % self.history] = total.detach()
         self._seen += 1
-        return torch.nanquantile(self._norms, self.percentile / 100)
+        return torch.nanquantile(self._norms, self.percentile / 100, dim=0)
+
+    def keep_members(self, keep: torch.Tensor) -> None:
+        """The population dropped the members where ``keep`` is False: their state goes."""
+        if self._clipped.ndim:
+            self._clipped = self._clipped[keep.to(self._clipped.device)]
+        if self._norms is not None and self._norms.ndim == 2:
+            self._norms = self._norms[:, keep.to(self._norms.device)]
+
+    def clipped_fraction(self) -> torch.Tensor | None:
+        """The share of this epoch's steps that were clipped (per member in a population),
+        and a fresh count for the next epoch; None before any step."""
+        if not self._steps:
+            return None
+        share = self._clipped / self._steps
+        self._clipped, self._steps = torch.zeros_like(self._clipped), 0
+        return share
 
     @override
     def on_train_epoch_end(self, trainer, pl_module) -> None:
-        if self._steps:  # the share of this epoch's steps: counted afresh every epoch
-            pl_module.log("grad_clipped_frac", self._clipped / self._steps, sync_dist=True)
-        self._clipped, self._steps = torch.zeros((), device=self._clipped.device), 0
+        if self._clipped.ndim:  # a population's counters: it reads them itself, per member
+            return
+        share = self.clipped_fraction()  # counted afresh every epoch
+        if share is not None:
+            pl_module.log("grad_clipped_frac", share, sync_dist=True)
 
     @property
     @override

@@ -14,7 +14,9 @@ __all__ = ["LossSpikes"]
 
 
 class LossSpikes:
-    def __init__(self, factor: float = 10.0) -> None:
+    """``factor``: the guard's ``loss_spike_factor``; None flags non-finite losses only."""
+
+    def __init__(self, factor: float | None = 10.0) -> None:
         self.factor = factor
         self.ema: torch.Tensor | None = None
         self.first: torch.Tensor | None = None
@@ -29,7 +31,9 @@ class LossSpikes:
             self.first = loss.clone()
             self.flagged = torch.zeros_like(loss, dtype=torch.bool)
         # NaN compares False: no spike before a member's first good loss is known.
-        bad = ~torch.isfinite(loss) | ((loss > self.factor * self.ema) & (loss > self.first))
+        bad = ~torch.isfinite(loss)
+        if self.factor is not None:
+            bad |= (loss > self.factor * self.ema) & (loss > self.first)
         fresh = torch.where(torch.isnan(self.ema), loss, 0.9 * self.ema + 0.1 * loss)
         self.ema = torch.where(bad, self.ema, fresh)
         self.flagged |= bad

@@ -45,6 +45,7 @@ from lit_optim.catalog.objective import LoggedDirections
 from lit_optim.catalog.torch_private import has_step_hooks
 from lit_optim.population.batch_norm import FoldedBatchNorm
 from lit_optim.population.divergence import LossSpikes
+from lit_optim.population.health import MemberHealth, check_clip_algorithm
 from lit_optim.population.rules import RULES, PopulationUpdate
 from lit_optim.population.stacked import NotVmappable
 
@@ -131,13 +132,14 @@ class ModulePopulation(L.LightningModule):
 
     def __init__(self, members: Sequence[L.LightningModule], *,
                  gradient_clip_val: float | None = None,
-                 gradient_clip_algorithm: str = "norm") -> None:
+                 gradient_clip_algorithm: str = "norm",
+                 loss_spike_factor: float | None = 10.0,
+                 member_names: Sequence[str] | None = None) -> None:
         super().__init__()
-        if gradient_clip_algorithm not in ("norm", "value"):
-            raise ConfigError(f"gradient_clip_algorithm must be norm or value, got "
-                              f"{gradient_clip_algorithm!r}")
+        check_clip_algorithm(gradient_clip_algorithm)
         # The Trainer's own clipping refuses manual optimization: the members' runs'
-        # gradient_clip_val comes here instead and is applied per member.
+        # gradient_clip_val comes here instead and is applied per member (with the Trainer's
+        # GradientClipper and LayerDiagnostics callbacks: population.health).
         self.gradient_clip_val, self.gradient_clip_algorithm = gradient_clip_val, gradient_clip_algorithm
         if not members:
             raise ConfigError("a population needs at least one member")
@@ -164,7 +166,9 @@ class ModulePopulation(L.LightningModule):
         self.member_metrics: dict[str, torch.Tensor] = {}
         self._sums: dict[str, list[torch.Tensor]] = {}
         self._per_member_validation: str | None = None
-        self.spikes = LossSpikes()
+        self.spikes = LossSpikes(loss_spike_factor)
+        self.member_names = list(member_names or (f"member_{i}" for i in range(len(members))))
+        self.health: MemberHealth | None = None
         self.module_name = type(self._members[0]).__name__  # what the members are, for messages
 
     # -- stacked state ------------------------------------------------------------------------
@@ -256,6 +260,10 @@ class ModulePopulation(L.LightningModule):
 
     # -- steps --------------------------------------------------------------------------------
     def on_fit_start(self) -> None:
+        self.health = MemberHealth(self.trainer, self._param_names,
+                                   [self.member_names[i] for i in self.alive],
+                                   gradient_clip_val=self.gradient_clip_val,
+                                   gradient_clip_algorithm=self.gradient_clip_algorithm)
         self._template.trainer = self.trainer  # a step may read self.current_epoch …
         self._template.to(self.device)
         for member in self._members:
@@ -297,28 +305,14 @@ class ModulePopulation(L.LightningModule):
             self._collector.take()
         for name, grad in grads.items():
             params[name].grad = grad
-        self._clip_gradients()
+        stacked = list(params.values())
+        self.health.before_update(stacked)
         for update in self.updates:
             update.step()
+        self.health.after_update()
         self._step_shadows("step")
         self.spikes.update(loss)
         self._accumulate("train", logged, extract_batch_size(batch))
-
-    def _clip_gradients(self) -> None:
-        """The members' gradient_clip_val, per member: each member's gradient norm over all
-        its parameters (clip_grad_norm_'s arithmetic, as Lightning clips), or each value."""
-        clip = self.gradient_clip_val
-        if not clip:
-            return
-        grads = [p.grad for p in self.stacked().values() if p.grad is not None]
-        if self.gradient_clip_algorithm == "value":
-            for g in grads:
-                g.clamp_(-clip, clip)
-            return
-        norms = torch.stack([g.flatten(1).norm(2, dim=1) for g in grads]).norm(2, dim=0)
-        coef = (clip / (norms + 1e-6)).clamp(max=1.0)
-        for g in grads:
-            g.mul_(coef.view(-1, *([1] * (g.ndim - 1))))
 
     def validation_step(self, batch, batch_idx):
         self._template.eval()
@@ -378,6 +372,7 @@ class ModulePopulation(L.LightningModule):
 
     def on_train_epoch_end(self) -> None:
         self.member_metrics.update(self._epoch_values("train"))
+        self.member_metrics.update(self.health.epoch_metrics())
         self._step_shadows("epoch")
         bad = self.spikes.bad(len(self.alive), self.device).clone()
         for values in self.member_metrics.values():
@@ -418,6 +413,8 @@ class ModulePopulation(L.LightningModule):
         for i in range(len(self._buffer_names)):
             setattr(self, f"b{i}", getattr(self, f"b{i}")[device_keep].clone())
         self.spikes.keep(device_keep)
+        if self.health is not None:
+            self.health.keep(keep)
         stacked = self.stacked()
         for update, (names, _) in zip(self.updates, self._groups):
             update.keep(device_keep, [stacked[n] for n in names])

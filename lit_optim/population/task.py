@@ -28,6 +28,7 @@ from lit_optim.training.models import build_model
 from lit_optim.catalog.optimizers import build_optimizer
 from lit_optim.catalog.param_groups import takes_decay
 from lit_optim.population.divergence import LossSpikes
+from lit_optim.population.health import MemberHealth, check_clip_algorithm
 from lit_optim.population.rules import POPULATION_OPTIMIZERS, PopulationUpdate
 from lit_optim.population.stacked import StackedNetwork
 from lit_optim.catalog.schedulers import SCHEDULERS, check_scheduler_args
@@ -50,7 +51,9 @@ class PopulationTask(L.LightningModule):
                  network: str = "mlp", network_kwargs: Mapping[str, Any] | None = None,
                  optimizer: str = "adam", scheduler: str = "constant",
                  scheduler_kwargs: Mapping[str, Any] | None = None, seed: int = 0,
-                 decay_bias_and_norm: bool = False) -> None:
+                 decay_bias_and_norm: bool = False, gradient_clip_val: float | None = None,
+                 gradient_clip_algorithm: str = "norm", loss_spike_factor: float | None = 10.0,
+                 member_names: Sequence[str] | None = None) -> None:
         super().__init__()
         if not members:
             raise ConfigError("a population needs at least one member")
@@ -58,6 +61,7 @@ class PopulationTask(L.LightningModule):
             raise ConfigError(f"optimizer {optimizer!r} has no population rule; those that do: "
                               f"{', '.join(POPULATION_OPTIMIZERS)}")
         check_scheduler_args(scheduler, scheduler_kwargs or {})
+        check_clip_algorithm(gradient_clip_algorithm)
         self.automatic_optimization = False
         self.decay_bias_and_norm = decay_bias_and_norm
         self.members = [dict(m) for m in members]
@@ -72,7 +76,12 @@ class PopulationTask(L.LightningModule):
         self.dropped: dict[int, str] = {}
         self.member_metrics: dict[str, torch.Tensor] = {}
         self._sums: dict[str, torch.Tensor] = {}
-        self.spikes = LossSpikes()
+        self.spikes = LossSpikes(loss_spike_factor)
+        # Clipping and layer diagnostics per member (population.health): the Trainer's own
+        # clipping refuses manual optimization, so its gradient_clip_val comes here.
+        self.gradient_clip_val, self.gradient_clip_algorithm = gradient_clip_val, gradient_clip_algorithm
+        self.member_names = list(member_names or (f"member_{i}" for i in range(len(self.members))))
+        self.health: MemberHealth | None = None
         self.module_name = "ClassificationTask"  # what the members are, for messages
 
     # -- optimization -------------------------------------------------------------------------
@@ -140,6 +149,13 @@ class PopulationTask(L.LightningModule):
                 config["scheduler"].step()
         self._copy_lrs()
 
+    def on_fit_start(self) -> None:
+        # The names a member's own ClassificationTask gives its parameters (its net is `net`).
+        self.health = MemberHealth(self.trainer, [f"net.{n}" for n in self.net.stacked()],
+                                   [self.member_names[i] for i in self.alive],
+                                   gradient_clip_val=self.gradient_clip_val,
+                                   gradient_clip_algorithm=self.gradient_clip_algorithm)
+
     def training_step(self, batch, batch_idx):
         x, y = batch
         losses = StackedNetwork.member_losses(self.net(x), y)
@@ -147,7 +163,10 @@ class PopulationTask(L.LightningModule):
             p.grad = None
         self.manual_backward(losses.sum())
         self.spikes.update(losses)
+        stacked = list(self.net.stacked().values())
+        self.health.before_update(stacked)
         self.update.step()
+        self.health.after_update()
         self._step_shadows("step")
         self._add("train_loss", losses.detach() * len(y), len(y))
 
@@ -182,6 +201,7 @@ class PopulationTask(L.LightningModule):
     def on_train_epoch_end(self) -> None:
         if "train_loss" in self._sums:
             self.member_metrics["train_loss"] = self._mean("train_loss")
+        self.member_metrics.update(self.health.epoch_metrics())
         self._step_shadows("epoch", self.member_metrics)
         bad = self.spikes.bad(len(self.alive), self.net.p0.device).clone()
         for values in self.member_metrics.values():
@@ -204,6 +224,8 @@ class PopulationTask(L.LightningModule):
             return
         self.net.keep(keep)
         self.spikes.keep(keep)
+        if self.health is not None:
+            self.health.keep(keep)
         self.update.keep(keep, list(self.net.parameters()))
         # A shared shadow goes on stepping the groups of dropped members: harmless, unread.
         gone = {i for i, k in zip(self.alive, keep.tolist()) if not k}

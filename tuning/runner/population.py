@@ -14,8 +14,9 @@ as one population. Two implementations, one interface (``member_metrics``, ``ali
 - ClassificationTask: ``PopulationTask`` (batched matmuls; faster on its MLP chain).
 
 A trial alone in its group, or one a population cannot train (a step that cannot run under
-vmap, an optimizer without a population rule, a GradientClipper …), runs on the sequential
-path with one line that says why; every batch says how many trained together. Budget,
+vmap, an optimizer without a population rule, a callback that cannot act per member …), runs
+on the sequential path with one line that says why; every batch says how many trained
+together. Budget,
 failure and resume rules are the sequential loop's: every asked trial is told COMPLETE,
 PRUNED (with ``pruned_reason``) or FAIL (with ``fail_reason``) before the next batch is asked.
 """
@@ -111,16 +112,65 @@ def _why_not_module_population(recipe: dict[str, Any]) -> str | None:
     return reason
 
 
+# The callbacks a population applies per member: clipping and layer diagnostics through the
+# callbacks' member-axis forms (lit_optim.population.health), the guard's rule by the
+# population itself (a diverged member leaves, as its trial would be pruned). Any other
+# callback would see one model where the trials have N.
+PER_MEMBER_CALLBACKS = ("GradientClipper", "LayerDiagnostics", "NonFiniteGuard")
+# NonFiniteGuard actions a population applies as 'stop' to the one member that went bad, and
+# why: the update rules keep one step count for all members (Adam's bias correction), so one
+# member cannot go back or skip alone.
+_GUARD_ACTIONS_AS_STOP = {
+    "skip": "dropping one member's step alone would need its own step count and a copy of its "
+            "optimizer state at every step",
+    "rollback": "rolling one member back would need its own snapshots of its weights, optimizer "
+                "state and step count",
+}
+
+
 def _why_not_trainer(trainer: dict[str, Any]) -> str | None:
-    """What a recipe's Trainer asks that no population does: a callback other than the
-    divergence guard (the population judges each member itself), or several processes."""
+    """What a recipe's Trainer asks that no population does: a callback that cannot act per
+    member, or several processes."""
     for cb in trainer.get("callbacks") or []:
         name = cb.get("class_path", "") if isinstance(cb, dict) else str(cb)
-        if not name.endswith("NonFiniteGuard"):
-            return f"callback {name} is not supported in a population"
+        short = name.rsplit(".", 1)[-1]
+        if short not in PER_MEMBER_CALLBACKS:
+            return (f"callback {name} is not supported in a population (those that act per "
+                    f"member: {', '.join(PER_MEMBER_CALLBACKS)})")
     if trainer.get("strategy", "auto") not in ("auto", None):
         return "a population runs in one process"
     return None
+
+
+def guard_note(recipe: dict[str, Any]) -> str | None:
+    """The line that says how a population applies the recipe's NonFiniteGuard, where its
+    action has no per-member form (raise and stop end the member's trial, as they end a trial
+    run alone)."""
+    for cb in (recipe.get("trainer") or {}).get("callbacks") or []:
+        if not isinstance(cb, dict) or not cb.get("class_path", "").endswith("NonFiniteGuard"):
+            continue
+        action = (cb.get("init_args") or {}).get("action", "raise")
+        if action in _GUARD_ACTIONS_AS_STOP:
+            return (f"NonFiniteGuard action {action!r} acts as 'stop' per member in a population:"
+                    f" a member whose loss goes non-finite or spikes leaves it, its trial pruned "
+                    f"as diverged ({_GUARD_ACTIONS_AS_STOP[action]}); --population 1 keeps "
+                    f"{action!r}")
+    return None
+
+
+def _per_member_options(trainer: L.Trainer, trials: list[optuna.Trial]) -> dict[str, Any]:
+    """What a population takes over from the trials' Trainer: its clipping (Lightning refuses
+    its own under manual optimization, so it is applied per member), the recipe's guard's
+    spike rule (a trial without a guard gets the objective's, a factor of 10), and the
+    members' names for what they log (their trials)."""
+    from lit_optim.callbacks import NonFiniteGuard
+
+    guard = next((cb for cb in trainer.callbacks if isinstance(cb, NonFiniteGuard)), None)
+    clip, trainer.gradient_clip_val = trainer.gradient_clip_val, None
+    return {"gradient_clip_val": clip,
+            "gradient_clip_algorithm": trainer.gradient_clip_algorithm or "norm",
+            "loss_spike_factor": 10.0 if guard is None else guard.loss_spike_factor,
+            "member_names": [f"trial_{t.number}" for t in trials]}
 
 
 class _Report(L.Callback):
@@ -235,7 +285,8 @@ def _train_population(objective: Objective, trials: list[optuna.Trial],
                            scheduler=args.get("scheduler", "constant"),
                            scheduler_kwargs=args.get("scheduler_kwargs"),
                            seed=int(recipes[0].get("seed_everything") or 0),
-                           decay_bias_and_norm=bool(args.get("decay_bias_and_norm", False)))
+                           decay_bias_and_norm=bool(args.get("decay_bias_and_norm", False)),
+                           **_per_member_options(cli.trainer, trials))
     return _fit_population(objective, trials, model, cli.trainer, cli.datamodule)
 
 
@@ -259,10 +310,7 @@ def _train_module_population(objective: Objective, trials: list[optuna.Trial],
                                build_trial_objects(path, *objective.trainer_args()).model
                                for path, recipe in zip(paths[1:], recipes[1:])]
     trainer = first.trainer
-    # Lightning refuses its own clipping under manual optimization: it is done per member.
-    clip, trainer.gradient_clip_val = trainer.gradient_clip_val, None
-    model = ModulePopulation(members, gradient_clip_val=clip,
-                             gradient_clip_algorithm=trainer.gradient_clip_algorithm or "norm")
+    model = ModulePopulation(members, **_per_member_options(trainer, trials))
     torch.set_rng_state(after_build[0])
     np.random.set_state(after_build[1])
     random.setstate(after_build[2])
@@ -484,6 +532,15 @@ def choose_population(population: int | str, recipe: dict[str, Any], space: Sear
     the sampler sees 4 rounds of results), bounded by the grid, by ``AUTO_CAP`` for the
     device, and by a quarter of the device's free memory over what one member holds (weights,
     gradients and two optimizer states)."""
+    size, note = _choose_size(population, recipe, space, n_trials=n_trials, n_workers=n_workers,
+                              sampler=sampler, accelerator=accelerator, trainer_args=trainer_args)
+    guard = guard_note(recipe) if size > 1 else None
+    return size, "\n".join(line for line in (note, guard) if line) or None
+
+
+def _choose_size(population: int | str, recipe: dict[str, Any], space: SearchSpace, *,
+                 n_trials: int, n_workers: int, sampler: str, accelerator: str,
+                 trainer_args: list[str]) -> tuple[int, str | None]:
     if population != "auto":
         return population, None
     reason = why_not_population(apply_overrides(recipe, space.first_values()))

@@ -1,0 +1,89 @@
+"""``MemberHealth``: the Trainer's gradient clipping and layer diagnostics, per member.
+
+A population updates its members itself (manual optimization, no torch Optimizer for
+Lightning to step), so Lightning never calls ``on_before_optimizer_step`` and never clips.
+Both population classes call this instead, around their update: every ``GradientClipper``
+and ``LayerDiagnostics`` in the Trainer's callbacks, in the Trainer's order, acts on the
+stacked gradients through the callback's own member-axis form (``clip_members``,
+``before_members_step``), so each member is clipped and measured as a one-by-one run of it
+would be. A Trainer's ``gradient_clip_val`` is a ``GradientClipper`` of the same rule (torch's
+``clip_grad_norm_`` / ``clip_grad_value_`` arithmetic), applied after the callbacks, as
+Lightning clips after them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import lightning as L
+import torch
+
+from lit_optim.callbacks import GradientClipper, LayerDiagnostics
+from lit_optim.catalog.errors import ConfigError
+
+__all__ = ["MemberHealth", "check_clip_algorithm"]
+
+
+def check_clip_algorithm(algorithm: str) -> None:
+    """A Trainer's gradient_clip_algorithm, checked where a population is built."""
+    if algorithm not in ("norm", "value"):
+        raise ConfigError(f"gradient_clip_algorithm must be norm or value, got {algorithm!r}")
+
+
+class MemberHealth:
+    """``layer_names``: the stacked parameters' names as a member's own module names them;
+    ``members``: the members' names (a trial each under lit-tune), in stacked order."""
+
+    def __init__(self, trainer: L.Trainer, layer_names: Sequence[str], members: Sequence[str],
+                 *, gradient_clip_val: float | None = None,
+                 gradient_clip_algorithm: str = "norm") -> None:
+        check_clip_algorithm(gradient_clip_algorithm)
+        self.callbacks = [cb for cb in trainer.callbacks
+                          if isinstance(cb, (GradientClipper, LayerDiagnostics))]
+        # Applied last, and logs nothing (Lightning's own clipping logs nothing either).
+        self.trainer_clip = None
+        if gradient_clip_val:
+            self.trainer_clip = (GradientClipper("norm", max_norm=gradient_clip_val)
+                                 if gradient_clip_algorithm == "norm"
+                                 else GradientClipper("value", clip_value=gradient_clip_val))
+        self.trainer, self.layer_names, self.members = trainer, list(layer_names), list(members)
+        self.steps = 0  # the members' own optimizer steps (Lightning's global_step stays 0)
+        self._measured: list[LayerDiagnostics] = []
+
+    def before_update(self, params: Sequence[torch.Tensor]) -> None:
+        """``params``: the stacked parameters, their gradients set, the update not yet run."""
+        grads = [p.grad for p in params if p.grad is not None]
+        for callback in [*self.callbacks, self.trainer_clip]:
+            if isinstance(callback, GradientClipper):
+                if grads:
+                    callback.clip_members(grads)
+            elif callback is not None and callback.before_members_step(
+                    self.steps, self.layer_names, list(params)):
+                self._measured.append(callback)
+
+    def after_update(self) -> None:
+        for callback in self._measured:
+            callback.after_members_step(self.trainer, self.steps, self.members)
+        self._measured = []
+        self.steps += 1
+
+    def epoch_metrics(self) -> dict[str, torch.Tensor]:
+        """Per-member epoch values the callbacks log in a one-by-one run (``grad_clipped_frac``
+        of the first clipper that clipped this epoch, as Lightning keeps one value per name)."""
+        out: dict[str, torch.Tensor] = {}
+        if self.trainer_clip is not None:
+            self.trainer_clip.clipped_fraction()  # counted afresh, never logged
+        for callback in self.callbacks:
+            if isinstance(callback, GradientClipper):
+                share = callback.clipped_fraction()
+                if share is not None:
+                    out.setdefault("grad_clipped_frac", share.to(torch.float64))
+        return out
+
+    def keep(self, keep: torch.Tensor) -> None:
+        """The population dropped the members where ``keep`` is False."""
+        flags = keep.tolist()
+        self.members = [m for m, k in zip(self.members, flags) if k]
+        for callback in [*self.callbacks, self.trainer_clip]:
+            if isinstance(callback, GradientClipper):
+                callback.keep_members(keep)

@@ -496,6 +496,102 @@ def test_a_full_disk_is_one_line_and_leaves_nothing(digits, capsys, tmp_path_fac
         subprocess.run(["umount", "-l", str(tiny)], check=True)  # lazy: SQLite may hold a handle
 
 
+def _tiny_disk(tmp_path_factory, size: str):
+    import contextlib
+    import subprocess
+
+    @contextlib.contextmanager
+    def mounted():
+        tiny = tmp_path_factory.mktemp("tiny")
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(tiny)], check=True)
+        try:
+            yield tiny
+        finally:
+            subprocess.run(["umount", "-l", str(tiny)], check=True)
+
+    return mounted()
+
+
+def _fill(folder: Path) -> Path:
+    """Write until the disk is full: what a neighbour's job does to a shared disk."""
+    filler = folder / "filler"
+    with open(filler, "wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+        except OSError:
+            pass
+    return filler
+
+
+@pytest.mark.skipif(__import__("os").geteuid() != 0, reason="mounting a tiny tmpfs needs root")
+@pytest.mark.parametrize("workers", [["--n-workers", "2"], []], ids=["journal-workers", "sqlite"])
+def test_a_disk_that_fills_mid_study_is_one_line_and_the_rerun_finishes_the_budget(
+        digits, tmp_path_factory, workers):
+    """Populations (2 per batch), the disk filled after two trials were told: one line, exit 2,
+    no worker traceback; the trials the fault stopped are not counted, so the same command,
+    run again with space, ends with the whole budget told (was: failed trials counted, 71
+    lines of worker tracebacks, and the rerun ended "no completed trial")."""
+    import subprocess
+    import sys
+    import time
+
+    _space(digits / "space.yaml", {"model.lr": "log[1e-3, 1e-1]"})
+    recipe = yaml.safe_load((digits / "recipe.yaml").read_text())
+    recipe["trainer"]["max_epochs"] = 12
+    (digits / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    with _tiny_disk(tmp_path_factory, "2m") as tiny:
+        command = [sys.executable, "-m", "tuning.cli", "run", "--recipe", "recipe.yaml", "--space",
+                   "space.yaml", "--n-trials", "10", "--population", "2", "--pruner", "none",
+                   "--accelerator", "cpu", "--study", "full", "--run-dir", str(tiny), *workers]
+        proc = subprocess.Popen(command, cwd=digits, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 120
+        told = 0
+        while told < 2 and time.time() < deadline:  # two trials told, then the disk fills
+            line = proc.stdout.readline()
+            told += "/10 trials" in line
+        filler = _fill(tiny)
+        out, err = proc.communicate(timeout=120)
+        lines = [line for line in err.splitlines()
+                 if not line.startswith(("trials ", "NonFiniteGuard action"))]
+        assert proc.returncode == 2, err[-2000:]
+        assert lines == [lines[-1]] and lines[-1].startswith("lit-tune: error: "), err[-2000:]
+        assert "a write failed (" in lines[-1], err[-2000:]
+        assert lines[-1].endswith("free the space (or fix the storage) and run the same command again")
+        assert "Traceback" not in err
+        filler.unlink()
+        again = subprocess.run(command, cwd=digits, capture_output=True, text=True, timeout=300)
+        assert again.returncode == 0, again.stderr[-2000:]
+        storage = (optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(
+            str(tiny / "full" / "journal.log"))) if workers else f"sqlite:///{tiny}/full/study.db")
+        study = optuna.load_study(study_name="full", storage=storage)
+        finished = [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+        assert len(finished) == 10
+        assert all(t.user_attrs.get("rerun") for t in study.trials if t.state == TrialState.FAIL)
+
+
+@pytest.mark.skipif(__import__("os").geteuid() != 0, reason="mounting a tiny tmpfs needs root")
+def test_lit_optim_fit_on_a_full_disk_is_one_line(tmp_path_factory):
+    import subprocess
+    import sys
+
+    with _tiny_disk(tmp_path_factory, "1m") as tiny:
+        _fill(tiny).unlink()
+        _fill(tiny)
+        run = subprocess.run([sys.executable, "-m", "lit_optim.cli.main", "fit", "--config",
+                              str(ROOT / "recipes" / "digits" / "mlp.yaml"), "--trainer.max_epochs",
+                              "1", "--trainer.default_root_dir", str(tiny)],
+                             capture_output=True, text=True, timeout=300)
+    assert run.returncode == 2, run.stderr[-2000:]
+    assert "Traceback" not in run.stderr
+    assert run.stderr.splitlines()[-1] == (
+        "lit-optim: error: a file of the run could not be written (No space left on device): "
+        "free space on the disk of the run's folder (or give --trainer.default_root_dir on "
+        "another disk) and run again; a run that saved last.ckpt resumes with --ckpt_path last")
+
+
 def test_a_signal_that_lands_in_a_destructor_is_not_lost(capsys):
     # Python only prints what a __del__ raises: the SIGTERM handler's exception would vanish
     # there (seen with Lightning's Profiler.__del__) and the study would run on.

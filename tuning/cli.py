@@ -187,7 +187,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     from tuning.runner.interrupt import Interrupted
     from tuning.runner.objective import quiet_lightning
     from tuning.runner.study import export_best, load_study, run_study
-    from tuning.storage.backends import default_storage_url, open_storage
+    from tuning.storage.backends import (
+        StorageFault,
+        default_storage_url,
+        open_storage,
+        storage_fault,
+    )
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     quiet_lightning()  # the parses before trial 0 would print Lightning's banner each time
@@ -255,18 +260,26 @@ def main(argv: Sequence[str] | None = None) -> None:
             study = load_study(args.study, storage)
             for path in write_report(study, args.run_dir / args.study / "report"):
                 print(path)
+    except StorageFault as err:  # a full disk, a lost server: in the same words everywhere
+        _die(f"storage {storage}: {err}" if storage else str(err))
     except (LitOptimError, ValueError) as err:  # ValueError: optuna's, e.g. best of no trial
         _die(str(err))
-    except OSError as err:  # a read-only run directory, a full disk
+    except (OSError, sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError) as err:
+        fault = storage_fault(err)
+        if fault is not None:
+            _die(f"storage {storage}: {fault}" if storage else str(fault))
+        _die_of_storage(err, storage)
+
+
+def _die_of_storage(err: BaseException, storage: str) -> None:
+    if isinstance(err, OSError):  # a read-only run directory
         _die(f"{err.strerror or err}: {err.filename}" if err.filename else str(err))
-    except sqlalchemy.exc.SQLAlchemyError as err:  # e.g. a read-only or locked study.db
+    if isinstance(err, sqlalchemy.exc.SQLAlchemyError):  # e.g. a read-only or locked study.db
         _die(f"storage {storage}: {' '.join(str(err.orig or err).split())}")
-    except optuna.exceptions.StorageInternalError as err:  # a write that failed mid-study
-        cause = err.__cause__
-        cause = getattr(cause, "orig", None) or cause or err
-        _die(f"storage {storage}: a write failed ({type(cause).__name__}: {cause}); every trial "
-             "finished before it is kept: free the space (or fix the server) and run the same "
-             "command again")
+    cause = err.__cause__  # StorageInternalError: a write that failed mid-study
+    cause = getattr(cause, "orig", None) or cause or err
+    _die(f"storage {storage}: a write failed ({type(cause).__name__}: {cause}); every trial "
+         "finished before it is kept: fix the server and run the same command again")
 
 
 def _die(message: str) -> None:

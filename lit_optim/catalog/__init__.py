@@ -14,6 +14,10 @@ _EXPORTS = {
     "DIRECTION_WORDS": "lit_optim.catalog.objective",
     "check_count": "lit_optim.catalog.checks",
     "check_number": "lit_optim.catalog.checks",
+    "chained_error": "lit_optim.catalog.errors",
+    "disk_fault": "lit_optim.catalog.errors",
+    "disk_fault_words": "lit_optim.catalog.errors",
+    "error_chain": "lit_optim.catalog.errors",
     "did_you_mean": "lit_optim.catalog.registry",
     "lazy_exports": "lit_optim.catalog.lazy",
 }

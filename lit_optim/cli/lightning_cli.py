@@ -27,7 +27,7 @@ import lit_optim.callbacks  # noqa: F401  (so recipes can name the callbacks by 
 from lit_optim.callbacks.divergence import unbounded_weights
 from lit_optim.callbacks.run_summary import RunSummary
 from lit_optim.catalog.checks import load_yaml
-from lit_optim.catalog.errors import ConfigError, LitOptimError
+from lit_optim.catalog.errors import ConfigError, LitOptimError, chained_error
 from lit_optim.catalog.registry import did_you_mean, import_object
 from lit_optim.cli.cuda_check import restore_cuda_check
 from lit_optim.cli.trainer_setup import check_trainer_values, with_cli_defaults
@@ -39,7 +39,7 @@ from lit_optim.training.checkpoints import (
 )
 
 __all__ = ["SCRATCH_TRAINER_ARGS", "LitOptimCLI",
-           "TrainingDiverged", "chained_error", "cli_objects", "config_error_line",
+           "TrainingDiverged", "cli_objects", "config_error_line",
            "parse_error_line", "run_lightning_cli"]
 
 restore_cuda_check(lit_optim._NVML_CHECK_BEFORE_LIGHTNING)  # after Lightning's import set it
@@ -495,11 +495,3 @@ def checkpoint_misfit_line(message: str) -> str:
             "checkpoints/), or a checkpoint of this model")
 
 
-def chained_error(err: BaseException, kind: type[BaseException]) -> BaseException | None:
-    seen = set()
-    while err is not None and id(err) not in seen:
-        if isinstance(err, kind):
-            return err
-        seen.add(id(err))
-        err = err.__cause__ or err.__context__
-    return None

@@ -102,6 +102,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         os.environ.setdefault("TQDM_DISABLE", "1")
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+    from lit_optim.catalog.errors import disk_fault, disk_fault_words
     from lit_optim.cli.lightning_cli import TrainingDiverged, config_error_line, run_lightning_cli
     from lit_optim.cli.trainer_setup import silence_lightning_noise
 
@@ -134,6 +135,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise SystemExit(128 + signum) from None
     except Exception as err:  # noqa: BLE001 - sorted by config_error_line
         line = config_error_line(err)
+        disk = disk_fault(err)
+        if line is None and disk is not None:  # a checkpoint or a log that could not be written
+            line = (f"a file of the run could not be written ({disk_fault_words(disk)}): free "
+                    "space on the disk of the run's folder (or give --trainer.default_root_dir "
+                    "on another disk) and run again; a run that saved last.ckpt resumes with "
+                    "--ckpt_path last")
         if line is None:
             raise  # not caused by the input: a bug keeps its traceback
         _die(line)

@@ -44,6 +44,7 @@ from lit_optim.population import POPULATION_OPTIMIZERS
 from tuning.runner.interrupt import Interrupted, held_signals, interrupted, raise_if_interrupted
 from tuning.runner.objective import Objective
 from tuning.runner.owners import claim, fail_for_rerun
+from tuning.storage.backends import storage_fault
 from tuning.storage.optuna_private import heartbeat, report_all
 from tuning.search.preflight import MetricCheck, MetricNotLoggedError, build_trial_objects
 from tuning.search.recipe import apply_overrides, write_recipe
@@ -53,6 +54,7 @@ from tuning.runner.worker import (
     TooManyFailuresError,
     _evaluate,
     counted,
+    fail_for_rerun_if_possible,
     over_budget,
     tell,
     wait_for_running,
@@ -414,9 +416,12 @@ def run_population_worker(study: optuna.Study, objective: Objective, *, n_trials
                     _run_group(study, objective, [trials[i] for i in indices],
                                [recipes[i] for i in indices], told, progress)
             except BaseException as err:  # an interruption or a bug: no trial left RUNNING
-                for trial in trials:
-                    if trial.number in told:
-                        continue
+                untold = [trial for trial in trials if trial.number not in told]
+                fault = storage_fault(err) if isinstance(err, Exception) else None
+                if fault is not None:  # a full disk: the trials did not fail, the disk did
+                    fail_for_rerun_if_possible(study, untold, str(fault))
+                    raise fault from err
+                for trial in untold:
                     if isinstance(err, (Interrupted, KeyboardInterrupt, TooManyFailuresError)) \
                             or interrupted():
                         fail_for_rerun(study, trial, str(err) or type(err).__name__)

@@ -30,6 +30,8 @@ from tuning.storage.backends import (
     open_readonly,
     open_storage,
     settle_sqlite,
+    StorageFault,
+    storage_fault,
 )
 from tuning.runner.algorithms import MAX_FAILURES, make_pruner, make_sampler
 from tuning.runner.owners import is_rerun
@@ -154,14 +156,19 @@ def _told_count(study: optuna.Study) -> int:
     return sum(t.state != TrialState.RUNNING for t in counted(study.get_trials(deepcopy=False)))
 
 
-def _worker_process(plan: WorkerPlan, ready: Any) -> None:
+def _worker_process(plan: WorkerPlan, ready: Any, errors: Any) -> None:
     """``_worker`` as the body of a ``--n-workers`` process: an interruption or a study-stopping
-    error ends it with a status, not a traceback (the parent prints the one line)."""
+    error ends it with a status, not a traceback; the error's line goes to the parent through
+    ``errors`` (a full disk cannot write it into the study), and the parent prints it."""
     try:
         _worker(plan, ready)
     except Interrupted as err:
         raise SystemExit(128 + err.signum) from None
-    except LitOptimError:  # the trial's fail_reason holds it; the parent reports it
+    except Exception as err:  # noqa: BLE001 - a study-stopping error, or the storage's fault
+        error = err if isinstance(err, LitOptimError) else storage_fault(err)
+        if error is None:
+            raise  # a bug keeps its traceback
+        errors.put((isinstance(error, StorageFault), str(error)))
         raise SystemExit(2) from None
 
 
@@ -292,11 +299,14 @@ def run_study(*, recipe: str, space: str, study_name: str, storage_url: str, run
             gpus = _gpu_count() if accelerator in ("auto", "gpu", "cuda") else 0
             own = accelerator if gpus else ("cpu" if accelerator == "auto" else accelerator)
             # Each worker its own GPU when there are enough; its own sampler seed.
-            procs = _start_and_join([dataclasses.replace(
+            procs, errors = _start_and_join([dataclasses.replace(
                 plan, seed=sampler_seed(seed, rank, created=created),
                 devices=[rank % gpus] if gpus else "auto", n_workers=n_workers, accelerator=own)
                 for rank in range(n_workers)])
-            if any(p.exitcode in (1, 2) for p in procs):  # e.g. MetricNotLoggedError, or a bug
+            if errors:  # e.g. MetricNotLoggedError, a full disk: the first worker's words
+                fault, line = errors[0]
+                raise (StorageFault if fault else LitOptimError)(line)
+            if any(p.exitcode in (1, 2) for p in procs):  # a bug: its traceback is above
                 failed = optuna.load_study(study_name=study_name, storage=open_storage(
                     storage_url, n_workers=n_workers)).get_trials(states=(TrialState.FAIL,))
                 reasons = [t.user_attrs["fail_reason"] for t in failed
@@ -314,7 +324,7 @@ def run_study(*, recipe: str, space: str, study_name: str, storage_url: str, run
     return optuna.load_study(study_name=study_name, storage=open_storage(storage_url, n_workers=n_workers))
 
 
-def _start_and_join(plans: list[WorkerPlan]) -> list[Any]:
+def _start_and_join(plans: list[WorkerPlan]) -> tuple[list[Any], list[tuple[bool, str]]]:
     """Start a worker process per plan and wait for them; on SIGTERM/SIGINT pass it on to each
     (each fails its trial), then raise ``Interrupted`` once they are gone.
 
@@ -323,9 +333,13 @@ def _start_and_join(plans: list[WorkerPlan]) -> list[Any]:
     sets its ``ready`` Event: a Ctrl-C that reaches it while it is still importing would
     otherwise end it with a "Process SpawnProcess-2: Traceback … KeyboardInterrupt". The parent
     passes a signal on to a worker only once it is ready (or gone), so none is lost. SIGTERM
-    stays as it is: it is how a worker dies with its parent (``die_with_parent``)."""
+    stays as it is: it is how a worker dies with its parent (``die_with_parent``).
+
+    Returns the processes and each study-stopping error the workers sent: (whether it is a
+    ``StorageFault``, its line)."""
     ctx = mp.get_context("spawn")
     procs: list[tuple[Any, Any]] = []
+    errors = ctx.SimpleQueue()
     try:
         with on_signals():
             # Set aside for the milliseconds the processes take to start (a Ctrl-C then is lost).
@@ -333,7 +347,7 @@ def _start_and_join(plans: list[WorkerPlan]) -> list[Any]:
             try:
                 for plan in plans:
                     ready = ctx.Event()
-                    proc = ctx.Process(target=_worker_process, args=(plan, ready))
+                    proc = ctx.Process(target=_worker_process, args=(plan, ready, errors))
                     proc.start()
                     procs.append((proc, ready))
             finally:
@@ -349,7 +363,10 @@ def _start_and_join(plans: list[WorkerPlan]) -> list[Any]:
         for proc, _ in procs:
             proc.join()
         raise
-    return [proc for proc, _ in procs]
+    lines = []
+    while not errors.empty():
+        lines.append(errors.get())
+    return [proc for proc, _ in procs], lines
 
 
 def _gpu_count() -> int:

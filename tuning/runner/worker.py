@@ -32,6 +32,7 @@ from tuning.runner.owners import (
     owner_alive_here,
     same_run,
 )
+from tuning.storage.backends import StorageFault, storage_fault
 from tuning.storage.optuna_private import heartbeat
 from tuning.search.preflight import MetricNotLoggedError
 
@@ -197,10 +198,24 @@ def _run_one(study: optuna.Study, objective: Objective, trial: optuna.Trial
         except Interrupted as err:
             fail_for_rerun(study, trial, str(err))  # not counted: run again
             raise
+        except StorageFault as err:
+            fail_for_rerun_if_possible(study, [trial], str(err))
+            raise
         except MetricNotLoggedError as err:
             trial.set_user_attr("fail_reason", str(err))
             study.tell(trial, state=TrialState.FAIL)
             raise
+
+
+def fail_for_rerun_if_possible(study: optuna.Study, trials: list[optuna.Trial], reason: str) -> None:
+    """Fail ``trials`` for rerun after a storage fault, as far as the storage still takes the
+    write: where it does not (the disk is still full), they stay RUNNING, and the next run
+    finds them dead and replaces them; not counted either way."""
+    for trial in trials:
+        try:
+            fail_for_rerun(study, trial, reason)
+        except Exception:  # noqa: BLE001 - the same fault again; the rerun settles it
+            return
 
 
 def _evaluate(objective: Objective, trial: optuna.Trial) -> tuple[TrialState, float | None]:
@@ -217,6 +232,9 @@ def _evaluate(objective: Objective, trial: optuna.Trial) -> tuple[TrialState, fl
         # getfullargspec, called by Lightning each step, re-raises anything as TypeError) is
         # an interruption, not this trial's failure.
         raise_if_interrupted()
+        fault = storage_fault(err)
+        if fault is not None:  # the disk's failure, not the trial's: every next one would fail
+            raise fault from err
         reason = f"{type(err).__name__}: {' '.join(str(err).split())}"
         trial.set_user_attr("fail_reason", reason)
         log = objective.run_dir / f"trial_{trial.number}" / "error.txt"

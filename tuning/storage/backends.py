@@ -11,10 +11,11 @@ import optuna
 from optuna.storages import JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
 
-from lit_optim import ConfigError
+from lit_optim import ConfigError, LitOptimError
+from lit_optim.catalog import chained_error, disk_fault, disk_fault_words, error_chain
 
-__all__ = ["check_writable", "default_storage_url", "journal_path", "open_readonly",
-           "open_storage", "settle_sqlite"]
+__all__ = ["StorageFault", "check_writable", "default_storage_url", "journal_path",
+           "open_readonly", "open_storage", "settle_sqlite", "storage_fault"]
 
 # Heartbeats let a restarted study mark trials of a killed worker as failed: a RUNNING trial
 # whose heartbeat is older than the grace period belongs to a dead process.
@@ -354,3 +355,33 @@ def _sqlite_folder_problem(path: Path) -> str | None:
         return (f"its folder {folder} {why} (SQLite writes its journal beside the file); "
                 "pass a storage in a folder you can write")
     return None
+
+
+class StorageFault(LitOptimError):
+    """A write of the study (its storage, or a file in its run folder) failed for a reason
+    outside the trials: a full disk, a failing device. The study stops; the
+    trials it interrupted are failed for rerun (not counted), so the same command, run again
+    once the fault is fixed, finishes the budget."""
+
+
+# SQLite's words for a fault of the disk, not of the study (sqlite3.OperationalError).
+_SQLITE_DISK_WORDS = ("database or disk is full", "disk I/O error")
+
+
+def storage_fault(err: BaseException) -> StorageFault | None:
+    """``err`` as a ``StorageFault`` where a write of the study failed for a reason outside the
+    trial that was running (see ``disk_fault``), else None."""
+    disk = disk_fault(err)
+    if disk is not None:
+        reason = disk_fault_words(disk)
+    else:
+        internal = chained_error(err, optuna.exceptions.StorageInternalError)
+        sqlite = next((e for e in error_chain(err) if any(w in str(e) for w in _SQLITE_DISK_WORDS)), None)
+        if internal is None and sqlite is None:
+            return None
+        cause = sqlite or internal.__cause__ or internal
+        words = str(getattr(cause, "orig", None) or cause).strip().splitlines() or [type(cause).__name__]
+        reason = " ".join(words[0].split())
+    return StorageFault(f"a write failed ({reason}); every trial finished before it is kept, and "
+                        "those it stopped run again: free the space (or fix the storage) and run "
+                        "the same command again")

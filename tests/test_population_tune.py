@@ -108,7 +108,7 @@ def test_per_epoch_pruning_decides_as_should_prune(tmp_path, pruner):
     for epoch in range(3):
         for i, trial in enumerate(members):
             trial.report(0.2 * i + 0.05 * epoch, epoch)
-    judge = _Report(study, members, "val_acc")._judge()
+    judge = _Report(study, members, "val_acc", leave=lambda index, reason: None)._judge()
     decisions = [bool(judge(trial)) for trial in members]
     if not isinstance(pruner, optuna.pruners.NopPruner):
         assert decisions == [trial.should_prune() for trial in members]
@@ -256,3 +256,38 @@ def test_another_callback_trains_one_by_one_and_names_those_that_act_per_member(
     assert ("trials 0, 1 run one by one: callback lightning.pytorch.callbacks.LearningRateMonitor "
             "is not supported in a population (those that act per member: GradientClipper, "
             "LayerDiagnostics, NonFiniteGuard)") in err, err
+
+
+def test_a_member_that_leaves_is_told_at_once_not_when_the_population_ends(space, capsys,
+                                                                           monkeypatch):
+    """Slots, not batches (first step): a diverged member's trial is PRUNED the epoch it
+    leaves, while the others train on; the sampler and an interruption see it told."""
+    import tuning.runner.population as population
+
+    epochs_of_the_others = {}  # trial told -> how many epochs the others had reported by then
+    tell = population._tell
+
+    def spy(study, trial, *args):
+        epochs_of_the_others[trial.number] = [len(t.intermediate_values) for t in
+                                              study.get_trials(deepcopy=False)
+                                              if t.number != trial.number]
+        return tell(study, trial, *args)
+
+    monkeypatch.setattr(population, "_tell", spy)
+    recipe = yaml.safe_load((space / "recipe.yaml").read_text())
+    recipe["trainer"]["max_epochs"] = 6
+    recipe["model"]["optimizer"] = "sgd"
+    (space / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    (space / "space.yaml").write_text(yaml.safe_dump({
+        "metric": "val_acc", "direction": "maximize", "params": {"model.lr": [1e-2, 1e7]}}))
+    _run("--study", "leave", "--n-trials", "2", "--population", "2", "--sampler", "grid")
+    out = capsys.readouterr().out
+    study = optuna.load_study(study_name="leave", storage="sqlite:///runs/leave/study.db")
+    by_lr = {t.params["model.lr"]: t for t in study.trials}
+    gone, stayed = by_lr[1e7], by_lr[1e-2]
+    assert gone.state == TrialState.PRUNED and gone.user_attrs["pruned_reason"].startswith("diverged")
+    assert stayed.state == TrialState.COMPLETE and len(stayed.intermediate_values) == 6
+    assert epochs_of_the_others[gone.number] in ([1], [2])  # told while the other trained on
+    # told one at a time: the progress counts 1/2 (the leaver), then 2/2
+    progress = [line.split(",")[0] for line in out.splitlines() if "/2 trials" in line]
+    assert progress == ["study leave: 1/2 trials", "study leave: 2/2 trials"], out

@@ -18,7 +18,8 @@ vmap, an optimizer without a population rule, a callback that cannot act per mem
 on the sequential path with one line that says why; every batch says how many trained
 together. Budget,
 failure and resume rules are the sequential loop's: every asked trial is told COMPLETE,
-PRUNED (with ``pruned_reason``) or FAIL (with ``fail_reason``) before the next batch is asked.
+PRUNED (with ``pruned_reason``) or FAIL (with ``fail_reason``) before the next batch is asked;
+a member that is pruned or diverges is told the epoch it leaves, not when its population ends.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import math
 import os
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -176,11 +178,21 @@ def _per_member_options(trainer: L.Trainer, trials: list[optuna.Trial]) -> dict[
 
 
 class _Report(L.Callback):
-    """After each validation epoch: every member reports to its trial; pruned ones leave."""
+    """After each validation epoch: every member reports to its trial; pruned ones leave, and
+    so do diverged ones, each told to Optuna the moment it leaves (``leave``: its index and
+    ``pruned_reason``), not when the population ends: the sampler and the pruner see it at
+    once, and an interruption later cannot turn it into a failed trial."""
 
-    def __init__(self, study: optuna.Study, trials: list[optuna.Trial], metric: str) -> None:
-        self.study, self.trials, self.metric = study, trials, metric
-        self.pruned: dict[int, str] = {}
+    def __init__(self, study: optuna.Study, trials: list[optuna.Trial], metric: str,
+                 leave: Callable[[int, str], None]) -> None:
+        self.study, self.trials, self.metric, self.leave = study, trials, metric, leave
+        self.left: set[int] = set()
+
+    def _tell_leavers(self, pl_module, reasons: dict[int, str]) -> None:
+        for index, reason in reasons.items():
+            if index not in self.left:
+                self.left.add(index)
+                self.leave(index, reason)
 
     def setup(self, trainer: L.Trainer, pl_module, stage: str) -> None:
         directions = getattr(pl_module, "directions", None)  # a ModulePopulation's
@@ -189,11 +201,17 @@ class _Report(L.Callback):
             directions.when_logged(self.metric, check.direction_logged)
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module) -> None:
+        self._tell_diverged(pl_module)  # dropped at the end of the last epoch
         if trainer.current_epoch == 1:  # after the first epoch, as MetricCheck checks a trial
             self.check_logged(pl_module)
 
     def on_fit_end(self, trainer: L.Trainer, pl_module) -> None:
+        self._tell_diverged(pl_module)
         self.check_logged(pl_module)
+
+    def _tell_diverged(self, pl_module) -> None:
+        self._tell_leavers(pl_module, {index: f"diverged: {reason}"
+                                       for index, reason in pl_module.dropped.items()})
 
     def check_logged(self, pl_module) -> None:
         if pl_module.alive and self.metric not in pl_module.member_metrics:
@@ -210,15 +228,15 @@ class _Report(L.Callback):
         report_all(self.study, [(self.trials[index], value) for index, value
                                 in zip(pl_module.alive, values) if math.isfinite(value)], epoch)
         should_prune = self._judge()
-        keep = []
+        keep, pruned = [], {}
         for index, value in zip(pl_module.alive, values):
             trial = self.trials[index]
             stays = not (math.isfinite(value) and should_prune(trial))
             if not stays:
-                self.pruned[index] = (f"pruned at epoch {trainer.current_epoch} "
-                                      f"({self.metric} {value:.4g})")
+                pruned[index] = f"pruned at epoch {trainer.current_epoch} ({self.metric} {value:.4g})"
             keep.append(stays)
         pl_module.drop(torch.tensor(keep), reason="pruned")
+        self._tell_leavers(pl_module, pruned)
 
 
     def _judge(self):
@@ -265,10 +283,11 @@ def _write_recipes(objective: Objective, trials: list[optuna.Trial],
 
 
 def _train_population(objective: Objective, trials: list[optuna.Trial],
-                      recipes: list[dict[str, Any]]) -> list[tuple[TrialState, float | None]]:
+                      recipes: list[dict[str, Any]], leave: Callable[[int, str], None]
+                      ) -> list[tuple[TrialState, float | None] | None]:
     class_path, _ = _model_args(recipes[0])
     if class_path not in _TASK:
-        return _train_module_population(objective, trials, recipes)
+        return _train_module_population(objective, trials, recipes, leave)
     from lit_optim.population import PopulationTask
 
     first, *_ = _write_recipes(objective, trials, recipes)
@@ -289,11 +308,12 @@ def _train_population(objective: Objective, trials: list[optuna.Trial],
                            seed=int(recipes[0].get("seed_everything") or 0),
                            decay_bias_and_norm=bool(args.get("decay_bias_and_norm", False)),
                            **_per_member_options(cli.trainer, trials))
-    return _fit_population(objective, trials, model, cli.trainer, cli.datamodule)
+    return _fit_population(objective, trials, model, cli.trainer, cli.datamodule, leave)
 
 
 def _train_module_population(objective: Objective, trials: list[optuna.Trial],
-                             recipes: list[dict[str, Any]]) -> list[tuple[TrialState, float | None]]:
+                             recipes: list[dict[str, Any]], leave: Callable[[int, str], None]
+                             ) -> list[tuple[TrialState, float | None] | None]:
     """Each trial's own module (built from its recipe, seeded as its one-by-one trial) is a
     member of one ModulePopulation; the first trial's Trainer and data module serve them all."""
     import random
@@ -316,7 +336,7 @@ def _train_module_population(objective: Objective, trials: list[optuna.Trial],
     torch.set_rng_state(after_build[0])
     np.random.set_state(after_build[1])
     random.setstate(after_build[2])
-    return _fit_population(objective, trials, model, trainer, first.datamodule)
+    return _fit_population(objective, trials, model, trainer, first.datamodule, leave)
 
 
 def _member(first: Any, recipe: dict[str, Any]) -> L.LightningModule | None:
@@ -337,31 +357,30 @@ def _member(first: Any, recipe: dict[str, Any]) -> L.LightningModule | None:
 
 
 def _fit_population(objective: Objective, trials: list[optuna.Trial], model: Any,
-                    trainer: L.Trainer, datamodule: Any) -> list[tuple[TrialState, float | None]]:
+                    trainer: L.Trainer, datamodule: Any, leave: Callable[[int, str], None]
+                    ) -> list[tuple[TrialState, float | None] | None]:
+    """Train the population; a member that leaves is told through ``leave`` at once (None in
+    the result), the ones that finish are returned, each COMPLETE with its value."""
     from lit_optim.callbacks import NonFiniteGuard
 
     # The population judges each member itself: a guard would act on all of them at once.
     trainer.callbacks[:] = [cb for cb in trainer.callbacks if not isinstance(cb, NonFiniteGuard)]
-    report = _Report(trials[0].study, trials, objective.space.metric)
+    report = _Report(trials[0].study, trials, objective.space.metric, leave)
     trainer.callbacks.append(report)
     with warnings.catch_warnings():
         # The population updates its members itself (manual optimization): no optimizer for
         # Lightning, on purpose.
         warnings.filterwarnings("ignore", message=r".*configure_optimizers.* returned .None.")
         trainer.fit(model, datamodule=datamodule)
-    out = []
+    out: list[tuple[TrialState, float | None] | None] = []
     for index, trial in enumerate(trials):
-        if index in report.pruned:
-            trial.set_user_attr("pruned_reason", report.pruned[index])
-            out.append((TrialState.PRUNED, None))
-        elif index in model.dropped:
-            trial.set_user_attr("pruned_reason", f"diverged: {model.dropped[index]}")
-            out.append((TrialState.PRUNED, None))
-        else:
-            at = model.alive.index(index)
-            for name, values in model.member_metrics.items():
-                trial.set_user_attr(name, float(values[at]))
-            out.append((TrialState.COMPLETE, float(model.member_metrics[objective.space.metric][at])))
+        if index in report.left:
+            out.append(None)
+            continue
+        at = model.alive.index(index)
+        for name, values in model.member_metrics.items():
+            trial.set_user_attr(name, float(values[at]))
+        out.append((TrialState.COMPLETE, float(model.member_metrics[objective.space.metric][at])))
     return out
 
 
@@ -440,8 +459,13 @@ def _run_group(study: optuna.Study, objective: Objective, trials: list[optuna.Tr
     if len(trials) > 1 and reason is None:
         print(f"trials {', '.join(str(t.number) for t in trials)} train as one population of "
               f"{len(trials)}", file=sys.stderr)
+
+        def leave(index: int, reason: str) -> None:  # pruned or diverged: told at once
+            trials[index].set_user_attr("pruned_reason", reason)
+            _tell(study, trials[index], TrialState.PRUNED, None, told, progress)
+
         try:
-            results = _train_population(objective, trials, recipes)
+            results = _train_population(objective, trials, recipes, leave)
         except MetricNotLoggedError:
             raise
         except LitOptimError as err:  # NotVmappable, members that differ in nesterov …
@@ -451,13 +475,16 @@ def _run_group(study: optuna.Study, objective: Objective, trials: list[optuna.Tr
             print(f"trials {', '.join(str(t.number) for t in trials)} run one by one: {reason}",
                   file=sys.stderr)
         for trial in trials:  # told one by one: a later one's interruption keeps this result
+            if trial.number in told:  # left the population before it gave up
+                continue
             state, value = _evaluate(objective, trial)
             _tell(study, trial, state, value, told, progress)
         return
-    for trial, (state, value) in zip(trials, results):
+    finished = [(trial, result) for trial, result in zip(trials, results) if result is not None]
+    for trial, (state, value) in finished:
         _tell(study, trial, state, value, told, None)
-    if progress is not None:
-        progress(study, len(trials))  # one best-value query for the whole population
+    if progress is not None and finished:
+        progress(study, len(finished))  # one best-value query for those that finished together
 
 
 class _Told(dict):

@@ -188,6 +188,8 @@ LIT_TUNE: list[tuple[list[str], str]] = [
     ([*RUN, "--study", "s", "--heartbeat", "nan"], "--heartbeat"),
     ([*RUN, "--study", "s", "--population", "0"], "--population"),
     ([*RUN, "--study", "s", "--population", "many"], "--population"),
+    ([*RUN, "--study", "s", "--threads", "0"], "--threads: must be auto or an integer >= 1, got '0'"),
+    ([*RUN, "--study", "s", "--threads", "two"], "--threads: must be auto or an integer >= 1"),
     ([*RUN, "--study", "s", "--population", "100000"], "--population 100000 is larger than the budget"),
     ([*RUN, "--study", ""], "--study"),
     ([*RUN, "--study", "a/b"], "--study"),

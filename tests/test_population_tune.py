@@ -291,3 +291,43 @@ def test_a_member_that_leaves_is_told_at_once_not_when_the_population_ends(space
     # told one at a time: the progress counts 1/2 (the leaver), then 2/2
     progress = [line.split(",")[0] for line in out.splitlines() if "/2 trials" in line]
     assert progress == ["study leave: 1/2 trials", "study leave: 2/2 trials"], out
+
+
+def test_threads_auto_probes_says_so_and_gives_the_callers_threads_back(space, capsys):
+    import torch
+
+    before = torch.get_num_threads()
+    _run("--study", "threads", "--n-trials", "2", "--population", "2")
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("threads: ")]
+    if (__import__("os").cpu_count() or 1) > 1:  # one candidate only on one core: no probe
+        assert len(lines) == 1 and lines[0].endswith("--threads N sets it"), err
+        assert "1 thread " in lines[0] and " per worker, the faster in a probe at start" in lines[0]
+    assert torch.get_num_threads() == before  # run in-process: the caller's count is back
+
+
+def test_the_thread_probe_leaves_the_callers_threads_and_random_state():
+    import torch
+
+    from tuning.runner.threads import choose_threads
+
+    torch.manual_seed(123)
+    before, rng = torch.get_num_threads(), torch.get_rng_state()
+    threads, line = choose_threads("auto", 1, "cpu")
+    assert threads in (1, __import__("os").cpu_count())
+    assert torch.get_num_threads() == before and torch.equal(torch.get_rng_state(), rng)
+    assert choose_threads(3, 1, "cpu") == (3, None)
+
+
+def test_threads_given_is_used_without_a_probe(space, capsys, monkeypatch):
+    import torch
+
+    from tuning.runner import threads as chooser
+
+    seen = []
+    real = torch.set_num_threads
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: (seen.append(n), real(n)))
+    monkeypatch.setattr(chooser, "_probe", lambda *a: pytest.fail("--threads 1 must not probe"))
+    _run("--study", "one-thread", "--n-trials", "1", "--population", "1", "--threads", "1")
+    assert "threads: " not in capsys.readouterr().err
+    assert seen[0] == 1  # the worker trained on 1 thread, then gave the caller's back

@@ -28,8 +28,8 @@ from tuning.runner.algorithms import MAX_FAILURES, PRUNERS, SAMPLERS
 __all__ = ["main"]
 
 
-def population_size(value: str) -> int | str:
-    """``--population``: ``auto`` or an integer >= 1."""
+def auto_or_count(value: str) -> int | str:
+    """``--population``, ``--threads``: ``auto`` or an integer >= 1."""
     if value == "auto":
         return value
     try:
@@ -101,10 +101,14 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--accept-changes", action="store_true",
                      help="continue a study made with another recipe, space or metric")
     run.add_argument("--timeout", type=float, help="start no trial after this many seconds")
-    run.add_argument("--population", type=population_size, default="auto",
+    run.add_argument("--population", type=auto_or_count, default="auto",
                      help="train up to N trials at once as one vectorized model; auto (the "
                           "default) chooses N from the budget, the device and its memory, and "
                           "says what it chose; 1: one by one")
+    run.add_argument("--threads", type=auto_or_count, default="auto",
+                     help="torch threads per worker process on CPU; auto (the default) takes "
+                          "the faster of 1 and each worker's share of the cores in a probe at "
+                          "start (on a busy machine 1 can be many times faster), and says so")
     run.add_argument("--lr-range", choices=["auto"], help="auto: search the lr over "
                      "[suggestion/10, divergence] of an lr range test run before trial 0")
     run.add_argument("--heartbeat", type=positive_seconds, default=10.0,
@@ -143,7 +147,7 @@ def _parser() -> argparse.ArgumentParser:
                          help="parent of runs/<name>/ (default %(default)s)")
     compare.add_argument("--accelerator", default="auto",
                          help="Lightning accelerator: auto, cpu, gpu, mps …")
-    compare.add_argument("--population", type=population_size, default="auto",
+    compare.add_argument("--population", type=auto_or_count, default="auto",
                          help="train up to N of an optimizer's trials at once (as lit-tune run)")
     compare.add_argument("--convex", default="",
                          help="also plot F(θ_n) − F* against the bounds: quadratic,logreg")
@@ -226,7 +230,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                                   heartbeat_s=args.heartbeat, max_failures=args.max_failures,
                                   accept_changes=args.accept_changes, overrides=overrides,
                                   timeout_s=args.timeout, lr_range=args.lr_range,
-                                  population=args.population)
+                                  population=args.population, threads=args.threads)
             except Interrupted as err:
                 # The trial that was running is failed without a fail_reason: the next run of
                 # the same command runs it again and finishes the budget.

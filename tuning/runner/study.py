@@ -78,6 +78,7 @@ class WorkerPlan:
     max_failures: int = MAX_FAILURES
     deadline: float | None = None
     population: int = 1
+    threads: int | None = None  # torch threads on CPU; None: torch's own (or a worker's share)
 
 
 def _worker(plan: WorkerPlan, ready: Any = None) -> None:
@@ -87,11 +88,22 @@ def _worker(plan: WorkerPlan, ready: Any = None) -> None:
     quiet_lightning()  # again: a --n-workers process starts fresh
     if plan.n_workers > 1:
         die_with_parent(mp.parent_process().pid)  # the pid that spawned this worker
-        if plan.accelerator == "cpu":
-            import torch
+    threads = plan.threads
+    if threads is None and plan.n_workers > 1 and plan.accelerator == "cpu":
+        # Share the cores instead of every worker spinning up one thread per core.
+        threads = max(1, (os.cpu_count() or 1) // plan.n_workers)
+    import torch
 
-            # Share the cores instead of every worker spinning up one thread per core.
-            torch.set_num_threads(max(1, (os.cpu_count() or 1) // plan.n_workers))
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        _optimize(plan, ready)
+    finally:  # run in-process (one worker), the caller's own count comes back
+        torch.set_num_threads(previous)
+
+
+def _optimize(plan: WorkerPlan, ready: Any) -> None:
     space = load_space(plan.space_path)
     storage = open_storage(plan.storage_url, n_workers=plan.n_workers,
                            heartbeat_s=plan.heartbeat_s, writer=True)
@@ -216,7 +228,7 @@ def run_study(*, recipe: str, space: str, study_name: str, storage_url: str, run
               heartbeat_s: float = HEARTBEAT_S, max_failures: int = MAX_FAILURES,
               accept_changes: bool = False, overrides: dict[str, Any] | None = None,
               timeout_s: float | None = None, lr_range: str | None = None,
-              population: int = 1) -> optuna.Study:
+              population: int = 1, threads: int | str = "auto") -> optuna.Study:
     """Create or resume ``study_name`` and run it until ``n_trials`` trials have used the budget
     (finished, or failed by their own error).
 
@@ -230,6 +242,7 @@ def run_study(*, recipe: str, space: str, study_name: str, storage_url: str, run
         lr_range: ``"auto"``: run the lr range test once before trial 0 and search the
             module's lr over [suggestion / 10, divergence point] (``lit-optim lr-find``),
             replacing the space's own lr range; the range is in the study's user attributes.
+        threads: torch threads per worker on CPU, or ``"auto"`` (``tuning.runner.threads``).
     """
     parsed = load_space(space)  # every check before anything is written
     space_dict = load_space_dict(space)
@@ -244,8 +257,10 @@ def run_study(*, recipe: str, space: str, study_name: str, storage_url: str, run
         raise ConfigError(f"n_trials and n_workers must be >= 1, got {n_trials}, {n_workers}")
     check_count("max_failures", max_failures)
     from tuning.runner.population import check_population, choose_population
+    from tuning.runner.threads import check_threads, choose_threads
 
     check_population(population, sampler, parsed, n_trials=n_trials)
+    check_threads(threads)
     check_before_trial_0(recipe_dict, parsed, trial_trainer_args(accelerator))
     parsed = dataclasses.replace(parsed, direction=resolve_direction(
         recipe_dict, parsed, trial_trainer_args(accelerator)))
@@ -289,10 +304,14 @@ def run_study(*, recipe: str, space: str, study_name: str, storage_url: str, run
         deadline = None if timeout_s is None else time.time() + timeout_s
         if population_note:
             print(population_note, file=sys.stderr)
+        threads, threads_note = choose_threads(threads, n_workers, accelerator)
+        if threads_note:
+            print(threads_note, file=sys.stderr)
         plan = WorkerPlan(study_name, storage_url, str(recipe), str(space), str(run_dir),
                           n_trials, sampler, pruner, seed=sampler_seed(seed, 0, created=created),
                           accelerator=accelerator, heartbeat_s=heartbeat_s,
-                          max_failures=max_failures, deadline=deadline, population=population)
+                          max_failures=max_failures, deadline=deadline, population=population,
+                          threads=threads)
         if n_workers == 1:
             _worker(plan)
         else:

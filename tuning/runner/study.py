@@ -304,7 +304,7 @@ def run_study(*, recipe: str, space: str, study_name: str, storage_url: str, run
         deadline = None if timeout_s is None else time.time() + timeout_s
         if population_note:
             print(population_note, file=sys.stderr)
-        threads, threads_note = choose_threads(threads, n_workers, accelerator)
+        threads, threads_note = choose_threads(threads, n_workers, accelerator, population)
         if threads_note:
             print(threads_note, file=sys.stderr)
         plan = WorkerPlan(study_name, storage_url, str(recipe), str(space), str(run_dir),

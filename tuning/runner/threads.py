@@ -4,9 +4,9 @@ On a busy machine two torch threads per process can be many times slower than on
 parallel region waits for its slowest thread, and a thread the scheduler has put aside stalls
 the others (30 epochs of the digits MLP: 0.5 s on one thread, 23–44 s on two under a load of
 3–5). Which count is faster depends on the load when the study starts, so ``auto`` measures it
-there: a short probe of training steps of a small MLP, timed at each candidate count,
-interleaved, the best of three rounds each, and says what it chose in one line. An integer
-sets it.
+there: a short probe of training steps of a small MLP, as many members wide as the study's
+populations, timed at each candidate count, interleaved, the best of three rounds each, and
+says what it chose in one line. An integer sets it.
 """
 
 from __future__ import annotations
@@ -26,9 +26,11 @@ def check_threads(threads: int | str) -> None:
         raise ConfigError(f"--threads must be auto or an integer >= 1, got {threads!r}")
 
 
-def choose_threads(threads: int | str, n_workers: int, accelerator: str) -> tuple[int | None, str | None]:
+def choose_threads(threads: int | str, n_workers: int, accelerator: str, population: int = 1
+                   ) -> tuple[int | None, str | None]:
     """(torch threads per worker, the line that says why), or (None, None) where training
-    does not run on the CPU (an accelerator's threads only feed it)."""
+    does not run on the CPU (an accelerator's threads only feed it). ``population``: how
+    many trials train at once, as wide as the probe is made."""
     check_threads(threads)
     if threads != "auto":
         return int(threads), None
@@ -41,38 +43,45 @@ def choose_threads(threads: int | str, n_workers: int, accelerator: str) -> tupl
     candidates = sorted({1, share})
     if len(candidates) == 1:
         return share, None
-    seconds = _probe(candidates)
+    seconds = _probe(candidates, population)
     best = min(candidates, key=seconds.get)
     load = os.getloadavg()[0]
     timings = ", ".join(f"{n} thread{'s' if n > 1 else ''} {seconds[n] * 1e3:.1f} ms"
                         for n in candidates)
-    return best, (f"threads: {best} per worker, the faster in a probe at start ({timings}; "
+    width = f", {population} members wide" if population > 1 else ""
+    return best, (f"threads: {best} per worker, the faster in a probe at start{width} ({timings}; "
                   f"load {load:.1f} on {cores} cores); --threads N sets it")
 
 
-def _probe(candidates: list[int], rounds: int = 3) -> dict[int, float]:
-    """Seconds of ten training steps of a small MLP (forward, backward, Adam: the many small
-    kernels a trial runs, each a parallel region that waits for its slowest thread) at each
-    thread count, the best of ``rounds``. A probe of large matrix products alone favours
-    more threads under load where a real trial does not."""
+def _probe(candidates: list[int], members: int = 1, rounds: int = 3) -> dict[int, float]:
+    """Seconds of a few training steps of a small MLP (forward, backward, Adam: the many small
+    kernels a trial runs, each a parallel region that waits for its slowest thread), stacked
+    ``members`` times as a population's batched matmuls are, at each thread count, the best of
+    ``rounds``. Large matrix products alone favour more threads under load where a real trial
+    does not; a population's wider products favour them more than one trial's."""
     import torch
-    from torch import nn
 
     before, rng = torch.get_num_threads(), torch.get_rng_state()
     torch.manual_seed(0)
-    net = nn.Sequential(nn.Linear(64, 256), nn.ReLU(), nn.Linear(256, 128), nn.ReLU(),
-                        nn.Linear(128, 10))
-    optimizer = torch.optim.Adam(net.parameters())
-    x, y = torch.randn(128, 64), torch.randint(0, 10, (128,))
+    widths = (64, 256, 128, 10)
+    weights = [(torch.randn(members, a, b) / a ** 0.5).requires_grad_()
+               for a, b in zip(widths, widths[1:])]
+    optimizer = torch.optim.Adam(weights)
+    x, y = torch.randn(128, 64), torch.randint(0, 10, (members * 128,))
+    steps = max(2, round(10 / members ** 0.5))  # under a second in all on 2 busy cores
     best = {n: float("inf") for n in candidates}
     try:
         for _ in range(rounds):
             for n in candidates:
                 torch.set_num_threads(n)
                 start = time.perf_counter()
-                for _ in range(10):
+                for _ in range(steps):
                     optimizer.zero_grad()
-                    nn.functional.cross_entropy(net(x), y).backward()
+                    h = x.expand(members, -1, -1)
+                    for i, w in enumerate(weights):
+                        h = torch.bmm(h, w)
+                        h = h.relu() if i < len(weights) - 1 else h
+                    torch.nn.functional.cross_entropy(h.reshape(-1, widths[-1]), y).backward()
                     optimizer.step()
                 best[n] = min(best[n], time.perf_counter() - start)
     finally:  # the caller's threads and random state, as they were

@@ -305,8 +305,7 @@ class ModulePopulation(L.LightningModule):
             self._collector.take()
         for name, grad in grads.items():
             params[name].grad = grad
-        stacked = list(params.values())
-        self.health.before_update(stacked)
+        self.health.before_update(list(params.values()))
         for update in self.updates:
             update.step()
         self.health.after_update()

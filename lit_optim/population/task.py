@@ -163,8 +163,7 @@ class PopulationTask(L.LightningModule):
             p.grad = None
         self.manual_backward(losses.sum())
         self.spikes.update(losses)
-        stacked = list(self.net.stacked().values())
-        self.health.before_update(stacked)
+        self.health.before_update(list(self.net.stacked().values()))
         self.update.step()
         self.health.after_update()
         self._step_shadows("step")

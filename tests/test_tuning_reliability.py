@@ -444,9 +444,11 @@ def test_a_trial_left_running_without_a_heartbeat_is_failed_and_replaced(workdir
 @pytest.mark.parametrize("storage", ["sqlite:///runs/two/study.db", pytest.param(
     "runs/two/journal.log", marks=pytest.mark.slow)], ids=["sqlite", "journal"])
 def test_two_runs_on_one_study_share_its_budget_and_both_exit_0(workdir, storage):
-    # 20 epochs: trials last long enough that the second run starts while the first trains.
+    # 100 epochs: trials last long enough that the second run starts while the first trains
+    # (20 sufficed while trials ran on two threads; on one, under load, the first run
+    # finished all six before the second had started).
     args = _lit_tune("--study", "two", "--storage", storage, "--n-trials", "6",
-                     "--trainer.max_epochs", "20")
+                     "--trainer.max_epochs", "100")
     first = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     path = storage if "://" in storage else str(Path(storage).absolute())
     deadline = time.time() + 120

@@ -86,8 +86,7 @@ class LayerDiagnostics(L.Callback):
         Returns whether this step is measured (then ``after_members_step`` must follow)."""
         if step % self.every_n_steps:
             return False
-        held = [(n, p) for n, p in zip(names, params) if p.grad is not None]
-        names, params = [n for n, _ in held], [p for _, p in held]
+        names, params = with_grads(list(zip(names, params)))
         w = member_norms([p.detach() for p in params])
         g = member_norms([p.grad for p in params])
         self._pending = (names, params, [p.detach().clone() for p in params], [w, g])

@@ -135,10 +135,8 @@ _GUARD_ACTIONS_AS_STOP = {
 def _why_not_trainer(trainer: dict[str, Any]) -> str | None:
     """What a recipe's Trainer asks that no population does: a callback that cannot act per
     member, or several processes."""
-    for cb in trainer.get("callbacks") or []:
-        name = cb.get("class_path", "") if isinstance(cb, dict) else str(cb)
-        short = name.rsplit(".", 1)[-1]
-        if short not in PER_MEMBER_CALLBACKS:
+    for name, _ in _recipe_callbacks(trainer):
+        if name.rsplit(".", 1)[-1] not in PER_MEMBER_CALLBACKS:
             return (f"callback {name} is not supported in a population (those that act per "
                     f"member: {', '.join(PER_MEMBER_CALLBACKS)})")
     if trainer.get("strategy", "auto") not in ("auto", None):
@@ -146,15 +144,19 @@ def _why_not_trainer(trainer: dict[str, Any]) -> str | None:
     return None
 
 
+def _recipe_callbacks(trainer: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(class path, init args) of each callback in a recipe's ``trainer`` section."""
+    return [(cb.get("class_path", ""), dict(cb.get("init_args") or {})) if isinstance(cb, dict)
+            else (str(cb), {}) for cb in trainer.get("callbacks") or []]
+
+
 def guard_note(recipe: dict[str, Any]) -> str | None:
     """The line that says how a population applies the recipe's NonFiniteGuard, where its
     action has no per-member form (raise and stop end the member's trial, as they end a trial
     run alone)."""
-    for cb in (recipe.get("trainer") or {}).get("callbacks") or []:
-        if not isinstance(cb, dict) or not cb.get("class_path", "").endswith("NonFiniteGuard"):
-            continue
-        action = (cb.get("init_args") or {}).get("action", "raise")
-        if action in _GUARD_ACTIONS_AS_STOP:
+    for name, init_args in _recipe_callbacks(recipe.get("trainer") or {}):
+        action = init_args.get("action", "raise")
+        if name.rsplit(".", 1)[-1] == "NonFiniteGuard" and action in _GUARD_ACTIONS_AS_STOP:
             return (f"NonFiniteGuard action {action!r} acts as 'stop' per member in a population:"
                     f" a member whose loss goes non-finite or spikes leaves it, its trial pruned "
                     f"as diverged ({_GUARD_ACTIONS_AS_STOP[action]}); --population 1 keeps "
@@ -188,7 +190,7 @@ class _Report(L.Callback):
         self.study, self.trials, self.metric, self.leave = study, trials, metric, leave
         self.left: set[int] = set()
 
-    def _tell_leavers(self, pl_module, reasons: dict[int, str]) -> None:
+    def _tell_leavers(self, reasons: dict[int, str]) -> None:
         for index, reason in reasons.items():
             if index not in self.left:
                 self.left.add(index)
@@ -210,8 +212,8 @@ class _Report(L.Callback):
         self.check_logged(pl_module)
 
     def _tell_diverged(self, pl_module) -> None:
-        self._tell_leavers(pl_module, {index: f"diverged: {reason}"
-                                       for index, reason in pl_module.dropped.items()})
+        self._tell_leavers({index: f"diverged: {reason}"
+                            for index, reason in pl_module.dropped.items()})
 
     def check_logged(self, pl_module) -> None:
         if pl_module.alive and self.metric not in pl_module.member_metrics:
@@ -236,7 +238,7 @@ class _Report(L.Callback):
                 pruned[index] = f"pruned at epoch {trainer.current_epoch} ({self.metric} {value:.4g})"
             keep.append(stays)
         pl_module.drop(torch.tensor(keep), reason="pruned")
-        self._tell_leavers(pl_module, pruned)
+        self._tell_leavers(pruned)
 
 
     def _judge(self):

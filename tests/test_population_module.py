@@ -159,6 +159,92 @@ def test_gradient_clipping_is_per_member(tmp_path):
                               population.member_state_dict(1)["head.weight"])
 
 
+class _Batches(L.Callback):
+    """Records every training batch by population epoch: what a replay feeds a reference."""
+
+    def __init__(self):
+        self.by_epoch: dict[int, list] = {}
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.by_epoch.setdefault(trainer.current_epoch, []).append([t.clone() for t in batch])
+
+
+class _Replay(Shapes):
+    """The population's batches from ``start`` on, one population epoch per epoch."""
+
+    def __init__(self, batches: _Batches, start: int):
+        super().__init__()
+        self.batches, self.start = batches, start
+
+    def train_dataloader(self):
+        # batch_size=None: each item is already a batch (a bare list reads as N loaders)
+        return DataLoader(self.batches.by_epoch[self.trainer.current_epoch + self.start],
+                          batch_size=None)
+
+
+@pytest.mark.parametrize("scheduler,kwargs", [
+    ("cosine", {}), ("plateau", {"warmup_steps": 10, "patience": 0, "factor": 0.5, "mode": "min"})])
+def test_a_member_that_joins_later_equals_its_run_fed_the_same_batches(tmp_path, scheduler, kwargs):
+    # Two members start; after population epoch 0 a third joins (its own epoch 0, step 0, its
+    # schedule built for its own 3 epochs); the first two complete after epoch 2 and leave.
+    # The newcomer equals a plain Lightning run of it fed the batches it saw; the first
+    # members still equal their own runs (the join took nothing from them).
+    members = [{**m, "optimizer": "adamw", "scheduler": scheduler, "scheduler_kwargs": kwargs}
+               for m in MEMBERS]
+    modules = []
+    for hparams in members[:2]:
+        L.seed_everything(0)
+        modules.append(SmallCNN(**hparams))
+    population = ModulePopulation(modules)
+    population.stop_when_empty = False
+    done: dict[int, tuple[dict, dict]] = {}
+
+    def between_epochs(pop):
+        finished = [e == 3 for e in pop.epochs_trained]
+        for position, index in enumerate(pop.alive):
+            if finished[position]:
+                done[index] = (pop.member_state_dict(position),
+                               {k: float(v[position]) for k, v in pop.member_metrics.items()})
+        pop.drop(torch.tensor([not f for f in finished]), reason="complete")
+        if pop.trainer.current_epoch == 0:
+            state = torch.get_rng_state()
+            L.seed_everything(0)
+            newcomer = SmallCNN(**members[2])
+            torch.set_rng_state(state)  # the population's data order goes on untouched
+            assert pop.join([newcomer], ["trial_2"]) == [2]
+        if not pop.alive:
+            pop.trainer.should_stop = True
+
+    population.on_epoch_end = between_epochs
+    batches = _Batches()
+
+    class RunsOn(L.Callback):  # the population outlives each member's 3 epochs
+        def on_train_start(self, trainer, pl_module):
+            trainer.fit_loop.max_epochs = -1
+
+    L.seed_everything(0)
+    trainer = L.Trainer(default_root_dir=tmp_path, callbacks=[batches, RunsOn()], **TRAINER)
+    trainer.fit(population, datamodule=Shapes())
+    assert sorted(done) == [0, 1, 2] and trainer.current_epoch == 4
+    assert population.member_names == ["member_0", "member_1", "trial_2"]
+    for index in (0, 2):
+        L.seed_everything(0)
+        module = SmallCNN(**members[index])
+        if index == 0:
+            reference, logged = _one_by_one(tmp_path, **members[0])
+        else:
+            reference = L.Trainer(default_root_dir=tmp_path, reload_dataloaders_every_n_epochs=1,
+                                  **TRAINER)
+            reference.fit(module, datamodule=_Replay(batches, start=1))
+            reference, logged = module, {k: float(v) for k, v in reference.callback_metrics.items()}
+        state, metrics = done[index]
+        for name, value in reference.state_dict().items():
+            if not name.startswith("top1."):
+                assert torch.allclose(state[name].to(value.dtype), value, rtol=0, atol=1e-10), (index, name)
+        for name in ("valid/nll", "valid/top1", "train/nll"):
+            assert metrics[name] == pytest.approx(logged[name], abs=1e-10), (index, name)
+
+
 class ItemInStep(SmallCNN):
     def training_step(self, batch, batch_idx):
         loss = super().training_step(batch, batch_idx)

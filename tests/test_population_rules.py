@@ -156,3 +156,54 @@ def test_population_optimizers_is_a_live_view_of_the_registry_with_aliases():
     finally:
         OPTIMIZERS.unregister("sgd_half")
     assert "sgd_half" not in POPULATION_OPTIMIZERS
+
+
+JOIN_AT, LEAVE_AT = 3, 5  # population steps: two members join, the first one leaves
+
+
+@pytest.mark.parametrize(("name", "extra"), [(name, {}) for name in sorted(MEMBERS)] + [
+    ("rmsprop", {"centered": True}), ("adam", {"amsgrad": True})])
+def test_a_member_that_joins_later_equals_a_torch_optimizer_started_then(name, extra):
+    # Members 0-1 start at step 0; 2-3 join at step JOIN_AT with fresh state; member 0 leaves
+    # at LEAVE_AT. Each equals torch's optimizer built when it joined and stepped on the same
+    # gradients: its own step count (bias correction, SGD's first buffer, Adagrad's decay).
+    members = [{**m, **extra} for m in MEMBERS[name]]
+    gen = torch.Generator().manual_seed(0)
+    start = [torch.randn(4, *shape, generator=gen, dtype=torch.float64) for shape in SHAPES]
+    alive = [0, 1]
+    stacked = [s[alive].clone().requires_grad_(True) for s in start]
+    population = PopulationUpdate(name, stacked, members[:2])
+    for step in range(STEPS + JOIN_AT):
+        if step == JOIN_AT:
+            alive += [2, 3]
+            stacked = [torch.cat([p.detach(), s[2:]]).requires_grad_(True)
+                       for p, s in zip(stacked, start)]
+            population.join(members[2:], stacked)
+        if step == LEAVE_AT:
+            mask = torch.tensor([i != 0 for i in alive])
+            alive = [i for i in alive if i != 0]
+            stacked = [p.detach()[mask].clone().requires_grad_(True) for p in stacked]
+            population.keep(mask, stacked)
+        population.set_lr([members[i]["lr"] * _lr_scale(step) for i in alive])
+        for p, g in zip(stacked, _grads(step, 4)):
+            p.grad = g[alive].clone()
+        population.step()
+    for position, i in enumerate(alive):
+        params = [torch.nn.Parameter(s[i].clone()) for s in start]
+        kwargs = {k: v for k, v in members[i].items() if k != "lr"}
+        opt = build_optimizer(name, params, lr=members[i]["lr"], **kwargs)
+        for step in range(JOIN_AT if i >= 2 else 0, STEPS + JOIN_AT):
+            for group in opt.param_groups:
+                group["lr"] = members[i]["lr"] * _lr_scale(step)
+            for p, g in zip(params, _grads(step, 4)):
+                p.grad = g[i].clone()
+            opt.step()
+        for p, w in zip(stacked, params):
+            assert torch.allclose(p[position].detach(), w.detach(), rtol=0, atol=1e-12), (name, i)
+    assert population.steps.tolist() == [STEPS + JOIN_AT, STEPS, STEPS]
+
+
+def test_a_newcomer_with_another_structural_option_is_refused():
+    population = PopulationUpdate("adam", [torch.zeros(1, 3)], [{"lr": 0.1}])
+    with pytest.raises(ConfigError, match="amsgrad must be the same for every member"):
+        population.join([{"lr": 0.1, "amsgrad": True}], [torch.zeros(2, 3)])

@@ -148,6 +148,16 @@ class GradientClipper(L.Callback):
         if self._norms is not None and self._norms.ndim == 2:
             self._norms = self._norms[:, keep.to(self._norms.device)]
 
+    def join_members(self, n: int) -> None:
+        """``n`` members joined the population after the present ones: no norm seen yet, no
+        step clipped (their AutoClip history fills as a fresh run's does; the quantile skips
+        the empty slots)."""
+        if self._clipped.ndim:
+            self._clipped = torch.cat([self._clipped, self._clipped.new_zeros(n)])
+        if self._norms is not None and self._norms.ndim == 2:
+            self._norms = torch.cat([self._norms, self._norms.new_full(
+                (self.history, n), float("nan"))], dim=1)
+
     def clipped_fraction(self) -> torch.Tensor | None:
         """The share of this epoch's steps that were clipped (per member in a population),
         and a fresh count for the next epoch; None before any step."""

@@ -21,6 +21,7 @@ class LossSpikes:
         self.ema: torch.Tensor | None = None
         self.first: torch.Tensor | None = None
         self.flagged: torch.Tensor | None = None
+        self._joined = False
 
     @torch.no_grad()
     def update(self, loss: torch.Tensor) -> None:
@@ -30,6 +31,9 @@ class LossSpikes:
             self.ema = torch.full_like(loss, float("nan"))
             self.first = loss.clone()
             self.flagged = torch.zeros_like(loss, dtype=torch.bool)
+        elif self._joined:  # newcomers' first loss is this one
+            self.first = torch.where(torch.isnan(self.first), loss, self.first)
+            self._joined = False
         # NaN compares False: no spike before a member's first good loss is known.
         bad = ~torch.isfinite(loss)
         if self.factor is not None:
@@ -48,3 +52,11 @@ class LossSpikes:
         if self.ema is not None:
             mask = mask.to(self.ema.device)
             self.ema, self.first, self.flagged = self.ema[mask], self.first[mask], self.flagged[mask]
+
+    def join(self, n: int) -> None:
+        """``n`` members joined after the present ones: no loss seen yet."""
+        if self.ema is not None:
+            self.ema = torch.cat([self.ema, self.ema.new_full((n,), float("nan"))])
+            self.first = torch.cat([self.first, self.first.new_full((n,), float("nan"))])
+            self.flagged = torch.cat([self.flagged, self.flagged.new_zeros(n)])
+            self._joined = True

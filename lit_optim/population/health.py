@@ -87,3 +87,10 @@ class MemberHealth:
         for callback in [*self.callbacks, self.trainer_clip]:
             if isinstance(callback, GradientClipper):
                 callback.keep_members(keep)
+
+    def join(self, members: Sequence[str]) -> None:
+        """``members`` (their names) joined after the present ones."""
+        self.members += list(members)
+        for callback in [*self.callbacks, self.trainer_clip]:
+            if isinstance(callback, GradientClipper):
+                callback.join_members(len(members))

@@ -163,6 +163,12 @@ class ModulePopulation(L.LightningModule):
         self._template.__dict__["log"] = self._collector  # the instance's log, nobody else's
         self.alive = list(range(len(members)))
         self.dropped: dict[int, str] = {}
+        # Each member's own epochs trained (a member may join a running population: join).
+        self.epochs_trained = [0] * len(members)
+        # The owner of a population that takes newcomers decides when it ends (on_epoch_end);
+        # otherwise the fit ends once no member is left.
+        self.stop_when_empty = True
+        self.on_epoch_end: Callable[[ModulePopulation], None] | None = None
         self.member_metrics: dict[str, torch.Tensor] = {}
         self._sums: dict[str, list[torch.Tensor]] = {}
         self._per_member_validation: str | None = None
@@ -188,11 +194,8 @@ class ModulePopulation(L.LightningModule):
         """Each member's own optimizer and schedules become its shadow; one PopulationUpdate
         per param group applies the group's per-member hyperparameters to the stacked
         tensors of that group's parameters."""
-        self.shadows = []
-        for member in self._members:
-            member.trainer = self.trainer  # its configure_optimizers may read the run length
-            optimizer, schedulers = _optimizer_and_schedulers(member.configure_optimizers())
-            self.shadows.append({"optimizer": optimizer, "schedulers": schedulers})
+        self.run_epochs = self.trainer.max_epochs  # each member's own run, also a newcomer's
+        self.shadows = [self._shadow(member) for member in self._members]
         rules = {_rule_of(s["optimizer"]) for s in self.shadows}
         if len(rules) > 1:
             raise NotVmappable(f"the members use different optimizers ({', '.join(sorted(rules))})")
@@ -211,6 +214,19 @@ class ModulePopulation(L.LightningModule):
         self._copy_hyper()
         return None  # manual optimization: Lightning runs with its placeholder optimizer
 
+    def _shadow(self, member: L.LightningModule) -> dict[str, Any]:
+        """The member's own optimizer and schedules, built by its configure_optimizers against
+        the Trainer with its own run length (a newcomer joins a population whose Trainer
+        runs on: it is built as its one-by-one run would be)."""
+        member.trainer = self.trainer  # its configure_optimizers may read the run length
+        loop = self.trainer.fit_loop
+        running, loop.max_epochs = loop.max_epochs, self.run_epochs
+        try:
+            optimizer, schedulers = _optimizer_and_schedulers(member.configure_optimizers())
+        finally:
+            loop.max_epochs = running
+        return {"optimizer": optimizer, "schedulers": schedulers}
+
     @staticmethod
     def _group_parameter_names(member: nn.Module, optimizer: torch.optim.Optimizer) -> list[tuple[str, ...]]:
         names = {id(p): n for n, p in member.named_parameters()}
@@ -222,6 +238,19 @@ class ModulePopulation(L.LightningModule):
             groups.append(tuple(names[id(p)] for p in group["params"]))
         return groups
 
+    def _newcomer_groups(self, member: nn.Module, optimizer: torch.optim.Optimizer) -> list[int]:
+        """For each of the population's param groups, the index of the newcomer's group
+        that holds all its parameters; NotVmappable if the newcomer trains other parameters
+        or splits one of the population's groups."""
+        where = {n: k for k, names in enumerate(self._group_parameter_names(member, optimizer))
+                 for n in names}
+        found = [{where.get(n) for n in names} for names, _ in self._groups]
+        trained = {n for names, _ in self._groups for n in names}
+        if set(where) != trained or any(len(f) != 1 or None in f for f in found):
+            raise NotVmappable("a newcomer's optimizer groups or trains the parameters "
+                               "otherwise than the population's members")
+        return [f.pop() for f in found]
+
     def _group_hyper(self, group: dict[str, Any]) -> dict[str, Any]:
         return {k: group[k] for k in ("lr", *RULES[self.rule][1]) if k in group}
 
@@ -230,7 +259,7 @@ class ModulePopulation(L.LightningModule):
         for update, (_, indices) in zip(self.updates, self._groups):
             update.follow([s["optimizer"].param_groups[k] for s, k in zip(self.shadows, indices)])
 
-    def _step_shadows(self, interval: str) -> None:
+    def _step_shadows(self, interval: str, batch_idx: int = 0) -> None:
         for index, shadow in enumerate(self.shadows):
             if interval == "step" and (not shadow.get("stepped")
                                        or has_step_hooks(shadow["optimizer"])):
@@ -244,7 +273,8 @@ class ModulePopulation(L.LightningModule):
                 if config["interval"] != interval:
                     continue
                 every = config.get("frequency") or 1
-                count = self.trainer.global_step if interval == "step" else self.current_epoch + 1
+                # Lightning's count: the batch in the epoch, or the member's own epochs.
+                count = batch_idx + 1 if interval == "step" else self.epochs_trained[index]
                 if count % every:
                     continue
                 if config.get("monitor"):
@@ -309,7 +339,7 @@ class ModulePopulation(L.LightningModule):
         for update in self.updates:
             update.step()
         self.health.after_update()
-        self._step_shadows("step")
+        self._step_shadows("step", batch_idx)
         self.spikes.update(loss)
         self._accumulate("train", logged, extract_batch_size(batch))
 
@@ -370,6 +400,7 @@ class ModulePopulation(L.LightningModule):
         self.member_metrics.update(epoch)
 
     def on_train_epoch_end(self) -> None:
+        self.epochs_trained = [e + 1 for e in self.epochs_trained]
         self.member_metrics.update(self._epoch_values("train"))
         self.member_metrics.update(self.health.epoch_metrics())
         self._step_shadows("epoch")
@@ -380,6 +411,8 @@ class ModulePopulation(L.LightningModule):
             bad |= ~torch.isfinite(p.detach().flatten(1)).all(dim=1)
         if bool(bad.any()):  # the one host read per epoch
             self.drop(~bad, reason="non-finite or spiking loss, non-finite metric or weights")
+        if self.on_epoch_end is not None:  # members leave and join between epochs
+            self.on_epoch_end(self)
 
     def _epoch_values(self, stage: str) -> dict[str, Any]:
         prefix = f"{stage}:"
@@ -401,8 +434,8 @@ class ModulePopulation(L.LightningModule):
             if not stays:
                 self.dropped[index] = reason
         if not any(flags):
-            self.trainer.should_stop = True
-            self.alive = []
+            self.trainer.should_stop = self.trainer.should_stop or self.stop_when_empty
+            self.alive, self.epochs_trained = [], []
             return
         device_keep = keep.to(self.device)
         for i, name in enumerate(self._param_names):
@@ -422,8 +455,53 @@ class ModulePopulation(L.LightningModule):
         self.shadows = [s for s, k in zip(self.shadows, flags) if k]
         self._members = [m for m, k in zip(self._members, flags) if k]
         self.alive = [i for i, k in zip(self.alive, flags) if k]
+        self.epochs_trained = [e for e, k in zip(self.epochs_trained, flags) if k]
         self.member_metrics = {k: v[device_keep] for k, v in self.member_metrics.items()}
         self._sums = {k: [v[0][device_keep], v[1]] for k, v in self._sums.items()}
+
+    def join(self, members: Sequence[L.LightningModule], names: Sequence[str]) -> list[int]:
+        """Add ``members`` (built as ``__init__``'s, each with its own hyperparameters and
+        initial weights) after the present ones, between epochs; returns their indices. Each
+        starts at its own epoch 0 and step 0: fresh optimizer state, its own schedules built
+        for its own run. Raises NotVmappable when a newcomer's optimizer groups or trains its
+        parameters otherwise than the population does."""
+        members, names = list(members), list(names)
+        shapes = {tuple((k, tuple(v.shape)) for k, v in m.state_dict().items())
+                  for m in [self._template, *members]}
+        if len(shapes) > 1:
+            raise ConfigError("the members of a population must have the same parameter "
+                              "and buffer shapes")
+        shadows = [self._shadow(member.to(self.device)) for member in members]
+        if {_rule_of(s["optimizer"]) for s in shadows} != {self.rule}:
+            raise NotVmappable(f"a newcomer's optimizer is not the population's ({self.rule})")
+        per_member = [self._newcomer_groups(m, s["optimizer"]) for m, s in zip(members, shadows)]
+        params, buffers = stack_module_state(members)
+        for i, name in enumerate(self._param_names):
+            old = getattr(self, f"p{i}")
+            grown = torch.cat([old.detach(), params[name].detach().to(old.device)])
+            setattr(self, f"p{i}", nn.Parameter(grown, requires_grad=old.requires_grad))
+        for i, name in enumerate(self._buffer_names):
+            old = getattr(self, f"b{i}")
+            setattr(self, f"b{i}", torch.cat([old, buffers[name].to(old.device)]))
+        stacked = self.stacked()
+        for k, (update, (group, _)) in enumerate(zip(self.updates, self._groups)):
+            update.join([self._group_hyper(s["optimizer"].param_groups[own[k]])
+                         for s, own in zip(shadows, per_member)], [stacked[n] for n in group])
+        self._groups = [(group, (*known, *(own[k] for own in per_member)))
+                        for k, (group, known) in enumerate(self._groups)]
+        self.shadows += shadows
+        self._members += members
+        new = list(range(len(self.member_names), len(self.member_names) + len(members)))
+        self.member_names += names
+        self.alive += new
+        self.epochs_trained += [0] * len(members)
+        self.spikes.join(len(members))
+        if self.health is not None:
+            self.health.join(names)
+        self.member_metrics = {k: torch.cat([v, v.new_full((len(members),), float("nan"))])
+                               for k, v in self.member_metrics.items()}
+        self._copy_hyper()
+        return new
 
 
 def _common_groups(per_member: list[list[tuple[str, ...]]]) -> list[tuple[tuple[str, ...], tuple[int, ...]]]:

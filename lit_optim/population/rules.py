@@ -96,11 +96,8 @@ class PopulationUpdate:
         self.n = len(members)
         if not self.params or any(p.shape[0] != self.n for p in self.params):
             raise ConfigError(f"every parameter needs a leading member axis of {self.n}")
-        merged = [{**_TORCH_DEFAULTS[self.rule], **defaults, **m} for m in members]
-        unknown = sorted(set().union(*merged) - set(_TORCH_DEFAULTS[self.rule]) - {"lr"})
-        if unknown:
-            raise ConfigError(f"optimizer {name!r} in a population does not take "
-                              f"{', '.join(unknown)}")
+        self.name, self._defaults = name, defaults
+        merged = self._merged(members)
         self.flags = {}
         for key in _STRUCTURAL:
             values = {bool(m[key]) for m in merged if key in m}
@@ -109,24 +106,69 @@ class PopulationUpdate:
                                   f"(it changes the algorithm), got both")
             self.flags[key] = values.pop() if values else False
         first = self.params[0]
-        scalars = {k for m in merged for k, v in m.items() if k not in _STRUCTURAL}
-
-        def vector(values):
-            return torch.tensor([float(v) for v in values], dtype=first.dtype, device=first.device)
-
-        self.h: dict[str, torch.Tensor] = {}
-        for key in sorted(scalars):
-            if key == "betas":
-                self.h["beta1"] = vector(m["betas"][0] for m in merged)
-                self.h["beta2"] = vector(m["betas"][1] for m in merged)
-            else:
-                self.h[key] = vector(m[key] for m in merged)
+        self.h: dict[str, torch.Tensor] = self._vectors(merged)
         self.state: list[dict[str, torch.Tensor]] = [{} for _ in self.params]
         # Which parameters take weight decay (the task exempts biases and norm weights).
         self.decay = list(decay) if decay is not None else [True] * len(self.params)
         self._scratch: list[torch.Tensor | None] = [None] * len(self.params)
         self._note_momentum(self.h.get("momentum", [1.0]))
-        self.steps = 0
+        # Each member's own step count (Adam's bias correction, SGD's first step, Adagrad's
+        # lr decay): members join a running population at step 0. On the device for the
+        # arithmetic; on the host as the population step each member joined at, so a step
+        # knows without a device read whether some member takes its first step.
+        self.steps = torch.zeros(self.n, dtype=first.dtype, device=first.device)
+        self._step, self._joined = 0, [0] * self.n
+
+    def _merged(self, members: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Each member's kwargs over the registry entry's defaults over torch's."""
+        merged = [{**_TORCH_DEFAULTS[self.rule], **self._defaults, **m} for m in members]
+        unknown = sorted(set().union(*merged) - set(_TORCH_DEFAULTS[self.rule]) - {"lr"})
+        if unknown:
+            raise ConfigError(f"optimizer {self.name!r} in a population does not take "
+                              f"{', '.join(unknown)}")
+        return merged
+
+    def _vectors(self, merged: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        """{hyperparameter: [N] tensor} of the members' scalars (betas split in two)."""
+        like = self.params[0]
+
+        def vector(values):
+            return torch.tensor([float(v) for v in values], dtype=like.dtype, device=like.device)
+
+        out = {}
+        for key in sorted({k for m in merged for k in m if k not in _STRUCTURAL}):
+            if key == "betas":
+                out["beta1"] = vector(m["betas"][0] for m in merged)
+                out["beta2"] = vector(m["betas"][1] for m in merged)
+            else:
+                out[key] = vector(m[key] for m in merged)
+        return out
+
+    @torch.no_grad()
+    def join(self, members: Sequence[Mapping[str, Any]], params: Sequence[torch.Tensor]) -> None:
+        """Append ``members`` (kwargs as in the constructor) after the present ones, at their
+        step 0 with fresh optimizer state, as a torch optimizer built for them now would
+        start; ``params`` are the grown stacked tensors (the newcomers last)."""
+        merged = self._merged(members)
+        for key in _STRUCTURAL:
+            if any(key in m and bool(m[key]) != self.flags[key] for m in merged):
+                raise ConfigError(f"{key} must be the same for every member of a population "
+                                  f"(it changes the algorithm), got both")
+        fresh = self._vectors(merged)
+        self.h = {k: torch.cat([v, fresh[k]]) for k, v in self.h.items()}
+        n = len(members)
+        for state in self.state:
+            for key, value in state.items():
+                new = value.new_zeros((n, *value.shape[1:]))
+                if key == "sum":  # Adagrad's accumulator starts at initial_accumulator_value
+                    new += fresh["initial_accumulator_value"].view(-1, *[1] * (new.ndim - 1))
+                state[key] = torch.cat([value, new])
+        self.params = list(params)
+        self._scratch = [None] * len(self.params)
+        self.steps = torch.cat([self.steps, self.steps.new_zeros(n)])
+        self._joined += [self._step] * n
+        self.n += n
+        self._note_momentum(self.h.get("momentum", [1.0]))
 
     @torch.no_grad()
     def keep(self, mask: torch.Tensor, params: Sequence[torch.Tensor]) -> None:
@@ -138,6 +180,8 @@ class PopulationUpdate:
         self.params = list(params)
         self._scratch = [None] * len(self.params)
         self.n = int(mask.sum())
+        self.steps = self.steps[mask]
+        self._joined = [j for j, k in zip(self._joined, mask.tolist()) if k]
         self._note_momentum(self.h.get("momentum", [1.0]))
 
     def set_lr(self, lrs: Sequence[float] | torch.Tensor) -> None:
@@ -171,9 +215,17 @@ class PopulationUpdate:
         """Hyperparameter ``key`` shaped [N, 1, …] to broadcast over ``like``."""
         return self.h[key].view(-1, *([1] * (like.ndim - 1)))
 
+    def _b_steps(self, like: torch.Tensor) -> torch.Tensor:
+        """The members' step counts shaped [N, 1, …] to broadcast over ``like``."""
+        return self.steps.view(-1, *([1] * (like.ndim - 1)))
+
     @torch.no_grad()
     def step(self) -> None:
+        # Members that take their first step and already have state to merge into (they
+        # joined a running population): SGD's first step sets its buffer to the gradient.
+        self._first = (self.steps == 0) if self._step in self._joined and self._step else None
         self.steps += 1
+        self._step += 1
         for i, (param, state, decays) in enumerate(zip(self.params, self.state, self.decay)):
             if param.grad is None:
                 continue
@@ -197,6 +249,9 @@ class PopulationUpdate:
             state["buf"] = grad.clone()
         else:  # buf·momentum + (1 − dampening)·grad
             state["buf"].mul_(b("momentum")).addcmul_(grad, 1 - b("dampening"))
+            if self._first is not None:  # a newcomer's first buffer is its gradient
+                mask = self._first.view(-1, *[1] * (p.ndim - 1))
+                state["buf"] = torch.where(mask, grad, state["buf"])
         buf = state["buf"]
         if self.flags["nesterov"]:  # torch requires momentum > 0 with nesterov
             step = torch.addcmul(grad, buf, b("momentum"), out=tmp)
@@ -224,8 +279,9 @@ class PopulationUpdate:
         state["exp_avg"].lerp_(grad, (1 - beta1).expand_as(grad))
         # exp_avg_sq·β2 + (1 − β2)·grad² (torch's addcmul with a scalar value; ours varies)
         state["exp_avg_sq"].mul_(beta2).addcmul_(grad, grad * (1 - beta2))
-        bias_correction1 = 1 - beta1 ** self.steps
-        bias_correction2_sqrt = (1 - beta2 ** self.steps) ** 0.5
+        steps = self._b_steps(p)
+        bias_correction1 = 1 - beta1 ** steps
+        bias_correction2_sqrt = (1 - beta2 ** steps) ** 0.5
         second = state["exp_avg_sq"]
         if self.flags["amsgrad"]:
             torch.maximum(state["max_exp_avg_sq"], second, out=state["max_exp_avg_sq"])
@@ -274,7 +330,7 @@ class PopulationUpdate:
         if not state:
             state["sum"] = torch.zeros_like(p) + b("initial_accumulator_value")
         grad = self._decayed(p, grad, decays, tmp)
-        clr = b("lr") / (1 + (self.steps - 1) * b("lr_decay"))
+        clr = b("lr") / (1 + (self._b_steps(p) - 1) * b("lr_decay"))
         state["sum"].addcmul_(grad, grad)
         std = state["sum"].sqrt().add_(b("eps"))
         p.addcmul_(grad / std, clr, value=-1)

@@ -86,3 +86,90 @@ def test_a_member_that_diverges_is_dropped_with_its_reason_and_the_rest_train_on
     assert population.alive == [0, 2] and population.dropped == {1: "non-finite or spiking loss, or non-finite metric"}
     assert population.net.size == 2
     assert torch.isfinite(population.member_metrics["val_loss"]).all()
+
+
+class _Batches(L.Callback):
+    def __init__(self):
+        self.by_epoch: dict[int, list] = {}
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.by_epoch.setdefault(trainer.current_epoch, []).append([t.clone() for t in batch])
+
+
+class _Replay(L.LightningDataModule):
+    """The population's training batches from population epoch ``start`` on; the same
+    validation data."""
+
+    def __init__(self, data, batches, start):
+        super().__init__()
+        self.data, self.batches, self.start = data, batches, start
+
+    def setup(self, stage=None):
+        self.data.setup(stage)
+
+    def train_dataloader(self):
+        from torch.utils.data import DataLoader
+
+        return DataLoader(self.batches.by_epoch[self.trainer.current_epoch + self.start],
+                          batch_size=None)
+
+    def val_dataloader(self):
+        return self.data.val_dataloader()
+
+
+@pytest.mark.parametrize(("optimizer", "scheduler", "kwargs"), [
+    ("adam", "cosine", {"warmup_steps": 3}), ("sgd", "onecycle", {}),
+    ("adagrad", "constant", {})])
+def test_a_member_that_joins_later_equals_its_sequential_task_fed_the_same_batches(
+        optimizer, scheduler, kwargs):
+    # Two members start; a third joins after population epoch 0 at its own epoch 0 and step 0;
+    # the first two complete their 3 epochs and leave. The newcomer equals ClassificationTask
+    # fitted alone on the batches it saw (its schedule built for its own 3 epochs).
+    members = CASES[optimizer][:3]
+    data = ClassificationData("digits", batch_size=128)
+    population = PopulationTask(data.input_shape, 10, members[:2], network_kwargs=NET,
+                                optimizer=optimizer, scheduler=scheduler, scheduler_kwargs=kwargs)
+    population.stop_when_empty = False
+    done = {}
+
+    def between_epochs(pop):
+        finished = [e == 3 for e in pop.epochs_trained]
+        for position, index in enumerate(pop.alive):
+            if finished[position]:
+                done[index] = (pop.net.member_state_dict(position),
+                               {k: float(v[position]) for k, v in pop.member_metrics.items()})
+        pop.drop(torch.tensor([not f for f in finished]), reason="complete")
+        if pop.trainer.current_epoch == 0:
+            assert pop.join(members[2:], ["trial_2"]) == [2]
+        if not pop.alive:
+            pop.trainer.should_stop = True
+
+    class RunsOn(L.Callback):
+        def on_train_start(self, trainer, pl_module):
+            trainer.fit_loop.max_epochs = -1
+
+    population.on_epoch_end = between_epochs
+    batches = _Batches()
+    trainer = _trainer()
+    trainer.callbacks += [batches, RunsOn()]
+    trainer.fit(population, datamodule=data)
+    assert sorted(done) == [0, 1, 2] and trainer.current_epoch == 4
+    for index, start in ((0, 0), (2, 1)):
+        member = members[index]
+        torch.manual_seed(0)
+        extra = {k: v for k, v in member.items() if k not in ("lr", "weight_decay")}
+        task = ClassificationTask(data.input_shape, 10, network_kwargs=NET, optimizer=optimizer,
+                                  lr=member["lr"], weight_decay=member["weight_decay"],
+                                  optimizer_kwargs=extra, scheduler=scheduler,
+                                  scheduler_kwargs=kwargs)
+        reference = L.Trainer(max_epochs=3, limit_train_batches=3, precision="64-true",
+                              logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                              enable_model_summary=False, accelerator="cpu",
+                              num_sanity_val_steps=0, reload_dataloaders_every_n_epochs=1)
+        reference.fit(task, datamodule=_Replay(ClassificationData("digits", batch_size=128),
+                                               batches, start))
+        state, metrics = done[index]
+        for name, value in task.net.state_dict().items():
+            assert torch.allclose(state[name], value, rtol=0, atol=1e-10), (index, name)
+        assert metrics["val_loss"] == pytest.approx(float(reference.callback_metrics["val_loss"]),
+                                                    rel=1e-10)

@@ -148,6 +148,19 @@ class StackedNetwork(nn.Module):
             setattr(self, f"b{i}", getattr(self, f"b{i}")[mask].clone())
 
 
+    @torch.no_grad()
+    def join(self, members: Sequence[nn.Module]) -> None:
+        """Append ``members`` (networks of the same shape) after the present ones."""
+        params, buffers = torch.func.stack_module_state(list(members))
+        for i, name in enumerate(self._names):
+            old = getattr(self, f"p{i}").detach()
+            grown = torch.cat([old, params[name].detach().to(old.device, old.dtype)])
+            setattr(self, f"p{i}", nn.Parameter(self._laid_out(name, grown)))
+        for i, name in enumerate(self._buffer_names):
+            old = getattr(self, f"b{i}")
+            setattr(self, f"b{i}", torch.cat([old, buffers[name].to(old.device, old.dtype)]))
+
+
 # Activations without parameters or randomness: the same module works on [B, …] and [N, B, …].
 _ELEMENTWISE = (nn.ReLU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.LeakyReLU, nn.ELU,
                 nn.Identity)

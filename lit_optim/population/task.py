@@ -15,7 +15,7 @@ host read) leave the population; the others compute exactly as without them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import lightning as L
@@ -67,13 +67,17 @@ class PopulationTask(L.LightningModule):
         self.members = [dict(m) for m in members]
         self.optimizer_name, self.scheduler_name = optimizer, scheduler
         self.scheduler_kwargs = dict(scheduler_kwargs or {})
-        nets = []
-        for _ in self.members:
-            torch.manual_seed(seed)
-            nets.append(build_model(network, input_shape, num_classes, **(network_kwargs or {})))
-        self.net = StackedNetwork(nets)
+        self._network = (network, tuple(input_shape), num_classes, dict(network_kwargs or {}))
+        self.seed = seed
+        self.net = StackedNetwork(self._nets(len(self.members)))
         self.alive = list(range(len(self.members)))
         self.dropped: dict[int, str] = {}
+        # Each member's own epochs trained (a member may join a running population: join).
+        self.epochs_trained = [0] * len(self.members)
+        # The owner of a population that takes newcomers decides when it ends (on_epoch_end);
+        # otherwise the fit ends once no member is left.
+        self.stop_when_empty = True
+        self.on_epoch_end: Callable[[PopulationTask], None] | None = None
         self.member_metrics: dict[str, torch.Tensor] = {}
         self._sums: dict[str, torch.Tensor] = {}
         self.spikes = LossSpikes(loss_spike_factor)
@@ -84,6 +88,16 @@ class PopulationTask(L.LightningModule):
         self.health: MemberHealth | None = None
         self.module_name = "ClassificationTask"  # what the members are, for messages
 
+    def _nets(self, n: int) -> list[nn.Module]:
+        """``n`` networks as each member's sequential trial builds its own: under
+        ``torch.manual_seed(seed)``."""
+        network, input_shape, num_classes, kwargs = self._network
+        nets = []
+        for _ in range(n):
+            torch.manual_seed(self.seed)
+            nets.append(build_model(network, input_shape, num_classes, **kwargs))
+        return nets
+
     # -- optimization -------------------------------------------------------------------------
     def configure_optimizers(self):
         # ClassificationTask's parameter groups' rule, on each member's dimensions (the
@@ -91,11 +105,13 @@ class PopulationTask(L.LightningModule):
         decay = [takes_decay(p.ndim - 1, self.decay_bias_and_norm) for p in self.net.parameters()]
         self.update = PopulationUpdate(self.optimizer_name, list(self.net.parameters()),
                                        self.members, decay=decay)
-        self.shadows = self._build_shadows()
+        self.run_epochs = self.trainer.max_epochs  # each member's own run, also a newcomer's
+        self.shadows, self._member_groups = self._build_shadows(list(enumerate(self.members)))
         self._copy_lrs()
         return None  # manual optimization: Lightning runs with its placeholder optimizer
 
-    def _build_shadows(self) -> list[dict[str, Any]]:
+    def _build_shadows(self, members: list[tuple[int, Mapping[str, Any]]]
+                       ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """The members' schedules: shadow optimizers of the members' own class, one
         throwaway parameter per member, so a schedule that also cycles momentum or beta1
         (onecycle) finds the key it expects.
@@ -105,28 +121,35 @@ class PopulationTask(L.LightningModule):
         batch instead of N); apart are a monitoring schedule (plateau reads one metric per
         scheduler, and each member has its own) and, for onecycle, members whose momentum
         is 0 and not (it decides from ``optimizer.defaults`` whether to cycle momentum).
+
+        ``members``: (index, kwargs) of the members to build for; returns the shadows and
+        each member's param group, in ``members``' order. Every schedule is built for the
+        members' own run (a newcomer joins a population whose Trainer runs on).
         """
         info = SCHEDULERS.get(self.scheduler_name)
         _, defaults = POPULATION_OPTIMIZERS[self.optimizer_name]
+        kwargs = dict(members)
         parts: dict[Any, list[int]] = {}
-        for i, member in enumerate(self.members):
+        for i, member in members:
             key = i if info.needs_monitor else bool(member.get("momentum",
                                                                defaults.get("momentum")))
             parts.setdefault(key, []).append(i)
-        shadows = []
-        self._member_groups: list[dict[str, Any]] = [{} for _ in self.members]
-        for indices in parts.values():
-            groups = [{"params": [nn.Parameter(torch.zeros(1))], **self.members[i]}
-                      for i in indices]
-            first = {k: v for k, v in self.members[indices[0]].items() if k != "lr"}
-            shadow = build_optimizer(self.optimizer_name, groups,
-                                     lr=self.members[indices[0]]["lr"], **first)
-            config = create_scheduler(self.scheduler_name, shadow, self.trainer,
-                                      **self.scheduler_kwargs)
-            for i, group in zip(indices, shadow.param_groups):
-                self._member_groups[i] = group
-            shadows.append({"optimizer": shadow, "config": config, "members": indices})
-        return shadows
+        shadows, group_of = [], {}
+        loop = self.trainer.fit_loop
+        running, loop.max_epochs = loop.max_epochs, self.run_epochs
+        try:
+            for indices in parts.values():
+                groups = [{"params": [nn.Parameter(torch.zeros(1))], **kwargs[i]} for i in indices]
+                first = {k: v for k, v in kwargs[indices[0]].items() if k != "lr"}
+                shadow = build_optimizer(self.optimizer_name, groups,
+                                         lr=kwargs[indices[0]]["lr"], **first)
+                config = create_scheduler(self.scheduler_name, shadow, self.trainer,
+                                          **self.scheduler_kwargs)
+                group_of.update(zip(indices, shadow.param_groups))
+                shadows.append({"optimizer": shadow, "config": config, "members": indices})
+        finally:
+            loop.max_epochs = running
+        return shadows, [group_of[i] for i, _ in members]
 
     def _copy_lrs(self) -> None:
         """lr, and the momentum / betas a schedule may cycle, from each member's shadow."""
@@ -198,6 +221,7 @@ class PopulationTask(L.LightningModule):
                      else values.nan_to_num(float("inf")).min(), prog_bar=True)
 
     def on_train_epoch_end(self) -> None:
+        self.epochs_trained = [e + 1 for e in self.epochs_trained]
         if "train_loss" in self._sums:
             self.member_metrics["train_loss"] = self._mean("train_loss")
         self.member_metrics.update(self.health.epoch_metrics())
@@ -207,6 +231,8 @@ class PopulationTask(L.LightningModule):
             bad |= ~torch.isfinite(values)
         if bool(bad.any()):  # the one host read per epoch
             self.drop(~bad, reason="non-finite or spiking loss, or non-finite metric")
+        if self.on_epoch_end is not None:  # members leave and join between epochs
+            self.on_epoch_end(self)
 
     # -- membership ---------------------------------------------------------------------------
     def drop(self, keep: torch.Tensor, reason: str) -> None:
@@ -217,9 +243,9 @@ class PopulationTask(L.LightningModule):
         for index, stays in zip(self.alive, keep.tolist()):
             if not stays:
                 self.dropped[index] = reason
-        if not bool(keep.any()):
-            self.trainer.should_stop = True  # nobody left: the fit ends here
-            self.alive = []
+        if not bool(keep.any()):  # nobody left: the fit ends here, unless newcomers may join
+            self.trainer.should_stop = self.trainer.should_stop or self.stop_when_empty
+            self.alive, self.epochs_trained = [], []
             return
         self.net.keep(keep)
         self.spikes.keep(keep)
@@ -232,6 +258,36 @@ class PopulationTask(L.LightningModule):
         self._member_groups = [g for g, k in zip(self._member_groups, keep.tolist()) if k]
         self.members = [m for m, k in zip(self.members, keep.tolist()) if k]
         self.alive = [i for i, k in zip(self.alive, keep.tolist()) if k]
+        self.epochs_trained = [e for e, k in zip(self.epochs_trained, keep.tolist()) if k]
         self.member_metrics = {k: v[keep.to(v.device)] for k, v in self.member_metrics.items()}
         self._sums = {k: v if k.endswith("/n") else v[keep.to(v.device)]
                       for k, v in self._sums.items()}
+
+    def join(self, members: Sequence[Mapping], names: Sequence[str]) -> list[int]:
+        """Add ``members`` (kwargs as ``__init__``'s) after the present ones, between epochs;
+        returns their indices. Each starts from the weights its sequential trial starts from,
+        at its own epoch 0 and step 0 (fresh optimizer state, its schedule built for its own
+        run). The random state is left as it was: the others' data order goes on."""
+        members, names = [dict(m) for m in members], list(names)
+        state = torch.get_rng_state()
+        try:
+            nets = self._nets(len(members))
+        finally:
+            torch.set_rng_state(state)
+        self.net.join([net.to(self.net.p0.device) for net in nets])
+        self.update.join(members, list(self.net.parameters()))
+        new = list(range(len(self.member_names), len(self.member_names) + len(members)))
+        shadows, groups = self._build_shadows(list(zip(new, members)))
+        self.shadows += shadows
+        self._member_groups += groups
+        self.members += members
+        self.member_names += names
+        self.alive += new
+        self.epochs_trained += [0] * len(members)
+        self.spikes.join(len(members))
+        if self.health is not None:
+            self.health.join(names)
+        self.member_metrics = {k: torch.cat([v, v.new_full((len(members),), float("nan"))])
+                               for k, v in self.member_metrics.items()}
+        self._copy_lrs()
+        return new

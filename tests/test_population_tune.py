@@ -108,7 +108,7 @@ def test_per_epoch_pruning_decides_as_should_prune(tmp_path, pruner):
     for epoch in range(3):
         for i, trial in enumerate(members):
             trial.report(0.2 * i + 0.05 * epoch, epoch)
-    judge = _Report(study, members, "val_acc", leave=lambda index, reason: None)._judge()
+    judge = _Report(study, members, "val_acc", lambda index, state, value: None, lambda count: None)._judge()
     decisions = [bool(judge(trial)) for trial in members]
     if not isinstance(pruner, optuna.pruners.NopPruner):
         assert decisions == [trial.should_prune() for trial in members]
@@ -124,10 +124,14 @@ def test_without_population_given_the_study_trains_populations_and_says_so(space
     auto = [line for line in err.splitlines() if line.startswith("population auto:")]
     assert auto == ["population auto: 3 trials train at once as one vectorized model (bounded by "
                     "4 sampler rounds; --population 1 trains them one by one)"], err
-    assert "trials 0, 1, 2 train as one population of 3" in err
-    assert "trials 9, 10, 11 train as one population of 3" in err
+    # One population: as members complete, newly asked trials take their slots
+    assert err.count("train as one population") == 1 and "trials 0, 1, 2 train as one " \
+        "population of 3" in err, err
     study = optuna.load_study(study_name="auto", storage="sqlite:///runs/auto/study.db")
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 12
+    joined = [t.user_attrs.get("population_epoch_joined", 0) for t in study.trials]
+    assert joined[:3] == [0, 0, 0] and all(epoch > 0 for epoch in joined[3:]), joined
+    assert sorted(joined) == joined  # asked as slots free up, in order
 
 
 def test_population_one_keeps_trials_one_by_one(space, capsys):
@@ -141,16 +145,19 @@ def test_a_space_that_varies_structure_still_forms_populations(tune_dir, capsys)
 
     root = Path(__file__).resolve().parents[1]
     (tune_dir / "space.yaml").write_text((root / "recipes" / "digits" / "search.yaml").read_text())
-    _run("--study", "full", "--n-trials", "8", "--population", "4")
+    _run("--study", "full", "--n-trials", "12", "--population", "4")
     err = capsys.readouterr().err
+    # a population of one structure hosts two generations of its 4 slots (8 trials), then
+    # the next one draws its structure afresh
     assert err.count("train as one population of 4") == 2, err
+    assert "trials 8, 9, 10, 11 train as one population of 4" in err, err
     study = optuna.load_study(study_name="full", storage="sqlite:///runs/full/study.db")
     structural = ("model.optimizer", "data.batch_size", "model.scheduler",
                   "model.network_kwargs.activation", "model.network_kwargs.dropout")
-    for batch in (study.trials[:4], study.trials[4:]):
-        # one structure per batch, drawn once; the scalars drawn per member
+    for batch in (study.trials[:8], study.trials[8:]):
+        # one structure per population, drawn once; the scalars drawn per member
         assert len({tuple(t.params.get(k) for k in structural) for t in batch}) == 1
-        assert len({t.params["model.lr"] for t in batch}) == 4
+        assert len({t.params["model.lr"] for t in batch}) == len(batch)
     assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in study.trials)
 
 

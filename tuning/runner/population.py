@@ -180,30 +180,53 @@ def _per_member_options(trainer: L.Trainer, trials: list[optuna.Trial]) -> dict[
 
 
 class _Report(L.Callback):
-    """After each validation epoch: every member reports to its trial; pruned ones leave, and
-    so do diverged ones, each told to Optuna the moment it leaves (``leave``: its index and
-    ``pruned_reason``), not when the population ends: the sampler and the pruner see it at
-    once, and an interruption later cannot turn it into a failed trial."""
+    """The population's link to the study. After each validation epoch every member reports
+    to its trial at its own epoch; pruned ones leave and are told at once (``pruned_reason``),
+    as are diverged ones. Between epochs (``between_epochs``, the population's
+    ``on_epoch_end``) members that trained their run's epochs leave COMPLETE with their
+    values, and the freed slots take newly asked trials (``newcomers``) while the budget
+    lasts: the sampler and the pruner see every result at once, the population never idles
+    on empty slots, and an interruption later cannot turn a result into a failed trial."""
 
     def __init__(self, study: optuna.Study, trials: list[optuna.Trial], metric: str,
-                 leave: Callable[[int, str], None]) -> None:
-        self.study, self.trials, self.metric, self.leave = study, trials, metric, leave
+                 tell: Callable[[int, TrialState, float | None], None],
+                 shown: Callable[[int], None], *,
+                 newcomers: _Newcomers | None = None, structure: str = "",
+                 quota: int | None = None,
+                 build: Callable[[list[optuna.Trial], list[dict[str, Any]]], list[Any]] | None = None
+                 ) -> None:
+        self.study, self.trials, self.metric = study, trials, metric
+        self.tell, self.shown = tell, shown  # a trial's result; the progress of n results
+        self.newcomers, self.structure, self.build = newcomers, structure, build
+        self.size = len(trials)  # the population's slots
+        self.quota = quota  # the most trials it hosts (None: while the budget lasts)
+        self.run_epochs: int | None = None  # each member's epochs, when the run counts them
         self.left: set[int] = set()
 
     def _tell_leavers(self, reasons: dict[int, str]) -> None:
         for index, reason in reasons.items():
             if index not in self.left:
                 self.left.add(index)
-                self.leave(index, reason)
+                self.trials[index].set_user_attr("pruned_reason", reason)
+                self.tell(index, TrialState.PRUNED, None)
+                self.shown(1)
 
     def setup(self, trainer: L.Trainer, pl_module, stage: str) -> None:
         directions = getattr(pl_module, "directions", None)  # a ModulePopulation's
         if directions is not None:
             check = MetricCheck(self.metric, self.study.direction.name.lower())
             directions.when_logged(self.metric, check.direction_logged)
+        epochs = trainer.max_epochs
+        if epochs is not None and epochs > 0 and trainer.max_steps == -1:
+            self.run_epochs = epochs
+            pl_module.stop_when_empty = False
+            pl_module.on_epoch_end = self.between_epochs
+
+    def on_train_start(self, trainer: L.Trainer, pl_module) -> None:
+        if self.run_epochs is not None:  # members end on their own epochs; the fit runs on
+            trainer.fit_loop.max_epochs = -1
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module) -> None:
-        self._tell_diverged(pl_module)  # dropped at the end of the last epoch
         if trainer.current_epoch == 1:  # after the first epoch, as MetricCheck checks a trial
             self.check_logged(pl_module)
 
@@ -223,23 +246,74 @@ class _Report(L.Callback):
     def on_validation_end(self, trainer: L.Trainer, pl_module) -> None:
         if trainer.sanity_checking or self.metric not in pl_module.member_metrics:
             return
-        import torch
-
         values = pl_module.member_metrics[self.metric].tolist()  # one host read per epoch
-        epoch = trainer.current_epoch
-        report_all(self.study, [(self.trials[index], value) for index, value
-                                in zip(pl_module.alive, values) if math.isfinite(value)], epoch)
+        reports: dict[int, list[tuple[optuna.Trial, float]]] = {}
+        for index, value, epoch in zip(pl_module.alive, values, pl_module.epochs_trained):
+            if math.isfinite(value):  # at the member's own epoch, as its trial alone would
+                reports.setdefault(epoch, []).append((self.trials[index], value))
+        for epoch, pairs in reports.items():
+            report_all(self.study, pairs, epoch)
         should_prune = self._judge()
         keep, pruned = [], {}
-        for index, value in zip(pl_module.alive, values):
+        for index, value, epoch in zip(pl_module.alive, values, pl_module.epochs_trained):
             trial = self.trials[index]
             stays = not (math.isfinite(value) and should_prune(trial))
             if not stays:
-                pruned[index] = f"pruned at epoch {trainer.current_epoch} ({self.metric} {value:.4g})"
+                pruned[index] = f"pruned at epoch {epoch} ({self.metric} {value:.4g})"
             keep.append(stays)
-        pl_module.drop(torch.tensor(keep), reason="pruned")
+        pl_module.drop(_flags(keep), reason="pruned")
         self._tell_leavers(pruned)
 
+    def between_epochs(self, pl_module) -> None:
+        """The population's epoch boundary: the diverged are told, the members that trained
+        their epochs complete, and free slots take newcomers."""
+        self._tell_diverged(pl_module)
+        done = [epochs >= self.run_epochs for epochs in pl_module.epochs_trained]
+        if any(done):
+            self.complete(pl_module, done)
+            pl_module.drop(_flags([not d for d in done]), reason="complete")
+        joined = []
+        if self.newcomers is not None:
+            free = self.size - len(pl_module.alive)
+            if self.quota is not None:
+                free = min(free, self.quota - len(self.trials))
+            joined = self.newcomers.fill(free, self.trials[0], self.structure)
+        if joined:
+            self._join(pl_module, joined)
+        if not pl_module.alive:
+            pl_module.trainer.should_stop = True
+
+    def _join(self, pl_module, joined: list[tuple[optuna.Trial, dict[str, Any]]]) -> None:
+        trials, recipes = [t for t, _ in joined], [r for _, r in joined]
+        epoch = pl_module.trainer.current_epoch + 1
+        try:
+            members = self.build(trials, recipes)
+            indices = pl_module.join(members, [f"trial_{t.number}" for t in trials])
+        except LitOptimError as err:  # a newcomer's module trains otherwise: on its own
+            print(f"trials {', '.join(str(t.number) for t in trials)} cannot join the "
+                  f"population: {err}", file=sys.stderr)
+            self.newcomers.left_over += joined
+            return
+        assert indices == list(range(len(self.trials), len(self.trials) + len(trials)))
+        for trial in trials:  # where its batches start: a one-by-one replay needs it
+            trial.set_user_attr("population_epoch_joined", epoch)
+        self.trials.extend(trials)
+
+    def complete(self, pl_module, done: list[bool]) -> None:
+        """Members ``done`` (by position) are COMPLETE with their last values, told now."""
+        told = 0
+        for position, (index, finished) in enumerate(zip(pl_module.alive, done)):
+            if not finished or index in self.left:
+                continue
+            trial = self.trials[index]
+            for name, values in pl_module.member_metrics.items():
+                trial.set_user_attr(name, float(values[position]))
+            self.left.add(index)
+            value = float(pl_module.member_metrics[self.metric][position])
+            self.tell(index, TrialState.COMPLETE, value)
+            told += 1
+        if told:
+            self.shown(told)  # one best-value query for those that finished together
 
     def _judge(self):
         """``trial -> should it be pruned`` for this epoch. ``Trial.should_prune`` reads the
@@ -256,6 +330,12 @@ class _Report(L.Callback):
         snapshot = _StudySnapshot(self.study, self.study.get_trials(deepcopy=False))
         frozen = {t.number: t for t in snapshot.get_trials(deepcopy=False)}
         return lambda trial: pruner.prune(snapshot, frozen[trial.number])
+
+
+def _flags(values: list[bool]) -> Any:
+    import torch
+
+    return torch.tensor(values, dtype=torch.bool)
 
 
 class _StudySnapshot:
@@ -277,31 +357,44 @@ class _StudySnapshot:
 
 
 def _write_recipes(objective: Objective, trials: list[optuna.Trial],
-                   recipes: list[dict[str, Any]]) -> list[Path]:
-    numbers = ", ".join(str(t.number) for t in trials)
+                   recipes: list[dict[str, Any]], header: str) -> list[Path]:
     return [write_recipe(recipe, objective.run_dir / f"trial_{trial.number}" / "recipe.yaml",
-                         header=f"trial {trial.number} (population of {len(trials)}: trials {numbers})")
+                         header=f"trial {trial.number} ({header})")
             for trial, recipe in zip(trials, recipes)]
 
 
+def _population_header(trials: list[optuna.Trial]) -> str:
+    return (f"population of {len(trials)}: trials {', '.join(str(t.number) for t in trials)}; "
+            "trials join as slots free up")
+
+
 def _train_population(objective: Objective, trials: list[optuna.Trial],
-                      recipes: list[dict[str, Any]], leave: Callable[[int, str], None]
-                      ) -> list[tuple[TrialState, float | None] | None]:
+                      recipes: list[dict[str, Any]], report: _Report) -> None:
     class_path, _ = _model_args(recipes[0])
     if class_path not in _TASK:
-        return _train_module_population(objective, trials, recipes, leave)
+        return _train_module_population(objective, trials, recipes, report)
     from lit_optim.population import PopulationTask
 
-    first, *_ = _write_recipes(objective, trials, recipes)
+    header = _population_header(trials)
+    first, *_ = _write_recipes(objective, trials, recipes, header)
     cli = build_trial_objects(first, *objective.trainer_args(first.parent))
     _, args = _model_args(recipes[0])
-    members = []
-    for recipe in recipes:
-        _, member = _model_args(recipe)
-        members.append({"lr": member.get("lr", 1e-3), "weight_decay": member.get("weight_decay", 0.0),
+
+    def members(trials: list[optuna.Trial], recipes: list[dict[str, Any]]) -> list[dict]:
+        out = []
+        for recipe in recipes:
+            _, member = _model_args(recipe)
+            out.append({"lr": member.get("lr", 1e-3), "weight_decay": member.get("weight_decay", 0.0),
                         **(member.get("optimizer_kwargs") or {})})
+        return out
+
+    def newcomers(trials: list[optuna.Trial], recipes: list[dict[str, Any]]) -> list[dict]:
+        _write_recipes(objective, trials, recipes, header)
+        return members(trials, recipes)
+
     task = cli.model
-    model = PopulationTask(task.hparams.input_shape, task.hparams.num_classes, members,
+    model = PopulationTask(task.hparams.input_shape, task.hparams.num_classes,
+                           members(trials, recipes),
                            network=args.get("network", "mlp"),
                            network_kwargs=args.get("network_kwargs"),
                            optimizer=args.get("optimizer", "adam"),
@@ -310,35 +403,51 @@ def _train_population(objective: Objective, trials: list[optuna.Trial],
                            seed=int(recipes[0].get("seed_everything") or 0),
                            decay_bias_and_norm=bool(args.get("decay_bias_and_norm", False)),
                            **_per_member_options(cli.trainer, trials))
-    return _fit_population(objective, trials, model, cli.trainer, cli.datamodule, leave)
+    report.build = newcomers
+    _fit_population(objective, report, model, cli.trainer, cli.datamodule)
 
 
 def _train_module_population(objective: Objective, trials: list[optuna.Trial],
-                             recipes: list[dict[str, Any]], leave: Callable[[int, str], None]
-                             ) -> list[tuple[TrialState, float | None] | None]:
+                             recipes: list[dict[str, Any]], report: _Report) -> None:
     """Each trial's own module (built from its recipe, seeded as its one-by-one trial) is a
     member of one ModulePopulation; the first trial's Trainer and data module serve them all."""
+    from lit_optim.population import ModulePopulation
+
+    header = _population_header(trials)
+    paths = _write_recipes(objective, trials, recipes, header)
+    first = build_trial_objects(paths[0], *objective.trainer_args(paths[0].parent))
+
+    def members(paths: list[Path], recipes: list[dict[str, Any]]) -> list[L.LightningModule]:
+        # Built as each one-by-one trial builds its module, then the random state goes back:
+        # the population's batches are the ones the first trial's run would see.
+        with _random_state_kept():
+            return [_member(first, recipe) or
+                    build_trial_objects(path, *objective.trainer_args()).model
+                    for path, recipe in zip(paths, recipes)]
+
+    def newcomers(trials: list[optuna.Trial], recipes: list[dict[str, Any]]) -> list[Any]:
+        return members(_write_recipes(objective, trials, recipes, header), recipes)
+
+    model = ModulePopulation([first.model, *members(paths[1:], recipes[1:])],
+                             **_per_member_options(first.trainer, trials))
+    report.build = newcomers
+    _fit_population(objective, report, model, first.trainer, first.datamodule)
+
+
+@contextlib.contextmanager
+def _random_state_kept():
     import random
 
     import numpy as np
     import torch
 
-    from lit_optim.population import ModulePopulation
-
-    paths = _write_recipes(objective, trials, recipes)
-    first = build_trial_objects(paths[0], *objective.trainer_args(paths[0].parent))
-    # The random state a one-by-one trial starts fitting from (after building its module):
-    # restored after the other members are built, so the population sees the same batches.
-    after_build = (torch.get_rng_state(), np.random.get_state(), random.getstate())
-    members = [first.model] + [_member(first, recipe) or
-                               build_trial_objects(path, *objective.trainer_args()).model
-                               for path, recipe in zip(paths[1:], recipes[1:])]
-    trainer = first.trainer
-    model = ModulePopulation(members, **_per_member_options(trainer, trials))
-    torch.set_rng_state(after_build[0])
-    np.random.set_state(after_build[1])
-    random.setstate(after_build[2])
-    return _fit_population(objective, trials, model, trainer, first.datamodule, leave)
+    states = (torch.get_rng_state(), np.random.get_state(), random.getstate())
+    try:
+        yield
+    finally:
+        torch.set_rng_state(states[0])
+        np.random.set_state(states[1])
+        random.setstate(states[2])
 
 
 def _member(first: Any, recipe: dict[str, Any]) -> L.LightningModule | None:
@@ -358,63 +467,38 @@ def _member(first: Any, recipe: dict[str, Any]) -> L.LightningModule | None:
     return type(first.model)(**args)
 
 
-def _fit_population(objective: Objective, trials: list[optuna.Trial], model: Any,
-                    trainer: L.Trainer, datamodule: Any, leave: Callable[[int, str], None]
-                    ) -> list[tuple[TrialState, float | None] | None]:
-    """Train the population; a member that leaves is told through ``leave`` at once (None in
-    the result), the ones that finish are returned, each COMPLETE with its value."""
+def _fit_population(objective: Objective, report: _Report, model: Any, trainer: L.Trainer,
+                    datamodule: Any) -> None:
+    """Train the population; members are told as they leave (``report``), and the ones
+    still in when the fit ends (a run not counted in epochs) complete then."""
     from lit_optim.callbacks import NonFiniteGuard
 
     # The population judges each member itself: a guard would act on all of them at once.
     trainer.callbacks[:] = [cb for cb in trainer.callbacks if not isinstance(cb, NonFiniteGuard)]
-    report = _Report(trials[0].study, trials, objective.space.metric, leave)
     trainer.callbacks.append(report)
     with warnings.catch_warnings():
         # The population updates its members itself (manual optimization): no optimizer for
         # Lightning, on purpose.
         warnings.filterwarnings("ignore", message=r".*configure_optimizers.* returned .None.")
         trainer.fit(model, datamodule=datamodule)
-    out: list[tuple[TrialState, float | None] | None] = []
-    for index, trial in enumerate(trials):
-        if index in report.left:
-            out.append(None)
-            continue
-        at = model.alive.index(index)
-        for name, values in model.member_metrics.items():
-            trial.set_user_attr(name, float(values[at]))
-        out.append((TrialState.COMPLETE, float(model.member_metrics[objective.space.metric][at])))
-    return out
+    if model.alive:
+        report.complete(model, [True] * len(model.alive))
 
 
 def run_population_worker(study: optuna.Study, objective: Objective, *, n_trials: int,
                           population: int, lock_path: Path, heartbeats: bool = False,
                           heartbeat_s: float = 10.0, progress: Any = None,
                           deadline: float | None = None, max_failures: int = MAX_FAILURES) -> None:
-    import time
-
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     failures: list[bool] = []  # per told trial, in order: did it fail
     waited: set[int] = set()
+    newcomers = _Newcomers(study, objective, n_trials=n_trials, lock_path=lock_path,
+                           deadline=deadline)
     while True:
         raise_if_interrupted()
-        if deadline is not None and time.time() >= deadline:
+        if newcomers.past_deadline():
             return
-        trials, overrides = [], []
-        try:
-            with FileLock(lock_path), held_signals():  # a signal waits for the batch's claims
-                known = study.get_trials(deepcopy=False)
-                left = n_trials - len(counted(known))
-                if isinstance(study.sampler, optuna.samplers.GridSampler):
-                    left = min(left, _grid_points_left(objective.space, known))
-                size = max(0, min(population, left))
-                if size:
-                    trials, overrides = _ask_batch(study, objective.space, objective.recipe, size)
-                    kept = [i for i, t in enumerate(trials) if not over_budget(study, t, n_trials)]
-                    trials, overrides = [trials[i] for i in kept], [overrides[i] for i in kept]
-        except Interrupted as err:
-            for trial in trials:
-                fail_for_rerun(study, trial, str(err))  # not counted: run again
-            raise
+        trials, overrides = newcomers.ask(population)
         if not trials:
             # Trials still RUNNING elsewhere: wait for them to finish or be found dead and
             # replace them, as the sequential loop does, rather than end the study short.
@@ -428,14 +512,19 @@ def run_population_worker(study: optuna.Study, objective: Objective, *, n_trials
             groups.setdefault(_structure(recipe), []).append(i)
         told = _Told(failures, max_failures)
         # Every asked trial beats its heartbeat until told, also while it waits for its
-        # group's turn: a killed run's trials all go stale and are replaced.
+        # group's turn: a killed run's trials all go stale and are replaced. A population
+        # asks more trials as its slots free up: they join ``trials`` and beat here too.
         with contextlib.ExitStack() as beating:
+            newcomers.start(trials, beating)
             for trial in trials:
                 beating.enter_context(heartbeat(study, trial))
             try:
                 for indices in groups.values():
                     _run_group(study, objective, [trials[i] for i in indices],
-                               [recipes[i] for i in indices], told, progress)
+                               [recipes[i] for i in indices], told, progress, newcomers)
+                while newcomers.left_over:  # asked for a population they could not join
+                    trial, recipe = newcomers.left_over.pop(0)
+                    _run_group(study, objective, [trial], [recipe], told, progress, None)
             except BaseException as err:  # an interruption or a bug: no trial left RUNNING
                 untold = [trial for trial in trials if trial.number not in told]
                 fault = storage_fault(err) if isinstance(err, Exception) else None
@@ -452,27 +541,109 @@ def run_population_worker(study: optuna.Study, objective: Objective, *, n_trials
                 raise
 
 
+class _Newcomers:
+    """Trials asked within the budget, under the run folder's lock: a population's first
+    members, and later the ones that take its free slots (same structure: the first
+    members' structural parameters fixed through PartialFixedSampler)."""
+
+    def __init__(self, study: optuna.Study, objective: Objective, *, n_trials: int,
+                 lock_path: Path, deadline: float | None) -> None:
+        self.study, self.objective, self.n_trials = study, objective, n_trials
+        self.lock_path, self.deadline = lock_path, deadline
+        self.left_over: list[tuple[optuna.Trial, dict[str, Any]]] = []
+        self._batch: list[optuna.Trial] = []
+        self._beating: contextlib.ExitStack | None = None
+
+    def past_deadline(self) -> bool:
+        import time
+
+        return self.deadline is not None and time.time() >= self.deadline
+
+    def start(self, batch: list[optuna.Trial], beating: contextlib.ExitStack) -> None:
+        """The batch's trials (newcomers join it: an interruption fails them for rerun too)
+        and the heartbeats it keeps."""
+        self._batch, self._beating = batch, beating
+        self.left_over = []
+
+    def ask(self, size: int, like: optuna.Trial | None = None
+            ) -> tuple[list[optuna.Trial], list[dict[str, Any]]]:
+        """Up to ``size`` trials and their overrides, as many as the budget (and a grid)
+        leaves; ``like``: a trial whose structure they keep."""
+        fixed = None if like is None else _structural(like, self.objective.recipe)
+        trials, overrides = [], []
+        try:
+            with FileLock(self.lock_path), held_signals():  # a signal waits for the claims
+                known = self.study.get_trials(deepcopy=False)
+                left = self.n_trials - len(counted(known))
+                if isinstance(self.study.sampler, optuna.samplers.GridSampler):
+                    left = min(left, _grid_points_left(self.objective.space, known))
+                size = max(0, min(size, left))
+                if size:
+                    trials, overrides = _ask_batch(self.study, self.objective.space,
+                                                   self.objective.recipe, size, fixed)
+                    kept = [i for i, t in enumerate(trials)
+                            if not over_budget(self.study, t, self.n_trials)]
+                    trials, overrides = [trials[i] for i in kept], [overrides[i] for i in kept]
+        except Interrupted as err:
+            for trial in trials:
+                fail_for_rerun(self.study, trial, str(err))  # not counted: run again
+            raise
+        return trials, overrides
+
+    def fill(self, size: int, like: optuna.Trial, structure: str
+             ) -> list[tuple[optuna.Trial, dict[str, Any]]]:
+        """Up to ``size`` newly asked trials of ``structure`` for a population's free slots,
+        none past the deadline; one of another structure (a grid point) waits in
+        ``left_over`` for the one-by-one path."""
+        if size <= 0 or self.past_deadline() or interrupted():
+            return []
+        trials, overrides = self.ask(size, like)
+        out = []
+        for trial, chosen in zip(trials, overrides):
+            self._batch.append(trial)
+            if self._beating is not None:
+                self._beating.enter_context(heartbeat(self.study, trial))
+            recipe = apply_overrides(self.objective.recipe, chosen)
+            if _structure(recipe) == structure:
+                out.append((trial, recipe))
+            else:
+                self.left_over.append((trial, recipe))
+        return out
+
+
 def _run_group(study: optuna.Study, objective: Objective, trials: list[optuna.Trial],
-               recipes: list[dict[str, Any]], told: _Told, progress: Any) -> None:
-    """One group of trials that share a structure: as a population, or one by one (alone in
-    its group, or not trainable as a population: said in one line)."""
+               recipes: list[dict[str, Any]], told: _Told, progress: Any,
+               newcomers: _Newcomers | None) -> None:
+    """One group of trials that share a structure: as a population whose free slots take
+    newly asked trials (``newcomers``), or one by one (alone in its group, or not trainable
+    as a population: said in one line)."""
     reason = why_not_population(recipes[0]) if len(trials) > 1 else None
-    results = None
+    trained = False
     if len(trials) > 1 and reason is None:
         print(f"trials {', '.join(str(t.number) for t in trials)} train as one population of "
               f"{len(trials)}", file=sys.stderr)
 
-        def leave(index: int, reason: str) -> None:  # pruned or diverged: told at once
-            trials[index].set_user_attr("pruned_reason", reason)
-            _tell(study, trials[index], TrialState.PRUNED, None, told, progress)
+        def tell_member(index: int, state: TrialState, value: float | None) -> None:
+            _tell(study, trials[index], state, value, told, None)
 
+        def shown(count: int) -> None:
+            if progress is not None:
+                progress(study, count)
+
+        # Where the space varies structure, a population hosts two generations of its
+        # slots, then drains, and the next one draws its structure afresh: one structure
+        # never takes the whole budget. A space of member scalars only refills to the end.
+        quota = 2 * len(trials) if _structural(trials[0], objective.recipe) else None
+        report = _Report(study, trials, objective.space.metric, tell_member, shown,
+                         newcomers=newcomers, structure=_structure(recipes[0]), quota=quota)
         try:
-            results = _train_population(objective, trials, recipes, leave)
+            _train_population(objective, trials, recipes, report)
+            trained = True
         except MetricNotLoggedError:
             raise
         except LitOptimError as err:  # NotVmappable, members that differ in nesterov …
             reason = str(err)
-    if results is None:
+    if not trained:
         if reason:
             print(f"trials {', '.join(str(t.number) for t in trials)} run one by one: {reason}",
                   file=sys.stderr)
@@ -481,12 +652,6 @@ def _run_group(study: optuna.Study, objective: Objective, trials: list[optuna.Tr
                 continue
             state, value = _evaluate(objective, trial)
             _tell(study, trial, state, value, told, progress)
-        return
-    finished = [(trial, result) for trial, result in zip(trials, results) if result is not None]
-    for trial, (state, value) in finished:
-        _tell(study, trial, state, value, told, None)
-    if progress is not None and finished:
-        progress(study, len(finished))  # one best-value query for those that finished together
 
 
 class _Told(dict):
@@ -620,27 +785,32 @@ def member_scalar(recipe: dict[str, Any], path: str) -> bool:
     return key in _MEMBER_KEYS if class_path in _TASK else _is_module_scalar(key)
 
 
-def _ask_batch(study: optuna.Study, space: SearchSpace, recipe: dict[str, Any], size: int
+def _structural(trial: optuna.Trial, recipe: dict[str, Any]) -> dict[str, Any]:
+    """``trial``'s parameters that shape a population (batch size, optimizer, schedule,
+    architecture …): everything but the member scalars."""
+    return {name: value for name, value in trial.params.items()
+            if not member_scalar(recipe, name)}
+
+
+def _ask_batch(study: optuna.Study, space: SearchSpace, recipe: dict[str, Any], size: int,
+               fixed: dict[str, Any] | None = None
                ) -> tuple[list[optuna.Trial], list[dict[str, Any]]]:
-    """``size`` trials and their overrides. The first is sampled as usual; the others keep its
-    structural parameters (batch size, optimizer, schedule, architecture …) through Optuna's
-    PartialFixedSampler around the study's sampler and draw their own scalars, so a space
-    that varies structure still forms populations."""
-    first = study.ask()
-    claim(first)  # which process runs it: how another one tells it alive or dead
-    overrides = [space.suggest(first)]
-    trials = [first]
-    fixed = {name: value for name, value in first.params.items()
-             if not member_scalar(recipe, name)}
+    """``size`` trials and their overrides. Without ``fixed`` the first is sampled as usual
+    and the others keep its structural parameters; with it, all keep those. They are kept
+    through Optuna's PartialFixedSampler around the study's sampler and draw their own
+    scalars, so a space that varies structure still forms populations."""
+    trials, overrides = [], []
     original = study.sampler
-    if fixed and size > 1 and not isinstance(original, optuna.samplers.GridSampler):
-        with warnings.catch_warnings():  # experimental in Optuna 5.0; used as documented
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            study.sampler = optuna.samplers.PartialFixedSampler(fixed, original)
     try:
-        for _ in range(size - 1):
+        for _ in range(size):
+            if fixed is None and trials:
+                fixed = _structural(trials[0], recipe)
+            if fixed and not isinstance(original, optuna.samplers.GridSampler):
+                with warnings.catch_warnings():  # experimental in Optuna 5.0; used as documented
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    study.sampler = optuna.samplers.PartialFixedSampler(fixed, original)
             trial = study.ask()
-            claim(trial)
+            claim(trial)  # which process runs it: how another one tells it alive or dead
             trials.append(trial)
             overrides.append(space.suggest(trial))
     finally:

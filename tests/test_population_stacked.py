@@ -93,9 +93,15 @@ def test_members_must_share_a_network_shape():
         StackedNetwork([build_model("mlp", (1, 8, 8), 10, hidden_dims=[8]),
                         build_model("mlp", (1, 8, 8), 10, hidden_dims=[16])])
     net = StackedNetwork([_start(), _start()])
-    with pytest.raises(ConfigError, match="leave no member"):
-        net.keep(torch.tensor([False, False]))
     assert copy.deepcopy(net).size == 2
+    # emptied (every member left) and filled again by a join: the newcomers alone
+    net.keep(torch.tensor([False, False]))
+    assert net.size == 0
+    newcomer = _start()
+    net.join([newcomer])
+    assert net.size == 1
+    for name, value in newcomer.state_dict().items():
+        assert torch.equal(net.member_state_dict(0)[name], value), name
 
 
 class _Scaled(torch.nn.Sequential):  # a Sequential with a forward of its own: not a plain chain

@@ -338,3 +338,45 @@ def test_threads_given_is_used_without_a_probe(space, capsys, monkeypatch):
     _run("--study", "one-thread", "--n-trials", "1", "--population", "1", "--threads", "1")
     assert "threads: " not in capsys.readouterr().err
     assert seen[0] == 1  # the worker trained on 1 thread, then gave the caller's back
+
+
+def test_asha_in_a_population_decides_as_should_prune_of_the_same_trials_one_by_one(space):
+    # Successive halving (= ASHA: trials start at different times) over a population whose
+    # slots refill: members report at their own epochs. A replay asks the same trials of a
+    # fresh study one by one and feeds each report in the order the population made them
+    # (population epoch = the epoch a trial joined + its own epoch; in each, all report,
+    # then each is judged, then those at their last epoch complete): every should_prune
+    # answer must be the population's decision.
+    recipe = yaml.safe_load((space / "recipe.yaml").read_text())
+    recipe["trainer"]["max_epochs"] = 6
+    (space / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    _run("--study", "asha", "--n-trials", "16", "--population", "4",
+         "--pruner", "successive_halving")
+    study = optuna.load_study(study_name="asha", storage="sqlite:///runs/asha/study.db")
+    trials = study.trials
+    assert len(trials) == 16
+    pruned = [t for t in trials if t.state == TrialState.PRUNED]
+    assert pruned and any(t.state == TrialState.COMPLETE for t in trials)
+    assert len({t.user_attrs.get("population_epoch_joined", 0) for t in trials}) > 2  # refilled
+    replay = optuna.create_study(direction="maximize", pruner=optuna.pruners.SuccessiveHalvingPruner())
+    asked = {t.number: replay.ask() for t in trials}
+    joined = {t.number: t.user_attrs.get("population_epoch_joined", 0) for t in trials}
+    last = {t.number: max(t.intermediate_values) for t in trials}
+    end = max(joined[n] + last[n] for n in joined)
+    decisions = {}
+    for epoch in range(end + 1):
+        active = [t for t in trials if joined[t.number] <= epoch <= joined[t.number] + last[t.number]]
+        for t in active:
+            asked[t.number].report(t.intermediate_values[epoch - joined[t.number]],
+                                   epoch - joined[t.number])
+        for t in active:
+            decisions[(t.number, epoch - joined[t.number])] = asked[t.number].should_prune()
+        for t in active:
+            step = epoch - joined[t.number]
+            if step == last[t.number]:
+                replay.tell(asked[t.number], t.value if t.state == TrialState.COMPLETE else None,
+                            state=t.state)
+    for t in trials:
+        for step in t.intermediate_values:
+            expected = t.state == TrialState.PRUNED and step == last[t.number]
+            assert decisions[(t.number, step)] == expected, (t.number, step)

@@ -433,10 +433,6 @@ class ModulePopulation(L.LightningModule):
         for index, stays in zip(self.alive, flags):
             if not stays:
                 self.dropped[index] = reason
-        if not any(flags):
-            self.trainer.should_stop = self.trainer.should_stop or self.stop_when_empty
-            self.alive, self.epochs_trained = [], []
-            return
         device_keep = keep.to(self.device)
         for i, name in enumerate(self._param_names):
             old = getattr(self, f"p{i}")
@@ -458,6 +454,8 @@ class ModulePopulation(L.LightningModule):
         self.epochs_trained = [e for e, k in zip(self.epochs_trained, flags) if k]
         self.member_metrics = {k: v[device_keep] for k, v in self.member_metrics.items()}
         self._sums = {k: [v[0][device_keep], v[1]] for k, v in self._sums.items()}
+        if not self.alive:  # nobody left: the fit ends here, unless newcomers may join
+            self.trainer.should_stop = self.trainer.should_stop or self.stop_when_empty
 
     def join(self, members: Sequence[L.LightningModule], names: Sequence[str]) -> list[int]:
         """Add ``members`` (built as ``__init__``'s, each with its own hyperparameters and

@@ -138,9 +138,7 @@ class StackedNetwork(nn.Module):
     def keep(self, mask: torch.Tensor) -> None:
         """Drop the members where ``mask`` is False (pruned or diverged): the stacked tensors
         are compacted, so the rest compute exactly as a population without them."""
-        mask = mask.to(device=self.p0.device, dtype=torch.bool)
-        if not bool(mask.any()):
-            raise ConfigError("keep() would leave no member")
+        mask = mask.to(device=self.p0.device, dtype=torch.bool)  # none: empty until a join
         for i, name in enumerate(self._names):
             old = getattr(self, f"p{i}")
             setattr(self, f"p{i}", nn.Parameter(self._laid_out(name, old.detach()[mask])))

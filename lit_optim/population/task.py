@@ -243,10 +243,6 @@ class PopulationTask(L.LightningModule):
         for index, stays in zip(self.alive, keep.tolist()):
             if not stays:
                 self.dropped[index] = reason
-        if not bool(keep.any()):  # nobody left: the fit ends here, unless newcomers may join
-            self.trainer.should_stop = self.trainer.should_stop or self.stop_when_empty
-            self.alive, self.epochs_trained = [], []
-            return
         self.net.keep(keep)
         self.spikes.keep(keep)
         if self.health is not None:
@@ -262,6 +258,8 @@ class PopulationTask(L.LightningModule):
         self.member_metrics = {k: v[keep.to(v.device)] for k, v in self.member_metrics.items()}
         self._sums = {k: v if k.endswith("/n") else v[keep.to(v.device)]
                       for k, v in self._sums.items()}
+        if not self.alive:  # nobody left: the fit ends here, unless newcomers may join
+            self.trainer.should_stop = self.trainer.should_stop or self.stop_when_empty
 
     def join(self, members: Sequence[Mapping], names: Sequence[str]) -> list[int]:
         """Add ``members`` (kwargs as ``__init__``'s) after the present ones, between epochs;

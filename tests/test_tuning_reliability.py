@@ -167,6 +167,33 @@ def test_two_workers_share_a_postgresql_study(workdir, postgres_url):
     assert not [t for t in trials if t.state == TrialState.RUNNING]
 
 
+def test_a_member_that_left_a_population_is_pruned_in_storage_and_stays_so_after_sigterm(workdir):
+    # Two members, one diverges at once (lr 1e7) and leaves; the other trains on for 400
+    # epochs. A second connection sees the leaver PRUNED while the other still runs; a SIGTERM
+    # then fails only the running one (for rerun) and leaves the leaver as it was told.
+    recipe = yaml.safe_load((workdir / "recipe.yaml").read_text())
+    recipe["trainer"]["max_epochs"] = 400
+    recipe["model"]["optimizer"] = "sgd"
+    (workdir / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    (workdir / "space.yaml").write_text(yaml.safe_dump({"params": {"model.lr": [1.0e-2, 1.0e7]}}))
+    storage = "sqlite:///runs/m/study.db"
+    proc = _start_and_wait_for_a_running_trial("m", storage, "--n-trials", "2", "--population",
+                                               "2", "--sampler", "grid", done=1,
+                                               stderr=subprocess.PIPE, text=True)
+    trials = {t.params["model.lr"]: t for t in _trials("m", storage)}
+    assert trials[1.0e7].state == TrialState.PRUNED, trials
+    assert trials[1.0e-2].state == TrialState.RUNNING
+    assert len(trials[1.0e-2].intermediate_values) < 400
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    after = {t.params["model.lr"]: t for t in _trials("m", storage)}
+    assert after[1.0e7].state == TrialState.PRUNED
+    assert after[1.0e7].user_attrs["pruned_reason"].startswith("diverged")
+    assert after[1.0e-2].state == TrialState.FAIL
+    assert after[1.0e-2].user_attrs["fail_reason"] == "interrupted by SIGTERM"
+
+
 def test_sigterm_fails_the_running_trial_prints_the_summary_and_exits_non_zero(workdir):
     storage = "sqlite:///runs/t/study.db"
     # 60 epochs: a trial lasts seconds, so the signal surely lands inside one.

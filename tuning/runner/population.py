@@ -216,6 +216,9 @@ class _Report(L.Callback):
         if directions is not None:
             check = MetricCheck(self.metric, self.study.direction.name.lower())
             directions.when_logged(self.metric, check.direction_logged)
+        for trial in self.trials:  # which population, and from which of its epochs
+            trial.set_user_attr("population", self.trials[0].number)
+            trial.set_user_attr("population_epoch_joined", 0)
         epochs = trainer.max_epochs
         if epochs is not None and epochs > 0 and trainer.max_steps == -1:
             self.run_epochs = epochs
@@ -296,6 +299,7 @@ class _Report(L.Callback):
             return
         assert indices == list(range(len(self.trials), len(self.trials) + len(trials)))
         for trial in trials:  # where its batches start: a one-by-one replay needs it
+            trial.set_user_attr("population", self.trials[0].number)
             trial.set_user_attr("population_epoch_joined", epoch)
         self.trials.extend(trials)
 

@@ -1,0 +1,412 @@
+"""One clock for every tuner: the best model each finds by fixed wall-clock marks.
+
+A tuner is judged by how soon it finds a good model. Each tuner below is started as its user
+starts it (a fresh process: imports, study set-up and start-up count), given the same space,
+the same recipe and the same wall-clock budget, and stopped (SIGTERM, then SIGKILL) when the
+budget is spent:
+
+- ``lit-tune``: the default ``lit-tune run`` (populations auto, median pruner, threads auto);
+- ``lit-tune-pop1``: ``lit-tune run --population 1`` (one trial at a time);
+- ``naive``: an Optuna script as a Lightning user writes it (TPE, median pruner,
+  ``PyTorchLightningPruningCallback``, a Trainer per trial, torch's default threads);
+- ``hyperband``: Optuna TPE + HyperbandPruner over a plain PyTorch loop on ONE thread;
+- ``ray-asha``: Ray Tune ASHA + OptunaSearch (TPE) over the same plain loop, one trial per
+  core, one thread each (only where ``ray[tune]`` is installed: ``pip install 'ray[tune]'``;
+  never a dependency of lit-optim).
+
+The plain loop trains what the recipe trains (its network, optimizer, schedule, batch size and
+epochs, on the same data split): only the tuner differs. Printed per tuner, median over the
+seeds: epochs trained in the budget; the best final validation metric of a trial that trained
+all its epochs by each mark; the time to reach a target (the best value the reference tuner,
+ASHA where Ray is installed, else Hyperband, reached in the budget, per seed); and for
+lit-tune's populations the fraction of slot-epochs spent on live members. Also the
+arithmetic floor: how many epochs the measured one-thread matmul rate allows in the budget on
+every core.
+
+    python bench/anytime.py [--task digits|mnist1d] [--budget 120] [--seeds 0,1,2]
+        [--tuners lit-tune,lit-tune-pop1,naive,hyperband,ray-asha] [--marks 15,30,60,120]
+
+Run it on an otherwise idle machine; it prints the load average before and after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+TASKS = {  # recipe, epochs a trial trains, the space (lr × weight decay, as the issue measured)
+    "digits": (ROOT / "recipes" / "digits" / "mlp.yaml", 30),
+    "mnist1d": (ROOT / "recipes" / "mnist1d" / "mlp.yaml", 30),
+}
+SPACE = {"metric": "val_acc", "direction": "maximize", "params": {
+    "model.lr": "log[1.0e-4, 1.0e-1]", "model.weight_decay": "log[1.0e-6, 1.0e-1]"}}
+LR, WD = (1e-4, 1e-1), (1e-6, 1e-1)
+TUNERS = ("lit-tune", "lit-tune-pop1", "naive", "hyperband", "ray-asha")
+
+
+# -- the tuners -------------------------------------------------------------------------------
+
+def _recipe(task: str) -> dict:
+    path, epochs = TASKS[task]
+    recipe = yaml.safe_load(path.read_text())
+    recipe["trainer"]["max_epochs"] = epochs
+    recipe["trainer"]["accelerator"] = "cpu"
+    return recipe
+
+
+def _lit_tune_command(task: str, seed: int, budget: float, folder: Path, *extra: str) -> list[str]:
+    (folder / "recipe.yaml").write_text(yaml.safe_dump(_recipe(task)))
+    (folder / "space.yaml").write_text(yaml.safe_dump(SPACE))
+    return [sys.executable, "-m", "tuning.cli", "run", "--recipe", "recipe.yaml", "--space",
+            "space.yaml", "--study", "s", "--n-trials", "100000", "--seed", str(seed),
+            "--timeout", str(budget), "--accelerator", "cpu", *extra]
+
+
+def _lit_tune_events(folder: Path, t0: float, epochs: int) -> tuple[list[dict], float | None]:
+    """Trial ends from the study (Optuna stores when each trial was told), and the share of
+    the populations' slot-epochs spent on live members."""
+    import optuna
+
+    db = folder / "runs" / "s" / "study.db"
+    if not db.exists():
+        return [], None
+    study = optuna.load_study(study_name="s", storage=f"sqlite:///file:{db}?mode=ro&uri=true")
+    events, populations = [], {}
+    for trial in study.get_trials(deepcopy=False):
+        trained = len(trial.intermediate_values)
+        done = trial.datetime_complete.timestamp() - t0 if trial.datetime_complete else math.inf
+        full = trial.state.name == "COMPLETE" and trained >= epochs
+        events.append({"t": done, "epochs": trained, "value": trial.value if full else None})
+        if "population" in trial.user_attrs:
+            joined = trial.user_attrs.get("population_epoch_joined", 0)
+            populations.setdefault(trial.user_attrs["population"], []).append((joined, trained))
+    slots = used = 0
+    for members in populations.values():
+        size = sum(1 for joined, _ in members if joined == 0)
+        span = max(joined + trained for joined, trained in members)
+        slots += size * span
+        used += sum(trained for _, trained in members)
+    return events, (used / slots if slots else None)
+
+
+def _plain_data(task: str):
+    """The recipe's training and validation tensors, through lit_optim's data module (the
+    same split every tuner sees)."""
+    from lit_optim import ClassificationData
+
+    data = _recipe(task)["data"]
+    whole = ClassificationData(**{**data, "batch_size": 10**9})
+    whole.setup()
+    (x, y), = list(whole.train_dataloader())
+    (vx, vy), = list(whole.val_dataloader())
+    return x, y, vx, vy, whole.input_shape, whole.num_classes
+
+
+def _plain_trial(task: str, data, lr: float, weight_decay: float, seed: int,
+                 report) -> float:
+    """The recipe's run in a plain PyTorch loop: ``report(epoch, val_acc)`` after each epoch
+    returns True to stop (pruned)."""
+    import torch
+
+    from lit_optim.training.models import build_model
+
+    recipe = _recipe(task)
+    model, epochs = recipe["model"], recipe["trainer"]["max_epochs"]
+    x, y, vx, vy, shape, classes = data
+    batch = recipe["data"]["batch_size"]
+    torch.manual_seed(seed)
+    net = build_model(model.get("network", "mlp"), shape, classes, **(model.get("network_kwargs") or {}))
+    cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[model.get("optimizer", "adam")]
+    opt = cls(net.parameters(), lr=lr, weight_decay=weight_decay)
+    steps = math.ceil(len(y) / batch)
+    sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps)
+             if model.get("scheduler") == "cosine" else None)
+    acc = 0.0
+    for epoch in range(epochs):
+        net.train()
+        for idx in torch.randperm(len(y)).split(batch):
+            loss = torch.nn.functional.cross_entropy(net(x[idx]), y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if sched is not None:
+                sched.step()
+        net.eval()
+        with torch.no_grad():
+            acc = float((net(vx).argmax(-1) == vy).float().mean())
+        if not math.isfinite(acc) or report(epoch, acc):
+            return acc
+    return acc
+
+
+class _Log:
+    """Events a peer writes as it goes (a killed peer keeps what it wrote)."""
+
+    def __init__(self, path: Path, t0: float) -> None:
+        self.file, self.t0 = path.open("a", buffering=1), t0
+
+    def epoch(self) -> None:
+        self.file.write(json.dumps({"t": time.time() - self.t0, "epochs": 1, "value": None}) + "\n")
+
+    def final(self, value: float) -> None:
+        self.file.write(json.dumps({"t": time.time() - self.t0, "epochs": 0, "value": value}) + "\n")
+
+
+def run_hyperband(task: str, seed: int, budget: float, log: _Log) -> None:
+    import optuna
+    import torch
+
+    torch.set_num_threads(1)
+    data = _plain_data(task)
+    epochs = TASKS[task][1]
+
+    def objective(trial):
+        lr = trial.suggest_float("lr", *LR, log=True)
+        wd = trial.suggest_float("wd", *WD, log=True)
+
+        def report(epoch, acc):
+            log.epoch()
+            trial.report(acc, epoch)
+            return trial.should_prune()
+
+        acc = _plain_trial(task, data, lr, wd, seed, report)
+        if trial.should_prune():
+            raise optuna.TrialPruned()
+        log.final(acc)
+        return acc
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed),
+                                pruner=optuna.pruners.HyperbandPruner(max_resource=epochs))
+    study.optimize(objective, timeout=budget)
+
+
+def run_naive(task: str, seed: int, budget: float, log: _Log) -> None:
+    import lightning as L
+    import optuna
+    from optuna_integration import PyTorchLightningPruningCallback
+
+    from lit_optim import ClassificationData, ClassificationTask
+
+    recipe = _recipe(task)
+    model = {k: v for k, v in recipe["model"].items() if k not in ("lr", "weight_decay")}
+
+    class Epochs(L.Callback):
+        def on_validation_end(self, trainer, pl_module):
+            if not trainer.sanity_checking:
+                log.epoch()
+
+    def objective(trial):
+        lr = trial.suggest_float("lr", *LR, log=True)
+        wd = trial.suggest_float("wd", *WD, log=True)
+        L.seed_everything(seed, verbose=False)
+        data = ClassificationData(**recipe["data"])
+        task_ = ClassificationTask(data.input_shape, data.num_classes, lr=lr, weight_decay=wd, **model)
+        trainer = L.Trainer(max_epochs=recipe["trainer"]["max_epochs"], accelerator="cpu",
+                            logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                            enable_model_summary=False, num_sanity_val_steps=0,
+                            callbacks=[Epochs(), PyTorchLightningPruningCallback(trial, "val_acc")])
+        trainer.fit(task_, datamodule=data)
+        acc = float(trainer.callback_metrics["val_acc"])
+        log.final(acc)
+        return acc
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed),
+                                pruner=optuna.pruners.MedianPruner())
+    study.optimize(objective, timeout=budget)
+
+
+def run_ray_asha(task: str, seed: int, budget: float, log: _Log) -> None:
+    import ray
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search.optuna import OptunaSearch
+
+    epochs = TASKS[task][1]
+    cores = os.cpu_count() or 1
+    ray.init(num_cpus=cores, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    path = log.file.name
+
+    def trainable(config):
+        import torch
+
+        torch.set_num_threads(1)
+        inner = _Log(Path(path), log.t0)
+        data = _plain_data(task)
+
+        def report(epoch, acc):
+            inner.epoch()
+            tune.report({"val_acc": acc, "epoch": epoch + 1})
+            return False
+
+        acc = _plain_trial(task, data, config["lr"], config["wd"], seed, report)
+        inner.final(acc)
+
+    space = {"lr": tune.loguniform(*LR), "wd": tune.loguniform(*WD)}
+    tuner = tune.Tuner(
+        tune.with_resources(trainable, {"cpu": 1}),
+        param_space=space,
+        tune_config=tune.TuneConfig(
+            metric="val_acc", mode="max", num_samples=-1, time_budget_s=budget,
+            scheduler=ASHAScheduler(time_attr="epoch", max_t=epochs, grace_period=1,
+                                    reduction_factor=4),
+            search_alg=OptunaSearch(seed=seed), max_concurrent_trials=cores),
+        run_config=tune.RunConfig(verbose=0, storage_path=str(Path(path).parent / "ray")))
+    tuner.fit()
+
+
+PEERS = {"hyperband": run_hyperband, "naive": run_naive, "ray-asha": run_ray_asha}
+
+
+# -- one run of one tuner ---------------------------------------------------------------------
+
+def _run_tuner(tuner: str, task: str, seed: int, budget: float) -> dict:
+    epochs = TASKS[task][1]
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        t0 = time.time()
+        if tuner.startswith("lit-tune"):
+            extra = ("--population", "1") if tuner == "lit-tune-pop1" else ()
+            command = _lit_tune_command(task, seed, budget, folder, *extra)
+        else:
+            command = [sys.executable, __file__, "--peer", tuner, "--task", task, "--seed",
+                       str(seed), "--budget", str(budget), "--t0", repr(t0),
+                       "--log", str(folder / "events.jsonl")]
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        proc = subprocess.Popen(command, cwd=folder, env=env, start_new_session=True,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            proc.wait(timeout=max(0.0, t0 + budget - time.time()))
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        with __import__("contextlib").suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # Ray's workers and raylet
+        err = proc.stderr.read()
+        if tuner.startswith("lit-tune"):
+            events, utilization = _lit_tune_events(folder, t0, epochs)
+        else:
+            log = folder / "events.jsonl"
+            events = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+            utilization = None
+        if not events:
+            raise RuntimeError(f"{tuner} recorded nothing; its stderr ends: {err[-2000:]}")
+    in_budget = [e for e in events if e["t"] <= budget]
+    # lit-tune's epochs come with their trial's end: a trial stopped by the budget counts too
+    trained = sum(e["epochs"] for e in (events if tuner.startswith("lit-tune") else in_budget))
+    return {"events": in_budget, "epochs": trained, "utilization": utilization}
+
+
+def _best_by(events: list[dict], mark: float) -> float | None:
+    values = [e["value"] for e in events if e["value"] is not None and e["t"] <= mark]
+    return max(values) if values else None
+
+
+def _time_to(events: list[dict], target: float | None) -> float | None:
+    times = [e["t"] for e in events if e["value"] is not None and target is not None
+             and e["value"] >= target - 1e-9]
+    return min(times) if times else None
+
+
+def _median(values):
+    known = [v for v in values if v is not None]
+    return statistics.median(known) if len(known) == len(values) and known else None
+
+
+def _gemm_floor(budget: float, task: str) -> float:
+    """Epochs the recipe's arithmetic allows in ``budget`` on every core, at the one-thread
+    rate of a plain matmul of the network's widest layer (forward + backward ≈ 3 × forward)."""
+    import torch
+
+    from lit_optim.training.models import build_model
+
+    x, y, _, _, shape, classes = _plain_data(task)
+    recipe = _recipe(task)
+    net = build_model(recipe["model"].get("network", "mlp"), shape, classes,
+                      **(recipe["model"].get("network_kwargs") or {}))
+    flops = 3 * 2 * sum(p.numel() for p in net.parameters() if p.ndim > 1) * len(y)
+    torch.set_num_threads(1)
+    a, b = torch.randn(512, 512), torch.randn(512, 512)
+    start, n = time.perf_counter(), 0
+    while time.perf_counter() - start < 1.0:
+        a @ b
+        n += 1
+    rate = 2 * 512**3 * n / (time.perf_counter() - start)
+    return budget * (os.cpu_count() or 1) * rate / flops
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", default="digits", choices=sorted(TASKS))
+    parser.add_argument("--budget", type=float, default=120.0)
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--tuners", default=",".join(TUNERS))
+    parser.add_argument("--marks", default="15,30,60,120")
+    parser.add_argument("--peer", choices=sorted(PEERS), help=argparse.SUPPRESS)
+    parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--t0", type=float, help=argparse.SUPPRESS)
+    parser.add_argument("--log", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.peer:  # one peer tuner, in its own process
+        PEERS[args.peer](args.task, args.seed, args.budget, _Log(Path(args.log), args.t0))
+        return
+    tuners = args.tuners.split(",")
+    if "ray-asha" in tuners:
+        try:
+            import ray.tune  # noqa: F401
+        except ImportError:
+            print("ray[tune] is not installed: ray-asha left out (pip install 'ray[tune]')")
+            tuners.remove("ray-asha")
+    seeds = [int(s) for s in args.seeds.split(",")]
+    marks = [float(m) for m in args.marks.split(",")]
+    print(f"anytime, {args.task}, {args.budget:g} s a tuner, seeds {seeds}, {os.cpu_count()} "
+          f"cores, load {os.getloadavg()[0]:.2f} at start")
+    results = {tuner: [] for tuner in tuners}
+    for seed in seeds:  # interleaved: a change of load hits every tuner alike
+        for tuner in tuners:
+            results[tuner].append(_run_tuner(tuner, args.task, seed, args.budget))
+            r = results[tuner][-1]
+            print(f"  seed {seed} {tuner:>14}: {r['epochs']:6d} epochs, best "
+                  f"{_best_by(r['events'], args.budget)}, load {os.getloadavg()[0]:.2f}", flush=True)
+    reference = "ray-asha" if "ray-asha" in results else "hyperband" if "hyperband" in results else None
+    targets = ([_best_by(r["events"], args.budget) for r in results[reference]]
+               if reference else [None] * len(seeds))
+    header = " | ".join(f"best @{m:g}s" for m in marks)
+    print(f"\nmedian of {len(seeds)} seeds; target: the best {reference} reached in "
+          f"{args.budget:g} s, per seed ({targets})")
+    print(f"| tuner | epochs | {header} | time to target | slot use |")
+    print("| --- | --- |" + " --- |" * len(marks) + " --- | --- |")
+    for tuner, runs in results.items():
+        best = [_median([_best_by(r["events"], m) for r in runs]) for m in marks]
+        reach = [_time_to(r["events"], t) for r, t in zip(runs, targets)]
+        reached = sum(t is not None for t in reach)
+        median_reach = _median(reach)
+        use = _median([r["utilization"] for r in runs])
+        print(f"| {tuner} | {_median([r['epochs'] for r in runs]):.0f} | "
+              + " | ".join("—" if b is None else f"{b:.4f}" for b in best)
+              + f" | {'—' if median_reach is None else f'{median_reach:.0f} s'} ({reached}/{len(runs)})"
+              + f" | {'—' if use is None else f'{use:.0%}'} |")
+    print(f"\narithmetic floor: {_gemm_floor(args.budget, args.task):,.0f} epochs in "
+          f"{args.budget:g} s on {os.cpu_count()} cores (one-thread 512² matmul rate); load "
+          f"{os.getloadavg()[0]:.2f} at the end")
+
+
+if __name__ == "__main__":
+    main()

@@ -25,6 +25,7 @@ every core.
 
     python bench/anytime.py [--task digits|mnist1d] [--budget 120] [--seeds 0,1,2]
         [--tuners lit-tune,lit-tune-pop1,naive,hyperband,ray-asha] [--marks 15,30,60,120]
+    (a lit-tune variant: --tuners "lit-tune:--pruner hyperband --population 8,hyperband")
 
 Run it on an otherwise idle machine; it prints the load average before and after.
 """
@@ -90,8 +91,8 @@ def _lit_tune_events(folder: Path, t0: float, epochs: int) -> tuple[list[dict], 
         full = trial.state.name == "COMPLETE" and trained >= epochs
         events.append({"t": done, "epochs": trained, "value": trial.value if full else None})
         if "population" in trial.user_attrs:
-            joined = trial.user_attrs.get("population_epoch_joined", 0)
-            populations.setdefault(trial.user_attrs["population"], []).append((joined, trained))
+            where = trial.user_attrs["population"]
+            populations.setdefault(where["first_trial"], []).append((where["epoch_joined"], trained))
     slots = used = 0
     for members in populations.values():
         size = sum(1 for joined, _ in members if joined == 0)
@@ -279,7 +280,9 @@ def _run_tuner(tuner: str, task: str, seed: int, budget: float) -> dict:
         folder = Path(tmp)
         t0 = time.time()
         if tuner.startswith("lit-tune"):
-            extra = ("--population", "1") if tuner == "lit-tune-pop1" else ()
+            # lit-tune-pop1, or a variant: "lit-tune:--pruner hyperband --population 8"
+            extra = (("--population", "1") if tuner == "lit-tune-pop1"
+                     else tuple(tuner.partition(":")[2].split()))
             command = _lit_tune_command(task, seed, budget, folder, *extra)
         else:
             command = [sys.executable, __file__, "--peer", tuner, "--task", task, "--seed",
@@ -357,7 +360,8 @@ def main() -> None:
     parser.add_argument("--task", default="digits", choices=sorted(TASKS))
     parser.add_argument("--budget", type=float, default=120.0)
     parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--tuners", default=",".join(TUNERS))
+    parser.add_argument("--tuners", default=",".join(TUNERS),
+                        help="comma-separated; a lit-tune variant as 'lit-tune:<its flags>'")
     parser.add_argument("--marks", default="15,30,60,120")
     parser.add_argument("--peer", choices=sorted(PEERS), help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
@@ -383,7 +387,7 @@ def main() -> None:
         for tuner in tuners:
             results[tuner].append(_run_tuner(tuner, args.task, seed, args.budget))
             r = results[tuner][-1]
-            print(f"  seed {seed} {tuner:>14}: {r['epochs']:6d} epochs, best "
+            print(f"  seed {seed} {tuner:>24}: {r['epochs']:6d} epochs, best "
                   f"{_best_by(r['events'], args.budget)}, load {os.getloadavg()[0]:.2f}", flush=True)
     reference = "ray-asha" if "ray-asha" in results else "hyperband" if "hyperband" in results else None
     targets = ([_best_by(r["events"], args.budget) for r in results[reference]]

@@ -129,7 +129,8 @@ def test_without_population_given_the_study_trains_populations_and_says_so(space
         "population of 3" in err, err
     study = optuna.load_study(study_name="auto", storage="sqlite:///runs/auto/study.db")
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 12
-    joined = [t.user_attrs.get("population_epoch_joined", 0) for t in study.trials]
+    joined = [t.user_attrs["population"]["epoch_joined"] for t in study.trials]
+    assert {t.user_attrs["population"]["first_trial"] for t in study.trials} == {0}
     assert joined[:3] == [0, 0, 0] and all(epoch > 0 for epoch in joined[3:]), joined
     assert sorted(joined) == joined  # asked as slots free up, in order
 
@@ -357,10 +358,10 @@ def test_asha_in_a_population_decides_as_should_prune_of_the_same_trials_one_by_
     assert len(trials) == 16
     pruned = [t for t in trials if t.state == TrialState.PRUNED]
     assert pruned and any(t.state == TrialState.COMPLETE for t in trials)
-    assert len({t.user_attrs.get("population_epoch_joined", 0) for t in trials}) > 2  # refilled
+    assert len({t.user_attrs["population"]["epoch_joined"] for t in trials}) > 2  # refilled
     replay = optuna.create_study(direction="maximize", pruner=optuna.pruners.SuccessiveHalvingPruner())
     asked = {t.number: replay.ask() for t in trials}
-    joined = {t.number: t.user_attrs.get("population_epoch_joined", 0) for t in trials}
+    joined = {t.number: t.user_attrs["population"]["epoch_joined"] for t in trials}
     last = {t.number: max(t.intermediate_values) for t in trials}
     end = max(joined[n] + last[n] for n in joined)
     decisions = {}

@@ -216,9 +216,8 @@ class _Report(L.Callback):
         if directions is not None:
             check = MetricCheck(self.metric, self.study.direction.name.lower())
             directions.when_logged(self.metric, check.direction_logged)
-        for trial in self.trials:  # which population, and from which of its epochs
-            trial.set_user_attr("population", self.trials[0].number)
-            trial.set_user_attr("population_epoch_joined", 0)
+        for trial in self.trials:
+            self._record_joined(trial, 0)
         epochs = trainer.max_epochs
         if epochs is not None and epochs > 0 and trainer.max_steps == -1:
             self.run_epochs = epochs
@@ -298,10 +297,15 @@ class _Report(L.Callback):
             self.newcomers.left_over += joined
             return
         assert indices == list(range(len(self.trials), len(self.trials) + len(trials)))
-        for trial in trials:  # where its batches start: a one-by-one replay needs it
-            trial.set_user_attr("population", self.trials[0].number)
-            trial.set_user_attr("population_epoch_joined", epoch)
+        for trial in trials:
+            self._record_joined(trial, epoch)
         self.trials.extend(trials)
+
+    def _record_joined(self, trial: optuna.Trial, epoch: int) -> None:
+        """Which population (its first trial) the trial trained in, from which of its epochs:
+        where its batches start, which a one-by-one replay of it needs (one storage write)."""
+        trial.set_user_attr("population", {"first_trial": self.trials[0].number,
+                                           "epoch_joined": epoch})
 
     def complete(self, pl_module, done: list[bool]) -> None:
         """Members ``done`` (by position) are COMPLETE with their last values, told now."""

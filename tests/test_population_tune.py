@@ -90,32 +90,53 @@ def test_a_population_larger_than_the_grid_is_one_line(space, capsys):
     assert not (space / "runs").exists()
 
 
-@pytest.mark.parametrize("pruner", [optuna.pruners.MedianPruner(n_startup_trials=2),
-                                    optuna.pruners.PercentilePruner(25.0, n_startup_trials=2),
-                                    optuna.pruners.SuccessiveHalvingPruner(),
-                                    optuna.pruners.NopPruner()])
+PRUNERS = {
+    "median": lambda: optuna.pruners.MedianPruner(n_startup_trials=2),
+    "percentile": lambda: optuna.pruners.PercentilePruner(25.0, n_startup_trials=2),
+    "successive_halving": lambda: optuna.pruners.SuccessiveHalvingPruner(min_resource=1,
+                                                                         reduction_factor=2),
+    "hyperband": lambda: optuna.pruners.HyperbandPruner(min_resource=1, max_resource=4,
+                                                        reduction_factor=2),
+    "none": lambda: optuna.pruners.NopPruner()}
+
+
+@pytest.mark.parametrize("pruner", sorted(PRUNERS))
 def test_per_epoch_pruning_decides_as_should_prune(tmp_path, pruner):
+    # Two studies with the same history: one judged the population's way (one read of the
+    # study per epoch, rung marks written through), the twin by each trial's should_prune, in
+    # the same order. Successive halving writes as it judges: a later member must see the
+    # marks an earlier one left.
     from tuning.runner.population import _Report
 
-    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'p.db'}", direction="maximize",
-                                pruner=pruner)
-    for value in (0.5, 0.6, 0.7):  # finished trials with a history
-        trial = study.ask()
-        for epoch in range(3):
-            trial.report(value - 0.1 * (2 - epoch), epoch)
-        study.tell(trial, value)
-    members = [study.ask() for _ in range(4)]
+    def study_with_history(name):
+        study = optuna.create_study(storage=f"sqlite:///{tmp_path / name}", study_name="s",
+                                    direction="maximize",
+                                    pruner=PRUNERS[pruner]())
+        for value in (0.5, 0.6, 0.7):  # finished trials with a history
+            trial = study.ask()
+            for epoch in range(3):
+                trial.report(value - 0.1 * (2 - epoch), epoch)
+            study.tell(trial, value)
+        return study, [study.ask() for _ in range(6)]
+
+    ours, twin = study_with_history("a.db"), study_with_history("b.db")
+    decisions, expected = [], []
     for epoch in range(3):
-        for i, trial in enumerate(members):
-            trial.report(0.2 * i + 0.05 * epoch, epoch)
-    judge = _Report(study, members, "val_acc", lambda index, state, value: None, lambda count: None)._judge()
-    decisions = [bool(judge(trial)) for trial in members]
-    if not isinstance(pruner, optuna.pruners.NopPruner):
-        assert decisions == [trial.should_prune() for trial in members]
-    if isinstance(pruner, optuna.pruners.PercentilePruner):
-        assert decisions == [True, True, True, False]  # 0.1, 0.3, 0.5 below 0.55 and 0.6
-    if isinstance(pruner, optuna.pruners.NopPruner):
-        assert decisions == [False] * 4
+        for (study, members), out in ((ours, decisions), (twin, expected)):
+            alive = [t for t in members if t.number not in {n for n, _ in out if _}]
+            for i, trial in enumerate(alive):
+                trial.report(0.2 * (i % 3) + 0.05 * epoch - 0.01 * i, epoch)
+            if study is ours[0]:
+                judge = _Report(study, members, "val_acc", lambda *a: None, lambda n: None)._judge()
+                out += [(t.number, bool(judge(t))) for t in alive]
+            else:
+                out += [(t.number, t.should_prune()) for t in alive]
+    assert decisions == expected
+    pruned = [number for number, yes in decisions if yes]
+    assert (not pruned) == (pruner == "none"), decisions
+    if pruner == "successive_halving":  # the rung marks reached the storage, as should_prune's
+        marks = [t.system_attrs for t in ours[0].get_trials()]
+        assert marks == [t.system_attrs for t in twin[0].get_trials()]
 
 
 def test_without_population_given_the_study_trains_populations_and_says_so(space, capsys):

@@ -20,6 +20,7 @@ A trial is never failed because another run started, so two runs on one study sh
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import sys
@@ -50,12 +51,18 @@ def _process_started(pid: int) -> float | None:
 RUN = os.environ.setdefault("LIT_TUNE_RUN", f"{HOST}:{os.getpid()}")
 
 
+@functools.cache
+def _started_here(pid: int) -> float | None:
+    """When this process started (psutil reads /proc: once per process, not per trial)."""
+    return _process_started(pid)
+
+
 def claim(trial: optuna.Trial) -> None:
     """This process runs ``trial``: recorded right after it is asked."""
     pid = os.getpid()
     trial.set_user_attr("pid", pid)
     trial.set_user_attr("host", HOST)
-    trial.set_user_attr("pid_started", _process_started(pid))
+    trial.set_user_attr("pid_started", _started_here(pid))
     trial.set_user_attr("run", RUN)
 
 

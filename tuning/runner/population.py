@@ -55,9 +55,9 @@ from tuning.runner.algorithms import MAX_FAILURES
 from tuning.runner.worker import (
     TooManyFailuresError,
     _evaluate,
+    beyond_budget,
     counted,
     fail_for_rerun_if_possible,
-    over_budget,
     tell,
     wait_for_running,
 )
@@ -619,8 +619,8 @@ class _Newcomers:
                 if size:
                     trials, overrides = _ask_batch(self.study, self.objective.space,
                                                    self.objective.recipe, size, fixed)
-                    kept = [i for i, t in enumerate(trials)
-                            if not over_budget(self.study, t, self.n_trials)]
+                    beyond = beyond_budget(self.study, trials, self.n_trials)
+                    kept = [i for i, t in enumerate(trials) if t.number not in beyond]
                     trials, overrides = [trials[i] for i in kept], [overrides[i] for i in kept]
         except Interrupted as err:
             for trial in trials:

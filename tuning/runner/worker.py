@@ -9,6 +9,8 @@ trial is still running, so a killed worker's trial is re-run by whichever proces
 
 from __future__ import annotations
 
+import bisect
+
 import random
 import sys
 import time
@@ -59,18 +61,29 @@ def counted(trials: list[optuna.trial.FrozenTrial]) -> list[optuna.trial.FrozenT
 
 
 def over_budget(study: optuna.Study, trial: optuna.Trial, n_trials: int) -> bool:
-    """Whether ``trial``, just asked, is beyond the budget: more counted trials up to its
-    number than ``n_trials``. The ask's lock covers the processes of one run folder only;
-    processes with their own folders on one database (several machines on PostgreSQL) can
-    each find one trial left and ask it together. Trial numbers are the storage's order of
-    asking, so exactly the first ``n_trials`` keep theirs; a later one is failed as not run
-    (``rerun``: it uses no budget) and its process ends or waits like one that found none."""
-    ahead = [t for t in counted(study.get_trials(deepcopy=False)) if t.number <= trial.number]
-    if len(ahead) <= n_trials:
-        return False
-    fail_for_rerun(study, trial, f"over the budget of {n_trials}: another process asked "
-                                 "the last trial first")
-    return True
+    """Whether ``trial``, just asked, is beyond the budget (see ``beyond_budget``)."""
+    return bool(beyond_budget(study, [trial], n_trials))
+
+
+def beyond_budget(study: optuna.Study, trials: list[optuna.Trial], n_trials: int) -> set[int]:
+    """The numbers of the just-asked ``trials`` that are beyond the budget: more counted
+    trials up to their number than ``n_trials``, from one read of the study. The ask's lock
+    covers the processes of one run folder only; processes with their own folders on one
+    database (several machines on PostgreSQL) can each find one trial left and ask it
+    together. Trial numbers are the storage's order of asking, so exactly the first
+    ``n_trials`` keep theirs; a later one is failed as not run (``rerun``: it uses no budget,
+    so it no longer counts for the next) and its process ends or waits like one that found
+    none."""
+    numbers = sorted(t.number for t in counted(study.get_trials(deepcopy=False)))
+    beyond = set()
+    for trial in sorted(trials, key=lambda t: t.number):
+        if bisect.bisect_right(numbers, trial.number) <= n_trials:
+            continue
+        fail_for_rerun(study, trial, f"over the budget of {n_trials}: another process asked "
+                                     "the last trial first")
+        numbers.remove(trial.number)
+        beyond.add(trial.number)
+    return beyond
 
 
 def sampler_seed(seed: int, rank: int, *, created: bool) -> int:

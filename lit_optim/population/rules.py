@@ -196,6 +196,8 @@ class PopulationUpdate:
     def follow(self, groups: Sequence[Mapping[str, Any]]) -> None:
         """Every member's lr, and the momentum / betas a schedule may cycle (onecycle), from
         its shadow optimizer's param group: what the members' schedules just set."""
+        if not groups:  # every member left; newcomers may join
+            return
         self.set_lr([g["lr"] for g in groups])  # in the population's dtype: no float32
         if "momentum" in self.h and "momentum" in groups[0]:
             self.set("momentum", [g["momentum"] for g in groups])

@@ -58,5 +58,7 @@ def make_pruner(name: str, epochs: int = 20) -> optuna.pruners.BasePruner:
     if name == "hyperband":
         return pruners.HyperbandPruner(max_resource=max(1, epochs))
     if name == "successive_halving":
-        return pruners.SuccessiveHalvingPruner()
+        # Optuna's "auto" min_resource is this same value, but known only once a trial has
+        # completed: a population's first members would all train to the end unjudged.
+        return pruners.SuccessiveHalvingPruner(min_resource=max(1, epochs // 100))
     return pruners.NopPruner()

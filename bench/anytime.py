@@ -80,10 +80,14 @@ def _lit_tune_events(folder: Path, t0: float, epochs: int) -> tuple[list[dict], 
     the populations' slot-epochs spent on live members."""
     import optuna
 
-    db = folder / "runs" / "s" / "study.db"
-    if not db.exists():
+    db, journal = folder / "runs" / "s" / "study.db", folder / "runs" / "s" / "journal.log"
+    if db.exists():
+        storage = f"sqlite:///file:{db}?mode=ro&uri=true"
+    elif journal.exists():  # --n-workers
+        storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(journal)))
+    else:
         return [], None
-    study = optuna.load_study(study_name="s", storage=f"sqlite:///file:{db}?mode=ro&uri=true")
+    study = optuna.load_study(study_name="s", storage=storage)
     events, populations = [], {}
     for trial in study.get_trials(deepcopy=False):
         trained = len(trial.intermediate_values)
@@ -239,32 +243,34 @@ def run_ray_asha(task: str, seed: int, budget: float, log: _Log) -> None:
     epochs = TASKS[task][1]
     cores = os.cpu_count() or 1
     ray.init(num_cpus=cores, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
-    path = log.file.name
+    path, t0 = log.file.name, log.t0  # the trainable is pickled: no open file in it
 
-    def trainable(config):
+    def trainable(config, data):
         import torch
 
         torch.set_num_threads(1)
-        inner = _Log(Path(path), log.t0)
-        data = _plain_data(task)
+        inner = _Log(Path(path), t0)
 
         def report(epoch, acc):
             inner.epoch()
+            if epoch + 1 == epochs:  # ASHA ends the trial inside its last report
+                inner.final(acc)
             tune.report({"val_acc": acc, "epoch": epoch + 1})
             return False
 
-        acc = _plain_trial(task, data, config["lr"], config["wd"], seed, report)
-        inner.final(acc)
+        _plain_trial(task, data, config["lr"], config["wd"], seed, report)
 
     space = {"lr": tune.loguniform(*LR), "wd": tune.loguniform(*WD)}
+    # As a careful Ray user writes it: the data once in the object store, actors reused.
     tuner = tune.Tuner(
-        tune.with_resources(trainable, {"cpu": 1}),
+        tune.with_resources(tune.with_parameters(trainable, data=_plain_data(task)), {"cpu": 1}),
         param_space=space,
         tune_config=tune.TuneConfig(
             metric="val_acc", mode="max", num_samples=-1, time_budget_s=budget,
             scheduler=ASHAScheduler(time_attr="epoch", max_t=epochs, grace_period=1,
                                     reduction_factor=4),
-            search_alg=OptunaSearch(seed=seed), max_concurrent_trials=cores),
+            search_alg=OptunaSearch(seed=seed), max_concurrent_trials=cores,
+            reuse_actors=True),
         run_config=tune.RunConfig(verbose=0, storage_path=str(Path(path).parent / "ray")))
     tuner.fit()
 

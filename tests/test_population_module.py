@@ -245,6 +245,37 @@ def test_a_member_that_joins_later_equals_its_run_fed_the_same_batches(tmp_path,
             assert metrics[name] == pytest.approx(logged[name], abs=1e-10), (index, name)
 
 
+@pytest.mark.parametrize("scheduler,kwargs", [
+    ("cosine", {"warmup_steps": 10}), ("plateau", {"patience": 0, "factor": 0.5, "mode": "min"})])
+def test_copy_member_is_bitwise_and_the_copy_trains_on_as_its_source(tmp_path, scheduler, kwargs):
+    # PBT's exploit on a user's module: after epoch 0 member 2 takes member 0's parameters,
+    # BatchNorm statistics, optimizer state, shadow optimizer and schedule state. Both then see
+    # the same batches with the same hyperparameters: bit for bit equal to the end.
+    # every member with weight decay: their optimizers group the parameters alike
+    members = [{**m, "weight_decay": m["weight_decay"] or 3e-3, "optimizer": "adamw",
+                "scheduler": scheduler, "scheduler_kwargs": kwargs} for m in MEMBERS]
+    modules = []
+    for hparams in members:
+        L.seed_everything(0)
+        modules.append(SmallCNN(**hparams))
+    population = ModulePopulation(modules)
+    population.on_epoch_end = lambda pop: pop.current_epoch == 0 and pop.copy_member(0, 2)
+    L.seed_everything(0)
+    L.Trainer(default_root_dir=tmp_path, **TRAINER).fit(population, datamodule=Shapes())
+    first, third = population.member_state_dict(0), population.member_state_dict(2)
+    assert all(torch.equal(first[k], third[k]) for k in first)
+    for update in population.updates:
+        for state in update.state:
+            for value in state.values():
+                assert torch.equal(value[0], value[2])
+    lrs = [[g.get("initial_lr", g["lr"]) for g in s["optimizer"].param_groups]
+           for s in population.shadows]  # the base lrs: cosine ends at 0 for all
+    assert lrs[0] == lrs[2] != lrs[1]
+    assert float(population.member_metrics["valid/nll"][0]) == float(population.member_metrics["valid/nll"][2])
+    plain = _population(tmp_path, members)
+    assert not torch.equal(plain.member_state_dict(2)["head.weight"], third["head.weight"])
+
+
 class ItemInStep(SmallCNN):
     def training_step(self, batch, batch_idx):
         loss = super().training_step(batch, batch_idx)

@@ -173,3 +173,35 @@ def test_a_member_that_joins_later_equals_its_sequential_task_fed_the_same_batch
             assert torch.allclose(state[name], value, rtol=0, atol=1e-10), (index, name)
         assert metrics["val_loss"] == pytest.approx(float(reference.callback_metrics["val_loss"]),
                                                     rel=1e-10)
+
+
+@pytest.mark.parametrize(("optimizer", "scheduler", "kwargs"), [
+    ("adam", "cosine", {"warmup_steps": 3}), ("momentum", "plateau", {"patience": 0, "factor": 0.5}),
+    ("sgd", "cyclic", {}), ("adam", "cosine_restarts", {"T_0": 1})])
+def test_copy_member_is_bitwise_and_the_copy_trains_on_as_its_source(optimizer, scheduler, kwargs):
+    # PBT's exploit: after epoch 0 member 2 takes member 0's weights, optimizer state, step
+    # count and schedule, in memory. From then on both see the same batches with the same
+    # hyperparameters: they must stay bit for bit equal to the end, and member 2 must differ
+    # from the run without the copy.
+    members = CASES[optimizer][:3]
+    data = ClassificationData("digits", batch_size=128)
+
+    def fit(copy):
+        population = PopulationTask(data.input_shape, 10, members, network_kwargs=NET,
+                                    optimizer=optimizer, scheduler=scheduler,
+                                    scheduler_kwargs=kwargs)
+        if copy:
+            population.on_epoch_end = lambda pop: pop.current_epoch == 0 and pop.copy_member(0, 2)
+        _trainer().fit(population, datamodule=ClassificationData("digits", batch_size=128))
+        return population
+
+    copied, plain = fit(True), fit(False)
+    for a, b in zip(copied.net.member_state_dict(0).values(), copied.net.member_state_dict(2).values()):
+        assert torch.equal(a, b)
+    for state in copied.update.state:
+        for value in state.values():
+            assert torch.equal(value[0], value[2])
+    assert torch.equal(copied.update.h["lr"][0], copied.update.h["lr"][2])
+    assert float(copied.member_metrics["val_loss"][0]) == float(copied.member_metrics["val_loss"][2])
+    without = plain.net.member_state_dict(2)
+    assert not all(torch.equal(without[k], v) for k, v in copied.net.member_state_dict(2).items())

@@ -121,6 +121,29 @@ def test_sigkill_mid_population_then_rerun_replaces_its_members(workdir):
     assert not [t for t in trials if t.state == TrialState.RUNNING]
 
 
+def test_sigkill_after_members_left_and_joined_then_rerun_keeps_them_and_ends_the_budget(workdir):
+    # A population of 3 over a budget of 12, median pruning: killed once two trials are told
+    # and a newcomer runs. The told trials stay as told (value, state, epochs); the killed
+    # members are failed for rerun and replaced; the budget ends exact.
+    storage = "sqlite:///runs/kj/study.db"
+    args = ("--n-trials", "12", "--population", "3", "--heartbeat", "1", "--pruner", "median")
+    proc = _start_and_wait_for_a_running_trial("kj", storage, *args, done=2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = {t.number: (t.state, t.value, dict(t.intermediate_values))
+              for t in _trials("kj", storage) if t.state in FINISHED}
+    killed = [t.number for t in _trials("kj", storage) if t.state == TrialState.RUNNING]
+    assert len(before) >= 2 and killed
+    subprocess.run(_lit_tune("--study", "kj", *args), check=True, timeout=300,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    trials = _trials("kj", storage)
+    assert {t.number: (t.state, t.value, dict(t.intermediate_values))
+            for t in trials if t.number in before} == before
+    assert [t.state for t in trials if t.number in killed] == [TrialState.FAIL] * len(killed)
+    assert len([t for t in trials if t.state in FINISHED]) == 12
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+
+
 # --- PostgreSQL -------------------------------------------------------------------------------
 def _pg_bin(name: str) -> str | None:
     found = shutil.which(name) or next(iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))), None)
@@ -157,14 +180,19 @@ def postgres_url():
 
 
 @pytest.mark.slow  # 32 s; PostgreSQL runs by default in the survivor and first-start tests
-def test_two_workers_share_a_postgresql_study(workdir, postgres_url):
-    subprocess.run(_lit_tune("--study", "pg", "--n-trials", "6", "--n-workers", "2",
-                             "--storage", postgres_url), check=True, timeout=300,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    trials = _trials("pg", postgres_url)
+@pytest.mark.parametrize("population", ["1", "3"])
+def test_two_workers_share_a_postgresql_study(workdir, postgres_url, population):
+    # population 3: each worker's population refills its slots from the shared budget
+    study = f"pg{population}"
+    subprocess.run(_lit_tune("--study", study, "--n-trials", "8", "--n-workers", "2",
+                             "--storage", postgres_url, "--population", population),
+                   check=True, timeout=300, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    trials = _trials(study, postgres_url)
     finished = [t for t in trials if t.state in FINISHED]
-    assert len(finished) == 6 and len({t.number for t in finished}) == 6
+    assert len(finished) == 8 and len({t.number for t in finished}) == 8
     assert not [t for t in trials if t.state == TrialState.RUNNING]
+    if population == "3":
+        assert any(t.user_attrs["population"]["epoch_joined"] > 0 for t in finished)
 
 
 def test_a_member_that_left_a_population_is_pruned_in_storage_and_stays_so_after_sigterm(workdir):

@@ -158,6 +158,13 @@ class GradientClipper(L.Callback):
             self._norms = torch.cat([self._norms, self._norms.new_full(
                 (self.history, n), float("nan"))], dim=1)
 
+    def copy_member(self, source: int, target: int) -> None:
+        """Member ``target`` takes ``source``'s AutoClip history and clip count."""
+        if self._clipped.ndim:
+            self._clipped[target] = self._clipped[source]
+        if self._norms is not None and self._norms.ndim == 2:
+            self._norms[:, target] = self._norms[:, source]
+
     def clipped_fraction(self) -> torch.Tensor | None:
         """The share of this epoch's steps that were clipped (per member in a population),
         and a fresh count for the next epoch; None before any step."""

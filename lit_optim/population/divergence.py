@@ -60,3 +60,8 @@ class LossSpikes:
             self.first = torch.cat([self.first, self.first.new_full((n,), float("nan"))])
             self.flagged = torch.cat([self.flagged, self.flagged.new_zeros(n)])
             self._joined = True
+
+    def copy_member(self, source: int, target: int) -> None:
+        if self.ema is not None:
+            for value in (self.ema, self.first, self.flagged):
+                value[target] = value[source]

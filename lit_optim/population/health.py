@@ -94,3 +94,8 @@ class MemberHealth:
         for callback in [*self.callbacks, self.trainer_clip]:
             if isinstance(callback, GradientClipper):
                 callback.join_members(len(members))
+
+    def copy_member(self, source: int, target: int) -> None:
+        for callback in [*self.callbacks, self.trainer_clip]:
+            if isinstance(callback, GradientClipper):
+                callback.copy_member(source, target)

@@ -457,6 +457,34 @@ class ModulePopulation(L.LightningModule):
         if not self.alive:  # nobody left: the fit ends here, unless newcomers may join
             self.trainer.should_stop = self.trainer.should_stop or self.stop_when_empty
 
+    @torch.no_grad()
+    def copy_member(self, source: int, target: int) -> None:
+        """Member ``target`` (a position in ``alive``) becomes a copy of ``source``, bit for
+        bit, in memory: parameters, buffers, optimizer state and step count, its shadow
+        optimizer's and schedules' state (lr, schedule position), epochs trained, spike and
+        clipping state (PBT's exploit; ``target`` keeps its name and index)."""
+        mine, theirs = self.shadows[target], self.shadows[source]
+        if len(mine["optimizer"].param_groups) != len(theirs["optimizer"].param_groups):
+            raise ConfigError(
+                f"{self.member_names[self.alive[target]]} cannot take "
+                f"{self.member_names[self.alive[source]]}'s state: their optimizers group the "
+                "parameters differently (a weight decay of 0 merges the no-decay group)")
+        for tensor in [*self.stacked().values(), *self.stacked_buffers().values()]:
+            tensor[target] = tensor[source]
+        for update in self.updates:
+            update.copy_member(source, target)
+        mine["optimizer"].load_state_dict(theirs["optimizer"].state_dict())
+        for own, other in zip(mine["schedulers"], theirs["schedulers"]):
+            own["scheduler"].load_state_dict(other["scheduler"].state_dict())
+        mine["stepped"] = theirs.get("stepped", False)
+        self.epochs_trained[target] = self.epochs_trained[source]
+        self.spikes.copy_member(source, target)
+        if self.health is not None:
+            self.health.copy_member(source, target)
+        for values in self.member_metrics.values():
+            values[target] = values[source]
+        self._copy_hyper()
+
     def join(self, members: Sequence[L.LightningModule], names: Sequence[str]) -> list[int]:
         """Add ``members`` (built as ``__init__``'s, each with its own hyperparameters and
         initial weights) after the present ones, between epochs; returns their indices. Each

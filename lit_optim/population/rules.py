@@ -171,6 +171,19 @@ class PopulationUpdate:
         self._note_momentum(self.h.get("momentum", [1.0]))
 
     @torch.no_grad()
+    def copy_member(self, source: int, target: int) -> None:
+        """Member ``target`` (a position) takes ``source``'s optimizer state, step count and
+        hyperparameters, bit for bit (PBT's exploit; the parameters are the caller's)."""
+        for state in self.state:
+            for value in state.values():
+                value[target] = value[source]
+        for value in self.h.values():
+            value[target] = value[source]
+        self.steps[target] = self.steps[source]
+        self._joined[target] = self._joined[source]
+        self._note_momentum(self.h.get("momentum", [1.0]))
+
+    @torch.no_grad()
     def keep(self, mask: torch.Tensor, params: Sequence[torch.Tensor]) -> None:
         """Drop the members where ``mask`` is False; ``params`` are the compacted tensors
         (``StackedNetwork.keep`` makes new ones)."""

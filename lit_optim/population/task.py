@@ -261,6 +261,34 @@ class PopulationTask(L.LightningModule):
         if not self.alive:  # nobody left: the fit ends here, unless newcomers may join
             self.trainer.should_stop = self.trainer.should_stop or self.stop_when_empty
 
+    @torch.no_grad()
+    def copy_member(self, source: int, target: int) -> None:
+        """Member ``target`` (a position in ``alive``) becomes a copy of ``source``, bit for
+        bit, in memory: weights, optimizer state and step count, its schedule's lr (and the
+        schedule's state where it has one of its own: plateau), epochs trained, spike and
+        clipping state (PBT's exploit; ``target`` keeps its name and index)."""
+        for tensor in [*self.net.parameters(), *self.net.buffers()]:
+            tensor[target] = tensor[source]
+        self.update.copy_member(source, target)
+        mine, theirs = self._member_groups[target], self._member_groups[source]
+        mine.update({k: v for k, v in theirs.items() if k != "params"})
+        own = next(s for s in self.shadows if self.alive[target] in s["members"])
+        other = next(s for s in self.shadows if self.alive[source] in s["members"])
+        if len(own["members"]) == 1 == len(other["members"]):  # plateau: one per member
+            own["optimizer"].load_state_dict(other["optimizer"].state_dict())
+            own["config"]["scheduler"].load_state_dict(other["config"]["scheduler"].state_dict())
+            self._member_groups[target] = own["optimizer"].param_groups[0]
+        else:  # a scheduler's per-group lists (base_lrs, max_lrs …), at one shared position
+            _copy_group_entries(other["config"]["scheduler"], _index(other, theirs),
+                                own["config"]["scheduler"], _index(own, mine))
+        self.epochs_trained[target] = self.epochs_trained[source]
+        self.spikes.copy_member(source, target)
+        if self.health is not None:
+            self.health.copy_member(source, target)
+        for values in self.member_metrics.values():
+            values[target] = values[source]
+        self._copy_lrs()
+
     def join(self, members: Sequence[Mapping], names: Sequence[str]) -> list[int]:
         """Add ``members`` (kwargs as ``__init__``'s) after the present ones, between epochs;
         returns their indices. Each starts from the weights its sequential trial starts from,
@@ -289,3 +317,24 @@ class PopulationTask(L.LightningModule):
                                for k, v in self.member_metrics.items()}
         self._copy_lrs()
         return new
+
+
+def _index(shadow: dict[str, Any], group: dict[str, Any]) -> int:
+    return next(i for i, g in enumerate(shadow["optimizer"].param_groups) if g is group)
+
+
+def _copy_group_entries(source: Any, source_index: int, target: Any, target_index: int) -> None:
+    """A torch scheduler keeps some state per param group in lists (``base_lrs``,
+    ``_last_lr``, CyclicLR's ``max_lrs`` …; a SequentialLR in its children): the target
+    group's entries take the source group's. Both schedules are at one position (members that
+    started together), of one class."""
+    if type(source) is not type(target):
+        raise ConfigError(f"cannot copy a {type(source).__name__} schedule's state into a "
+                          f"{type(target).__name__}")
+    sizes = (len(source.optimizer.param_groups), len(target.optimizer.param_groups))
+    for name, value in vars(source).items():
+        other = getattr(target, name, None)
+        if isinstance(value, list) and isinstance(other, list) and (len(value), len(other)) == sizes:
+            other[target_index] = value[source_index]
+    for child, own in zip(getattr(source, "_schedulers", []), getattr(target, "_schedulers", [])):
+        _copy_group_entries(child, source_index, own, target_index)

@@ -406,12 +406,12 @@ def main() -> None:
     for tuner, runs in results.items():
         best = [_median([_best_by(r["events"], m) for r in runs]) for m in marks]
         reach = [_time_to(r["events"], t) for r, t in zip(runs, targets)]
-        reached = sum(t is not None for t in reach)
+        each = " / ".join("—" if t is None else f"{t:.0f}" for t in reach)
         median_reach = _median(reach)
         use = _median([r["utilization"] for r in runs])
         print(f"| {tuner} | {_median([r['epochs'] for r in runs]):.0f} | "
               + " | ".join("—" if b is None else f"{b:.4f}" for b in best)
-              + f" | {'—' if median_reach is None else f'{median_reach:.0f} s'} ({reached}/{len(runs)})"
+              + f" | {'—' if median_reach is None else f'{median_reach:.0f} s'} ({each} s)"
               + f" | {'—' if use is None else f'{use:.0%}'} |")
     print(f"\narithmetic floor: {_gemm_floor(args.budget, args.task):,.0f} epochs in "
           f"{args.budget:g} s on {os.cpu_count()} cores (one-thread 512² matmul rate); load "

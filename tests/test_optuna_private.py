@@ -67,3 +67,24 @@ def test_set_user_attrs_writes_on_a_trial_known_only_by_its_record(tmp_path):
     (frozen,) = other.get_trials(states=(TrialState.RUNNING,))
     set_user_attrs(other, frozen, {"fail_reason": "lost", "rerun": True})
     assert study.trials[0].user_attrs == {"fail_reason": "lost", "rerun": True}
+
+
+def test_successive_halving_judges_through_a_snapshot_and_writes_its_rung_marks_through(tmp_path):
+    # What StudySnapshot relies on: SuccessiveHalvingPruner.prune reads the study through
+    # get_trials and writes its rung marks with study._storage.set_trial_system_attr. Two
+    # members judged from one snapshot: the storage holds each mark, and the second member
+    # is judged against the first's (the first, 0.9, promoted; the second, 0.1, pruned).
+    from tuning.storage.optuna_private import StudySnapshot
+
+    pruner = optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=2)
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 's.db'}", direction="maximize",
+                                pruner=pruner)
+    first, second = study.ask(), study.ask()
+    first.report(0.9, 1)  # rung 0 is judged from step min_resource × η⁰ = 1
+    second.report(0.1, 1)
+    snapshot = StudySnapshot(study)
+    assert not pruner.prune(snapshot, snapshot.frozen(first.number))
+    assert pruner.prune(snapshot, snapshot.frozen(second.number))
+    stored = {t.number: t.system_attrs for t in study.get_trials()}
+    assert stored[first.number]["completed_rung_0"] == 0.9
+    assert stored[second.number]["completed_rung_0"] == 0.1

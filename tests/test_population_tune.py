@@ -380,7 +380,9 @@ def test_asha_in_a_population_decides_as_should_prune_of_the_same_trials_one_by_
     pruned = [t for t in trials if t.state == TrialState.PRUNED]
     assert pruned and any(t.state == TrialState.COMPLETE for t in trials)
     assert len({t.user_attrs["population"]["epoch_joined"] for t in trials}) > 2  # refilled
-    replay = optuna.create_study(direction="maximize", pruner=optuna.pruners.SuccessiveHalvingPruner())
+    # lit-tune's successive halving: min_resource 1 from the start (Optuna's auto, known early)
+    replay = optuna.create_study(direction="maximize",
+                                 pruner=optuna.pruners.SuccessiveHalvingPruner(min_resource=1))
     asked = {t.number: replay.ask() for t in trials}
     joined = {t.number: t.user_attrs["population"]["epoch_joined"] for t in trials}
     last = {t.number: max(t.intermediate_values) for t in trials}
@@ -399,6 +401,8 @@ def test_asha_in_a_population_decides_as_should_prune_of_the_same_trials_one_by_
                 replay.tell(asked[t.number], t.value if t.state == TrialState.COMPLETE else None,
                             state=t.state)
     for t in trials:
+        # a member that diverged was judged (not pruned) before its divergence was seen
+        by_pruner = t.user_attrs.get("pruned_reason", "").startswith("pruned at")
         for step in t.intermediate_values:
-            expected = t.state == TrialState.PRUNED and step == last[t.number]
-            assert decisions[(t.number, step)] == expected, (t.number, step)
+            expected = by_pruner and step == last[t.number]
+            assert decisions[(t.number, step)] == expected, (t.number, step, t.user_attrs)

@@ -47,7 +47,7 @@ from tuning.runner.interrupt import Interrupted, held_signals, interrupted, rais
 from tuning.runner.objective import Objective
 from tuning.runner.owners import claim, fail_for_rerun
 from tuning.storage.backends import storage_fault
-from tuning.storage.optuna_private import heartbeat, report_all
+from tuning.storage.optuna_private import StudySnapshot, heartbeat, report_all
 from tuning.search.preflight import MetricCheck, MetricNotLoggedError, build_trial_objects
 from tuning.search.recipe import apply_overrides, write_recipe
 from tuning.search.space import SearchSpace
@@ -339,53 +339,8 @@ class _Report(L.Callback):
         if not isinstance(pruner, (optuna.pruners.PercentilePruner,
                                    optuna.pruners.SuccessiveHalvingPruner)):
             return lambda trial: trial.should_prune()
-        snapshot = _StudySnapshot(self.study)
+        snapshot = StudySnapshot(self.study)
         return lambda trial: pruner.prune(snapshot, snapshot.frozen(trial.number))
-
-
-class _StudySnapshot:
-    """A study as of one ``get_trials`` read, for a pruner that reads it and writes only
-    trial system attrs (successive halving's rung marks): those go to the storage and into
-    the snapshot, so a later member in the same epoch sees them, as it would in the storage.
-    It offers exactly what those pruners use of a study (as Optuna's own ``_BracketStudy``
-    offers a fixed list)."""
-
-    def __init__(self, study: optuna.Study) -> None:
-        self.direction, self.directions = study.direction, study.directions
-        self._trials = study.get_trials(deepcopy=False)
-        self._position = {t._trial_id: i for i, t in enumerate(self._trials)}
-        self._number = {t.number: i for i, t in enumerate(self._trials)}
-        self._storage = _WriteThrough(study._storage, self)
-
-    def get_trials(self, deepcopy: bool = True, states=None) -> list[optuna.trial.FrozenTrial]:
-        trials = [t for t in self._trials if states is None or t.state in states]
-        return copy.deepcopy(trials) if deepcopy else trials
-
-    @property
-    def trials(self) -> list[optuna.trial.FrozenTrial]:
-        return self.get_trials()
-
-    def frozen(self, number: int) -> optuna.trial.FrozenTrial:
-        return self._trials[self._number[number]]
-
-    def set_system_attr(self, trial_id: int, key: str, value: Any) -> None:
-        """A copy of the trial with the attr (the read's trials may be the storage cache's)."""
-        position = self._position[trial_id]
-        updated = copy.copy(self._trials[position])
-        updated.system_attrs = {**updated.system_attrs, key: value}
-        self._trials[position] = updated
-
-
-class _WriteThrough:
-    """The snapshot's storage: a pruner's ``set_trial_system_attr`` goes to the study's
-    storage and into the snapshot."""
-
-    def __init__(self, storage: Any, snapshot: _StudySnapshot) -> None:
-        self._storage, self._snapshot = storage, snapshot
-
-    def set_trial_system_attr(self, trial_id: int, key: str, value: Any) -> None:
-        self._storage.set_trial_system_attr(trial_id, key, value)
-        self._snapshot.set_system_attr(trial_id, key, value)
 
 
 def _flags(values: list[bool]) -> Any:

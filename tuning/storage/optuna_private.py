@@ -20,14 +20,17 @@ storage's sessions, after the checks its per-value method makes, for all N at on
 
 from __future__ import annotations
 
+import copy
+
 import threading
 from collections.abc import Iterator
+from typing import Any
 from contextlib import contextmanager
 
 import optuna
 from optuna.storages._heartbeat import is_heartbeat_enabled
 
-__all__ = ["heartbeat", "report_all", "set_user_attrs"]
+__all__ = ["StudySnapshot", "heartbeat", "report_all", "set_user_attrs"]
 
 
 @contextmanager
@@ -103,3 +106,49 @@ def report_all(study: optuna.Study, reports: list[tuple[optuna.Trial, float]], s
                              intermediate_value_type=kind))
     for trial, value in fresh:  # what Trial.report keeps for its first-report-wins check
         trial._cached_frozen_trial.intermediate_values[int(step)] = value
+
+
+class StudySnapshot:
+    """A study as of one ``get_trials`` read, for a pruner that reads it and writes only
+    trial system attrs (successive halving's rung marks): those go to the storage and into
+    the snapshot, so a later member in the same epoch sees them, as it would in the storage.
+    It offers exactly what those pruners use of a study (as Optuna's own ``_BracketStudy``
+    offers a fixed list): ``SuccessiveHalvingPruner.prune`` writes through ``study._storage``
+    by trial id, which is why it lives in this adapter."""
+
+    def __init__(self, study: optuna.Study) -> None:
+        self.direction, self.directions = study.direction, study.directions
+        self._trials = study.get_trials(deepcopy=False)
+        self._position = {t._trial_id: i for i, t in enumerate(self._trials)}
+        self._number = {t.number: i for i, t in enumerate(self._trials)}
+        self._storage = _WriteThrough(study._storage, self)
+
+    def get_trials(self, deepcopy: bool = True, states=None) -> list[optuna.trial.FrozenTrial]:
+        trials = [t for t in self._trials if states is None or t.state in states]
+        return copy.deepcopy(trials) if deepcopy else trials
+
+    @property
+    def trials(self) -> list[optuna.trial.FrozenTrial]:
+        return self.get_trials()
+
+    def frozen(self, number: int) -> optuna.trial.FrozenTrial:
+        return self._trials[self._number[number]]
+
+    def set_system_attr(self, trial_id: int, key: str, value: Any) -> None:
+        """A copy of the trial with the attr (the read's trials may be the storage cache's)."""
+        position = self._position[trial_id]
+        updated = copy.copy(self._trials[position])
+        updated.system_attrs = {**updated.system_attrs, key: value}
+        self._trials[position] = updated
+
+
+class _WriteThrough:
+    """The snapshot's storage: a pruner's ``set_trial_system_attr`` goes to the study's
+    storage and into the snapshot."""
+
+    def __init__(self, storage: Any, snapshot: StudySnapshot) -> None:
+        self._storage, self._snapshot = storage, snapshot
+
+    def set_trial_system_attr(self, trial_id: int, key: str, value: Any) -> None:
+        self._storage.set_trial_system_attr(trial_id, key, value)
+        self._snapshot.set_system_attr(trial_id, key, value)

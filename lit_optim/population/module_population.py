@@ -46,6 +46,7 @@ from lit_optim.catalog.torch_private import has_step_hooks
 from lit_optim.population.batch_norm import FoldedBatchNorm
 from lit_optim.population.divergence import LossSpikes
 from lit_optim.population.health import MemberHealth, check_clip_algorithm
+from lit_optim.population.members import record_newcomers
 from lit_optim.population.rules import RULES, PopulationUpdate
 from lit_optim.population.stacked import NotVmappable
 
@@ -517,15 +518,7 @@ class ModulePopulation(L.LightningModule):
                         for k, (group, known) in enumerate(self._groups)]
         self.shadows += shadows
         self._members += members
-        new = list(range(len(self.member_names), len(self.member_names) + len(members)))
-        self.member_names += names
-        self.alive += new
-        self.epochs_trained += [0] * len(members)
-        self.spikes.join(len(members))
-        if self.health is not None:
-            self.health.join(names)
-        self.member_metrics = {k: torch.cat([v, v.new_full((len(members),), float("nan"))])
-                               for k, v in self.member_metrics.items()}
+        new = record_newcomers(self, names)
         self._copy_hyper()
         return new
 

@@ -29,6 +29,7 @@ from lit_optim.catalog.optimizers import build_optimizer
 from lit_optim.catalog.param_groups import takes_decay
 from lit_optim.population.divergence import LossSpikes
 from lit_optim.population.health import MemberHealth, check_clip_algorithm
+from lit_optim.population.members import record_newcomers
 from lit_optim.population.rules import POPULATION_OPTIMIZERS, PopulationUpdate
 from lit_optim.population.stacked import StackedNetwork
 from lit_optim.catalog.schedulers import SCHEDULERS, check_scheduler_args
@@ -302,19 +303,13 @@ class PopulationTask(L.LightningModule):
             torch.set_rng_state(state)
         self.net.join([net.to(self.net.p0.device) for net in nets])
         self.update.join(members, list(self.net.parameters()))
-        new = list(range(len(self.member_names), len(self.member_names) + len(members)))
-        shadows, groups = self._build_shadows(list(zip(new, members)))
+        first = len(self.member_names)
+        shadows, groups = self._build_shadows(list(zip(range(first, first + len(members)),
+                                                       members)))
         self.shadows += shadows
         self._member_groups += groups
         self.members += members
-        self.member_names += names
-        self.alive += new
-        self.epochs_trained += [0] * len(members)
-        self.spikes.join(len(members))
-        if self.health is not None:
-            self.health.join(names)
-        self.member_metrics = {k: torch.cat([v, v.new_full((len(members),), float("nan"))])
-                               for k, v in self.member_metrics.items()}
+        new = record_newcomers(self, names)
         self._copy_lrs()
         return new
 

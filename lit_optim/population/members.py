@@ -1,0 +1,28 @@
+"""What both population classes keep per member beside their tensors, and how newcomers join
+it: indices (``alive``), names, epochs trained, the spike rule's state, the health callbacks'
+state, and the last epoch's values (a newcomer's are NaN until it reports)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+__all__ = ["record_newcomers"]
+
+
+def record_newcomers(population: Any, names: Sequence[str]) -> list[int]:
+    """Add ``names`` after ``population``'s members (their tensors already joined); returns
+    their indices."""
+    new = list(range(len(population.member_names), len(population.member_names) + len(names)))
+    population.member_names += list(names)
+    population.alive += new
+    population.epochs_trained += [0] * len(names)
+    population.spikes.join(len(names))
+    if population.health is not None:
+        population.health.join(names)
+    population.member_metrics = {
+        k: torch.cat([v, v.new_full((len(names),), float("nan"))])
+        for k, v in population.member_metrics.items()}
+    return new

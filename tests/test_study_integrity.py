@@ -462,10 +462,14 @@ def test_a_signal_ends_lit_optim_fit_with_128_plus_it_and_one_line(tmp_path, sig
     import time
 
     signum = getattr(signal, signame)
+    # As from a shell in the foreground: a pytest started as a background job (`&`) has SIGINT
+    # ignored, its children inherit that, and lit-optim rightly leaves an ignored SIGINT alone
+    # (three full-suite runs started with `&` failed here for that reason alone).
     proc = subprocess.Popen([sys.executable, "-m", "lit_optim.cli.main", "fit", "--config",
                              str(ROOT / "recipes" / "digits" / "mlp.yaml"), "--trainer.max_epochs",
                              "100000", "--trainer.enable_progress_bar", "false"], cwd=tmp_path,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 60
     while time.time() < deadline and not list(tmp_path.rglob("last.ckpt")):  # an epoch ended
         time.sleep(0.2)

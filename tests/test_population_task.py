@@ -40,6 +40,15 @@ CASES = {
 SCHEDULES = [("constant", {}), ("cosine", {"warmup_steps": 3}), ("onecycle", {})]
 
 
+def _sequential_task(data, member, optimizer, scheduler, kwargs):
+    """The member's own ClassificationTask, from the weights its trial starts from."""
+    torch.manual_seed(0)
+    extra = {k: v for k, v in member.items() if k not in ("lr", "weight_decay")}
+    return ClassificationTask(data.input_shape, 10, network_kwargs=NET, optimizer=optimizer,
+                              lr=member["lr"], weight_decay=member["weight_decay"],
+                              optimizer_kwargs=extra, scheduler=scheduler, scheduler_kwargs=kwargs)
+
+
 def _trainer():
     return L.Trainer(max_epochs=3, limit_train_batches=3, precision="64-true", logger=False,
                      enable_checkpointing=False, enable_progress_bar=False,
@@ -59,12 +68,7 @@ def test_each_member_equals_its_sequential_classification_task(optimizer, schedu
     _trainer().fit(population, datamodule=data)
     assert population.alive == [0, 1, 2, 3]
     for i, member in enumerate(members):
-        torch.manual_seed(0)
-        extra = {k: v for k, v in member.items() if k not in ("lr", "weight_decay")}
-        task = ClassificationTask(data.input_shape, 10, network_kwargs=NET, optimizer=optimizer,
-                                  lr=member["lr"], weight_decay=member["weight_decay"],
-                                  optimizer_kwargs=extra, scheduler=scheduler,
-                                  scheduler_kwargs=kwargs)
+        task = _sequential_task(data, member, optimizer, scheduler, kwargs)
         trainer = _trainer()
         trainer.fit(task, datamodule=ClassificationData("digits", batch_size=128))
         mine = population.net.member_state_dict(i)
@@ -156,12 +160,7 @@ def test_a_member_that_joins_later_equals_its_sequential_task_fed_the_same_batch
     assert sorted(done) == [0, 1, 2] and trainer.current_epoch == 4
     for index, start in ((0, 0), (2, 1)):
         member = members[index]
-        torch.manual_seed(0)
-        extra = {k: v for k, v in member.items() if k not in ("lr", "weight_decay")}
-        task = ClassificationTask(data.input_shape, 10, network_kwargs=NET, optimizer=optimizer,
-                                  lr=member["lr"], weight_decay=member["weight_decay"],
-                                  optimizer_kwargs=extra, scheduler=scheduler,
-                                  scheduler_kwargs=kwargs)
+        task = _sequential_task(data, member, optimizer, scheduler, kwargs)
         reference = L.Trainer(max_epochs=3, limit_train_batches=3, precision="64-true",
                               logger=False, enable_checkpointing=False, enable_progress_bar=False,
                               enable_model_summary=False, accelerator="cpu",

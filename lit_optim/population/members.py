@@ -1,5 +1,5 @@
-"""What both population classes keep per member beside their tensors, and how newcomers join
-it: indices (``alive``), names, epochs trained, the spike rule's state, the health callbacks'
+"""What both population classes keep per member beside their tensors, how newcomers join it
+and how one member's records are copied into another (PBT's exploit): indices (``alive``), names, epochs trained, the spike rule's state, the health callbacks'
 state, and the last epoch's values (a newcomer's are NaN until it reports)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["record_newcomers"]
+__all__ = ["copy_records", "record_newcomers"]
 
 
 def record_newcomers(population: Any, names: Sequence[str]) -> list[int]:
@@ -26,3 +26,14 @@ def record_newcomers(population: Any, names: Sequence[str]) -> list[int]:
         k: torch.cat([v, v.new_full((len(names),), float("nan"))])
         for k, v in population.member_metrics.items()}
     return new
+
+
+def copy_records(population: Any, source: int, target: int) -> None:
+    """Member ``target`` (a position) takes ``source``'s epochs trained, spike and clipping
+    state and last epoch values."""
+    population.epochs_trained[target] = population.epochs_trained[source]
+    population.spikes.copy_member(source, target)
+    if population.health is not None:
+        population.health.copy_member(source, target)
+    for values in population.member_metrics.values():
+        values[target] = values[source]

@@ -46,7 +46,7 @@ from lit_optim.catalog.torch_private import has_step_hooks
 from lit_optim.population.batch_norm import FoldedBatchNorm
 from lit_optim.population.divergence import LossSpikes
 from lit_optim.population.health import MemberHealth, check_clip_algorithm
-from lit_optim.population.members import record_newcomers
+from lit_optim.population.members import copy_records, record_newcomers
 from lit_optim.population.rules import RULES, PopulationUpdate
 from lit_optim.population.stacked import NotVmappable
 
@@ -478,12 +478,7 @@ class ModulePopulation(L.LightningModule):
         for own, other in zip(mine["schedulers"], theirs["schedulers"]):
             own["scheduler"].load_state_dict(other["scheduler"].state_dict())
         mine["stepped"] = theirs.get("stepped", False)
-        self.epochs_trained[target] = self.epochs_trained[source]
-        self.spikes.copy_member(source, target)
-        if self.health is not None:
-            self.health.copy_member(source, target)
-        for values in self.member_metrics.values():
-            values[target] = values[source]
+        copy_records(self, source, target)
         self._copy_hyper()
 
     def join(self, members: Sequence[L.LightningModule], names: Sequence[str]) -> list[int]:

@@ -29,7 +29,7 @@ from lit_optim.catalog.optimizers import build_optimizer
 from lit_optim.catalog.param_groups import takes_decay
 from lit_optim.population.divergence import LossSpikes
 from lit_optim.population.health import MemberHealth, check_clip_algorithm
-from lit_optim.population.members import record_newcomers
+from lit_optim.population.members import copy_records, record_newcomers
 from lit_optim.population.rules import POPULATION_OPTIMIZERS, PopulationUpdate
 from lit_optim.population.stacked import StackedNetwork
 from lit_optim.catalog.schedulers import SCHEDULERS, check_scheduler_args
@@ -282,12 +282,7 @@ class PopulationTask(L.LightningModule):
         else:  # a scheduler's per-group lists (base_lrs, max_lrs …), at one shared position
             _copy_group_entries(other["config"]["scheduler"], _index(other, theirs),
                                 own["config"]["scheduler"], _index(own, mine))
-        self.epochs_trained[target] = self.epochs_trained[source]
-        self.spikes.copy_member(source, target)
-        if self.health is not None:
-            self.health.copy_member(source, target)
-        for values in self.member_metrics.values():
-            values[target] = values[source]
+        copy_records(self, source, target)
         self._copy_lrs()
 
     def join(self, members: Sequence[Mapping], names: Sequence[str]) -> list[int]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import lightning as L
 import pytest
 import torch
+from optuna.trial import TrialState
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 from torchmetrics.classification import MulticlassAccuracy
@@ -398,3 +399,27 @@ def test_members_that_group_differently_train_on_the_groups_they_share():
     assert groups == [(("a",), (0, 0, 0)), (("b",), (0, 0, 1)), (("c",), (1, 0, 1))]
     with pytest.raises(NotVmappable, match="train different parameters"):
         _common_groups([[("a", "b")], [("a",)]])
+
+
+def test_lit_tune_pbt_on_the_users_module_and_its_exported_trial_replays(tmp_path, monkeypatch, capsys):
+    # PBT on a user's CNN (BatchNorm, a head param group with its own lr, cosine with warmup):
+    # each exploit copies a member in memory and rescales every group's lr and weight decay;
+    # the exported recipe of a later generation, fitted alone, ends where its trial ended.
+    from lit_optim.cli import cli_objects
+    from tuning.runner.objective import trial_trainer_args
+    from tuning.runner.study import export_trial
+
+    space = {"metric": "valid/nll", "direction": "minimize",
+             "params": {"model.lr": "log[1e-3, 3e-2]", "model.weight_decay": "log[1e-4, 1e-2]"}}
+    study = _tune(tmp_path, monkeypatch, space, "--algorithm", "pbt", "--n-trials", "7",
+                  "--population", "3", "--pbt-interval", "1", "--seed", "2",
+                  init_args={"scheduler_kwargs": {"warmup_steps": 3}},
+                  trainer={"precision": "64-true", "max_epochs": 3})
+    assert "by population based training" in capsys.readouterr().err
+    children = [t for t in study.trials if t.state == TrialState.COMPLETE and "pbt" in t.user_attrs]
+    assert children, [(t.number, t.state, t.user_attrs) for t in study.trials]
+    child = max(children, key=lambda t: t.user_attrs["pbt"]["generation"])
+    path = export_trial(study, child, tmp_path / "replay.yaml")
+    cli = cli_objects(path, *trial_trainer_args("cpu"))
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    assert float(cli.trainer.callback_metrics["valid/nll"]) == pytest.approx(child.value, rel=1e-8, abs=0)

@@ -20,7 +20,7 @@ import yaml
 
 from lit_optim import __version__
 from lit_optim.catalog import DIRECTION_WORDS
-from tuning.runner.algorithms import MAX_FAILURES, PRUNERS, SAMPLERS
+from tuning.runner.algorithms import ALGORITHMS, MAX_FAILURES, PRUNERS, SAMPLERS
 
 # Optuna, Lightning and torch are imported in main(), once the command line is parsed:
 # `lit-tune --help` and `--version` answer without them.
@@ -105,6 +105,16 @@ def _parser() -> argparse.ArgumentParser:
                      help="train up to N trials at once as one vectorized model; auto (the "
                           "default) chooses N from the budget, the device and its memory, and "
                           "says what it chose; 1: one by one")
+    run.add_argument("--algorithm", default="optuna", metavar="{" + ",".join(ALGORITHMS) + "}",
+                     help="optuna (the default): the sampler picks each trial's values and the "
+                          "pruner stops it; pbt: population based training inside each "
+                          "population, the bottom members copying the top ones and exploring "
+                          "their lr and weight decay as they train")
+    run.add_argument("--pbt-interval", type=int, metavar="EPOCHS",
+                     help="--algorithm pbt: epochs between exploits (default: a sixth of the run)")
+    run.add_argument("--pbt-quantile", type=float, default=0.25,
+                     help="--algorithm pbt: the bottom fraction that copies the top one "
+                          "(default %(default)s, as Ray Tune's)")
     run.add_argument("--threads", type=auto_or_count, default="auto",
                      help="torch threads per worker process on CPU; auto (the default) takes "
                           "the faster of 1 and each worker's share of the cores in a probe at "
@@ -230,7 +240,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                                   heartbeat_s=args.heartbeat, max_failures=args.max_failures,
                                   accept_changes=args.accept_changes, overrides=overrides,
                                   timeout_s=args.timeout, lr_range=args.lr_range,
-                                  population=args.population, threads=args.threads)
+                                  population=args.population, threads=args.threads,
+                                  algorithm=args.algorithm, pbt_interval=args.pbt_interval,
+                                  pbt_quantile=args.pbt_quantile)
             except Interrupted as err:
                 # The trial that was running is failed without a fail_reason: the next run of
                 # the same command runs it again and finishes the budget.

@@ -42,6 +42,7 @@ from torch.func import functional_call, grad_and_value, stack_module_state, vmap
 
 from lit_optim.catalog.errors import ConfigError
 from lit_optim.catalog.objective import LoggedDirections
+from lit_optim.catalog.rescale import rescale_hyperparameters
 from lit_optim.catalog.torch_private import has_step_hooks
 from lit_optim.population.batch_norm import FoldedBatchNorm
 from lit_optim.population.divergence import LossSpikes
@@ -479,6 +480,20 @@ class ModulePopulation(L.LightningModule):
             own["scheduler"].load_state_dict(other["scheduler"].state_dict())
         mine["stepped"] = theirs.get("stepped", False)
         copy_records(self, source, target)
+        self._copy_hyper()
+
+    @torch.no_grad()
+    def rescale_member(self, member: int, *, lr: float = 1.0, weight_decay: float = 1.0) -> None:
+        """PBT's explore: member ``member``'s (a position in ``alive``) lr in every param
+        group, and every lr its schedules keep, times ``lr``; its weight decay times
+        ``weight_decay``; as ``HyperparameterSchedule`` does to a replay of it."""
+        shadow = self.shadows[member]
+        rescale_hyperparameters(shadow["optimizer"], [c["scheduler"] for c in shadow["schedulers"]],
+                                lr=lr, weight_decay=weight_decay)
+        for update, (_, indices) in zip(self.updates, self._groups):
+            if "weight_decay" in update.h:
+                group = shadow["optimizer"].param_groups[indices[member]]
+                update.h["weight_decay"][member] = group["weight_decay"]
         self._copy_hyper()
 
     def join(self, members: Sequence[L.LightningModule], names: Sequence[str]) -> list[int]:

@@ -26,6 +26,7 @@ from lit_optim.catalog.errors import ConfigError
 from lit_optim.catalog.factory import create_scheduler
 from lit_optim.training.models import build_model
 from lit_optim.catalog.optimizers import build_optimizer
+from lit_optim.catalog.rescale import rescale_hyperparameters
 from lit_optim.catalog.param_groups import takes_decay
 from lit_optim.population.divergence import LossSpikes
 from lit_optim.population.health import MemberHealth, check_clip_algorithm
@@ -283,6 +284,19 @@ class PopulationTask(L.LightningModule):
             _copy_group_entries(other["config"]["scheduler"], _index(other, theirs),
                                 own["config"]["scheduler"], _index(own, mine))
         copy_records(self, source, target)
+        self._copy_lrs()
+
+    @torch.no_grad()
+    def rescale_member(self, member: int, *, lr: float = 1.0, weight_decay: float = 1.0) -> None:
+        """PBT's explore: member ``member``'s (a position in ``alive``) lr, and every lr its
+        schedule keeps, times ``lr``; its weight decay times ``weight_decay``; as
+        ``HyperparameterSchedule`` does to a replay of it (``lit_optim.catalog.rescale``)."""
+        group = self._member_groups[member]
+        shadow = next(s for s in self.shadows if self.alive[member] in s["members"])
+        rescale_hyperparameters(shadow["optimizer"], [shadow["config"]["scheduler"]], lr=lr,
+                                weight_decay=weight_decay, groups=[_index(shadow, group)])
+        if "weight_decay" in self.update.h:
+            self.update.h["weight_decay"][member] = group["weight_decay"]
         self._copy_lrs()
 
     def join(self, members: Sequence[Mapping], names: Sequence[str]) -> list[int]:

@@ -16,10 +16,14 @@ if TYPE_CHECKING:
 
     from tuning.search.space import SearchSpace
 
-__all__ = ["MAX_FAILURES", "PRUNERS", "SAMPLERS", "make_pruner", "make_sampler", "median_warmup"]
+__all__ = ["ALGORITHMS", "MAX_FAILURES", "PRUNERS", "SAMPLERS", "check_algorithm", "make_pruner",
+           "make_sampler", "median_warmup"]
 
 SAMPLERS = ("tpe", "random", "qmc", "cmaes", "gp", "grid")
 PRUNERS = ("median", "hyperband", "successive_halving", "none")
+# --algorithm: the sampler picks and the pruner stops (optuna), or population based training
+# inside each population (pbt: tuning.runner.pbt).
+ALGORITHMS = ("optuna", "pbt")
 MAX_FAILURES = 3  # consecutive failed trials that stop a study (--max-failures)
 
 
@@ -27,6 +31,10 @@ def _check(name: str, names: tuple[str, ...], kind: str) -> None:
     if name not in names:
         hint = did_you_mean(name, names, cutoff=0.5) or f"choose one of: {', '.join(names)}"
         raise UnknownNameError(f"unknown {kind} {name!r}; {hint}")
+
+
+def check_algorithm(name: str) -> None:
+    _check(name, ALGORITHMS, "algorithm")
 
 
 def make_sampler(name: str, space: SearchSpace, seed: int) -> optuna.samplers.BaseSampler:

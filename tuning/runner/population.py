@@ -30,6 +30,7 @@ import copy
 import json
 import math
 import os
+import random
 import sys
 import warnings
 from collections.abc import Callable
@@ -46,6 +47,7 @@ from lit_optim.population import POPULATION_OPTIMIZERS
 from tuning.runner.interrupt import Interrupted, held_signals, interrupted, raise_if_interrupted
 from tuning.runner.objective import Objective
 from tuning.runner.owners import claim, fail_for_rerun
+from tuning.runner.pbt import PBTSettings, explore, explored_paths, lineage, pairs, replay_recipe
 from tuning.storage.backends import storage_fault
 from tuning.storage.optuna_private import StudySnapshot, heartbeat, report_all
 from tuning.search.preflight import MetricCheck, MetricNotLoggedError, build_trial_objects
@@ -193,8 +195,8 @@ class _Report(L.Callback):
                  shown: Callable[[int], None], *,
                  newcomers: _Newcomers | None = None, structure: str = "",
                  quota: int | None = None,
-                 build: Callable[[list[optuna.Trial], list[dict[str, Any]]], list[Any]] | None = None
-                 ) -> None:
+                 build: Callable[[list[optuna.Trial], list[dict[str, Any]]], list[Any]] | None = None,
+                 pbt: PBTSettings | None = None) -> None:
         self.study, self.trials, self.metric = study, trials, metric
         self.tell, self.shown = tell, shown  # a trial's result; the progress of n results
         self.newcomers, self.structure, self.build = newcomers, structure, build
@@ -202,6 +204,10 @@ class _Report(L.Callback):
         self.quota = quota  # the most trials it hosts (None: while the budget lasts)
         self.run_epochs: int | None = None  # each member's epochs, when the run counts them
         self.left: set[int] = set()
+        # PBT (``tuning.runner.pbt``): members are exploited and explored instead of pruned.
+        self.pbt = pbt
+        self.rng = random.Random(pbt.seed if pbt is not None else 0)
+        self.history: dict[int, dict[int, float]] = {}  # trial number -> {epoch: value}
 
     def _tell_leavers(self, reasons: dict[int, str]) -> None:
         for index, reason in reasons.items():
@@ -255,6 +261,8 @@ class _Report(L.Callback):
                 reports.setdefault(epoch, []).append((self.trials[index], value))
         for epoch, pairs in reports.items():
             report_all(self.study, pairs, epoch)
+            for trial, value in pairs:
+                self.history.setdefault(trial.number, {})[epoch] = value
         should_prune = self._judge()
         keep, pruned = [], {}
         for index, value, epoch in zip(pl_module.alive, values, pl_module.epochs_trained):
@@ -274,6 +282,12 @@ class _Report(L.Callback):
         if any(done):
             self.complete(pl_module, done)
             pl_module.drop(_flags([not d for d in done]), reason="complete")
+        if self.pbt is not None:
+            if pl_module.alive:
+                self._exploit(pl_module)
+            else:
+                pl_module.trainer.should_stop = True
+            return
         joined = []
         if self.newcomers is not None:
             free = self.size - len(pl_module.alive)
@@ -300,6 +314,44 @@ class _Report(L.Callback):
         for trial in trials:
             self._record_joined(trial, epoch)
         self.trials.extend(trials)
+
+    def _exploit(self, pl_module) -> None:
+        """PBT, every ``interval`` epochs: each member of the bottom quantile takes a top
+        member's state in memory (``copy_member``) and explored values (``rescale_member``);
+        its trial ends PRUNED and a new trial, asked with those values within the budget,
+        goes on in its slot with the parent's intermediate values and its line's record."""
+        epoch = max(pl_module.epochs_trained)
+        if epoch % self.pbt.interval or self.metric not in pl_module.member_metrics \
+                or self.newcomers is None or self.newcomers.past_deadline() or interrupted():
+            return
+        values = pl_module.member_metrics[self.metric].tolist()
+        maximize = self.study.direction == optuna.study.StudyDirection.MAXIMIZE
+        moves = pairs(values, maximize, self.pbt.quantile, self.rng)
+        space = self.newcomers.objective.space
+        parents = [self.trials[pl_module.alive[source]] for source, _ in moves]
+        chosen = [explore(parent.params, space, self.rng) for parent in parents]
+        children = self.newcomers.take(chosen)  # as many as the budget leaves
+        for (source, target), parent, child, params in zip(moves, parents, children, chosen):
+            index = pl_module.alive[target]
+            self.trials[index].set_user_attr("pruned_reason", (
+                f"pbt: at epoch {epoch} its slot took trial {parent.number}'s state, "
+                f"explored, as trial {child.number}"))
+            self.tell(index, TrialState.PRUNED, None)
+            self.shown(1)
+            record = lineage(parent.user_attrs.get("pbt"), parent.number, parent.params,
+                             params, space, epoch=epoch, slot=index)
+            child.set_user_attr("pbt", record)
+            self._record_joined(child, 0)  # its line's batches start at epoch 0
+            for step, value in sorted(self.history.get(parent.number, {}).items()):
+                child.report(value, step)  # the line's curve, through Optuna's public API
+            self.history[child.number] = dict(self.history.get(parent.number, {}))
+            self.newcomers.write_replay(child, params, record)
+            self.trials[index] = child
+            pl_module.member_names[index] = f"trial_{child.number}"
+            pl_module.copy_member(source, target)
+            pl_module.rescale_member(target, **{
+                key: params[path] / parent.params[path]
+                for path, key in explored_paths(space).items() if path in params})
 
     def _record_joined(self, trial: optuna.Trial, epoch: int) -> None:
         """Which population (its first trial) the trial trained in, from which of its epochs:
@@ -334,7 +386,7 @@ class _Report(L.Callback):
         judge it at that moment. Hyperband builds studies of its own over the storage: it is
         asked per member."""
         pruner = self.study.pruner
-        if isinstance(pruner, optuna.pruners.NopPruner):
+        if isinstance(pruner, optuna.pruners.NopPruner) or self.pbt is not None:
             return lambda trial: False
         if not isinstance(pruner, (optuna.pruners.PercentilePruner,
                                    optuna.pruners.SuccessiveHalvingPruner)):
@@ -481,7 +533,11 @@ def _fit_population(objective: Objective, report: _Report, model: Any, trainer: 
 def run_population_worker(study: optuna.Study, objective: Objective, *, n_trials: int,
                           population: int, lock_path: Path, heartbeats: bool = False,
                           heartbeat_s: float = 10.0, progress: Any = None,
-                          deadline: float | None = None, max_failures: int = MAX_FAILURES) -> None:
+                          deadline: float | None = None, max_failures: int = MAX_FAILURES,
+                          pbt: PBTSettings | None = None) -> None:
+    """Populations of ``population`` slots until the budget is told: refilled as members
+    leave (the study's sampler and pruner), or with ``pbt`` trained by population based
+    training (``tuning.runner.pbt``), one population after another."""
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     failures: list[bool] = []  # per told trial, in order: did it fail
     waited: set[int] = set()
@@ -514,7 +570,7 @@ def run_population_worker(study: optuna.Study, objective: Objective, *, n_trials
             try:
                 for indices in groups.values():
                     _run_group(study, objective, [trials[i] for i in indices],
-                               [recipes[i] for i in indices], told, progress, newcomers)
+                               [recipes[i] for i in indices], told, progress, newcomers, pbt)
                 while newcomers.left_over:  # asked for a population they could not join
                     trial, recipe = newcomers.left_over.pop(0)
                     _run_group(study, objective, [trial], [recipe], told, progress, None)
@@ -558,10 +614,12 @@ class _Newcomers:
         self._batch, self._beating = batch, beating
         self.left_over = []
 
-    def ask(self, size: int, like: optuna.Trial | None = None
+    def ask(self, size: int, like: optuna.Trial | None = None,
+            exact: list[dict[str, Any]] | None = None
             ) -> tuple[list[optuna.Trial], list[dict[str, Any]]]:
         """Up to ``size`` trials and their overrides, as many as the budget (and a grid)
-        leaves; ``like``: a trial whose structure they keep."""
+        leaves; ``like``: a trial whose structure they keep; ``exact``: each trial's values
+        (PBT's explored ones)."""
         fixed = None if like is None else _structural(like, self.objective.recipe)
         trials, overrides = [], []
         try:
@@ -573,7 +631,7 @@ class _Newcomers:
                 size = max(0, min(size, left))
                 if size:
                     trials, overrides = _ask_batch(self.study, self.objective.space,
-                                                   self.objective.recipe, size, fixed)
+                                                   self.objective.recipe, size, fixed, exact)
                     beyond = beyond_budget(self.study, trials, self.n_trials)
                     kept = [i for i, t in enumerate(trials) if t.number not in beyond]
                     trials, overrides = [trials[i] for i in kept], [overrides[i] for i in kept]
@@ -582,6 +640,29 @@ class _Newcomers:
                 fail_for_rerun(self.study, trial, str(err))  # not counted: run again
             raise
         return trials, overrides
+
+    def take(self, chosen: list[dict[str, Any]]) -> list[optuna.Trial]:
+        """Trials with exactly the values ``chosen`` (one each, as many as the budget
+        leaves), beating their heartbeats as the population's own."""
+        if self.past_deadline() or interrupted():
+            return []
+        trials, _ = self.ask(len(chosen), exact=chosen)
+        for trial in trials:
+            self._adopt(trial)
+        return trials
+
+    def _adopt(self, trial: optuna.Trial) -> None:
+        self._batch.append(trial)
+        if self._beating is not None:
+            self._beating.enter_context(heartbeat(self.study, trial))
+
+    def write_replay(self, trial: optuna.Trial, params: dict[str, Any], record: dict[str, Any]
+                     ) -> None:
+        """A PBT trial's recipe: the one that replays its line (``pbt.replay_recipe``)."""
+        recipe = replay_recipe(self.objective.recipe, params, record, self.objective.space)
+        write_recipe(recipe, self.objective.run_dir / f"trial_{trial.number}" / "recipe.yaml",
+                     header=f"trial {trial.number} (pbt: generation {record['generation']}, "
+                            f"from trial {record['parent']} at epoch {record['epoch']})")
 
     def fill(self, size: int, like: optuna.Trial, structure: str
              ) -> list[tuple[optuna.Trial, dict[str, Any]]]:
@@ -593,9 +674,7 @@ class _Newcomers:
         trials, overrides = self.ask(size, like)
         out = []
         for trial, chosen in zip(trials, overrides):
-            self._batch.append(trial)
-            if self._beating is not None:
-                self._beating.enter_context(heartbeat(self.study, trial))
+            self._adopt(trial)
             recipe = apply_overrides(self.objective.recipe, chosen)
             if _structure(recipe) == structure:
                 out.append((trial, recipe))
@@ -606,15 +685,18 @@ class _Newcomers:
 
 def _run_group(study: optuna.Study, objective: Objective, trials: list[optuna.Trial],
                recipes: list[dict[str, Any]], told: _Told, progress: Any,
-               newcomers: _Newcomers | None) -> None:
+               newcomers: _Newcomers | None, pbt: PBTSettings | None = None) -> None:
     """One group of trials that share a structure: as a population whose free slots take
     newly asked trials (``newcomers``), or one by one (alone in its group, or not trainable
     as a population: said in one line)."""
     reason = why_not_population(recipes[0]) if len(trials) > 1 else None
     trained = False
     if len(trials) > 1 and reason is None:
+        how = "" if pbt is None else (
+            f" by population based training (the bottom {pbt.quantile:g} copy the top every "
+            f"{pbt.interval} epoch{'s' if pbt.interval != 1 else ''})")
         print(f"trials {', '.join(str(t.number) for t in trials)} train as one population of "
-              f"{len(trials)}", file=sys.stderr)
+              f"{len(trials)}{how}", file=sys.stderr)
 
         def tell_member(index: int, state: TrialState, value: float | None) -> None:
             _tell(study, trials[index], state, value, told, None)
@@ -626,9 +708,11 @@ def _run_group(study: optuna.Study, objective: Objective, trials: list[optuna.Tr
         # Where the space varies structure, a population hosts two generations of its
         # slots, then drains, and the next one draws its structure afresh: one structure
         # never takes the whole budget. A space of member scalars only refills to the end.
-        quota = 2 * len(trials) if _structural(trials[0], objective.recipe) else None
+        quota = 2 * len(trials) if _structural(trials[0], objective.recipe) and pbt is None \
+            else None
         report = _Report(study, trials, objective.space.metric, tell_member, shown,
-                         newcomers=newcomers, structure=_structure(recipes[0]), quota=quota)
+                         newcomers=newcomers, structure=_structure(recipes[0]), quota=quota,
+                         pbt=pbt)
         try:
             _train_population(objective, trials, recipes, report)
             trained = True
@@ -786,17 +870,20 @@ def _structural(trial: optuna.Trial, recipe: dict[str, Any]) -> dict[str, Any]:
 
 
 def _ask_batch(study: optuna.Study, space: SearchSpace, recipe: dict[str, Any], size: int,
-               fixed: dict[str, Any] | None = None
+               fixed: dict[str, Any] | None = None, exact: list[dict[str, Any]] | None = None
                ) -> tuple[list[optuna.Trial], list[dict[str, Any]]]:
     """``size`` trials and their overrides. Without ``fixed`` the first is sampled as usual
     and the others keep its structural parameters; with it, all keep those. They are kept
     through Optuna's PartialFixedSampler around the study's sampler and draw their own
-    scalars, so a space that varies structure still forms populations."""
+    scalars, so a space that varies structure still forms populations. ``exact``: every
+    value of each trial fixed (PBT's explored ones)."""
     trials, overrides = [], []
     original = study.sampler
     try:
-        for _ in range(size):
-            if fixed is None and trials:
+        for i in range(size):
+            if exact is not None:
+                fixed = exact[i]
+            elif fixed is None and trials:
                 fixed = _structural(trials[0], recipe)
             if fixed and not isinstance(original, optuna.samplers.GridSampler):
                 with warnings.catch_warnings():  # experimental in Optuna 5.0; used as documented

@@ -33,7 +33,8 @@ from tuning.storage.backends import (
     StorageFault,
     storage_fault,
 )
-from tuning.runner.algorithms import MAX_FAILURES, make_pruner, make_sampler
+from tuning.runner.algorithms import MAX_FAILURES, check_algorithm, make_pruner, make_sampler
+from tuning.runner.pbt import QUANTILE, PBTSettings, check_pbt, default_interval, replay_recipe
 from tuning.runner.owners import is_rerun
 from tuning.runner.worker import counted, fail_lost_trials, run_worker, sampler_seed
 
@@ -79,6 +80,7 @@ class WorkerPlan:
     deadline: float | None = None
     population: int = 1
     threads: int | None = None  # torch threads on CPU; None: torch's own (or a worker's share)
+    pbt: PBTSettings | None = None  # --algorithm pbt
 
 
 def _worker(plan: WorkerPlan, ready: Any = None) -> None:
@@ -151,7 +153,7 @@ def _optimize(plan: WorkerPlan, ready: Any) -> None:
                                       lock_path=Path(plan.run_dir) / ".ask.lock",
                                       heartbeats=heartbeats, heartbeat_s=plan.heartbeat_s,
                                       progress=update, deadline=plan.deadline,
-                                      max_failures=plan.max_failures)
+                                      max_failures=plan.max_failures, pbt=plan.pbt)
             else:
                 run_worker(study, objective, n_trials=plan.n_trials,
                            lock_path=Path(plan.run_dir) / ".ask.lock", heartbeats=heartbeats,
@@ -228,7 +230,8 @@ def run_study(*, recipe: str, space: str, study_name: str, storage_url: str, run
               heartbeat_s: float = HEARTBEAT_S, max_failures: int = MAX_FAILURES,
               accept_changes: bool = False, overrides: dict[str, Any] | None = None,
               timeout_s: float | None = None, lr_range: str | None = None,
-              population: int = 1, threads: int | str = "auto") -> optuna.Study:
+              population: int = 1, threads: int | str = "auto", algorithm: str = "optuna",
+              pbt_interval: int | None = None, pbt_quantile: float = QUANTILE) -> optuna.Study:
     """Create or resume ``study_name`` and run it until ``n_trials`` trials have used the budget
     (finished, or failed by their own error).
 
@@ -243,6 +246,10 @@ def run_study(*, recipe: str, space: str, study_name: str, storage_url: str, run
             module's lr over [suggestion / 10, divergence point] (``lit-optim lr-find``),
             replacing the space's own lr range; the range is in the study's user attributes.
         threads: torch threads per worker on CPU, or ``"auto"`` (``tuning.runner.threads``).
+        algorithm: ``"optuna"`` (the sampler picks, the pruner stops) or ``"pbt"``: population
+            based training inside each population, exploiting every ``pbt_interval`` epochs
+            (default: a sixth of the run) with the bottom ``pbt_quantile`` copying the top
+            (``tuning.runner.pbt``).
     """
     parsed = load_space(space)  # every check before anything is written
     space_dict = load_space_dict(space)
@@ -260,6 +267,10 @@ def run_study(*, recipe: str, space: str, study_name: str, storage_url: str, run
     from tuning.runner.threads import check_threads, choose_threads
 
     check_population(population, sampler, parsed, n_trials=n_trials)
+    check_algorithm(algorithm)
+    if algorithm == "pbt":
+        check_pbt(parsed, interval=pbt_interval, quantile=pbt_quantile, population=population,
+                  sampler=sampler, epochs=run_epochs(recipe_dict))
     check_threads(threads)
     check_before_trial_0(recipe_dict, parsed, trial_trainer_args(accelerator))
     parsed = dataclasses.replace(parsed, direction=resolve_direction(
@@ -272,7 +283,14 @@ def run_study(*, recipe: str, space: str, study_name: str, storage_url: str, run
     population, population_note = choose_population(population, recipe_dict, parsed, n_trials=n_trials,
                                    n_workers=n_workers, sampler=sampler, accelerator=accelerator,
                                    trainer_args=trial_trainer_args(accelerator))
-    record = record_of(recipe_dict, space_dict, parsed.metric, parsed.direction)
+    pbt = None
+    if algorithm == "pbt":
+        if population < 2:
+            raise ConfigError(f"--algorithm pbt needs a population of at least 2; "
+                              f"{population_note or 'it is 1'}")
+        pbt = PBTSettings(pbt_interval or default_interval(run_epochs(recipe_dict)),
+                          pbt_quantile, seed)
+    record = record_of(recipe_dict, space_dict, parsed.metric, parsed.direction, algorithm)
     check_writable(run_dir)
     try:  # a SQLite study goes back to the default journal however the run ends
         # Not yet in WAL mode: a resume refused below must leave the file byte-identical.
@@ -311,7 +329,7 @@ def run_study(*, recipe: str, space: str, study_name: str, storage_url: str, run
                           n_trials, sampler, pruner, seed=sampler_seed(seed, 0, created=created),
                           accelerator=accelerator, heartbeat_s=heartbeat_s,
                           max_failures=max_failures, deadline=deadline, population=population,
-                          threads=threads)
+                          threads=threads, pbt=pbt)
         if n_workers == 1:
             _worker(plan)
         else:
@@ -396,13 +414,28 @@ def _gpu_count() -> int:
 
 def export_best(study: optuna.Study, path: str | Path) -> Path:
     """The recipe the best trial ran, as a file ``lit-optim fit --config`` takes."""
-    best = study.best_trial
+    return export_trial(study, study.best_trial, path, label="best trial")
+
+
+def export_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial, path: str | Path,
+                 label: str = "trial") -> Path:
+    """The recipe ``trial`` ran; for a PBT trial (``--algorithm pbt``) the one that replays
+    its line: the first lr and weight decay, and a HyperparameterSchedule of the changes."""
     # The recipe the study ran, as stored in it (the file may have changed since).
     recipe = recipe_of(study) or load_recipe(study.user_attrs["recipe"])
-    merged = apply_overrides(recipe, dict(best.params))
+    lineage = trial.user_attrs.get("pbt")
+    if lineage is None:
+        merged = apply_overrides(recipe, dict(trial.params))
+    else:
+        space = parse_space(yaml.safe_load(study.user_attrs["space_text"]))
+        merged = replay_recipe(recipe, dict(trial.params), lineage, space)
     path = Path(path)
     if not path.parent.is_dir():  # create only what the user asked for: the file
         raise ConfigError(f"cannot export to {path}: folder {path.parent} does not exist")
-    header = (f"lit-optim fit --config {path}\n\nbest trial {best.number} of study "
-              f"{study.study_name}: {study.user_attrs.get('metric', 'value')} = {best.value:.6f}")
+    how = ("" if lineage is None else
+           f"; population based training, generation {lineage['generation']} of trial "
+           f"{lineage['root']}'s line: its lr / weight decay changes replayed")
+    header = (f"lit-optim fit --config {path}\n\n{label} {trial.number} of study "
+              f"{study.study_name}: {study.user_attrs.get('metric', 'value')} = {trial.value:.6f}"
+              + how)
     return write_recipe(merged, path, header=header)

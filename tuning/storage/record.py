@@ -26,10 +26,12 @@ def content_sha256(data: Any) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def record_of(recipe: dict[str, Any], space: dict[str, Any], metric: str, direction: str
-              ) -> dict[str, str]:
-    """The user attributes that define a study."""
+def record_of(recipe: dict[str, Any], space: dict[str, Any], metric: str, direction: str,
+              algorithm: str = "optuna") -> dict[str, str]:
+    """The user attributes that define a study (``algorithm``: ``lit-tune run --algorithm``;
+    a PBT trial's value means another thing than one trained with fixed values)."""
     return {
+        "algorithm": algorithm,
         "recipe_text": yaml.safe_dump(recipe, sort_keys=False),
         "recipe_sha256": content_sha256(recipe),
         "space_text": yaml.safe_dump(space, sort_keys=False),
@@ -37,6 +39,12 @@ def record_of(recipe: dict[str, Any], space: dict[str, Any], metric: str, direct
         "metric": metric,
         "direction": direction,
     }
+
+
+# (user attribute, what it is called in a message). A study made before a key existed is not
+# compared on it.
+_DEFINING = (("recipe_sha256", "recipe"), ("space_sha256", "search space"), ("metric", "metric"),
+             ("direction", "direction"), ("algorithm", "algorithm"))
 
 
 def check_same_record(study: optuna.Study, record: dict[str, str], *, accept_changes: bool,
@@ -47,15 +55,13 @@ def check_same_record(study: optuna.Study, record: dict[str, str], *, accept_cha
     """
     stored = dict(study.user_attrs)
     stored.setdefault("direction", study.direction.name.lower())
-    differs = [name for key, name in (("recipe_sha256", "recipe"), ("space_sha256", "search space"),
-                                      ("metric", "metric"), ("direction", "direction"))
-               if key in stored and stored[key] != record[key]]
+    differs = [name for key, name in _DEFINING if key in stored and stored[key] != record[key]]
     if not differs or accept_changes:
         return
     detail = ", ".join(
-        f"{name} ({stored[key]!r} → {record[key]!r})" if key in ("metric", "direction") else name
-        for key, name in (("recipe_sha256", "recipe"), ("space_sha256", "search space"),
-                          ("metric", "metric"), ("direction", "direction")) if name in differs)
+        f"{name} ({stored[key]!r} → {record[key]!r})"
+        if key in ("metric", "direction", "algorithm") else name
+        for key, name in _DEFINING if name in differs)
     raise ConfigError(
         f"study {study.study_name!r} in {where} was made with another {detail}; its trials "
         "would not mean the same: use a new --study name, or pass --accept-changes to continue "

@@ -6,6 +6,8 @@ the same recipe and the same wall-clock budget, and stopped (SIGTERM, then SIGKI
 budget is spent:
 
 - ``lit-tune``: the default ``lit-tune run`` (populations auto, median pruner, threads auto);
+- ``lit-tune-pbt``: ``lit-tune run --algorithm pbt`` (population based training inside each
+  population);
 - ``lit-tune-pop1``: ``lit-tune run --population 1`` (one trial at a time);
 - ``naive``: an Optuna script as a Lightning user writes it (TPE, median pruner,
   ``PyTorchLightningPruningCallback``, a Trainer per trial, torch's default threads);
@@ -54,7 +56,7 @@ TASKS = {  # recipe, epochs a trial trains, the space (lr × weight decay, as th
 SPACE = {"metric": "val_acc", "direction": "maximize", "params": {
     "model.lr": "log[1.0e-4, 1.0e-1]", "model.weight_decay": "log[1.0e-6, 1.0e-1]"}}
 LR, WD = (1e-4, 1e-1), (1e-6, 1e-1)
-TUNERS = ("lit-tune", "lit-tune-pop1", "naive", "hyperband", "ray-asha")
+TUNERS = ("lit-tune", "lit-tune-pbt", "lit-tune-pop1", "naive", "hyperband", "ray-asha")
 
 
 # -- the tuners -------------------------------------------------------------------------------
@@ -90,19 +92,21 @@ def _lit_tune_events(folder: Path, t0: float, epochs: int) -> tuple[list[dict], 
     study = optuna.load_study(study_name="s", storage=storage)
     events, populations = [], {}
     for trial in study.get_trials(deepcopy=False):
-        trained = len(trial.intermediate_values)
+        curve = len(trial.intermediate_values)
+        # A PBT trial's curve starts with its parent's: its own epochs begin where it took over.
+        trained = curve - trial.user_attrs.get("pbt", {}).get("epoch", 0)
         done = trial.datetime_complete.timestamp() - t0 if trial.datetime_complete else math.inf
-        full = trial.state.name == "COMPLETE" and trained >= epochs
+        full = trial.state.name == "COMPLETE" and curve >= epochs
         events.append({"t": done, "epochs": trained, "value": trial.value if full else None})
         if "population" in trial.user_attrs:
             where = trial.user_attrs["population"]
-            populations.setdefault(where["first_trial"], []).append((where["epoch_joined"], trained))
+            first = where["epoch_joined"] == 0 and "pbt" not in trial.user_attrs
+            populations.setdefault(where["first_trial"], []).append(
+                (first, where["epoch_joined"] + curve, trained))
     slots = used = 0
-    for members in populations.values():
-        size = sum(1 for joined, _ in members if joined == 0)
-        span = max(joined + trained for joined, trained in members)
-        slots += size * span
-        used += sum(trained for _, trained in members)
+    for members in populations.values():  # its slots: the members it started with
+        slots += sum(first for first, _, _ in members) * max(end for _, end, _ in members)
+        used += sum(own for _, _, own in members)
     return events, (used / slots if slots else None)
 
 
@@ -287,8 +291,9 @@ def _run_tuner(tuner: str, task: str, seed: int, budget: float) -> dict:
         t0 = time.time()
         if tuner.startswith("lit-tune"):
             # lit-tune-pop1, or a variant: "lit-tune:--pruner hyperband --population 8"
-            extra = (("--population", "1") if tuner == "lit-tune-pop1"
-                     else tuple(tuner.partition(":")[2].split()))
+            extra = {"lit-tune-pop1": ("--population", "1"),
+                     "lit-tune-pbt": ("--algorithm", "pbt")}.get(
+                tuner, tuple(tuner.partition(":")[2].split()))
             command = _lit_tune_command(task, seed, budget, folder, *extra)
         else:
             command = [sys.executable, __file__, "--peer", tuner, "--task", task, "--seed",

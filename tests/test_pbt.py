@@ -75,6 +75,18 @@ def test_pbt_replaces_the_bottom_with_explored_copies_of_the_top_as_new_trials(s
         assert record["generation"] == parent.user_attrs.get("pbt", {}).get("generation", 0) + 1
         recipe = (space / "runs" / "p" / f"trial_{child.number}" / "recipe.yaml").read_text()
         assert "HyperparameterSchedule" in recipe
+    # The lineage: every slot of the population is held by one trial at a time from epoch 0
+    # to 6, each exploit's trial starting where its slot's previous trial ended.
+    from tuning.reports.lineage import lineage_segments
+
+    segments = lineage_segments(trials)
+    assert sorted(s.trial for s in segments) == list(range(6))
+    for slot in range(4):
+        held = sorted((s.start, s.end) for s in segments if s.slot == slot)
+        assert held[0][0] == 0 and held[-1][1] == 6
+        assert all(a[1] == b[0] for a, b in zip(held, held[1:])), held
+    lit_tune(["report", "--study", "p"])
+    assert (space / "runs" / "p" / "report" / "pbt_lineage.png").stat().st_size > 10_000
 
 
 def test_the_exported_recipe_of_a_pbt_trial_replays_it(space):
@@ -190,3 +202,20 @@ def test_explore_scales_or_resamples_within_the_range_and_keeps_the_rest():
     # A log range resamples in log space.
     out = explore(parent, space, _Rng(randoms=[0.1, 0.9], choices=[0], uniforms=[math.log(1e-3)]))
     assert out["model.lr"] == pytest.approx(1e-3) and out["model.weight_decay"] == 0.8e-3
+
+
+def test_two_workers_each_run_pbt_populations_on_one_journal_study_and_split_the_budget(space):
+    _run("--study", "w", "--n-trials", "9", "--population", "2", "--n-workers", "2",
+         "--trainer.max_epochs", "4", "--pbt-interval", "1")
+    study = optuna.load_study(study_name="w", storage=optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend("runs/w/journal.log")))
+    trials = study.trials
+    assert len(trials) == 9
+    assert {t.state for t in trials} <= {TrialState.COMPLETE, TrialState.PRUNED}
+    assert any("pbt" in t.user_attrs for t in trials)
+    # Each exploit's parent trained in the same population as its child.
+    for child in (t for t in trials if "pbt" in t.user_attrs):
+        parent = trials[child.user_attrs["pbt"]["parent"]]
+        assert parent.user_attrs["population"]["first_trial"] == \
+            child.user_attrs["population"]["first_trial"]
+        assert parent.user_attrs["pid"] == child.user_attrs["pid"]

@@ -1,5 +1,6 @@
 """Study reports: optimization history, parameter importances, lr × weight_decay contour and
-learning curves (intermediate values), as PNG (matplotlib) and HTML (plotly)."""
+learning curves (intermediate values), as PNG (matplotlib) and HTML (plotly); for a PBT study
+its lineage (``tuning.reports.lineage``)."""
 
 from __future__ import annotations
 
@@ -92,5 +93,10 @@ def write_report(study: optuna.Study, out_dir: Path) -> list[Path]:
             fig.savefig(out_dir / f"{name}.png", dpi=100)
             plt.close(fig)
             written += [out_dir / f"{name}.html", out_dir / f"{name}.png"]
+    from tuning.reports.lineage import plot_lineage
+
+    lineage = plot_lineage(study.get_trials(deepcopy=False), out_dir / "pbt_lineage.png",
+                           study.user_attrs.get("metric", "value"))
+    written += [lineage] if lineage is not None else []
     (out_dir / "summary.txt").write_text(summary_table(study) + "\n")
     return written + [out_dir / "summary.txt"]

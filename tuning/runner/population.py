@@ -201,6 +201,7 @@ class _Report(L.Callback):
         self.tell, self.shown = tell, shown  # a trial's result; the progress of n results
         self.newcomers, self.structure, self.build = newcomers, structure, build
         self.size = len(trials)  # the population's slots
+        self.first = trials[0].number  # the population's name in its trials' records
         self.quota = quota  # the most trials it hosts (None: while the budget lasts)
         self.run_epochs: int | None = None  # each member's epochs, when the run counts them
         self.left: set[int] = set()
@@ -222,8 +223,8 @@ class _Report(L.Callback):
         if directions is not None:
             check = MetricCheck(self.metric, self.study.direction.name.lower())
             directions.when_logged(self.metric, check.direction_logged)
-        for trial in self.trials:
-            self._record_joined(trial, 0)
+        for slot, trial in enumerate(self.trials):
+            self._record_joined(trial, 0, slot)
         epochs = trainer.max_epochs
         if epochs is not None and epochs > 0 and trainer.max_steps == -1:
             self.run_epochs = epochs
@@ -311,8 +312,8 @@ class _Report(L.Callback):
             self.newcomers.left_over += joined
             return
         assert indices == list(range(len(self.trials), len(self.trials) + len(trials)))
-        for trial in trials:
-            self._record_joined(trial, epoch)
+        for slot, trial in zip(indices, trials):
+            self._record_joined(trial, epoch, slot)
         self.trials.extend(trials)
 
     def _exploit(self, pl_module) -> None:
@@ -341,7 +342,7 @@ class _Report(L.Callback):
             record = lineage(parent.user_attrs.get("pbt"), parent.number, parent.params,
                              params, space, epoch=epoch, slot=index)
             child.set_user_attr("pbt", record)
-            self._record_joined(child, 0)  # its line's batches start at epoch 0
+            self._record_joined(child, 0, index)  # its line's batches start at epoch 0
             for step, value in sorted(self.history.get(parent.number, {}).items()):
                 child.report(value, step)  # the line's curve, through Optuna's public API
             self.history[child.number] = dict(self.history.get(parent.number, {}))
@@ -353,11 +354,12 @@ class _Report(L.Callback):
                 key: params[path] / parent.params[path]
                 for path, key in explored_paths(space).items() if path in params})
 
-    def _record_joined(self, trial: optuna.Trial, epoch: int) -> None:
-        """Which population (its first trial) the trial trained in, from which of its epochs:
-        where its batches start, which a one-by-one replay of it needs (one storage write)."""
-        trial.set_user_attr("population", {"first_trial": self.trials[0].number,
-                                           "epoch_joined": epoch})
+    def _record_joined(self, trial: optuna.Trial, epoch: int, member: int) -> None:
+        """Which population (its first trial) the trial trained in, from which of its epochs
+        (where its batches start, which a one-by-one replay of it needs) and as which member
+        (its index there; in PBT its slot, a lineage plot's row); one storage write."""
+        trial.set_user_attr("population", {"first_trial": self.first,
+                                           "epoch_joined": epoch, "member": member})
 
     def complete(self, pl_module, done: list[bool]) -> None:
         """Members ``done`` (by position) are COMPLETE with their last values, told now."""

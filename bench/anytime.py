@@ -53,13 +53,17 @@ TASKS = {  # recipe, epochs a trial trains, the space (lr × weight decay, as th
     "digits": (ROOT / "recipes" / "digits" / "mlp.yaml", 30),
     "mnist1d": (ROOT / "recipes" / "mnist1d" / "mlp.yaml", 30),
 }
-SPACE = {"metric": "val_acc", "direction": "maximize", "params": {
-    "model.lr": "log[1.0e-4, 1.0e-1]", "model.weight_decay": "log[1.0e-6, 1.0e-1]"}}
+SPACE = {
+    "metric": "val_acc",
+    "direction": "maximize",
+    "params": {"model.lr": "log[1.0e-4, 1.0e-1]", "model.weight_decay": "log[1.0e-6, 1.0e-1]"},
+}
 LR, WD = (1e-4, 1e-1), (1e-6, 1e-1)
 TUNERS = ("lit-tune", "lit-tune-pbt", "lit-tune-pop1", "naive", "hyperband", "ray-asha")
 
 
 # -- the tuners -------------------------------------------------------------------------------
+
 
 def _recipe(task: str) -> dict:
     path, epochs = TASKS[task]
@@ -72,9 +76,27 @@ def _recipe(task: str) -> dict:
 def _lit_tune_command(task: str, seed: int, budget: float, folder: Path, *extra: str) -> list[str]:
     (folder / "recipe.yaml").write_text(yaml.safe_dump(_recipe(task)))
     (folder / "space.yaml").write_text(yaml.safe_dump(SPACE))
-    return [sys.executable, "-m", "tuning.cli", "run", "--recipe", "recipe.yaml", "--space",
-            "space.yaml", "--study", "s", "--n-trials", "100000", "--seed", str(seed),
-            "--timeout", str(budget), "--accelerator", "cpu", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "tuning.cli",
+        "run",
+        "--recipe",
+        "recipe.yaml",
+        "--space",
+        "space.yaml",
+        "--study",
+        "s",
+        "--n-trials",
+        "100000",
+        "--seed",
+        str(seed),
+        "--timeout",
+        str(budget),
+        "--accelerator",
+        "cpu",
+        *extra,
+    ]
 
 
 def _lit_tune_events(folder: Path, t0: float, epochs: int) -> tuple[list[dict], float | None]:
@@ -86,7 +108,9 @@ def _lit_tune_events(folder: Path, t0: float, epochs: int) -> tuple[list[dict], 
     if db.exists():
         storage = f"sqlite:///file:{db}?mode=ro&uri=true"
     elif journal.exists():  # --n-workers
-        storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(journal)))
+        storage = optuna.storages.JournalStorage(
+            optuna.storages.journal.JournalFileBackend(str(journal))
+        )
     else:
         return [], None
     study = optuna.load_study(study_name="s", storage=storage)
@@ -102,7 +126,8 @@ def _lit_tune_events(folder: Path, t0: float, epochs: int) -> tuple[list[dict], 
             where = trial.user_attrs["population"]
             first = where["epoch_joined"] == 0 and "pbt" not in trial.user_attrs
             populations.setdefault(where["first_trial"], []).append(
-                (first, where["epoch_joined"] + curve, trained))
+                (first, where["epoch_joined"] + curve, trained)
+            )
     slots = used = 0
     for members in populations.values():  # its slots: the members it started with
         slots += sum(first for first, _, _ in members) * max(end for _, end, _ in members)
@@ -118,13 +143,12 @@ def _plain_data(task: str):
     data = _recipe(task)["data"]
     whole = ClassificationData(**{**data, "batch_size": 10**9})
     whole.setup()
-    (x, y), = list(whole.train_dataloader())
-    (vx, vy), = list(whole.val_dataloader())
+    ((x, y),) = list(whole.train_dataloader())
+    ((vx, vy),) = list(whole.val_dataloader())
     return x, y, vx, vy, whole.input_shape, whole.num_classes
 
 
-def _plain_trial(task: str, data, lr: float, weight_decay: float, seed: int,
-                 report) -> float:
+def _plain_trial(task: str, data, lr: float, weight_decay: float, seed: int, report) -> float:
     """The recipe's run in a plain PyTorch loop: ``report(epoch, val_acc)`` after each epoch
     returns True to stop (pruned)."""
     import torch
@@ -136,12 +160,17 @@ def _plain_trial(task: str, data, lr: float, weight_decay: float, seed: int,
     x, y, vx, vy, shape, classes = data
     batch = recipe["data"]["batch_size"]
     torch.manual_seed(seed)
-    net = build_model(model.get("network", "mlp"), shape, classes, **(model.get("network_kwargs") or {}))
+    net = build_model(
+        model.get("network", "mlp"), shape, classes, **(model.get("network_kwargs") or {})
+    )
     cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[model.get("optimizer", "adam")]
     opt = cls(net.parameters(), lr=lr, weight_decay=weight_decay)
     steps = math.ceil(len(y) / batch)
-    sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps)
-             if model.get("scheduler") == "cosine" else None)
+    sched = (
+        torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps)
+        if model.get("scheduler") == "cosine"
+        else None
+    )
     acc = 0.0
     for epoch in range(epochs):
         net.train()
@@ -170,7 +199,9 @@ class _Log:
         self.file.write(json.dumps({"t": time.time() - self.t0, "epochs": 1, "value": None}) + "\n")
 
     def final(self, value: float) -> None:
-        self.file.write(json.dumps({"t": time.time() - self.t0, "epochs": 0, "value": value}) + "\n")
+        self.file.write(
+            json.dumps({"t": time.time() - self.t0, "epochs": 0, "value": value}) + "\n"
+        )
 
 
 def run_hyperband(task: str, seed: int, budget: float, log: _Log) -> None:
@@ -197,8 +228,11 @@ def run_hyperband(task: str, seed: int, budget: float, log: _Log) -> None:
         return acc
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed),
-                                pruner=optuna.pruners.HyperbandPruner(max_resource=epochs))
+    study = optuna.create_study(
+        direction="maximize",
+        sampler=optuna.samplers.TPESampler(seed=seed),
+        pruner=optuna.pruners.HyperbandPruner(max_resource=epochs),
+    )
     study.optimize(objective, timeout=budget)
 
 
@@ -222,19 +256,30 @@ def run_naive(task: str, seed: int, budget: float, log: _Log) -> None:
         wd = trial.suggest_float("wd", *WD, log=True)
         L.seed_everything(seed, verbose=False)
         data = ClassificationData(**recipe["data"])
-        task_ = ClassificationTask(data.input_shape, data.num_classes, lr=lr, weight_decay=wd, **model)
-        trainer = L.Trainer(max_epochs=recipe["trainer"]["max_epochs"], accelerator="cpu",
-                            logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                            enable_model_summary=False, num_sanity_val_steps=0,
-                            callbacks=[Epochs(), PyTorchLightningPruningCallback(trial, "val_acc")])
+        task_ = ClassificationTask(
+            data.input_shape, data.num_classes, lr=lr, weight_decay=wd, **model
+        )
+        trainer = L.Trainer(
+            max_epochs=recipe["trainer"]["max_epochs"],
+            accelerator="cpu",
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+            callbacks=[Epochs(), PyTorchLightningPruningCallback(trial, "val_acc")],
+        )
         trainer.fit(task_, datamodule=data)
         acc = float(trainer.callback_metrics["val_acc"])
         log.final(acc)
         return acc
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed),
-                                pruner=optuna.pruners.MedianPruner())
+    study = optuna.create_study(
+        direction="maximize",
+        sampler=optuna.samplers.TPESampler(seed=seed),
+        pruner=optuna.pruners.MedianPruner(),
+    )
     study.optimize(objective, timeout=budget)
 
 
@@ -270,12 +315,19 @@ def run_ray_asha(task: str, seed: int, budget: float, log: _Log) -> None:
         tune.with_resources(tune.with_parameters(trainable, data=_plain_data(task)), {"cpu": 1}),
         param_space=space,
         tune_config=tune.TuneConfig(
-            metric="val_acc", mode="max", num_samples=-1, time_budget_s=budget,
-            scheduler=ASHAScheduler(time_attr="epoch", max_t=epochs, grace_period=1,
-                                    reduction_factor=4),
-            search_alg=OptunaSearch(seed=seed), max_concurrent_trials=cores,
-            reuse_actors=True),
-        run_config=tune.RunConfig(verbose=0, storage_path=str(Path(path).parent / "ray")))
+            metric="val_acc",
+            mode="max",
+            num_samples=-1,
+            time_budget_s=budget,
+            scheduler=ASHAScheduler(
+                time_attr="epoch", max_t=epochs, grace_period=1, reduction_factor=4
+            ),
+            search_alg=OptunaSearch(seed=seed),
+            max_concurrent_trials=cores,
+            reuse_actors=True,
+        ),
+        run_config=tune.RunConfig(verbose=0, storage_path=str(Path(path).parent / "ray")),
+    )
     tuner.fit()
 
 
@@ -284,6 +336,7 @@ PEERS = {"hyperband": run_hyperband, "naive": run_naive, "ray-asha": run_ray_ash
 
 # -- one run of one tuner ---------------------------------------------------------------------
 
+
 def _run_tuner(tuner: str, task: str, seed: int, budget: float) -> dict:
     epochs = TASKS[task][1]
     with tempfile.TemporaryDirectory() as tmp:
@@ -291,17 +344,38 @@ def _run_tuner(tuner: str, task: str, seed: int, budget: float) -> dict:
         t0 = time.time()
         if tuner.startswith("lit-tune"):
             # lit-tune-pop1, or a variant: "lit-tune:--pruner hyperband --population 8"
-            extra = {"lit-tune-pop1": ("--population", "1"),
-                     "lit-tune-pbt": ("--algorithm", "pbt")}.get(
-                tuner, tuple(tuner.partition(":")[2].split()))
+            extra = {
+                "lit-tune-pop1": ("--population", "1"),
+                "lit-tune-pbt": ("--algorithm", "pbt"),
+            }.get(tuner, tuple(tuner.partition(":")[2].split()))
             command = _lit_tune_command(task, seed, budget, folder, *extra)
         else:
-            command = [sys.executable, __file__, "--peer", tuner, "--task", task, "--seed",
-                       str(seed), "--budget", str(budget), "--t0", repr(t0),
-                       "--log", str(folder / "events.jsonl")]
+            command = [
+                sys.executable,
+                __file__,
+                "--peer",
+                tuner,
+                "--task",
+                task,
+                "--seed",
+                str(seed),
+                "--budget",
+                str(budget),
+                "--t0",
+                repr(t0),
+                "--log",
+                str(folder / "events.jsonl"),
+            ]
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        proc = subprocess.Popen(command, cwd=folder, env=env, start_new_session=True,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            command,
+            cwd=folder,
+            env=env,
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         try:
             proc.wait(timeout=max(0.0, t0 + budget - time.time()))
         except subprocess.TimeoutExpired:
@@ -318,7 +392,9 @@ def _run_tuner(tuner: str, task: str, seed: int, budget: float) -> dict:
             events, utilization = _lit_tune_events(folder, t0, epochs)
         else:
             log = folder / "events.jsonl"
-            events = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+            events = (
+                [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+            )
             utilization = None
         if not events:
             raise RuntimeError(f"{tuner} recorded nothing; its stderr ends: {err[-2000:]}")
@@ -334,8 +410,11 @@ def _best_by(events: list[dict], mark: float) -> float | None:
 
 
 def _time_to(events: list[dict], target: float | None) -> float | None:
-    times = [e["t"] for e in events if e["value"] is not None and target is not None
-             and e["value"] >= target - 1e-9]
+    times = [
+        e["t"]
+        for e in events
+        if e["value"] is not None and target is not None and e["value"] >= target - 1e-9
+    ]
     return min(times) if times else None
 
 
@@ -353,8 +432,12 @@ def _gemm_floor(budget: float, task: str) -> float:
 
     x, y, _, _, shape, classes = _plain_data(task)
     recipe = _recipe(task)
-    net = build_model(recipe["model"].get("network", "mlp"), shape, classes,
-                      **(recipe["model"].get("network_kwargs") or {}))
+    net = build_model(
+        recipe["model"].get("network", "mlp"),
+        shape,
+        classes,
+        **(recipe["model"].get("network_kwargs") or {}),
+    )
     flops = 3 * 2 * sum(p.numel() for p in net.parameters() if p.ndim > 1) * len(y)
     torch.set_num_threads(1)
     a, b = torch.randn(512, 512), torch.randn(512, 512)
@@ -371,8 +454,11 @@ def main() -> None:
     parser.add_argument("--task", default="digits", choices=sorted(TASKS))
     parser.add_argument("--budget", type=float, default=120.0)
     parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--tuners", default=",".join(TUNERS),
-                        help="comma-separated; a lit-tune variant as 'lit-tune:<its flags>'")
+    parser.add_argument(
+        "--tuners",
+        default=",".join(TUNERS),
+        help="comma-separated; a lit-tune variant as 'lit-tune:<its flags>'",
+    )
     parser.add_argument("--marks", default="15,30,60,120")
     parser.add_argument("--peer", choices=sorted(PEERS), help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
@@ -391,21 +477,33 @@ def main() -> None:
             tuners.remove("ray-asha")
     seeds = [int(s) for s in args.seeds.split(",")]
     marks = [float(m) for m in args.marks.split(",")]
-    print(f"anytime, {args.task}, {args.budget:g} s a tuner, seeds {seeds}, {os.cpu_count()} "
-          f"cores, load {os.getloadavg()[0]:.2f} at start")
+    print(
+        f"anytime, {args.task}, {args.budget:g} s a tuner, seeds {seeds}, {os.cpu_count()} "
+        f"cores, load {os.getloadavg()[0]:.2f} at start"
+    )
     results = {tuner: [] for tuner in tuners}
     for seed in seeds:  # interleaved: a change of load hits every tuner alike
         for tuner in tuners:
             results[tuner].append(_run_tuner(tuner, args.task, seed, args.budget))
             r = results[tuner][-1]
-            print(f"  seed {seed} {tuner:>24}: {r['epochs']:6d} epochs, best "
-                  f"{_best_by(r['events'], args.budget)}, load {os.getloadavg()[0]:.2f}", flush=True)
-    reference = "ray-asha" if "ray-asha" in results else "hyperband" if "hyperband" in results else None
-    targets = ([_best_by(r["events"], args.budget) for r in results[reference]]
-               if reference else [None] * len(seeds))
+            print(
+                f"  seed {seed} {tuner:>24}: {r['epochs']:6d} epochs, best "
+                f"{_best_by(r['events'], args.budget)}, load {os.getloadavg()[0]:.2f}",
+                flush=True,
+            )
+    reference = (
+        "ray-asha" if "ray-asha" in results else "hyperband" if "hyperband" in results else None
+    )
+    targets = (
+        [_best_by(r["events"], args.budget) for r in results[reference]]
+        if reference
+        else [None] * len(seeds)
+    )
     header = " | ".join(f"best @{m:g}s" for m in marks)
-    print(f"\nmedian of {len(seeds)} seeds; target: the best {reference} reached in "
-          f"{args.budget:g} s, per seed ({targets})")
+    print(
+        f"\nmedian of {len(seeds)} seeds; target: the best {reference} reached in "
+        f"{args.budget:g} s, per seed ({targets})"
+    )
     print(f"| tuner | epochs | {header} | time to target | slot use |")
     print("| --- | --- |" + " --- |" * len(marks) + " --- | --- |")
     for tuner, runs in results.items():
@@ -414,13 +512,17 @@ def main() -> None:
         each = " / ".join("—" if t is None else f"{t:.0f}" for t in reach)
         median_reach = _median(reach)
         use = _median([r["utilization"] for r in runs])
-        print(f"| {tuner} | {_median([r['epochs'] for r in runs]):.0f} | "
-              + " | ".join("—" if b is None else f"{b:.4f}" for b in best)
-              + f" | {'—' if median_reach is None else f'{median_reach:.0f} s'} ({each} s)"
-              + f" | {'—' if use is None else f'{use:.0%}'} |")
-    print(f"\narithmetic floor: {_gemm_floor(args.budget, args.task):,.0f} epochs in "
-          f"{args.budget:g} s on {os.cpu_count()} cores (one-thread 512² matmul rate); load "
-          f"{os.getloadavg()[0]:.2f} at the end")
+        print(
+            f"| {tuner} | {_median([r['epochs'] for r in runs]):.0f} | "
+            + " | ".join("—" if b is None else f"{b:.4f}" for b in best)
+            + f" | {'—' if median_reach is None else f'{median_reach:.0f} s'} ({each} s)"
+            + f" | {'—' if use is None else f'{use:.0%}'} |"
+        )
+    print(
+        f"\narithmetic floor: {_gemm_floor(args.budget, args.task):,.0f} epochs in "
+        f"{args.budget:g} s on {os.cpu_count()} cores (one-thread 512² matmul rate); load "
+        f"{os.getloadavg()[0]:.2f} at the end"
+    )
 
 
 if __name__ == "__main__":

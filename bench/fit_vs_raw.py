@@ -32,8 +32,8 @@ import warnings
 
 import lightning as L
 import torch
-from lightning.pytorch.loggers import CSVLogger
 import torch.nn.functional as F
+from lightning.pytorch.loggers import CSVLogger
 
 from lit_optim import ClassificationData, ClassificationTask
 from lit_optim.training.models import MLP
@@ -223,29 +223,45 @@ VARIANTS = {
 
 
 def make_data(args) -> ClassificationData:
-    return ClassificationData("synthetic", batch_size=BATCH, val_fraction=args.val_fraction,
-                              dataset_kwargs=DATASET_KWARGS)
+    return ClassificationData(
+        "synthetic", batch_size=BATCH, val_fraction=args.val_fraction, dataset_kwargs=DATASET_KWARGS
+    )
 
 
 def make_fit(name: str, args, data: ClassificationData, root: str, callbacks: list):
     """The variant's module and Trainer, with ``callbacks`` first among its callbacks."""
     task_cls, overrides = VARIANTS[name]
-    task = task_cls(data.input_shape, data.num_classes, network="mlp",
-                    network_kwargs={"hidden_dims": HIDDEN}, optimizer="adam", lr=1e-3)
+    task = task_cls(
+        data.input_shape,
+        data.num_classes,
+        network="mlp",
+        network_kwargs={"hidden_dims": HIDDEN},
+        optimizer="adam",
+        lr=1e-3,
+    )
     if overrides == "cli":
         cli = lit_optim_trainer_args()
         overrides = {"callbacks": cli["callbacks"], "plugins": cli["plugins"], "logger": "csv"}
     if overrides.get("logger") == "csv":
         overrides = {**overrides, "logger": CSVLogger(root)}
-    trainer = L.Trainer(**{
-        "default_root_dir": root, "max_epochs": args.epochs, "accelerator": args.accelerator,
-        "devices": 1, "log_every_n_steps": 50, "enable_model_summary": False, **overrides,
-        "callbacks": [*callbacks, *overrides.get("callbacks", [])],
-    })
+    trainer = L.Trainer(
+        **{
+            "default_root_dir": root,
+            "max_epochs": args.epochs,
+            "accelerator": args.accelerator,
+            "devices": 1,
+            "log_every_n_steps": 50,
+            "enable_model_summary": False,
+            **overrides,
+            "callbacks": [*callbacks, *overrides.get("callbacks", [])],
+        }
+    )
     return task, trainer
 
 
-def against_plain_loop(args, device: torch.device, variants: list[str]) -> dict[str, tuple[list, list]]:
+def against_plain_loop(
+    args, device: torch.device, variants: list[str]
+) -> dict[str, tuple[list, list]]:
     """Fit each variant on the same data module, a plain-loop epoch between each two of its
     epochs; returns {variant: (its epoch times, the plain loop's)}."""
     data = make_data(args)
@@ -288,9 +304,13 @@ def taking_turns(args, device: torch.device, first: str) -> dict[str, list[float
     order = sorted(PAIR, key=lambda n: n != first)  # OpenMP and CUDA state
     semaphores = [ctx.Semaphore(1), ctx.Semaphore(0)]
     results = ctx.Queue()
-    procs = [ctx.Process(target=_fit_taking_turns,
-                         args=(name, args, device, semaphores[i], semaphores[1 - i], results))
-             for i, name in enumerate(order)]
+    procs = [
+        ctx.Process(
+            target=_fit_taking_turns,
+            args=(name, args, device, semaphores[i], semaphores[1 - i], results),
+        )
+        for i, name in enumerate(order)
+    ]
     for proc in procs:
         proc.start()
     epochs: dict[str, list[float]] = {}
@@ -319,22 +339,33 @@ def main() -> None:
     parser.add_argument("--accelerator", default="auto", choices=["auto", "cpu", "gpu", "cuda"])
     parser.add_argument("--epochs", type=int, default=8, help="the first is warm-up")
     parser.add_argument("--val-fraction", type=float, default=1 / 12)
-    parser.add_argument("--rounds", type=int, default=4,
-                        help="runs of lit-optim and bare Lightning taking turns, each starting "
-                             "in turn (default 4)")
-    parser.add_argument("--turn", type=int, default=43,
-                        help="training batches a fit runs before it hands over (default 43, "
-                             "ten turns an epoch)")
-    parser.add_argument("--breakdown", action="store_true",
-                        help="also time variants that remove one overhead at a time")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=4,
+        help="runs of lit-optim and bare Lightning taking turns, each starting in turn (default 4)",
+    )
+    parser.add_argument(
+        "--turn",
+        type=int,
+        default=43,
+        help="training batches a fit runs before it hands over (default 43, ten turns an epoch)",
+    )
+    parser.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="also time variants that remove one overhead at a time",
+    )
     args = parser.parse_args()
     warnings.filterwarnings("ignore", ".*(does not have many workers|Tip:).*")
     use_cuda = args.accelerator in ("gpu", "cuda") or (
         args.accelerator == "auto" and torch.cuda.is_available()
     )
     device = torch.device("cuda" if use_cuda else "cpu")
-    print(f"device: {torch.cuda.get_device_name() if use_cuda else 'cpu'}, "
-          f"torch {torch.__version__}, lightning {L.__version__}, threads {torch.get_num_threads()}")
+    print(
+        f"device: {torch.cuda.get_device_name() if use_cuda else 'cpu'}, "
+        f"torch {torch.__version__}, lightning {L.__version__}, threads {torch.get_num_threads()}"
+    )
     names = list(VARIANTS) if args.breakdown else list(VARIANTS)[:2]
     results = against_plain_loop(args, device, names)
     lit, raw = results[names[0]]
@@ -345,8 +376,10 @@ def main() -> None:
     print(f"lit-optim fit      : {l_:.3f} s/epoch (median of {len(lit)})")
     for name, (lit, raw) in results.items():
         ratios = [lt / rt for lt, rt in zip(lit, raw)]
-        print(f"ratio {name:20s}: {statistics.median(ratios):.3f} median of per-epoch ratios "
-              f"(min {min(ratios):.3f}, max {max(ratios):.3f})")
+        print(
+            f"ratio {name:20s}: {statistics.median(ratios):.3f} median of per-epoch ratios "
+            f"(min {min(ratios):.3f}, max {max(ratios):.3f})"
+        )
     print("target for lit-optim fit against the plain loop: <= 1.15\n")
 
     ratios: list[float] = []
@@ -354,12 +387,16 @@ def main() -> None:
         epochs = taking_turns(args, device, first=PAIR[round_ % 2])
         these = [a / b for a, b in zip(*(epochs[name] for name in PAIR))]
         ratios += these
-        print(f"round {round_ + 1} ({PAIR[round_ % 2]} first): lit-optim / bare Lightning per "
-              f"epoch {' '.join(f'{x:.3f}' for x in these)}; bare Lightning "
-              f"{statistics.median(epochs['bare Lightning']):.3f} s/epoch")
+        print(
+            f"round {round_ + 1} ({PAIR[round_ % 2]} first): lit-optim / bare Lightning per "
+            f"epoch {' '.join(f'{x:.3f}' for x in these)}; bare Lightning "
+            f"{statistics.median(epochs['bare Lightning']):.3f} s/epoch"
+        )
     q1, median, q3 = statistics.quantiles(ratios, n=4)
-    print(f"\nlit-optim / bare Lightning: {statistics.median(ratios):.3f} (median of "
-          f"{len(ratios)} per-epoch ratios, quartiles {q1:.3f}-{q3:.3f}; target <= 1.05)")
+    print(
+        f"\nlit-optim / bare Lightning: {statistics.median(ratios):.3f} (median of "
+        f"{len(ratios)} per-epoch ratios, quartiles {q1:.3f}-{q3:.3f}; target <= 1.05)"
+    )
 
 
 if __name__ == "__main__":

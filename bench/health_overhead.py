@@ -102,29 +102,44 @@ def main() -> None:
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     use_cuda = args.accelerator in ("gpu", "cuda") or (
-        args.accelerator == "auto" and torch.cuda.is_available())
+        args.accelerator == "auto" and torch.cuda.is_available()
+    )
     device = torch.device("cuda" if use_cuda else "cpu")
-    print(f"device: {torch.cuda.get_device_name() if use_cuda else 'cpu'}, "
-          f"threads {torch.get_num_threads()}")
-    data = ClassificationData("synthetic", batch_size=128, val_fraction=1 / 12,
-                              dataset_kwargs=DATASET_KWARGS)
+    print(
+        f"device: {torch.cuda.get_device_name() if use_cuda else 'cpu'}, "
+        f"threads {torch.get_num_threads()}"
+    )
+    data = ClassificationData(
+        "synthetic", batch_size=128, val_fraction=1 / 12, dataset_kwargs=DATASET_KWARGS
+    )
     for name, make in CONFIGS.items():
         if name == "none":
             continue
-        task = ClassificationTask(data.input_shape, data.num_classes,
-                                  network_kwargs={"hidden_dims": [200, 100, 50]})
+        task = ClassificationTask(
+            data.input_shape, data.num_classes, network_kwargs={"hidden_dims": [200, 100, 50]}
+        )
         timer = TrainEpochTimer(device)
         with tempfile.TemporaryDirectory() as root:
-            L.Trainer(default_root_dir=root, accelerator=args.accelerator, devices=1,
-                      max_epochs=2 * args.pairs + 2, callbacks=[timer, EveryOtherEpoch(make())],
-                      log_every_n_steps=50, enable_progress_bar=False,
-                      enable_model_summary=False, enable_checkpointing=False,
-                      ).fit(task, datamodule=data)
+            L.Trainer(
+                default_root_dir=root,
+                accelerator=args.accelerator,
+                devices=1,
+                max_epochs=2 * args.pairs + 2,
+                callbacks=[timer, EveryOtherEpoch(make())],
+                log_every_n_steps=50,
+                enable_progress_bar=False,
+                enable_model_summary=False,
+                enable_checkpointing=False,
+            ).fit(task, datamodule=data)
         t = timer.times[2:]  # epochs 2, 3, ...: off, on, off, on …
         ratios = [on / off for off, on in zip(t[0::2], t[1::2])]
-        print(f"{name:36s} off {statistics.median(t[0::2]):.3f} s  on {statistics.median(t[1::2]):.3f} s"
-              f"  overhead {100 * (statistics.median(ratios) - 1):+.1f}%"
-              f"  (pairs: {', '.join(f'{100 * (r - 1):+.1f}' for r in ratios)})", flush=True)
+        print(
+            f"{name:36s} off {statistics.median(t[0::2]):.3f} s  "
+            f"on {statistics.median(t[1::2]):.3f} s"
+            f"  overhead {100 * (statistics.median(ratios) - 1):+.1f}%"
+            f"  (pairs: {', '.join(f'{100 * (r - 1):+.1f}' for r in ratios)})",
+            flush=True,
+        )
     print("target for guard+clipper+diagnostics: <= +5%")
 
 

@@ -19,16 +19,37 @@ RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "digits" / "mlp.yaml"
 
 
 def main(optimizers: list[str]) -> None:
-    print(f"{'optimizer':<10} {'suggested lr':>12} {'diverges at':>12} {'final val_acc':>14} "
-          f"{'best val_acc':>13}")
+    print(
+        f"{'optimizer':<10} {'suggested lr':>12} {'diverges at':>12} {'final val_acc':>14} "
+        f"{'best val_acc':>13}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         for name in optimizers:
             found = subprocess.run(
-                ["lit-optim", "lr-find", "--config", str(RECIPE), "--model.optimizer", name,
-                 "--export", "found.yaml", "--out", "curve"], cwd=tmp, capture_output=True,
-                text=True, check=True).stdout
-            fit = subprocess.run(["lit-optim", "fit", "--config", "found.yaml"], cwd=tmp,
-                                 capture_output=True, text=True, check=True).stdout
+                [
+                    "lit-optim",
+                    "lr-find",
+                    "--config",
+                    str(RECIPE),
+                    "--model.optimizer",
+                    name,
+                    "--export",
+                    "found.yaml",
+                    "--out",
+                    "curve",
+                ],
+                cwd=tmp,
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+            fit = subprocess.run(
+                ["lit-optim", "fit", "--config", "found.yaml"],
+                cwd=tmp,
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
             lr = re.search(r"suggested lr: (\S+)", found).group(1)
             div = re.search(r"diverges at: (\S+)", found).group(1)
             final, best = re.search(r"val_acc\s+final (\S+) .*best (\S+)", fit).groups()

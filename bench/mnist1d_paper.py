@@ -26,8 +26,11 @@ class ResidualMLP(nn.Module):
 
     def __init__(self, width: int = 100) -> None:
         super().__init__()
-        self.first, self.second, self.out = nn.Linear(40, width), nn.Linear(width, width), \
-            nn.Linear(width, 10)
+        self.first, self.second, self.out = (
+            nn.Linear(40, width),
+            nn.Linear(width, width),
+            nn.Linear(width, 10),
+        )
 
     def forward(self, x):
         h = self.first(x.flatten(1)).relu()
@@ -39,8 +42,9 @@ class ConvNet(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.convs = nn.ModuleList([nn.Conv1d(1, 25, 5, 2, 1), nn.Conv1d(25, 25, 3, 2, 1),
-                                    nn.Conv1d(25, 25, 3, 2, 1)])
+        self.convs = nn.ModuleList(
+            [nn.Conv1d(1, 25, 5, 2, 1), nn.Conv1d(25, 25, 3, 2, 1), nn.Conv1d(25, 25, 3, 2, 1)]
+        )
         self.out = nn.Linear(125, 10)
 
     def forward(self, x):
@@ -71,8 +75,9 @@ NETS = {
 }
 
 
-def train(net: str, seed: int, steps: int, shuffle: bool,
-          eval_every: int = 250) -> tuple[float, float, float]:
+def train(
+    net: str, seed: int, steps: int, shuffle: bool, eval_every: int = 250
+) -> tuple[float, float, float]:
     """(final test accuracy, highest test accuracy at an evaluation, seconds)."""
     data = load_mnist1d("data", False)
     x, y, x_test, y_test = data
@@ -85,7 +90,7 @@ def train(net: str, seed: int, steps: int, shuffle: bool,
         at = step * 100 % len(x)
         if shuffle and at == 0:  # a new order each epoch, as lit-optim's data module serves
             order = torch.randperm(len(x))
-        batch = order[at:at + 100]
+        batch = order[at : at + 100]
         loss = nn.functional.cross_entropy(model(x[batch]), y[batch])
         opt.zero_grad()
         loss.backward()
@@ -101,8 +106,11 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=6000)
     parser.add_argument("--nets", default=",".join(NETS))
-    parser.add_argument("--shuffle", action="store_true",
-                        help="a new random batch order each epoch (the paper keeps one order)")
+    parser.add_argument(
+        "--shuffle",
+        action="store_true",
+        help="a new random batch order each epoch (the paper keeps one order)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     print(f"{'net':7} {'final test acc (mean ± std)':30} {'highest at an evaluation':28} per seed")
@@ -114,9 +122,11 @@ def main() -> None:
             spread = statistics.stdev(values) if len(values) > 1 else 0.0
             return f"{100 * statistics.fmean(values):.1f} ± {100 * spread:.1f}"
 
-        print(f"{net:7} {fmt(finals):30} {fmt(highs):28} "
-              f"{', '.join(f'{100 * f:.1f}' for f in finals)} ({runs[0][2]:.0f} s a run)",
-              flush=True)
+        print(
+            f"{net:7} {fmt(finals):30} {fmt(highs):28} "
+            f"{', '.join(f'{100 * f:.1f}' for f in finals)} ({runs[0][2]:.0f} s a run)",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

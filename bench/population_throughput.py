@@ -48,15 +48,24 @@ from tuning.runner.study import run_study
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "recipes" / "digits" / "mlp.yaml"
-SPACE = {"metric": "val_acc", "direction": "maximize", "params": {
-    "model.optimizer": ["momentum"], "model.lr": "log[1e-3, 0.3]",
-    "model.weight_decay": "log[1e-6, 1e-3]",
-    "model.optimizer_kwargs.momentum": "uniform[0.5, 0.95]"}}
+SPACE = {
+    "metric": "val_acc",
+    "direction": "maximize",
+    "params": {
+        "model.optimizer": ["momentum"],
+        "model.lr": "log[1e-3, 0.3]",
+        "model.weight_decay": "log[1e-6, 1e-3]",
+        "model.optimizer_kwargs.momentum": "uniform[0.5, 0.95]",
+    },
+}
 
 
 MNIST1D = ROOT / "recipes" / "mnist1d" / "cnn.yaml"
-MNIST1D_SPACE = {"metric": "val_acc", "direction": "maximize", "params": {
-    "model.lr": "log[1e-4, 1e-1]", "model.weight_decay": "log[1e-6, 1e-2]"}}
+MNIST1D_SPACE = {
+    "metric": "val_acc",
+    "direction": "maximize",
+    "params": {"model.lr": "log[1e-4, 1e-1]", "model.weight_decay": "log[1e-6, 1e-2]"},
+}
 
 
 def mnist1d_recipe() -> dict:
@@ -70,7 +79,8 @@ def health_recipe() -> dict:
     recipe["trainer"]["callbacks"] = [
         {"class_path": "lit_optim.callbacks.GradientClipper", "init_args": {"mode": "adaptive"}},
         {"class_path": "lit_optim.callbacks.LayerDiagnostics", "init_args": {"every_n_steps": 50}},
-        {"class_path": "lit_optim.callbacks.NonFiniteGuard", "init_args": {"action": "stop"}}]
+        {"class_path": "lit_optim.callbacks.NonFiniteGuard", "init_args": {"action": "stop"}},
+    ]
     return recipe
 
 
@@ -79,38 +89,73 @@ def mnist_shaped_recipe() -> dict:
     recipe["trainer"]["max_epochs"] = 1
     recipe["trainer"]["log_every_n_steps"] = 50
     recipe["model"]["network_kwargs"] = {"hidden_dims": [200, 100, 50]}
-    recipe["data"] = {"dataset": "synthetic", "batch_size": 128, "val_fraction": 0.2,
-                      "dataset_kwargs": {"num_samples": 75_000, "num_test_samples": 1_000,
-                                         "input_shape": [1, 28, 28]}}  # 60,000 to train on
+    recipe["data"] = {
+        "dataset": "synthetic",
+        "batch_size": 128,
+        "val_fraction": 0.2,
+        "dataset_kwargs": {
+            "num_samples": 75_000,
+            "num_test_samples": 1_000,
+            "input_shape": [1, 28, 28],
+        },
+    }  # 60,000 to train on
     return recipe
 
 
-USER_SPACE = {"metric": "valid/top1", "params": {  # direction: the logged MulticlassAccuracy's
-    "model.lr": "log[1e-4, 3e-2]", "model.weight_decay": "log[1e-6, 1e-1]"}}
-USER_RECIPE = {"seed_everything": 0, "model": {"class_path": "user_cnn.DigitsCNN"},
-               "data": {"class_path": "user_cnn.DigitsImages"}, "trainer": {"max_epochs": 10}}
+USER_SPACE = {
+    "metric": "valid/top1",
+    "params": {  # direction: the logged MulticlassAccuracy's
+        "model.lr": "log[1e-4, 3e-2]",
+        "model.weight_decay": "log[1e-6, 1e-1]",
+    },
+}
+USER_RECIPE = {
+    "seed_everything": 0,
+    "model": {"class_path": "user_cnn.DigitsCNN"},
+    "data": {"class_path": "user_cnn.DigitsImages"},
+    "trainer": {"max_epochs": 10},
+}
 
 
-def compare(tmp: Path, label: str, recipe: Path, n_trials: int, sizes: list[int],
-            accelerator: str, space_dict: dict = SPACE) -> dict[int, float]:
+def compare(
+    tmp: Path,
+    label: str,
+    recipe: Path,
+    n_trials: int,
+    sizes: list[int],
+    accelerator: str,
+    space_dict: dict = SPACE,
+) -> dict[int, float]:
     space = tmp / f"{label}-space.yaml"
     space.write_text(yaml.safe_dump(space_dict))
     metric = space_dict["metric"]
     print(f"{label}: {n_trials} trials each")
-    print(f"{'population':>10} {'trials':>6} {'seconds':>8} {'trials/min':>10} {'best ' + metric:>12}")
+    print(
+        f"{'population':>10} {'trials':>6} {'seconds':>8} {'trials/min':>10} {'best ' + metric:>12}"
+    )
     rates = {}
     for n in sizes:
         name = f"{label}-n{n}"
         start = time.perf_counter()
         with contextlib.redirect_stdout(io.StringIO()):  # lit-tune's line per trial
-            study = run_study(recipe=str(recipe), space=str(space), study_name=name,
-                              storage_url=f"sqlite:///{tmp}/{name}.db", run_dir=tmp / name,
-                              n_trials=n_trials, pruner="none", accelerator=accelerator,
-                              population=n)
+            study = run_study(
+                recipe=str(recipe),
+                space=str(space),
+                study_name=name,
+                storage_url=f"sqlite:///{tmp}/{name}.db",
+                run_dir=tmp / name,
+                n_trials=n_trials,
+                pruner="none",
+                accelerator=accelerator,
+                population=n,
+            )
         seconds = time.perf_counter() - start
         rates[n] = n_trials / seconds * 60
-        print(f"{n:>10} {len(study.trials):>6} {seconds:>8.1f} {rates[n]:>10.1f} "
-              f"{study.best_value:>12.4f}", flush=True)
+        print(
+            f"{n:>10} {len(study.trials):>6} {seconds:>8.1f} {rates[n]:>10.1f} "
+            f"{study.best_value:>12.4f}",
+            flush=True,
+        )
     return rates
 
 
@@ -142,8 +187,11 @@ def arithmetic_floor(n_members: int, epochs: int) -> float:
 def quality(tmp: Path, n_trials: int, accelerator: str) -> None:
     """Best val_acc at an equal budget: one by one against auto, 3 sampler seeds."""
     full = yaml.safe_load((ROOT / "recipes" / "digits" / "search.yaml").read_text())
-    lr_wd = {"metric": "val_acc", "direction": "maximize", "params": {
-        "model.lr": "log[1e-4, 1.0]", "model.weight_decay": "log[1e-6, 1e-1]"}}
+    lr_wd = {
+        "metric": "val_acc",
+        "direction": "maximize",
+        "params": {"model.lr": "log[1e-4, 1.0]", "model.weight_decay": "log[1e-6, 1e-1]"},
+    }
     for label, space_dict in (("lr x wd", lr_wd), ("search.yaml", full)):
         space = tmp / f"quality-{label.replace(' ', '')}.yaml"
         space.write_text(yaml.safe_dump(space_dict))
@@ -155,13 +203,23 @@ def quality(tmp: Path, n_trials: int, accelerator: str) -> None:
                 name = f"q-{label.replace(' ', '')}-{seed}-{population}"
                 start = time.perf_counter()
                 with contextlib.redirect_stdout(io.StringIO()):
-                    study = run_study(recipe=str(RECIPE), space=str(space), study_name=name,
-                                      storage_url=f"sqlite:///{tmp}/{name}.db",
-                                      run_dir=tmp / name, n_trials=n_trials, seed=seed,
-                                      accelerator=accelerator, population=population)
+                    study = run_study(
+                        recipe=str(RECIPE),
+                        space=str(space),
+                        study_name=name,
+                        storage_url=f"sqlite:///{tmp}/{name}.db",
+                        run_dir=tmp / name,
+                        n_trials=n_trials,
+                        seed=seed,
+                        accelerator=accelerator,
+                        population=population,
+                    )
                 row.append((study.best_value, time.perf_counter() - start))
-            print(f"{seed:>4} {row[0][0]:>11.4f} {row[1][0]:>8.4f} {row[0][1]:>13.1f} "
-                  f"{row[1][1]:>8.1f}", flush=True)
+            print(
+                f"{seed:>4} {row[0][0]:>11.4f} {row[1][0]:>8.4f} {row[0][1]:>13.1f} "
+                f"{row[1][1]:>8.1f}",
+                flush=True,
+            )
 
 
 def main() -> None:
@@ -186,16 +244,23 @@ def main() -> None:
         if args.mnist:
             mnist = tmp / "mnist.yaml"
             mnist.write_text(yaml.safe_dump(mnist_shaped_recipe()))
-            rates = compare(tmp, "mnist-shaped", mnist, args.mnist_trials,
-                            [1, args.mnist_trials], args.accelerator)
-            print(f"mnist-shaped speed-up: {rates[args.mnist_trials] / rates[1]:.1f}x "
-                  f"(N={args.mnist_trials})")
+            rates = compare(
+                tmp,
+                "mnist-shaped",
+                mnist,
+                args.mnist_trials,
+                [1, args.mnist_trials],
+                args.accelerator,
+            )
+            print(
+                f"mnist-shaped speed-up: {rates[args.mnist_trials] / rates[1]:.1f}x "
+                f"(N={args.mnist_trials})"
+            )
         if args.mnist1d:
             recipe = tmp / "mnist1d.yaml"
             recipe.write_text(yaml.safe_dump(mnist1d_recipe()))
             n = args.mnist1d_trials
-            rates = compare(tmp, "mnist1d-cnn", recipe, n, [1, n], args.accelerator,
-                            MNIST1D_SPACE)
+            rates = compare(tmp, "mnist1d-cnn", recipe, n, [1, n], args.accelerator, MNIST1D_SPACE)
             print(f"mnist1d speed-up: {rates[n] / rates[1]:.1f}x (N={n})")
         if args.user_module:
             import sys
@@ -204,21 +269,25 @@ def main() -> None:
             recipe = tmp / "user.yaml"
             recipe.write_text(yaml.safe_dump(USER_RECIPE))
             user_sizes = [1] + [int(s) for s in args.user_sizes.split(",") if s]
-            user = compare(tmp, "user-cnn", recipe, args.user_trials, user_sizes,
-                           args.accelerator, USER_SPACE)
+            user = compare(
+                tmp, "user-cnn", recipe, args.user_trials, user_sizes, args.accelerator, USER_SPACE
+            )
             for n in user_sizes[1:]:
                 print(f"user-module speed-up: {user[n] / user[1]:.1f}x (N={n})")
             n = args.user_trials
             floor = arithmetic_floor(n, USER_RECIPE["trainer"]["max_epochs"])
-            print(f"user-module arithmetic floor: {n} members' fwd+bwd one after another, "
-                  f"plain torch: {floor:.1f} s = {n / floor * 60:.1f} trials/min, at most "
-                  f"{n / floor * 60 / user[1]:.1f}x the one-by-one rate")
+            print(
+                f"user-module arithmetic floor: {n} members' fwd+bwd one after another, "
+                f"plain torch: {floor:.1f} s = {n / floor * 60:.1f} trials/min, at most "
+                f"{n / floor * 60 / user[1]:.1f}x the one-by-one rate"
+            )
         if args.health:
             recipe = tmp / "health.yaml"
             recipe.write_text(yaml.safe_dump(health_recipe()))
             rates = compare(tmp, "digits+health", recipe, args.n_trials, sizes, args.accelerator)
-            print(f"health-callbacks speed-up: {rates[max(sizes)] / rates[1]:.1f}x "
-                  f"(N={max(sizes)})")
+            print(
+                f"health-callbacks speed-up: {rates[max(sizes)] / rates[1]:.1f}x (N={max(sizes)})"
+            )
         if args.quality:
             quality(tmp, args.n_trials, args.accelerator)
         rates = compare(tmp, "digits", RECIPE, args.n_trials, sizes, args.accelerator)

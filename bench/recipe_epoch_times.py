@@ -52,17 +52,38 @@ def epoch_seconds(path: Path, args) -> tuple[str, float, int]:
     shape = list(DATASETS.get(dataset).input_shape)
     batch = data_cfg["batch_size"]
     # Enough samples for the timed steps only; the epoch figure scales by steps per epoch.
-    data = ClassificationData("synthetic", batch_size=batch, val_fraction=0.01, dataset_kwargs={
-        "input_shape": shape, "num_samples": batch * (args.batches + 2), "num_test_samples": 8})
+    data = ClassificationData(
+        "synthetic",
+        batch_size=batch,
+        val_fraction=0.01,
+        dataset_kwargs={
+            "input_shape": shape,
+            "num_samples": batch * (args.batches + 2),
+            "num_test_samples": 8,
+        },
+    )
     task = ClassificationTask(data.input_shape, data.num_classes, **model_cfg)
-    device = torch.device("cuda" if args.accelerator in ("gpu", "cuda") or (
-        args.accelerator == "auto" and torch.cuda.is_available()) else "cpu")
+    device = torch.device(
+        "cuda"
+        if args.accelerator in ("gpu", "cuda")
+        or (args.accelerator == "auto" and torch.cuda.is_available())
+        else "cpu"
+    )
     timer = StepTimer(device)
     with tempfile.TemporaryDirectory() as root:
-        L.Trainer(default_root_dir=root, accelerator=args.accelerator, devices=1, max_epochs=1,
-                  limit_train_batches=args.batches + 1, limit_val_batches=0, logger=False,
-                  enable_checkpointing=False, enable_progress_bar=False,
-                  enable_model_summary=False, callbacks=[timer]).fit(task, datamodule=data)
+        L.Trainer(
+            default_root_dir=root,
+            accelerator=args.accelerator,
+            devices=1,
+            max_epochs=1,
+            limit_train_batches=args.batches + 1,
+            limit_val_batches=0,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            callbacks=[timer],
+        ).fit(task, datamodule=data)
     steps_per_epoch = -(-n_train // batch)
     return dataset, statistics.median(timer.times[1:]) * steps_per_epoch, steps_per_epoch
 
@@ -73,8 +94,9 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=20)
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
-    print(f"device: {torch.cuda.get_device_name() if torch.cuda.is_available() and args.accelerator != 'cpu' else 'cpu'}"
-          f", threads {torch.get_num_threads()}")
+    on_gpu = torch.cuda.is_available() and args.accelerator != "cpu"
+    device = torch.cuda.get_device_name() if on_gpu else "cpu"
+    print(f"device: {device}, threads {torch.get_num_threads()}")
     for path in sorted((ROOT / "recipes").glob("*/*.yaml")):
         if path.name == "search.yaml":
             continue

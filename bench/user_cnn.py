@@ -30,21 +30,35 @@ class DigitsImages(L.LightningDataModule):
         self.x, self.y = x, y
 
     def train_dataloader(self):
-        return DataLoader(TensorDataset(self.x[self.train], self.y[self.train]),
-                          batch_size=self.batch_size, shuffle=True)
+        return DataLoader(
+            TensorDataset(self.x[self.train], self.y[self.train]),
+            batch_size=self.batch_size,
+            shuffle=True,
+        )
 
     def val_dataloader(self):
         return DataLoader(TensorDataset(self.x[self.val], self.y[self.val]), batch_size=256)
 
 
 class DigitsCNN(L.LightningModule):
-    def __init__(self, lr: float = 3e-3, weight_decay: float = 1e-4, head_lr: float | None = None,
-                 channels: int = 16, dropout: float = 0.2):
+    def __init__(
+        self,
+        lr: float = 3e-3,
+        weight_decay: float = 1e-4,
+        head_lr: float | None = None,
+        channels: int = 16,
+        dropout: float = 0.2,
+    ):
         super().__init__()
         self.save_hyperparameters()
         self.features = nn.Sequential(
-            nn.Conv2d(1, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels), nn.ReLU(),
-            nn.MaxPool2d(2), nn.Flatten(), nn.Dropout(dropout))
+            nn.Conv2d(1, channels, 3, padding=1, bias=False),
+            nn.BatchNorm2d(channels),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Dropout(dropout),
+        )
         self.head = nn.Linear(channels * 16, 10)
         self.top1 = MulticlassAccuracy(num_classes=10)
 
@@ -66,7 +80,11 @@ class DigitsCNN(L.LightningModule):
 
     def configure_optimizers(self):
         head_lr = self.hparams.head_lr or self.hparams.lr
-        opt = create_optimizer(self, "adamw", lr=self.hparams.lr,
-                               weight_decay=self.hparams.weight_decay,
-                               param_groups=[{"params": "head.*", "lr": head_lr}])
+        opt = create_optimizer(
+            self,
+            "adamw",
+            lr=self.hparams.lr,
+            weight_decay=self.hparams.weight_decay,
+            param_groups=[{"params": "head.*", "lr": head_lr}],
+        )
         return {"optimizer": opt, "lr_scheduler": create_scheduler("cosine", opt, self.trainer)}

@@ -16,8 +16,9 @@ __version__ = "0.1.0"
 
 # Lightning overwrites PYTORCH_NVML_BASED_CUDA_CHECK when imported; the value from before tells
 # a user's own setting from Lightning's (lit_optim.cli.cuda_check). "lightning": imported first.
-_NVML_CHECK_BEFORE_LIGHTNING = ("lightning" if "lightning" in sys.modules
-                                else os.environ.get("PYTORCH_NVML_BASED_CUDA_CHECK"))
+_NVML_CHECK_BEFORE_LIGHTNING = (
+    "lightning" if "lightning" in sys.modules else os.environ.get("PYTORCH_NVML_BASED_CUDA_CHECK")
+)
 
 # public name -> module that defines it
 _EXPORTS = {

@@ -32,38 +32,65 @@ import lightning as L
 import pytest
 import torch
 
-from lit_optim.data import DATASETS, ClassificationData
 from lit_optim.catalog.errors import ConfigError
-from lit_optim.training.models import MODELS, build_model
 from lit_optim.catalog.optimizers import OPTIMIZERS, build_optimizer
 from lit_optim.catalog.schedulers import SCHEDULERS
+from lit_optim.data import DATASETS, ClassificationData
+from lit_optim.training.models import MODELS, build_model
 from lit_optim.training.task import ClassificationTask
 
-__all__ = ["DatasetPluginContract", "ModelPluginContract", "OptimizerPluginContract",
-           "SchedulerPluginContract", "tiny_fit"]
+__all__ = [
+    "DatasetPluginContract",
+    "ModelPluginContract",
+    "OptimizerPluginContract",
+    "SchedulerPluginContract",
+    "tiny_fit",
+]
 
 _TINY_SYNTHETIC = {"num_samples": 160, "num_features": 8, "num_classes": 3}
 
 
-def tiny_fit(tmp_path, *, max_epochs: int = 2, dataset: str = "synthetic",
-             dataset_kwargs: dict[str, Any] | None = None, network: str = "mlp",
-             network_kwargs: dict[str, Any] | None = None, batch_size: int = 32,
-             limit_train_batches: int | float | None = None, data_dir: str = "data",
-             **task_kwargs: Any) -> tuple[ClassificationTask, L.Trainer]:
+def tiny_fit(
+    tmp_path,
+    *,
+    max_epochs: int = 2,
+    dataset: str = "synthetic",
+    dataset_kwargs: dict[str, Any] | None = None,
+    network: str = "mlp",
+    network_kwargs: dict[str, Any] | None = None,
+    batch_size: int = 32,
+    limit_train_batches: int | float | None = None,
+    data_dir: str = "data",
+    **task_kwargs: Any,
+) -> tuple[ClassificationTask, L.Trainer]:
     """A few real Lightning steps on CPU: by default a small synthetic problem and a 16-unit
     MLP; any registered dataset and network with their kwargs."""
     if dataset_kwargs is None:
         dataset_kwargs = dict(_TINY_SYNTHETIC) if dataset == "synthetic" else {}
     if network_kwargs is None:
         network_kwargs = {"hidden_dims": [16]} if network == "mlp" else {}
-    data = ClassificationData(dataset, batch_size=batch_size, dataset_kwargs=dataset_kwargs,
-                              data_dir=data_dir)
-    task = ClassificationTask(data.input_shape, data.num_classes, network=network,
-                              network_kwargs=network_kwargs, **task_kwargs)
-    trainer = L.Trainer(default_root_dir=tmp_path, accelerator="cpu", devices=1,
-                        max_epochs=max_epochs, logger=False, enable_checkpointing=False,
-                        enable_model_summary=False, enable_progress_bar=False,
-                        limit_train_batches=limit_train_batches, limit_val_batches=2)
+    data = ClassificationData(
+        dataset, batch_size=batch_size, dataset_kwargs=dataset_kwargs, data_dir=data_dir
+    )
+    task = ClassificationTask(
+        data.input_shape,
+        data.num_classes,
+        network=network,
+        network_kwargs=network_kwargs,
+        **task_kwargs,
+    )
+    trainer = L.Trainer(
+        default_root_dir=tmp_path,
+        accelerator="cpu",
+        devices=1,
+        max_epochs=max_epochs,
+        logger=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        enable_progress_bar=False,
+        limit_train_batches=limit_train_batches,
+        limit_val_batches=2,
+    )
     trainer.fit(task, datamodule=data)
     return task, trainer
 
@@ -103,19 +130,27 @@ class OptimizerPluginContract:
 
     def test_rejects_an_unknown_kwarg_by_name(self):
         with pytest.raises(ConfigError, match=f"'{self.name}'.*'no_such_option'"):
-            build_optimizer(self.name, [torch.nn.Parameter(torch.zeros(2))], lr=self._lr(),
-                            **self.kwargs, no_such_option=1)
+            build_optimizer(
+                self.name,
+                [torch.nn.Parameter(torch.zeros(2))],
+                lr=self._lr(),
+                **self.kwargs,
+                no_such_option=1,
+            )
 
     def test_state_dict_round_trip(self):
         """A fresh optimizer that loads the state dict continues exactly like the original:
         weights after N more steps of each must agree (a lost momentum or step count shows)."""
+
         def steps(opt, w, n):
             for _ in range(n):
+
                 def closure():
                     opt.zero_grad()
                     loss = ((w - 0.5) ** 2 * torch.arange(1.0, 4.0)).sum()
                     loss.backward()
                     return loss
+
                 opt.step(closure)
 
         w = torch.nn.Parameter(torch.tensor([1.0, -2.0, 3.0]))
@@ -131,8 +166,9 @@ class OptimizerPluginContract:
         assert not torch.equal(w.detach(), torch.tensor([1.0, -2.0, 3.0]))
 
     def test_trains_under_lightning(self, tmp_path):
-        task, trainer = tiny_fit(tmp_path, optimizer=self.name, lr=self._lr(),
-                                 optimizer_kwargs=dict(self.kwargs))
+        task, trainer = tiny_fit(
+            tmp_path, optimizer=self.name, lr=self._lr(), optimizer_kwargs=dict(self.kwargs)
+        )
         assert trainer.global_step > 0
         assert math.isfinite(trainer.callback_metrics["train_loss"].item())
 
@@ -155,13 +191,29 @@ class SchedulerPluginContract:
             def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
                 lrs.append(trainer.optimizers[0].param_groups[0]["lr"])
 
-        data = ClassificationData("synthetic", batch_size=32, dataset_kwargs={
-            "num_samples": 160, "num_features": 8, "num_classes": 3})
-        task = ClassificationTask(data.input_shape, data.num_classes, optimizer="sgd", lr=0.1,
-                                  scheduler=self.name, scheduler_kwargs=dict(self.kwargs))
-        trainer = L.Trainer(default_root_dir=tmp_path, accelerator="cpu", max_epochs=3,
-                            logger=False, enable_checkpointing=False, callbacks=[Record()],
-                            enable_model_summary=False, enable_progress_bar=False)
+        data = ClassificationData(
+            "synthetic",
+            batch_size=32,
+            dataset_kwargs={"num_samples": 160, "num_features": 8, "num_classes": 3},
+        )
+        task = ClassificationTask(
+            data.input_shape,
+            data.num_classes,
+            optimizer="sgd",
+            lr=0.1,
+            scheduler=self.name,
+            scheduler_kwargs=dict(self.kwargs),
+        )
+        trainer = L.Trainer(
+            default_root_dir=tmp_path,
+            accelerator="cpu",
+            max_epochs=3,
+            logger=False,
+            enable_checkpointing=False,
+            callbacks=[Record()],
+            enable_model_summary=False,
+            enable_progress_bar=False,
+        )
         trainer.fit(task, datamodule=data)
         assert lrs and all(math.isfinite(lr) and lr > 0 for lr in lrs)
         (config, *_) = trainer.lr_scheduler_configs
@@ -169,8 +221,9 @@ class SchedulerPluginContract:
 
     def test_rejects_an_unknown_kwarg_by_name(self):
         with pytest.raises(ConfigError, match=f"'{self.name}'.*'no_such_option'"):
-            ClassificationTask((4,), 2, scheduler=self.name,
-                               scheduler_kwargs={**self.kwargs, "no_such_option": 1})
+            ClassificationTask(
+                (4,), 2, scheduler=self.name, scheduler_kwargs={**self.kwargs, "no_such_option": 1}
+            )
 
 
 class ModelPluginContract:
@@ -207,14 +260,23 @@ class ModelPluginContract:
 
     def test_rejects_an_unknown_kwarg_by_name(self):
         with pytest.raises(ConfigError, match=f"'{self.name}'.*'no_such_option'"):
-            build_model(self.name, self.input_shape, self.num_classes, **self.kwargs,
-                        no_such_option=1)
+            build_model(
+                self.name, self.input_shape, self.num_classes, **self.kwargs, no_such_option=1
+            )
 
     def test_trains_under_lightning(self, tmp_path):
-        _, trainer = tiny_fit(tmp_path, network=self.name, network_kwargs=dict(self.kwargs),
-                              dataset="synthetic", dataset_kwargs={
-                                  "num_samples": 160, "input_shape": list(self.input_shape),
-                                  "num_classes": self.num_classes}, lr=1e-3)
+        _, trainer = tiny_fit(
+            tmp_path,
+            network=self.name,
+            network_kwargs=dict(self.kwargs),
+            dataset="synthetic",
+            dataset_kwargs={
+                "num_samples": 160,
+                "input_shape": list(self.input_shape),
+                "num_classes": self.num_classes,
+            },
+            lr=1e-3,
+        )
         assert trainer.global_step > 0
         assert math.isfinite(trainer.callback_metrics["train_loss"].item())
 
@@ -254,7 +316,13 @@ class DatasetPluginContract:
             ClassificationData(self.name, dataset_kwargs={**self.kwargs, "no_such_option": 1})
 
     def test_trains_under_lightning(self, tmp_path):
-        _, trainer = tiny_fit(tmp_path, dataset=self.name, dataset_kwargs=dict(self.kwargs),
-                              data_dir=self.data_dir, limit_train_batches=4, lr=1e-3)
+        _, trainer = tiny_fit(
+            tmp_path,
+            dataset=self.name,
+            dataset_kwargs=dict(self.kwargs),
+            data_dir=self.data_dir,
+            limit_train_batches=4,
+            lr=1e-3,
+        )
         assert trainer.global_step > 0
         assert math.isfinite(trainer.callback_metrics["train_loss"].item())

@@ -18,7 +18,9 @@ class Faulty(ClassificationTask):
     """Injects one fault at optimizer step ``fault_step``: a NaN loss, an Inf gradient in
     net.1.weight, or a NaN weight in net.3.weight; and records weights around that step."""
 
-    def __init__(self, *args, fault: str | None = None, fault_step: int = 3, every_step=False, **kwargs):
+    def __init__(
+        self, *args, fault: str | None = None, fault_step: int = 3, every_step=False, **kwargs
+    ):
         super().__init__(*args, **kwargs)
         self.fault, self.fault_step, self.every_step = fault, fault_step, every_step
         self.before: dict[int, list[torch.Tensor]] = {}
@@ -47,7 +49,9 @@ class Faulty(ClassificationTask):
 
     def on_before_optimizer_step(self, optimizer):
         # Module hooks run after the callbacks' hooks: this sees the gradients they left.
-        self.post_hook_grads.append([p.grad.detach().clone() for p in self.parameters() if p.grad is not None])
+        self.post_hook_grads.append(
+            [p.grad.detach().clone() for p in self.parameters() if p.grad is not None]
+        )
 
     def on_train_batch_end(self, outputs, batch, batch_idx):
         self.after[self.trainer.global_step - 1] = self._weights()
@@ -55,18 +59,27 @@ class Faulty(ClassificationTask):
 
 def _fit(make_trainer, callbacks, *, epochs=1, optimizer="adam", lr=1e-3, **task_kwargs):
     data = ClassificationData("digits", batch_size=128)
-    task = Faulty(data.input_shape, 10, optimizer=optimizer, lr=lr,
-                  network_kwargs={"hidden_dims": [32, 16]}, **task_kwargs)
+    task = Faulty(
+        data.input_shape,
+        10,
+        optimizer=optimizer,
+        lr=lr,
+        network_kwargs={"hidden_dims": [32, 16]},
+        **task_kwargs,
+    )
     trainer = make_trainer(max_epochs=epochs, callbacks=callbacks, log_every_n_steps=1)
     trainer.fit(task, datamodule=data)
     return task, trainer
 
 
 # --- NonFiniteGuard ------------------------------------------------------------------------
-@pytest.mark.parametrize(("fault", "named"), [
-    ("loss", "the loss is non-finite"),
-    ("grad", "non-finite gradient in net.1.weight"),
-])
+@pytest.mark.parametrize(
+    ("fault", "named"),
+    [
+        ("loss", "the loss is non-finite"),
+        ("grad", "non-finite gradient in net.1.weight"),
+    ],
+)
 def test_raise_names_the_step_and_what_was_non_finite(make_trainer, fault, named):
     with pytest.raises(NonFiniteError) as info:
         _fit(make_trainer, [NonFiniteGuard("raise")], fault=fault)
@@ -130,8 +143,12 @@ def test_stop_ends_training_cleanly_with_the_reason_logged(make_trainer, tmp_pat
 
 
 def test_skip_gives_up_after_max_consecutive(make_trainer):
-    with pytest.raises(NonFiniteError, match="4 bad checks in a row .max_consecutive=3., giving up"):
-        _fit(make_trainer, [NonFiniteGuard("skip", max_consecutive=3)], fault="loss", every_step=True)
+    with pytest.raises(
+        NonFiniteError, match="4 bad checks in a row .max_consecutive=3., giving up"
+    ):
+        _fit(
+            make_trainer, [NonFiniteGuard("skip", max_consecutive=3)], fault="loss", every_step=True
+        )
 
 
 def test_rollback_without_a_snapshot_yet_says_so_and_loses_nothing(make_trainer):
@@ -145,8 +162,13 @@ def test_huge_lr_recovers_with_rollback_and_diverges_without(make_trainer):
     def run(callbacks):
         L.seed_everything(0)
         data = ClassificationData("digits", batch_size=128)
-        task = ClassificationTask(data.input_shape, 10, optimizer="sgd", lr=1000.0,
-                                  network_kwargs={"hidden_dims": [256, 128]})
+        task = ClassificationTask(
+            data.input_shape,
+            10,
+            optimizer="sgd",
+            lr=1000.0,
+            network_kwargs={"hidden_dims": [256, 128]},
+        )
         trainer = make_trainer(max_epochs=20, callbacks=callbacks)
         trainer.fit(task, datamodule=data)
         return trainer.callback_metrics, trainer.optimizers[0].param_groups[0]["lr"]
@@ -165,13 +187,16 @@ def test_nan_only_rollback_reduces_the_lr_each_time(make_trainer):
     # Without the spike check the guard still acts on every NaN: each rollback cuts the lr.
     L.seed_everything(0)
     data = ClassificationData("digits", batch_size=128)
-    task = ClassificationTask(data.input_shape, 10, optimizer="sgd", lr=1000.0,
-                              network_kwargs={"hidden_dims": [256, 128]})
+    task = ClassificationTask(
+        data.input_shape, 10, optimizer="sgd", lr=1000.0, network_kwargs={"hidden_dims": [256, 128]}
+    )
     guard = NonFiniteGuard("rollback", lr_factor=0.1, max_consecutive=10)
     trainer = make_trainer(max_epochs=5, callbacks=[guard])
     trainer.fit(task, datamodule=data)
     assert guard.rollbacks >= 2
-    assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(1000.0 * 0.1**guard.rollbacks)
+    assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(
+        1000.0 * 0.1**guard.rollbacks
+    )
     assert math.isfinite(trainer.callback_metrics["train_loss"])
 
 
@@ -181,17 +206,24 @@ def test_loss_spike_is_named_in_the_message(make_trainer):
     task = ClassificationTask(data.input_shape, 10, optimizer="sgd", lr=1000.0)
     with pytest.raises(NonFiniteError, match=r"the loss [\d.e+]+ is above 10 × its running mean"):
         make_trainer(max_epochs=2, callbacks=[NonFiniteGuard("raise", loss_spike_factor=10)]).fit(
-            task, datamodule=data)
+            task, datamodule=data
+        )
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"action": "explode"}, "action must be one of raise|skip|rollback|stop, got 'explode'"),
-    ({"check_every_n_steps": 0}, "check_every_n_steps must be an integer >= 1, got 0"),
-    ({"check_every_n_steps": -5}, "check_every_n_steps must be an integer >= 1, got -5"),
-    ({"action": "skip", "check_every_n_steps": 10}, "action 'skip' needs check_every_n_steps=1"),
-    ({"lr_factor": 0.0}, r"lr_factor must be in \(0, 1\]"),
-    ({"max_consecutive": 0}, "max_consecutive must be an integer >= 1"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"action": "explode"}, "action must be one of raise|skip|rollback|stop, got 'explode'"),
+        ({"check_every_n_steps": 0}, "check_every_n_steps must be an integer >= 1, got 0"),
+        ({"check_every_n_steps": -5}, "check_every_n_steps must be an integer >= 1, got -5"),
+        (
+            {"action": "skip", "check_every_n_steps": 10},
+            "action 'skip' needs check_every_n_steps=1",
+        ),
+        ({"lr_factor": 0.0}, r"lr_factor must be in \(0, 1\]"),
+        ({"max_consecutive": 0}, "max_consecutive must be an integer >= 1"),
+    ],
+)
 def test_guard_bad_arguments(kwargs, message):
     with pytest.raises(ConfigError, match=message):
         NonFiniteGuard(**kwargs)
@@ -241,14 +273,17 @@ def test_clipping_under_bf16_mixed_precision_on_cpu(make_trainer):
     assert clipper.last_norm.dtype == torch.float32
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"mode": "clamp"}, "mode must be one of norm|value|adaptive"),
-    ({"max_norm": -1.0}, "max_norm must be a finite number > 0, got -1.0"),
-    ({"max_norm": 0}, "max_norm must be a finite number > 0"),
-    ({"mode": "value"}, "mode 'value' needs clip_value > 0, got None"),
-    ({"mode": "adaptive", "percentile": 0}, r"percentile must be in \(0, 100\]"),
-    ({"norm_type": -2}, "norm_type must be > 0 or inf"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"mode": "clamp"}, "mode must be one of norm|value|adaptive"),
+        ({"max_norm": -1.0}, "max_norm must be a finite number > 0, got -1.0"),
+        ({"max_norm": 0}, "max_norm must be a finite number > 0"),
+        ({"mode": "value"}, "mode 'value' needs clip_value > 0, got None"),
+        ({"mode": "adaptive", "percentile": 0}, r"percentile must be in \(0, 100\]"),
+        ({"norm_type": -2}, "norm_type must be > 0 or inf"),
+    ],
+)
 def test_clipper_bad_arguments(kwargs, message):
     with pytest.raises(ConfigError, match=message):
         GradientClipper(**kwargs)
@@ -260,23 +295,30 @@ class Recorder(L.Callback):
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer):
         if trainer.global_step == 0:
-            self.named = [(n, p.detach().clone(), p.grad.detach().clone())
-                          for n, p in pl_module.named_parameters() if p.grad is not None]
+            self.named = [
+                (n, p.detach().clone(), p.grad.detach().clone())
+                for n, p in pl_module.named_parameters()
+                if p.grad is not None
+            ]
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         if trainer.global_step == 1:
             params = dict(pl_module.named_parameters())
             self.expected = {
-                n: {"w_norm": w.norm().item(), "grad_norm": g.norm().item(),
+                n: {
+                    "w_norm": w.norm().item(),
+                    "grad_norm": g.norm().item(),
                     "update_ratio": (params[n].detach() - w).norm().item() / w.norm().item(),
-                    "trust_ratio": w.norm().item() / g.norm().item()}
+                    "trust_ratio": w.norm().item() / g.norm().item(),
+                }
                 for n, w, g in self.named
             }
 
 
 def test_logged_layer_norms_equal_a_direct_computation(make_trainer, tmp_path):
-    from lightning.pytorch.loggers import CSVLogger
     import csv
+
+    from lightning.pytorch.loggers import CSVLogger
 
     diag, rec = LayerDiagnostics(every_n_steps=5, png="ratios.png"), Recorder()
     data = ClassificationData("digits", batch_size=128)
@@ -291,7 +333,9 @@ def test_logged_layer_norms_equal_a_direct_computation(make_trainer, tmp_path):
             assert table[name][q] == pytest.approx(value, rel=1e-5), (name, q)
     rows = list(csv.DictReader(open(next(tmp_path.rglob("metrics.csv")))))
     logged = next(r for r in rows if r.get("diag/net.1.weight/w_norm"))
-    assert float(logged["diag/net.1.weight/w_norm"]) == pytest.approx(rec.expected["net.1.weight"]["w_norm"], rel=1e-5)
+    assert float(logged["diag/net.1.weight/w_norm"]) == pytest.approx(
+        rec.expected["net.1.weight"]["w_norm"], rel=1e-5
+    )
     png = next(tmp_path.rglob("ratios.png"))
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -338,14 +382,27 @@ def test_recipes_switch_the_callbacks_on_by_name(tmp_path, monkeypatch):
         "      init_args: {every_n_steps: 5, png: layer_ratios.png}\n"
     )
     recipe = Path(__file__).resolve().parents[1] / "recipes" / "digits" / "mlp.yaml"
-    main(["fit", "--config", str(recipe), "--config", str(extra), "--trainer.max_epochs", "2",
-          "--trainer.enable_progress_bar", "false"])
+    main(
+        [
+            "fit",
+            "--config",
+            str(recipe),
+            "--config",
+            str(extra),
+            "--trainer.max_epochs",
+            "2",
+            "--trainer.enable_progress_bar",
+            "false",
+        ]
+    )
     assert any(tmp_path.rglob("layer_ratios.png"))
     saved = yaml.safe_load(next(tmp_path.rglob("config.yaml")).read_text())
     names = [cb["class_path"] for cb in saved["trainer"]["callbacks"]]
-    assert names == ["lit_optim.callbacks.NonFiniteGuard",
-                     "lit_optim.callbacks.GradientClipper",
-                     "lit_optim.callbacks.LayerDiagnostics"]
+    assert names == [
+        "lit_optim.callbacks.NonFiniteGuard",
+        "lit_optim.callbacks.GradientClipper",
+        "lit_optim.callbacks.LayerDiagnostics",
+    ]
 
 
 def test_each_lit_tune_trial_keeps_its_own_diagnostics_plot(tmp_path, monkeypatch):
@@ -354,16 +411,37 @@ def test_each_lit_tune_trial_keeps_its_own_diagnostics_plot(tmp_path, monkeypatc
     from tuning.cli import main as lit_tune
 
     monkeypatch.chdir(tmp_path)
-    recipe = yaml.safe_load((Path(__file__).resolve().parents[1] / "recipes" / "digits" /
-                             "mlp.yaml").read_text())
+    recipe = yaml.safe_load(
+        (Path(__file__).resolve().parents[1] / "recipes" / "digits" / "mlp.yaml").read_text()
+    )
     recipe["trainer"]["max_epochs"] = 1
-    recipe["trainer"]["callbacks"] = [{"class_path": "lit_optim.callbacks.LayerDiagnostics",
-                                       "init_args": {"every_n_steps": 5, "png": "ratios.png"}}]
+    recipe["trainer"]["callbacks"] = [
+        {
+            "class_path": "lit_optim.callbacks.LayerDiagnostics",
+            "init_args": {"every_n_steps": 5, "png": "ratios.png"},
+        }
+    ]
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
-    (tmp_path / "space.yaml").write_text(yaml.safe_dump(
-        {"metric": "val_acc", "params": {"model.lr": "log[1e-3, 1e-1]"}}))
-    lit_tune(["run", "--recipe", "recipe.yaml", "--space", "space.yaml", "--study", "d",
-              "--n-trials", "2", "--population", "1", "--accelerator", "cpu"])
+    (tmp_path / "space.yaml").write_text(
+        yaml.safe_dump({"metric": "val_acc", "params": {"model.lr": "log[1e-3, 1e-1]"}})
+    )
+    lit_tune(
+        [
+            "run",
+            "--recipe",
+            "recipe.yaml",
+            "--space",
+            "space.yaml",
+            "--study",
+            "d",
+            "--n-trials",
+            "2",
+            "--population",
+            "1",
+            "--accelerator",
+            "cpu",
+        ]
+    )
     plots = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("ratios.png"))
     assert plots == ["runs/d/trial_0/ratios.png", "runs/d/trial_1/ratios.png"]
 
@@ -377,8 +455,15 @@ def test_bad_callback_argument_from_a_recipe_is_one_clear_error(tmp_path, monkey
     monkeypatch.setattr("sys.argv", ["lit-optim"])
     recipe = Path(__file__).resolve().parents[1] / "recipes" / "digits" / "mlp.yaml"
     with pytest.raises(SystemExit) as info:
-        main(["fit", "--config", str(recipe), "--trainer.callbacks+=NonFiniteGuard",
-              "--trainer.callbacks.action=explode"])
+        main(
+            [
+                "fit",
+                "--config",
+                str(recipe),
+                "--trainer.callbacks+=NonFiniteGuard",
+                "--trainer.callbacks.action=explode",
+            ]
+        )
     err = capsys.readouterr().err
     assert info.value.code == 2 and "Traceback" not in err
     assert "explode" in err
@@ -465,30 +550,45 @@ def _skip_step_leaves_everything(task, step):
 @pytest.mark.parametrize("name", sorted(set(OPTIMIZERS.names()) - {"lbfgs"}))
 def test_a_skipped_step_leaves_every_optimizer_bit_identical(make_trainer, name):
     kwargs = {"optimizer_kwargs": {"k": 2}} if name == "lookahead" else {}
-    task, _ = _fit_recorded(make_trainer, [NonFiniteGuard("skip")], fault="loss",
-                            optimizer=name, lr=1e-3, **kwargs)
+    task, _ = _fit_recorded(
+        make_trainer, [NonFiniteGuard("skip")], fault="loss", optimizer=name, lr=1e-3, **kwargs
+    )
     _skip_step_leaves_everything(task, 3)
 
 
 @pytest.mark.parametrize("k", [2, 4, 5])
 def test_rollback_with_lookahead_ends_on_the_snapshot(make_trainer, k):
     guard = NonFiniteGuard("rollback", snapshot_every_n_steps=2)
-    task, _ = _fit_recorded(make_trainer, [guard], fault="grad", fault_step=5,
-                            optimizer="lookahead", optimizer_kwargs={"k": k})
+    task, _ = _fit_recorded(
+        make_trainer,
+        [guard],
+        fault="grad",
+        fault_step=5,
+        optimizer="lookahead",
+        optimizer_kwargs={"k": k},
+    )
     assert guard.rollbacks == 1
     for snap, after in zip(task.before[4], task.after[5]):
         assert torch.equal(snap, after)
     assert _same(task.opt_before[4]["fast_steps"], task.opt_after[5]["fast_steps"])
 
 
-@pytest.mark.parametrize(("scheduler", "kwargs"), [
-    ("cosine", {}),
-    ("onecycle", {}),
-    ("plateau", {"warmup_steps": 6}),  # the warmup ramp is an optimizer step hook
-])
+@pytest.mark.parametrize(
+    ("scheduler", "kwargs"),
+    [
+        ("cosine", {}),
+        ("onecycle", {}),
+        ("plateau", {"warmup_steps": 6}),  # the warmup ramp is an optimizer step hook
+    ],
+)
 def test_a_skipped_step_does_not_advance_the_schedule(make_trainer, scheduler, kwargs):
-    task, trainer = _fit_recorded(make_trainer, [NonFiniteGuard("skip")], fault="loss",
-                                  scheduler=scheduler, scheduler_kwargs=kwargs)
+    task, trainer = _fit_recorded(
+        make_trainer,
+        [NonFiniteGuard("skip")],
+        fault="loss",
+        scheduler=scheduler,
+        scheduler_kwargs=kwargs,
+    )
     assert task.sched[4] == task.sched[3], "the lr moved on a dropped step"
     assert task.sched[3] != task.sched[2] or scheduler == "plateau"
     assert task.sched[5] != task.sched[4]  # and moves again on the next real step
@@ -510,10 +610,17 @@ def test_guard_and_clipper_work_in_every_precision(make_trainer, precision):
 def _fit_precision(make_trainer, callbacks, precision):
     data = ClassificationData("digits", batch_size=128)
     # SGD: Adam's eps = 1e-8 underflows to 0 in pure fp16 ("16-true"), whatever the callbacks.
-    task = Recorded(data.input_shape, 10, network_kwargs={"hidden_dims": [32, 16]}, fault="grad",
-                    optimizer="sgd", lr=0.1)
-    trainer = make_trainer(max_epochs=1, callbacks=callbacks, log_every_n_steps=1,
-                           precision=precision)
+    task = Recorded(
+        data.input_shape,
+        10,
+        network_kwargs={"hidden_dims": [32, 16]},
+        fault="grad",
+        optimizer="sgd",
+        lr=0.1,
+    )
+    trainer = make_trainer(
+        max_epochs=1, callbacks=callbacks, log_every_n_steps=1, precision=precision
+    )
     trainer.fit(task, datamodule=data)
     return task, trainer
 
@@ -541,7 +648,10 @@ def test_grad_clipped_frac_is_the_share_of_each_epoch(make_trainer):
 
 
 def test_two_instances_of_a_callback_keep_separate_checkpoint_state(make_trainer, tmp_path):
-    tight, loose = GradientClipper("adaptive", percentile=10), GradientClipper("adaptive", percentile=90)
+    tight, loose = (
+        GradientClipper("adaptive", percentile=10),
+        GradientClipper("adaptive", percentile=90),
+    )
     _, trainer = _fit(make_trainer, [tight, loose])
     assert tight.state_key != loose.state_key
     path = tmp_path / "two.ckpt"
@@ -560,8 +670,7 @@ def test_two_instances_of_a_callback_keep_separate_checkpoint_state(make_trainer
 def test_timed_bar_redraws_at_its_interval_and_on_the_last_batch(make_trainer, monkeypatch):
     from lightning.pytorch.callbacks import TQDMProgressBar
 
-    from lit_optim.callbacks import TimedProgressBar
-    from lit_optim.callbacks import timed_bar
+    from lit_optim.callbacks import TimedProgressBar, timed_bar
 
     clock = iter(i * 0.1 for i in range(10_000))  # each batch takes 0.1 s
     monkeypatch.setattr(timed_bar.time, "monotonic", lambda: next(clock))
@@ -575,8 +684,12 @@ def test_timed_bar_redraws_at_its_interval_and_on_the_last_batch(make_trainer, m
     monkeypatch.setattr(TQDMProgressBar, "on_train_batch_end", counting)
     data = ClassificationData("digits", batch_size=128)
     task = ClassificationTask(data.input_shape, 10, network_kwargs={"hidden_dims": [8]})
-    trainer = make_trainer(max_epochs=1, callbacks=[TimedProgressBar(interval=0.25)],
-                           enable_progress_bar=True, limit_val_batches=0)
+    trainer = make_trainer(
+        max_epochs=1,
+        callbacks=[TimedProgressBar(interval=0.25)],
+        enable_progress_bar=True,
+        limit_val_batches=0,
+    )
     trainer.fit(task, datamodule=data)
     # 0.1 s a batch, a redraw once 0.25 s passed: the first, every third, the epoch's last
     last = trainer.num_training_batches - 1
@@ -591,7 +704,9 @@ def test_fit_shows_the_timed_bar_in_a_terminal_and_epoch_lines_in_a_log(monkeypa
     for terminal, kind in ((True, TimedProgressBar), (False, EpochLines)):
         monkeypatch.setattr("sys.stdout.isatty", lambda terminal=terminal: terminal)
         callbacks = with_cli_defaults({})[0]["callbacks"]
-        assert [type(cb) for cb in callbacks if type(cb) in (TimedProgressBar, EpochLines)] == [kind]
+        assert [type(cb) for cb in callbacks if type(cb) in (TimedProgressBar, EpochLines)] == [
+            kind
+        ]
 
 
 def test_the_step_loss_is_on_the_timed_bar_but_not_read_back_every_batch(make_trainer):
@@ -608,12 +723,16 @@ def test_the_step_loss_is_on_the_timed_bar_but_not_read_back_every_batch(make_tr
     data = ClassificationData("digits", batch_size=128)
     task = ClassificationTask(data.input_shape, 10, network_kwargs={"hidden_dims": [8]})
     bar, probe = TimedProgressBar(), Probe()
-    make_trainer(max_epochs=1, callbacks=[bar, probe], enable_progress_bar=True,
-                 log_every_n_steps=1, limit_val_batches=0).fit(task, datamodule=data)
+    make_trainer(
+        max_epochs=1,
+        callbacks=[bar, probe],
+        enable_progress_bar=True,
+        log_every_n_steps=1,
+        limit_val_batches=0,
+    ).fit(task, datamodule=data)
     assert "train_loss_step" not in probe.pbar
     assert probe.shown["train_loss_step"] == pytest.approx(probe.logged)
-    assert "train_loss_step" not in TimedProgressBar(also_show=()).get_metrics(
-        task.trainer, task)
+    assert "train_loss_step" not in TimedProgressBar(also_show=()).get_metrics(task.trainer, task)
 
 
 @pytest.mark.parametrize("monitor", [False, True])
@@ -630,13 +749,23 @@ def test_epoch_lines_show_each_distinct_lr(make_trainer, capsys, tmp_path, monit
         EPOCH_METRICS = None
 
     data = ClassificationData("digits", batch_size=256)
-    task = Undeclared(data.input_shape, 10, network_kwargs={"hidden_dims": [8]},
-                      optimizer="sgd", lr=0.02, param_groups=[{"params": "net.1.*", "lr": 0.005}])
+    task = Undeclared(
+        data.input_shape,
+        10,
+        network_kwargs={"hidden_dims": [8]},
+        optimizer="sgd",
+        lr=0.02,
+        param_groups=[{"params": "net.1.*", "lr": 0.005}],
+    )
     summary = RunSummary()
     extra = {"logger": CSVLogger(tmp_path), "log_every_n_steps": 1} if monitor else {}
     trainer = make_trainer(
-        max_epochs=1, enable_progress_bar=True, limit_val_batches=0, **extra,
-        callbacks=[EpochLines(), summary, *[LearningRateMonitor()] * monitor])
+        max_epochs=1,
+        enable_progress_bar=True,
+        limit_val_batches=0,
+        **extra,
+        callbacks=[EpochLines(), summary, *[LearningRateMonitor()] * monitor],
+    )
     trainer.fit(task, datamodule=data)
     assert ("lr/pg1" in trainer.callback_metrics) == monitor
     (line,) = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("epoch 1")]
@@ -650,8 +779,11 @@ def test_the_cli_adds_a_learning_rate_monitor_where_there_is_a_logger():
     from lit_optim.cli.trainer_setup import with_cli_defaults
 
     def monitors(config):
-        return [cb for cb in with_cli_defaults(config)[0]["callbacks"]
-                if isinstance(cb, LearningRateMonitor)]
+        return [
+            cb
+            for cb in with_cli_defaults(config)[0]["callbacks"]
+            if isinstance(cb, LearningRateMonitor)
+        ]
 
     assert [m.logging_interval for m in monitors({})] == ["step"]  # Lightning's default logger
     assert monitors({"logger": False}) == [] and monitors({"logger": []}) == []

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import csv
-import math
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -38,8 +38,16 @@ def fail(capsys, *args: str) -> str:
 
 
 def test_fit_default_recipe_reaches_its_stated_accuracy(tmp_path):
-    run("fit", "--config", DIGITS, *QUIET, "--trainer.logger", "CSVLogger",
-        "--trainer.logger.save_dir", str(tmp_path / "run"))
+    run(
+        "fit",
+        "--config",
+        DIGITS,
+        *QUIET,
+        "--trainer.logger",
+        "CSVLogger",
+        "--trainer.logger.save_dir",
+        str(tmp_path / "run"),
+    )
     rows = list(csv.DictReader(open(next((tmp_path / "run").rglob("metrics.csv")))))
     val_acc = [float(r["val_acc"]) for r in rows if r.get("val_acc")]
     assert len(val_acc) == 30  # one per epoch, as the recipe states
@@ -47,9 +55,24 @@ def test_fit_default_recipe_reaches_its_stated_accuracy(tmp_path):
 
 
 def test_fit_with_command_line_overrides(tmp_path):
-    run("fit", "--config", DIGITS, *QUIET, "--model.optimizer", "sgd", "--model.lr", "0.1",
-        "--model.optimizer_kwargs", '{"momentum": 0.9}', "--model.scheduler", "cosine",
-        "--data.batch_size", "64", "--trainer.max_epochs", "5")
+    run(
+        "fit",
+        "--config",
+        DIGITS,
+        *QUIET,
+        "--model.optimizer",
+        "sgd",
+        "--model.lr",
+        "0.1",
+        "--model.optimizer_kwargs",
+        '{"momentum": 0.9}',
+        "--model.scheduler",
+        "cosine",
+        "--data.batch_size",
+        "64",
+        "--trainer.max_epochs",
+        "5",
+    )
     config = yaml.safe_load(next(tmp_path.rglob("config.yaml")).read_text())
     model, data = config["model"]["init_args"], config["data"]["init_args"]
     assert config["model"]["class_path"] == "lit_optim.ClassificationTask"
@@ -61,8 +84,18 @@ def test_fit_with_command_line_overrides(tmp_path):
 
 
 def test_csv_logger_writes_val_acc_per_epoch(tmp_path):
-    run("fit", "--config", DIGITS, *QUIET, "--trainer.max_epochs", "3",
-        "--trainer.logger", "CSVLogger", "--trainer.logger.save_dir", str(tmp_path / "run"))
+    run(
+        "fit",
+        "--config",
+        DIGITS,
+        *QUIET,
+        "--trainer.max_epochs",
+        "3",
+        "--trainer.logger",
+        "CSVLogger",
+        "--trainer.logger.save_dir",
+        str(tmp_path / "run"),
+    )
     rows = list(csv.DictReader(open(next((tmp_path / "run").rglob("metrics.csv")))))
     epochs = [int(r["epoch"]) for r in rows if r.get("val_acc")]
     assert epochs == [0, 1, 2]
@@ -136,7 +169,10 @@ def test_list_unknown_kind(capsys):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--model.optimizer", "adamm"], "unknown optimizer 'adamm'; did you mean 'adam', 'radam', 'nadam', 'adamw', 'adamax'?"),
+        (
+            ["--model.optimizer", "adamm"],
+            "unknown optimizer 'adamm'; did you mean 'adam', 'radam', 'nadam', 'adamw', 'adamax'?",
+        ),
         (["--model.scheduler", "cosin"], "unknown scheduler 'cosin'; did you mean 'cosine'?"),
         (["--model.network", "mpl"], "unknown model 'mpl'; did you mean 'mlp'?"),
         (["--data.dataset", "fashion"], "unknown dataset 'fashion'; did you mean 'fashion_mnist'"),
@@ -144,18 +180,42 @@ def test_list_unknown_kind(capsys):
         (["--model.lr", "-0.1"], "lr must be a finite number > 0, got -0.1"),
         (["--model.weight_decay=-1e-4"], "weight_decay must be a finite number ≥ 0"),
         (["--data.batch_size", "0"], "batch_size must be an integer >= 1, got 0"),
-        (["--model.scheduler", "plateau", "--model.scheduler_kwargs", '{"monitor": "val_f1"}'],
-         "scheduler 'plateau' monitors 'val_f1', which is never logged"),
-        (["--model.scheduler", "plateau", "--trainer.limit_val_batches", "0"],
-         "scheduler 'plateau' monitors 'val_loss' but validation never runs"),
-        (["--model.optimizer_kwargs", '{"momentum": 0.9}'], "optimizer 'adam' does not take 'momentum'"),
-        (["--model.optimizer", "lookahead", "--model.optimizer_kwargs", '{"base": "adan"}'],
-         "unknown optimizer 'adan'; did you mean 'adam'"),
-        (["--model.scheduler_kwargs", '{"warmup_epochs": 40}'],
-         "warmup of 360 steps (warmup_epochs 40) is not shorter than training (270 steps: 30 epochs of 9)"),
-        (["--model.optimizer", "lbfgs", "--model.scheduler", "plateau", "--trainer.limit_val_batches", "0"],
-         "scheduler 'plateau' monitors 'val_loss' but validation never runs"),
-        (["--model.param_groups", '[{"params": "net.9.*"}]'], "param_groups[0] pattern 'net.9.*' matches no parameter"),
+        (
+            ["--model.scheduler", "plateau", "--model.scheduler_kwargs", '{"monitor": "val_f1"}'],
+            "scheduler 'plateau' monitors 'val_f1', which is never logged",
+        ),
+        (
+            ["--model.scheduler", "plateau", "--trainer.limit_val_batches", "0"],
+            "scheduler 'plateau' monitors 'val_loss' but validation never runs",
+        ),
+        (
+            ["--model.optimizer_kwargs", '{"momentum": 0.9}'],
+            "optimizer 'adam' does not take 'momentum'",
+        ),
+        (
+            ["--model.optimizer", "lookahead", "--model.optimizer_kwargs", '{"base": "adan"}'],
+            "unknown optimizer 'adan'; did you mean 'adam'",
+        ),
+        (
+            ["--model.scheduler_kwargs", '{"warmup_epochs": 40}'],
+            "warmup of 360 steps (warmup_epochs 40) is not shorter than training "
+            "(270 steps: 30 epochs of 9)",
+        ),
+        (
+            [
+                "--model.optimizer",
+                "lbfgs",
+                "--model.scheduler",
+                "plateau",
+                "--trainer.limit_val_batches",
+                "0",
+            ],
+            "scheduler 'plateau' monitors 'val_loss' but validation never runs",
+        ),
+        (
+            ["--model.param_groups", '[{"params": "net.9.*"}]'],
+            "param_groups[0] pattern 'net.9.*' matches no parameter",
+        ),
     ],
 )
 def test_bad_input_on_the_command_line(capsys, args, message):
@@ -173,8 +233,17 @@ def test_unknown_key_in_a_recipe(tmp_path, capsys):
 
 
 def test_dataset_missing_offline(tmp_path, capsys):
-    err = fail(capsys, "fit", "--config", DIGITS, *QUIET, "--data.dataset", "mnist",
-               "--data.data_dir", str(tmp_path / "empty"))
+    err = fail(
+        capsys,
+        "fit",
+        "--config",
+        DIGITS,
+        *QUIET,
+        "--data.dataset",
+        "mnist",
+        "--data.data_dir",
+        str(tmp_path / "empty"),
+    )
     assert f"MNIST not found (or corrupted) in {tmp_path / 'empty' / 'MNIST' / 'raw'}" in err
     assert "--data.download true" in err
 
@@ -185,8 +254,18 @@ def test_nothing_is_written_when_input_is_bad(tmp_path, capsys):
 
 
 def test_json_kwargs_round_trip_through_the_saved_config(tmp_path):
-    run("fit", "--config", DIGITS, *QUIET, "--trainer.max_epochs", "1",
-        "--model.scheduler", "step", "--model.scheduler_kwargs", json.dumps({"step_size": 1, "gamma": 0.5}))
+    run(
+        "fit",
+        "--config",
+        DIGITS,
+        *QUIET,
+        "--trainer.max_epochs",
+        "1",
+        "--model.scheduler",
+        "step",
+        "--model.scheduler_kwargs",
+        json.dumps({"step_size": 1, "gamma": 0.5}),
+    )
     saved = yaml.safe_load(next(tmp_path.rglob("config.yaml")).read_text())
     assert saved["model"]["init_args"]["scheduler_kwargs"] == {"step_size": 1, "gamma": 0.5}
 
@@ -197,8 +276,20 @@ from lit_optim import OPTIMIZERS  # noqa: E402
 
 @pytest.mark.parametrize("name", OPTIMIZERS.names())
 def test_every_optimizer_trains_the_digits_recipe(name, tmp_path):
-    run("fit", "--config", DIGITS, *QUIET, "--model.optimizer", name, "--trainer.max_epochs", "2",
-        "--trainer.logger", "CSVLogger", "--trainer.logger.save_dir", str(tmp_path / "run"))
+    run(
+        "fit",
+        "--config",
+        DIGITS,
+        *QUIET,
+        "--model.optimizer",
+        name,
+        "--trainer.max_epochs",
+        "2",
+        "--trainer.logger",
+        "CSVLogger",
+        "--trainer.logger.save_dir",
+        str(tmp_path / "run"),
+    )
     rows = list(csv.DictReader(open(next((tmp_path / "run").rglob("metrics.csv")))))
     losses = [float(r["train_loss"]) for r in rows if r.get("train_loss")]
     assert len(losses) == 2 and all(math.isfinite(x) for x in losses)
@@ -259,16 +350,24 @@ def test_a_checkpoint_that_does_not_fit_the_model_is_one_line(tmp_path, monkeypa
     (tmp_path / "unsaved.py").write_text(UNSAVED_WIDTH)
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
-    common = ["--model", "unsaved.Unsaved", "--data", "lit_optim.ClassificationData",
-              "--trainer.enable_progress_bar", "false"]
+    common = [
+        "--model",
+        "unsaved.Unsaved",
+        "--data",
+        "lit_optim.ClassificationData",
+        "--trainer.enable_progress_bar",
+        "false",
+    ]
     assert exit_status(main, "fit", *common, "--trainer.max_epochs", "1") == 0
     ckpt = next(tmp_path.rglob("last.ckpt"))
     capsys.readouterr()
     assert exit_status(main, "test", *common, "--model.width", "16", "--ckpt_path", str(ckpt)) == 2
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if "error:" in line]
-    assert lines == ["lit-optim: error: the checkpoint (--ckpt_path) does not fit the model the "
-                     "recipe builds: net.weight is [8, 64] there, [16, 64] here; net.bias is [8] "
-                     "there, [16] here. Give the options it was trained with (its run's "
-                     "config.yaml, beside checkpoints/), or a checkpoint of this model"], err
+    assert lines == [
+        "lit-optim: error: the checkpoint (--ckpt_path) does not fit the model the "
+        "recipe builds: net.weight is [8, 64] there, [16, 64] here; net.bias is [8] "
+        "there, [16] here. Give the options it was trained with (its run's "
+        "config.yaml, beside checkpoints/), or a checkpoint of this model"
+    ], err
     assert "Traceback" not in err

@@ -14,22 +14,39 @@ import yaml
 from tuning.cli import main
 
 
-
 @pytest.fixture
 def workdir(tune_dir):
     return tune_dir
 
 
 def _compare(*args):
-    main(["compare", "--recipe", "recipe.yaml", "--budget", "2", "--seeds", "2",
-          "--target", "0.5", *args])
+    main(
+        [
+            "compare",
+            "--recipe",
+            "recipe.yaml",
+            "--budget",
+            "2",
+            "--seeds",
+            "2",
+            "--target",
+            "0.5",
+            *args,
+        ]
+    )
 
 
 def test_report_numbers_match_the_studies_and_seed_runs(workdir, capsys):
     _compare("--optimizers", "momentum,adam")
     out = Path("runs/compare")
-    for name in ("report.md", "learning_curves.png", "learning_curves.html",
-                 "lr_sensitivity.png", "lr_sensitivity.html", "results.json"):
+    for name in (
+        "report.md",
+        "learning_curves.png",
+        "learning_curves.html",
+        "lr_sensitivity.png",
+        "lr_sensitivity.html",
+        "results.json",
+    ):
         assert (out / name).stat().st_size > 0
     results = json.loads((out / "results.json").read_text())
     storage = f"sqlite:///{out / 'studies.db'}"
@@ -54,15 +71,19 @@ def test_report_numbers_match_the_studies_and_seed_runs(workdir, capsys):
     means = {k: v["tuned"]["test"]["mean"] for k, v in results["entries"].items()}
     assert results["ranking"] == sorted(means, key=lambda k: -means[k])
     assert (results["metric"], results["direction"], results["rank_metric"]) == (
-        "val_acc", "max", "test_acc")
+        "val_acc",
+        "max",
+        "test_acc",
+    )
     assert "Ranking by mean test_acc (higher is better)" in report
     # lit-tune studies lists what compare made, beside what run makes
     capsys.readouterr()
     main(["studies"])
     listed = capsys.readouterr().out.splitlines()
     for label in ("momentum", "adam"):
-        assert any(line.startswith(f"study {label}:") and "studies.db" in line
-                   for line in listed), listed
+        assert any(
+            line.startswith(f"study {label}:") and "studies.db" in line for line in listed
+        ), listed
 
 
 def test_compare_resumes_without_redoing_finished_work(workdir):
@@ -94,40 +115,65 @@ def test_each_optimizer_is_tuned_as_itself():
     objective = Objective("val_acc", "max", "standard name")
     takes = {"optimizer", "lr", "weight_decay", "optimizer_kwargs"}
     momentum = "model.optimizer_kwargs.momentum"
-    spaces = {name: optimizer_space(name, objective, takes)["params"]
-              for name in ("sgd", "momentum", "nesterov", "rmsprop", "adam")}
+    spaces = {
+        name: optimizer_space(name, objective, takes)["params"]
+        for name in ("sgd", "momentum", "nesterov", "rmsprop", "adam")
+    }
     assert {name for name, params in spaces.items() if momentum in params} == {
-        "momentum", "nesterov"}
+        "momentum",
+        "nesterov",
+    }
     assert all("model.lr" in params for params in spaces.values())
     assert momentum not in optimizer_space("momentum", objective, {"optimizer", "lr"})["params"]
 
 
 def test_recipe_overrides_reach_every_trial_and_seed_run(workdir):
     """``--trainer.max_epochs 1`` as ``lit-tune run`` takes it; the report says it was given."""
-    _compare("--optimizers", "adam", "--seeds", "1", "--trainer.max_epochs", "1",
-             "--model.network_kwargs.hidden_dims", "[8]")
+    _compare(
+        "--optimizers",
+        "adam",
+        "--seeds",
+        "1",
+        "--trainer.max_epochs",
+        "1",
+        "--model.network_kwargs.hidden_dims",
+        "[8]",
+    )
     out = Path("runs/compare")
     for run in ("tuned_seed0", "defaults_seed0"):
         recipe = yaml.safe_load((out / "adam" / run / "recipe.yaml").read_text())
         assert recipe["trainer"]["max_epochs"] == 1
         assert recipe["model"]["network_kwargs"]["hidden_dims"] == [8]
-        assert len(json.loads((out / "adam" / run / "result.json").read_text())["metric_epochs"]) == 1
+        assert (
+            len(json.loads((out / "adam" / run / "result.json").read_text())["metric_epochs"]) == 1
+        )
     study = optuna.load_study(study_name="adam", storage=f"sqlite:///{out / 'studies.db'}")
     assert all(len(t.intermediate_values) == 1 for t in study.trials)
-    assert "with `--trainer.max_epochs 1 --model.network_kwargs.hidden_dims [8]`" in (
-        out / "report.md").read_text()
+    assert (
+        "with `--trainer.max_epochs 1 --model.network_kwargs.hidden_dims [8]`"
+        in (out / "report.md").read_text()
+    )
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--optimizers", "sgd,adamm"], "unknown optimizer 'adamm'"),
-    (["--optimizers", "sgd", "--trainer.max_epocs", "2"], "max_epocs"),
-    (["--optimizers", "sgd", "--budget", "0"], "budget must be an integer >= 1"),
-    (["--optimizers", "sgd", "--seeds", "0"], "seeds must be an integer >= 1"),
-    (["--optimizers", "sgd", "--target", "nan"], r"--target must be a finite number"),
-    (["--optimizers", "sgd", "--direction", "up"], r"argument --direction: invalid choice: 'up'"),
-    (["--optimizers", "sgd", "--schedulers", "cosin"], "unknown scheduler 'cosin'"),
-    (["--optimizers", "sgd", "--population", "0"], "--population: must be auto or an integer >= 1"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--optimizers", "sgd,adamm"], "unknown optimizer 'adamm'"),
+        (["--optimizers", "sgd", "--trainer.max_epocs", "2"], "max_epocs"),
+        (["--optimizers", "sgd", "--budget", "0"], "budget must be an integer >= 1"),
+        (["--optimizers", "sgd", "--seeds", "0"], "seeds must be an integer >= 1"),
+        (["--optimizers", "sgd", "--target", "nan"], r"--target must be a finite number"),
+        (
+            ["--optimizers", "sgd", "--direction", "up"],
+            r"argument --direction: invalid choice: 'up'",
+        ),
+        (["--optimizers", "sgd", "--schedulers", "cosin"], "unknown scheduler 'cosin'"),
+        (
+            ["--optimizers", "sgd", "--population", "0"],
+            "--population: must be auto or an integer >= 1",
+        ),
+    ],
+)
 def test_bad_compare_arguments_fail_before_any_training(workdir, capsys, args, message):
     with pytest.raises(SystemExit) as info:
         main(["compare", "--recipe", "recipe.yaml", *args])
@@ -145,7 +191,9 @@ def test_each_optimizer_s_trials_train_as_one_population(workdir):
     results = json.loads((out / "results.json").read_text())
     for label in ("momentum", "adam"):
         study = optuna.load_study(study_name=label, storage=f"sqlite:///{out / 'studies.db'}")
-        assert len(study.trials) == 2 and results["entries"][label]["best_params"] == study.best_params
+        assert (
+            len(study.trials) == 2 and results["entries"][label]["best_params"] == study.best_params
+        )
         assert len({t.params["model.lr"] for t in study.trials}) == 2
         header = (out / label / "trials" / "trial_0" / "recipe.yaml").read_text().splitlines()[0]
         assert "population of 2" in header
@@ -171,8 +219,7 @@ def test_a_rerun_with_another_recipe_never_returns_the_old_numbers(workdir, caps
 
 
 def test_a_cached_seed_run_of_another_recipe_is_refused(tmp_path):
-    from lit_optim import ConfigError
-    from lit_optim import resolve_objective
+    from lit_optim import ConfigError, resolve_objective
     from tuning.reports.compare import CompareObjective, _seed_run
 
     (tmp_path / "result.json").write_text('{"final": 0.99, "recipe_sha256": "0" }')
@@ -246,9 +293,16 @@ class Mine(L.LightningModule):
 @pytest.fixture
 def user_compare(tmp_path, monkeypatch):
     (tmp_path / "mine.py").write_text(USER_MODULE)
-    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump({
-        "seed_everything": 0, "trainer": {"max_epochs": 3, "accelerator": "cpu"},
-        "model": {"class_path": "mine.Mine"}, "data": {"class_path": "mine.Blobs"}}))
+    (tmp_path / "recipe.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "seed_everything": 0,
+                "trainer": {"max_epochs": 3, "accelerator": "cpu"},
+                "model": {"class_path": "mine.Mine"},
+                "data": {"class_path": "mine.Blobs"},
+            }
+        )
+    )
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setattr("sys.argv", ["lit-tune"])
@@ -256,8 +310,20 @@ def user_compare(tmp_path, monkeypatch):
 
 
 def _user_compare(*args):
-    main(["compare", "--recipe", "recipe.yaml", "--optimizers", "sgd,adam", "--budget", "3",
-          "--seeds", "2", *args])
+    main(
+        [
+            "compare",
+            "--recipe",
+            "recipe.yaml",
+            "--optimizers",
+            "sgd,adam",
+            "--budget",
+            "3",
+            "--seeds",
+            "2",
+            *args,
+        ]
+    )
 
 
 def test_compare_ranks_a_user_module_by_the_direction_its_metric_declares(user_compare):
@@ -265,13 +331,18 @@ def test_compare_ranks_a_user_module_by_the_direction_its_metric_declares(user_c
     out = Path("runs/compare")
     results = json.loads((out / "results.json").read_text())
     assert (results["metric"], results["direction"], results["test_metric"]) == (
-        "valid/top1", "max", "test/top1")
+        "valid/top1",
+        "max",
+        "test/top1",
+    )
     for label in ("sgd", "adam"):
         study = optuna.load_study(study_name=label, storage=f"sqlite:///{out / 'studies.db'}")
         assert study.direction == optuna.study.StudyDirection.MAXIMIZE
         values = [t.value for t in study.trials]
         assert len(values) == 3 and study.best_value == max(values)
-        runs = [json.loads(f.read_text()) for f in sorted((out / label).glob("tuned_seed*/result.json"))]
+        runs = [
+            json.loads(f.read_text()) for f in sorted((out / label).glob("tuned_seed*/result.json"))
+        ]
         # Each seed run's numbers are its own run's: the final epoch of the curve, the best of
         # it by the Metric's direction, and what its test step logged.
         for run in runs:
@@ -280,7 +351,8 @@ def test_compare_ranks_a_user_module_by_the_direction_its_metric_declares(user_c
             assert run["test"] == run["test_metrics"]["test/top1"]
             assert len(run["train_loss_steps"]) == 3 * 4  # 128 samples / 32 per batch, 3 epochs
         assert results["entries"][label]["tuned"]["test"]["mean"] == pytest.approx(
-            statistics.fmean(r["test"] for r in runs))
+            statistics.fmean(r["test"] for r in runs)
+        )
     means = {k: v["tuned"]["test"]["mean"] for k, v in results["entries"].items()}
     assert results["ranking"] == sorted(means, key=lambda k: -means[k])
     report = (out / "report.md").read_text()
@@ -304,20 +376,34 @@ def test_compare_ranks_a_declared_lower_is_better_metric_lowest_first(user_compa
     assert "(lower is better)" in (out / "report.md").read_text()
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--metric", "train/nll"], r"--metric 'train/nll' \(logged as a Tensor, which declares no "
-                                r"direction\): give --direction max or --direction min"),
-    (["--metric", "valid/top1", "--direction", "min"],
-     r"--direction says min for 'valid/top1', but MulticlassAccuracy.higher_is_better says "
-     r"higher is better"),
-    (["--metric", "valid/top5"], r"--metric 'valid/top5' is never logged by Mine; it logs: "
-                                 r"train/nll, valid/top1.*did you mean 'valid/top1'"),
-    (["--metric", "valid/top1", "--test-metric", "test/top5"],
-     r"--test-metric 'test/top5' is never logged by Mine's test step; it logs: test/top1"),
-    ([], r"--metric 'val_acc' is never logged by Mine"),
-])
-def test_compare_refuses_a_metric_it_cannot_rank_before_any_training(user_compare, capsys,
-                                                                     args, message):
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--metric", "train/nll"],
+            r"--metric 'train/nll' \(logged as a Tensor, which declares no "
+            r"direction\): give --direction max or --direction min",
+        ),
+        (
+            ["--metric", "valid/top1", "--direction", "min"],
+            r"--direction says min for 'valid/top1', but MulticlassAccuracy.higher_is_better says "
+            r"higher is better",
+        ),
+        (
+            ["--metric", "valid/top5"],
+            r"--metric 'valid/top5' is never logged by Mine; it logs: "
+            r"train/nll, valid/top1.*did you mean 'valid/top1'",
+        ),
+        (
+            ["--metric", "valid/top1", "--test-metric", "test/top5"],
+            r"--test-metric 'test/top5' is never logged by Mine's test step; it logs: test/top1",
+        ),
+        ([], r"--metric 'val_acc' is never logged by Mine"),
+    ],
+)
+def test_compare_refuses_a_metric_it_cannot_rank_before_any_training(
+    user_compare, capsys, args, message
+):
     import re
 
     with pytest.raises(SystemExit) as info:
@@ -332,14 +418,23 @@ def test_a_module_without_init_args_is_one_line_before_any_training(user_compare
     """Such a module's recipe has no init_args at all: compare once ended on KeyError."""
     (user_compare / "fixed.py").write_text(
         "from mine import Mine\n\n\nclass Fixed(Mine):\n"
-        "    def __init__(self):\n        super().__init__()\n")
-    (user_compare / "recipe.yaml").write_text(yaml.safe_dump({
-        "trainer": {"max_epochs": 1, "accelerator": "cpu"},
-        "model": {"class_path": "fixed.Fixed"}, "data": {"class_path": "mine.Blobs"}}))
+        "    def __init__(self):\n        super().__init__()\n"
+    )
+    (user_compare / "recipe.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "trainer": {"max_epochs": 1, "accelerator": "cpu"},
+                "model": {"class_path": "fixed.Fixed"},
+                "data": {"class_path": "mine.Blobs"},
+            }
+        )
+    )
     with pytest.raises(SystemExit) as info:
         _user_compare()
     err = capsys.readouterr().err
     assert info.value.code == 2 and "Traceback" not in err, err
-    assert "lit-tune compare sets model.optimizer, model.lr, but fixed.Fixed does not take " \
-           "optimizer, lr (it takes: nothing)" in err, err
+    assert (
+        "lit-tune compare sets model.optimizer, model.lr, but fixed.Fixed does not take "
+        "optimizer, lr (it takes: nothing)" in err
+    ), err
     assert not (user_compare / "runs").exists()

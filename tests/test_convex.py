@@ -49,7 +49,9 @@ def test_gradient_descent_stays_under_its_bound_on_logistic_regression():
 def test_nesterov_bound_is_the_lecture_formula():
     problem = quadratic(dim=4, kappa=10.0)
     r2 = float((problem.theta_star**2).sum())
-    assert nesterov_bound(problem, 3) == pytest.approx([2 * problem.L * r2 / (n + 1) ** 2 for n in range(4)])
+    assert nesterov_bound(problem, 3) == pytest.approx(
+        [2 * problem.L * r2 / (n + 1) ** 2 for n in range(4)]
+    )
 
 
 def test_accelerated_momentum_beats_gd_on_an_ill_conditioned_quadratic():
@@ -98,8 +100,10 @@ def test_lecture_nesterov_follows_its_recursion_written_out():
 def test_logreg_smoothness_comes_from_the_hessian():
     problem = logreg(l2=1e-2)
     # Independent: the full 650 × 650 Hessian at θ_0 and at θ*, eigenvalues by LAPACK.
-    top = max(float(torch.linalg.eigvalsh(torch.autograd.functional.hessian(problem.loss, t)).max())
-              for t in (problem.theta0, problem.theta_star))
+    top = max(
+        float(torch.linalg.eigvalsh(torch.autograd.functional.hessian(problem.loss, t)).max())
+        for t in (problem.theta0, problem.theta_star)
+    )
     assert problem.L == pytest.approx(top, rel=1e-6)
     assert 1.0 < problem.L < 1.3 and problem.kappa == pytest.approx(problem.L / 1e-2)
     q = quadratic(dim=8, kappa=30.0)

@@ -11,12 +11,19 @@ import pytest
 from lit_optim.cli.cuda_check import FLAG, cuda_check_value, launch_value, nvml_loads
 
 
-@pytest.mark.parametrize(("given", "nvml", "expected"), [
-    (None, False, "0"),   # no driver: the NVML ask always fails, torch's default is the same check
-    (None, True, None),   # NVML works: Lightning's fork-safe check stays
-    ("1", False, "1"),    # the user's (or the parent process's) choice is kept
-    ("0", True, "0"),
-])
+@pytest.mark.parametrize(
+    ("given", "nvml", "expected"),
+    [
+        (
+            None,
+            False,
+            "0",
+        ),  # no driver: the NVML ask always fails, torch's default is the same check
+        (None, True, None),  # NVML works: Lightning's fork-safe check stays
+        ("1", False, "1"),  # the user's (or the parent process's) choice is kept
+        ("0", True, "0"),
+    ],
+)
 def test_the_flag_is_restored_only_where_it_buys_nothing(given, nvml, expected):
     assert cuda_check_value(given, nvml) == expected
 
@@ -29,9 +36,19 @@ def test_the_cli_imports_leave_the_flag_as_decided():
         # Lightning imported first (a user's script): the launch environment tells.
         "lightning first": (env, "import lightning; "),
     }
-    procs = {name: subprocess.Popen(
-        [sys.executable, "-c", f"{first}import os, lit_optim.cli.lightning_cli; print(os.environ.get({FLAG!r}))"],
-        env=run_env, stdout=subprocess.PIPE, text=True) for name, (run_env, first) in runs.items()}
+    procs = {
+        name: subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                f"{first}import os, lit_optim.cli.lightning_cli; print(os.environ.get({FLAG!r}))",
+            ],
+            env=run_env,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for name, (run_env, first) in runs.items()
+    }
     flags = {name: proc.communicate(timeout=120)[0].strip() for name, proc in procs.items()}
     restored = "1" if nvml_loads() else "0"
     assert flags == {"unset": restored, "user's": "1", "lightning first": restored}

@@ -72,7 +72,9 @@ def _setup(dataset, root, **kwargs) -> ClassificationData:
 
 
 # --- torchvision datasets -------------------------------------------------------------------
-@pytest.mark.parametrize(("dataset", "folder"), [("mnist", "MNIST"), ("fashion_mnist", "FashionMNIST")])
+@pytest.mark.parametrize(
+    ("dataset", "folder"), [("mnist", "MNIST"), ("fashion_mnist", "FashionMNIST")]
+)
 def test_mnist_like_files_load_split_and_normalize(tmp_path, dataset, folder):
     arrays = write_mnist_like(tmp_path, folder)
     data = _setup(dataset, tmp_path)
@@ -106,7 +108,9 @@ def test_cifar10_files_load_as_nchw(tmp_path, monkeypatch):
     std = torch.tensor(info.std).view(1, 3, 1, 1)
     pixels = ((torch.cat([x_train, x_val]) * std + mean) * 255).round().to(torch.uint8)
     stored = torch.from_numpy(np.concatenate([b[0] for b in batches]).reshape(-1, 3, 32, 32))
-    assert sorted(map(bytes, pixels.flatten(1).numpy())) == sorted(map(bytes, stored.flatten(1).numpy()))
+    assert sorted(map(bytes, pixels.flatten(1).numpy())) == sorted(
+        map(bytes, stored.flatten(1).numpy())
+    )
 
 
 def test_corrupted_cifar_is_reported_as_missing(tmp_path, monkeypatch):
@@ -116,9 +120,14 @@ def test_corrupted_cifar_is_reported_as_missing(tmp_path, monkeypatch):
         _setup("cifar10", tmp_path)
 
 
-@pytest.mark.parametrize(("dataset", "folder"), [
-    ("mnist", "MNIST/raw"), ("fashion_mnist", "FashionMNIST/raw"), ("cifar10", "cifar-10-batches-py"),
-])
+@pytest.mark.parametrize(
+    ("dataset", "folder"),
+    [
+        ("mnist", "MNIST/raw"),
+        ("fashion_mnist", "FashionMNIST/raw"),
+        ("cifar10", "cifar-10-batches-py"),
+    ],
+)
 def test_missing_files_offline_name_the_directory_and_the_flag(tmp_path, dataset, folder):
     with pytest.raises(DatasetNotFoundError) as info:
         _setup(dataset, tmp_path / "nowhere")
@@ -133,7 +142,9 @@ def test_failed_download_says_what_to_do(tmp_path, monkeypatch):
 
     monkeypatch.setattr(tv.CIFAR10, "download", no_network)
     data = ClassificationData("cifar10", data_dir=str(tmp_path), download=True)
-    with pytest.raises(DatasetNotFoundError, match="could not download CIFAR10 into .*network is unreachable"):
+    with pytest.raises(
+        DatasetNotFoundError, match="could not download CIFAR10 into .*network is unreachable"
+    ):
         data.prepare_data()
 
 
@@ -169,8 +180,10 @@ def test_synthetic_shape_comes_from_kwargs_without_loading():
         ({"val_fraction": 1.0}, r"val_fraction must be in \[0, 1\) \(0: no validation"),
         ({"val_fraction": -0.1}, r"val_fraction must be in \[0, 1\)"),
         ({"dataset": "mnsit"}, "unknown dataset 'mnsit'; did you mean 'mnist'"),
-        ({"dataset": "digits", "dataset_kwargs": {"num_samples": 3}},
-         "dataset 'digits' does not take 'num_samples'"),
+        (
+            {"dataset": "digits", "dataset_kwargs": {"num_samples": 3}},
+            "dataset 'digits' does not take 'num_samples'",
+        ),
     ],
 )
 def test_bad_data_arguments(kwargs, message):
@@ -196,8 +209,10 @@ def test_tensor_batches_cover_every_sample_once_per_epoch_in_a_seeded_order():
 
 def test_tensor_batches_shard_by_rank_without_overlap():
     x, y = torch.zeros(10, 1), torch.arange(10)
-    shards = [torch.cat([b[1] for b in TensorBatches(x, y, 3, shuffle=True, rank=r, world_size=2)])
-              for r in (0, 1)]
+    shards = [
+        torch.cat([b[1] for b in TensorBatches(x, y, 3, shuffle=True, rank=r, world_size=2)])
+        for r in (0, 1)
+    ]
     assert sorted(torch.cat(shards).tolist()) == list(range(10))
     assert not set(shards[0].tolist()) & set(shards[1].tolist())
 
@@ -212,4 +227,3 @@ def test_eval_batches_are_contiguous_views():
 def test_drop_last():
     batches = TensorBatches(torch.zeros(10, 1), torch.arange(10), 4, shuffle=True, drop_last=True)
     assert len(batches) == 2 and [len(b[1]) for b in batches] == [4, 4]
-

@@ -34,7 +34,9 @@ class Record(L.Callback):
         self.lr.append(trainer.optimizers[0].param_groups[0]["lr"])
 
     def on_fit_end(self, trainer, pl_module):
-        guard = next((cb for cb in trainer.callbacks if type(cb).__name__ == "NonFiniteGuard"), None)
+        guard = next(
+            (cb for cb in trainer.callbacks if type(cb).__name__ == "NonFiniteGuard"), None
+        )
         weights = torch.cat([p.detach().flatten().double() for p in pl_module.parameters()])
         with open(f"{self.out}.{trainer.global_rank}.json", "w") as f:
             json.dump({"val": self.val, "lr": self.lr, "steps": trainer.global_step,
@@ -64,13 +66,33 @@ def project(tmp_path):
 
 
 def _fit(cwd: Path, *args: str, timeout: int = 240) -> subprocess.CompletedProcess:
-    env = {"PYTHONPATH": str(cwd), "PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin",
-           "OMP_NUM_THREADS": "1", "HOME": str(cwd)}
+    env = {
+        "PYTHONPATH": str(cwd),
+        "PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin",
+        "OMP_NUM_THREADS": "1",
+        "HOME": str(cwd),
+    }
     return subprocess.run(
-        [sys.executable, "-m", "lit_optim.cli.main", "fit", "--config", str(RECIPE),
-         "--trainer.accelerator", "cpu", "--trainer.enable_progress_bar", "false",
-         "--trainer.callbacks+=ddp_record.Record", *args],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+        [
+            sys.executable,
+            "-m",
+            "lit_optim.cli.main",
+            "fit",
+            "--config",
+            str(RECIPE),
+            "--trainer.accelerator",
+            "cpu",
+            "--trainer.enable_progress_bar",
+            "false",
+            "--trainer.callbacks+=ddp_record.Record",
+            *args,
+        ],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def _records(cwd: Path, ranks: int = 2) -> list[dict]:
@@ -81,12 +103,24 @@ def test_uneven_shards_finish_and_every_rank_logs_and_decides_alike(project):
     # val_fraction 0.2867: 1,025 training rows, 513 + 512 per rank; unpadded that is 5
     # batches of 128 on rank 0 and 4 on rank 1, and rank 0 waits forever in its 5th
     # all-reduce. Plateau with patience 0 acts on val_loss every epoch it does not improve.
-    run = _fit(project, "--trainer.strategy", "ddp", "--trainer.devices", "2",
-               "--data.val_fraction", "0.2867", "--trainer.max_epochs", "6",
-               "--model=ddp_record.NaNOnRankOne",
-               "--model.scheduler", "plateau",
-               "--model.scheduler_kwargs", '{"patience": 0, "factor": 0.5}',
-               "--model.lr", "0.02")
+    run = _fit(
+        project,
+        "--trainer.strategy",
+        "ddp",
+        "--trainer.devices",
+        "2",
+        "--data.val_fraction",
+        "0.2867",
+        "--trainer.max_epochs",
+        "6",
+        "--model=ddp_record.NaNOnRankOne",
+        "--model.scheduler",
+        "plateau",
+        "--model.scheduler_kwargs",
+        '{"patience": 0, "factor": 0.5}',
+        "--model.lr",
+        "0.02",
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     zero, one = _records(project)
     assert zero["steps"] == one["steps"] == 6 * 5
@@ -102,10 +136,24 @@ def test_ddp_logs_what_one_process_logs_at_the_same_global_batch(project):
     # 1,024 training rows (val_fraction 0.2874 of 1,437) and 413 validation rows: 2 ranks ×
     # 64 see exactly the batches one process sees with 128, and the gradient all-reduce
     # averages two equal halves. float64, so the only difference is summation order.
-    common = ("--data.val_fraction", "0.2874", "--trainer.max_epochs", "1",
-              "--trainer.precision", "64-true")
-    ddp = _fit(project, *common, "--trainer.strategy", "ddp", "--trainer.devices", "2",
-               "--data.batch_size", "64")
+    common = (
+        "--data.val_fraction",
+        "0.2874",
+        "--trainer.max_epochs",
+        "1",
+        "--trainer.precision",
+        "64-true",
+    )
+    ddp = _fit(
+        project,
+        *common,
+        "--trainer.strategy",
+        "ddp",
+        "--trainer.devices",
+        "2",
+        "--data.batch_size",
+        "64",
+    )
     assert ddp.returncode == 0, ddp.stderr[-3000:]
     zero, one = _records(project)
     (project / "record.0.json").rename(project / "ddp.json")

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from run_main import exit_status  # tests/ is on sys.path (no package)
 
 from lit_optim.cli.main import main
-from run_main import exit_status  # tests/ is on sys.path (no package)
 
 ROOT = Path(__file__).resolve().parents[1]
 DIGITS = str(ROOT / "recipes" / "digits" / "mlp.yaml")
@@ -34,11 +34,16 @@ def _exit_code(*args: str) -> int:
 
 def _cli(*args: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
     """The installed command in a subprocess: its stdout is a pipe, as in CI or `| tee`."""
-    return subprocess.run([sys.executable, "-m", "lit_optim.cli.main", *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "lit_optim.cli.main", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
-# -- every mistake: one line, exit 2, no traceback, before training ------------------------------
+# -- every mistake: one line, exit 2, no traceback, before training --------------------------------
 def _bad_inputs(tmp: Path) -> list[tuple[list[str], str]]:
     (tmp / "text.ckpt").write_text("hello, I am not a checkpoint\n")
     (tmp / "random.ckpt").write_bytes(os.urandom(4096))
@@ -46,27 +51,43 @@ def _bad_inputs(tmp: Path) -> list[tuple[list[str], str]]:
     cases = [
         (["--model.optimizer_kwargs", '{"betas": [1.5, 0.9]}'], "betas[0] must be in [0, 1)"),
         (["--model.optimizer_kwargs", '{"betas": [0.9]}'], "betas must be a pair"),
-        (["--model.optimizer", "sgd", "--model.optimizer_kwargs", '{"momentum": -0.5}'],
-         "momentum must be in [0, 1), got -0.5"),
+        (
+            ["--model.optimizer", "sgd", "--model.optimizer_kwargs", '{"momentum": -0.5}'],
+            "momentum must be in [0, 1), got -0.5",
+        ),
         (["--model.optimizer_kwargs", '{"eps": -1}'], "eps must be a finite number ≥ 0"),
-        (["--model.optimizer", "lamb", "--model.optimizer_kwargs", '{"betas": [0.9, 1.2]}'],
-         "betas[1] must be in [0, 1)"),
-        (["--model.optimizer", "lookahead", "--model.optimizer_kwargs", '{"k": 0}'],
-         "lookahead's k must be an integer >= 1"),
-        (["--model.scheduler", "cyclic", "--model.scheduler_kwargs", '{"mode": "triangle"}'],
-         "scheduler 'cyclic' mode must be one of triangular, triangular2, exp_range"),
-        (["--model.scheduler", "step", "--model.scheduler_kwargs", '{"gamma": -1}'],
-         "scheduler 'step' gamma must be a finite number > 0"),
-        (["--model.scheduler", "inverse_time", "--model.scheduler_kwargs", '{"decay_rate": -1}'],
-         "decay_rate must be a finite number ≥ 0"),
-        (["--model.scheduler", "multistep", "--model.scheduler_kwargs", '{"milestones": "abc"}'],
-         "milestones must be a list of epochs"),
+        (
+            ["--model.optimizer", "lamb", "--model.optimizer_kwargs", '{"betas": [0.9, 1.2]}'],
+            "betas[1] must be in [0, 1)",
+        ),
+        (
+            ["--model.optimizer", "lookahead", "--model.optimizer_kwargs", '{"k": 0}'],
+            "lookahead's k must be an integer >= 1",
+        ),
+        (
+            ["--model.scheduler", "cyclic", "--model.scheduler_kwargs", '{"mode": "triangle"}'],
+            "scheduler 'cyclic' mode must be one of triangular, triangular2, exp_range",
+        ),
+        (
+            ["--model.scheduler", "step", "--model.scheduler_kwargs", '{"gamma": -1}'],
+            "scheduler 'step' gamma must be a finite number > 0",
+        ),
+        (
+            ["--model.scheduler", "inverse_time", "--model.scheduler_kwargs", '{"decay_rate": -1}'],
+            "decay_rate must be a finite number ≥ 0",
+        ),
+        (
+            ["--model.scheduler", "multistep", "--model.scheduler_kwargs", '{"milestones": "abc"}'],
+            "milestones must be a list of epochs",
+        ),
         (["--model.network_kwargs", '{"hidden_dims": "abc"}'], "hidden_dims must be a list"),
         (["--model.network_kwargs", '{"hidden_dims": 64}'], "hidden_dims must be a list"),
         (["--model.network_kwargs", '{"hidden_dims": [1.5]}'], "each of hidden_dims"),
         (["--model.param_groups", '[{"params": "net.*", "lr": NaN}]'], "param_groups[0].lr"),
-        (["--model.param_groups", '[{"params": "net.*", "weight_decay": true}]'],
-         "param_groups[0].weight_decay"),
+        (
+            ["--model.param_groups", '[{"params": "net.*", "weight_decay": true}]'],
+            "param_groups[0].weight_decay",
+        ),
         (["--model.lr", "nan"], "model.lr must be a finite number, got nan"),
         (["--model.lr", "inf"], "model.lr must be a finite number, got inf"),
         (["--model.lr", "-1"], "lr must be a finite number > 0"),
@@ -81,10 +102,22 @@ def _bad_inputs(tmp: Path) -> list[tuple[list[str], str]]:
         (["--ckpt_path", str(tmp / "text.ckpt")], "text.ckpt: not a checkpoint"),
         (["--ckpt_path", str(tmp / "random.ckpt")], "random.ckpt: not a checkpoint"),
         (["--ckpt_path", "last"], "--ckpt_path last: no last.ckpt in"),
-        (["--trainer.callbacks+=lit_optim.callbacks.GradientClipper",
-          "--trainer.callbacks.percentile", "150"], "percentile must be in (0, 100]"),
-        (["--trainer.callbacks+=lit_optim.callbacks.NonFiniteGuard",
-          "--trainer.callbacks.action", "explode"], "action"),
+        (
+            [
+                "--trainer.callbacks+=lit_optim.callbacks.GradientClipper",
+                "--trainer.callbacks.percentile",
+                "150",
+            ],
+            "percentile must be in (0, 100]",
+        ),
+        (
+            [
+                "--trainer.callbacks+=lit_optim.callbacks.NonFiniteGuard",
+                "--trainer.callbacks.action",
+                "explode",
+            ],
+            "action",
+        ),
         (["--model.optimizer", "adamm"], "did you mean 'adam'"),
         (["--model.scheduler", "cosin"], "did you mean 'cosine'"),
         (["--model.network", "mlpp"], "did you mean 'mlp'"),
@@ -92,8 +125,15 @@ def _bad_inputs(tmp: Path) -> list[tuple[list[str], str]]:
         (["--data.batch_size", "0"], "batch_size must be an integer >= 1"),
         (["--data.val_fraction", "1.5"], "val_fraction must be in [0, 1)"),
         (["--model.lrr", "0.1"], "did you mean 'lr'"),
-        (["--model.scheduler", "plateau", "--model.scheduler_kwargs",
-          '{"monitor": "val_accuracy"}'], "never logged"),
+        (
+            [
+                "--model.scheduler",
+                "plateau",
+                "--model.scheduler_kwargs",
+                '{"monitor": "val_accuracy"}',
+            ],
+            "never logged",
+        ),
         (["--model", "no_such_pkg.Module"], "No module named 'no_such_pkg'"),
         (["--model.lr_scaling", "linear"], "needs base_batch_size"),
         (["--model.scheduler_kwargs", '{"warmup_steps": -3}'], "warmup_steps must be"),
@@ -123,17 +163,31 @@ def test_at_least_30_bad_inputs_are_one_line_and_exit_2(tmp_path, capsys):
         assert len(errors) == 1 and errors[0].startswith("lit-optim: error: "), (args, err[-2000:])
         assert message in errors[0], (args, errors[0])
     assert not list(tmp_path.rglob("*.ckpt*")) or {p.name for p in tmp_path.rglob("*.ckpt")} == {
-        "text.ckpt", "random.ckpt"}  # nothing trained, nothing saved
+        "text.ckpt",
+        "random.ckpt",
+    }  # nothing trained, nothing saved
 
 
-# -- checkpoints ------------------------------------------------------------------------------------
+# -- checkpoints -----------------------------------------------------------------------------------
 def test_a_killed_fit_resumes_from_last_ckpt_where_it_stopped(tmp_path):
     tmpdir = tmp_path / "tmpdir"  # where fsspec's transaction would leave its temp file
     tmpdir.mkdir()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "lit_optim.cli.main", "fit", "--config", DIGITS,
-         "--trainer.max_epochs", "1000"], cwd=tmp_path, stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL, env={**os.environ, "TMPDIR": str(tmpdir)})
+        [
+            sys.executable,
+            "-m",
+            "lit_optim.cli.main",
+            "fit",
+            "--config",
+            DIGITS,
+            "--trainer.max_epochs",
+            "1000",
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "TMPDIR": str(tmpdir)},
+    )
     last = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
     deadline = time.time() + 120
     while time.time() < deadline and not last.exists():
@@ -144,12 +198,21 @@ def test_a_killed_fit_resumes_from_last_ckpt_where_it_stopped(tmp_path):
     assert last.exists()
     assert [p.name for p in tmpdir.iterdir()] == []
     done = torch.load(last, map_location="cpu", weights_only=True)["epoch"] + 1  # 0-based index
-    run = _cli("fit", "--config", DIGITS, "--ckpt_path", "last",
-               "--trainer.max_epochs", str(done + 1), cwd=tmp_path)
+    run = _cli(
+        "fit",
+        "--config",
+        DIGITS,
+        "--ckpt_path",
+        "last",
+        "--trainer.max_epochs",
+        str(done + 1),
+        cwd=tmp_path,
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     # Resumed: one more epoch, not a retraining from epoch 0.
     assert [line.split()[1] for line in run.stdout.splitlines() if line.startswith("epoch ")] == [
-        f"{done + 1}/{done + 1}"], run.stdout
+        f"{done + 1}/{done + 1}"
+    ], run.stdout
     assert f"fit finished: {done + 1} epochs" in run.stdout
 
 
@@ -165,7 +228,9 @@ def test_checkpoint_temp_files_sit_beside_the_target_and_are_cleaned(tmp_path, m
     io = SameFolderCheckpointIO()
     io.save_checkpoint({"w": torch.arange(3)}, target)
     assert torch.equal(torch.load(target, weights_only=True)["w"], torch.arange(3))
-    assert list(tmpdir.iterdir()) == [] and [p.name for p in target.parent.iterdir()] == ["last.ckpt"]
+    assert list(tmpdir.iterdir()) == [] and [p.name for p in target.parent.iterdir()] == [
+        "last.ckpt"
+    ]
     # A writer killed mid-save leaves <target>.tmp-<pid>; the next save removes it when that
     # process is gone (a pid that no process has), and keeps one of a live process.
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
@@ -190,8 +255,23 @@ def test_checkpoint_temp_files_sit_beside_the_target_and_are_cleaned(tmp_path, m
 def test_resuming_names_the_settings_the_checkpoint_replaces(tmp_path, capsys):
     assert _exit_code("fit", "--config", DIGITS, *FAST) == 0
     capsys.readouterr()
-    assert _exit_code("fit", "--config", DIGITS, *FAST[2:], "--trainer.max_epochs", "3",
-                      "--ckpt_path", "last", "--model.optimizer", "sgd", "--model.lr", "0.5") == 0
+    assert (
+        _exit_code(
+            "fit",
+            "--config",
+            DIGITS,
+            *FAST[2:],
+            "--trainer.max_epochs",
+            "3",
+            "--ckpt_path",
+            "last",
+            "--model.optimizer",
+            "sgd",
+            "--model.lr",
+            "0.5",
+        )
+        == 0
+    )
     err = capsys.readouterr().err
     warning = next(line for line in err.splitlines() if line.startswith("lit-optim: warning:"))
     assert "optimizer: 'sgd' → 'adam'" in warning and "lr: 0.5 → 0.003" in warning
@@ -211,27 +291,46 @@ def test_hparams_yaml_is_plain_yaml(tmp_path):
 
     from lit_optim import ClassificationData, ClassificationTask
 
-    task = ClassificationTask(input_shape=(1, 8, 8), num_classes=10,
-                              optimizer_kwargs={"betas": (0.9, 0.99)}, scheduler="multistep",
-                              scheduler_kwargs={"milestones": (1,)})
+    task = ClassificationTask(
+        input_shape=(1, 8, 8),
+        num_classes=10,
+        optimizer_kwargs={"betas": (0.9, 0.99)},
+        scheduler="multistep",
+        scheduler_kwargs={"milestones": (1,)},
+    )
     data = ClassificationData("digits", dataset_kwargs={})
-    trainer = L.Trainer(max_epochs=1, logger=CSVLogger(tmp_path), enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False,
-                        limit_train_batches=1, limit_val_batches=1)
+    trainer = L.Trainer(
+        max_epochs=1,
+        logger=CSVLogger(tmp_path),
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_train_batches=1,
+        limit_val_batches=1,
+    )
     trainer.fit(task, datamodule=data)
     hparams = yaml.safe_load(next(tmp_path.rglob("hparams.yaml")).read_text())
     assert hparams["input_shape"] == [1, 8, 8]
     assert hparams["optimizer_kwargs"] == {"betas": [0.9, 0.99]}
 
 
-# -- no silent wrong result --------------------------------------------------------------------------
+# -- no silent wrong result ------------------------------------------------------------------------
 @pytest.mark.parametrize("guard", [False, True])
 def test_a_run_that_ends_on_nan_says_so_exits_1_and_keeps_no_nan_checkpoint(tmp_path, guard):
     # Without a guard the weights are NaN from the first step; with the recipe's rollback
     # guard the weights stay finite but the epoch's loss includes the NaN steps.
     (tmp_path / "bare.yaml").write_text("{}\n" if guard else "trainer:\n  callbacks: []\n")
-    run = _cli("fit", "--config", DIGITS, "--config", "bare.yaml", "--model.lr", "1e30",
-               *FAST, cwd=tmp_path)
+    run = _cli(
+        "fit",
+        "--config",
+        DIGITS,
+        "--config",
+        "bare.yaml",
+        "--model.lr",
+        "1e30",
+        *FAST,
+        cwd=tmp_path,
+    )
     errors = [line for line in run.stderr.splitlines() if "error:" in line]
     assert run.returncode == 1, run.stderr[-2000:]
     assert len(errors) == 1 and "training ended on non-finite values" in errors[0]
@@ -241,18 +340,21 @@ def test_a_run_that_ends_on_nan_says_so_exits_1_and_keeps_no_nan_checkpoint(tmp_
         state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
         assert all(torch.isfinite(v).all() for v in state.values()), ckpt
         # Nor finite but diverged weights (the guard's run once kept weights of ~7e30).
-        assert all(v.abs().max() <= bound for v in state.values() if v.is_floating_point()
-                   and v.numel()), (ckpt, max(float(v.abs().max()) for v in state.values()))
+        assert all(
+            v.abs().max() <= bound for v in state.values() if v.is_floating_point() and v.numel()
+        ), (ckpt, max(float(v.abs().max()) for v in state.values()))
 
 
 def test_a_run_that_diverges_with_finite_weights_keeps_no_checkpoint_of_its_diverged_epochs(
-        tmp_path):
+    tmp_path,
+):
     """Adam at lr 1e8 without the guard: the loss climbs to ~1e16-1e28 with weights near 1e9
     (finite, under √max), and the run ends "diverged"; its best and last checkpoints held
     exactly those weights."""
     (tmp_path / "bare.yaml").write_text("trainer:\n  callbacks: []\n")
-    run = _cli("fit", "--config", DIGITS, "--config", "bare.yaml", "--model.lr", "1e8",
-               *FAST, cwd=tmp_path)
+    run = _cli(
+        "fit", "--config", DIGITS, "--config", "bare.yaml", "--model.lr", "1e8", *FAST, cwd=tmp_path
+    )
     assert run.returncode == 1, run.stderr[-2000:]
     assert "training ended diverged" in run.stderr
     assert not list(tmp_path.rglob("*.ckpt")), list(tmp_path.rglob("*.ckpt"))
@@ -262,12 +364,35 @@ def test_a_run_that_diverges_with_finite_weights_keeps_no_checkpoint_of_its_dive
 def test_a_float64_run_that_diverges_without_nan_exits_1_and_offers_nothing_to_test(tmp_path):
     # The recipe's own rollback guard catches the first NaN and goes on at lr × 0.1, still far
     # too high: in float64 the loss stays finite (~1e38) and the run "finished" with exit 0.
-    (tmp_path / "f64.yaml").write_text(yaml.safe_dump({"trainer": {
-        "precision": "64-true", "callbacks": [{
-            "class_path": "lit_optim.callbacks.NonFiniteGuard",
-            "init_args": {"action": "rollback", "lr_factor": 0.1}}]}}))
-    run = _cli("fit", "--config", DIGITS, "--config", "f64.yaml", "--model.lr", "1e30",
-               "--trainer.max_epochs", "3", "--trainer.enable_progress_bar", "false", cwd=tmp_path)
+    (tmp_path / "f64.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "trainer": {
+                    "precision": "64-true",
+                    "callbacks": [
+                        {
+                            "class_path": "lit_optim.callbacks.NonFiniteGuard",
+                            "init_args": {"action": "rollback", "lr_factor": 0.1},
+                        }
+                    ],
+                }
+            }
+        )
+    )
+    run = _cli(
+        "fit",
+        "--config",
+        DIGITS,
+        "--config",
+        "f64.yaml",
+        "--model.lr",
+        "1e30",
+        "--trainer.max_epochs",
+        "3",
+        "--trainer.enable_progress_bar",
+        "false",
+        cwd=tmp_path,
+    )
     assert run.returncode == 1, run.stderr[-2000:]
     errors = [line for line in run.stderr.splitlines() if "error:" in line]
     assert len(errors) == 1 and "training ended diverged: the training loss ended at" in errors[0]
@@ -310,8 +435,17 @@ def test_a_batch_larger_than_the_training_set_is_warned_with_the_numbers(tmp_pat
 def test_test_names_the_checkpoint_it_scores(tmp_path):
     """The best epoch by the objective where there is one, else the last (it said "best
     checkpoint" for both)."""
-    run = _cli("fit", "--config", DIGITS, "--test", "true", "--objective.metric", "val_acc",
-               *FAST, cwd=tmp_path)
+    run = _cli(
+        "fit",
+        "--config",
+        DIGITS,
+        "--test",
+        "true",
+        "--objective.metric",
+        "val_acc",
+        *FAST,
+        cwd=tmp_path,
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     assert "(best checkpoint by val_acc, --test)" in run.stdout, run.stdout
     run = _cli("fit", "--config", DIGITS, "--test", "true", *FAST, cwd=tmp_path)
@@ -319,15 +453,35 @@ def test_test_names_the_checkpoint_it_scores(tmp_path):
 
 
 def test_val_fraction_0_trains_on_the_whole_split_and_test_reports_right_after(tmp_path):
-    run = _cli("fit", "--config", DIGITS, "--data.val_fraction", "0", "--model.scheduler",
-               "cosine", "--test", "true", *FAST, cwd=tmp_path)
+    run = _cli(
+        "fit",
+        "--config",
+        DIGITS,
+        "--data.val_fraction",
+        "0",
+        "--model.scheduler",
+        "cosine",
+        "--test",
+        "true",
+        *FAST,
+        cwd=tmp_path,
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     assert "train_acc" in run.stdout and "val_acc" not in run.stdout
     # No objective, no validation: the last epoch is what --test scores, and says so.
     assert "test_acc" in run.stdout and "(last epoch, --test)" in run.stdout
     # A schedule that monitors validation cannot run without it: one line.
-    run = _cli("fit", "--config", DIGITS, "--data.val_fraction", "0", "--model.scheduler",
-               "plateau", *FAST, cwd=tmp_path)
+    run = _cli(
+        "fit",
+        "--config",
+        DIGITS,
+        "--data.val_fraction",
+        "0",
+        "--model.scheduler",
+        "plateau",
+        *FAST,
+        cwd=tmp_path,
+    )
     errors = [line for line in run.stderr.splitlines() if "error:" in line]
     assert run.returncode == 2 and len(errors) == 1 and "val_loss" in errors[0], run.stderr[-2000:]
 
@@ -338,14 +492,19 @@ def test_closing_summary_and_one_line_per_epoch_when_stdout_is_a_pipe(tmp_path):
     assert run.returncode == 0, run.stderr[-2000:]
     assert "\r" not in run.stdout and len(run.stdout) < 5000
     assert [line.split()[1] for line in run.stdout.splitlines() if line.startswith("epoch ")] == [
-        "1/3", "2/3", "3/3"]
+        "1/3",
+        "2/3",
+        "3/3",
+    ]
     assert "fit finished: 3 epochs, 27 steps" in run.stdout
-    assert any(line.split()[0] == "val_acc" and "final" in line and "best" in line
-               for line in run.stdout.splitlines())
+    assert any(
+        line.split()[0] == "val_acc" and "final" in line and "best" in line
+        for line in run.stdout.splitlines()
+    )
     for noise in ("Tip:", "tensorboardX", "LeafSpec"):
         assert noise not in run.stderr
     command = next(line for line in run.stdout.splitlines() if line.startswith("test it: "))
-    test = _cli(*command[len("test it: lit-optim "):].split(), cwd=tmp_path)
+    test = _cli(*command[len("test it: lit-optim ") :].split(), cwd=tmp_path)
     assert test.returncode == 0 and "test_acc" in test.stdout, test.stderr[-2000:]
 
 

@@ -20,11 +20,15 @@ ROOT = Path(__file__).resolve().parents[1]
 # Rank of each layer: a module may import its own layer and lower ranks, never higher ones.
 # Layers of one rank are siblings and must not import each other either.
 LAYERS = {
-    "lit_optim.catalog": 0,                         # registries, checks, optimizers, schedulers, factory
-    "lit_optim.data": 1, "lit_optim.callbacks": 1,  # work with any LightningModule
-    "lit_optim.training": 2,                        # models, the example task, metrics, checkpoints
-    "lit_optim.finders": 3, "lit_optim.population": 3, "lit_optim.lab": 3,
-    "lit_optim.cli": 4, "lit_optim.testing": 4,
+    "lit_optim.catalog": 0,  # registries, checks, optimizers, schedulers, factory
+    "lit_optim.data": 1,
+    "lit_optim.callbacks": 1,  # work with any LightningModule
+    "lit_optim.training": 2,  # models, the example task, metrics, checkpoints
+    "lit_optim.finders": 3,
+    "lit_optim.population": 3,
+    "lit_optim.lab": 3,
+    "lit_optim.cli": 4,
+    "lit_optim.testing": 4,
     "tuning.storage": 5,
     "tuning.search": 6,
     "tuning.runner": 7,
@@ -34,8 +38,11 @@ LAYERS = {
 
 
 def _layer(module: str) -> str | None:
-    return max((name for name in LAYERS if module == name or module.startswith(name + ".")),
-               key=len, default=None)
+    return max(
+        (name for name in LAYERS if module == name or module.startswith(name + ".")),
+        key=len,
+        default=None,
+    )
 
 
 def _module_name(path: Path) -> str:
@@ -50,10 +57,20 @@ def _lazy_exports() -> dict[str, dict[str, str]]:
     ``lit_optim.data``, ``tuning``): ``from lit_optim import X`` imports X's module when X is
     touched, so it counts as an import of it."""
     exports = {}
-    for init in [*(ROOT / "lit_optim").rglob("__init__.py"), *(ROOT / "tuning").rglob("__init__.py")]:
+    for init in [
+        *(ROOT / "lit_optim").rglob("__init__.py"),
+        *(ROOT / "tuning").rglob("__init__.py"),
+    ]:
         tree = ast.parse(init.read_text())
-        assign = next((node for node in tree.body if isinstance(node, ast.Assign)
-                       and any(getattr(t, "id", None) == "_EXPORTS" for t in node.targets)), None)
+        assign = next(
+            (
+                node
+                for node in tree.body
+                if isinstance(node, ast.Assign)
+                and any(getattr(t, "id", None) == "_EXPORTS" for t in node.targets)
+            ),
+            None,
+        )
         if assign is not None:
             exports[_module_name(init)] = ast.literal_eval(assign.value)
     return exports
@@ -80,8 +97,10 @@ def _imports(path: Path) -> set[str]:
 def _graph() -> dict[str, set[str]]:
     files = [*sorted((ROOT / "lit_optim").rglob("*.py")), *sorted((ROOT / "tuning").rglob("*.py"))]
     modules = {_module_name(path): path for path in files}
-    return {name: {m for m in _imports(path) if m in modules and m != name}
-            for name, path in modules.items()}
+    return {
+        name: {m for m in _imports(path) if m in modules and m != name}
+        for name, path in modules.items()
+    }
 
 
 GRAPH = _graph()
@@ -118,7 +137,7 @@ def test_no_import_cycle():
         stack.append(module)
         for other in sorted(GRAPH[module]):
             if state.get(other) == 1:
-                return stack[stack.index(other):] + [other]
+                return stack[stack.index(other) :] + [other]
             if other not in state and (cycle := visit(other)):
                 return cycle
         stack.pop()
@@ -136,11 +155,15 @@ def _public_api() -> dict[str, set[str]]:
     for init in (ROOT / "lit_optim").rglob("__init__.py"):
         tree = ast.parse(init.read_text())
         for node in tree.body:
-            if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "__all__"
-                                                    for t in node.targets):
+            if isinstance(node, ast.Assign) and any(
+                getattr(t, "id", None) == "__all__" for t in node.targets
+            ):
                 name = _module_name(init)
-                public[name] = (set(LAZY[name]) if name in LAZY and not isinstance(node.value, ast.List)
-                                else set(ast.literal_eval(node.value)))
+                public[name] = (
+                    set(LAZY[name])
+                    if name in LAZY and not isinstance(node.value, ast.List)
+                    else set(ast.literal_eval(node.value))
+                )
     return public
 
 
@@ -161,34 +184,50 @@ def _non_public_imports(source: str) -> list[str]:
             if public is None:
                 bad.append(f"{node.module} (a module, not a package's exports)")
             else:
-                bad += [f"{node.module}.{a.name}" for a in node.names
-                        if a.name not in public and not a.name.startswith("__")]
+                bad += [
+                    f"{node.module}.{a.name}"
+                    for a in node.names
+                    if a.name not in public and not a.name.startswith("__")
+                ]
     return bad
 
 
 def test_tuning_uses_only_lit_optims_public_api():
     # lit-tune is a client of lit_optim like a user's script: what it needs, a package
     # exports (lazily); lit_optim's modules can move without touching tuning/.
-    bad = [f"{path.relative_to(ROOT)}: {b}" for path in sorted((ROOT / "tuning").rglob("*.py"))
-           for b in _non_public_imports(path.read_text())]
+    bad = [
+        f"{path.relative_to(ROOT)}: {b}"
+        for path in sorted((ROOT / "tuning").rglob("*.py"))
+        for b in _non_public_imports(path.read_text())
+    ]
     assert not bad, "\n".join(bad)
 
 
 def test_the_public_api_check_sees_a_planted_violation():
-    planted = ("from lit_optim.cli.lightning_cli import cli_objects\n"
-               "from lit_optim.catalog import not_exported\nimport lit_optim.training.task\n"
-               "from lit_optim.cli import cli_objects\nfrom lit_optim import ConfigError\n")
+    planted = (
+        "from lit_optim.cli.lightning_cli import cli_objects\n"
+        "from lit_optim.catalog import not_exported\nimport lit_optim.training.task\n"
+        "from lit_optim.cli import cli_objects\nfrom lit_optim import ConfigError\n"
+    )
     assert _non_public_imports(planted) == [
         "lit_optim.cli.lightning_cli (a module, not a package's exports)",
-        "lit_optim.catalog.not_exported", "lit_optim.training.task"]
+        "lit_optim.catalog.not_exported",
+        "lit_optim.training.task",
+    ]
 
 
 def test_the_walk_sees_a_planted_violation(tmp_path):
     # The checks above pass only if the walk finds imports at all: plant one and look.
     planted = tmp_path / "planted.py"
-    planted.write_text("def f():\n    from lit_optim.cli.main import main\nimport tuning.runner.study\n"
-                       "from lit_optim import ClassificationTask\n")
-    assert _imports(planted) >= {"lit_optim.cli.main", "tuning.runner.study", "lit_optim.training.task"}
+    planted.write_text(
+        "def f():\n    from lit_optim.cli.main import main\nimport tuning.runner.study\n"
+        "from lit_optim import ClassificationTask\n"
+    )
+    assert _imports(planted) >= {
+        "lit_optim.cli.main",
+        "tuning.runner.study",
+        "lit_optim.training.task",
+    }
     assert "lit_optim.cli.main" in GRAPH["lit_optim.cli"] | GRAPH["lit_optim.cli.__main__"]
 
 
@@ -196,43 +235,86 @@ def _loaded_after(statement: str) -> set[str]:
     """The modules of interest a fresh interpreter has loaded after ``statement`` (what it
     prints, and a SystemExit from a --help, set aside)."""
     body = "\n".join("    " + line for line in statement.split("; "))
-    code = ("import contextlib, io, sys\n"
-            "with contextlib.redirect_stdout(io.StringIO()):\n"
-            "  try:\n" + "\n".join("  " + line for line in body.splitlines()) + "\n"
-            "  except SystemExit:\n    pass\n"
-            "print(' '.join(m for m in sys.modules if m.split('.')[0] in "
-            "('lit_optim', 'lightning', 'torchmetrics', 'torchvision', 'torch', 'optuna', "
-            "'sqlalchemy')))")
+    code = (
+        "import contextlib, io, sys\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "  try:\n" + "\n".join("  " + line for line in body.splitlines()) + "\n"
+        "  except SystemExit:\n    pass\n"
+        "print(' '.join(m for m in sys.modules if m.split('.')[0] in "
+        "('lit_optim', 'lightning', 'torchmetrics', 'torchvision', 'torch', 'optuna', "
+        "'sqlalchemy')))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return set(out.stdout.split())
 
 
-@pytest.mark.parametrize(("statement", "forbidden"), [
-    ("import lit_optim.callbacks", {"lit_optim.training.task", "lit_optim.training.models", "lit_optim.data"}),
-    ("from lit_optim import create_optimizer, create_scheduler",
-     {"lit_optim.training.task", "lit_optim.training.models", "lit_optim.data", "lit_optim.cli.main"}),
-    ("import lit_optim.catalog.optimizers, lit_optim.catalog.schedulers, lit_optim.training.models, lit_optim.data",
-     {"lit_optim.training.task", "lit_optim.catalog.factory", "lit_optim.cli.main"}),
-    ("import lit_optim", {"lit_optim.training.task", "lit_optim.catalog.optimizers"}),
-    # the catalog is torch only: a registry, an optimizer or a schedule costs no Lightning import
-    ("import lit_optim.catalog.factory, lit_optim.catalog.extra_optimizers, lit_optim.catalog.extra_schedules; "
-     "from lit_optim import OPTIMIZERS, SCHEDULERS, create_optimizer, create_scheduler",
-     {"lightning", "torchmetrics", "torchvision"}),
-    # lit-optim --version and --help answer before any framework import; list needs torch only
-    ("from lit_optim.cli.main import main; main(['--version'])",
-     {"lightning", "torchmetrics", "torchvision", "lit_optim.cli.lightning_cli"}),
-    ("from lit_optim.cli.main import main; main(['--help'])",
-     {"lightning", "torch", "torchmetrics", "torchvision", "lit_optim.cli.lightning_cli"}),
-    ("from lit_optim.cli.main import main; main(['list'])",
-     {"lightning", "torchmetrics", "torchvision", "lit_optim.cli.lightning_cli"}),
-    # lit-tune --help and --version: no Optuna, Lightning or torch
-    ("from tuning.cli import main; main(['--help'])", {"optuna", "lightning", "torch", "sqlalchemy"}),
-    ("from tuning.cli import main; main(['--version'])", {"optuna", "lightning", "torch", "sqlalchemy"}),
-    ("from tuning.cli import main; main(['run', '--help'])",
-     {"optuna", "lightning", "torch", "sqlalchemy"}),
-    # the population's building blocks sit with the plugins: nothing above them
-    ("import lit_optim.population.rules, lit_optim.population.stacked",
-     {"lit_optim.training.task", "lit_optim.catalog.factory", "lit_optim.cli.main", "lit_optim.population.task"}),
-])
+@pytest.mark.parametrize(
+    ("statement", "forbidden"),
+    [
+        (
+            "import lit_optim.callbacks",
+            {"lit_optim.training.task", "lit_optim.training.models", "lit_optim.data"},
+        ),
+        (
+            "from lit_optim import create_optimizer, create_scheduler",
+            {
+                "lit_optim.training.task",
+                "lit_optim.training.models",
+                "lit_optim.data",
+                "lit_optim.cli.main",
+            },
+        ),
+        (
+            "import lit_optim.catalog.optimizers, lit_optim.catalog.schedulers, "
+            "lit_optim.training.models, lit_optim.data",
+            {"lit_optim.training.task", "lit_optim.catalog.factory", "lit_optim.cli.main"},
+        ),
+        ("import lit_optim", {"lit_optim.training.task", "lit_optim.catalog.optimizers"}),
+        # the catalog is torch only: a registry, an optimizer or a schedule costs no Lightning
+        # import
+        (
+            "import lit_optim.catalog.factory, lit_optim.catalog.extra_optimizers, "
+            "lit_optim.catalog.extra_schedules; "
+            "from lit_optim import OPTIMIZERS, SCHEDULERS, create_optimizer, create_scheduler",
+            {"lightning", "torchmetrics", "torchvision"},
+        ),
+        # lit-optim --version and --help answer before any framework import; list needs torch only
+        (
+            "from lit_optim.cli.main import main; main(['--version'])",
+            {"lightning", "torchmetrics", "torchvision", "lit_optim.cli.lightning_cli"},
+        ),
+        (
+            "from lit_optim.cli.main import main; main(['--help'])",
+            {"lightning", "torch", "torchmetrics", "torchvision", "lit_optim.cli.lightning_cli"},
+        ),
+        (
+            "from lit_optim.cli.main import main; main(['list'])",
+            {"lightning", "torchmetrics", "torchvision", "lit_optim.cli.lightning_cli"},
+        ),
+        # lit-tune --help and --version: no Optuna, Lightning or torch
+        (
+            "from tuning.cli import main; main(['--help'])",
+            {"optuna", "lightning", "torch", "sqlalchemy"},
+        ),
+        (
+            "from tuning.cli import main; main(['--version'])",
+            {"optuna", "lightning", "torch", "sqlalchemy"},
+        ),
+        (
+            "from tuning.cli import main; main(['run', '--help'])",
+            {"optuna", "lightning", "torch", "sqlalchemy"},
+        ),
+        # the population's building blocks sit with the plugins: nothing above them
+        (
+            "import lit_optim.population.rules, lit_optim.population.stacked",
+            {
+                "lit_optim.training.task",
+                "lit_optim.catalog.factory",
+                "lit_optim.cli.main",
+                "lit_optim.population.task",
+            },
+        ),
+    ],
+)
 def test_lower_layers_do_not_load_higher_ones(statement, forbidden):
     assert not _loaded_after(statement) & forbidden

@@ -19,8 +19,9 @@ def test_weighted_mean_weighs_each_batch_by_its_size():
     assert torch.allclose(metric.compute(), expected, rtol=1e-12)
     # The plain mean of the batch means (what torchmetrics' MeanMetric gives with
     # nan_strategy="disable") is measurably different here.
-    assert not torch.allclose(torch.stack([b.mean() for b in losses]).double().mean(), expected,
-                              rtol=1e-3)
+    assert not torch.allclose(
+        torch.stack([b.mean() for b in losses]).double().mean(), expected, rtol=1e-3
+    )
 
 
 def test_weighted_mean_keeps_float64_and_lets_nan_through():
@@ -53,8 +54,9 @@ def test_training_totals_equal_torchmetrics_accuracy_and_a_sample_weighted_loss(
         losses.append(float(loss))
     mean_loss, accuracy = totals.compute(strategy, torch.device("cpu"))
     assert mean_loss.dtype == torch.float64
-    assert float(mean_loss) == pytest.approx(sum(l * n for l, n in zip(losses, sizes)) / sum(sizes),
-                                             rel=1e-12)
+    assert float(mean_loss) == pytest.approx(
+        sum(loss * n for loss, n in zip(losses, sizes)) / sum(sizes), rel=1e-12
+    )
     assert float(accuracy) == pytest.approx(float(reference.compute()), rel=1e-7)
     totals.update(torch.tensor(float("nan")), torch.randn(3, 5), torch.zeros(3, dtype=torch.long))
     assert torch.isnan(totals.compute(strategy, torch.device("cpu"))[0])

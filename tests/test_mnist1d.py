@@ -10,17 +10,18 @@ import socket
 import numpy as np
 import pytest
 import torch
+from run_main import exit_status
 from torch import nn
 
 from lit_optim import ClassificationData, ConfigError, MissingPackageError, build_model
 from lit_optim.cli.main import main as lit_optim
 from lit_optim.data import mnist1d as source
-from run_main import exit_status
 
 
 @pytest.fixture
 def no_network(monkeypatch):
     """Any attempt to open a connection fails the test (the package's get_dataset downloads)."""
+
     def refuse(*args, **kwargs):
         raise AssertionError(f"network call during MNIST-1D generation: {args!r}")
 
@@ -70,8 +71,9 @@ def test_generation_leaves_the_global_random_streams_alone(no_network):
 
 
 def test_options_change_the_data_and_its_shape():
-    data = ClassificationData("mnist1d", dataset_kwargs={"num_samples": 500,
-                                                         "final_seq_length": 24})
+    data = ClassificationData(
+        "mnist1d", dataset_kwargs={"num_samples": 500, "final_seq_length": 24}
+    )
     assert data.input_shape == (1, 24) and data.num_classes == 10 and data._tensors is None
     data.setup()
     assert [len(data._tensors[s][1]) for s in ("train", "val", "test")] == [320, 80, 100]
@@ -99,12 +101,12 @@ def test_bad_options_fail_when_the_data_module_is_built(kwargs, message):
 
 def test_missing_package_is_one_line_that_says_how_to_install(monkeypatch, capsys):
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == "mnist1d" else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "mnist1d" else real(name, *a)
+    )
     with pytest.raises(MissingPackageError, match=r"pip install mnist1d"):
         ClassificationData("mnist1d")
-    status = exit_status(lit_optim, "fit", "--data.dataset", "mnist1d",
-                         "--trainer.max_epochs", "1")
+    status = exit_status(lit_optim, "fit", "--data.dataset", "mnist1d", "--trainer.max_epochs", "1")
     err = capsys.readouterr().err
     assert status == 2
     lines = [line for line in err.splitlines() if "error:" in line]
@@ -116,8 +118,9 @@ def test_missing_package_is_one_line_that_says_how_to_install(monkeypatch, capsy
 def test_cnn1d_defaults_are_the_papers_convnet():
     model = build_model("cnn1d", (1, 40), 10)
     convs = [m for m in model if isinstance(m, nn.Conv1d)]
-    assert [(c.in_channels, c.out_channels, c.kernel_size[0], c.stride[0], c.padding[0])
-            for c in convs] == [(1, 25, 5, 2, 1), (25, 25, 3, 2, 1), (25, 25, 3, 2, 1)]
+    assert [
+        (c.in_channels, c.out_channels, c.kernel_size[0], c.stride[0], c.padding[0]) for c in convs
+    ] == [(1, 25, 5, 2, 1), (25, 25, 3, 2, 1), (25, 25, 3, 2, 1)]
     head = model[-1]
     assert isinstance(head, nn.Linear) and head.in_features == 125  # 25 channels × 5 positions
     # Sequences given as (N, 40) and (N, 1, 40) are the same input.

@@ -25,7 +25,10 @@ def test_mlp_is_the_lecture_network():
     model = build_model("mlp", (1, 28, 28), 10, hidden_dims=[200, 100, 50])
     linears = [m for m in model if isinstance(m, nn.Linear)]
     assert [(m.in_features, m.out_features) for m in linears] == [
-        (784, 200), (200, 100), (100, 50), (50, 10)
+        (784, 200),
+        (200, 100),
+        (100, 50),
+        (50, 10),
     ]
 
 

@@ -77,8 +77,14 @@ class Blobs(L.LightningDataModule):
 
 
 class Scripted(L.LightningModule):
-    def __init__(self, lr: float = 0.1, scheduler: str = "constant", plateau_mode: str | None = None,
-                 monitor: str = "valid/top1", offset: float = 0.0):
+    def __init__(
+        self,
+        lr: float = 0.1,
+        scheduler: str = "constant",
+        plateau_mode: str | None = None,
+        monitor: str = "valid/top1",
+        offset: float = 0.0,
+    ):
         super().__init__()
         self.save_hyperparameters()
         self.net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
@@ -126,10 +132,28 @@ def user_project(tmp_path, monkeypatch):
 
 
 def _fit(*args: str, epochs: int = 4) -> None:
-    lit_optim(["fit", "--model", "user_module.Scripted", "--data", "user_module.Blobs",
-               "--trainer.max_epochs", str(epochs), "--trainer.enable_progress_bar", "false",
-               "--trainer.enable_model_summary", "false", "--trainer.logger", "false",
-               "--trainer.accelerator", "cpu", "--seed_everything", "0", *args])
+    lit_optim(
+        [
+            "fit",
+            "--model",
+            "user_module.Scripted",
+            "--data",
+            "user_module.Blobs",
+            "--trainer.max_epochs",
+            str(epochs),
+            "--trainer.enable_progress_bar",
+            "false",
+            "--trainer.enable_model_summary",
+            "false",
+            "--trainer.logger",
+            "false",
+            "--trainer.accelerator",
+            "cpu",
+            "--seed_everything",
+            "0",
+            *args,
+        ]
+    )
 
 
 def _summary_line(out: str, name: str) -> str:
@@ -137,6 +161,7 @@ def _summary_line(out: str, name: str) -> str:
 
 
 # -- the resolution order, on its own ------------------------------------------------------
+
 
 def test_given_beats_logged_beats_table_and_nothing_is_guessed():
     assert resolve_objective("valid/top1", "maximize").direction == "max"
@@ -163,19 +188,44 @@ def test_a_direction_that_is_not_min_or_max_names_the_option(bad):
         parse_direction(bad, "objective.direction")
 
 
-@pytest.mark.parametrize(("name", "direction"), [
-    ("val/loss", "min"), ("val/acc", "max"), ("train/loss", "min"), ("train/acc", "max"),
-    ("test/loss", "min"), ("test/acc", "max"), ("valid_loss", "min"), ("valid/acc", "max"),
-    ("validation/accuracy", "max"), ("val_accuracy", "max"), ("train/loss_step", "min"),
-    ("train_loss_epoch", "min"), ("val_acc_epoch", "max"), ("loss", "min"),
-])
+@pytest.mark.parametrize(
+    ("name", "direction"),
+    [
+        ("val/loss", "min"),
+        ("val/acc", "max"),
+        ("train/loss", "min"),
+        ("train/acc", "max"),
+        ("test/loss", "min"),
+        ("test/acc", "max"),
+        ("valid_loss", "min"),
+        ("valid/acc", "max"),
+        ("validation/accuracy", "max"),
+        ("val_accuracy", "max"),
+        ("train/loss_step", "min"),
+        ("train_loss_epoch", "min"),
+        ("val_acc_epoch", "max"),
+        ("loss", "min"),
+    ],
+)
 def test_conventional_names_rank_by_their_one_meaning(name, direction):
     """Lightning's templates log ``val/loss``; a user should not have to declare it."""
     assert resolve_objective(name, None, given_as="x").direction == direction
 
 
-@pytest.mark.parametrize("name", ["valid/top1", "val_error", "val/f1", "my_val_loss",
-                                  "val/loss/2", "Val_Loss", "accuracy", "val-loss", "val_nll"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "valid/top1",
+        "val_error",
+        "val/f1",
+        "my_val_loss",
+        "val/loss/2",
+        "Val_Loss",
+        "accuracy",
+        "val-loss",
+        "val_nll",
+    ],
+)
 def test_the_standard_table_holds_exact_names_only(name):
     assert name not in STANDARD_DIRECTIONS
     with pytest.raises(DirectionError, match="is not known"):
@@ -204,7 +254,10 @@ def test_logged_directions_are_per_instance_and_tell_whoever_waits():
     assert logged_directions(module) is directions
     heard = []
     directions.when_logged("valid/top1", lambda d, described: heard.append((d, described)))
-    for name, value in {"valid/top1": MulticlassAccuracy(num_classes=2), "valid/nll": torch.tensor(1.0)}.items():
+    for name, value in {
+        "valid/top1": MulticlassAccuracy(num_classes=2),
+        "valid/nll": torch.tensor(1.0),
+    }.items():
         directions.record(name, value)  # what module.log does first
     assert heard == [("max", "MulticlassAccuracy.higher_is_better")]
     assert directions.seen == {"valid/top1": "max", "valid/nll": None}
@@ -212,6 +265,7 @@ def test_logged_directions_are_per_instance_and_tell_whoever_waits():
 
 
 # -- through lit-optim fit, with the user's module ------------------------------------------
+
 
 def test_fit_summary_ranks_the_users_metrics_by_their_declared_direction(user_project, capsys):
     _fit()
@@ -252,32 +306,56 @@ def test_plateau_takes_its_mode_from_the_logged_metric(user_project):
 
 def test_plateau_with_a_given_mode_on_a_plain_tensor(user_project):
     # min on nll [0.3, 0.4, 0.1, 0.2]: worse at 2 (cut), better at 3, worse at 4.
-    _fit("--model.scheduler", "plateau", "--model.monitor", "valid/nll",
-         "--model.plateau_mode", "min")
+    _fit(
+        "--model.scheduler",
+        "plateau",
+        "--model.monitor",
+        "valid/nll",
+        "--model.plateau_mode",
+        "min",
+    )
     assert _lrs(user_project) == pytest.approx([0.1, 0.1, 0.05, 0.05])
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    # no direction anywhere: plateau on a plain tensor
-    (["--model.scheduler", "plateau", "--model.monitor", "valid/nll"],
-     r"scheduler 'plateau' monitors 'valid/nll' \(logged as a Tensor, which declares no direction\): give it a "
-     r"mode, min or max: create_scheduler\(..., mode='min'\) where your module builds its schedule"),
-    # no direction anywhere: the objective is a plain tensor
-    (["--objective.metric", "valid/nll"], r"objective.direction"),
-    # a direction that contradicts the Metric
-    (["--objective.metric", "valid/top1", "--objective.direction", "min"],
-     r"says min for 'valid/top1', but ScriptedTop1.higher_is_better says higher is better"),
-    (["--model.scheduler", "plateau", "--model.plateau_mode", "min"],
-     r"scheduler 'plateau': mode says min for 'valid/top1'"),
-    # Lightning's default mode (min) on the user's accuracy
-    (["--trainer.callbacks+=ModelCheckpoint", "--trainer.callbacks.monitor", "valid/top1"],
-     r"ModelCheckpoint\(monitor='valid/top1'\)'s mode says min"),
-    (["--trainer.callbacks+=EarlyStopping", "--trainer.callbacks.monitor", "valid/top1"],
-     r"EarlyStopping\(monitor='valid/top1'\)'s mode says min"),
-    (["--objective.metric", "valid/top1", "--objective.direction", "up"], r"objective.direction"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        # no direction anywhere: plateau on a plain tensor
+        (
+            ["--model.scheduler", "plateau", "--model.monitor", "valid/nll"],
+            r"scheduler 'plateau' monitors 'valid/nll' \(logged as a Tensor, which declares no "
+            r"direction\): give it a mode, min or max: create_scheduler\(..., mode='min'\) where "
+            r"your module builds its schedule",
+        ),
+        # no direction anywhere: the objective is a plain tensor
+        (["--objective.metric", "valid/nll"], r"objective.direction"),
+        # a direction that contradicts the Metric
+        (
+            ["--objective.metric", "valid/top1", "--objective.direction", "min"],
+            r"says min for 'valid/top1', but ScriptedTop1.higher_is_better says higher is better",
+        ),
+        (
+            ["--model.scheduler", "plateau", "--model.plateau_mode", "min"],
+            r"scheduler 'plateau': mode says min for 'valid/top1'",
+        ),
+        # Lightning's default mode (min) on the user's accuracy
+        (
+            ["--trainer.callbacks+=ModelCheckpoint", "--trainer.callbacks.monitor", "valid/top1"],
+            r"ModelCheckpoint\(monitor='valid/top1'\)'s mode says min",
+        ),
+        (
+            ["--trainer.callbacks+=EarlyStopping", "--trainer.callbacks.monitor", "valid/top1"],
+            r"EarlyStopping\(monitor='valid/top1'\)'s mode says min",
+        ),
+        (
+            ["--objective.metric", "valid/top1", "--objective.direction", "up"],
+            r"objective.direction",
+        ),
+    ],
+)
 def test_no_or_contradicting_direction_is_one_line_and_exit_2_before_training(
-        user_project, capsys, args, message):
+    user_project, capsys, args, message
+):
     with pytest.raises(SystemExit) as exit_:
         _fit(*args)
     err = capsys.readouterr().err
@@ -290,15 +368,38 @@ def test_no_or_contradicting_direction_is_one_line_and_exit_2_before_training(
 
 # -- through lit-tune: the study's direction ------------------------------------------------
 
+
 def _tune(project, space: dict, *args: str) -> None:
     import yaml
 
-    (project / "recipe.yaml").write_text(yaml.safe_dump({
-        "model": {"class_path": "user_module.Scripted"}, "data": {"class_path": "user_module.Blobs"},
-        "trainer": {"max_epochs": 3}}))
+    (project / "recipe.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "model": {"class_path": "user_module.Scripted"},
+                "data": {"class_path": "user_module.Blobs"},
+                "trainer": {"max_epochs": 3},
+            }
+        )
+    )
     (project / "space.yaml").write_text(yaml.safe_dump(space))
-    lit_tune(["run", "--recipe", "recipe.yaml", "--space", "space.yaml", "--study", "s",
-              "--sampler", "grid", "--pruner", "none", "--accelerator", "cpu", *args])
+    lit_tune(
+        [
+            "run",
+            "--recipe",
+            "recipe.yaml",
+            "--space",
+            "space.yaml",
+            "--study",
+            "s",
+            "--sampler",
+            "grid",
+            "--pruner",
+            "none",
+            "--accelerator",
+            "cpu",
+            *args,
+        ]
+    )
 
 
 def _study():
@@ -323,21 +424,39 @@ def test_lit_tune_takes_the_direction_from_the_logged_metric(user_project, capsy
 def test_lit_tune_takes_a_written_direction_for_a_plain_tensor(user_project):
     import optuna
 
-    _tune(user_project, {"metric": "valid/nll", "direction": "min", "params": OFFSETS},
-          "--n-trials", "3")
+    _tune(
+        user_project,
+        {"metric": "valid/nll", "direction": "min", "params": OFFSETS},
+        "--n-trials",
+        "3",
+    )
     study = _study()
     assert study.direction == optuna.study.StudyDirection.MINIMIZE
     assert study.best_params == {"model.offset": 0.0}
 
 
-@pytest.mark.parametrize(("space", "message"), [
-    ({"metric": "valid/nll"}, r"metric 'valid/nll' \(logged as a Tensor, which declares no "
-                              r"direction\): add direction: maximize or minimize"),
-    ({"metric": "valid/top5"}, r"metric 'valid/top5' is never logged by Scripted; it logs: "
-                               r"train/nll, valid/nll, valid/top1; did you mean 'valid/top1'"),
-    ({"metric": "valid/top1", "direction": "upward"}, r"space.yaml: direction must be min or max"),
-])
-def test_lit_tune_refuses_an_unknown_direction_before_any_study(user_project, capsys, space, message):
+@pytest.mark.parametrize(
+    ("space", "message"),
+    [
+        (
+            {"metric": "valid/nll"},
+            r"metric 'valid/nll' \(logged as a Tensor, which declares no "
+            r"direction\): add direction: maximize or minimize",
+        ),
+        (
+            {"metric": "valid/top5"},
+            r"metric 'valid/top5' is never logged by Scripted; it logs: "
+            r"train/nll, valid/nll, valid/top1; did you mean 'valid/top1'",
+        ),
+        (
+            {"metric": "valid/top1", "direction": "upward"},
+            r"space.yaml: direction must be min or max",
+        ),
+    ],
+)
+def test_lit_tune_refuses_an_unknown_direction_before_any_study(
+    user_project, capsys, space, message
+):
     with pytest.raises(SystemExit) as exit_:
         _tune(user_project, {**space, "params": OFFSETS}, "--n-trials", "3")
     err = capsys.readouterr().err
@@ -348,9 +467,17 @@ def test_lit_tune_refuses_an_unknown_direction_before_any_study(user_project, ca
 
 def test_lit_tune_stops_when_the_metric_ranks_the_other_way(user_project, capsys):
     with pytest.raises(SystemExit) as exit_:
-        _tune(user_project, {"metric": "valid/top1", "direction": "minimize", "params": OFFSETS},
-              "--n-trials", "3", "--population", "1")
+        _tune(
+            user_project,
+            {"metric": "valid/top1", "direction": "minimize", "params": OFFSETS},
+            "--n-trials",
+            "3",
+            "--population",
+            "1",
+        )
     err = capsys.readouterr().err
     assert exit_.value.code == 2, err
-    assert "says min for 'valid/top1', but ScriptedTop1.higher_is_better says higher is better" in err
+    assert (
+        "says min for 'valid/top1', but ScriptedTop1.higher_is_better says higher is better" in err
+    )
     assert len(_study().trials) == 1  # the first trial's first log stopped it

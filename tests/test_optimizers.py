@@ -12,7 +12,6 @@ from lit_optim import OPTIMIZERS, ConfigError, UnknownNameError, build_optimizer
 from lit_optim.catalog.optimizers import check_optimizer_args
 
 
-
 @pytest.fixture(autouse=True)
 def _float64():
     # Tight comparisons with the formulas; restored so no other test sees float64.
@@ -38,11 +37,13 @@ def run_torch(name, lr, weight_decay=0.0, w0=W0, **kwargs):
     opt = build_optimizer(name, [w], lr=lr, weight_decay=weight_decay, **kwargs)
     path = []
     for _ in range(STEPS):
+
         def closure():
             opt.zero_grad()
             loss = 0.5 * (A * w * w).sum() + (B * w).sum()
             loss.backward()
             return loss
+
         opt.step(closure)
         path.append(w.detach().clone())
     return path
@@ -137,7 +138,9 @@ def ref_radam(lr, wd, b1=0.9, b2=0.999, eps=1e-8):
         m_hat = m / (1 - b1**t)
         rho_t = rho_inf - 2 * t * b2**t / (1 - b2**t)
         if rho_t > 5:  # variance is tractable: rectified adaptive step
-            r = math.sqrt((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t))
+            r = math.sqrt(
+                (rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)
+            )
             w = w - lr * m_hat * r * math.sqrt(1 - b2**t) / (v.sqrt() + eps)
         else:  # early steps: plain momentum SGD
             w = w - lr * m_hat
@@ -264,7 +267,12 @@ CASES = {
     "lbfgs": (0.5, 0.0, {"max_iter": 1}, lambda: ref_lbfgs(0.5, 0.0)),
     "lars": (1.0, 0.01, {}, lambda: ref_lars(1.0, 0.01)),
     "lamb": (0.1, 0.01, {}, lambda: ref_lamb(0.1, 0.01)),
-    "lookahead": (0.1, 0.01, {"base": "adam", "k": 2, "alpha": 0.5}, lambda: ref_lookahead(0.1, 0.01)),
+    "lookahead": (
+        0.1,
+        0.01,
+        {"base": "adam", "k": 2, "alpha": 0.5},
+        lambda: ref_lookahead(0.1, 0.01),
+    ),
 }
 
 
@@ -345,12 +353,19 @@ def test_capability_metadata():
         ("adam", {"lr": 0.0}, r"lr must be a finite number > 0, got 0.0"),
         ("adam", {"lr": float("nan")}, r"lr must be a finite number > 0"),
         ("adam", {"lr": 1e-3, "weight_decay": -1.0}, r"weight_decay must be a finite number ≥ 0"),
-        ("adam", {"lr": 1e-3, "momentum": 0.9}, r"optimizer 'adam' does not take 'momentum'; it takes: betas"),
+        (
+            "adam",
+            {"lr": 1e-3, "momentum": 0.9},
+            r"optimizer 'adam' does not take 'momentum'; it takes: betas",
+        ),
         ("lookahead", {"lr": 1e-3, "base": "adamx"}, r"unknown optimizer 'adamx'; did you mean"),
         ("lookahead", {"lr": 1e-3, "base": "lookahead"}, r"cannot wrap itself"),
         ("lookahead", {"lr": 1e-3, "k": 0}, r"k must be an integer >= 1"),
-        ("lookahead", {"lr": 1e-3, "base": "sgd", "betas": (0.9, 0.9)},
-         r"optimizer 'lookahead' .base 'sgd'. does not take 'betas'"),
+        (
+            "lookahead",
+            {"lr": 1e-3, "base": "sgd", "betas": (0.9, 0.9)},
+            r"optimizer 'lookahead' .base 'sgd'. does not take 'betas'",
+        ),
     ],
 )
 def test_bad_optimizer_arguments(name, kwargs, message):
@@ -380,4 +395,3 @@ def test_lookahead_state_survives_a_round_trip():
     assert clone.fast_steps == 2 and clone.param_groups is clone.base.param_groups
     assert torch.equal(clone.state[w]["slow"], opt.state[w]["slow"])
     assert torch.equal(clone.base.state[w]["momentum_buffer"], opt.base.state[w]["momentum_buffer"])
-

@@ -1,5 +1,6 @@
-"""The one private Optuna API lit-tune uses (tuning/storage/optuna_private.py): the heartbeat thread.
-Fails if an Optuna release moves or changes it; pyproject bounds Optuna to the tested versions."""
+"""The one private Optuna API lit-tune uses (tuning/storage/optuna_private.py): the heartbeat
+thread. Fails if an Optuna release moves or changes it; pyproject bounds Optuna to the tested
+versions."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ from tuning.storage.optuna_private import heartbeat
 
 
 def test_a_trial_under_heartbeat_is_alive_and_goes_stale_when_it_stops(tmp_path):
-    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'h.db'}", heartbeat_interval=1,
-                                         grace_period=2)
+    storage = optuna.storages.RDBStorage(
+        f"sqlite:///{tmp_path / 'h.db'}", heartbeat_interval=1, grace_period=2
+    )
     study = optuna.create_study(storage=storage)
     trial = study.ask()
     with heartbeat(study, trial):
@@ -33,8 +35,12 @@ def _study(storage):
 def test_report_all_writes_what_trial_report_writes(tmp_path):
     from tuning.storage.optuna_private import report_all
 
-    for storage in (f"sqlite:///{tmp_path / 'r.db'}", optuna.storages.JournalStorage(
-            optuna.storages.journal.JournalFileBackend(str(tmp_path / "r.log")))):
+    for storage in (
+        f"sqlite:///{tmp_path / 'r.db'}",
+        optuna.storages.JournalStorage(
+            optuna.storages.journal.JournalFileBackend(str(tmp_path / "r.log"))
+        ),
+    ):
         study = _study(storage)
         batch = [study.ask() for _ in range(3)]
         alone = study.ask()
@@ -46,11 +52,19 @@ def test_report_all_writes_what_trial_report_writes(tmp_path):
         if isinstance(storage, str):
             again = optuna.load_study(study_name="r", storage=storage)
         else:
-            again = optuna.load_study(study_name="r", storage=optuna.storages.JournalStorage(
-                optuna.storages.journal.JournalFileBackend(str(tmp_path / "r.log"))))
+            again = optuna.load_study(
+                study_name="r",
+                storage=optuna.storages.JournalStorage(
+                    optuna.storages.journal.JournalFileBackend(str(tmp_path / "r.log"))
+                ),
+            )
         got = {t.number: t.intermediate_values for t in again.trials}
-        assert got == {0: {0: 0.0, 1: 1.0}, 1: {0: 0.1, 1: 1.1}, 2: {0: 0.2, 1: 1.2},
-                       3: {0: 0.5, 1: 1.5}}
+        assert got == {
+            0: {0: 0.0, 1: 1.0},
+            1: {0: 0.1, 1: 1.1},
+            2: {0: 0.2, 1: 1.2},
+            3: {0: 0.5, 1: 1.5},
+        }
         assert batch[2].should_prune() is False  # the pruner reads the stored values
         study.tell(batch[0], 1.0)
         with pytest.raises(RuntimeError):  # a finished trial takes no reports
@@ -77,8 +91,9 @@ def test_successive_halving_judges_through_a_snapshot_and_writes_its_rung_marks_
     from tuning.storage.optuna_private import StudySnapshot
 
     pruner = optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=2)
-    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 's.db'}", direction="maximize",
-                                pruner=pruner)
+    study = optuna.create_study(
+        storage=f"sqlite:///{tmp_path / 's.db'}", direction="maximize", pruner=pruner
+    )
     first, second = study.ask(), study.ask()
     first.report(0.9, 1)  # rung 0 is judged from step min_resource × η⁰ = 1
     second.report(0.1, 1)

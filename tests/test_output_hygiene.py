@@ -15,16 +15,24 @@ DIGITS = str(ROOT / "recipes" / "digits" / "mlp.yaml")
 
 
 def _run(tmp_path: Path, *args: str) -> str:
-    done = subprocess.run([sys.executable, "-m", "lit_optim.cli.main", *args], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "lit_optim.cli.main", *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout + done.stderr
 
 
-@pytest.mark.parametrize("command", [
-    ["lr-find", "--config", DIGITS, "--num_training", "20"],
-    ["batch-find", "--config", DIGITS, "--max_trials", "3"],
-])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["lr-find", "--config", DIGITS, "--num_training", "20"],
+        ["batch-find", "--config", DIGITS, "--max_trials", "3"],
+    ],
+)
 def test_the_finders_write_no_bar_and_no_warning_about_arguments_into_a_log(tmp_path, command):
     out = _run(tmp_path, *command)
     assert "\r" not in out, out[-800:]
@@ -33,8 +41,13 @@ def test_the_finders_write_no_bar_and_no_warning_about_arguments_into_a_log(tmp_
 
 
 def _lit_tune(tmp_path: Path, *args: str) -> str:
-    done = subprocess.run([sys.executable, "-m", "tuning.cli", *args], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-m", "tuning.cli", *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout + done.stderr
 
@@ -42,15 +55,47 @@ def _lit_tune(tmp_path: Path, *args: str) -> str:
 def test_lit_tune_run_compare_and_report_write_no_carriage_return_into_a_log(tmp_path):
     import yaml
 
-    (tmp_path / "space.yaml").write_text(yaml.safe_dump(
-        {"metric": "val_acc", "direction": "maximize", "params": {"model.lr": "log[1e-3, 1e-1]"}}))
+    (tmp_path / "space.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "metric": "val_acc",
+                "direction": "maximize",
+                "params": {"model.lr": "log[1e-3, 1e-1]"},
+            }
+        )
+    )
     outputs = {
-        "run": _lit_tune(tmp_path, "run", "--recipe", DIGITS, "--space", "space.yaml",
-                         "--n-trials", "2", "--study", "log", "--accelerator", "cpu",
-                         "--trainer.max_epochs", "2"),
+        "run": _lit_tune(
+            tmp_path,
+            "run",
+            "--recipe",
+            DIGITS,
+            "--space",
+            "space.yaml",
+            "--n-trials",
+            "2",
+            "--study",
+            "log",
+            "--accelerator",
+            "cpu",
+            "--trainer.max_epochs",
+            "2",
+        ),
         "report": _lit_tune(tmp_path, "report", "--study", "log"),
-        "compare": _lit_tune(tmp_path, "compare", "--recipe", DIGITS, "--optimizers", "sgd,adam",
-                             "--budget", "2", "--seeds", "1", "--trainer.max_epochs", "2"),
+        "compare": _lit_tune(
+            tmp_path,
+            "compare",
+            "--recipe",
+            DIGITS,
+            "--optimizers",
+            "sgd,adam",
+            "--budget",
+            "2",
+            "--seeds",
+            "1",
+            "--trainer.max_epochs",
+            "2",
+        ),
     }
     for command, out in outputs.items():
         assert "\r" not in out, (command, out[-800:])

@@ -33,8 +33,18 @@ def _metrics(folder: Path) -> list[dict[str, str]]:
 
 
 def test_fit_the_user_recipe_reaches_near_the_noise_floor(user_project):
-    lit_optim(["fit", "--config", str(EXAMPLE / "recipe.yaml"), *QUIET, "--trainer.logger",
-               "CSVLogger", "--trainer.logger.save_dir", "log"])
+    lit_optim(
+        [
+            "fit",
+            "--config",
+            str(EXAMPLE / "recipe.yaml"),
+            *QUIET,
+            "--trainer.logger",
+            "CSVLogger",
+            "--trainer.logger.save_dir",
+            "log",
+        ]
+    )
     val = [float(r["val/loss"]) for r in _metrics(user_project / "log") if r.get("val/loss")]
     assert len(val) == 40
     # Predicting the mean scores Var(sin 3x) ≈ 0.5; the noise floor is 0.1² = 0.01.
@@ -42,11 +52,29 @@ def test_fit_the_user_recipe_reaches_near_the_noise_floor(user_project):
 
 
 def test_plateau_reads_the_users_metric_name(user_project):
-    lit_optim(["fit", "--config", str(EXAMPLE / "recipe.yaml"), *QUIET, "--trainer.max_epochs", "3",
-               "--model.scheduler", "plateau", "--model.optimizer", "sgd", "--model.lr", "0.1",
-               "--model.scheduler_kwargs", '{"patience": 0, "factor": 0.5, "threshold": 1.0}',
-               "--trainer.logger", "CSVLogger", "--trainer.logger.save_dir", "log",
-               "--trainer.callbacks+=LearningRateMonitor"])
+    lit_optim(
+        [
+            "fit",
+            "--config",
+            str(EXAMPLE / "recipe.yaml"),
+            *QUIET,
+            "--trainer.max_epochs",
+            "3",
+            "--model.scheduler",
+            "plateau",
+            "--model.optimizer",
+            "sgd",
+            "--model.lr",
+            "0.1",
+            "--model.scheduler_kwargs",
+            '{"patience": 0, "factor": 0.5, "threshold": 1.0}',
+            "--trainer.logger",
+            "CSVLogger",
+            "--trainer.logger.save_dir",
+            "log",
+            "--trainer.callbacks+=LearningRateMonitor",
+        ]
+    )
     # The module's create_scheduler names the lr: the LearningRateMonitor logs it as lr/pg1 …
     lrs = [float(r["lr/pg1"]) for r in _metrics(user_project / "log") if r.get("lr/pg1")]
     assert lrs[0] == pytest.approx(0.1) and lrs[-1] == pytest.approx(0.1 * 0.5**2)
@@ -54,13 +82,24 @@ def test_plateau_reads_the_users_metric_name(user_project):
 
 def test_the_three_callbacks_on_the_users_module(user_project):
     recipe = yaml.safe_load((EXAMPLE / "recipe.yaml").read_text())
-    recipe["trainer"].update(max_epochs=3, log_every_n_steps=1, callbacks=[
-        {"class_path": "lit_optim.callbacks.NonFiniteGuard",
-         "init_args": {"action": "rollback", "lr_factor": 0.1, "snapshot_every_n_steps": 5}},
-        {"class_path": "lit_optim.callbacks.GradientClipper",
-         "init_args": {"mode": "adaptive", "percentile": 10}},
-        {"class_path": "lit_optim.callbacks.LayerDiagnostics", "init_args": {"every_n_steps": 5}},
-    ])
+    recipe["trainer"].update(
+        max_epochs=3,
+        log_every_n_steps=1,
+        callbacks=[
+            {
+                "class_path": "lit_optim.callbacks.NonFiniteGuard",
+                "init_args": {"action": "rollback", "lr_factor": 0.1, "snapshot_every_n_steps": 5},
+            },
+            {
+                "class_path": "lit_optim.callbacks.GradientClipper",
+                "init_args": {"mode": "adaptive", "percentile": 10},
+            },
+            {
+                "class_path": "lit_optim.callbacks.LayerDiagnostics",
+                "init_args": {"every_n_steps": 5},
+            },
+        ],
+    )
     # sgd at lr 50 blows the tanh MLP up within a few steps: the guard must roll it back.
     recipe["model"]["init_args"].update(optimizer="sgd", lr=50.0, scheduler="constant")
     path = user_project / "callbacks.yaml"
@@ -68,8 +107,18 @@ def test_the_three_callbacks_on_the_users_module(user_project):
     # The guard keeps every value finite, but the run ends far above the loss it reached: a
     # diverged run, said in one line with exit 1, not a finished one.
     with pytest.raises(SystemExit) as exit_:
-        lit_optim(["fit", "--config", str(path), *QUIET, "--trainer.logger", "CSVLogger",
-                   "--trainer.logger.save_dir", "log"])
+        lit_optim(
+            [
+                "fit",
+                "--config",
+                str(path),
+                *QUIET,
+                "--trainer.logger",
+                "CSVLogger",
+                "--trainer.logger.save_dir",
+                "log",
+            ]
+        )
     assert exit_.value.code == 1
     rows = _metrics(user_project / "log")
     columns = set().union(*rows)
@@ -83,9 +132,23 @@ def test_a_study_over_the_users_module_finishes_and_exports_a_runnable_recipe(us
     recipe = yaml.safe_load((EXAMPLE / "recipe.yaml").read_text())
     recipe["trainer"]["max_epochs"] = 4
     (user_project / "recipe.yaml").write_text(yaml.safe_dump(recipe))
-    lit_tune(["run", "--recipe", "recipe.yaml", "--space", str(EXAMPLE / "search.yaml"),
-              "--n-trials", "4", "--study", "sine", "--pruner", "successive_halving",
-              "--accelerator", "cpu"])
+    lit_tune(
+        [
+            "run",
+            "--recipe",
+            "recipe.yaml",
+            "--space",
+            str(EXAMPLE / "search.yaml"),
+            "--n-trials",
+            "4",
+            "--study",
+            "sine",
+            "--pruner",
+            "successive_halving",
+            "--accelerator",
+            "cpu",
+        ]
+    )
     study = optuna.load_study(study_name="sine", storage="sqlite:///runs/sine/study.db")
     finished = [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     assert len(finished) == len(study.trials) == 4
@@ -101,17 +164,37 @@ def test_a_study_over_the_users_module_finishes_and_exports_a_runnable_recipe(us
     assert any(user_project.rglob("*.ckpt"))
 
 
-@pytest.mark.parametrize(("space", "message"), [
-    ({"model.lrr": "log[1e-3, 1e-1]"}, r"model.lrr does not exist: model \(own_module.SineRegressor\) "
-                                       r"has no 'lrr'; did you mean 'lr'"),
-    ({"data.batchsize": [16, 32]}, "data.batchsize does not exist.*did you mean 'batch_size'"),
-    ({"model.optimizer": ["adamw"], "model.init_args.lr": "log[1e-3, 1e-1]"}, None),
-])
-def test_space_paths_are_checked_in_the_users_classes_before_trial_0(user_project, capsys, space, message):
-    (user_project / "space.yaml").write_text(yaml.safe_dump(
-        {"metric": "val/loss", "direction": "minimize", "params": space}))
-    args = ["run", "--recipe", str(EXAMPLE / "recipe.yaml"), "--space", "space.yaml",
-            "--n-trials", "1", "--study", "s", "--accelerator", "cpu"]
+@pytest.mark.parametrize(
+    ("space", "message"),
+    [
+        (
+            {"model.lrr": "log[1e-3, 1e-1]"},
+            r"model.lrr does not exist: model \(own_module.SineRegressor\) "
+            r"has no 'lrr'; did you mean 'lr'",
+        ),
+        ({"data.batchsize": [16, 32]}, "data.batchsize does not exist.*did you mean 'batch_size'"),
+        ({"model.optimizer": ["adamw"], "model.init_args.lr": "log[1e-3, 1e-1]"}, None),
+    ],
+)
+def test_space_paths_are_checked_in_the_users_classes_before_trial_0(
+    user_project, capsys, space, message
+):
+    (user_project / "space.yaml").write_text(
+        yaml.safe_dump({"metric": "val/loss", "direction": "minimize", "params": space})
+    )
+    args = [
+        "run",
+        "--recipe",
+        str(EXAMPLE / "recipe.yaml"),
+        "--space",
+        "space.yaml",
+        "--n-trials",
+        "1",
+        "--study",
+        "s",
+        "--accelerator",
+        "cpu",
+    ]
     if message is None:  # both spellings of a path work: model.lr and model.init_args.lr
         recipe = yaml.safe_load((EXAMPLE / "recipe.yaml").read_text())
         recipe["trainer"]["max_epochs"] = 1
@@ -130,19 +213,44 @@ def test_space_paths_are_checked_in_the_users_classes_before_trial_0(user_projec
 
 
 @pytest.mark.parametrize("population", ["1", "auto"])
-def test_a_metric_the_module_never_logs_stops_the_study_listing_what_it_logs(user_project, capsys,
-                                                                           population):
-    (user_project / "space.yaml").write_text(yaml.safe_dump(
-        {"metric": "val_loss", "direction": "minimize", "params": {"model.lr": "log[1e-3, 1e-1]"}}))
+def test_a_metric_the_module_never_logs_stops_the_study_listing_what_it_logs(
+    user_project, capsys, population
+):
+    (user_project / "space.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "metric": "val_loss",
+                "direction": "minimize",
+                "params": {"model.lr": "log[1e-3, 1e-1]"},
+            }
+        )
+    )
     recipe = yaml.safe_load((EXAMPLE / "recipe.yaml").read_text())
     recipe["trainer"]["max_epochs"] = 2
     (user_project / "r.yaml").write_text(yaml.safe_dump(recipe))
     with pytest.raises(SystemExit) as info:
-        lit_tune(["run", "--recipe", "r.yaml", "--space", "space.yaml", "--n-trials", "5",
-                  "--study", "m", "--accelerator", "cpu", "--population", population])
+        lit_tune(
+            [
+                "run",
+                "--recipe",
+                "r.yaml",
+                "--space",
+                "space.yaml",
+                "--n-trials",
+                "5",
+                "--study",
+                "m",
+                "--accelerator",
+                "cpu",
+                "--population",
+                population,
+            ]
+        )
     err = capsys.readouterr().err
     assert info.value.code == 2
-    assert "metric 'val_loss' is never logged by SineRegressor; it logs: train/loss, val/loss" in err
+    assert (
+        "metric 'val_loss' is never logged by SineRegressor; it logs: train/loss, val/loss" in err
+    )
     study = optuna.load_study(study_name="m", storage="sqlite:///runs/m/study.db")
     if population == "1":
         assert len(study.trials) == 1  # stopped at the first trial, not 5 wasted ones
@@ -152,12 +260,18 @@ def test_a_metric_the_module_never_logs_stops_the_study_listing_what_it_logs(use
         assert all("never logged" in t.user_attrs["fail_reason"] for t in study.trials)
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--model", "own_module.NoSuch"], "own_module.NoSuch"),
-    (["--model", "own_module.SineData"], "does not correspond to a subclass of LightningModule"),
-    (["--model.hiden", "3"], "Option 'hiden' is not accepted; did you mean 'hidden'"),
-    (["--data.batch_sise", "3"], "did you mean 'batch_size'"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model", "own_module.NoSuch"], "own_module.NoSuch"),
+        (
+            ["--model", "own_module.SineData"],
+            "does not correspond to a subclass of LightningModule",
+        ),
+        (["--model.hiden", "3"], "Option 'hiden' is not accepted; did you mean 'hidden'"),
+        (["--data.batch_sise", "3"], "did you mean 'batch_size'"),
+    ],
+)
 def test_bad_class_paths_and_init_args_are_one_line(user_project, capsys, args, message):
     with pytest.raises(SystemExit) as info:
         lit_optim(["fit", "--config", str(EXAMPLE / "recipe.yaml"), *args])
@@ -174,17 +288,32 @@ def test_compare_says_which_init_args_a_user_module_needs(user_project, capsys):
         "from own_module import SineRegressor\n"
         "class FixedOptimizer(SineRegressor):\n"
         "    def __init__(self, lr: float = 0.01):\n"
-        "        super().__init__(lr=lr)\n")
+        "        super().__init__(lr=lr)\n"
+    )
     (user_project / "r.yaml").write_text(yaml.safe_dump(recipe))
     import sys
+
     sys.path.insert(0, str(user_project))
     try:
         with pytest.raises(SystemExit) as info:
-            lit_tune(["compare", "--recipe", "r.yaml", "--optimizers", "sgd,adam", "--budget", "1",
-                      "--seeds", "1"])
+            lit_tune(
+                [
+                    "compare",
+                    "--recipe",
+                    "r.yaml",
+                    "--optimizers",
+                    "sgd,adam",
+                    "--budget",
+                    "1",
+                    "--seeds",
+                    "1",
+                ]
+            )
     finally:
         sys.path.remove(str(user_project))
     err = capsys.readouterr().err
     assert info.value.code == 2
-    assert ("lit-tune compare sets model.optimizer, model.lr, but own_module_fixed.FixedOptimizer "
-            "does not take optimizer (it takes: lr)" in err), err
+    assert (
+        "lit-tune compare sets model.optimizer, model.lr, but own_module_fixed.FixedOptimizer "
+        "does not take optimizer (it takes: lr)" in err
+    ), err

@@ -27,13 +27,23 @@ def _by_param(groups):
 
 def test_lecture_example_two_parts_with_their_own_lr_and_decay():
     model = TwoPart()
-    groups = build_param_groups(model, lr=1.0, weight_decay=0.5, specs=[
-        {"params": "part1.*", "lr": 0.01, "weight_decay": 0.0},
-        {"params": "part2.*", "lr": 0.1, "weight_decay": 1e-4},
-    ])
+    groups = build_param_groups(
+        model,
+        lr=1.0,
+        weight_decay=0.5,
+        specs=[
+            {"params": "part1.*", "lr": 0.01, "weight_decay": 0.0},
+            {"params": "part2.*", "lr": 0.1, "weight_decay": 1e-4},
+        ],
+    )
     g = _by_param(groups)
-    assert g[id(model.part1[0].weight)]["lr"] == 0.01 and g[id(model.part1[0].weight)]["weight_decay"] == 0.0
-    assert g[id(model.part2.weight)]["lr"] == 0.1 and g[id(model.part2.weight)]["weight_decay"] == 1e-4
+    assert (
+        g[id(model.part1[0].weight)]["lr"] == 0.01
+        and g[id(model.part1[0].weight)]["weight_decay"] == 0.0
+    )
+    assert (
+        g[id(model.part2.weight)]["lr"] == 0.1 and g[id(model.part2.weight)]["weight_decay"] == 1e-4
+    )
     # Biases keep their group's lr but get no decay.
     assert g[id(model.part2.bias)]["lr"] == 0.1 and g[id(model.part2.bias)]["weight_decay"] == 0.0
     assert sum(len(x["params"]) for x in groups) == len(list(model.parameters()))
@@ -63,20 +73,30 @@ def test_no_decay_really_leaves_the_bias_alone_under_adamw():
 
 def test_first_matching_group_wins_and_a_dead_pattern_is_an_error():
     model = TwoPart()
-    with pytest.raises(ConfigError, match=r"param_groups\[1\] pattern 'part1.0.\*' matches no parameter"):
-        build_param_groups(model, lr=0.1, weight_decay=0.0,
-                           specs=[{"params": "part1.*"}, {"params": "part1.0.*"}])
+    with pytest.raises(
+        ConfigError, match=r"param_groups\[1\] pattern 'part1.0.\*' matches no parameter"
+    ):
+        build_param_groups(
+            model, lr=0.1, weight_decay=0.0, specs=[{"params": "part1.*"}, {"params": "part1.0.*"}]
+        )
 
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
         ({"param_groups": [{"lr": 0.1}]}, r"param_groups\[0\] needs 'params'"),
-        ({"param_groups": [{"params": "net.*", "betas": (0.9, 0.9)}], "optimizer": "sgd"},
-         r"sets 'betas', which the optimizer does not take"),
-        ({"param_groups": [{"params": "net.*", "lr": -1}]}, r"param_groups\[0\].lr must be a finite number > 0"),
-        ({"param_groups": [{"params": "net.*"}], "optimizer": "lbfgs", "lr": 1.0},
-         "takes a single parameter group"),
+        (
+            {"param_groups": [{"params": "net.*", "betas": (0.9, 0.9)}], "optimizer": "sgd"},
+            r"sets 'betas', which the optimizer does not take",
+        ),
+        (
+            {"param_groups": [{"params": "net.*", "lr": -1}]},
+            r"param_groups\[0\].lr must be a finite number > 0",
+        ),
+        (
+            {"param_groups": [{"params": "net.*"}], "optimizer": "lbfgs", "lr": 1.0},
+            "takes a single parameter group",
+        ),
         ({"lr_scaling": "linear"}, "needs base_batch_size"),
         ({"lr_scaling": "cubic"}, "lr_scaling must be one of none|linear|sqrt"),
     ],
@@ -89,12 +109,19 @@ def test_bad_group_and_scaling_arguments(kwargs, message):
 @pytest.mark.parametrize(("rule", "factor"), [("linear", 4.0), ("sqrt", 2.0), ("none", 1.0)])
 def test_lr_scaling_sets_and_logs_the_effective_lr(make_trainer, tmp_path, rule, factor):
     data = ClassificationData("digits", batch_size=256)
-    task = ClassificationTask(data.input_shape, 10, lr=0.01, lr_scaling=rule, base_batch_size=64,
-                              optimizer="sgd",
-                              param_groups=[{"params": "net.1.*", "lr": 0.001}])
+    task = ClassificationTask(
+        data.input_shape,
+        10,
+        lr=0.01,
+        lr_scaling=rule,
+        base_batch_size=64,
+        optimizer="sgd",
+        param_groups=[{"params": "net.1.*", "lr": 0.001}],
+    )
     monitor = LearningRateMonitor(logging_interval="step")
-    trainer = make_trainer(max_epochs=1, log_every_n_steps=1, logger=CSVLogger(tmp_path),
-                           callbacks=[monitor])
+    trainer = make_trainer(
+        max_epochs=1, log_every_n_steps=1, logger=CSVLogger(tmp_path), callbacks=[monitor]
+    )
     trainer.fit(task, datamodule=data)
     lrs = sorted({g["lr"] for g in trainer.optimizers[0].param_groups})
     assert lrs == pytest.approx([0.001 * factor, 0.01 * factor])
@@ -107,7 +134,9 @@ def test_lr_scaling_sets_and_logs_the_effective_lr(make_trainer, tmp_path, rule,
 
 def test_lr_scaling_counts_gradient_accumulation(make_trainer):
     data = ClassificationData("digits", batch_size=32)
-    task = ClassificationTask(data.input_shape, 10, lr=0.01, lr_scaling="linear", base_batch_size=32)
+    task = ClassificationTask(
+        data.input_shape, 10, lr=0.01, lr_scaling="linear", base_batch_size=32
+    )
     trainer = make_trainer(max_epochs=1, accumulate_grad_batches=4)
     trainer.fit(task, datamodule=data)
     assert lr_scale_factor(trainer, "linear", 32) == 4.0

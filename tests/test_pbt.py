@@ -13,8 +13,11 @@ from optuna.trial import TrialState
 
 from tuning.cli import main as lit_tune
 
-SPACE = {"metric": "val_acc", "direction": "maximize",
-         "params": {"model.lr": "log[1e-3, 3e-2]", "model.weight_decay": "log[1e-6, 1e-3]"}}
+SPACE = {
+    "metric": "val_acc",
+    "direction": "maximize",
+    "params": {"model.lr": "log[1e-3, 3e-2]", "model.weight_decay": "log[1e-6, 1e-3]"},
+}
 
 
 @pytest.fixture
@@ -24,8 +27,20 @@ def space(tune_dir):
 
 
 def _run(*args):
-    lit_tune(["run", "--recipe", "recipe.yaml", "--space", "space.yaml", "--accelerator", "cpu",
-              "--algorithm", "pbt", *args])
+    lit_tune(
+        [
+            "run",
+            "--recipe",
+            "recipe.yaml",
+            "--space",
+            "space.yaml",
+            "--accelerator",
+            "cpu",
+            "--algorithm",
+            "pbt",
+            *args,
+        ]
+    )
 
 
 def _study(name):
@@ -35,13 +50,28 @@ def _study(name):
 def test_pbt_replaces_the_bottom_with_explored_copies_of_the_top_as_new_trials(space, capsys):
     # 4 members, 6 epochs, an exploit every 2: after epochs 2 and 4 the worst member's slot
     # takes a copy of the best one's (quantile 0.25 of 4: one each time).
-    _run("--study", "p", "--n-trials", "6", "--population", "4", "--trainer.max_epochs", "6",
-         "--pbt-interval", "2", "--seed", "3")
+    _run(
+        "--study",
+        "p",
+        "--n-trials",
+        "6",
+        "--population",
+        "4",
+        "--trainer.max_epochs",
+        "6",
+        "--pbt-interval",
+        "2",
+        "--seed",
+        "3",
+    )
     err = capsys.readouterr().err
     assert "train as one population of 4 by population based training" in err
     study = _study("p")
     trials = study.trials
-    assert len(trials) == 6 and {t.state for t in trials} <= {TrialState.COMPLETE, TrialState.PRUNED}
+    assert len(trials) == 6 and {t.state for t in trials} <= {
+        TrialState.COMPLETE,
+        TrialState.PRUNED,
+    }
     children = [t for t in trials if "pbt" in t.user_attrs]
     assert [t.user_attrs["pbt"]["epoch"] for t in children] == [2, 4]
     assert study.user_attrs["algorithm"] == "pbt"
@@ -49,29 +79,43 @@ def test_pbt_replaces_the_bottom_with_explored_copies_of_the_top_as_new_trials(s
         record = child.user_attrs["pbt"]
         parent = trials[record["parent"]]
         # The slot's previous trial ended PRUNED then, naming its parent and its successor.
-        replaced = [t for t in trials if t.user_attrs.get("pruned_reason", "").endswith(
-            f"as trial {child.number}")]
+        replaced = [
+            t
+            for t in trials
+            if t.user_attrs.get("pruned_reason", "").endswith(f"as trial {child.number}")
+        ]
         assert len(replaced) == 1 and replaced[0].state == TrialState.PRUNED
         assert f"took trial {parent.number}'s state" in replaced[0].user_attrs["pruned_reason"]
         assert max(replaced[0].intermediate_values) == record["epoch"] - 1
         # The parent was a top member then: no member in that population was better.
         epoch = record["epoch"] - 1
-        ranked = [t.intermediate_values[epoch] for t in trials
-                  if t.number < child.number and epoch in t.intermediate_values
-                  and t.intermediate_values.get(epoch) is not None]
+        ranked = [
+            t.intermediate_values[epoch]
+            for t in trials
+            if t.number < child.number
+            and epoch in t.intermediate_values
+            and t.intermediate_values.get(epoch) is not None
+        ]
         assert parent.intermediate_values[epoch] == max(ranked)
         # Its curve starts as the parent's, then goes on for the rest of the run.
-        assert {s: v for s, v in child.intermediate_values.items() if s < record["epoch"]} == \
-            {s: v for s, v in parent.intermediate_values.items() if s < record["epoch"]}
+        assert {s: v for s, v in child.intermediate_values.items() if s < record["epoch"]} == {
+            s: v for s, v in parent.intermediate_values.items() if s < record["epoch"]
+        }
         assert sorted(child.intermediate_values) == list(range(6))
         # Explored: resampled within the range or the parent's value x0.8 / x1.2.
         for path, low, high in (("model.lr", 1e-3, 3e-2), ("model.weight_decay", 1e-6, 1e-3)):
             value, before = child.params[path], parent.params[path]
             assert low <= value <= high
-            assert any(math.isclose(value, before * f) for f in (0.8, 1.2)) \
-                or value in (low, high) or not math.isclose(value, before)
-        assert record["changes"][-1] == {"epoch": record["epoch"], "lr": child.params["model.lr"],
-                                         "weight_decay": child.params["model.weight_decay"]}
+            assert (
+                any(math.isclose(value, before * f) for f in (0.8, 1.2))
+                or value in (low, high)
+                or not math.isclose(value, before)
+            )
+        assert record["changes"][-1] == {
+            "epoch": record["epoch"],
+            "lr": child.params["model.lr"],
+            "weight_decay": child.params["model.weight_decay"],
+        }
         assert record["generation"] == parent.user_attrs.get("pbt", {}).get("generation", 0) + 1
         recipe = (space / "runs" / "p" / f"trial_{child.number}" / "recipe.yaml").read_text()
         assert "HyperparameterSchedule" in recipe
@@ -103,8 +147,22 @@ def test_the_exported_recipe_of_a_pbt_trial_replays_it(space):
     recipe["model"]["scheduler"] = "cosine"
     recipe["model"]["scheduler_kwargs"] = {"warmup_steps": 5}
     (space / "recipe.yaml").write_text(yaml.safe_dump(recipe))
-    _run("--study", "r", "--n-trials", "10", "--population", "4", "--trainer.max_epochs", "4",
-         "--pbt-interval", "1", "--pbt-quantile", "0.5", "--seed", "1")
+    _run(
+        "--study",
+        "r",
+        "--n-trials",
+        "10",
+        "--population",
+        "4",
+        "--trainer.max_epochs",
+        "4",
+        "--pbt-interval",
+        "1",
+        "--pbt-quantile",
+        "0.5",
+        "--seed",
+        "1",
+    )
     study = _study("r")
     lines = [t for t in study.trials if t.state == TrialState.COMPLETE and "pbt" in t.user_attrs]
     deepest = max(lines, key=lambda t: t.user_attrs["pbt"]["generation"])
@@ -113,25 +171,45 @@ def test_the_exported_recipe_of_a_pbt_trial_replays_it(space):
     cli = cli_objects(path, *trial_trainer_args("cpu"))
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     assert float(cli.trainer.callback_metrics["val_loss"]) == pytest.approx(
-        deepest.user_attrs["val_loss"], rel=1e-8, abs=0)
+        deepest.user_attrs["val_loss"], rel=1e-8, abs=0
+    )
     assert float(cli.trainer.callback_metrics["val_acc"]) == pytest.approx(deepest.value, abs=1e-7)
 
 
-@pytest.mark.parametrize(("args", "space_params", "message"), [
-    ([], {"data.batch_size": [32, 64], "model.optimizer_kwargs.momentum": "uniform[0.5, 0.9]"},
-     "--algorithm pbt explores the model's lr and weight_decay while members train; the space "
-     "has no range for either"),
-    (["--pbt-interval", "0"], None, "--pbt-interval must be between 1 and 5 epochs (the run trains 6), got 0"),
-    (["--pbt-interval", "6"], None, "--pbt-interval must be between 1 and 5 epochs (the run trains 6), got 6"),
-    (["--pbt-quantile", "0.7"], None, "--pbt-quantile must be above 0 and at most 0.5"),
-    (["--pbt-quantile", "0"], None, "--pbt-quantile must be above 0 and at most 0.5"),
-    (["--sampler", "grid"], {"model.lr": [0.01, 0.02]}, "--algorithm pbt explores"),
-    (["--sampler", "random", "--population", "1"], None,
-     "--algorithm pbt needs a population of at least 2 (a member copies another), got --population 1"),
-    (["--algorithm", "pbtt"], None, "unknown algorithm 'pbtt'; did you mean 'pbt'?"),
-])
-def test_bad_pbt_input_is_one_line_before_anything_is_written(space, capsys, args, space_params,
-                                                              message):
+@pytest.mark.parametrize(
+    ("args", "space_params", "message"),
+    [
+        (
+            [],
+            {"data.batch_size": [32, 64], "model.optimizer_kwargs.momentum": "uniform[0.5, 0.9]"},
+            "--algorithm pbt explores the model's lr and weight_decay while members train; "
+            "the space has no range for either",
+        ),
+        (
+            ["--pbt-interval", "0"],
+            None,
+            "--pbt-interval must be between 1 and 5 epochs (the run trains 6), got 0",
+        ),
+        (
+            ["--pbt-interval", "6"],
+            None,
+            "--pbt-interval must be between 1 and 5 epochs (the run trains 6), got 6",
+        ),
+        (["--pbt-quantile", "0.7"], None, "--pbt-quantile must be above 0 and at most 0.5"),
+        (["--pbt-quantile", "0"], None, "--pbt-quantile must be above 0 and at most 0.5"),
+        (["--sampler", "grid"], {"model.lr": [0.01, 0.02]}, "--algorithm pbt explores"),
+        (
+            ["--sampler", "random", "--population", "1"],
+            None,
+            "--algorithm pbt needs a population of at least 2 (a member copies another), "
+            "got --population 1",
+        ),
+        (["--algorithm", "pbtt"], None, "unknown algorithm 'pbtt'; did you mean 'pbt'?"),
+    ],
+)
+def test_bad_pbt_input_is_one_line_before_anything_is_written(
+    space, capsys, args, space_params, message
+):
     if space_params is not None:
         (space / "space.yaml").write_text(yaml.safe_dump({**SPACE, "params": space_params}))
     with pytest.raises(SystemExit) as info:
@@ -143,13 +221,38 @@ def test_bad_pbt_input_is_one_line_before_anything_is_written(space, capsys, arg
 
 
 def test_a_pbt_study_resumed_with_another_algorithm_is_one_line_and_left_as_it_was(space, capsys):
-    _run("--study", "s", "--n-trials", "2", "--population", "2", "--trainer.max_epochs", "2",
-         "--pbt-interval", "1")
+    _run(
+        "--study",
+        "s",
+        "--n-trials",
+        "2",
+        "--population",
+        "2",
+        "--trainer.max_epochs",
+        "2",
+        "--pbt-interval",
+        "1",
+    )
     before = (space / "runs" / "s" / "study.db").read_bytes()
     capsys.readouterr()
     with pytest.raises(SystemExit) as info:
-        lit_tune(["run", "--recipe", "recipe.yaml", "--space", "space.yaml", "--accelerator", "cpu",
-                  "--study", "s", "--n-trials", "4", "--trainer.max_epochs", "2"])
+        lit_tune(
+            [
+                "run",
+                "--recipe",
+                "recipe.yaml",
+                "--space",
+                "space.yaml",
+                "--accelerator",
+                "cpu",
+                "--study",
+                "s",
+                "--n-trials",
+                "4",
+                "--trainer.max_epochs",
+                "2",
+            ]
+        )
     err = capsys.readouterr().err
     assert info.value.code == 2 and "made with another algorithm ('pbt' → 'optuna')" in err
     assert len(err.strip().splitlines()) == 1, err
@@ -189,26 +292,51 @@ def test_explore_scales_or_resamples_within_the_range_and_keeps_the_rest():
     from tuning.runner.pbt import explore
     from tuning.search.space import parse_space
 
-    space = parse_space({"params": {"model.lr": "log[1e-4, 1e-1]",
-                                    "model.weight_decay": "uniform[1e-5, 1e-2]",
-                                    "model.optimizer_kwargs.momentum": "uniform[0.5, 0.9]"}})
+    space = parse_space(
+        {
+            "params": {
+                "model.lr": "log[1e-4, 1e-1]",
+                "model.weight_decay": "uniform[1e-5, 1e-2]",
+                "model.optimizer_kwargs.momentum": "uniform[0.5, 0.9]",
+            }
+        }
+    )
     parent = {"model.lr": 0.09, "model.weight_decay": 1e-3, "model.optimizer_kwargs.momentum": 0.7}
     # lr: not resampled (0.5 >= 0.25), x1.2 -> 0.108, kept at the range's top; weight decay:
     # resampled (0.1 < 0.25) uniformly. Momentum is not explored (a param group cannot change
     # it mid-run for every optimizer): inherited.
     out = explore(parent, space, _Rng(randoms=[0.5, 0.1], choices=[1], uniforms=[4e-3]))
-    assert out == {"model.lr": 0.1, "model.weight_decay": 4e-3,
-                   "model.optimizer_kwargs.momentum": 0.7}
+    assert out == {
+        "model.lr": 0.1,
+        "model.weight_decay": 4e-3,
+        "model.optimizer_kwargs.momentum": 0.7,
+    }
     # A log range resamples in log space.
     out = explore(parent, space, _Rng(randoms=[0.1, 0.9], choices=[0], uniforms=[math.log(1e-3)]))
     assert out["model.lr"] == pytest.approx(1e-3) and out["model.weight_decay"] == 0.8e-3
 
 
 def test_two_workers_each_run_pbt_populations_on_one_journal_study_and_split_the_budget(space):
-    _run("--study", "w", "--n-trials", "9", "--population", "2", "--n-workers", "2",
-         "--trainer.max_epochs", "4", "--pbt-interval", "1")
-    study = optuna.load_study(study_name="w", storage=optuna.storages.JournalStorage(
-        optuna.storages.journal.JournalFileBackend("runs/w/journal.log")))
+    _run(
+        "--study",
+        "w",
+        "--n-trials",
+        "9",
+        "--population",
+        "2",
+        "--n-workers",
+        "2",
+        "--trainer.max_epochs",
+        "4",
+        "--pbt-interval",
+        "1",
+    )
+    study = optuna.load_study(
+        study_name="w",
+        storage=optuna.storages.JournalStorage(
+            optuna.storages.journal.JournalFileBackend("runs/w/journal.log")
+        ),
+    )
     trials = study.trials
     assert len(trials) == 9
     assert {t.state for t in trials} <= {TrialState.COMPLETE, TrialState.PRUNED}
@@ -216,6 +344,8 @@ def test_two_workers_each_run_pbt_populations_on_one_journal_study_and_split_the
     # Each exploit's parent trained in the same population as its child.
     for child in (t for t in trials if "pbt" in t.user_attrs):
         parent = trials[child.user_attrs["pbt"]["parent"]]
-        assert parent.user_attrs["population"]["first_trial"] == \
-            child.user_attrs["population"]["first_trial"]
+        assert (
+            parent.user_attrs["population"]["first_trial"]
+            == child.user_attrs["population"]["first_trial"]
+        )
         assert parent.user_attrs["pid"] == child.user_attrs["pid"]

@@ -26,8 +26,12 @@ def example_plugin(monkeypatch):
     for registry in (OPTIMIZERS, SCHEDULERS, MODELS, DATASETS):
         monkeypatch.setattr(registry, "_plugins_loaded", False)
     yield
-    for registry, name in ((OPTIMIZERS, "signsgd"), (SCHEDULERS, "linear_decay"),
-                           (MODELS, "wide_linear"), (DATASETS, "xor")):
+    for registry, name in (
+        (OPTIMIZERS, "signsgd"),
+        (SCHEDULERS, "linear_decay"),
+        (MODELS, "wide_linear"),
+        (DATASETS, "xor"),
+    ):
         registry.unregister(name, missing_ok=True)
 
 
@@ -81,9 +85,23 @@ def test_plugin_optimizer_in_a_cli_fit(example_plugin, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr("sys.argv", ["lit-optim"])
     recipe = Path(__file__).resolve().parents[1] / "recipes" / "digits" / "mlp.yaml"
-    main(["fit", "--config", str(recipe), "--model.optimizer", "signsgd", "--model.lr", "0.001",
-          "--model.scheduler", "linear_decay", "--trainer.max_epochs", "2",
-          "--trainer.enable_progress_bar", "false"])
+    main(
+        [
+            "fit",
+            "--config",
+            str(recipe),
+            "--model.optimizer",
+            "signsgd",
+            "--model.lr",
+            "0.001",
+            "--model.scheduler",
+            "linear_decay",
+            "--trainer.max_epochs",
+            "2",
+            "--trainer.enable_progress_bar",
+            "false",
+        ]
+    )
     assert any(tmp_path.rglob("*.ckpt"))
 
 
@@ -110,19 +128,35 @@ class TestBuiltinModels(ModelPluginContract):
 # Datasets that need files get small ones written by the test (see test_data.py); the
 # contract runs on those that load from memory, and on the torchvision ones where the test
 # data writer can make their files.
-@pytest.mark.parametrize("name", [n for n in DATASETS.names()
-                                  if n != "xor" and not DATASETS.get(n).downloads])
+@pytest.mark.parametrize(
+    "name", [n for n in DATASETS.names() if n != "xor" and not DATASETS.get(n).downloads]
+)
 class TestBuiltinDatasets(DatasetPluginContract):
     @pytest.fixture(autouse=True)
     def _name(self, name):
         self.name = name
-        self.kwargs = {"num_samples": 96, "num_classes": 3, "num_features": 5} \
-            if name == "synthetic" else {}
+        self.kwargs = (
+            {"num_samples": 96, "num_classes": 3, "num_features": 5} if name == "synthetic" else {}
+        )
 
 
 def test_example_model_and_dataset_in_a_cli_fit(example_plugin, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    main(["fit", "--model.network", "wide_linear", "--model.network_kwargs", '{"width": 8}',
-          "--data.dataset", "xor", "--trainer.max_epochs", "2", "--trainer.enable_progress_bar",
-          "false", "--trainer.enable_model_summary", "false"])
+    main(
+        [
+            "fit",
+            "--model.network",
+            "wide_linear",
+            "--model.network_kwargs",
+            '{"width": 8}',
+            "--data.dataset",
+            "xor",
+            "--trainer.max_epochs",
+            "2",
+            "--trainer.enable_progress_bar",
+            "false",
+            "--trainer.enable_model_summary",
+            "false",
+        ]
+    )
     assert any(tmp_path.rglob("*.ckpt"))

@@ -46,8 +46,11 @@ def _per_member(members, xs):
 
 
 def _vmapped(members, xs, fold, shared_input=False):
-    template = type(members[0])(members[0].num_features, affine=members[0].affine,
-                                track_running_stats=members[0].track_running_stats).double()
+    template = type(members[0])(
+        members[0].num_features,
+        affine=members[0].affine,
+        track_running_stats=members[0].track_running_stats,
+    ).double()
     template.train()
     params, buffers = stack_module_state(members)
 

@@ -38,15 +38,27 @@ class Shapes(L.LightningDataModule):
 
 
 class SmallCNN(L.LightningModule):
-    def __init__(self, lr: float = 1e-2, weight_decay: float = 1e-3, head_lr: float = 3e-2,
-                 dropout: float = 0.0, optimizer: str = "adamw", scheduler: str = "cosine",
-                 scheduler_kwargs: dict | None = None):
+    def __init__(
+        self,
+        lr: float = 1e-2,
+        weight_decay: float = 1e-3,
+        head_lr: float = 3e-2,
+        dropout: float = 0.0,
+        optimizer: str = "adamw",
+        scheduler: str = "cosine",
+        scheduler_kwargs: dict | None = None,
+    ):
         super().__init__()
         self.save_hyperparameters()
         # No conv bias before BatchNorm (it cancels): its gradient is round-off, which Adam
         # would blow up to full steps, so no two kernels could agree on it.
-        self.features = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4), nn.ReLU(),
-                                      nn.Dropout(dropout) if dropout else nn.Identity(), nn.Flatten())
+        self.features = nn.Sequential(
+            nn.Conv2d(1, 4, 3, padding=1, bias=False),
+            nn.BatchNorm2d(4),
+            nn.ReLU(),
+            nn.Dropout(dropout) if dropout else nn.Identity(),
+            nn.Flatten(),
+        )
         self.head = nn.Linear(4 * 8 * 8, 3)
         self.top1 = MulticlassAccuracy(num_classes=3)
 
@@ -67,19 +79,40 @@ class SmallCNN(L.LightningModule):
         self.log("valid/top1", self.top1)
 
     def configure_optimizers(self):
-        opt = create_optimizer(self, self.hparams.optimizer, lr=self.hparams.lr,
-                               weight_decay=self.hparams.weight_decay,
-                               param_groups=[{"params": "head.*", "lr": self.hparams.head_lr}])
-        return {"optimizer": opt,
-                "lr_scheduler": create_scheduler(self.hparams.scheduler, opt, self.trainer,
-                                                 monitor="valid/nll",
-                                                 **(self.hparams.scheduler_kwargs or {}))}
+        opt = create_optimizer(
+            self,
+            self.hparams.optimizer,
+            lr=self.hparams.lr,
+            weight_decay=self.hparams.weight_decay,
+            param_groups=[{"params": "head.*", "lr": self.hparams.head_lr}],
+        )
+        return {
+            "optimizer": opt,
+            "lr_scheduler": create_scheduler(
+                self.hparams.scheduler,
+                opt,
+                self.trainer,
+                monitor="valid/nll",
+                **(self.hparams.scheduler_kwargs or {}),
+            ),
+        }
 
 
-MEMBERS = [dict(lr=1e-2, weight_decay=1e-3, head_lr=3e-2), dict(lr=3e-3, weight_decay=1e-2, head_lr=1e-2),
-           dict(lr=2e-2, weight_decay=0.0, head_lr=5e-3)]
-TRAINER = dict(max_epochs=3, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-               enable_model_summary=False, enable_progress_bar=False, precision="64-true")
+MEMBERS = [
+    dict(lr=1e-2, weight_decay=1e-3, head_lr=3e-2),
+    dict(lr=3e-3, weight_decay=1e-2, head_lr=1e-2),
+    dict(lr=2e-2, weight_decay=0.0, head_lr=5e-3),
+]
+TRAINER = dict(
+    max_epochs=3,
+    accelerator="cpu",
+    devices=1,
+    logger=False,
+    enable_checkpointing=False,
+    enable_model_summary=False,
+    enable_progress_bar=False,
+    precision="64-true",
+)
 
 
 def _one_by_one(tmp_path, **hparams):
@@ -98,19 +131,28 @@ def _population(tmp_path, members, clip=None, **trainer):
         modules.append(SmallCNN(**hparams))
     population = ModulePopulation(modules, gradient_clip_val=clip)
     L.seed_everything(0)
-    L.Trainer(default_root_dir=tmp_path, **{**TRAINER, **trainer}).fit(population, datamodule=Shapes())
+    L.Trainer(default_root_dir=tmp_path, **{**TRAINER, **trainer}).fit(
+        population, datamodule=Shapes()
+    )
     return population
 
 
-@pytest.mark.parametrize("optimizer,scheduler,kwargs", [
-    ("adamw", "cosine", {}), ("momentum", "onecycle", {}),
-    # plateau's warmup rides on the optimizer's step hook (StepWarmup): the one schedule a
-    # shadow optimizer must still be stepped for
-    ("adamw", "plateau", {"warmup_steps": 10, "patience": 0, "factor": 0.5, "mode": "min"})],
-    ids=["adamw-cosine", "momentum-onecycle", "adamw-warmup-plateau"])
+@pytest.mark.parametrize(
+    "optimizer,scheduler,kwargs",
+    [
+        ("adamw", "cosine", {}),
+        ("momentum", "onecycle", {}),
+        # plateau's warmup rides on the optimizer's step hook (StepWarmup): the one schedule a
+        # shadow optimizer must still be stepped for
+        ("adamw", "plateau", {"warmup_steps": 10, "patience": 0, "factor": 0.5, "mode": "min"}),
+    ],
+    ids=["adamw-cosine", "momentum-onecycle", "adamw-warmup-plateau"],
+)
 def test_every_member_ends_where_its_own_run_ends(tmp_path, optimizer, scheduler, kwargs):
-    members = [{**m, "optimizer": optimizer, "scheduler": scheduler, "scheduler_kwargs": kwargs}
-               for m in MEMBERS]
+    members = [
+        {**m, "optimizer": optimizer, "scheduler": scheduler, "scheduler_kwargs": kwargs}
+        for m in MEMBERS
+    ]
     population = _population(tmp_path, members)
     assert population.alive == [0, 1, 2] and not population.dropped
     for i, hparams in enumerate(members):
@@ -122,7 +164,9 @@ def test_every_member_ends_where_its_own_run_ends(tmp_path, optimizer, scheduler
             assert torch.allclose(theirs[name].to(value.dtype), value, rtol=0, atol=1e-10), name
         # the values each member logged are its own run's
         for name in ("valid/nll", "valid/top1", "train/nll"):
-            assert float(population.member_metrics[name][i]) == pytest.approx(logged[name], abs=1e-10), name
+            assert float(population.member_metrics[name][i]) == pytest.approx(
+                logged[name], abs=1e-10
+            ), name
 
 
 def test_batch_norm_statistics_are_per_member(tmp_path):
@@ -144,20 +188,25 @@ def test_dropout_draws_its_own_masks_per_member(tmp_path):
 def test_gradient_clipping_is_per_member(tmp_path):
     # One member's large gradients must not shrink another's: clipped alone, each member
     # equals its own run clipped by Lightning.
-    members = [dict(lr=1e-2, weight_decay=0.0, head_lr=1e-2, optimizer="sgd", scheduler="constant"),
-               dict(lr=5e-1, weight_decay=0.0, head_lr=5e-1, optimizer="sgd", scheduler="constant")]
+    members = [
+        dict(lr=1e-2, weight_decay=0.0, head_lr=1e-2, optimizer="sgd", scheduler="constant"),
+        dict(lr=5e-1, weight_decay=0.0, head_lr=5e-1, optimizer="sgd", scheduler="constant"),
+    ]
     population = _population(tmp_path, members, clip=0.05, max_epochs=1)
     for i, hparams in enumerate(members):
         L.seed_everything(0)
         module = SmallCNN(**hparams)
         L.seed_everything(0)
-        L.Trainer(default_root_dir=tmp_path, **{**TRAINER, "max_epochs": 1, "gradient_clip_val": 0.05}
-                  ).fit(module, datamodule=Shapes())
+        L.Trainer(
+            default_root_dir=tmp_path, **{**TRAINER, "max_epochs": 1, "gradient_clip_val": 0.05}
+        ).fit(module, datamodule=Shapes())
         theirs = population.member_state_dict(i)
         assert torch.allclose(theirs["head.weight"], module.head.weight.detach(), atol=1e-10)
     unclipped = _population(tmp_path, members, max_epochs=1)  # the clip did bite
-    assert not torch.allclose(unclipped.member_state_dict(1)["head.weight"],
-                              population.member_state_dict(1)["head.weight"])
+    assert not torch.allclose(
+        unclipped.member_state_dict(1)["head.weight"],
+        population.member_state_dict(1)["head.weight"],
+    )
 
 
 class _Batches(L.Callback):
@@ -179,19 +228,27 @@ class _Replay(Shapes):
 
     def train_dataloader(self):
         # batch_size=None: each item is already a batch (a bare list reads as N loaders)
-        return DataLoader(self.batches.by_epoch[self.trainer.current_epoch + self.start],
-                          batch_size=None)
+        return DataLoader(
+            self.batches.by_epoch[self.trainer.current_epoch + self.start], batch_size=None
+        )
 
 
-@pytest.mark.parametrize("scheduler,kwargs", [
-    ("cosine", {}), ("plateau", {"warmup_steps": 10, "patience": 0, "factor": 0.5, "mode": "min"})])
+@pytest.mark.parametrize(
+    "scheduler,kwargs",
+    [
+        ("cosine", {}),
+        ("plateau", {"warmup_steps": 10, "patience": 0, "factor": 0.5, "mode": "min"}),
+    ],
+)
 def test_a_member_that_joins_later_equals_its_run_fed_the_same_batches(tmp_path, scheduler, kwargs):
     # Two members start; after population epoch 0 a third joins (its own epoch 0, step 0, its
     # schedule built for its own 3 epochs); the first two complete after epoch 2 and leave.
     # The newcomer equals a plain Lightning run of it fed the batches it saw; the first
     # members still equal their own runs (the join took nothing from them).
-    members = [{**m, "optimizer": "adamw", "scheduler": scheduler, "scheduler_kwargs": kwargs}
-               for m in MEMBERS]
+    members = [
+        {**m, "optimizer": "adamw", "scheduler": scheduler, "scheduler_kwargs": kwargs}
+        for m in MEMBERS
+    ]
     modules = []
     for hparams in members[:2]:
         L.seed_everything(0)
@@ -204,8 +261,10 @@ def test_a_member_that_joins_later_equals_its_run_fed_the_same_batches(tmp_path,
         finished = [e == 3 for e in pop.epochs_trained]
         for position, index in enumerate(pop.alive):
             if finished[position]:
-                done[index] = (pop.member_state_dict(position),
-                               {k: float(v[position]) for k, v in pop.member_metrics.items()})
+                done[index] = (
+                    pop.member_state_dict(position),
+                    {k: float(v[position]) for k, v in pop.member_metrics.items()},
+                )
         pop.drop(torch.tensor([not f for f in finished]), reason="complete")
         if pop.trainer.current_epoch == 0:
             state = torch.get_rng_state()
@@ -234,27 +293,41 @@ def test_a_member_that_joins_later_equals_its_run_fed_the_same_batches(tmp_path,
         if index == 0:
             reference, logged = _one_by_one(tmp_path, **members[0])
         else:
-            reference = L.Trainer(default_root_dir=tmp_path, reload_dataloaders_every_n_epochs=1,
-                                  **TRAINER)
+            reference = L.Trainer(
+                default_root_dir=tmp_path, reload_dataloaders_every_n_epochs=1, **TRAINER
+            )
             reference.fit(module, datamodule=_Replay(batches, start=1))
             reference, logged = module, {k: float(v) for k, v in reference.callback_metrics.items()}
         state, metrics = done[index]
         for name, value in reference.state_dict().items():
             if not name.startswith("top1."):
-                assert torch.allclose(state[name].to(value.dtype), value, rtol=0, atol=1e-10), (index, name)
+                assert torch.allclose(state[name].to(value.dtype), value, rtol=0, atol=1e-10), (
+                    index,
+                    name,
+                )
         for name in ("valid/nll", "valid/top1", "train/nll"):
             assert metrics[name] == pytest.approx(logged[name], abs=1e-10), (index, name)
 
 
-@pytest.mark.parametrize("scheduler,kwargs", [
-    ("cosine", {"warmup_steps": 10}), ("plateau", {"patience": 0, "factor": 0.5, "mode": "min"})])
+@pytest.mark.parametrize(
+    "scheduler,kwargs",
+    [("cosine", {"warmup_steps": 10}), ("plateau", {"patience": 0, "factor": 0.5, "mode": "min"})],
+)
 def test_copy_member_is_bitwise_and_the_copy_trains_on_as_its_source(tmp_path, scheduler, kwargs):
     # PBT's exploit on a user's module: after epoch 0 member 2 takes member 0's parameters,
     # BatchNorm statistics, optimizer state, shadow optimizer and schedule state. Both then see
     # the same batches with the same hyperparameters: bit for bit equal to the end.
     # every member with weight decay: their optimizers group the parameters alike
-    members = [{**m, "weight_decay": m["weight_decay"] or 3e-3, "optimizer": "adamw",
-                "scheduler": scheduler, "scheduler_kwargs": kwargs} for m in MEMBERS]
+    members = [
+        {
+            **m,
+            "weight_decay": m["weight_decay"] or 3e-3,
+            "optimizer": "adamw",
+            "scheduler": scheduler,
+            "scheduler_kwargs": kwargs,
+        }
+        for m in MEMBERS
+    ]
     modules = []
     for hparams in members:
         L.seed_everything(0)
@@ -269,10 +342,14 @@ def test_copy_member_is_bitwise_and_the_copy_trains_on_as_its_source(tmp_path, s
         for state in update.state:
             for value in state.values():
                 assert torch.equal(value[0], value[2])
-    lrs = [[g.get("initial_lr", g["lr"]) for g in s["optimizer"].param_groups]
-           for s in population.shadows]  # the base lrs: cosine ends at 0 for all
+    lrs = [
+        [g.get("initial_lr", g["lr"]) for g in s["optimizer"].param_groups]
+        for s in population.shadows
+    ]  # the base lrs: cosine ends at 0 for all
     assert lrs[0] == lrs[2] != lrs[1]
-    assert float(population.member_metrics["valid/nll"][0]) == float(population.member_metrics["valid/nll"][2])
+    assert float(population.member_metrics["valid/nll"][0]) == float(
+        population.member_metrics["valid/nll"][2]
+    )
     plain = _population(tmp_path, members)
     assert not torch.equal(plain.member_state_dict(2)["head.weight"], third["head.weight"])
 
@@ -287,13 +364,16 @@ class ItemInStep(SmallCNN):
 
 def test_a_step_that_reads_a_value_to_python_is_not_vmappable(tmp_path):
     L.seed_everything(0)
-    with pytest.raises(NotVmappable, match=r"training_step cannot run once per member under vmap:.*item"):
+    with pytest.raises(
+        NotVmappable, match=r"training_step cannot run once per member under vmap:.*item"
+    ):
         _fit_modules(tmp_path, [ItemInStep(), ItemInStep()])
 
 
 def _fit_modules(tmp_path, modules):
     L.Trainer(default_root_dir=tmp_path, **{**TRAINER, "max_epochs": 1}).fit(
-        ModulePopulation(modules), datamodule=Shapes())
+        ModulePopulation(modules), datamodule=Shapes()
+    )
 
 
 def test_an_optimizer_without_a_population_rule_is_not_vmappable(tmp_path):
@@ -303,8 +383,16 @@ def test_an_optimizer_without_a_population_rule_is_not_vmappable(tmp_path):
 
 # -- through lit-tune run --population ------------------------------------------------------
 
-def _tune(tmp_path, monkeypatch, space: dict, *args: str, init_args: dict | None = None,
-          trainer: dict | None = None, study: str = "s"):
+
+def _tune(
+    tmp_path,
+    monkeypatch,
+    space: dict,
+    *args: str,
+    init_args: dict | None = None,
+    trainer: dict | None = None,
+    study: str = "s",
+):
     import yaml
 
     from tuning.cli import main as lit_tune
@@ -312,29 +400,74 @@ def _tune(tmp_path, monkeypatch, space: dict, *args: str, init_args: dict | None
     tmp_path.mkdir(exist_ok=True)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr("sys.argv", ["lit-tune"])
-    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump({
-        "seed_everything": 0,
-        "model": {"class_path": "test_population_module.SmallCNN", "init_args": init_args or {}},
-        "data": {"class_path": "test_population_module.Shapes"},
-        "trainer": {"max_epochs": 2, **(trainer or {})}}))
+    (tmp_path / "recipe.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "seed_everything": 0,
+                "model": {
+                    "class_path": "test_population_module.SmallCNN",
+                    "init_args": init_args or {},
+                },
+                "data": {"class_path": "test_population_module.Shapes"},
+                "trainer": {"max_epochs": 2, **(trainer or {})},
+            }
+        )
+    )
     (tmp_path / "space.yaml").write_text(yaml.safe_dump(space))
-    lit_tune(["run", "--recipe", "recipe.yaml", "--space", "space.yaml", "--study", study,
-              "--accelerator", "cpu", "--pruner", "none", *args])
+    lit_tune(
+        [
+            "run",
+            "--recipe",
+            "recipe.yaml",
+            "--space",
+            "space.yaml",
+            "--study",
+            study,
+            "--accelerator",
+            "cpu",
+            "--pruner",
+            "none",
+            *args,
+        ]
+    )
     import optuna
 
     return optuna.load_study(study_name=study, storage=f"sqlite:///runs/{study}/study.db")
 
 
-GRID = {"metric": "valid/nll", "direction": "minimize",
-        "params": {"model.lr": [1e-2, 3e-3, 2e-2, 5e-3], "model.head_lr": [1e-2, 3e-2]}}
+GRID = {
+    "metric": "valid/nll",
+    "direction": "minimize",
+    "params": {"model.lr": [1e-2, 3e-3, 2e-2, 5e-3], "model.head_lr": [1e-2, 3e-2]},
+}
 
 
 def test_lit_tune_population_of_the_users_module_equals_one_by_one(tmp_path, monkeypatch, capsys):
     trainer = {"precision": "64-true"}
-    alone = _tune(tmp_path / "a", monkeypatch, GRID, "--sampler", "grid", "--n-trials", "8",
-                  "--population", "1", trainer=trainer)
-    together = _tune(tmp_path / "b", monkeypatch, GRID, "--sampler", "grid", "--n-trials", "8",
-                     "--population", "8", trainer=trainer)
+    alone = _tune(
+        tmp_path / "a",
+        monkeypatch,
+        GRID,
+        "--sampler",
+        "grid",
+        "--n-trials",
+        "8",
+        "--population",
+        "1",
+        trainer=trainer,
+    )
+    together = _tune(
+        tmp_path / "b",
+        monkeypatch,
+        GRID,
+        "--sampler",
+        "grid",
+        "--n-trials",
+        "8",
+        "--population",
+        "8",
+        trainer=trainer,
+    )
     err = capsys.readouterr().err
     assert "train as one population of 8" in err, err
     key = lambda t: (t.params["model.lr"], t.params["model.head_lr"])  # noqa: E731
@@ -348,14 +481,24 @@ def test_lit_tune_population_of_the_users_module_equals_one_by_one(tmp_path, mon
 
 
 def test_lit_tune_population_with_dropout_and_batch_norm(tmp_path, monkeypatch, capsys):
-    space = {"metric": "valid/top1",  # direction from the MulticlassAccuracy logged under it
-             "params": {"model.lr": "log[1e-3, 1e-1]", "model.weight_decay": "log[1e-5, 1e-1]"}}
+    space = {
+        "metric": "valid/top1",  # direction from the MulticlassAccuracy logged under it
+        "params": {"model.lr": "log[1e-3, 1e-1]", "model.weight_decay": "log[1e-5, 1e-1]"},
+    }
     import warnings
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        study = _tune(tmp_path, monkeypatch, space, "--n-trials", "8", "--population", "8",
-                      init_args={"dropout": 0.3})
+        study = _tune(
+            tmp_path,
+            monkeypatch,
+            space,
+            "--n-trials",
+            "8",
+            "--population",
+            "8",
+            init_args={"dropout": 0.3},
+        )
     err = capsys.readouterr().err
     assert "train as one population of 8" in err and "one by one" not in err, err
     # torch.func's notice about its own internals (bincount in the Metric's update) stays in
@@ -371,16 +514,45 @@ def test_lit_tune_falls_back_one_by_one_for_a_step_that_cannot_vmap(tmp_path, mo
 
     study = None
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump({
-        "seed_everything": 0, "model": {"class_path": "test_population_module.ItemInStep"},
-        "data": {"class_path": "test_population_module.Shapes"}, "trainer": {"max_epochs": 1}}))
+    (tmp_path / "recipe.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "seed_everything": 0,
+                "model": {"class_path": "test_population_module.ItemInStep"},
+                "data": {"class_path": "test_population_module.Shapes"},
+                "trainer": {"max_epochs": 1},
+            }
+        )
+    )
     from tuning.cli import main as lit_tune
 
     monkeypatch.setattr("sys.argv", ["lit-tune"])
-    (tmp_path / "space.yaml").write_text(yaml.safe_dump(
-        {"metric": "valid/nll", "direction": "minimize", "params": {"model.lr": "log[1e-3, 1e-1]"}}))
-    lit_tune(["run", "--recipe", "recipe.yaml", "--space", "space.yaml", "--study", "f",
-              "--accelerator", "cpu", "--n-trials", "4", "--population", "4"])
+    (tmp_path / "space.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "metric": "valid/nll",
+                "direction": "minimize",
+                "params": {"model.lr": "log[1e-3, 1e-1]"},
+            }
+        )
+    )
+    lit_tune(
+        [
+            "run",
+            "--recipe",
+            "recipe.yaml",
+            "--space",
+            "space.yaml",
+            "--study",
+            "f",
+            "--accelerator",
+            "cpu",
+            "--n-trials",
+            "4",
+            "--population",
+            "4",
+        ]
+    )
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if "run one by one" in line]
     assert len(lines) == 1 and ".item()" in lines[0], err
@@ -401,7 +573,9 @@ def test_members_that_group_differently_train_on_the_groups_they_share():
         _common_groups([[("a", "b")], [("a",)]])
 
 
-def test_lit_tune_pbt_on_the_users_module_and_its_exported_trial_replays(tmp_path, monkeypatch, capsys):
+def test_lit_tune_pbt_on_the_users_module_and_its_exported_trial_replays(
+    tmp_path, monkeypatch, capsys
+):
     # PBT on a user's CNN (BatchNorm, a head param group with its own lr, cosine with warmup):
     # each exploit copies a member in memory and rescales every group's lr and weight decay;
     # the exported recipe of a later generation, fitted alone, ends where its trial ended.
@@ -409,12 +583,28 @@ def test_lit_tune_pbt_on_the_users_module_and_its_exported_trial_replays(tmp_pat
     from tuning.runner.objective import trial_trainer_args
     from tuning.runner.study import export_trial
 
-    space = {"metric": "valid/nll", "direction": "minimize",
-             "params": {"model.lr": "log[1e-3, 3e-2]", "model.weight_decay": "log[1e-4, 1e-2]"}}
-    study = _tune(tmp_path, monkeypatch, space, "--algorithm", "pbt", "--n-trials", "7",
-                  "--population", "3", "--pbt-interval", "1", "--seed", "2",
-                  init_args={"scheduler_kwargs": {"warmup_steps": 3}},
-                  trainer={"precision": "64-true", "max_epochs": 3})
+    space = {
+        "metric": "valid/nll",
+        "direction": "minimize",
+        "params": {"model.lr": "log[1e-3, 3e-2]", "model.weight_decay": "log[1e-4, 1e-2]"},
+    }
+    study = _tune(
+        tmp_path,
+        monkeypatch,
+        space,
+        "--algorithm",
+        "pbt",
+        "--n-trials",
+        "7",
+        "--population",
+        "3",
+        "--pbt-interval",
+        "1",
+        "--seed",
+        "2",
+        init_args={"scheduler_kwargs": {"warmup_steps": 3}},
+        trainer={"precision": "64-true", "max_epochs": 3},
+    )
     assert "by population based training" in capsys.readouterr().err
     children = [t for t in study.trials if t.state == TrialState.COMPLETE and "pbt" in t.user_attrs]
     assert children, [(t.number, t.state, t.user_attrs) for t in study.trials]
@@ -422,4 +612,6 @@ def test_lit_tune_pbt_on_the_users_module_and_its_exported_trial_replays(tmp_pat
     path = export_trial(study, child, tmp_path / "replay.yaml")
     cli = cli_objects(path, *trial_trainer_args("cpu"))
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
-    assert float(cli.trainer.callback_metrics["valid/nll"]) == pytest.approx(child.value, rel=1e-8, abs=0)
+    assert float(cli.trainer.callback_metrics["valid/nll"]) == pytest.approx(
+        child.value, rel=1e-8, abs=0
+    )

@@ -14,23 +14,54 @@ SHAPES = [(3, 5), (5,)]
 STEPS = 6
 
 MEMBERS = {
-    "sgd": [{"lr": 0.1, "weight_decay": 0.0}, {"lr": 0.05, "weight_decay": 1e-2},
-            {"lr": 0.2, "weight_decay": 1e-3, "momentum": 0.5, "dampening": 0.1},
-            {"lr": 0.01, "weight_decay": 0.0, "momentum": 0.9}],
-    "momentum": [{"lr": 0.1, "momentum": 0.9}, {"lr": 0.05, "momentum": 0.5, "weight_decay": 1e-2},
-                 {"lr": 0.2, "momentum": 0.99, "dampening": 0.9}, {"lr": 0.01, "momentum": 0.0}],
-    "nesterov": [{"lr": 0.1, "momentum": 0.9}, {"lr": 0.05, "momentum": 0.5, "weight_decay": 1e-2},
-                 {"lr": 0.2, "momentum": 0.99}, {"lr": 0.01, "momentum": 0.7}],
-    "adam": [{"lr": 1e-3}, {"lr": 3e-3, "weight_decay": 1e-2, "betas": (0.8, 0.99)},
-             {"lr": 1e-2, "eps": 1e-6}, {"lr": 3e-4, "betas": (0.95, 0.9999), "weight_decay": 1e-4}],
-    "amsgrad": [{"lr": 1e-3}, {"lr": 3e-3, "weight_decay": 1e-2, "betas": (0.8, 0.99)},
-                {"lr": 1e-2, "eps": 1e-6}, {"lr": 3e-4, "betas": (0.95, 0.9999)}],
-    "adamw": [{"lr": 1e-3, "weight_decay": 1e-2}, {"lr": 3e-3, "weight_decay": 0.1, "betas": (0.8, 0.99)},
-              {"lr": 1e-2, "weight_decay": 0.0, "eps": 1e-6}, {"lr": 3e-4, "weight_decay": 0.3}],
-    "rmsprop": [{"lr": 1e-3}, {"lr": 3e-3, "weight_decay": 1e-2, "alpha": 0.9},
-                {"lr": 1e-2, "momentum": 0.9}, {"lr": 3e-4, "momentum": 0.5, "eps": 1e-6}],
-    "adagrad": [{"lr": 0.05}, {"lr": 0.1, "weight_decay": 1e-2, "lr_decay": 1e-2},
-                {"lr": 0.01, "eps": 1e-8}, {"lr": 0.2, "initial_accumulator_value": 0.1}],
+    "sgd": [
+        {"lr": 0.1, "weight_decay": 0.0},
+        {"lr": 0.05, "weight_decay": 1e-2},
+        {"lr": 0.2, "weight_decay": 1e-3, "momentum": 0.5, "dampening": 0.1},
+        {"lr": 0.01, "weight_decay": 0.0, "momentum": 0.9},
+    ],
+    "momentum": [
+        {"lr": 0.1, "momentum": 0.9},
+        {"lr": 0.05, "momentum": 0.5, "weight_decay": 1e-2},
+        {"lr": 0.2, "momentum": 0.99, "dampening": 0.9},
+        {"lr": 0.01, "momentum": 0.0},
+    ],
+    "nesterov": [
+        {"lr": 0.1, "momentum": 0.9},
+        {"lr": 0.05, "momentum": 0.5, "weight_decay": 1e-2},
+        {"lr": 0.2, "momentum": 0.99},
+        {"lr": 0.01, "momentum": 0.7},
+    ],
+    "adam": [
+        {"lr": 1e-3},
+        {"lr": 3e-3, "weight_decay": 1e-2, "betas": (0.8, 0.99)},
+        {"lr": 1e-2, "eps": 1e-6},
+        {"lr": 3e-4, "betas": (0.95, 0.9999), "weight_decay": 1e-4},
+    ],
+    "amsgrad": [
+        {"lr": 1e-3},
+        {"lr": 3e-3, "weight_decay": 1e-2, "betas": (0.8, 0.99)},
+        {"lr": 1e-2, "eps": 1e-6},
+        {"lr": 3e-4, "betas": (0.95, 0.9999)},
+    ],
+    "adamw": [
+        {"lr": 1e-3, "weight_decay": 1e-2},
+        {"lr": 3e-3, "weight_decay": 0.1, "betas": (0.8, 0.99)},
+        {"lr": 1e-2, "weight_decay": 0.0, "eps": 1e-6},
+        {"lr": 3e-4, "weight_decay": 0.3},
+    ],
+    "rmsprop": [
+        {"lr": 1e-3},
+        {"lr": 3e-3, "weight_decay": 1e-2, "alpha": 0.9},
+        {"lr": 1e-2, "momentum": 0.9},
+        {"lr": 3e-4, "momentum": 0.5, "eps": 1e-6},
+    ],
+    "adagrad": [
+        {"lr": 0.05},
+        {"lr": 0.1, "weight_decay": 1e-2, "lr_decay": 1e-2},
+        {"lr": 0.01, "eps": 1e-8},
+        {"lr": 0.2, "initial_accumulator_value": 0.1},
+    ],
 }
 
 
@@ -76,19 +107,28 @@ def _run(name: str, members: list[dict], extra: dict | None = None):
 # Populations where every member has momentum, or none has: the rules skip the per-member
 # masking there, so these take other code than the mixed populations above.
 UNIFORM = {
-    "sgd": [{"lr": 0.1, "momentum": 0.9}, {"lr": 0.05, "momentum": 0.5, "weight_decay": 1e-2},
-            {"lr": 0.2, "momentum": 0.3, "dampening": 0.5}],
+    "sgd": [
+        {"lr": 0.1, "momentum": 0.9},
+        {"lr": 0.05, "momentum": 0.5, "weight_decay": 1e-2},
+        {"lr": 0.2, "momentum": 0.3, "dampening": 0.5},
+    ],
     "momentum": [{"lr": 0.1, "momentum": 0.0}, {"lr": 0.05, "momentum": 0.0, "weight_decay": 1e-2}],
     "rmsprop": [{"lr": 1e-3, "momentum": 0.9}, {"lr": 3e-3, "momentum": 0.5, "alpha": 0.9}],
 }
 
 
 CASES = [(name, MEMBERS[name]) for name in sorted(MEMBERS)] + [
-    (name, UNIFORM[name]) for name in sorted(UNIFORM)]
+    (name, UNIFORM[name]) for name in sorted(UNIFORM)
+]
 
 
-@pytest.mark.parametrize(("name", "members"), CASES, ids=[
-    f"{name}-{'mixed' if i < len(MEMBERS) else 'uniform'}" for i, (name, _) in enumerate(CASES)])
+@pytest.mark.parametrize(
+    ("name", "members"),
+    CASES,
+    ids=[
+        f"{name}-{'mixed' if i < len(MEMBERS) else 'uniform'}" for i, (name, _) in enumerate(CASES)
+    ],
+)
 def test_each_member_equals_its_sequential_torch_optimizer(name, members):
     stacked, alone = _run(name, members)
     for i, weights in enumerate(alone):
@@ -98,8 +138,9 @@ def test_each_member_equals_its_sequential_torch_optimizer(name, members):
     assert not torch.allclose(stacked[0][0], stacked[0][1])
 
 
-@pytest.mark.parametrize(("name", "extra"), [("rmsprop", {"centered": True}),
-                                             ("adam", {"amsgrad": True})])
+@pytest.mark.parametrize(
+    ("name", "extra"), [("rmsprop", {"centered": True}), ("adam", {"amsgrad": True})]
+)
 def test_structural_options_shared_by_all_members(name, extra):
     stacked, alone = _run(name, MEMBERS[name], extra)
     for i, weights in enumerate(alone):
@@ -109,12 +150,17 @@ def test_structural_options_shared_by_all_members(name, extra):
 
 def test_a_member_without_gradient_steps_is_left_alone_and_bad_input_is_refused():
     with pytest.raises(ConfigError, match="nesterov must be the same for every member"):
-        PopulationUpdate("sgd", [torch.zeros(2, 3)], [{"lr": 0.1, "momentum": 0.9, "nesterov": True},
-                                                      {"lr": 0.1, "momentum": 0.9}])
+        PopulationUpdate(
+            "sgd",
+            [torch.zeros(2, 3)],
+            [{"lr": 0.1, "momentum": 0.9, "nesterov": True}, {"lr": 0.1, "momentum": 0.9}],
+        )
     with pytest.raises(ConfigError, match="has no population rule; those that do: sgd"):
         PopulationUpdate("lamb", [torch.zeros(2, 3)], [{"lr": 0.1}, {"lr": 0.1}])
     with pytest.raises(ConfigError, match="does not take betas"):
-        PopulationUpdate("sgd", [torch.zeros(2, 3)], [{"lr": 0.1, "betas": (0.9, 0.99)}, {"lr": 0.1}])
+        PopulationUpdate(
+            "sgd", [torch.zeros(2, 3)], [{"lr": 0.1, "betas": (0.9, 0.99)}, {"lr": 0.1}]
+        )
     with pytest.raises(ConfigError, match="leading member axis of 2"):
         PopulationUpdate("adam", [torch.zeros(3, 3)], [{"lr": 0.1}, {"lr": 0.1}])
 
@@ -144,9 +190,15 @@ def test_population_optimizers_is_a_live_view_of_the_registry_with_aliases():
 
     assert POPULATION_OPTIMIZERS["heavy_ball"] == POPULATION_OPTIMIZERS["momentum"]
     assert "lamb" not in POPULATION_OPTIMIZERS and "no-such" not in POPULATION_OPTIMIZERS
-    OPTIMIZERS.register(OptimizerInfo(name="sgd_half", factory=torch.optim.SGD,
-                                      population_rule="sgd", defaults={"momentum": 0.5},
-                                      description="a plugin's SGD"))
+    OPTIMIZERS.register(
+        OptimizerInfo(
+            name="sgd_half",
+            factory=torch.optim.SGD,
+            population_rule="sgd",
+            defaults={"momentum": 0.5},
+            description="a plugin's SGD",
+        )
+    )
     try:
         assert POPULATION_OPTIMIZERS["sgd_half"] == ("sgd", {"momentum": 0.5})
         stacked, alone = _run("sgd_half", [{"lr": 0.1}, {"lr": 0.05}])
@@ -161,8 +213,11 @@ def test_population_optimizers_is_a_live_view_of_the_registry_with_aliases():
 JOIN_AT, LEAVE_AT = 3, 5  # population steps: two members join, the first one leaves
 
 
-@pytest.mark.parametrize(("name", "extra"), [(name, {}) for name in sorted(MEMBERS)] + [
-    ("rmsprop", {"centered": True}), ("adam", {"amsgrad": True})])
+@pytest.mark.parametrize(
+    ("name", "extra"),
+    [(name, {}) for name in sorted(MEMBERS)]
+    + [("rmsprop", {"centered": True}), ("adam", {"amsgrad": True})],
+)
 def test_a_member_that_joins_later_equals_a_torch_optimizer_started_then(name, extra):
     # Members 0-1 start at step 0; 2-3 join at step JOIN_AT with fresh state; member 0 leaves
     # at LEAVE_AT. Each equals torch's optimizer built when it joined and stepped on the same
@@ -176,8 +231,9 @@ def test_a_member_that_joins_later_equals_a_torch_optimizer_started_then(name, e
     for step in range(STEPS + JOIN_AT):
         if step == JOIN_AT:
             alive += [2, 3]
-            stacked = [torch.cat([p.detach(), s[2:]]).requires_grad_(True)
-                       for p, s in zip(stacked, start)]
+            stacked = [
+                torch.cat([p.detach(), s[2:]]).requires_grad_(True) for p, s in zip(stacked, start)
+            ]
             population.join(members[2:], stacked)
         if step == LEAVE_AT:
             mask = torch.tensor([i != 0 for i in alive])

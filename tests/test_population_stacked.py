@@ -10,12 +10,16 @@ import torch
 import torch.nn.functional as F
 
 from lit_optim import ClassificationData, ConfigError
-from lit_optim.training.models import build_model
 from lit_optim.catalog.optimizers import build_optimizer
 from lit_optim.population import PopulationUpdate, StackedNetwork
+from lit_optim.training.models import build_model
 
-MEMBERS = [{"lr": 1e-3, "weight_decay": 0.0}, {"lr": 3e-3, "weight_decay": 1e-4},
-           {"lr": 1e-2, "weight_decay": 1e-3}, {"lr": 3e-2, "weight_decay": 0.0}]
+MEMBERS = [
+    {"lr": 1e-3, "weight_decay": 0.0},
+    {"lr": 3e-3, "weight_decay": 1e-4},
+    {"lr": 1e-2, "weight_decay": 1e-3},
+    {"lr": 3e-2, "weight_decay": 0.0},
+]
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +56,9 @@ def _population(batches, members, name="adam", poison=None):
     for step, (x, y) in enumerate(batches):
         losses = StackedNetwork.member_losses(net(x), y)
         if poison is not None and step == poison[1]:
-            losses = losses * torch.tensor([float("nan") if m == poison[0] else 1.0
-                                            for m in alive], dtype=losses.dtype)
+            losses = losses * torch.tensor(
+                [float("nan") if m == poison[0] else 1.0 for m in alive], dtype=losses.dtype
+            )
         for p in net.parameters():
             p.grad = None
         losses.sum().backward()
@@ -90,8 +95,12 @@ def test_a_member_that_goes_nan_leaves_and_the_others_are_as_without_it(digits):
 
 def test_members_must_share_a_network_shape():
     with pytest.raises(ConfigError, match="same network shape"):
-        StackedNetwork([build_model("mlp", (1, 8, 8), 10, hidden_dims=[8]),
-                        build_model("mlp", (1, 8, 8), 10, hidden_dims=[16])])
+        StackedNetwork(
+            [
+                build_model("mlp", (1, 8, 8), 10, hidden_dims=[8]),
+                build_model("mlp", (1, 8, 8), 10, hidden_dims=[16]),
+            ]
+        )
     net = StackedNetwork([_start(), _start()])
     assert copy.deepcopy(net).size == 2
     # emptied (every member left) and filled again by a join: the newcomers alone
@@ -116,8 +125,9 @@ def test_the_batched_matmul_path_computes_what_vmap_computes(digits, hidden):
     nets = []
     for seed in range(3):
         torch.manual_seed(seed)
-        nets.append(build_model("mlp", (1, 8, 8), 10, hidden_dims=hidden,
-                                activation="gelu").double())
+        nets.append(
+            build_model("mlp", (1, 8, 8), 10, hidden_dims=hidden, activation="gelu").double()
+        )
     chained, vmapped = StackedNetwork(nets), StackedNetwork(nets)
     assert chained._chain is not None
     vmapped._chain = None  # the general path: torch.vmap over functional_call
@@ -154,14 +164,17 @@ def test_linear_weights_are_stored_input_major_and_stay_so_after_a_drop():
     # the gradient's accumulation copies a [N, in, out] tensor each step.
     nets = [build_model("mlp", (64,), 10, hidden_dims=[16]) for _ in range(3)]
     net = StackedNetwork(nets)
-    update = PopulationUpdate("adam", list(net.parameters()), MEMBERS[:3],
-                              decay=[p.ndim > 2 for p in net.parameters()])
+    update = PopulationUpdate(
+        "adam", list(net.parameters()), MEMBERS[:3], decay=[p.ndim > 2 for p in net.parameters()]
+    )
 
     def weights():  # {name in the member network: stacked weight}
         return {name: t for name, t in net.stacked().items() if name.endswith("weight")}
 
     def step():
-        StackedNetwork.member_losses(net(torch.randn(5, 64)), torch.randint(0, 10, (5,))).sum().backward()
+        StackedNetwork.member_losses(
+            net(torch.randn(5, 64)), torch.randint(0, 10, (5,))
+        ).sum().backward()
         update.step()
 
     step()
@@ -182,8 +195,13 @@ def test_linear_weights_are_stored_input_major_and_stay_so_after_a_drop():
     nets[0].load_state_dict(kept)
 
 
-@pytest.mark.parametrize("network,kwargs", [("mlp", {"hidden_dims": [16, 8], "dropout": 0.5}),
-                                            ("cnn", {"channels": [4], "hidden_dim": 8, "dropout": 0.5})])
+@pytest.mark.parametrize(
+    "network,kwargs",
+    [
+        ("mlp", {"hidden_dims": [16, 8], "dropout": 0.5}),
+        ("cnn", {"channels": [4], "hidden_dim": 8, "dropout": 0.5}),
+    ],
+)
 def test_dropout_draws_its_own_mask_per_member(network, kwargs):
     torch.manual_seed(0)
     net = build_model(network, (1, 8, 8), 3, **kwargs)

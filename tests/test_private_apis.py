@@ -17,7 +17,10 @@ ADAPTERS = {
     # reads --ckpt_path: pinned by the fit-hardening checkpoint cases
     "lit_optim/cli/lightning_cli.py": ("tests/test_fit_hardening.py", "--ckpt_path"),
     # no private name, but an undocumented behaviour (a None hook is not dispatched)
-    "lit_optim/callbacks/step_dispatch.py": ("tests/test_step_dispatch.py", "skip_unused_batch_hooks"),
+    "lit_optim/callbacks/step_dispatch.py": (
+        "tests/test_step_dispatch.py",
+        "skip_unused_batch_hooks",
+    ),
 }
 ACCESS = re.compile(r"([A-Za-z_][A-Za-z0-9_]*|\)|\])\._[a-z][A-Za-z0-9_]*")
 OURS = {"self", "cls"}

@@ -22,9 +22,17 @@ FIT_RECIPES = [p for p in RECIPES if p.name != "search.yaml"]
 
 def test_the_expected_recipes_exist():
     names = {str(p.relative_to(ROOT / "recipes")) for p in FIT_RECIPES}
-    assert {"digits/mlp.yaml", "mnist/mlp.yaml", "mnist/cnn.yaml", "fashion_mnist/cnn.yaml",
-            "cifar10/cnn.yaml", "mnist1d/logreg.yaml", "mnist1d/mlp.yaml", "mnist1d/cnn.yaml",
-            "mnist1d/gru.yaml"} <= names
+    assert {
+        "digits/mlp.yaml",
+        "mnist/mlp.yaml",
+        "mnist/cnn.yaml",
+        "fashion_mnist/cnn.yaml",
+        "cifar10/cnn.yaml",
+        "mnist1d/logreg.yaml",
+        "mnist1d/mlp.yaml",
+        "mnist1d/cnn.yaml",
+        "mnist1d/gru.yaml",
+    } <= names
 
 
 @pytest.mark.parametrize("path", FIT_RECIPES, ids=lambda p: f"{p.parent.name}/{p.name}")
@@ -46,11 +54,31 @@ def test_recipe_fits_on_a_synthetic_stand_in(path, tmp_path, monkeypatch):
     recipe = yaml.safe_load(path.read_text())
     shape = DATASETS.get(recipe["data"]["dataset"]).input_shape
     stand_in = {"input_shape": list(shape), "num_samples": 96, "num_test_samples": 16}
-    main(["fit", "--config", str(path), "--data.dataset", "synthetic",
-          "--data.dataset_kwargs", json.dumps(stand_in), "--trainer.max_epochs", "1",
-          "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1",
-          "--trainer.accelerator", "cpu", "--trainer.enable_progress_bar", "false",
-          "--trainer.logger", "CSVLogger", "--trainer.logger.save_dir", str(tmp_path)])
+    main(
+        [
+            "fit",
+            "--config",
+            str(path),
+            "--data.dataset",
+            "synthetic",
+            "--data.dataset_kwargs",
+            json.dumps(stand_in),
+            "--trainer.max_epochs",
+            "1",
+            "--trainer.limit_train_batches",
+            "2",
+            "--trainer.limit_val_batches",
+            "1",
+            "--trainer.accelerator",
+            "cpu",
+            "--trainer.enable_progress_bar",
+            "false",
+            "--trainer.logger",
+            "CSVLogger",
+            "--trainer.logger.save_dir",
+            str(tmp_path),
+        ]
+    )
     rows = (tmp_path / "lightning_logs").rglob("metrics.csv")
     text = next(rows).read_text()
     assert "val_acc" in text and "nan" not in text.lower()

@@ -112,10 +112,14 @@ def _fake_entry_points(monkeypatch, group, specs):
 
 
 def test_plugins_load_lazily_on_unknown_name(monkeypatch, things):
-    _fake_entry_points(monkeypatch, "lit_optim.things", [
-        ("plugged", f"{__name__}:PLUGIN_THING"),
-        ("many", f"{__name__}:plugin_many"),
-    ])
+    _fake_entry_points(
+        monkeypatch,
+        "lit_optim.things",
+        [
+            ("plugged", f"{__name__}:PLUGIN_THING"),
+            ("many", f"{__name__}:plugin_many"),
+        ],
+    )
     assert things.get("alpha").name == "alpha"  # built-in: no plugin import needed
     assert not things._plugins_loaded
     assert things.get("plugged").size == 7
@@ -124,11 +128,15 @@ def test_plugins_load_lazily_on_unknown_name(monkeypatch, things):
 
 
 def test_broken_or_clashing_plugin_is_skipped_with_warning(monkeypatch, things):
-    _fake_entry_points(monkeypatch, "lit_optim.things", [
-        ("broken", "no_such_module_xyz:thing"),
-        ("clash", f"{__name__}:CLASHING"),
-        ("plugged", f"{__name__}:PLUGIN_THING"),
-    ])
+    _fake_entry_points(
+        monkeypatch,
+        "lit_optim.things",
+        [
+            ("broken", "no_such_module_xyz:thing"),
+            ("clash", f"{__name__}:CLASHING"),
+            ("plugged", f"{__name__}:PLUGIN_THING"),
+        ],
+    )
     with pytest.warns(UserWarning) as record:
         names = things.names()
     messages = " | ".join(str(w.message) for w in record)
@@ -143,7 +151,10 @@ CLASHING = Thing(name="beta", description="impostor")
 
 def test_builtin_registries_use_the_documented_groups():
     assert [r.group for r in (OPTIMIZERS, SCHEDULERS, MODELS, DATASETS)] == [
-        "lit_optim.optimizers", "lit_optim.schedulers", "lit_optim.models", "lit_optim.datasets",
+        "lit_optim.optimizers",
+        "lit_optim.schedulers",
+        "lit_optim.models",
+        "lit_optim.datasets",
     ]
 
 

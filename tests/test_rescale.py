@@ -14,23 +14,38 @@ from lit_optim.catalog.rescale import rescale_hyperparameters
 SCHEDULES = {
     "cosine": lambda opt: sched.CosineAnnealingLR(opt, T_max=20),
     "step": lambda opt: sched.StepLR(opt, step_size=3, gamma=0.5),
-    "warmup+cosine": lambda opt: sched.SequentialLR(opt, [
-        sched.LinearLR(opt, start_factor=0.1, total_iters=4),
-        sched.CosineAnnealingLR(opt, T_max=16)], milestones=[4]),
-    "onecycle": lambda opt: sched.OneCycleLR(opt, max_lr=[g["lr"] for g in opt.param_groups],
-                                             total_steps=20),
-    "cyclic": lambda opt: sched.CyclicLR(opt, base_lr=[g["lr"] / 10 for g in opt.param_groups],
-                                         max_lr=[g["lr"] for g in opt.param_groups],
-                                         step_size_up=3),
+    "warmup+cosine": lambda opt: sched.SequentialLR(
+        opt,
+        [
+            sched.LinearLR(opt, start_factor=0.1, total_iters=4),
+            sched.CosineAnnealingLR(opt, T_max=16),
+        ],
+        milestones=[4],
+    ),
+    "onecycle": lambda opt: sched.OneCycleLR(
+        opt, max_lr=[g["lr"] for g in opt.param_groups], total_steps=20
+    ),
+    "cyclic": lambda opt: sched.CyclicLR(
+        opt,
+        base_lr=[g["lr"] / 10 for g in opt.param_groups],
+        max_lr=[g["lr"] for g in opt.param_groups],
+        step_size_up=3,
+    ),
     "exponential": lambda opt: sched.ExponentialLR(opt, gamma=0.9),
 }
 
 
 def _optimizer(lr: float, weight_decay: float) -> torch.optim.Optimizer:
     # Two groups, the second with ten times the lr and no weight decay (a head, biases).
-    return torch.optim.SGD([{"params": [torch.nn.Parameter(torch.zeros(1))]},
-                            {"params": [torch.nn.Parameter(torch.zeros(1))], "lr": lr * 10,
-                             "weight_decay": 0.0}], lr=lr, momentum=0.9, weight_decay=weight_decay)
+    return torch.optim.SGD(
+        [
+            {"params": [torch.nn.Parameter(torch.zeros(1))]},
+            {"params": [torch.nn.Parameter(torch.zeros(1))], "lr": lr * 10, "weight_decay": 0.0},
+        ],
+        lr=lr,
+        momentum=0.9,
+        weight_decay=weight_decay,
+    )
 
 
 def _lrs(opt):

@@ -32,8 +32,9 @@ class Tiny(L.LightningModule):
 
 def _loader():
     generator = torch.Generator().manual_seed(0)
-    data = TensorDataset(torch.randn(24, 3, generator=generator),
-                         torch.randint(0, 2, (24,), generator=generator))
+    data = TensorDataset(
+        torch.randn(24, 3, generator=generator), torch.randint(0, 2, (24,), generator=generator)
+    )
     return DataLoader(data, batch_size=4)
 
 
@@ -67,9 +68,15 @@ def test_a_hidden_hook_is_skipped_and_overridden_ones_still_run(tmp_path):
     plain, sub = CountsBatchEnds(), AlsoBeforeBackward()
     assert plain.on_before_backward is None and plain.on_validation_batch_end is None
     assert callable(plain.on_train_batch_end) and callable(sub.on_before_backward)
-    trainer = L.Trainer(default_root_dir=tmp_path, max_epochs=2, logger=False,
-                        enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, callbacks=[plain, sub])
+    trainer = L.Trainer(
+        default_root_dir=tmp_path,
+        max_epochs=2,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[plain, sub],
+    )
     # Were a None hook called, the fit would raise TypeError at the first batch.
     trainer.fit(Tiny(), _loader(), _loader())
     assert plain.batch_ends == sub.batch_ends == trainer.global_step == 12
@@ -84,9 +91,13 @@ def test_the_fit_defaults_are_dispatched_only_where_they_act():
         acting[type(callback).__name__] = {h for h in BATCH_HOOKS if callable(getattr(callback, h))}
     checkpoint = acting.pop("FiniteModelCheckpoint")
     assert "on_train_batch_end" in checkpoint  # Lightning's own checkpoint: left as it is
-    assert acting == {"ObjectiveCheck": set(), "EpochLines": set(), "PlateauResume": set(),
-                      "RunSummary": {"on_train_batch_end"},
-                      "LearningRateMonitor": {"on_train_batch_start"}}
+    assert acting == {
+        "ObjectiveCheck": set(),
+        "EpochLines": set(),
+        "PlateauResume": set(),
+        "RunSummary": {"on_train_batch_end"},
+        "LearningRateMonitor": {"on_train_batch_start"},
+    }
 
 
 @pytest.mark.parametrize("hook", BATCH_HOOKS)

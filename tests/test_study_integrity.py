@@ -10,9 +10,9 @@ import pytest
 import torch
 import yaml
 from optuna.trial import TrialState
+from run_main import exit_status  # tests/ is on sys.path (no package)
 
 from tuning.cli import main as lit_tune
-from run_main import exit_status  # tests/ is on sys.path (no package)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,19 +46,41 @@ def broken_project(tmp_path, monkeypatch):
     monkeypatch.setattr("sys.argv", ["lit-tune"])
     (tmp_path / "broken_module.py").write_text(BROKEN_MODULE)
     monkeypatch.syspath_prepend(str(tmp_path))
-    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump({
-        "trainer": {"max_epochs": 1, "accelerator": "cpu"},
-        "model": {"class_path": "broken_module.Broken"},
-        "data": {"class_path": "broken_module.Data"}}))
-    (tmp_path / "space.yaml").write_text(yaml.safe_dump({
-        "metric": "val/loss", "direction": "minimize", "params": {"model.lr": "log[1e-3, 1e-1]"}}))
+    (tmp_path / "recipe.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "trainer": {"max_epochs": 1, "accelerator": "cpu"},
+                "model": {"class_path": "broken_module.Broken"},
+                "data": {"class_path": "broken_module.Data"},
+            }
+        )
+    )
+    (tmp_path / "space.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "metric": "val/loss",
+                "direction": "minimize",
+                "params": {"model.lr": "log[1e-3, 1e-1]"},
+            }
+        )
+    )
     return tmp_path
 
 
 def _run(*args):
     with pytest.raises(SystemExit) as info:
-        lit_tune(["run", "--recipe", "recipe.yaml", "--space", "space.yaml", "--accelerator", "cpu",
-                  *args])
+        lit_tune(
+            [
+                "run",
+                "--recipe",
+                "recipe.yaml",
+                "--space",
+                "space.yaml",
+                "--accelerator",
+                "cpu",
+                *args,
+            ]
+        )
     return info.value.code
 
 
@@ -77,13 +99,19 @@ def test_failing_trials_count_toward_the_budget_and_print_one_line(broken_projec
 
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("population", ["1", "auto"])
-def test_consecutive_failures_stop_the_study_with_one_error_line(broken_project, capsys, population):
-    assert _run("--n-trials", "10", "--study", "c", "--max-failures", "2",
-                "--population", population) == 2
+def test_consecutive_failures_stop_the_study_with_one_error_line(
+    broken_project, capsys, population
+):
+    assert (
+        _run("--n-trials", "10", "--study", "c", "--max-failures", "2", "--population", population)
+        == 2
+    )
     err = capsys.readouterr().err
     assert "lit-tune: error: 2 trials failed in a row, the last (trial 1) with RuntimeError" in err
     study = optuna.load_study(study_name="c", storage="sqlite:///runs/c/study.db")
-    failed = [t for t in study.trials if "fail_reason" in t.user_attrs and "rerun" not in t.user_attrs]
+    failed = [
+        t for t in study.trials if "fail_reason" in t.user_attrs and "rerun" not in t.user_attrs
+    ]
     assert [t.number for t in failed] == [0, 1]
     # One by one, nothing else was asked; auto asked a batch of 3 (a quarter of 10), whose
     # untried trial is marked to run again (rerun, with the reason), not counted as a failure.
@@ -97,18 +125,34 @@ def digits(tune_dir):
 
 
 def _space(path: Path, params: dict) -> None:
-    path.write_text(yaml.safe_dump({"metric": "val_acc", "direction": "maximize", "params": params}))
+    path.write_text(
+        yaml.safe_dump({"metric": "val_acc", "direction": "maximize", "params": params})
+    )
 
 
-@pytest.mark.parametrize(("params", "message"), [
-    ({"model.optimizer": ["sgd", "adam"],
-      "model.optimizer_kwargs.momentum": "uniform[0.5, 0.9]"},
-     "search space: model.optimizer: 'adam' is invalid: optimizer 'adam' does not take 'momentum'"),
-    ({"data.batch_size": [32, 0]},
-     "search space: data.batch_size: 0 is invalid: batch_size must be an integer >= 1, got 0"),
-    ({"model.scheduler": ["constant", "multistep"]},
-     "search space: model.scheduler: 'multistep' is invalid: scheduler 'multistep' needs 'milestones'"),
-])
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        (
+            {
+                "model.optimizer": ["sgd", "adam"],
+                "model.optimizer_kwargs.momentum": "uniform[0.5, 0.9]",
+            },
+            "search space: model.optimizer: 'adam' is invalid: optimizer 'adam' does not take "
+            "'momentum'",
+        ),
+        (
+            {"data.batch_size": [32, 0]},
+            "search space: data.batch_size: 0 is invalid: batch_size must be an integer >= 1, "
+            "got 0",
+        ),
+        (
+            {"model.scheduler": ["constant", "multistep"]},
+            "search space: model.scheduler: 'multistep' is invalid: scheduler 'multistep' needs "
+            "'milestones'",
+        ),
+    ],
+)
 def test_each_categorical_value_is_checked_before_trial_0(digits, capsys, params, message):
     _space(digits / "space.yaml", params)
     assert _run("--n-trials", "3", "--study", "v") == 2
@@ -155,8 +199,21 @@ def one_trial_study(digits):
     recipe = yaml.safe_load((digits / "recipe.yaml").read_text())
     recipe["trainer"]["max_epochs"] = 1
     (digits / "recipe.yaml").write_text(yaml.safe_dump(recipe))
-    lit_tune(["run", "--recipe", "recipe.yaml", "--space", "space.yaml", "--n-trials", "1",
-              "--study", "r", "--accelerator", "cpu"])
+    lit_tune(
+        [
+            "run",
+            "--recipe",
+            "recipe.yaml",
+            "--space",
+            "space.yaml",
+            "--n-trials",
+            "1",
+            "--study",
+            "r",
+            "--accelerator",
+            "cpu",
+        ]
+    )
     return digits
 
 
@@ -172,14 +229,21 @@ def test_a_finished_run_leaves_one_plain_sqlite_file(one_trial_study):
     connection.close()
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    ("recipe", "was made with another recipe"),
-    ("space", "was made with another search space"),
-    ("metric", "was made with another search space, metric ('val_acc' → 'val_loss'), "
-               "direction ('maximize' → 'minimize')"),
-])
-def test_resuming_with_another_recipe_space_or_metric_is_refused(one_trial_study, capsys, change,
-                                                                   message):
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ("recipe", "was made with another recipe"),
+        ("space", "was made with another search space"),
+        (
+            "metric",
+            "was made with another search space, metric ('val_acc' → 'val_loss'), "
+            "direction ('maximize' → 'minimize')",
+        ),
+    ],
+)
+def test_resuming_with_another_recipe_space_or_metric_is_refused(
+    one_trial_study, capsys, change, message
+):
     db = one_trial_study / "runs" / "r" / "study.db"
     before = _digest(db)
     if change == "recipe":
@@ -189,24 +253,57 @@ def test_resuming_with_another_recipe_space_or_metric_is_refused(one_trial_study
     elif change == "space":
         _space(one_trial_study / "space.yaml", {"model.lr": "log[1e-4, 1e-1]"})
     else:
-        (one_trial_study / "space.yaml").write_text(yaml.safe_dump({
-            "metric": "val_loss", "direction": "minimize",
-            "params": {"model.lr": "log[1e-3, 1e-1]"}}))
+        (one_trial_study / "space.yaml").write_text(
+            yaml.safe_dump(
+                {
+                    "metric": "val_loss",
+                    "direction": "minimize",
+                    "params": {"model.lr": "log[1e-3, 1e-1]"},
+                }
+            )
+        )
     assert _run("--n-trials", "2", "--study", "r") == 2
     err = capsys.readouterr().err
     assert message in err and "--accept-changes" in err and len(err.strip().splitlines()) == 1
     assert _digest(db) == before
     if change == "recipe":  # and the explicit option continues it
-        lit_tune(["run", "--recipe", "recipe.yaml", "--space", "space.yaml", "--n-trials", "2",
-                  "--study", "r", "--accelerator", "cpu", "--accept-changes"])
+        lit_tune(
+            [
+                "run",
+                "--recipe",
+                "recipe.yaml",
+                "--space",
+                "space.yaml",
+                "--n-trials",
+                "2",
+                "--study",
+                "r",
+                "--accelerator",
+                "cpu",
+                "--accept-changes",
+            ]
+        )
         assert len(optuna.load_study(study_name="r", storage=f"sqlite:///{db}").trials) == 2
 
 
 def test_a_comment_in_the_recipe_is_not_a_change(one_trial_study):
     path = one_trial_study / "recipe.yaml"
     path.write_text("# tuned on Tuesday\n" + path.read_text())
-    lit_tune(["run", "--recipe", "recipe.yaml", "--space", "space.yaml", "--n-trials", "2",
-              "--study", "r", "--accelerator", "cpu"])
+    lit_tune(
+        [
+            "run",
+            "--recipe",
+            "recipe.yaml",
+            "--space",
+            "space.yaml",
+            "--n-trials",
+            "2",
+            "--study",
+            "r",
+            "--accelerator",
+            "cpu",
+        ]
+    )
 
 
 def test_a_run_directory_keeps_its_one_storage(one_trial_study, capsys):
@@ -227,8 +324,17 @@ def test_a_journal_study_resumes_with_one_worker_and_opens_in_optunas_cli(digits
     recipe = yaml.safe_load((digits / "recipe.yaml").read_text())
     recipe["trainer"]["max_epochs"] = 1
     (digits / "recipe.yaml").write_text(yaml.safe_dump(recipe))
-    base = ["run", "--recipe", "recipe.yaml", "--space", "space.yaml", "--study", "j",
-            "--accelerator", "cpu"]
+    base = [
+        "run",
+        "--recipe",
+        "recipe.yaml",
+        "--space",
+        "space.yaml",
+        "--study",
+        "j",
+        "--accelerator",
+        "cpu",
+    ]
     lit_tune([*base, "--n-trials", "2", "--n-workers", "2"])
     out = capfd.readouterr().out  # capfd: the spawned workers write to the inherited stdout
     journal = (digits / "runs" / "j" / "journal.log").absolute()
@@ -241,18 +347,28 @@ def test_a_journal_study_resumes_with_one_worker_and_opens_in_optunas_cli(digits
     assert all("best val_acc 0." in line for line in progress), progress
     lit_tune([*base, "--n-trials", "3"])  # one worker: the same journal, not a new study.db
     assert not (digits / "runs" / "j" / "study.db").exists()
-    study = optuna.load_study(study_name="j", storage=optuna.storages.JournalStorage(
-        optuna.storages.journal.JournalFileBackend(str(journal))))
+    study = optuna.load_study(
+        study_name="j",
+        storage=optuna.storages.JournalStorage(
+            optuna.storages.journal.JournalFileBackend(str(journal))
+        ),
+    )
     assert len(study.trials) == 3
     optuna_cli = Path(sys.executable).with_name("optuna")
-    listed = subprocess.run([str(optuna_cli), "studies", "--storage", str(journal)],
-                            capture_output=True, text=True, check=True).stdout
+    listed = subprocess.run(
+        [str(optuna_cli), "studies", "--storage", str(journal)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert " j " in listed and " 3 " in listed
 
 
 def test_export_creates_only_the_file_asked_for(one_trial_study, capsys):
     with pytest.raises(SystemExit) as info:
-        lit_tune(["best", "--study", "r", "--export", str(one_trial_study / "no" / "dir" / "b.yaml")])
+        lit_tune(
+            ["best", "--study", "r", "--export", str(one_trial_study / "no" / "dir" / "b.yaml")]
+        )
     assert info.value.code == 2
     assert "folder" in capsys.readouterr().err and not (one_trial_study / "no").exists()
     lit_tune(["best", "--study", "r", "--export", "b.yaml"])
@@ -271,16 +387,40 @@ def test_a_yaml_error_is_one_line_and_creates_nothing(digits, capsys, broken):
 
 def test_a_missing_database_driver_names_the_extra(digits, capsys):
     _space(digits / "space.yaml", {"model.lr": "log[1e-3, 1e-1]"})
-    assert _run("--n-trials", "1", "--study", "p", "--storage",
-                "postgresql+pg8000://lit@127.0.0.1:9/none") == 2
+    assert (
+        _run(
+            "--n-trials",
+            "1",
+            "--study",
+            "p",
+            "--storage",
+            "postgresql+pg8000://lit@127.0.0.1:9/none",
+        )
+        == 2
+    )
     assert "pip install 'lit-optim[postgres]'" in capsys.readouterr().err
 
 
 # -- what a user of the Optuna and Lightning CLIs expects --------------------------------------
 def test_recipe_overrides_on_the_command_line_apply_to_every_trial(one_trial_study):
-    lit_tune(["run", "--recipe", "recipe.yaml", "--space", "space.yaml", "--n-trials", "2",
-              "--study", "o", "--accelerator", "cpu", "--trainer.max_epochs", "2",
-              "--model.network_kwargs={hidden_dims: [8]}"])
+    lit_tune(
+        [
+            "run",
+            "--recipe",
+            "recipe.yaml",
+            "--space",
+            "space.yaml",
+            "--n-trials",
+            "2",
+            "--study",
+            "o",
+            "--accelerator",
+            "cpu",
+            "--trainer.max_epochs",
+            "2",
+            "--model.network_kwargs={hidden_dims: [8]}",
+        ]
+    )
     merged = yaml.safe_load((one_trial_study / "runs/o/trial_1/recipe.yaml").read_text())
     assert merged["trainer"]["max_epochs"] == 2
     assert merged["model"]["network_kwargs"] == {"hidden_dims": [8]}
@@ -291,14 +431,40 @@ def test_recipe_overrides_on_the_command_line_apply_to_every_trial(one_trial_stu
 
 def test_an_unknown_option_is_still_an_argument_error(one_trial_study, capsys):
     with pytest.raises(SystemExit) as info:
-        lit_tune(["run", "--recipe", "recipe.yaml", "--space", "space.yaml", "--study", "o",
-                  "--n-trails", "2"])
+        lit_tune(
+            [
+                "run",
+                "--recipe",
+                "recipe.yaml",
+                "--space",
+                "space.yaml",
+                "--study",
+                "o",
+                "--n-trails",
+                "2",
+            ]
+        )
     assert info.value.code == 2 and "unrecognized argument: --n-trails" in capsys.readouterr().err
 
 
 def test_timeout_starts_no_trial_after_it(one_trial_study):
-    lit_tune(["run", "--recipe", "recipe.yaml", "--space", "space.yaml", "--n-trials", "50",
-              "--study", "r", "--accelerator", "cpu", "--timeout", "0.001"])
+    lit_tune(
+        [
+            "run",
+            "--recipe",
+            "recipe.yaml",
+            "--space",
+            "space.yaml",
+            "--n-trials",
+            "50",
+            "--study",
+            "r",
+            "--accelerator",
+            "cpu",
+            "--timeout",
+            "0.001",
+        ]
+    )
     study = optuna.load_study(study_name="r", storage="sqlite:///runs/r/study.db")
     assert len(study.trials) == 1  # the earlier run's one; none started after the timeout
 
@@ -339,46 +505,201 @@ def _write(path: Path, text: str) -> str:
 
 BAD_INPUTS = [
     # (what the test writes first, the arguments after `lit-tune`, part of the one error line)
-    ({}, ["run", "--space", "space.yaml", "--study", "r", "--recipe", "missing.yaml"], "does not exist"),
-    ({}, ["run", "--recipe", "recipe.yaml", "--study", "r", "--space", "missing.yaml"], "does not exist"),
-    ({"bad.yaml": "model: [1, 2"}, ["run", "--recipe", "bad.yaml", "--space", "space.yaml", "--study", "r"],
-     "is not valid YAML"),
-    ({"bad.yaml": "!!python/object/apply:os.system [ls]"},
-     ["run", "--recipe", "bad.yaml", "--space", "space.yaml", "--study", "r"], "is not valid YAML"),
-    ({"s.yaml": 'params: {model.lr: "log[1, 0.1]"}'},
-     ["run", "--recipe", "recipe.yaml", "--space", "s.yaml", "--study", "r"], "low must be below high"),
-    ({"s.yaml": 'params: {model.lrr: "log[0.001, 0.1]"}'},
-     ["run", "--recipe", "recipe.yaml", "--space", "s.yaml", "--study", "r"], "model.lrr does not exist"),
-    ({"s.yaml": "params: {model.optimizer: [adam, adamm]}"},
-     ["run", "--recipe", "recipe.yaml", "--space", "s.yaml", "--study", "r"], "did you mean 'adam'"),
-    ({"s.yaml": "params: {data.batch_size: [64, -1]}"},
-     ["run", "--recipe", "recipe.yaml", "--space", "s.yaml", "--study", "r"], "batch_size must be"),
-    ({"s.yaml": "params: {model.weight_decay: [0.0, -1]}"},
-     ["run", "--recipe", "recipe.yaml", "--space", "s.yaml", "--study", "r"], "weight_decay must be"),
-    ({"s.yaml": "params: {model.lr: [.nan]}"},
-     ["run", "--recipe", "recipe.yaml", "--space", "s.yaml", "--study", "r"], "lr must be"),
-    ({"s.yaml": 'metric: val_acc\ndirection: up\nparams: {model.lr: "log[0.001, 0.1]"}'},
-     ["run", "--recipe", "recipe.yaml", "--space", "s.yaml", "--study", "r"], "direction must be"),
-    ({"s.yaml": 'params: {model.lr: "log[0.0001, 0.1]"}'},
-     ["run", "--recipe", "recipe.yaml", "--space", "s.yaml", "--study", "r"], "another search space"),
-    ({}, ["run", "--recipe", "recipe.yaml", "--space", "space.yaml", "--study", "r", "--n-trials", "0"],
-     "n_trials and n_workers must be >= 1"),
-    ({}, ["run", "--recipe", "recipe.yaml", "--space", "space.yaml", "--study", "r", "--sampler", "tpee"],
-     "did you mean 'tpe'"),
-    ({}, ["run", "--recipe", "recipe.yaml", "--space", "space.yaml", "--study", "r", "--pruner", "medain"],
-     "did you mean 'median'"),
-    ({}, ["run", "--recipe", "recipe.yaml", "--space", "space.yaml", "--study", "r", "--n-workers", "2"],
-     "cannot take 2 worker processes"),
-    ({}, ["run", "--recipe", "recipe.yaml", "--space", "space.yaml", "--study", "r", "--max-failures", "0"],
-     "max_failures must be an integer >= 1"),
-    ({}, ["run", "--recipe", "recipe.yaml", "--space", "space.yaml", "--study", "r", "--timeout", "-1"],
-     "timeout must be"),
-    ({}, ["run", "--recipe", "recipe.yaml", "--space", "space.yaml", "--study", "r",
-          "--trainer.max_epochs", "-5"], "max_epochs"),
-    ({}, ["run", "--recipe", "recipe.yaml", "--space", "space.yaml", "--study", "r",
-          "--model.optimizer", "adamm"], "unknown optimizer 'adamm'"),
-    ({}, ["run", "--recipe", "recipe.yaml", "--space", "space.yaml", "--study", "r", "--storage",
-          "runs/r/study.db"], "looks like a SQLite file"),
+    (
+        {},
+        ["run", "--space", "space.yaml", "--study", "r", "--recipe", "missing.yaml"],
+        "does not exist",
+    ),
+    (
+        {},
+        ["run", "--recipe", "recipe.yaml", "--study", "r", "--space", "missing.yaml"],
+        "does not exist",
+    ),
+    (
+        {"bad.yaml": "model: [1, 2"},
+        ["run", "--recipe", "bad.yaml", "--space", "space.yaml", "--study", "r"],
+        "is not valid YAML",
+    ),
+    (
+        {"bad.yaml": "!!python/object/apply:os.system [ls]"},
+        ["run", "--recipe", "bad.yaml", "--space", "space.yaml", "--study", "r"],
+        "is not valid YAML",
+    ),
+    (
+        {"s.yaml": 'params: {model.lr: "log[1, 0.1]"}'},
+        ["run", "--recipe", "recipe.yaml", "--space", "s.yaml", "--study", "r"],
+        "low must be below high",
+    ),
+    (
+        {"s.yaml": 'params: {model.lrr: "log[0.001, 0.1]"}'},
+        ["run", "--recipe", "recipe.yaml", "--space", "s.yaml", "--study", "r"],
+        "model.lrr does not exist",
+    ),
+    (
+        {"s.yaml": "params: {model.optimizer: [adam, adamm]}"},
+        ["run", "--recipe", "recipe.yaml", "--space", "s.yaml", "--study", "r"],
+        "did you mean 'adam'",
+    ),
+    (
+        {"s.yaml": "params: {data.batch_size: [64, -1]}"},
+        ["run", "--recipe", "recipe.yaml", "--space", "s.yaml", "--study", "r"],
+        "batch_size must be",
+    ),
+    (
+        {"s.yaml": "params: {model.weight_decay: [0.0, -1]}"},
+        ["run", "--recipe", "recipe.yaml", "--space", "s.yaml", "--study", "r"],
+        "weight_decay must be",
+    ),
+    (
+        {"s.yaml": "params: {model.lr: [.nan]}"},
+        ["run", "--recipe", "recipe.yaml", "--space", "s.yaml", "--study", "r"],
+        "lr must be",
+    ),
+    (
+        {"s.yaml": 'metric: val_acc\ndirection: up\nparams: {model.lr: "log[0.001, 0.1]"}'},
+        ["run", "--recipe", "recipe.yaml", "--space", "s.yaml", "--study", "r"],
+        "direction must be",
+    ),
+    (
+        {"s.yaml": 'params: {model.lr: "log[0.0001, 0.1]"}'},
+        ["run", "--recipe", "recipe.yaml", "--space", "s.yaml", "--study", "r"],
+        "another search space",
+    ),
+    (
+        {},
+        [
+            "run",
+            "--recipe",
+            "recipe.yaml",
+            "--space",
+            "space.yaml",
+            "--study",
+            "r",
+            "--n-trials",
+            "0",
+        ],
+        "n_trials and n_workers must be >= 1",
+    ),
+    (
+        {},
+        [
+            "run",
+            "--recipe",
+            "recipe.yaml",
+            "--space",
+            "space.yaml",
+            "--study",
+            "r",
+            "--sampler",
+            "tpee",
+        ],
+        "did you mean 'tpe'",
+    ),
+    (
+        {},
+        [
+            "run",
+            "--recipe",
+            "recipe.yaml",
+            "--space",
+            "space.yaml",
+            "--study",
+            "r",
+            "--pruner",
+            "medain",
+        ],
+        "did you mean 'median'",
+    ),
+    (
+        {},
+        [
+            "run",
+            "--recipe",
+            "recipe.yaml",
+            "--space",
+            "space.yaml",
+            "--study",
+            "r",
+            "--n-workers",
+            "2",
+        ],
+        "cannot take 2 worker processes",
+    ),
+    (
+        {},
+        [
+            "run",
+            "--recipe",
+            "recipe.yaml",
+            "--space",
+            "space.yaml",
+            "--study",
+            "r",
+            "--max-failures",
+            "0",
+        ],
+        "max_failures must be an integer >= 1",
+    ),
+    (
+        {},
+        [
+            "run",
+            "--recipe",
+            "recipe.yaml",
+            "--space",
+            "space.yaml",
+            "--study",
+            "r",
+            "--timeout",
+            "-1",
+        ],
+        "timeout must be",
+    ),
+    (
+        {},
+        [
+            "run",
+            "--recipe",
+            "recipe.yaml",
+            "--space",
+            "space.yaml",
+            "--study",
+            "r",
+            "--trainer.max_epochs",
+            "-5",
+        ],
+        "max_epochs",
+    ),
+    (
+        {},
+        [
+            "run",
+            "--recipe",
+            "recipe.yaml",
+            "--space",
+            "space.yaml",
+            "--study",
+            "r",
+            "--model.optimizer",
+            "adamm",
+        ],
+        "unknown optimizer 'adamm'",
+    ),
+    (
+        {},
+        [
+            "run",
+            "--recipe",
+            "recipe.yaml",
+            "--space",
+            "space.yaml",
+            "--study",
+            "r",
+            "--storage",
+            "runs/r/study.db",
+        ],
+        "looks like a SQLite file",
+    ),
     ({}, ["best", "--study", "rr"], "no study 'rr'"),
     ({}, ["best", "--study", "r", "--export", "/nonexistent/dir/b.yaml"], "does not exist"),
     ({}, ["report", "--study", "x"], "no study 'x'"),
@@ -386,8 +707,9 @@ BAD_INPUTS = [
 ]
 
 
-def test_twenty_bad_inputs_are_one_line_each_and_leave_the_study_byte_identical(one_trial_study,
-                                                                                 capsys):
+def test_twenty_bad_inputs_are_one_line_each_and_leave_the_study_byte_identical(
+    one_trial_study, capsys
+):
     db = one_trial_study / "runs" / "r" / "study.db"
     files = sorted(p for p in one_trial_study.rglob("*") if p.is_file() and "report" not in p.parts)
     before = {p: _digest(p) for p in files}
@@ -411,7 +733,10 @@ def test_twenty_bad_inputs_are_one_line_each_and_leave_the_study_byte_identical(
 def test_an_empty_or_foreign_study_db_is_refused_by_name(digits, capsys):
     _space(digits / "space.yaml", {"model.lr": "log[1e-3, 1e-1]"})
     (digits / "runs" / "e").mkdir(parents=True)
-    for content, message in ((b"", "is empty (0 bytes)"), (b"garbage" * 10, "is not a SQLite database")):
+    for content, message in (
+        (b"", "is empty (0 bytes)"),
+        (b"garbage" * 10, "is not a SQLite database"),
+    ):
         (digits / "runs" / "e" / "study.db").write_bytes(content)
         assert _run("--n-trials", "1", "--study", "e") == 2
         assert message in capsys.readouterr().err
@@ -446,8 +771,9 @@ def test_a_cut_last_journal_record_is_dropped_with_a_backup(digits, recwarn):
 
 
 def test_a_metric_the_task_never_logs_is_refused_before_trial_0(digits, capsys):
-    (digits / "space.yaml").write_text(yaml.safe_dump(
-        {"metric": "val_accuracy", "params": {"model.lr": "log[1e-3, 1e-1]"}}))
+    (digits / "space.yaml").write_text(
+        yaml.safe_dump({"metric": "val_accuracy", "params": {"model.lr": "log[1e-3, 1e-1]"}})
+    )
     assert _run("--n-trials", "2", "--study", "m") == 2
     err = capsys.readouterr().err
     assert "metric 'val_accuracy' is never logged by ClassificationTask" in err
@@ -465,11 +791,25 @@ def test_a_signal_ends_lit_optim_fit_with_128_plus_it_and_one_line(tmp_path, sig
     # As from a shell in the foreground: a pytest started as a background job (`&`) has SIGINT
     # ignored, its children inherit that, and lit-optim rightly leaves an ignored SIGINT alone
     # (three full-suite runs started with `&` failed here for that reason alone).
-    proc = subprocess.Popen([sys.executable, "-m", "lit_optim.cli.main", "fit", "--config",
-                             str(ROOT / "recipes" / "digits" / "mlp.yaml"), "--trainer.max_epochs",
-                             "100000", "--trainer.enable_progress_bar", "false"], cwd=tmp_path,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "lit_optim.cli.main",
+            "fit",
+            "--config",
+            str(ROOT / "recipes" / "digits" / "mlp.yaml"),
+            "--trainer.max_epochs",
+            "100000",
+            "--trainer.enable_progress_bar",
+            "false",
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.time() + 60
     while time.time() < deadline and not list(tmp_path.rglob("last.ckpt")):  # an epoch ended
         time.sleep(0.2)
@@ -507,7 +847,9 @@ def _tiny_disk(tmp_path_factory, size: str):
     @contextlib.contextmanager
     def mounted():
         tiny = tmp_path_factory.mktemp("tiny")
-        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(tiny)], check=True)
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(tiny)], check=True
+        )
         try:
             yield tiny
         finally:
@@ -534,7 +876,8 @@ def _fill(folder: Path) -> Path:
 @pytest.mark.skipif(__import__("os").geteuid() != 0, reason="mounting a tiny tmpfs needs root")
 @pytest.mark.parametrize("workers", [["--n-workers", "2"], []], ids=["journal-workers", "sqlite"])
 def test_a_disk_that_fills_mid_study_is_one_line_and_the_rerun_finishes_the_budget(
-        digits, tmp_path_factory, workers):
+    digits, tmp_path_factory, workers
+):
     """Populations (2 per batch), the disk filled after two trials were told: one line, exit 2,
     no worker traceback; the trials the fault stopped are not counted, so the same command,
     run again with space, ends with the whole budget told (was: failed trials counted, 71
@@ -548,11 +891,32 @@ def test_a_disk_that_fills_mid_study_is_one_line_and_the_rerun_finishes_the_budg
     recipe["trainer"]["max_epochs"] = 12
     (digits / "recipe.yaml").write_text(yaml.safe_dump(recipe))
     with _tiny_disk(tmp_path_factory, "2m") as tiny:
-        command = [sys.executable, "-m", "tuning.cli", "run", "--recipe", "recipe.yaml", "--space",
-                   "space.yaml", "--n-trials", "10", "--population", "2", "--pruner", "none",
-                   "--accelerator", "cpu", "--study", "full", "--run-dir", str(tiny), *workers]
-        proc = subprocess.Popen(command, cwd=digits, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
+        command = [
+            sys.executable,
+            "-m",
+            "tuning.cli",
+            "run",
+            "--recipe",
+            "recipe.yaml",
+            "--space",
+            "space.yaml",
+            "--n-trials",
+            "10",
+            "--population",
+            "2",
+            "--pruner",
+            "none",
+            "--accelerator",
+            "cpu",
+            "--study",
+            "full",
+            "--run-dir",
+            str(tiny),
+            *workers,
+        ]
+        proc = subprocess.Popen(
+            command, cwd=digits, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         deadline = time.time() + 120
         told = 0
         while told < 2 and time.time() < deadline:  # two trials told, then the disk fills
@@ -560,18 +924,28 @@ def test_a_disk_that_fills_mid_study_is_one_line_and_the_rerun_finishes_the_budg
             told += "/10 trials" in line
         filler = _fill(tiny)
         out, err = proc.communicate(timeout=120)
-        lines = [line for line in err.splitlines()
-                 if not line.startswith(("trials ", "NonFiniteGuard action", "threads: "))]
+        lines = [
+            line
+            for line in err.splitlines()
+            if not line.startswith(("trials ", "NonFiniteGuard action", "threads: "))
+        ]
         assert proc.returncode == 2, err[-2000:]
         assert lines == [lines[-1]] and lines[-1].startswith("lit-tune: error: "), err[-2000:]
         assert "a write failed (" in lines[-1], err[-2000:]
-        assert lines[-1].endswith("free the space (or fix the storage) and run the same command again")
+        assert lines[-1].endswith(
+            "free the space (or fix the storage) and run the same command again"
+        )
         assert "Traceback" not in err
         filler.unlink(missing_ok=True)
         again = subprocess.run(command, cwd=digits, capture_output=True, text=True, timeout=300)
         assert again.returncode == 0, again.stderr[-2000:]
-        storage = (optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(
-            str(tiny / "full" / "journal.log"))) if workers else f"sqlite:///{tiny}/full/study.db")
+        storage = (
+            optuna.storages.JournalStorage(
+                optuna.storages.journal.JournalFileBackend(str(tiny / "full" / "journal.log"))
+            )
+            if workers
+            else f"sqlite:///{tiny}/full/study.db"
+        )
         study = optuna.load_study(study_name="full", storage=storage)
         finished = [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
         assert len(finished) == 10
@@ -586,16 +960,30 @@ def test_lit_optim_fit_on_a_full_disk_is_one_line(tmp_path_factory):
     with _tiny_disk(tmp_path_factory, "1m") as tiny:
         _fill(tiny).unlink()
         _fill(tiny)
-        run = subprocess.run([sys.executable, "-m", "lit_optim.cli.main", "fit", "--config",
-                              str(ROOT / "recipes" / "digits" / "mlp.yaml"), "--trainer.max_epochs",
-                              "1", "--trainer.default_root_dir", str(tiny)],
-                             capture_output=True, text=True, timeout=300)
+        run = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "lit_optim.cli.main",
+                "fit",
+                "--config",
+                str(ROOT / "recipes" / "digits" / "mlp.yaml"),
+                "--trainer.max_epochs",
+                "1",
+                "--trainer.default_root_dir",
+                str(tiny),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
     assert run.returncode == 2, run.stderr[-2000:]
     assert "Traceback" not in run.stderr
     assert run.stderr.splitlines()[-1] == (
         "lit-optim: error: a file of the run could not be written (No space left on device): "
         "free space on the disk of the run's folder (or give --trainer.default_root_dir on "
-        "another disk) and run again; a run that saved last.ckpt resumes with --ckpt_path last")
+        "another disk) and run again; a run that saved last.ckpt resumes with --ckpt_path last"
+    )
 
 
 def test_a_signal_that_lands_in_a_destructor_is_not_lost(capsys):
@@ -622,16 +1010,32 @@ def test_a_signal_that_lands_in_a_destructor_is_not_lost(capsys):
 
 
 @pytest.mark.skipif(__import__("os").geteuid() != 0, reason="a read-only mount needs root")
-def test_a_read_only_run_dir_is_one_line_and_leaves_the_study_untouched(digits, capsys,
-                                                                        tmp_path_factory):
+def test_a_read_only_run_dir_is_one_line_and_leaves_the_study_untouched(
+    digits, capsys, tmp_path_factory
+):
     # Root ignores file modes, so chmod cannot make a directory read-only for this test: a
     # read-only bind mount of the run dir can, for root as for anyone.
     import subprocess
 
     src, mnt = tmp_path_factory.mktemp("rw"), tmp_path_factory.mktemp("ro")
     _space(digits / "space.yaml", {"model.lr": "log[1e-3, 1e-1]"})
-    lit_tune(["run", "--recipe", "recipe.yaml", "--space", "space.yaml", "--accelerator", "cpu",
-              "--n-trials", "1", "--study", "ro", "--run-dir", str(src)])
+    lit_tune(
+        [
+            "run",
+            "--recipe",
+            "recipe.yaml",
+            "--space",
+            "space.yaml",
+            "--accelerator",
+            "cpu",
+            "--n-trials",
+            "1",
+            "--study",
+            "ro",
+            "--run-dir",
+            str(src),
+        ]
+    )
     before = {p.relative_to(src): p.read_bytes() for p in src.rglob("*") if p.is_file()}
     capsys.readouterr()
     subprocess.run(["mount", "--bind", str(src), str(mnt)], check=True)
@@ -661,13 +1065,28 @@ def test_a_sqlite_file_that_is_not_a_study_is_refused_and_left_as_it_was(digits,
     db.close()
     before = own.read_bytes()
     _space(digits / "space.yaml", {"model.lr": "log[1e-3, 1e-1]"})
-    for args in (["run", "--recipe", "recipe.yaml", "--space", "space.yaml", "--study", "s",
-                  "--storage", f"sqlite:///{own}", "--n-trials", "1"],
-                 ["best", "--study", "s", "--storage", f"sqlite:///{own}"],
-                 ["studies", "--storage", f"sqlite:///{own}"]):
+    for args in (
+        [
+            "run",
+            "--recipe",
+            "recipe.yaml",
+            "--space",
+            "space.yaml",
+            "--study",
+            "s",
+            "--storage",
+            f"sqlite:///{own}",
+            "--n-trials",
+            "1",
+        ],
+        ["best", "--study", "s", "--storage", f"sqlite:///{own}"],
+        ["studies", "--storage", f"sqlite:///{own}"],
+    ):
         assert _tune(*args) == 2
         err = capsys.readouterr().err
-        assert f"{own} is a SQLite database but not an Optuna study (its tables: measurements)" in err
+        assert (
+            f"{own} is a SQLite database but not an Optuna study (its tables: measurements)" in err
+        )
         assert "Traceback" not in err
     assert own.read_bytes() == before
 
@@ -685,9 +1104,27 @@ def test_reading_a_missing_storage_creates_nothing(digits, capsys, storage):
 @pytest.mark.parametrize("workers", ["1", "2"], ids=["sqlite", "journal"])
 def test_best_report_and_studies_leave_the_study_byte_for_byte(digits, workers):
     _space(digits / "space.yaml", {"model.lr": "log[1e-3, 1e-1]"})
-    assert _tune("run", "--recipe", "recipe.yaml", "--space", "space.yaml", "--study", "r",
-                 "--n-trials", "2", "--n-workers", workers, "--trainer.max_epochs", "1") == 0
-    (file,) = [p for p in (digits / "runs" / "r").iterdir() if p.name in ("study.db", "journal.log")]
+    assert (
+        _tune(
+            "run",
+            "--recipe",
+            "recipe.yaml",
+            "--space",
+            "space.yaml",
+            "--study",
+            "r",
+            "--n-trials",
+            "2",
+            "--n-workers",
+            workers,
+            "--trainer.max_epochs",
+            "1",
+        )
+        == 0
+    )
+    (file,) = [
+        p for p in (digits / "runs" / "r").iterdir() if p.name in ("study.db", "journal.log")
+    ]
     before = {p.name: p.read_bytes() for p in file.parent.iterdir() if p.is_file()}
     for command in (["best", "--study", "r"], ["report", "--study", "r"], ["studies"]):
         assert _tune(*command) == 0
@@ -701,7 +1138,8 @@ def test_studies_of_a_missing_run_dir_is_an_error(digits, capsys):
 
 
 def test_a_storage_write_failing_mid_study_is_one_line_and_keeps_the_finished_trials(
-        digits, capsys, monkeypatch):
+    digits, capsys, monkeypatch
+):
     # The disk fills during trial 2: Optuna's RDB storage raises StorageInternalError from
     # the commit (sqlite3's "database or disk is full" as its cause), here injected at the
     # storage layer on the first write of trial 2.
@@ -718,7 +1156,8 @@ def test_a_storage_write_failing_mid_study_is_one_line_and_keeps_the_finished_tr
                 raise sqlite3.OperationalError("database or disk is full")
             except sqlite3.OperationalError as disk:
                 raise optuna.exceptions.StorageInternalError(
-                    "An exception is raised during the commit.") from disk
+                    "An exception is raised during the commit."
+                ) from disk
         return real(self, trial_id, key, value)
 
     monkeypatch.setattr(optuna.storages.RDBStorage, "set_trial_user_attr", full_disk)
@@ -735,19 +1174,37 @@ def test_a_storage_write_failing_mid_study_is_one_line_and_keeps_the_finished_tr
     assert [t.number for t in finished] == [0, 1]  # readable, nothing finished lost
 
 
-def test_a_run_in_a_log_prints_lines_not_bars_and_an_absolute_storage(digits, capfd, tmp_path,
-                                                                       monkeypatch):
+def test_a_run_in_a_log_prints_lines_not_bars_and_an_absolute_storage(
+    digits, capfd, tmp_path, monkeypatch
+):
     _space(digits / "space.yaml", {"model.lr": "log[1e-3, 1e-1]"})
     recipe = yaml.safe_load((digits / "recipe.yaml").read_text())
     recipe["trainer"]["max_epochs"] = 1
     (digits / "recipe.yaml").write_text(yaml.safe_dump(recipe))
-    lit_tune(["run", "--recipe", "recipe.yaml", "--space", "space.yaml", "--study", "logged",
-              "--accelerator", "cpu", "--n-trials", "2", "--population", "1"])
+    lit_tune(
+        [
+            "run",
+            "--recipe",
+            "recipe.yaml",
+            "--space",
+            "space.yaml",
+            "--study",
+            "logged",
+            "--accelerator",
+            "cpu",
+            "--n-trials",
+            "2",
+            "--population",
+            "1",
+        ]
+    )
     captured = capfd.readouterr()  # not a terminal, as in a log file or CI
     assert "\r" not in captured.out and "\r" not in captured.err
     progress = [line for line in captured.out.splitlines() if line.startswith("study logged: ")]
     assert [line.split()[2].rstrip(",") for line in progress][:2] == ["1/2", "2/2"], captured.out
-    url = next(line.split()[1] for line in captured.out.splitlines() if line.startswith("storage: "))
+    url = next(
+        line.split()[1] for line in captured.out.splitlines() if line.startswith("storage: ")
+    )
     assert url == f"sqlite:///{(digits / 'runs' / 'logged' / 'study.db').absolute()}"
     monkeypatch.chdir(tmp_path)  # the printed URL opens from any folder
     assert len(optuna.load_study(study_name="logged", storage=url).trials) == 2

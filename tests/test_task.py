@@ -21,8 +21,12 @@ def _digits_task(**kwargs):
 
 def test_fit_logs_the_metric_vocabulary_and_learns(make_trainer, tmp_path):
     data, task = _digits_task(lr=3e-3, network_kwargs={"hidden_dims": [64]})
-    trainer = make_trainer(max_epochs=3, log_every_n_steps=5, logger=CSVLogger(tmp_path),
-                           callbacks=[LearningRateMonitor(logging_interval="step")])
+    trainer = make_trainer(
+        max_epochs=3,
+        log_every_n_steps=5,
+        logger=CSVLogger(tmp_path),
+        callbacks=[LearningRateMonitor(logging_interval="step")],
+    )
     trainer.fit(task, datamodule=data)
     metrics = trainer.callback_metrics
     assert {"train_loss", "train_acc", "val_loss", "val_acc", "train_loss_step"} <= set(metrics)
@@ -43,20 +47,29 @@ def test_epoch_metrics_equal_a_direct_computation(make_trainer):
     with torch.no_grad():
         logits = task(x)
     assert trainer.callback_metrics["val_acc"].item() == pytest.approx(
-        (logits.argmax(1) == y).float().mean().item(), abs=1e-6)
+        (logits.argmax(1) == y).float().mean().item(), abs=1e-6
+    )
     assert trainer.callback_metrics["val_loss"].item() == pytest.approx(
-        torch.nn.functional.cross_entropy(logits, y).item(), rel=1e-5)
+        torch.nn.functional.cross_entropy(logits, y).item(), rel=1e-5
+    )
 
 
 def test_checkpoint_reloads_on_its_own(make_trainer, tmp_path):
-    data, task = _digits_task(optimizer="sgd", lr=0.05, optimizer_kwargs={"momentum": 0.9},
-                              network_kwargs={"hidden_dims": [32, 16]}, scheduler="cosine")
+    data, task = _digits_task(
+        optimizer="sgd",
+        lr=0.05,
+        optimizer_kwargs={"momentum": 0.9},
+        network_kwargs={"hidden_dims": [32, 16]},
+        scheduler="cosine",
+    )
     trainer = make_trainer(max_epochs=1, enable_checkpointing=True)
     trainer.fit(task, datamodule=data)
     path = tmp_path / "model.ckpt"
     trainer.save_checkpoint(path)
     restored = ClassificationTask.load_from_checkpoint(path)
-    assert restored.hparams.optimizer == "sgd" and restored.hparams.optimizer_kwargs == {"momentum": 0.9}
+    assert restored.hparams.optimizer == "sgd" and restored.hparams.optimizer_kwargs == {
+        "momentum": 0.9
+    }
     x = data._tensors["test"][0]
     task.eval()
     restored.eval()
@@ -102,10 +115,16 @@ def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(make_trainer, t
     [
         ({"lr": 0}, "lr must be a finite number > 0"),
         ({"weight_decay": -1e-4}, "weight_decay must be a finite number ≥ 0"),
-        ({"optimizer": "adamm"}, "unknown optimizer 'adamm'; did you mean 'adam', 'radam', 'nadam', 'adamw'"),
+        (
+            {"optimizer": "adamm"},
+            "unknown optimizer 'adamm'; did you mean 'adam', 'radam', 'nadam', 'adamw'",
+        ),
         ({"scheduler": "cosin"}, "unknown scheduler 'cosin'; did you mean 'cosine'"),
         ({"network": "mpl"}, "unknown model 'mpl'; did you mean 'mlp'"),
-        ({"optimizer": "sgd", "optimizer_kwargs": {"betas": (0.9, 0.99)}}, "optimizer 'sgd' does not take 'betas'"),
+        (
+            {"optimizer": "sgd", "optimizer_kwargs": {"betas": (0.9, 0.99)}},
+            "optimizer 'sgd' does not take 'betas'",
+        ),
     ],
 )
 def test_bad_task_arguments_fail_in_the_constructor(kwargs, message):
@@ -123,8 +142,9 @@ def test_the_guard_against_a_bad_value_comes_before_any_data_is_read(monkeypatch
 
 
 def test_lbfgs_gets_weight_decay_as_an_l2_term_in_its_loss(make_trainer):
-    data, task = _digits_task(optimizer="lbfgs", lr=0.5, weight_decay=0.1,
-                              optimizer_kwargs={"max_iter": 3})
+    data, task = _digits_task(
+        optimizer="lbfgs", lr=0.5, weight_decay=0.1, optimizer_kwargs={"max_iter": 3}
+    )
     weights = [p for p in task.parameters() if p.ndim >= 2]
     expected = 0.05 * sum((p**2).sum() for p in weights)
     assert torch.allclose(l2_penalty(task, 0.1), expected)
@@ -159,10 +179,14 @@ def test_per_step_values_are_logged_where_someone_reads_them(make_trainer, tmp_p
 
     task.log = counting_log
     probe = _StepLosses()
-    extra = {"logger": L.pytorch.loggers.CSVLogger(tmp_path)} if reader == "logger" else (
-        {"enable_progress_bar": True} if reader == "progress bar" else {})
+    extra = (
+        {"logger": L.pytorch.loggers.CSVLogger(tmp_path)}
+        if reader == "logger"
+        else ({"enable_progress_bar": True} if reader == "progress bar" else {})
+    )
     make_trainer(max_epochs=2, log_every_n_steps=1, callbacks=[probe], **extra).fit(
-        task, datamodule=data)
+        task, datamodule=data
+    )
     steps = len(probe.losses)
     assert steps % 2 == 0 and steps > 4  # two equal epochs of several steps
     expected = 2 if reader == "none" else steps

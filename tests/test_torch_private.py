@@ -19,8 +19,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _tensors(dtype=torch.float64):
     torch.manual_seed(0)
-    return [torch.randn(3, 4, dtype=dtype), torch.randn(5, dtype=dtype) * 10,
-            torch.randn(2, 2, 2, dtype=dtype)]
+    return [
+        torch.randn(3, 4, dtype=dtype),
+        torch.randn(5, dtype=dtype) * 10,
+        torch.randn(2, 2, 2, dtype=dtype),
+    ]
 
 
 @pytest.mark.parametrize("ord", [2.0, 1.0, float("inf")])
@@ -58,8 +61,15 @@ def test_batch_norm_kernels_are_f_batch_norm_and_its_gradient(affine):
     rm, rv = torch.randn(3, dtype=torch.float64), torch.rand(3, dtype=torch.float64) + 0.5
     rm2, rv2 = rm.clone(), rv.clone()
     ref = F.batch_norm(x, rm, rv, w, b, True, 0.1, 1e-5)
-    y, mean, invstd = tp.batch_norm_train(x.detach(), None if w is None else w.detach(),
-                                          None if b is None else b.detach(), rm2, rv2, 0.1, 1e-5)
+    y, mean, invstd = tp.batch_norm_train(
+        x.detach(),
+        None if w is None else w.detach(),
+        None if b is None else b.detach(),
+        rm2,
+        rv2,
+        0.1,
+        1e-5,
+    )
     torch.testing.assert_close(y, ref.detach(), rtol=0, atol=1e-13)
     torch.testing.assert_close(rm2, rm, rtol=0, atol=0)
     torch.testing.assert_close(rv2, rv, rtol=0, atol=0)
@@ -69,8 +79,9 @@ def test_batch_norm_kernels_are_f_batch_norm_and_its_gradient(affine):
     g = torch.randn_like(ref)
     inputs = [x] + ([w, b] if affine else [])
     want = torch.autograd.grad(ref, inputs, g)
-    got = tp.batch_norm_backward(g, x.detach(), None if w is None else w.detach(), mean,
-                                 invstd, 1e-5)
+    got = tp.batch_norm_backward(
+        g, x.detach(), None if w is None else w.detach(), mean, invstd, 1e-5
+    )
     torch.testing.assert_close(got[0], want[0], rtol=0, atol=1e-12)
     if affine:
         torch.testing.assert_close(got[1], want[1], rtol=0, atol=1e-12)
@@ -107,4 +118,6 @@ def test_no_other_module_uses_private_torch():
         for number, line in enumerate(path.read_text().splitlines(), 1):
             if pattern.search(line.split("#")[0]):
                 offenders.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
-    assert not offenders, "private torch APIs outside catalog/torch_private.py:\n" + "\n".join(offenders)
+    assert not offenders, "private torch APIs outside catalog/torch_private.py:\n" + "\n".join(
+        offenders
+    )

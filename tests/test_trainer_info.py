@@ -41,4 +41,8 @@ def test_lightning_leaves_the_epoch_length_unknown_under_max_steps_alone(make_tr
 
 def test_with_max_epochs_the_public_property_is_enough(make_trainer):
     probe = _fit(make_trainer, max_epochs=2)
-    assert (probe.after.total_steps, probe.after.steps_per_epoch, probe.after.total_epochs) == (6, 3, 2)
+    assert (probe.after.total_steps, probe.after.steps_per_epoch, probe.after.total_epochs) == (
+        6,
+        3,
+        2,
+    )

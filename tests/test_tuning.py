@@ -25,12 +25,23 @@ def workdir(tune_dir):
     recipe["trainer"] = {"max_epochs": 2, "accelerator": "cpu", "log_every_n_steps": 5}
     (tune_dir / "recipe.yaml").write_text(yaml.safe_dump(recipe))
     tmp_path = tune_dir
-    (tmp_path / "space.yaml").write_text(yaml.safe_dump({
-        "metric": "val_acc", "direction": "maximize",
-        "params": {"model.optimizer": ["adam", "momentum"], "model.lr": "log[1.0e-3, 1.0e-1]",
-                   "model.optimizer_kwargs.momentum": {"distribution": "uniform[0.5, 0.95]",
-                                                       "when": {"model.optimizer": ["momentum"]}},
-                   "data.batch_size": [64, 128]}}))
+    (tmp_path / "space.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "metric": "val_acc",
+                "direction": "maximize",
+                "params": {
+                    "model.optimizer": ["adam", "momentum"],
+                    "model.lr": "log[1.0e-3, 1.0e-1]",
+                    "model.optimizer_kwargs.momentum": {
+                        "distribution": "uniform[0.5, 0.95]",
+                        "when": {"model.optimizer": ["momentum"]},
+                    },
+                    "data.batch_size": [64, 128],
+                },
+            }
+        )
+    )
     return tmp_path
 
 
@@ -54,19 +65,28 @@ def test_the_shipped_search_space_parses():
     assert {p.path for p in space.params} >= {"model.lr", "model.weight_decay", "data.batch_size"}
 
 
-@pytest.mark.parametrize(("params", "message"), [
-    ({"model.lr": "log[1, 0.1]"}, r"low must be below high, got \[1, 0.1\]"),
-    ({"model.lr": "uniform[0.5, 0.5]"}, "low must be below high"),
-    ({"model.lr": "log[0, 1]"}, "a log range needs low > 0, got 0"),
-    ({"model.lr": "lognormal[1, 2]"}, "expected a list of choices or log"),
-    ({"model.optimizer": ["sgd", "adamm"]}, "unknown optimizer 'adamm'; did you mean 'adam'"),
-    ({"model.scheduler": ["cosine", "cosin"]}, "unknown scheduler 'cosin'"),
-    ({"lr": "log[1e-3, 1]"}, "dotted paths under model., data. or trainer."),
-    ({"model.optimizer_kwargs.momentum": {"distribution": "uniform[0, 1]",
-                                          "when": {"model.optimizer": ["sgd"]}}},
-     "which must be a searched parameter listed above it"),
-    ({"data.batch_size": "int[1.5, 4]"}, "int ranges need whole numbers"),
-])
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"model.lr": "log[1, 0.1]"}, r"low must be below high, got \[1, 0.1\]"),
+        ({"model.lr": "uniform[0.5, 0.5]"}, "low must be below high"),
+        ({"model.lr": "log[0, 1]"}, "a log range needs low > 0, got 0"),
+        ({"model.lr": "lognormal[1, 2]"}, "expected a list of choices or log"),
+        ({"model.optimizer": ["sgd", "adamm"]}, "unknown optimizer 'adamm'; did you mean 'adam'"),
+        ({"model.scheduler": ["cosine", "cosin"]}, "unknown scheduler 'cosin'"),
+        ({"lr": "log[1e-3, 1]"}, "dotted paths under model., data. or trainer."),
+        (
+            {
+                "model.optimizer_kwargs.momentum": {
+                    "distribution": "uniform[0, 1]",
+                    "when": {"model.optimizer": ["sgd"]},
+                }
+            },
+            "which must be a searched parameter listed above it",
+        ),
+        ({"data.batch_size": "int[1.5, 4]"}, "int ranges need whole numbers"),
+    ],
+)
 def test_bad_search_spaces(params, message):
     with pytest.raises(ConfigError, match=message):
         parse_space({"params": params})
@@ -76,7 +96,8 @@ def test_conditional_parameter_only_when_its_parent_matches(workdir):
     _run("--study", "cond", "--n-trials", "6", "--sampler", "random")
     for trial in _study("cond").trials:
         assert ("model.optimizer_kwargs.momentum" in trial.params) == (
-            trial.params["model.optimizer"] == "momentum")
+            trial.params["model.optimizer"] == "momentum"
+        )
 
 
 # --- running, resuming, exporting -----------------------------------------------------------
@@ -95,8 +116,16 @@ def test_study_runs_resumes_by_name_and_exports_a_recipe_that_reproduces(workdir
     assert "best trial" in capsys.readouterr().out
     exported = yaml.safe_load(Path("best.yaml").read_text())
     assert Path("best.yaml").read_text().startswith("# lit-optim fit --config best.yaml")
-    fit_main(["fit", "--config", "best.yaml", "--trainer.enable_progress_bar=false",
-              "--trainer.logger=CSVLogger", "--trainer.logger.save_dir=refit"])
+    fit_main(
+        [
+            "fit",
+            "--config",
+            "best.yaml",
+            "--trainer.enable_progress_bar=false",
+            "--trainer.logger=CSVLogger",
+            "--trainer.logger.save_dir=refit",
+        ]
+    )
     rows = list(csv.DictReader(open(next(Path("refit").rglob("metrics.csv")))))
     val_acc = [float(r["val_acc"]) for r in rows if r.get("val_acc")][-1]
     assert val_acc == pytest.approx(study.best_value, abs=1e-6)
@@ -108,20 +137,23 @@ def test_a_recipe_with_logger_only_callbacks_tunes(workdir):
     # Trainer without a logger): the trials run without a logger, so they drop it, here also
     # one added on the command line with jsonargparse's list append.
     recipe = yaml.safe_load(Path("recipe.yaml").read_text())
-    recipe["trainer"]["callbacks"] = [{"class_path": "LearningRateMonitor",
-                                       "init_args": {"logging_interval": "step"}}]
+    recipe["trainer"]["callbacks"] = [
+        {"class_path": "LearningRateMonitor", "init_args": {"logging_interval": "step"}}
+    ]
     Path("recipe.yaml").write_text(yaml.safe_dump(recipe))
     _run("--study", "lrm", "--n-trials", "2", "--trainer.callbacks+=DeviceStatsMonitor")
     study = _study("lrm")
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2, [
-        t.user_attrs.get("fail_reason") for t in study.trials]
+        t.user_attrs.get("fail_reason") for t in study.trials
+    ]
     trial_recipe = Path("runs/lrm/trial_1/recipe.yaml").read_text()
     assert "LearningRateMonitor" in trial_recipe and "DeviceStatsMonitor" in trial_recipe
 
 
 def test_diverging_trials_are_pruned_with_a_reason_and_the_study_goes_on(workdir):
-    Path("space.yaml").write_text(yaml.safe_dump({"params": {
-        "model.optimizer": ["sgd"], "model.lr": "log[1.0e-2, 1.0e+4]"}}))
+    Path("space.yaml").write_text(
+        yaml.safe_dump({"params": {"model.optimizer": ["sgd"], "model.lr": "log[1.0e-2, 1.0e+4]"}})
+    )
     _run("--study", "div", "--n-trials", "8", "--sampler", "random", "--pruner", "none")
     study = _study("div")
     assert len(_finished(study)) == 8
@@ -178,8 +210,20 @@ def test_missing_study_for_best_and_report(workdir, capsys):
 
 
 def test_sqlite_with_several_workers_is_refused_with_the_alternative(workdir, capsys):
-    err = _fails(capsys, "run", "--recipe", "recipe.yaml", "--space", "space.yaml", "--study", "x",
-                 "--n-workers", "2", "--storage", "sqlite:///x.db")
+    err = _fails(
+        capsys,
+        "run",
+        "--recipe",
+        "recipe.yaml",
+        "--space",
+        "space.yaml",
+        "--study",
+        "x",
+        "--n-workers",
+        "2",
+        "--storage",
+        "sqlite:///x.db",
+    )
     assert "SQLite cannot take 2 worker processes" in err and "journal" in err
     assert not Path("x.db").exists() or optuna.get_all_study_summaries("sqlite:///x.db") == []
 
@@ -193,15 +237,19 @@ def test_bad_space_never_touches_an_existing_study(workdir, capsys):
     assert Path("runs/keep/study.db").read_bytes() == before
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--sampler", "tpee"], "unknown sampler 'tpee'; did you mean 'tpe'"),
-    (["--pruner", "medain"], "unknown pruner 'medain'; did you mean 'median'"),
-    (["--storage", "postgresql://nobody@127.0.0.1:9/none"], "cannot open storage"),
-    (["--n-trials", "0"], "n_trials and n_workers must be >= 1"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--sampler", "tpee"], "unknown sampler 'tpee'; did you mean 'tpe'"),
+        (["--pruner", "medain"], "unknown pruner 'medain'; did you mean 'median'"),
+        (["--storage", "postgresql://nobody@127.0.0.1:9/none"], "cannot open storage"),
+        (["--n-trials", "0"], "n_trials and n_workers must be >= 1"),
+    ],
+)
 def test_bad_run_arguments(workdir, capsys, args, message):
-    err = _fails(capsys, "run", "--recipe", "recipe.yaml", "--space", "space.yaml",
-                 "--study", "bad", *args)
+    err = _fails(
+        capsys, "run", "--recipe", "recipe.yaml", "--space", "space.yaml", "--study", "bad", *args
+    )
     assert message in err
 
 
@@ -219,17 +267,47 @@ def test_other_pruners_run(workdir, pruner):
 
 
 def test_grid_sampler_walks_a_list_space(workdir):
-    Path("grid.yaml").write_text(yaml.safe_dump({"params": {
-        "model.optimizer": ["adam", "sgd"], "data.batch_size": [64, 128]}}))
-    main(["run", "--recipe", "recipe.yaml", "--space", "grid.yaml", "--study", "grid",
-          "--n-trials", "4", "--sampler", "grid", "--pruner", "none"])
-    combos = {(t.params["model.optimizer"], t.params["data.batch_size"]) for t in _study("grid").trials}
+    Path("grid.yaml").write_text(
+        yaml.safe_dump(
+            {"params": {"model.optimizer": ["adam", "sgd"], "data.batch_size": [64, 128]}}
+        )
+    )
+    main(
+        [
+            "run",
+            "--recipe",
+            "recipe.yaml",
+            "--space",
+            "grid.yaml",
+            "--study",
+            "grid",
+            "--n-trials",
+            "4",
+            "--sampler",
+            "grid",
+            "--pruner",
+            "none",
+        ]
+    )
+    combos = {
+        (t.params["model.optimizer"], t.params["data.batch_size"]) for t in _study("grid").trials
+    }
     assert combos == {("adam", 64), ("adam", 128), ("sgd", 64), ("sgd", 128)}
 
 
 def test_grid_sampler_needs_lists(workdir, capsys):
-    err = _fails(capsys, "run", "--recipe", "recipe.yaml", "--space", "space.yaml",
-                 "--study", "g", "--sampler", "grid")
+    err = _fails(
+        capsys,
+        "run",
+        "--recipe",
+        "recipe.yaml",
+        "--space",
+        "space.yaml",
+        "--study",
+        "g",
+        "--sampler",
+        "grid",
+    )
     assert "grid sampler needs a list of values" in err and "model.lr" in err
 
 
@@ -243,17 +321,40 @@ def test_a_trial_that_diverges_without_nan_is_pruned_with_its_reason(tmp_path, m
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr("sys.argv", ["lit-tune"])
     recipe = yaml.safe_load((ROOT / "recipes" / "digits" / "mlp.yaml").read_text())
-    recipe["trainer"].update(precision="64-true", max_epochs=3, callbacks=[{
-        "class_path": "lit_optim.callbacks.NonFiniteGuard",
-        "init_args": {"action": "rollback", "lr_factor": 0.1}}])
+    recipe["trainer"].update(
+        precision="64-true",
+        max_epochs=3,
+        callbacks=[
+            {
+                "class_path": "lit_optim.callbacks.NonFiniteGuard",
+                "init_args": {"action": "rollback", "lr_factor": 0.1},
+            }
+        ],
+    )
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
-    (tmp_path / "space.yaml").write_text(yaml.safe_dump(
-        {"metric": "val_acc", "params": {"model.lr": [1.0e30, 1.0e29]}}))
+    (tmp_path / "space.yaml").write_text(
+        yaml.safe_dump({"metric": "val_acc", "params": {"model.lr": [1.0e30, 1.0e29]}})
+    )
     with pytest.raises(SystemExit) as exit_:
-        lit_tune(["run", "--recipe", "recipe.yaml", "--space", "space.yaml", "--study", "d",
-                  "--n-trials", "2", "--population", "1"])
+        lit_tune(
+            [
+                "run",
+                "--recipe",
+                "recipe.yaml",
+                "--space",
+                "space.yaml",
+                "--study",
+                "d",
+                "--n-trials",
+                "2",
+                "--population",
+                "1",
+            ]
+        )
     assert exit_.value.code == 1  # no completed trial
     study = optuna.load_study(study_name="d", storage="sqlite:///runs/d/study.db")
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.PRUNED] * 2
-    assert all(t.user_attrs["pruned_reason"].startswith("diverged: the training loss ended at")
-               for t in study.trials)
+    assert all(
+        t.user_attrs["pruned_reason"].startswith("diverged: the training loss ended at")
+        for t in study.trials
+    )

@@ -32,32 +32,53 @@ def workdir(tmp_path, monkeypatch):
     recipe = yaml.safe_load((ROOT / "recipes" / "digits" / "mlp.yaml").read_text())
     recipe["trainer"] = {"max_epochs": 6, "accelerator": "cpu", "log_every_n_steps": 5}
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
-    (tmp_path / "space.yaml").write_text(yaml.safe_dump({"params": {
-        "model.lr": "log[1.0e-3, 1.0e-2]", "data.batch_size": [64, 128]}}))
+    (tmp_path / "space.yaml").write_text(
+        yaml.safe_dump(
+            {"params": {"model.lr": "log[1.0e-3, 1.0e-2]", "data.batch_size": [64, 128]}}
+        )
+    )
     return tmp_path
 
 
 def _lit_tune(*args: str) -> list[str]:
     # One by one unless a case asks for --population (a later flag wins): these cases pin the
     # sequential loop's crash rules with a kill timed inside one trial.
-    return [sys.executable, "-m", "tuning.cli", "run", "--recipe", "recipe.yaml",
-            "--space", "space.yaml", "--pruner", "none", "--population", "1", *args]
+    return [
+        sys.executable,
+        "-m",
+        "tuning.cli",
+        "run",
+        "--recipe",
+        "recipe.yaml",
+        "--space",
+        "space.yaml",
+        "--pruner",
+        "none",
+        "--population",
+        "1",
+        *args,
+    ]
 
 
 def _trials(study: str, storage: str):
     if storage.startswith("sqlite:///"):
         # Read-only: a plain sqlite URL would create the file and Optuna's schema while lit-tune
         # makes them, and lit-tune rightly refuses a half-made study.db (a CI run lost that race).
-        storage = f"sqlite:///file:{storage[len('sqlite:///'):]}?mode=ro&uri=true"
+        storage = f"sqlite:///file:{storage[len('sqlite:///') :]}?mode=ro&uri=true"
     if "://" not in storage:  # a journal file
-        storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(storage))
+        storage = optuna.storages.JournalStorage(
+            optuna.storages.journal.JournalFileBackend(storage)
+        )
     return optuna.load_study(study_name=study, storage=storage).get_trials(deepcopy=False)
 
 
-def _start_and_wait_for_a_running_trial(study: str, storage: str, *args: str, done: int = 2,
-                                        **popen) -> subprocess.Popen:
-    proc = subprocess.Popen(_lit_tune("--study", study, *args), **{
-        "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, **popen})
+def _start_and_wait_for_a_running_trial(
+    study: str, storage: str, *args: str, done: int = 2, **popen
+) -> subprocess.Popen:
+    proc = subprocess.Popen(
+        _lit_tune("--study", study, *args),
+        **{"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, **popen},
+    )
     deadline = time.time() + 120
     while time.time() < deadline:  # wait until `done` trials are done and another is running
         time.sleep(0.2)
@@ -68,8 +89,9 @@ def _start_and_wait_for_a_running_trial(study: str, storage: str, *args: str, do
             trials = _trials(study, storage)
         except Exception:  # noqa: BLE001 - study not created yet
             continue
-        if (len([t for t in trials if t.state in FINISHED]) >= done
-                and any(t.state == TrialState.RUNNING for t in trials)):
+        if len([t for t in trials if t.state in FINISHED]) >= done and any(
+            t.state == TrialState.RUNNING for t in trials
+        ):
             return proc
     proc.kill()
     raise AssertionError("no trial started in 120 s")
@@ -77,8 +99,9 @@ def _start_and_wait_for_a_running_trial(study: str, storage: str, *args: str, do
 
 # after-grace is slow (`pytest -m slow`): the heartbeat path it takes is also the PostgreSQL
 # survivor test's, which runs by default.
-@pytest.mark.parametrize("wait", [pytest.param(3.5, marks=pytest.mark.slow), 0.0],
-                         ids=["after-grace", "immediate"])
+@pytest.mark.parametrize(
+    "wait", [pytest.param(3.5, marks=pytest.mark.slow), 0.0], ids=["after-grace", "immediate"]
+)
 def test_sigkill_mid_trial_then_rerun_completes_the_budget(workdir, wait):
     storage = "sqlite:///runs/k/study.db"
     proc = _start_and_wait_for_a_running_trial("k", storage, "--n-trials", "8", "--heartbeat", "1")
@@ -91,8 +114,13 @@ def test_sigkill_mid_trial_then_rerun_completes_the_budget(workdir, wait):
     # its heartbeat to go stale, and replaces it rather than end one trial short.
     time.sleep(wait)
 
-    subprocess.run(_lit_tune("--study", "k", "--n-trials", "8", "--heartbeat", "1"), check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300)
+    subprocess.run(
+        _lit_tune("--study", "k", "--n-trials", "8", "--heartbeat", "1"),
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        timeout=300,
+    )
     trials = _trials("k", storage)
     assert {t.number: t.value for t in trials if t.number in before} == before
     assert [t.state for t in trials if t.number == interrupted[0]] == [TrialState.FAIL]
@@ -105,7 +133,16 @@ def test_sigkill_mid_population_then_rerun_replaces_its_members(workdir):
     storage = "sqlite:///runs/kp/study.db"
     # 40 epochs: a population of 4 digits trials shares one batch size and trains 6 epochs in
     # well under the second this test waits before the kill.
-    args = ("--n-trials", "8", "--population", "4", "--heartbeat", "1", "--trainer.max_epochs", "40")
+    args = (
+        "--n-trials",
+        "8",
+        "--population",
+        "4",
+        "--heartbeat",
+        "1",
+        "--trainer.max_epochs",
+        "40",
+    )
     proc = _start_and_wait_for_a_running_trial("kp", storage, *args, done=0)
     time.sleep(1)  # into the population's training
     proc.send_signal(signal.SIGKILL)
@@ -113,8 +150,13 @@ def test_sigkill_mid_population_then_rerun_replaces_its_members(workdir):
     killed = [t.number for t in _trials("kp", storage) if t.state == TrialState.RUNNING]
     assert killed  # a population in flight, and maybe trials waiting for their group's turn
     # At once: the rerun must wait for the members' heartbeats to stop, then replace them.
-    subprocess.run(_lit_tune("--study", "kp", *args), check=True, timeout=300,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        _lit_tune("--study", "kp", *args),
+        check=True,
+        timeout=300,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     trials = _trials("kp", storage)
     assert [t.state for t in trials if t.number in killed] == [TrialState.FAIL] * len(killed)
     assert len([t for t in trials if t.state in FINISHED]) == 8
@@ -130,15 +172,26 @@ def test_sigkill_after_members_left_and_joined_then_rerun_keeps_them_and_ends_th
     proc = _start_and_wait_for_a_running_trial("kj", storage, *args, done=2)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    before = {t.number: (t.state, t.value, dict(t.intermediate_values))
-              for t in _trials("kj", storage) if t.state in FINISHED}
+    before = {
+        t.number: (t.state, t.value, dict(t.intermediate_values))
+        for t in _trials("kj", storage)
+        if t.state in FINISHED
+    }
     killed = [t.number for t in _trials("kj", storage) if t.state == TrialState.RUNNING]
     assert len(before) >= 2 and killed
-    subprocess.run(_lit_tune("--study", "kj", *args), check=True, timeout=300,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        _lit_tune("--study", "kj", *args),
+        check=True,
+        timeout=300,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     trials = _trials("kj", storage)
-    assert {t.number: (t.state, t.value, dict(t.intermediate_values))
-            for t in trials if t.number in before} == before
+    assert {
+        t.number: (t.state, t.value, dict(t.intermediate_values))
+        for t in trials
+        if t.number in before
+    } == before
     assert [t.state for t in trials if t.number in killed] == [TrialState.FAIL] * len(killed)
     assert len([t for t in trials if t.state in FINISHED]) == 12
     assert not [t for t in trials if t.state == TrialState.RUNNING]
@@ -146,7 +199,9 @@ def test_sigkill_after_members_left_and_joined_then_rerun_keeps_them_and_ends_th
 
 # --- PostgreSQL -------------------------------------------------------------------------------
 def _pg_bin(name: str) -> str | None:
-    found = shutil.which(name) or next(iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))), None)
+    found = shutil.which(name) or next(
+        iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))), None
+    )
     return found
 
 
@@ -166,16 +221,34 @@ def postgres_url():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    subprocess.run([*as_user, initdb, "-D", str(data / "db"), "-U", "lit", "--auth=trust"],
-                   check=True, stdout=subprocess.DEVNULL)
-    subprocess.run([*as_user, pg_ctl, "-D", str(data / "db"), "-l", str(data / "log"), "-w",
-                    "-o", f"-p {port} -k {data} -c listen_addresses=127.0.0.1", "start"],
-                   check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [*as_user, initdb, "-D", str(data / "db"), "-U", "lit", "--auth=trust"],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    subprocess.run(
+        [
+            *as_user,
+            pg_ctl,
+            "-D",
+            str(data / "db"),
+            "-l",
+            str(data / "log"),
+            "-w",
+            "-o",
+            f"-p {port} -k {data} -c listen_addresses=127.0.0.1",
+            "start",
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     try:
         yield f"postgresql://lit@127.0.0.1:{port}/postgres"  # the driver of the postgres extra
     finally:
-        subprocess.run([*as_user, pg_ctl, "-D", str(data / "db"), "-m", "fast", "-w", "stop"],
-                       stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [*as_user, pg_ctl, "-D", str(data / "db"), "-m", "fast", "-w", "stop"],
+            stdout=subprocess.DEVNULL,
+        )
         shutil.rmtree(data, ignore_errors=True)
 
 
@@ -184,9 +257,24 @@ def postgres_url():
 def test_two_workers_share_a_postgresql_study(workdir, postgres_url, population):
     # population 3: each worker's population refills its slots from the shared budget
     study = f"pg{population}"
-    subprocess.run(_lit_tune("--study", study, "--n-trials", "8", "--n-workers", "2",
-                             "--storage", postgres_url, "--population", population),
-                   check=True, timeout=300, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        _lit_tune(
+            "--study",
+            study,
+            "--n-trials",
+            "8",
+            "--n-workers",
+            "2",
+            "--storage",
+            postgres_url,
+            "--population",
+            population,
+        ),
+        check=True,
+        timeout=300,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     trials = _trials(study, postgres_url)
     finished = [t for t in trials if t.state in FINISHED]
     assert len(finished) == 8 and len({t.number for t in finished}) == 8
@@ -205,9 +293,19 @@ def test_a_member_that_left_a_population_is_pruned_in_storage_and_stays_so_after
     (workdir / "recipe.yaml").write_text(yaml.safe_dump(recipe))
     (workdir / "space.yaml").write_text(yaml.safe_dump({"params": {"model.lr": [1.0e-2, 1.0e7]}}))
     storage = "sqlite:///runs/m/study.db"
-    proc = _start_and_wait_for_a_running_trial("m", storage, "--n-trials", "2", "--population",
-                                               "2", "--sampler", "grid", done=1,
-                                               stderr=subprocess.PIPE, text=True)
+    proc = _start_and_wait_for_a_running_trial(
+        "m",
+        storage,
+        "--n-trials",
+        "2",
+        "--population",
+        "2",
+        "--sampler",
+        "grid",
+        done=1,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     trials = {t.params["model.lr"]: t for t in _trials("m", storage)}
     assert trials[1.0e7].state == TrialState.PRUNED, trials
     assert trials[1.0e-2].state == TrialState.RUNNING
@@ -226,9 +324,9 @@ def test_sigterm_fails_the_running_trial_prints_the_summary_and_exits_non_zero(w
     storage = "sqlite:///runs/t/study.db"
     # 60 epochs: a trial lasts seconds, so the signal surely lands inside one.
     long = ("--n-trials", "2", "--trainer.max_epochs", "60")
-    proc = _start_and_wait_for_a_running_trial("t", storage, *long, done=0,
-                                               stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                               text=True)
+    proc = _start_and_wait_for_a_running_trial(
+        "t", storage, *long, done=0, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     time.sleep(0.5)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=60)
@@ -240,8 +338,13 @@ def test_sigterm_fails_the_running_trial_prints_the_summary_and_exits_non_zero(w
     # Failed with its reason, and not counted: run again.
     assert stopped.user_attrs["fail_reason"] == "interrupted by SIGTERM"
     assert stopped.user_attrs["rerun"] is True
-    subprocess.run(_lit_tune("--study", "t", *long), check=True, timeout=300,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        _lit_tune("--study", "t", *long),
+        check=True,
+        timeout=300,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     assert len([t for t in _trials("t", storage) if t.state in FINISHED]) == 2
 
 
@@ -286,11 +389,17 @@ def _alive(pid: int) -> bool:
 def test_workers_die_with_their_parent(workdir):
     journal = str((workdir / "runs" / "w" / "journal.log").absolute())
     # A budget far beyond the test: the workers would go on for minutes if left alone.
-    proc = _start_and_wait_for_a_running_trial("w", journal, "--n-trials", "500", "--n-workers",
-                                               "2", done=2)
-    workers = [int(p) for p in subprocess.run(["pgrep", "-f", "-P", str(proc.pid),
-                                               "multiprocessing.spawn"], text=True,
-                                              capture_output=True).stdout.split()]
+    proc = _start_and_wait_for_a_running_trial(
+        "w", journal, "--n-trials", "500", "--n-workers", "2", done=2
+    )
+    workers = [
+        int(p)
+        for p in subprocess.run(
+            ["pgrep", "-f", "-P", str(proc.pid), "multiprocessing.spawn"],
+            text=True,
+            capture_output=True,
+        ).stdout.split()
+    ]
     assert len(workers) == 2
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -327,8 +436,13 @@ time.sleep(60)
 
 
 def test_a_worker_whose_parent_died_before_it_armed_the_signal_ends():
-    parent = subprocess.Popen([sys.executable, "-c", _PARENT], stdout=subprocess.PIPE, text=True,
-                              cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    parent = subprocess.Popen(
+        [sys.executable, "-c", _PARENT],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     child = int(parent.stdout.readline())
     parent.kill()
     parent.wait()
@@ -345,16 +459,27 @@ def test_a_worker_whose_parent_died_before_it_armed_the_signal_ends():
 @pytest.mark.slow  # 35 s: three restarts and a second study
 def test_a_restart_draws_new_points_and_a_fresh_seeded_study_repeats(workdir):
     def params(study):
-        return [tuple(sorted(t.params.items())) for t in _trials(study, f"sqlite:///runs/{study}/study.db")]
+        return [
+            tuple(sorted(t.params.items()))
+            for t in _trials(study, f"sqlite:///runs/{study}/study.db")
+        ]
 
     for name in ("a", "b"):
-        subprocess.run(_lit_tune("--study", name, "--n-trials", "2", "--sampler", "random",
-                                 "--seed", "7"), check=True, timeout=300,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(
+            _lit_tune("--study", name, "--n-trials", "2", "--sampler", "random", "--seed", "7"),
+            check=True,
+            timeout=300,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
     assert params("a") == params("b")  # a fresh study with --seed is reproducible
-    subprocess.run(_lit_tune("--study", "a", "--n-trials", "4", "--sampler", "random",
-                             "--seed", "7"), check=True, timeout=300,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        _lit_tune("--study", "a", "--n-trials", "4", "--sampler", "random", "--seed", "7"),
+        check=True,
+        timeout=300,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     first, then = params("a")[:2], params("a")[2:]
     assert len(then) == 2 and not set(then) & set(first)  # the restart did not repeat them
 
@@ -365,10 +490,15 @@ def test_simultaneous_first_starts_on_an_empty_database_all_join_one_study(workd
     with psycopg.connect(postgres_url, autocommit=True) as conn:
         conn.execute("CREATE DATABASE fresh")
     url = postgres_url.rsplit("/", 1)[0] + "/fresh"
-    procs = [subprocess.Popen(_lit_tune("--study", "race", "--n-trials", "2", "--storage", url,
-                                        "--heartbeat", "1"),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-             for _ in range(4)]
+    procs = [
+        subprocess.Popen(
+            _lit_tune("--study", "race", "--n-trials", "2", "--storage", url, "--heartbeat", "1"),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
     results = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
     assert [code for code, _ in results] == [0] * 4, [err[-400:] for _, err in results]
     assert optuna.study.get_all_study_names(url) == ["race"]
@@ -385,26 +515,39 @@ def test_four_processes_on_one_postgresql_study_finish_exactly_its_budget(workdi
     with psycopg.connect(postgres_url, autocommit=True) as conn:
         conn.execute("CREATE DATABASE budget")
     url = postgres_url.rsplit("/", 1)[0] + "/budget"
-    first = subprocess.run(_lit_tune("--study", "b", "--n-trials", "1", "--storage", url),
-                           capture_output=True, text=True, timeout=300)
+    first = subprocess.run(
+        _lit_tune("--study", "b", "--n-trials", "1", "--storage", url),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert first.returncode == 0, first.stderr[-1000:]
-    procs = [subprocess.Popen(_lit_tune("--study", "b", "--n-trials", "4", "--storage", url,
-                                        "--run-dir", f"machine{i}"),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-             for i in range(4)]
+    procs = [
+        subprocess.Popen(
+            _lit_tune(
+                "--study", "b", "--n-trials", "4", "--storage", url, "--run-dir", f"machine{i}"
+            ),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(4)
+    ]
     results = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
     assert [code for code, _ in results] == [0] * 4, [err[-400:] for _, err in results]
     trials = _trials("b", url)
     assert len([t for t in trials if t.state in FINISHED]) == 4, [
-        (t.number, t.state.name, t.user_attrs.get("fail_reason")) for t in trials]
+        (t.number, t.state.name, t.user_attrs.get("fail_reason")) for t in trials
+    ]
     assert all(t.user_attrs.get("rerun") for t in trials if t.state == TrialState.FAIL)
 
 
 @pytest.mark.slow  # 22 s; the PostgreSQL survivor test covers the same rule by default
 def test_a_killed_worker_s_trial_is_run_again_by_the_survivors(workdir):
     journal = str((workdir / "runs" / "s" / "journal.log").absolute())
-    proc = _start_and_wait_for_a_running_trial("s", journal, "--n-trials", "6", "--n-workers",
-                                               "2", done=1)
+    proc = _start_and_wait_for_a_running_trial(
+        "s", journal, "--n-trials", "6", "--n-workers", "2", done=1
+    )
     (running, *_) = [t for t in _trials("s", journal) if t.state == TrialState.RUNNING]
     os.kill(running.user_attrs["pid"], signal.SIGKILL)  # the worker in the middle of a trial
     assert proc.wait(timeout=300) == 0
@@ -420,8 +563,10 @@ def test_a_postgresql_survivor_reruns_the_killed_process_s_trial(workdir, postgr
         conn.execute("CREATE DATABASE survivor")
     url = postgres_url.rsplit("/", 1)[0] + "/survivor"
     args = _lit_tune("--study", "pgs", "--n-trials", "8", "--storage", url, "--heartbeat", "1")
-    first, second = (subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                     for _ in range(2))
+    first, second = (
+        subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(2)
+    )
     deadline = time.time() + 120
     while time.time() < deadline:  # both at work, the first in the middle of a trial
         time.sleep(0.1)
@@ -430,8 +575,9 @@ def test_a_postgresql_survivor_reruns_the_killed_process_s_trial(workdir, postgr
         except Exception:  # noqa: BLE001 - not created yet
             continue
         pids = {t.user_attrs.get("pid") for t in trials}
-        if second.pid in pids and any(t.state == TrialState.RUNNING
-                                      and t.user_attrs.get("pid") == first.pid for t in trials):
+        if second.pid in pids and any(
+            t.state == TrialState.RUNNING and t.user_attrs.get("pid") == first.pid for t in trials
+        ):
             break
     first.send_signal(signal.SIGKILL)  # its trial stays RUNNING until its heartbeat goes stale
     first.wait()
@@ -454,8 +600,11 @@ def _left_running(storage: str, *, owner_pid: int | None) -> int:
 
     path = Path(storage.split("sqlite:///")[-1]).absolute()
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle = storage if "://" in storage else optuna.storages.JournalStorage(
-        optuna.storages.journal.JournalFileBackend(str(path)))
+    handle = (
+        storage
+        if "://" in storage
+        else optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
+    )
     study = optuna.create_study(study_name="s", storage=handle, direction="maximize")
     trial = study.ask()
     if owner_pid is not None:
@@ -470,40 +619,53 @@ def _dead_pid() -> int:
     return proc.pid
 
 
-@pytest.mark.parametrize(("storage", "owner"), [
-    ("sqlite:///runs/s/study.db", None),   # died between ask and its first heartbeat
-    # a journal: no heartbeat at all (slow: the dead-owner case below takes the same path)
-    pytest.param("runs/s/journal.log", None, marks=pytest.mark.slow),
-    ("runs/s/journal.log", "dead"),        # its process is gone
-], ids=["sqlite-unclaimed", "journal-unclaimed", "journal-dead-owner"])
+@pytest.mark.parametrize(
+    ("storage", "owner"),
+    [
+        ("sqlite:///runs/s/study.db", None),  # died between ask and its first heartbeat
+        # a journal: no heartbeat at all (slow: the dead-owner case below takes the same path)
+        pytest.param("runs/s/journal.log", None, marks=pytest.mark.slow),
+        ("runs/s/journal.log", "dead"),  # its process is gone
+    ],
+    ids=["sqlite-unclaimed", "journal-unclaimed", "journal-dead-owner"],
+)
 def test_a_trial_left_running_without_a_heartbeat_is_failed_and_replaced(workdir, storage, owner):
     number = _left_running(storage, owner_pid=_dead_pid() if owner else None)
     time.sleep(1.5)  # older than the 1 s heartbeat interval: judged by its start time
     start = time.time()
-    done = subprocess.run(_lit_tune("--study", "s", "--storage", storage, "--n-trials", "3",
-                                    "--heartbeat", "1"),
-                          capture_output=True, text=True, timeout=240)
+    done = subprocess.run(
+        _lit_tune("--study", "s", "--storage", storage, "--n-trials", "3", "--heartbeat", "1"),
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     took = time.time() - start
     trials = _trials("s", storage if "://" in storage else str(Path(storage).absolute()))
     (lost,) = [t for t in trials if t.number == number]
     assert lost.state == TrialState.FAIL and lost.user_attrs["rerun"] is True
     reason = lost.user_attrs["fail_reason"]
-    assert reason.startswith("lost: ") and ("is gone" if owner else "no process took it up") in reason
+    assert (
+        reason.startswith("lost: ") and ("is gone" if owner else "no process took it up") in reason
+    )
     assert f"trial {number} was left RUNNING" in done.stderr
     assert len([t for t in trials if t.state in FINISHED]) == 3
     assert took < 120  # never the endless wait it was
 
 
 # The journal case is slow (25 s): the budget rule is the storage-independent worker loop's.
-@pytest.mark.parametrize("storage", ["sqlite:///runs/two/study.db", pytest.param(
-    "runs/two/journal.log", marks=pytest.mark.slow)], ids=["sqlite", "journal"])
+@pytest.mark.parametrize(
+    "storage",
+    ["sqlite:///runs/two/study.db", pytest.param("runs/two/journal.log", marks=pytest.mark.slow)],
+    ids=["sqlite", "journal"],
+)
 def test_two_runs_on_one_study_share_its_budget_and_both_exit_0(workdir, storage):
     # 100 epochs: trials last long enough that the second run starts while the first trains
     # (20 sufficed while trials ran on two threads; on one, under load, the first run
     # finished all six before the second had started).
-    args = _lit_tune("--study", "two", "--storage", storage, "--n-trials", "6",
-                     "--trainer.max_epochs", "100")
+    args = _lit_tune(
+        "--study", "two", "--storage", storage, "--n-trials", "6", "--trainer.max_epochs", "100"
+    )
     first = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     path = storage if "://" in storage else str(Path(storage).absolute())
     deadline = time.time() + 120
@@ -529,8 +691,19 @@ def test_a_signal_to_a_run_with_workers_is_one_line_and_no_worker_traceback(work
     signum = getattr(signal, signame)
     journal = str((workdir / "runs" / "sw" / "journal.log").absolute())
     proc = _start_and_wait_for_a_running_trial(
-        "sw", journal, "--n-trials", "40", "--n-workers", "2", "--trainer.max_epochs", "60",
-        done=0, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        "sw",
+        journal,
+        "--n-trials",
+        "40",
+        "--n-workers",
+        "2",
+        "--trainer.max_epochs",
+        "60",
+        done=0,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     time.sleep(1)
     proc.send_signal(signum)
     _, err = proc.communicate(timeout=120)
@@ -538,10 +711,13 @@ def test_a_signal_to_a_run_with_workers_is_one_line_and_no_worker_traceback(work
     assert "Traceback" not in err, err[-3000:]
     assert [line for line in err.splitlines() if line.startswith("lit-tune:")] == [
         f"lit-tune: interrupted by {signame}; the running trial was marked failed and is run "
-        "again by the next `lit-tune run` of this study"]
+        "again by the next `lit-tune run` of this study"
+    ]
     stopped = [t for t in _trials("sw", journal) if t.state == TrialState.FAIL]
-    assert stopped and all(t.user_attrs["fail_reason"] == f"interrupted by {signame}"
-                           and t.user_attrs["rerun"] for t in stopped)
+    assert stopped and all(
+        t.user_attrs["fail_reason"] == f"interrupted by {signame}" and t.user_attrs["rerun"]
+        for t in stopped
+    )
     assert not [t for t in _trials("sw", journal) if t.state == TrialState.RUNNING]
 
 
@@ -554,12 +730,20 @@ def test_a_signal_while_workers_are_still_starting_is_one_line(workdir, tmp_path
     slow = tmp_path / "slow_start"
     slow.mkdir()
     (slow / "sitecustomize.py").write_text(
-        "import sys, time\nif '--multiprocessing-fork' in sys.argv:\n    time.sleep(4)\n")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        [str(slow), str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.Popen(_lit_tune("--study", "early", "--n-trials", "4", "--n-workers", "2"),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                            start_new_session=True)  # its own group: the test's Ctrl-C
+        "import sys, time\nif '--multiprocessing-fork' in sys.argv:\n    time.sleep(4)\n"
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(slow), str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+    proc = subprocess.Popen(
+        _lit_tune("--study", "early", "--n-trials", "4", "--n-workers", "2"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,
+    )  # its own group: the test's Ctrl-C
     deadline = time.time() + 120
     journal = workdir / "runs" / "early" / "journal.log"
     while not journal.exists() and time.time() < deadline:  # the parent is past its checks
@@ -574,25 +758,41 @@ def test_a_signal_while_workers_are_still_starting_is_one_line(workdir, tmp_path
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err[-3000:]
     assert [line for line in err.splitlines() if line.startswith("lit-tune:")] == [
         f"lit-tune: interrupted by {signame}; the running trial was marked failed and is run "
-        "again by the next `lit-tune run` of this study"], err[-2000:]
+        "again by the next `lit-tune run` of this study"
+    ], err[-2000:]
     assert not [t for t in _trials("early", str(journal)) if t.state == TrialState.RUNNING]
 
 
 def test_a_lost_postgresql_connection_is_one_line_and_keeps_the_finished_trials(
-        workdir, postgres_url):
+    workdir, postgres_url
+):
     import psycopg
 
     with psycopg.connect(postgres_url, autocommit=True) as conn:
         conn.execute("CREATE DATABASE lost")
     url = postgres_url.rsplit("/", 1)[0] + "/lost"
     proc = _start_and_wait_for_a_running_trial(
-        "lost", url, "--n-trials", "50", "--storage", url, "--heartbeat", "1",
-        "--trainer.max_epochs", "30", done=2, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True)
+        "lost",
+        url,
+        "--n-trials",
+        "50",
+        "--storage",
+        url,
+        "--heartbeat",
+        "1",
+        "--trainer.max_epochs",
+        "30",
+        done=2,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     with psycopg.connect(postgres_url, autocommit=True) as conn:  # the server goes away for it
         conn.execute("ALTER DATABASE lost ALLOW_CONNECTIONS false")
-        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                     "WHERE datname = 'lost' AND pid <> pg_backend_pid()")
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = 'lost' AND pid <> pg_backend_pid()"
+        )
     try:
         _, err = proc.communicate(timeout=120)
     finally:
@@ -615,10 +815,16 @@ def test_a_sqlite_storage_in_a_read_only_folder_says_so(tmp_path, monkeypatch):
     folder = tmp_path / "ro"
     folder.mkdir()
     real = os.access
-    monkeypatch.setattr(os, "access", lambda path, mode, **kw: (
-        False if Path(path) == folder else real(path, mode, **kw)))
-    with pytest.raises(ConfigError, match=r"its folder .*ro is not writable by this user \(SQLite "
-                                          r"writes its journal beside the file\)"):
+    monkeypatch.setattr(
+        os,
+        "access",
+        lambda path, mode, **kw: False if Path(path) == folder else real(path, mode, **kw),
+    )
+    with pytest.raises(
+        ConfigError,
+        match=r"its folder .*ro is not writable by this user \(SQLite "
+        r"writes its journal beside the file\)",
+    ):
         open_storage(f"sqlite:///{folder}/study.db", create=True, writer=True)
     assert not any(folder.iterdir())
 
@@ -633,9 +839,24 @@ def test_a_rerun_settles_a_file_a_killed_run_left_in_wal_mode(workdir):
 
     def run(*args):
         with pytest.raises(SystemExit) as stop:
-            lit_tune(["run", "--recipe", "recipe.yaml", "--space", "space.yaml", "--study", "wal",
-                      "--pruner", "none", "--population", "1", "--trainer.max_epochs", "1",
-                      *args])
+            lit_tune(
+                [
+                    "run",
+                    "--recipe",
+                    "recipe.yaml",
+                    "--space",
+                    "space.yaml",
+                    "--study",
+                    "wal",
+                    "--pruner",
+                    "none",
+                    "--population",
+                    "1",
+                    "--trainer.max_epochs",
+                    "1",
+                    *args,
+                ]
+            )
             raise SystemExit(0)
         assert stop.value.code in (0, None)
 

@@ -21,6 +21,16 @@ from lit_optim.callbacks.nonfinite_guard import NonFiniteError, NonFiniteGuard
 from lit_optim.callbacks.plateau_resume import PlateauResume
 from lit_optim.callbacks.timed_bar import TimedProgressBar
 
-__all__ = ["DIVERGENCE_FACTOR", "FiniteModelCheckpoint", "GradientClipper",
-           "HyperparameterSchedule", "LayerDiagnostics", "LossHistory", "NonFiniteError",
-           "NonFiniteGuard", "PlateauResume", "TimedProgressBar", "unbounded_weights"]
+__all__ = [
+    "DIVERGENCE_FACTOR",
+    "FiniteModelCheckpoint",
+    "GradientClipper",
+    "HyperparameterSchedule",
+    "LayerDiagnostics",
+    "LossHistory",
+    "NonFiniteError",
+    "NonFiniteGuard",
+    "PlateauResume",
+    "TimedProgressBar",
+    "unbounded_weights",
+]

@@ -32,8 +32,9 @@ def norms(tensors: list[torch.Tensor], norm_type: float = 2.0) -> torch.Tensor:
         return torch.stack(foreach_norm(tensors, norm_type, dtype=torch.float32))
     if all(wide):
         return torch.stack(foreach_norm(tensors, norm_type))
-    narrow = iter(foreach_norm([t for t, w in zip(tensors, wide) if not w], norm_type,
-                               dtype=torch.float32))
+    narrow = iter(
+        foreach_norm([t for t, w in zip(tensors, wide) if not w], norm_type, dtype=torch.float32)
+    )
     double = iter(foreach_norm([t for t, w in zip(tensors, wide) if w], norm_type))
     return torch.stack([next(double) if w else next(narrow).double() for w in wide])
 
@@ -43,8 +44,9 @@ def member_norms(tensors: list[torch.Tensor], norm_type: float = 2.0) -> torch.T
     parameters or gradients): each member's column is what ``norms`` gives that member's own
     tensors, under the same dtype rule."""
     dtype = torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
-    return torch.stack([torch.linalg.vector_norm(t.flatten(1), norm_type, dim=1, dtype=dtype)
-                        for t in tensors])
+    return torch.stack(
+        [torch.linalg.vector_norm(t.flatten(1), norm_type, dim=1, dtype=dtype) for t in tensors]
+    )
 
 
 # Trainer -> (step key, norms): kept beside the Trainer, not on it (no attribute of ours on a

@@ -62,16 +62,21 @@ class LossHistory:
             epochs.append(float(self._sum) / self._count)
         if not epochs or not math.isfinite(epochs[-1]):
             return None  # nothing yet; a NaN/Inf loss is the non-finite check's to report
-        first = self.first if self.first is not None else (
-            float(self._first) if running and self._first is not None else None)
+        first = (
+            self.first
+            if self.first is not None
+            else (float(self._first) if running and self._first is not None else None)
+        )
         seen = [v for v in [first, *epochs] if v is not None and math.isfinite(v)]
         lowest = min(seen)
         final = epochs[-1]
         if lowest <= 0 or final <= factor * lowest:
             return None
-        return (f"the training loss {'is at' if running else 'ended at'} {final:.3g}, "
-                f"{final / lowest:.3g} × the lowest it "
-                f"reached ({lowest:.3g}; over {factor:g} × is diverged)")
+        return (
+            f"the training loss {'is at' if running else 'ended at'} {final:.3g}, "
+            f"{final / lowest:.3g} × the lowest it "
+            f"reached ({lowest:.3g}; over {factor:g} × is diverged)"
+        )
 
     def state_dict(self) -> dict[str, Any]:
         return {"first": self.first, "epochs": list(self.epochs)}
@@ -89,8 +94,10 @@ def unbounded_weights(module: torch.nn.Module, limit: int = 3) -> str | None:
     for param in module.parameters():
         if param.is_floating_point() and param.numel():
             peaks.setdefault(param.dtype, []).append(param.detach().abs().amax())
-    if not any(float(torch.stack(values).amax()) > math.sqrt(torch.finfo(dtype).max)
-               for dtype, values in peaks.items()):
+    if not any(
+        float(torch.stack(values).amax()) > math.sqrt(torch.finfo(dtype).max)
+        for dtype, values in peaks.items()
+    ):
         return None
     far = []
     for name, param in module.named_parameters():
@@ -103,6 +110,8 @@ def unbounded_weights(module: torch.nn.Module, limit: int = 3) -> str | None:
     if not far:
         return None
     dtype = next(p.dtype for p in module.parameters() if p.is_floating_point())
-    return (f"weights of {', '.join(far[:limit])}{' …' if len(far) > limit else ''} beyond "
-            f"√max of {str(dtype).replace('torch.', '')} "
-            f"({math.sqrt(torch.finfo(dtype).max):.3g})")
+    return (
+        f"weights of {', '.join(far[:limit])}{' …' if len(far) > limit else ''} beyond "
+        f"√max of {str(dtype).replace('torch.', '')} "
+        f"({math.sqrt(torch.finfo(dtype).max):.3g})"
+    )

@@ -45,21 +45,29 @@ class EpochLines(AfterEachEpoch, ProgressBar):
         metrics.pop("v_num", None)
         per_step = lr_monitor_names(trainer)
         for name, value in trainer.callback_metrics.items():
-            if (name not in metrics and not name.endswith("_step") and name not in per_step
-                    and value.numel() == 1):
+            if (
+                name not in metrics
+                and not name.endswith("_step")
+                and name not in per_step
+                and value.numel() == 1
+            ):
                 metrics[name] = float(value)
         # The optimizer's lr now, each distinct value of its param groups once (with or
         # without a LearningRateMonitor, whose values are a logging step's, one per group).
-        lrs = dict.fromkeys(float(group["lr"]) for optimizer in trainer.optimizers
-                            for group in optimizer.param_groups)
+        lrs = dict.fromkeys(
+            float(group["lr"])
+            for optimizer in trainer.optimizers
+            for group in optimizer.param_groups
+        )
         if lrs and "lr" not in metrics:
             metrics["lr"] = "/".join(map(_fmt, lrs))
         return "  ".join(f"{k} {_fmt(v)}" for k, v in metrics.items())
 
     def after_epoch(self, trainer: L.Trainer, epoch: int) -> None:
         total = f"/{trainer.max_epochs}" if trainer.max_epochs and trainer.max_epochs > 0 else ""
-        self._print(f"epoch {epoch}{total}  step {trainer.global_step}  "
-                    f"{self._values(trainer)}".rstrip())
+        self._print(
+            f"epoch {epoch}{total}  step {trainer.global_step}  {self._values(trainer)}".rstrip()
+        )
 
 
 def _fmt(value: Any) -> str:

@@ -41,13 +41,16 @@ class FiniteModelCheckpoint(ModelCheckpoint):
             why = summary.loss.diverged(running=True) if summary is not None else None
         if why is not None:
             if not self.skipped_saves:
-                rank_zero_warn(f"{why}: no checkpoint is saved while the run is diverged (the "
-                               "last one before is kept)")
+                rank_zero_warn(
+                    f"{why}: no checkpoint is saved while the run is diverged (the "
+                    "last one before is kept)"
+                )
             self.skipped_saves += 1
         return why is None
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any,
-                           **kwargs: Any) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any, **kwargs: Any
+    ) -> None:
         every = self.every_n_train_steps
         if every and trainer.global_step % every == 0 and not self._finite(trainer, pl_module):
             return
@@ -65,7 +68,8 @@ class FiniteModelCheckpoint(ModelCheckpoint):
         if self._finite(trainer, pl_module):  # Lightning's save_last at the end of training
             super().on_train_end(trainer, pl_module)
 
-    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule,
-                     exception: BaseException) -> None:
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
+    ) -> None:
         if self._finite(trainer, pl_module):
             super().on_exception(trainer, pl_module, exception)

@@ -11,8 +11,8 @@ import torch
 from typing_extensions import override
 
 from lit_optim.callbacks._grads import grad_norms, member_norms, named_trainable, norms, with_grads
-from lit_optim.catalog.errors import ConfigError
 from lit_optim.catalog.checks import check_count, check_number
+from lit_optim.catalog.errors import ConfigError
 from lit_optim.catalog.torch_private import foreach_clamp_, foreach_mul_
 from lit_optim.catalog.trainer_info import is_logging_step
 
@@ -62,8 +62,10 @@ class GradientClipper(L.Callback):
             check_number("clip_value", clip_value, low=0, low_open=True)
         elif clip_value is not None:  # it would be ignored, silently
             limit = "max_norm" if mode == "norm" else "percentile"
-            raise ConfigError(f"clip_value applies to mode 'value' only; mode {mode!r} clips by "
-                              f"{limit}: remove clip_value, or set mode: value")
+            raise ConfigError(
+                f"clip_value applies to mode 'value' only; mode {mode!r} clips by "
+                f"{limit}: remove clip_value, or set mode: value"
+            )
         check_number("percentile", percentile, low=0, high=100, low_open=True)
         check_count("history", history)
         self.mode, self.max_norm, self.norm_type = mode, float(max_norm), float(norm_type)
@@ -91,8 +93,12 @@ class GradientClipper(L.Callback):
         # torch.nn.utils.get_total_norm / clip_grads_with_norm_ compute the same, but regroup
         # the tensors by device and dtype on every call (~70 µs per step on CPU, a few % of a
         # small MLP's step); one model's gradients share a device, so plain foreach suffices.
-        total = torch.linalg.vector_norm(grad_norms(trainer, params, self.norm_type), self.norm_type)
-        self._clip([p.grad for p in params], total, lambda: norms([p.grad for p in params], math.inf))
+        total = torch.linalg.vector_norm(
+            grad_norms(trainer, params, self.norm_type), self.norm_type
+        )
+        self._clip(
+            [p.grad for p in params], total, lambda: norms([p.grad for p in params], math.inf)
+        )
         if is_logging_step(trainer):
             pl_module.log("grad_norm", total, on_step=True, on_epoch=False)
 
@@ -104,8 +110,9 @@ class GradientClipper(L.Callback):
         self._clip(grads, total, lambda: member_norms(grads, math.inf))
         return total
 
-    def _clip(self, grads: list[torch.Tensor], total: torch.Tensor,
-              max_abs: Callable[[], torch.Tensor]) -> None:
+    def _clip(
+        self, grads: list[torch.Tensor], total: torch.Tensor, max_abs: Callable[[], torch.Tensor]
+    ) -> None:
         """Clip ``grads`` given their global norm ``total`` (one run's scalar, or one per
         member); ``max_abs``: the per-tensor largest elements (mode value's counter)."""
         if self._clipped.shape != total.shape or self._clipped.device != total.device:
@@ -132,11 +139,15 @@ class GradientClipper(L.Callback):
         self.last_norm = total
 
     def _threshold(self, total: torch.Tensor) -> torch.Tensor:
-        if (self._norms is None or self._norms.device != total.device
-                or self._norms.shape[1:] != total.shape):
+        if (
+            self._norms is None
+            or self._norms.device != total.device
+            or self._norms.shape[1:] != total.shape
+        ):
             # In the norms' own dtype: a float64 run's threshold keeps float64's precision.
-            self._norms = torch.full((self.history, *total.shape), float("nan"),
-                                     dtype=total.dtype, device=total.device)
+            self._norms = torch.full(
+                (self.history, *total.shape), float("nan"), dtype=total.dtype, device=total.device
+            )
         self._norms[self._seen % self.history] = total.detach()
         self._seen += 1
         return torch.nanquantile(self._norms, self.percentile / 100, dim=0)
@@ -155,8 +166,9 @@ class GradientClipper(L.Callback):
         if self._clipped.ndim:
             self._clipped = torch.cat([self._clipped, self._clipped.new_zeros(n)])
         if self._norms is not None and self._norms.ndim == 2:
-            self._norms = torch.cat([self._norms, self._norms.new_full(
-                (self.history, n), float("nan"))], dim=1)
+            self._norms = torch.cat(
+                [self._norms, self._norms.new_full((self.history, n), float("nan"))], dim=1
+            )
 
     def copy_member(self, source: int, target: int) -> None:
         """Member ``target`` takes ``source``'s AutoClip history and clip count."""
@@ -186,14 +198,23 @@ class GradientClipper(L.Callback):
     @override
     def state_key(self) -> str:
         # Two clippers in one Trainer keep separate checkpoint state.
-        return self._generate_state_key(mode=self.mode, max_norm=self.max_norm,
-                                        norm_type=self.norm_type, clip_value=self.clip_value,
-                                        percentile=self.percentile, history=self.history)
+        return self._generate_state_key(
+            mode=self.mode,
+            max_norm=self.max_norm,
+            norm_type=self.norm_type,
+            clip_value=self.clip_value,
+            percentile=self.percentile,
+            history=self.history,
+        )
 
     @override
     def state_dict(self) -> dict[str, Any]:
-        return {"norms": self._norms, "seen": self._seen, "clipped": self._clipped,
-                "steps": self._steps}
+        return {
+            "norms": self._norms,
+            "seen": self._seen,
+            "clipped": self._clipped,
+            "steps": self._steps,
+        }
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:

@@ -45,9 +45,11 @@ class HyperparameterSchedule(Callback):
             change = dict(change)
             epoch = change.pop("epoch", None)
             if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch <= previous:
-                raise ConfigError(f"HyperparameterSchedule changes[{i}]: epoch must be an integer "
-                                  f"> {previous} (epochs counted from 0, in increasing order), "
-                                  f"got {epoch!r}")
+                raise ConfigError(
+                    f"HyperparameterSchedule changes[{i}]: epoch must be an integer "
+                    f"> {previous} (epochs counted from 0, in increasing order), "
+                    f"got {epoch!r}"
+                )
             self.changes[epoch] = _values(change, f"changes[{i}]", like=self.start)
             previous = epoch
         skip_unused_batch_hooks(self)
@@ -60,8 +62,9 @@ class HyperparameterSchedule(Callback):
         configs = trainer.lr_scheduler_configs
         for optimizer in trainer.optimizers:
             schedulers = [c.scheduler for c in configs if c.scheduler.optimizer is optimizer]
-            rescale_hyperparameters(optimizer, schedulers, **{
-                key: new[key] / old[key] for key in new})
+            rescale_hyperparameters(
+                optimizer, schedulers, **{key: new[key] / old[key] for key in new}
+            )
 
     def _at(self, epoch: int) -> dict[str, float]:
         """The values in force during ``epoch``."""
@@ -72,17 +75,26 @@ class HyperparameterSchedule(Callback):
         return values
 
 
-def _values(raw: Mapping[str, Any], where: str, like: Mapping[str, float] | None = None
-            ) -> dict[str, float]:
+def _values(
+    raw: Mapping[str, Any], where: str, like: Mapping[str, float] | None = None
+) -> dict[str, float]:
     unknown = sorted(set(raw) - set(like or _KEYS))
     if unknown:
-        raise ConfigError(f"HyperparameterSchedule {where}: unknown key(s) {', '.join(unknown)}; "
-                          f"expected {', '.join(like or _KEYS)}" + (", epoch" if like else ""))
+        raise ConfigError(
+            f"HyperparameterSchedule {where}: unknown key(s) {', '.join(unknown)}; "
+            f"expected {', '.join(like or _KEYS)}" + (", epoch" if like else "")
+        )
     out = {}
     for key, value in raw.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)) \
-                or not math.isfinite(value) or value <= 0:
-            raise ConfigError(f"HyperparameterSchedule {where}: {key} must be a number > 0 "
-                              f"(it scales the running value), got {value!r}")
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+            or value <= 0
+        ):
+            raise ConfigError(
+                f"HyperparameterSchedule {where}: {key} must be a number > 0 "
+                f"(it scales the running value), got {value!r}"
+            )
         out[key] = float(value)
     return out

@@ -10,8 +10,8 @@ import torch
 from typing_extensions import override
 
 from lit_optim.callbacks._grads import member_norms, named_trainable, with_grads
-from lit_optim.catalog.errors import ConfigError
 from lit_optim.catalog.checks import check_count
+from lit_optim.catalog.errors import ConfigError
 from lit_optim.catalog.torch_private import foreach_norm, foreach_sub
 
 __all__ = ["LayerDiagnostics"]
@@ -50,7 +50,9 @@ class LayerDiagnostics(L.Callback):
         # In a population (lit-tune's default): each member's history, by member name.
         self.member_history: dict[str, list[tuple[int, dict[str, dict[str, float]]]]] = {}
         self._named: list = []
-        self._pending: tuple[list[str], list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]] | None = None
+        self._pending: (
+            tuple[list[str], list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]] | None
+        ) = None
 
     @override
     def setup(self, trainer, pl_module, stage: str) -> None:
@@ -101,18 +103,25 @@ class LayerDiagnostics(L.Callback):
         d = member_norms(foreach_sub([p.detach() for p in params], before))
         table = torch.stack([w, g, d / w, w / g], dim=-1).tolist()  # [layer][member][q], one read
         for m, member in enumerate(members):
-            self.record(trainer, step, {n: dict(zip(self.QUANTITIES, rows[m]))
-                                        for n, rows in zip(names, table)}, member=member)
+            self.record(
+                trainer,
+                step,
+                {n: dict(zip(self.QUANTITIES, rows[m])) for n, rows in zip(names, table)},
+                member=member,
+            )
 
-    def record(self, trainer, step: int, table: dict[str, dict[str, float]],
-               member: str | None = None) -> None:
+    def record(
+        self, trainer, step: int, table: dict[str, dict[str, float]], member: str | None = None
+    ) -> None:
         """Keep one step's table (a population member's under its name) and log it."""
         history = self.history if member is None else self.member_history.setdefault(member, [])
         history.append((step, table))
         if trainer.logger is not None:
             prefix = "diag/" if member is None else f"diag/{member}/"
             trainer.logger.log_metrics(
-                {f"{prefix}{n}/{q}": v for n, row in table.items() for q, v in row.items()}, step=step)
+                {f"{prefix}{n}/{q}": v for n, row in table.items() for q, v in row.items()},
+                step=step,
+            )
 
     @override
     def on_train_end(self, trainer, pl_module) -> None:
@@ -139,8 +148,11 @@ class LayerDiagnostics(L.Callback):
         fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharex=True)
         for ax, quantity in zip(axes, ("update_ratio", "trust_ratio")):
             for name in names:
-                ax.plot(steps, [t[name][quantity] if name in t else float("nan")
-                                for _, t in history], label=name)
+                ax.plot(
+                    steps,
+                    [t[name][quantity] if name in t else float("nan") for _, t in history],
+                    label=name,
+                )
             ax.set_yscale("log")
             ax.set_xlabel("step")
             ax.set_title({"update_ratio": "‖Δw‖ / ‖w‖", "trust_ratio": "‖w‖ / ‖∇w‖"}[quantity])

@@ -17,8 +17,8 @@ from lit_optim.callbacks._grads import (
     nonfinite_names,
     with_grads,
 )
-from lit_optim.catalog.errors import ConfigError, LitOptimError
 from lit_optim.catalog.checks import check_count, check_number
+from lit_optim.catalog.errors import ConfigError, LitOptimError
 
 __all__ = ["NonFiniteError", "NonFiniteGuard"]
 
@@ -31,8 +31,8 @@ class NonFiniteError(LitOptimError, FloatingPointError):
 
 class NonFiniteGuard(L.Callback):
     """Check every optimizer step for a non-finite loss or gradient (optionally a loss
-    spike), and optionally the weights after the step; then ``raise``, ``skip`` the step, ``rollback`` to the last good
-    weights and optimizer state, or ``stop`` training cleanly.
+    spike), and optionally the weights after the step; then ``raise``, ``skip`` the step,
+    ``rollback`` to the last good weights and optimizer state, or ``stop`` training cleanly.
 
     Hooks: ``on_before_backward`` records whether the loss is finite;
     ``on_before_optimizer_step`` checks the gradients there because Lightning calls it after
@@ -163,10 +163,15 @@ class NonFiniteGuard(L.Callback):
             # A state becomes a snapshot only after snapshot_every_n_steps clean steps since
             # both the last snapshot and the last bad step: finite right after a blow-up is
             # not the same as healthy.
-            since = min(trainer.global_step - self._snapshot["step"] if self._snapshot else 1 << 62,
-                        trainer.global_step - self._last_bad_step)
-            if self.action == "rollback" and (self._snapshot is None and self._last_bad_step < 0
-                                              or since >= self.snapshot_every_n_steps):
+            since = min(
+                trainer.global_step - self._snapshot["step"] if self._snapshot else 1 << 62,
+                trainer.global_step - self._last_bad_step,
+            )
+            if self.action == "rollback" and (
+                self._snapshot is None
+                and self._last_bad_step < 0
+                or since >= self.snapshot_every_n_steps
+            ):
                 self._take_snapshot(trainer, pl_module)
             return
         self._last_bad_step = trainer.global_step
@@ -177,12 +182,15 @@ class NonFiniteGuard(L.Callback):
         if self.action in ("skip", "rollback"):
             # Equal on every rank (decisions are reduced); sync_dist keeps them so for logging.
             pl_module.log("nonfinite_skipped", float(self.skipped), reduce_fx="max", sync_dist=True)
-            pl_module.log("nonfinite_rollbacks", float(self.rollbacks), reduce_fx="max",
-                          sync_dist=True)
+            pl_module.log(
+                "nonfinite_rollbacks", float(self.rollbacks), reduce_fx="max", sync_dist=True
+            )
 
     # -- decisions --------------------------------------------------------------------------
     def _accumulate(self, bad: torch.Tensor) -> None:
-        self._window_bad = bad if self._window_bad is None else self._window_bad | bad.to(self._window_bad.device)
+        self._window_bad = (
+            bad if self._window_bad is None else self._window_bad | bad.to(self._window_bad.device)
+        )
 
     def _describe(self, trainer, pl_module, names, params) -> str:
         parts, label = [], "NaN/Inf"
@@ -190,19 +198,27 @@ class NonFiniteGuard(L.Callback):
             parts.append("the loss is non-finite")
         elif self._loss_bad is not None and bool(self._loss_bad):
             label = "loss spike"
-            parts.append(f"the loss {self._loss.item():.4g} is above {self.loss_spike_factor:g} × "
-                         f"its running mean {self._last_ema.item():.4g}")
+            parts.append(
+                f"the loss {self._loss.item():.4g} is above {self.loss_spike_factor:g} × "
+                f"its running mean {self._last_ema.item():.4g}"
+            )
         grad_names = nonfinite_names(names, [p.grad for p in params])
         if grad_names:
             parts.append("non-finite gradient in " + ", ".join(grad_names))
         weight_names = nonfinite_names([n for n, _ in self._named], [p for _, p in self._named])
         if weight_names:
             parts.append("non-finite weights in " + ", ".join(weight_names))
-        where = (f"step {trainer.global_step}" if self.check_every_n_steps == 1 else
-                 f"one of steps {trainer.global_step - self.check_every_n_steps + 1}-{trainer.global_step}")
+        where = (
+            f"step {trainer.global_step}"
+            if self.check_every_n_steps == 1
+            else f"one of steps {trainer.global_step - self.check_every_n_steps + 1}-"
+            f"{trainer.global_step}"
+        )
         if len(parts) > 1 or (parts and label == "NaN/Inf"):
             label = "NaN/Inf"
-        return f"{label} at {where}: " + ("; ".join(parts) or "non-finite values (gone by the check)")
+        return f"{label} at {where}: " + (
+            "; ".join(parts) or "non-finite values (gone by the check)"
+        )
 
     def _act(self, trainer, pl_module, what: str) -> None:
         if self.action == "raise":
@@ -212,10 +228,19 @@ class NonFiniteGuard(L.Callback):
         # step hook such as StepWarmup still fires): put them back once it has, so a
         # dropped step moves no lr. Taken here, after a rollback has rescaled the lrs.
         self._schedule_undo = (
-            [(c.scheduler, copy.deepcopy(c.scheduler.state_dict()))
-             for c in trainer.lr_scheduler_configs if c.interval == "step"],
-            [[{k: copy.deepcopy(v) for k, v in g.items() if k != "params"} for g in opt.param_groups]
-             for opt in trainer.optimizers])
+            [
+                (c.scheduler, copy.deepcopy(c.scheduler.state_dict()))
+                for c in trainer.lr_scheduler_configs
+                if c.interval == "step"
+            ],
+            [
+                [
+                    {k: copy.deepcopy(v) for k, v in g.items() if k != "params"}
+                    for g in opt.param_groups
+                ]
+                for opt in trainer.optimizers
+            ],
+        )
 
     @override
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
@@ -286,8 +311,7 @@ class NonFiniteGuard(L.Callback):
             for config in trainer.lr_scheduler_configs:
                 _scale_base_lrs(config.scheduler, self.lr_factor)
         rank_zero_warn(
-            f"rolled back to the weights of step {self._snapshot['step']} "
-            f"(lr × {self.lr_factor})"
+            f"rolled back to the weights of step {self._snapshot['step']} (lr × {self.lr_factor})"
         )
 
     # -- checkpointing ----------------------------------------------------------------------
@@ -296,16 +320,26 @@ class NonFiniteGuard(L.Callback):
     def state_key(self) -> str:
         # Two guards in one Trainer keep separate checkpoint state.
         return self._generate_state_key(
-            action=self.action, check_every_n_steps=self.check_every_n_steps,
-            check_params=self.check_params, max_consecutive=self.max_consecutive,
-            snapshot_every_n_steps=self.snapshot_every_n_steps, lr_factor=self.lr_factor,
-            snapshot_at_start=self.snapshot_at_start, loss_spike_factor=self.loss_spike_factor)
+            action=self.action,
+            check_every_n_steps=self.check_every_n_steps,
+            check_params=self.check_params,
+            max_consecutive=self.max_consecutive,
+            snapshot_every_n_steps=self.snapshot_every_n_steps,
+            lr_factor=self.lr_factor,
+            snapshot_at_start=self.snapshot_at_start,
+            loss_spike_factor=self.loss_spike_factor,
+        )
 
     @override
     def state_dict(self) -> dict[str, Any]:
-        return {"skipped": self.skipped, "rollbacks": self.rollbacks,
-                "consecutive": self.consecutive, "stop_reason": self.stop_reason,
-                "loss_ema": self._loss_ema, "loss_first": self._loss_first}
+        return {
+            "skipped": self.skipped,
+            "rollbacks": self.rollbacks,
+            "consecutive": self.consecutive,
+            "stop_reason": self.stop_reason,
+            "loss_ema": self._loss_ema,
+            "loss_first": self._loss_first,
+        }
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:

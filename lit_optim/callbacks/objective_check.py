@@ -37,8 +37,13 @@ class ObjectiveCheck(Callback):
     Hook: ``setup``, where the module is known and nothing has been logged yet.
     """
 
-    def __init__(self, objective: str | None = None, direction: str | None = None, *,
-                 bind: tuple[Callback, ...] = ()) -> None:
+    def __init__(
+        self,
+        objective: str | None = None,
+        direction: str | None = None,
+        *,
+        bind: tuple[Callback, ...] = (),
+    ) -> None:
         self.objective = objective
         self.direction = direction
         self.bind = tuple(bind)
@@ -53,18 +58,29 @@ class ObjectiveCheck(Callback):
             directions.when_logged(self.objective, self._objective_logged)
         for callback in trainer.callbacks:
             monitor = getattr(callback, "monitor", None)
-            if (isinstance(callback, (ModelCheckpoint, EarlyStopping)) and monitor
-                    and callback not in self.bind):
-                directions.when_logged(monitor, _ModeCheck(callback, self.objective, self.direction))
+            if (
+                isinstance(callback, (ModelCheckpoint, EarlyStopping))
+                and monitor
+                and callback not in self.bind
+            ):
+                directions.when_logged(
+                    monitor, _ModeCheck(callback, self.objective, self.direction)
+                )
 
     def _objective_logged(self, logged: Direction | None, described: str) -> None:
-        objective = resolve_objective(self.objective, self.direction, logged=logged,
-                                      logged_by=described, given_as="objective.direction",
-                                      required=False)
+        objective = resolve_objective(
+            self.objective,
+            self.direction,
+            logged=logged,
+            logged_by=described,
+            given_as="objective.direction",
+            required=False,
+        )
         if objective is None:
             raise DirectionError(
                 f"the objective {described}: set objective.direction (min or max) in the "
-                "recipe or on the command line, or log a torchmetrics Metric under that name")
+                "recipe or on the command line, or log a torchmetrics Metric under that name"
+            )
         for callback in self.bind:
             _set_mode(callback, objective.direction)
 
@@ -76,12 +92,22 @@ class _ModeCheck:
     def __call__(self, logged: Direction | None, described: str) -> None:
         callback = self.callback
         name = f"{type(callback).__name__}(monitor={callback.monitor!r})"
-        resolve_objective(callback.monitor, callback.mode, logged=logged, logged_by=described,
-                          given_as=f"{name}'s mode", required=False)
+        resolve_objective(
+            callback.monitor,
+            callback.mode,
+            logged=logged,
+            logged_by=described,
+            given_as=f"{name}'s mode",
+            required=False,
+        )
         if callback.monitor == self.objective and self.direction is not None:
-            resolve_objective(callback.monitor, callback.mode, logged=resolve_objective(
-                self.objective, self.direction).direction, logged_by="the run's objective.direction",
-                given_as=f"{name}'s mode")
+            resolve_objective(
+                callback.monitor,
+                callback.mode,
+                logged=resolve_objective(self.objective, self.direction).direction,
+                logged_by="the run's objective.direction",
+                given_as=f"{name}'s mode",
+            )
 
 
 def _set_mode(callback: Any, direction: Direction) -> None:

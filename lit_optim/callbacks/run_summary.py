@@ -37,8 +37,11 @@ class RunSummary(AfterEachEpoch, Callback):
         self.history: dict[str, list[tuple[int, float]]] = {}
         self.objective = objective
         # Checked now: a bad direction is a configuration error, before anything trains.
-        self._given = resolve_objective(objective, direction, given_as="objective.direction",
-                                        required=False) if objective else None
+        self._given = (
+            resolve_objective(objective, direction, given_as="objective.direction", required=False)
+            if objective
+            else None
+        )
         self._directions: LoggedDirections | None = None
         self.loss = LossHistory()  # the loss training_step returns: did the run end diverged
         skip_unused_batch_hooks(self)
@@ -51,9 +54,14 @@ class RunSummary(AfterEachEpoch, Callback):
         given = self._given if self._given is not None and name == self.objective else None
         logged = self._directions.seen.get(name) if self._directions else None
         described = self._directions.describe(name) if self._directions else ""
-        return resolve_objective(name, given.direction if given else None, logged=logged,
-                                 logged_by=described, given_as="objective.direction",
-                                 required=False)
+        return resolve_objective(
+            name,
+            given.direction if given else None,
+            logged=logged,
+            logged_by=described,
+            given_as="objective.direction",
+            required=False,
+        )
 
     def _names(self, trainer: L.Trainer) -> list[str]:
         declared = getattr(trainer.lightning_module, "EPOCH_METRICS", None)
@@ -74,8 +82,11 @@ class RunSummary(AfterEachEpoch, Callback):
                 self.history.setdefault(name, []).append((epoch, float(value)))
 
     def nonfinite_finals(self) -> list[str]:
-        return [f"{name}={values[-1][1]}" for name, values in self.history.items()
-                if values and not math.isfinite(values[-1][1])]
+        return [
+            f"{name}={values[-1][1]}"
+            for name, values in self.history.items()
+            if values and not math.isfinite(values[-1][1])
+        ]
 
     def lines(self) -> list[str]:
         width = max((len(n) for n in self.history), default=0)
@@ -92,7 +103,10 @@ class RunSummary(AfterEachEpoch, Callback):
                     text += f"   objective, {objective.direction}"
             elif finite:  # no declared direction: both ends, no guess
                 (low, at_low), (high, at_high) = min(finite), max(finite)
-                text += f"   lowest {_fmt(low)} (epoch {at_low}), highest {_fmt(high)} (epoch {at_high})"
+                text += (
+                    f"   lowest {_fmt(low)} (epoch {at_low}), "
+                    f"highest {_fmt(high)} (epoch {at_high})"
+                )
             out.append(text)
         return out
 

@@ -19,11 +19,18 @@ __all__ = ["BATCH_HOOKS", "skip_unused_batch_hooks"]
 
 # Every hook Lightning calls once per batch (training, validation, test, predict).
 BATCH_HOOKS = (
-    "on_train_batch_start", "on_before_backward", "on_after_backward",
-    "on_before_optimizer_step", "on_before_zero_grad", "on_train_batch_end",
-    "on_validation_batch_start", "on_validation_batch_end",
-    "on_test_batch_start", "on_test_batch_end",
-    "on_predict_batch_start", "on_predict_batch_end",
+    "on_train_batch_start",
+    "on_before_backward",
+    "on_after_backward",
+    "on_before_optimizer_step",
+    "on_before_zero_grad",
+    "on_train_batch_end",
+    "on_validation_batch_start",
+    "on_validation_batch_end",
+    "on_test_batch_start",
+    "on_test_batch_end",
+    "on_predict_batch_start",
+    "on_predict_batch_end",
 )
 
 

@@ -27,8 +27,9 @@ __all__ = ["TimedProgressBar"]
 
 
 class TimedProgressBar(TQDMProgressBar):
-    def __init__(self, interval: float = 0.25,
-                 also_show: Sequence[str] = ("train_loss_step",)) -> None:
+    def __init__(
+        self, interval: float = 0.25, also_show: Sequence[str] = ("train_loss_step",)
+    ) -> None:
         super().__init__()
         self.interval = interval
         self.also_show = tuple(also_show)
@@ -58,22 +59,26 @@ class TimedProgressBar(TQDMProgressBar):
             super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 
     @override
-    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx,
-                                dataloader_idx: int = 0) -> None:
+    def on_validation_batch_end(
+        self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx: int = 0
+    ) -> None:
         if self._due(self.val_progress_bar, batch_idx):
-            super().on_validation_batch_end(trainer, pl_module, outputs, batch, batch_idx,
-                                            dataloader_idx)
+            super().on_validation_batch_end(
+                trainer, pl_module, outputs, batch, batch_idx, dataloader_idx
+            )
 
     @override
-    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx,
-                          dataloader_idx: int = 0) -> None:
+    def on_test_batch_end(
+        self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx: int = 0
+    ) -> None:
         if self._due(self.test_progress_bar, batch_idx):
-            super().on_test_batch_end(trainer, pl_module, outputs, batch, batch_idx,
-                                      dataloader_idx)
+            super().on_test_batch_end(trainer, pl_module, outputs, batch, batch_idx, dataloader_idx)
 
     @override
-    def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx,
-                             dataloader_idx: int = 0) -> None:
+    def on_predict_batch_end(
+        self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx: int = 0
+    ) -> None:
         if self._due(self.predict_progress_bar, batch_idx):
-            super().on_predict_batch_end(trainer, pl_module, outputs, batch, batch_idx,
-                                         dataloader_idx)
+            super().on_predict_batch_end(
+                trainer, pl_module, outputs, batch, batch_idx, dataloader_idx
+            )

@@ -41,8 +41,10 @@ def check_number(
     if ok and high is not None:
         ok = value < high if high_open else value <= high
     if not ok:
-        raise ConfigError(f"{name} must be {_describe(low, high, low_open, high_open, allow_inf)}"
-                          f"{note}, got {value!r}")
+        raise ConfigError(
+            f"{name} must be {_describe(low, high, low_open, high_open, allow_inf)}"
+            f"{note}, got {value!r}"
+        )
     return float(value)
 
 
@@ -81,8 +83,11 @@ def load_yaml(text: str) -> Any:
             line = key_node.start_mark.line + 1
             if key != "<<" and key in seen:
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"key {key!r} is given twice (lines {seen[key]} and {line}); "
-                    "keep one", key_node.start_mark)
+                    None,
+                    None,
+                    f"key {key!r} is given twice (lines {seen[key]} and {line}); keep one",
+                    key_node.start_mark,
+                )
             seen.setdefault(key, line)
         return loader.construct_mapping(node, deep=deep)
 

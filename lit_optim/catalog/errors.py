@@ -49,7 +49,6 @@ class DatasetNotFoundError(LitOptimError, FileNotFoundError):
     """Dataset files are missing and downloading is off (or failed)."""
 
 
-
 class MissingPackageError(LitOptimError, ImportError):
     """An optional package that a chosen plugin needs is not installed; says how to install it."""
 
@@ -73,8 +72,9 @@ def disk_fault(err: BaseException | None) -> OSError | None:
     """The OSError of a full disk (or exhausted quota, or I/O error) in ``err``'s
     chain: torch.save reports a full disk as a RuntimeError ("unexpected pos …") raised while
     handling it, a journal storage as the OSError itself."""
-    return next((e for e in error_chain(err)
-                 if isinstance(e, OSError) and e.errno in DISK_ERRNOS), None)
+    return next(
+        (e for e in error_chain(err) if isinstance(e, OSError) and e.errno in DISK_ERRNOS), None
+    )
 
 
 def disk_fault_words(err: OSError) -> str:

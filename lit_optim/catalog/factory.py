@@ -23,6 +23,7 @@ import torch
 from torch import nn
 from torch.optim import Optimizer
 
+from lit_optim.catalog.checks import check_number
 from lit_optim.catalog.errors import ConfigError
 from lit_optim.catalog.objective import logged_directions
 from lit_optim.catalog.optimizers import (
@@ -35,7 +36,6 @@ from lit_optim.catalog.optimizers import (
 from lit_optim.catalog.param_groups import build_param_groups, check_param_group_specs, takes_decay
 from lit_optim.catalog.schedulers import SCHEDULERS, check_scheduler_args, scheduler_config
 from lit_optim.catalog.trainer_info import run_length, validation_period
-from lit_optim.catalog.checks import check_number
 
 if TYPE_CHECKING:  # the catalog never imports Lightning: a Trainer is only passed in
     import lightning as L
@@ -72,15 +72,20 @@ def check_optimizer_choice(
     if not param_groups:
         return info
     if info.single_param_group:
-        raise ConfigError(f"optimizer {info.name!r} takes a single parameter group; "
-                          "remove param_groups")
+        raise ConfigError(
+            f"optimizer {info.name!r} takes a single parameter group; remove param_groups"
+        )
     check_param_group_specs(param_groups, group_options(info, kwargs))
     for i, spec in enumerate(param_groups):
         # Each group's own values go through the same checks as the defaults.
         options = {k: v for k, v in spec.items() if k not in ("params", "lr", "weight_decay")}
         try:
-            check_optimizer_args(name, spec.get("lr", lr), spec.get("weight_decay", weight_decay),
-                                 {**kwargs, **options})
+            check_optimizer_args(
+                name,
+                spec.get("lr", lr),
+                spec.get("weight_decay", weight_decay),
+                {**kwargs, **options},
+            )
         except ConfigError as err:
             raise ConfigError(f"param_groups[{i}]: {err}") from None
     return info
@@ -109,8 +114,9 @@ def create_optimizer(
         lr_scale: multiplies every lr (the batch-size rule: ``lr_scale_factor``).
         kwargs: the optimizer's other options (``momentum``, ``betas`` …).
     """
-    info = check_optimizer_choice(name, lr=lr, weight_decay=weight_decay,
-                                  param_groups=param_groups, **kwargs)
+    info = check_optimizer_choice(
+        name, lr=lr, weight_decay=weight_decay, param_groups=param_groups, **kwargs
+    )
     check_number("lr_scale", lr_scale, low=0, low_open=True)
     if not isinstance(decay_bias_and_norm, bool):  # "no" is a true string
         raise ConfigError(f"decay_bias_and_norm must be true or false, got {decay_bias_and_norm!r}")
@@ -119,18 +125,25 @@ def create_optimizer(
             params: list[Any] = [p for p in model_or_params.parameters() if p.requires_grad]
         else:
             params = build_param_groups(
-                model_or_params, lr=lr, weight_decay=weight_decay, specs=param_groups or (),
-                decay_bias_and_norm=decay_bias_and_norm, lr_factor=lr_scale,
+                model_or_params,
+                lr=lr,
+                weight_decay=weight_decay,
+                specs=param_groups or (),
+                decay_bias_and_norm=decay_bias_and_norm,
+                lr_factor=lr_scale,
             )
     else:
         if param_groups:
-            raise ConfigError("param_groups are globs over parameter names: pass the module "
-                              "itself, not its parameters")
+            raise ConfigError(
+                "param_groups are globs over parameter names: pass the module "
+                "itself, not its parameters"
+            )
         if isinstance(model_or_params, (str, bytes)) or not isinstance(model_or_params, Iterable):
             raise ConfigError(
                 f"create_optimizer({name!r}): the first argument must be a module (self in "
                 "configure_optimizers) or its parameters, got "
-                f"{type(model_or_params).__name__}")
+                f"{type(model_or_params).__name__}"
+            )
         params = list(model_or_params)
     if not params:
         raise ConfigError(f"optimizer {info.name!r} got no trainable parameters")
@@ -176,17 +189,26 @@ def create_scheduler(
             kwargs["mode"] = mode
     info, monitor = check_scheduler_args(name, kwargs, monitor=monitor)  # before any data loads
     if not isinstance(optimizer, Optimizer):
-        raise ConfigError(f"create_scheduler({name!r}, optimizer, trainer): optimizer must be a "
-                          f"torch.optim.Optimizer (create_optimizer's), got {type(optimizer).__name__}")
+        raise ConfigError(
+            f"create_scheduler({name!r}, optimizer, trainer): optimizer must be a "
+            f"torch.optim.Optimizer (create_optimizer's), got {type(optimizer).__name__}"
+        )
     if not hasattr(trainer, "estimated_stepping_batches"):
         raise ConfigError(
             f"create_scheduler({name!r}, optimizer, trainer): trainer must be the Lightning "
             f"Trainer (self.trainer in configure_optimizers), got {type(trainer).__name__}; "
-            "the schedule reads the run's length from it")
+            "the schedule reads the run's length from it"
+        )
     module = getattr(trainer, "lightning_module", None)
-    return scheduler_config(info, monitor, optimizer, kwargs, run=run_length(trainer),
-                            val_every_n_epochs=validation_period(trainer),
-                            directions=logged_directions(module) if module is not None else None)
+    return scheduler_config(
+        info,
+        monitor,
+        optimizer,
+        kwargs,
+        run=run_length(trainer),
+        val_every_n_epochs=validation_period(trainer),
+        directions=logged_directions(module) if module is not None else None,
+    )
 
 
 def loss_weight_decay(name: str, weight_decay: float) -> float:
@@ -195,22 +217,31 @@ def loss_weight_decay(name: str, weight_decay: float) -> float:
     return 0.0 if OPTIMIZERS.get(name).supports_weight_decay else weight_decay
 
 
-def l2_penalty(module: nn.Module, weight_decay: float, *,
-               decay_bias_and_norm: bool = False) -> torch.Tensor:
+def l2_penalty(
+    module: nn.Module, weight_decay: float, *, decay_bias_and_norm: bool = False
+) -> torch.Tensor:
     """½·weight_decay·Σ‖w‖² over the parameters that decay (biases and norm weights excluded
     unless ``decay_bias_and_norm``): the gradient is weight_decay·w, the L2 form of decay."""
-    decayed = [p for p in module.parameters()
-               if p.requires_grad and takes_decay(p.ndim, decay_bias_and_norm)]
+    decayed = [
+        p
+        for p in module.parameters()
+        if p.requires_grad and takes_decay(p.ndim, decay_bias_and_norm)
+    ]
     return 0.5 * weight_decay * sum(p.pow(2).sum() for p in decayed)
 
 
 def check_lr_scaling(rule: str, base_batch_size: int | None) -> None:
     if rule not in LR_SCALING_RULES:
         raise ConfigError(f"lr_scaling must be one of {'|'.join(LR_SCALING_RULES)}, got {rule!r}")
-    if rule != "none" and (isinstance(base_batch_size, bool) or not isinstance(base_batch_size, int)
-                           or base_batch_size < 1):
-        raise ConfigError(f"lr_scaling {rule!r} needs base_batch_size, the batch size lr was "
-                          f"chosen for (an integer >= 1), got {base_batch_size!r}")
+    if rule != "none" and (
+        isinstance(base_batch_size, bool)
+        or not isinstance(base_batch_size, int)
+        or base_batch_size < 1
+    ):
+        raise ConfigError(
+            f"lr_scaling {rule!r} needs base_batch_size, the batch size lr was "
+            f"chosen for (an integer >= 1), got {base_batch_size!r}"
+        )
 
 
 def scaling_rule_factor(rule: str, global_batch: int, base_batch_size: int) -> float:
@@ -229,10 +260,13 @@ def lr_scale_factor(trainer: L.Trainer, rule: str, base_batch_size: int | None) 
         return 1.0
     per_device = getattr(trainer.datamodule, "batch_size", None)
     if isinstance(per_device, bool) or not isinstance(per_device, int):
-        raise ConfigError(f"lr_scaling {rule!r} needs the batch size: fit with a data module "
-                          "that has an integer batch_size")
+        raise ConfigError(
+            f"lr_scaling {rule!r} needs the batch size: fit with a data module "
+            "that has an integer batch_size"
+        )
     factor = scaling_rule_factor(
-        rule, per_device * trainer.world_size * trainer.accumulate_grad_batches, base_batch_size)
+        rule, per_device * trainer.world_size * trainer.accumulate_grad_batches, base_batch_size
+    )
     if trainer.is_global_zero:
         _log.info(f"lr_scaling {rule}: global batch / {base_batch_size} → lr × {factor:.4g}")
     if trainer.logger is not None:

@@ -52,9 +52,7 @@ def check_kwargs(
         if key in kwargs:
             raise ConfigError(f"{what}: set {key!r} with {place}, not in its kwargs")
     accepted = accepted_kwargs(fn, exclude=exclude)
-    takes_any = any(
-        p.kind is p.VAR_KEYWORD for p in inspect.signature(fn).parameters.values()
-    )
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in inspect.signature(fn).parameters.values())
     unknown = [k for k in kwargs if k not in accepted]
     if unknown and not takes_any:
         takes = ", ".join(accepted) or "no keyword arguments"

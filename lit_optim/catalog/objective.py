@@ -28,9 +28,19 @@ from typing import Any, Literal
 
 from lit_optim.catalog.errors import ConfigError
 
-__all__ = ["DIRECTION_WORDS", "STANDARD_DIRECTIONS", "Direction", "DirectionError",
-           "LoggedDirections", "Objective", "check_direction", "logged_directions",
-           "metric_direction", "parse_direction", "resolve_objective"]
+__all__ = [
+    "DIRECTION_WORDS",
+    "STANDARD_DIRECTIONS",
+    "Direction",
+    "DirectionError",
+    "LoggedDirections",
+    "Objective",
+    "check_direction",
+    "logged_directions",
+    "metric_direction",
+    "parse_direction",
+    "resolve_objective",
+]
 
 Direction = Literal["min", "max"]
 
@@ -53,12 +63,18 @@ def _conventional_names() -> dict[str, Direction]:
 STANDARD_DIRECTIONS: Mapping[str, Direction] = _conventional_names()
 
 _SPELLINGS: Mapping[str, Direction] = {
-    "min": "min", "minimize": "min", "max": "max", "maximize": "max"}
+    "min": "min",
+    "minimize": "min",
+    "max": "max",
+    "maximize": "max",
+}
 DIRECTION_WORDS: tuple[str, ...] = tuple(_SPELLINGS)  # what a --direction option accepts
 
-HOW_TO_DECLARE = ("declare it where you name the metric (a recipe's objective.direction, a "
-                  "search space's direction:, a scheduler's mode, --direction), or log a "
-                  "torchmetrics Metric under that name (its class says higher_is_better)")
+HOW_TO_DECLARE = (
+    "declare it where you name the metric (a recipe's objective.direction, a "
+    "search space's direction:, a scheduler's mode, --direction), or log a "
+    "torchmetrics Metric under that name (its class says higher_is_better)"
+)
 
 
 class DirectionError(ConfigError):
@@ -98,18 +114,26 @@ class Objective:
         return (max if self.direction == "max" else min)(values, key=lambda pair: pair[0])
 
 
-def check_direction(metric: str, given: Direction, declared: Direction | None, *,
-                    given_as: str, declared_by: str) -> None:
+def check_direction(
+    metric: str, given: Direction, declared: Direction | None, *, given_as: str, declared_by: str
+) -> None:
     if declared is not None and declared != given:
         raise DirectionError(
             f"{given_as} says {given} for {metric!r}, but {declared_by} says "
             f"{'higher' if declared == 'max' else 'lower'} is better; fix {given_as} "
-            "(or log another metric)")
+            "(or log another metric)"
+        )
 
 
-def resolve_objective(metric: str, given: Any = None, *, logged: Direction | None = None,
-                      logged_by: str = "the Metric it is logged with",
-                      given_as: str = "direction", required: bool = True) -> Objective | None:
+def resolve_objective(
+    metric: str,
+    given: Any = None,
+    *,
+    logged: Direction | None = None,
+    logged_by: str = "the Metric it is logged with",
+    given_as: str = "direction",
+    required: bool = True,
+) -> Objective | None:
     """The objective for ``metric``: ``given`` (checked against ``logged``), else ``logged``,
     else the standard table. Unknown: a DirectionError, or None when not ``required``."""
     if not isinstance(metric, str) or not metric:
@@ -124,8 +148,10 @@ def resolve_objective(metric: str, given: Any = None, *, logged: Direction | Non
         return Objective(metric, STANDARD_DIRECTIONS[metric], "standard name")
     if not required:
         return None
-    raise DirectionError(f"the direction of metric {metric!r} is not known (lower or higher "
-                         f"is better?); {HOW_TO_DECLARE}")
+    raise DirectionError(
+        f"the direction of metric {metric!r} is not known (lower or higher "
+        f"is better?); {HOW_TO_DECLARE}"
+    )
 
 
 class LoggedDirections:

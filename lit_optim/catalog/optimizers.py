@@ -16,13 +16,19 @@ from typing import Any
 import torch
 from torch.optim import Optimizer
 
-from lit_optim.catalog.errors import ConfigError
 from lit_optim.catalog.checks import check_count, check_number
+from lit_optim.catalog.errors import ConfigError
 from lit_optim.catalog.kwargs import accepted_kwargs, check_kwargs
 from lit_optim.catalog.registry import Registry, RegistryEntry, import_object
 
-__all__ = ["OPTIMIZERS", "OptimizerInfo", "build_optimizer", "check_optimizer_args", "group_options",
-           "instantiate_optimizer"]
+__all__ = [
+    "OPTIMIZERS",
+    "OptimizerInfo",
+    "build_optimizer",
+    "check_optimizer_args",
+    "group_options",
+    "instantiate_optimizer",
+]
 
 # lit-optim passes these itself; the rest of the signature is the optimizer's kwargs.
 _FILLED_IN = ("params", "lr", "weight_decay")
@@ -81,7 +87,9 @@ def _fraction(name: str, value: Any) -> float:
 
 def _betas(name: str, value: Any) -> tuple[float, float]:
     if not isinstance(value, (list, tuple)) or len(value) != 2:
-        raise ConfigError(f"{name} must be a pair [beta1, beta2] such as [0.9, 0.999], got {value!r}")
+        raise ConfigError(
+            f"{name} must be a pair [beta1, beta2] such as [0.9, 0.999], got {value!r}"
+        )
     for i, beta in enumerate(value):
         _fraction(f"{name}[{i}]", beta)
     return tuple(value)
@@ -98,22 +106,30 @@ def _non_negative(name: str, value: Any) -> float:
 
 
 KWARG_DOMAINS: Mapping[str, Callable[[str, Any], Any]] = {
-    "momentum": _fraction,          # SGD family, RMSprop, LARS, Muon: in [0, 1)
+    "momentum": _fraction,  # SGD family, RMSprop, LARS, Muon: in [0, 1)
     "dampening": lambda name, value: check_number(name, value, low=0, high=1),
-    "betas": _betas,                # Adam family, LAMB: two decays in [0, 1)
+    "betas": _betas,  # Adam family, LAMB: two decays in [0, 1)
     # RMSprop's smoothing constant: 1 never forgets, 1.5 trains straight to NaN (torch takes
     # both); lookahead's own alpha in (0, 1] is its own check's.
     "alpha": _fraction,
     "rho": lambda name, value: check_number(name, value, low=0, high=1),  # Adadelta's decay
     "eps": _eps,
-    "lr_decay": _non_negative, "initial_accumulator_value": _non_negative,  # Adagrad
-    "momentum_decay": _non_negative, "trust_coefficient": _non_negative,   # NAdam, LARS
+    "lr_decay": _non_negative,
+    "initial_accumulator_value": _non_negative,  # Adagrad
+    "momentum_decay": _non_negative,
+    "trust_coefficient": _non_negative,  # NAdam, LARS
 }
 
 
 def lookahead(
-    params, lr: float, weight_decay: float = 0.0, *, base: str = "adam", k: int = 5,
-    alpha: float = 0.5, **base_kwargs: Any,
+    params,
+    lr: float,
+    weight_decay: float = 0.0,
+    *,
+    base: str = "adam",
+    k: int = 5,
+    alpha: float = 0.5,
+    **base_kwargs: Any,
 ) -> Optimizer:
     """Lookahead around any registered optimizer; other kwargs go to the base."""
     from lit_optim.catalog.extra_optimizers import Lookahead
@@ -131,60 +147,148 @@ def _check_lookahead(kwargs: Mapping[str, Any]) -> None:
     check_count("lookahead's k", k)
     check_number("lookahead's alpha", alpha, low=0, high=1, low_open=True)
     info = OPTIMIZERS.get(base)
-    check_kwargs(kwargs, info.resolve(), what=f"optimizer 'lookahead' (base {info.name!r})",
-                 exclude=_FILLED_IN, reserved=_RESERVED)
+    check_kwargs(
+        kwargs,
+        info.resolve(),
+        what=f"optimizer 'lookahead' (base {info.name!r})",
+        exclude=_FILLED_IN,
+        reserved=_RESERVED,
+    )
 
 
 _torch = torch.optim
 for entry in [
-    OptimizerInfo(name="sgd", factory=_torch.SGD, has_momentum=True, typical_lr=0.05,
-                  population_rule="sgd",
-                  description="(stochastic) gradient descent; momentum 0 unless given"),
-    OptimizerInfo(name="momentum", factory=_torch.SGD, has_momentum=True, typical_lr=0.05,
-                  population_rule="sgd",
-                  aliases=("heavy_ball",), defaults={"momentum": 0.9},
-                  description="heavy-ball momentum: v ← βv + g, w ← w - lr·v (β = 0.9)"),
-    OptimizerInfo(name="nesterov", factory=_torch.SGD, has_momentum=True, typical_lr=0.05,
-                  population_rule="sgd",
-                  defaults={"momentum": 0.9, "nesterov": True},
-                  description="Nesterov accelerated gradient, torch's form (β = 0.9)"),
-    OptimizerInfo(name="adagrad", factory=_torch.Adagrad, typical_lr=0.05,
-                  population_rule="adagrad",
-                  description="per-coordinate lr ∝ 1/√(sum of squared gradients)"),
-    OptimizerInfo(name="rmsprop", factory=_torch.RMSprop, has_momentum=True,
-                  population_rule="rmsprop",
-                  description="per-coordinate lr ∝ 1/√(EMA of squared gradients)"),
-    OptimizerInfo(name="adadelta", factory=_torch.Adadelta, typical_lr=1.0,
-                  description="Adadelta: unit-corrected RMS of updates over RMS of gradients"),
-    OptimizerInfo(name="adam", factory=_torch.Adam, has_betas=True, population_rule="adam",
-                  description="Adam (Kingma & Ba 2015); weight_decay is an L2 term on the gradient"),
-    OptimizerInfo(name="amsgrad", factory=_torch.Adam, has_betas=True, population_rule="adam",
-                  defaults={"amsgrad": True},
-                  description="Adam with the running maximum of the second moment (Reddi et al. 2018)"),
-    OptimizerInfo(name="adamw", factory=_torch.AdamW, has_betas=True, population_rule="adamw",
-                  description="Adam with decoupled weight decay (Loshchilov & Hutter 2019)"),
-    OptimizerInfo(name="nadam", factory=_torch.NAdam, has_betas=True,
-                  description="Adam with Nesterov momentum (Dozat 2016)"),
-    OptimizerInfo(name="radam", factory=_torch.RAdam, has_betas=True,
-                  description="rectified Adam: variance-corrected warm start (Liu et al. 2020)"),
-    OptimizerInfo(name="adamax", factory=_torch.Adamax, has_betas=True,
-                  typical_lr=2e-3, description="Adam with the infinity norm for the second moment"),
-    OptimizerInfo(name="adafactor", factory=_torch.Adafactor, typical_lr=1e-2,
-                  description="factored second moments, relative step size (Shazeer & Stern 2018)"),
-    OptimizerInfo(name="lbfgs", factory=_torch.LBFGS, supports_weight_decay=False,
-                  single_param_group=True, typical_lr=1.0,
-                  description="limited-memory BFGS; re-evaluates the loss through Lightning's "
-                              "closure; weight_decay becomes an L2 term in the loss"),
-    OptimizerInfo(name="lars", factory="lit_optim.catalog.extra_optimizers.LARS", has_momentum=True, typical_lr=1.0,
-                  description="SGD + momentum with a per-layer trust ratio (You et al. 2017)"),
-    OptimizerInfo(name="lamb", factory="lit_optim.catalog.extra_optimizers.LAMB", has_betas=True,
-                  typical_lr=1e-2,
-                  description="Adam direction with a per-layer trust ratio (You et al. 2019)"),
-    OptimizerInfo(name="lookahead", factory=lookahead, check=_check_lookahead, wraps="base",
-                  description="k fast steps of a base optimizer, then slow weights move alpha of the way"),
-    OptimizerInfo(name="muon", factory="lit_optim.catalog.extra_optimizers.MuonWithAdamW", has_momentum=True,
-                  typical_lr=1e-2,
-                  description="Muon (orthogonalized momentum) on 2-D weights; AdamW on the rest"),
+    OptimizerInfo(
+        name="sgd",
+        factory=_torch.SGD,
+        has_momentum=True,
+        typical_lr=0.05,
+        population_rule="sgd",
+        description="(stochastic) gradient descent; momentum 0 unless given",
+    ),
+    OptimizerInfo(
+        name="momentum",
+        factory=_torch.SGD,
+        has_momentum=True,
+        typical_lr=0.05,
+        population_rule="sgd",
+        aliases=("heavy_ball",),
+        defaults={"momentum": 0.9},
+        description="heavy-ball momentum: v ← βv + g, w ← w - lr·v (β = 0.9)",
+    ),
+    OptimizerInfo(
+        name="nesterov",
+        factory=_torch.SGD,
+        has_momentum=True,
+        typical_lr=0.05,
+        population_rule="sgd",
+        defaults={"momentum": 0.9, "nesterov": True},
+        description="Nesterov accelerated gradient, torch's form (β = 0.9)",
+    ),
+    OptimizerInfo(
+        name="adagrad",
+        factory=_torch.Adagrad,
+        typical_lr=0.05,
+        population_rule="adagrad",
+        description="per-coordinate lr ∝ 1/√(sum of squared gradients)",
+    ),
+    OptimizerInfo(
+        name="rmsprop",
+        factory=_torch.RMSprop,
+        has_momentum=True,
+        population_rule="rmsprop",
+        description="per-coordinate lr ∝ 1/√(EMA of squared gradients)",
+    ),
+    OptimizerInfo(
+        name="adadelta",
+        factory=_torch.Adadelta,
+        typical_lr=1.0,
+        description="Adadelta: unit-corrected RMS of updates over RMS of gradients",
+    ),
+    OptimizerInfo(
+        name="adam",
+        factory=_torch.Adam,
+        has_betas=True,
+        population_rule="adam",
+        description="Adam (Kingma & Ba 2015); weight_decay is an L2 term on the gradient",
+    ),
+    OptimizerInfo(
+        name="amsgrad",
+        factory=_torch.Adam,
+        has_betas=True,
+        population_rule="adam",
+        defaults={"amsgrad": True},
+        description="Adam with the running maximum of the second moment (Reddi et al. 2018)",
+    ),
+    OptimizerInfo(
+        name="adamw",
+        factory=_torch.AdamW,
+        has_betas=True,
+        population_rule="adamw",
+        description="Adam with decoupled weight decay (Loshchilov & Hutter 2019)",
+    ),
+    OptimizerInfo(
+        name="nadam",
+        factory=_torch.NAdam,
+        has_betas=True,
+        description="Adam with Nesterov momentum (Dozat 2016)",
+    ),
+    OptimizerInfo(
+        name="radam",
+        factory=_torch.RAdam,
+        has_betas=True,
+        description="rectified Adam: variance-corrected warm start (Liu et al. 2020)",
+    ),
+    OptimizerInfo(
+        name="adamax",
+        factory=_torch.Adamax,
+        has_betas=True,
+        typical_lr=2e-3,
+        description="Adam with the infinity norm for the second moment",
+    ),
+    OptimizerInfo(
+        name="adafactor",
+        factory=_torch.Adafactor,
+        typical_lr=1e-2,
+        description="factored second moments, relative step size (Shazeer & Stern 2018)",
+    ),
+    OptimizerInfo(
+        name="lbfgs",
+        factory=_torch.LBFGS,
+        supports_weight_decay=False,
+        single_param_group=True,
+        typical_lr=1.0,
+        description="limited-memory BFGS; re-evaluates the loss through Lightning's "
+        "closure; weight_decay becomes an L2 term in the loss",
+    ),
+    OptimizerInfo(
+        name="lars",
+        factory="lit_optim.catalog.extra_optimizers.LARS",
+        has_momentum=True,
+        typical_lr=1.0,
+        description="SGD + momentum with a per-layer trust ratio (You et al. 2017)",
+    ),
+    OptimizerInfo(
+        name="lamb",
+        factory="lit_optim.catalog.extra_optimizers.LAMB",
+        has_betas=True,
+        typical_lr=1e-2,
+        description="Adam direction with a per-layer trust ratio (You et al. 2019)",
+    ),
+    OptimizerInfo(
+        name="lookahead",
+        factory=lookahead,
+        check=_check_lookahead,
+        wraps="base",
+        description="k fast steps of a base optimizer, then slow weights move alpha of the way",
+    ),
+    OptimizerInfo(
+        name="muon",
+        factory="lit_optim.catalog.extra_optimizers.MuonWithAdamW",
+        has_momentum=True,
+        typical_lr=1e-2,
+        description="Muon (orthogonalized momentum) on 2-D weights; AdamW on the rest",
+    ),
 ]:
     OPTIMIZERS.register(entry)
 
@@ -222,7 +326,10 @@ def check_optimizer_args(
         info.check(kwargs)
     else:
         check_kwargs(
-            kwargs, info.resolve(), what=f"optimizer {info.name!r}", exclude=_FILLED_IN,
+            kwargs,
+            info.resolve(),
+            what=f"optimizer {info.name!r}",
+            exclude=_FILLED_IN,
             reserved=_RESERVED,
         )
     for key, value in kwargs.items():
@@ -242,9 +349,11 @@ def check_optimizer_args(
 _CHECKED: dict[tuple, OptimizerInfo] = {}
 
 
-def _checked_key(info: OptimizerInfo, lr: Any, weight_decay: Any,
-                 kwargs: Mapping[str, Any]) -> tuple | None:
+def _checked_key(
+    info: OptimizerInfo, lr: Any, weight_decay: Any, kwargs: Mapping[str, Any]
+) -> tuple | None:
     """A hashable key for these values (types included: True is not 1), or None."""
+
     def frozen(value: Any) -> Any:
         if isinstance(value, Mapping):
             return ("map", tuple(sorted((str(k), frozen(v)) for k, v in value.items())))
@@ -259,18 +368,21 @@ def _checked_key(info: OptimizerInfo, lr: Any, weight_decay: Any,
         return None
 
 
-def instantiate_optimizer(info: OptimizerInfo, params, lr: float, weight_decay: float,
-                          kwargs: Mapping[str, Any]) -> Optimizer:
+def instantiate_optimizer(
+    info: OptimizerInfo, params, lr: float, weight_decay: float, kwargs: Mapping[str, Any]
+) -> Optimizer:
     """Build an entry's optimizer with no checks (``check_optimizer_args`` first)."""
     if info.supports_weight_decay:
         kwargs = {"weight_decay": weight_decay, **kwargs}
     return info.resolve()(params, lr=lr, **{**info.defaults, **kwargs})
 
 
-def _try_build(info: OptimizerInfo, lr: float, weight_decay: float,
-               kwargs: Mapping[str, Any]) -> None:
+def _try_build(
+    info: OptimizerInfo, lr: float, weight_decay: float, kwargs: Mapping[str, Any]
+) -> None:
     """Build on throwaway parameters (a matrix and a vector, as Muon splits them); on failure,
     name the kwarg that fails on its own."""
+
     def attempt(subset: Mapping[str, Any]) -> Exception | None:
         params = [torch.nn.Parameter(torch.zeros(2, 2)), torch.nn.Parameter(torch.zeros(2))]
         try:
@@ -285,7 +397,9 @@ def _try_build(info: OptimizerInfo, lr: float, weight_decay: float,
     if err is None:
         return
     culprit = next((k for k in kwargs if attempt({k: kwargs[k]}) is not None), None)
-    what = f"{culprit}={kwargs[culprit]!r}" if culprit else f"lr={lr!r}, weight_decay={weight_decay!r}"
+    what = (
+        f"{culprit}={kwargs[culprit]!r}" if culprit else f"lr={lr!r}, weight_decay={weight_decay!r}"
+    )
     raise ConfigError(f"optimizer {info.name!r} rejects {what}: {err}")
 
 

@@ -18,8 +18,8 @@ from typing import Any
 
 from torch import nn
 
-from lit_optim.catalog.errors import ConfigError
 from lit_optim.catalog.checks import check_number
+from lit_optim.catalog.errors import ConfigError
 
 __all__ = ["build_param_groups", "check_param_group_specs", "takes_decay"]
 
@@ -89,8 +89,10 @@ def build_param_groups(
         group_lr = options.pop("lr", lr) * lr_factor
         group_wd = options.pop("weight_decay", weight_decay)
         if group_wd:
-            split = [([p for _, p in members if takes_decay(p.ndim, decay_bias_and_norm)], group_wd),
-                     ([p for _, p in members if not takes_decay(p.ndim, decay_bias_and_norm)], 0.0)]
+            split = [
+                ([p for _, p in members if takes_decay(p.ndim, decay_bias_and_norm)], group_wd),
+                ([p for _, p in members if not takes_decay(p.ndim, decay_bias_and_norm)], 0.0),
+            ]
         else:
             # Nothing to exempt: one group, not two alike. An optimizer's step runs its Python
             # once per group (Adam ~50 µs on a CPU), a few % of a small network's step.

@@ -89,7 +89,8 @@ class Registry(Generic[E]):
         """Add ``entry``. A taken name is an error unless ``override=True`` replaces that entry."""
         if not isinstance(entry, self.entry_type):
             raise TypeError(
-                f"{self.kind} entries must be {self.entry_type.__name__}, got {type(entry).__name__}"
+                f"{self.kind} entries must be {self.entry_type.__name__}, "
+                f"got {type(entry).__name__}"
             )
         for key in (entry.name, *entry.aliases):
             if not _NAME.fullmatch(key):
@@ -167,8 +168,9 @@ class Registry(Generic[E]):
         known = [*self._entries, *self._aliases]
         close = difflib.get_close_matches(normalize(name), known, n=5, cutoff=0.6)
         # An alias suggests the name it stands for; keep the order difflib ranked them in.
-        hint = did_you_mean(normalize(name), dict.fromkeys(self._aliases.get(c, c) for c in close),
-                            cutoff=0.0) or "choose one of: " + ", ".join(self._entries)
+        hint = did_you_mean(
+            normalize(name), dict.fromkeys(self._aliases.get(c, c) for c in close), cutoff=0.0
+        ) or "choose one of: " + ", ".join(self._entries)
         return UnknownNameError(
             f"unknown {self.kind[:-1]} {name!r}; {hint} (lit-optim list {self.kind})"
         )
@@ -196,4 +198,3 @@ class Registry(Generic[E]):
                     f"skipped {self.kind[:-1]} plugin {ep.name!r} ({ep.value}): {err}",
                     stacklevel=2,
                 )
-

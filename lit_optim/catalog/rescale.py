@@ -22,9 +22,14 @@ from lit_optim.catalog.errors import ConfigError
 __all__ = ["rescale_hyperparameters"]
 
 
-def rescale_hyperparameters(optimizer: torch.optim.Optimizer, schedulers: Iterable[Any], *,
-                            lr: float = 1.0, weight_decay: float = 1.0,
-                            groups: Sequence[int] | None = None) -> None:
+def rescale_hyperparameters(
+    optimizer: torch.optim.Optimizer,
+    schedulers: Iterable[Any],
+    *,
+    lr: float = 1.0,
+    weight_decay: float = 1.0,
+    groups: Sequence[int] | None = None,
+) -> None:
     """Multiply the lr of param ``groups`` (default: all) and every lr their ``schedulers``
     keep for them by ``lr``, and their weight decay by ``weight_decay`` (a group without
     weight decay keeps none)."""
@@ -51,8 +56,12 @@ def _rescale_schedule(scheduler: Any, n_groups: int, indices: Iterable[int], fac
     CyclicLR's ``max_lrs``, plateau's ``min_lrs``), and a SequentialLR or ChainedScheduler its
     children."""
     for name, value in vars(scheduler).items():
-        if "lr" in name and isinstance(value, list) and len(value) == n_groups \
-                and all(isinstance(v, (int, float)) for v in value):
+        if (
+            "lr" in name
+            and isinstance(value, list)
+            and len(value) == n_groups
+            and all(isinstance(v, (int, float)) for v in value)
+        ):
             for index in indices:
                 value[index] = value[index] * factor
     for child in getattr(scheduler, "_schedulers", []):

@@ -21,10 +21,10 @@ from typing import Any, Literal
 from torch.optim import Optimizer
 from torch.optim import lr_scheduler as sched
 
-from lit_optim.catalog.errors import ConfigError
 from lit_optim.catalog.checks import check_count, check_number
-from lit_optim.catalog.kwargs import accepted_kwargs, check_kwargs
+from lit_optim.catalog.errors import ConfigError
 from lit_optim.catalog.extra_schedules import InverseTimeLR, PolynomialDecayLR
+from lit_optim.catalog.kwargs import accepted_kwargs, check_kwargs
 from lit_optim.catalog.objective import (
     Direction,
     DirectionError,
@@ -99,12 +99,16 @@ def _unit_open(name: str, value: Any) -> float:
 
 def _choice(*choices: str) -> Callable[[str, Any], str]:
     """A check that ``value`` is one of ``choices``, with the close ones named."""
+
     def check(name: str, value: Any) -> str:
         if value not in choices:
             hint = did_you_mean(str(value), choices, cutoff=0.5)
-            raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}"
-                              f"{'; ' + hint if hint else ''}")
+            raise ConfigError(
+                f"{name} must be one of {', '.join(choices)}, got {value!r}"
+                f"{'; ' + hint if hint else ''}"
+            )
         return value
+
     return check
 
 
@@ -178,56 +182,116 @@ def onecycle(
         defaults = optimizer.defaults
         cycle_momentum = bool(defaults.get("momentum")) or "betas" in defaults
     return sched.OneCycleLR(
-        optimizer, max_lr=_initial_lrs(optimizer), total_steps=total_steps,
-        pct_start=pct_start, div_factor=div_factor, final_div_factor=final_div_factor,
-        anneal_strategy=anneal_strategy, cycle_momentum=cycle_momentum,
+        optimizer,
+        max_lr=_initial_lrs(optimizer),
+        total_steps=total_steps,
+        pct_start=pct_start,
+        div_factor=div_factor,
+        final_div_factor=final_div_factor,
+        anneal_strategy=anneal_strategy,
+        cycle_momentum=cycle_momentum,
     )
 
 
 for entry in [
-    SchedulerInfo(name="constant", factory=constant, aliases=("none",),
-                  description="keep the initial lr"),
-    SchedulerInfo(name="step", factory=sched.StepLR, defaults={"step_size": 10, "gamma": 0.1},
-                  value_checks={"step_size": check_count, "gamma": _positive},
-                  description="multiply the lr by gamma every step_size epochs"),
-    SchedulerInfo(name="multistep", factory=sched.MultiStepLR, defaults={"gamma": 0.1},
-                  value_checks={"milestones": _milestones, "gamma": _positive},
-                  description="multiply the lr by gamma at each epoch in milestones"),
-    SchedulerInfo(name="exponential", factory=sched.ExponentialLR, defaults={"gamma": 0.9},
-                  value_checks={"gamma": _positive},
-                  description="multiply the lr by gamma every epoch"),
-    SchedulerInfo(name="cosine", factory=cosine, interval="step", needs_total_steps=True,
-                  value_checks={"eta_min": _non_negative},
-                  description="cosine annealing to eta_min over all training steps"),
-    SchedulerInfo(name="cosine_restarts", factory=sched.CosineAnnealingWarmRestarts,
-                  defaults={"T_0": 10}, aliases=("sgdr",),
-                  value_checks={"T_0": check_count, "T_mult": check_count,
-                                "eta_min": _non_negative},
-                  description="cosine annealing restarted every T_0 (·T_mult) epochs (SGDR)"),
-    SchedulerInfo(name="cyclic", factory=cyclic, interval="step", needs_total_steps=True,
-                  value_checks={"base_lr": _non_negative, "step_size_up": check_count,
-                                "mode": _choice("triangular", "triangular2", "exp_range"),
-                                "gamma": _positive},
-                  description="triangular / triangular2 / exp_range cycles between lr/10 and lr"),
-    SchedulerInfo(name="onecycle", factory=onecycle, interval="step", needs_total_steps=True,
-                  aliases=("one_cycle",), own_warmup=True,
-                  value_checks={"pct_start": _unit_open, "div_factor": _positive,
-                                "final_div_factor": _positive,
-                                "anneal_strategy": _choice("cos", "linear")},
-                  description="1cycle: warm up to lr, then anneal far below it, over the run"),
-    SchedulerInfo(name="plateau", factory=sched.ReduceLROnPlateau, needs_monitor=True,
-                  value_checks={"patience": _non_negative, "threshold": _non_negative,
-                                "cooldown": _non_negative, "eps": _non_negative,
-                                "factor": _unit_open, "mode": _choice("min", "max"),
-                                "threshold_mode": _choice("rel", "abs")},
-                  aliases=("reduce_on_plateau",),
-                  description="multiply the lr by factor when the monitored metric stops improving"),
-    SchedulerInfo(name="inverse_time", factory=InverseTimeLR,
-                  description="lr / (1 + decay_rate·epoch/decay_epochs), optionally staircase"),
-    SchedulerInfo(name="polynomial", factory=PolynomialDecayLR, interval="step",
-                  description="lr · (1 + step)^(-power), the stochastic-approximation decay"),
+    SchedulerInfo(
+        name="constant", factory=constant, aliases=("none",), description="keep the initial lr"
+    ),
+    SchedulerInfo(
+        name="step",
+        factory=sched.StepLR,
+        defaults={"step_size": 10, "gamma": 0.1},
+        value_checks={"step_size": check_count, "gamma": _positive},
+        description="multiply the lr by gamma every step_size epochs",
+    ),
+    SchedulerInfo(
+        name="multistep",
+        factory=sched.MultiStepLR,
+        defaults={"gamma": 0.1},
+        value_checks={"milestones": _milestones, "gamma": _positive},
+        description="multiply the lr by gamma at each epoch in milestones",
+    ),
+    SchedulerInfo(
+        name="exponential",
+        factory=sched.ExponentialLR,
+        defaults={"gamma": 0.9},
+        value_checks={"gamma": _positive},
+        description="multiply the lr by gamma every epoch",
+    ),
+    SchedulerInfo(
+        name="cosine",
+        factory=cosine,
+        interval="step",
+        needs_total_steps=True,
+        value_checks={"eta_min": _non_negative},
+        description="cosine annealing to eta_min over all training steps",
+    ),
+    SchedulerInfo(
+        name="cosine_restarts",
+        factory=sched.CosineAnnealingWarmRestarts,
+        defaults={"T_0": 10},
+        aliases=("sgdr",),
+        value_checks={"T_0": check_count, "T_mult": check_count, "eta_min": _non_negative},
+        description="cosine annealing restarted every T_0 (·T_mult) epochs (SGDR)",
+    ),
+    SchedulerInfo(
+        name="cyclic",
+        factory=cyclic,
+        interval="step",
+        needs_total_steps=True,
+        value_checks={
+            "base_lr": _non_negative,
+            "step_size_up": check_count,
+            "mode": _choice("triangular", "triangular2", "exp_range"),
+            "gamma": _positive,
+        },
+        description="triangular / triangular2 / exp_range cycles between lr/10 and lr",
+    ),
+    SchedulerInfo(
+        name="onecycle",
+        factory=onecycle,
+        interval="step",
+        needs_total_steps=True,
+        aliases=("one_cycle",),
+        own_warmup=True,
+        value_checks={
+            "pct_start": _unit_open,
+            "div_factor": _positive,
+            "final_div_factor": _positive,
+            "anneal_strategy": _choice("cos", "linear"),
+        },
+        description="1cycle: warm up to lr, then anneal far below it, over the run",
+    ),
+    SchedulerInfo(
+        name="plateau",
+        factory=sched.ReduceLROnPlateau,
+        needs_monitor=True,
+        value_checks={
+            "patience": _non_negative,
+            "threshold": _non_negative,
+            "cooldown": _non_negative,
+            "eps": _non_negative,
+            "factor": _unit_open,
+            "mode": _choice("min", "max"),
+            "threshold_mode": _choice("rel", "abs"),
+        },
+        aliases=("reduce_on_plateau",),
+        description="multiply the lr by factor when the monitored metric stops improving",
+    ),
+    SchedulerInfo(
+        name="inverse_time",
+        factory=InverseTimeLR,
+        description="lr / (1 + decay_rate·epoch/decay_epochs), optionally staircase",
+    ),
+    SchedulerInfo(
+        name="polynomial",
+        factory=PolynomialDecayLR,
+        interval="step",
+        description="lr · (1 + step)^(-power), the stochastic-approximation decay",
+    ),
 ]:
     SCHEDULERS.register(entry)
+
 
 def _split_kwargs(info: SchedulerInfo, kwargs: Mapping[str, Any], monitor: str | None = None):
     """(scheduler kwargs, monitor or None, warmup kwargs)."""
@@ -239,8 +303,9 @@ def _split_kwargs(info: SchedulerInfo, kwargs: Mapping[str, Any], monitor: str |
     return kwargs, monitor, warmup
 
 
-def check_scheduler_args(name: str, kwargs: Mapping[str, Any], *, monitor: str | None = None
-                         ) -> tuple[SchedulerInfo, str | None]:
+def check_scheduler_args(
+    name: str, kwargs: Mapping[str, Any], *, monitor: str | None = None
+) -> tuple[SchedulerInfo, str | None]:
     """Validate a scheduler choice before training; returns the entry and its monitor.
 
     Names, kwargs and values are checked: the schedule is built once on a throwaway optimizer,
@@ -252,16 +317,20 @@ def check_scheduler_args(name: str, kwargs: Mapping[str, Any], *, monitor: str |
     info = SCHEDULERS.get(name)
     own, monitor, warmup = _split_kwargs(info, kwargs, monitor)
     if monitor is not None and (not isinstance(monitor, str) or not monitor):
-        raise ConfigError(f"scheduler {info.name!r}: monitor must be a metric name, got {monitor!r}")
+        raise ConfigError(
+            f"scheduler {info.name!r}: monitor must be a metric name, got {monitor!r}"
+        )
     factory = info.resolve()
     check_kwargs(own, factory, what=f"scheduler {info.name!r}", exclude=_FILLED_IN)
     missing = [
-        k for k, default in accepted_kwargs(factory, exclude=_FILLED_IN).items()
+        k
+        for k, default in accepted_kwargs(factory, exclude=_FILLED_IN).items()
         if default is inspect.Parameter.empty and k not in own and k not in info.defaults
     ]
     if missing:
         raise ConfigError(
-            f"scheduler {info.name!r} needs {', '.join(repr(k) for k in missing)} in scheduler_kwargs"
+            f"scheduler {info.name!r} needs {', '.join(repr(k) for k in missing)} "
+            "in scheduler_kwargs"
         )
     _check_warmup(info, warmup)
     for key, check in info.value_checks.items():
@@ -298,13 +367,15 @@ def _check_warmup(info: SchedulerInfo, warmup: Mapping[str, Any]) -> None:
     for key in ("warmup_steps", "warmup_epochs"):
         if warmup.get(key) is not None:
             check_count(key, warmup[key])
-    check_number("warmup_start_factor", warmup.get("warmup_start_factor", 1e-3), low=0, high=1,
-                 low_open=True)
+    check_number(
+        "warmup_start_factor", warmup.get("warmup_start_factor", 1e-3), low=0, high=1, low_open=True
+    )
     if "warmup_start_factor" in warmup and len(warmup) == 1:
         raise ConfigError("warmup_start_factor needs warmup_steps or warmup_epochs")
     if "warmup_steps" in warmup and info.interval == "epoch" and not info.needs_monitor:
         raise ConfigError(
-            f"scheduler {info.name!r} steps once per epoch; give warmup_epochs instead of warmup_steps"
+            f"scheduler {info.name!r} steps once per epoch; give warmup_epochs instead of "
+            "warmup_steps"
         )
 
 
@@ -349,11 +420,17 @@ def scheduler_config(
         unit = "steps" if (info.interval == "step" or info.needs_monitor) else "epochs"
         if warm >= limit:
             # Both in the user's words: the key they set, and the run as epochs of steps.
-            given = (f" (warmup_epochs {warmup['warmup_epochs']})"
-                     if "warmup_epochs" in warmup and unit == "steps" else "")
+            given = (
+                f" (warmup_epochs {warmup['warmup_epochs']})"
+                if "warmup_epochs" in warmup and unit == "steps"
+                else ""
+            )
             epochs = run.total_epochs
-            detail = (f": {epochs} epoch{'s' if epochs != 1 else ''} of {run.steps_per_epoch:g}"
-                      if unit == "steps" and epochs and run.steps_per_epoch else "")
+            detail = (
+                f": {epochs} epoch{'s' if epochs != 1 else ''} of {run.steps_per_epoch:g}"
+                if unit == "steps" and epochs and run.steps_per_epoch
+                else ""
+            )
             raise ConfigError(
                 f"warmup of {warm} {unit}{given} is not shorter than training ({limit:g} {unit}"
                 f"{detail}); shorten the warmup or train longer"
@@ -369,8 +446,12 @@ def scheduler_config(
     if monitor is not None:
         # The mode is what the user gave, else a standard name's; else (when the module's
         # logs can still tell) bound on the metric's first log, by _PlateauMode below.
-        objective = resolve_objective(monitor, given_mode, given_as=f"scheduler {info.name!r}: mode",
-                                      required=directions is None)
+        objective = resolve_objective(
+            monitor,
+            given_mode,
+            given_as=f"scheduler {info.name!r}: mode",
+            required=directions is None,
+        )
         call_kwargs["mode"] = objective.direction if objective else "min"
         if val_every_n_epochs is None and monitor.startswith("val"):
             raise ConfigError(
@@ -388,16 +469,26 @@ def scheduler_config(
         main = info.resolve()(optimizer, **call_kwargs)
         if directions is not None:
             directions.when_logged(monitor, _PlateauMode(main, info.name, monitor, given_mode))
-        return {"scheduler": main, "interval": info.interval, "frequency": frequency,
-                "monitor": monitor, "strict": True, "name": LR_LOGGED_AS}
+        return {
+            "scheduler": main,
+            "interval": info.interval,
+            "frequency": frequency,
+            "monitor": monitor,
+            "strict": True,
+            "name": LR_LOGGED_AS,
+        }
     # The ramp is built first: schedulers record each group's starting lr as 'initial_lr'
     # only if it is not set yet, so the main schedule keeps the configured lr as its base.
     ramp = sched.LinearLR(optimizer, start_factor=start, total_iters=warm) if warm else None
     main = info.resolve()(optimizer, **call_kwargs)
     if ramp is not None:
         main = sched.SequentialLR(optimizer, [ramp, main], milestones=[warm])
-    return {"scheduler": main, "interval": info.interval, "frequency": frequency,
-            "name": LR_LOGGED_AS}
+    return {
+        "scheduler": main,
+        "interval": info.interval,
+        "frequency": frequency,
+        "name": LR_LOGGED_AS,
+    }
 
 
 class _PlateauMode:
@@ -411,14 +502,21 @@ class _PlateauMode:
 
     def __call__(self, logged: Direction | None, described: str) -> None:
         option = f"scheduler {self.name!r}: mode"
-        objective = resolve_objective(self.monitor, self.given, logged=logged, logged_by=described,
-                                      given_as=option, required=False)
+        objective = resolve_objective(
+            self.monitor,
+            self.given,
+            logged=logged,
+            logged_by=described,
+            given_as=option,
+            required=False,
+        )
         if objective is None:
             raise DirectionError(
                 f"scheduler {self.name!r} monitors {described}: give it a mode, min or max: "
                 "create_scheduler(..., mode='min') where your module builds its schedule, or "
                 "mode in the recipe's model.scheduler_kwargs where the module passes those on; "
-                "or log a torchmetrics Metric under that name")
+                "or log a torchmetrics Metric under that name"
+            )
         plateau = self.scheduler
         if plateau.mode != objective.direction:
             unseen = plateau.best == plateau.mode_worse

@@ -22,12 +22,20 @@ from collections.abc import Sequence
 import torch
 from torch.optim import optimizer as _optimizer_module
 
-__all__ = ["batch_norm_backward", "batch_norm_train", "foreach_clamp_", "foreach_mul_",
-           "foreach_norm", "foreach_sub", "has_step_hooks"]
+__all__ = [
+    "batch_norm_backward",
+    "batch_norm_train",
+    "foreach_clamp_",
+    "foreach_mul_",
+    "foreach_norm",
+    "foreach_sub",
+    "has_step_hooks",
+]
 
 
-def foreach_norm(tensors: Sequence[torch.Tensor], ord: float = 2.0,
-                 dtype: torch.dtype | None = None) -> list[torch.Tensor]:
+def foreach_norm(
+    tensors: Sequence[torch.Tensor], ord: float = 2.0, dtype: torch.dtype | None = None
+) -> list[torch.Tensor]:
     """``[torch.linalg.vector_norm(t, ord, dtype=dtype) for t in tensors]`` in one kernel."""
     return list(torch._foreach_norm(list(tensors), ord, dtype=dtype))
 
@@ -59,11 +67,15 @@ def batch_norm_backward(grad_out, x, weight, mean, invstd, eps: float):
     weight and bias ones are None when ``weight`` is None."""
     affine = weight is not None
     return torch.ops.aten.native_batch_norm_backward(
-        grad_out, x, weight, None, None, mean, invstd, True, eps, [True, affine, affine])
+        grad_out, x, weight, None, None, mean, invstd, True, eps, [True, affine, affine]
+    )
 
 
 def has_step_hooks(optimizer: torch.optim.Optimizer) -> bool:
     """Would ``optimizer.step()`` call a step pre- or post-hook (its own or a global one)?"""
-    return bool(optimizer._optimizer_step_pre_hooks or optimizer._optimizer_step_post_hooks
-                or _optimizer_module._global_optimizer_pre_hooks
-                or _optimizer_module._global_optimizer_post_hooks)
+    return bool(
+        optimizer._optimizer_step_pre_hooks
+        or optimizer._optimizer_step_post_hooks
+        or _optimizer_module._global_optimizer_pre_hooks
+        or _optimizer_module._global_optimizer_post_hooks
+    )

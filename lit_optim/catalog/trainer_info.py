@@ -61,7 +61,9 @@ def run_length(trainer: L.Trainer) -> RunLength:
         # The max_epochs=-1 shortcut above skipped loading the train loader (see module doc).
         trainer.fit_loop.setup_data()
     batches = trainer.num_training_batches
-    per_epoch = math.ceil(batches / trainer.accumulate_grad_batches) if math.isfinite(batches) else None
+    per_epoch = (
+        math.ceil(batches / trainer.accumulate_grad_batches) if math.isfinite(batches) else None
+    )
     if total is None or total < 0:  # an iterable loader with max_steps=-1
         total = math.inf
     return RunLength(total_steps=total, steps_per_epoch=per_epoch)

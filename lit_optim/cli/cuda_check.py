@@ -48,7 +48,7 @@ def launch_value() -> str | None:
     except OSError:
         return "1"
     prefix = FLAG.encode() + b"="
-    found = [e[len(prefix):].decode() for e in entries if e.startswith(prefix)]
+    found = [e[len(prefix) :].decode() for e in entries if e.startswith(prefix)]
     return found[-1] if found else None
 
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import inspect
 
-from lit_optim.data import DATASETS
 from lit_optim.catalog.kwargs import accepted_kwargs
-from lit_optim.training.models import MODELS
 from lit_optim.catalog.optimizers import OPTIMIZERS
 from lit_optim.catalog.registry import Registry
 from lit_optim.catalog.schedulers import SCHEDULERS
+from lit_optim.data import DATASETS
+from lit_optim.training.models import MODELS
 
 __all__ = ["KINDS", "format_catalog"]
 
@@ -42,8 +42,10 @@ def _kwargs_line(kind: str, entry) -> str:
         shown.append("**kwargs of the base optimizer")
     if kind == "schedulers" and not entry.own_warmup:
         per_epoch = entry.interval == "epoch" and not entry.needs_monitor
-        shown.append(("warmup_epochs" if per_epoch else "warmup_steps | warmup_epochs")
-                     + ", warmup_start_factor=0.001")
+        shown.append(
+            ("warmup_epochs" if per_epoch else "warmup_steps | warmup_epochs")
+            + ", warmup_start_factor=0.001"
+        )
     return ", ".join(shown) or "-"
 
 

@@ -36,9 +36,11 @@ def list_command(args: Sequence[str]) -> None:
     from lit_optim.cli.listing import KINDS, format_catalog
 
     if args and args[0] in ("-h", "--help"):
-        print(f"{LIST_USAGE}\n\nPrints the registered names (optimizers, LR schedulers, models, "
-              "datasets: built-in and from installed plugins), each with its description and "
-              "keyword arguments; with a kind, only that catalogue.")
+        print(
+            f"{LIST_USAGE}\n\nPrints the registered names (optimizers, LR schedulers, models, "
+            "datasets: built-in and from installed plugins), each with its description and "
+            "keyword arguments; with a kind, only that catalogue."
+        )
         return
     if len(args) > 1:
         raise LitOptimError(LIST_USAGE)
@@ -137,10 +139,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         line = config_error_line(err)
         disk = disk_fault(err)
         if line is None and disk is not None:  # a checkpoint or a log that could not be written
-            line = (f"a file of the run could not be written ({disk_fault_words(disk)}): free "
-                    "space on the disk of the run's folder (or give --trainer.default_root_dir "
-                    "on another disk) and run again; a run that saved last.ckpt resumes with "
-                    "--ckpt_path last")
+            line = (
+                f"a file of the run could not be written ({disk_fault_words(disk)}): free "
+                "space on the disk of the run's folder (or give --trainer.default_root_dir "
+                "on another disk) and run again; a run that saved last.ckpt resumes with "
+                "--ckpt_path last"
+            )
         if line is None:
             raise  # not caused by the input: a bug keeps its traceback
         _die(line)

@@ -28,10 +28,10 @@ from lit_optim.callbacks.plateau_resume import PlateauResume
 from lit_optim.callbacks.run_summary import RunSummary
 from lit_optim.callbacks.step_dispatch import skip_unused_batch_hooks
 from lit_optim.callbacks.timed_bar import TimedProgressBar
-from lit_optim.training.checkpoints import SameFolderCheckpointIO
-from lit_optim.catalog.errors import ConfigError
 from lit_optim.catalog.checks import check_count, check_number
+from lit_optim.catalog.errors import ConfigError
 from lit_optim.catalog.objective import resolve_objective
+from lit_optim.training.checkpoints import SameFolderCheckpointIO
 
 __all__ = ["check_trainer_values", "silence_lightning_noise", "with_cli_defaults"]
 
@@ -70,18 +70,24 @@ def check_trainer_values(config: Mapping[str, Any]) -> None:
             check(f"trainer.{key}", config[key])
     # Values Lightning takes and then trains nothing, or something else than asked.
     if config.get("max_epochs") == 0:
-        raise ConfigError("trainer.max_epochs must be >= 1 (or -1 with trainer.max_steps), got "
-                          "0: the run would train nothing and report success")
+        raise ConfigError(
+            "trainer.max_epochs must be >= 1 (or -1 with trainer.max_steps), got "
+            "0: the run would train nothing and report success"
+        )
     precision = str(config.get("precision"))
     if precision in ("16", "16-mixed") and _on_cpu(config.get("accelerator")):
-        raise ConfigError(f"trainer.precision {precision} needs a GPU; on the CPU Lightning would "
-                          "silently train in bf16-mixed instead: pass bf16-mixed (or 32) or "
-                          "--trainer.accelerator gpu")
+        raise ConfigError(
+            f"trainer.precision {precision} needs a GPU; on the CPU Lightning would "
+            "silently train in bf16-mixed instead: pass bf16-mixed (or 32) or "
+            "--trainer.accelerator gpu"
+        )
     clipper = any(isinstance(cb, GradientClipper) for cb in _as_list(config.get("callbacks")))
     if clipper and config.get("gradient_clip_val"):
-        raise ConfigError("trainer.gradient_clip_val and a GradientClipper callback would both "
-                          "clip every step: keep one (the callback's max_norm, or the trainer's "
-                          "value without the callback)")
+        raise ConfigError(
+            "trainer.gradient_clip_val and a GradientClipper callback would both "
+            "clip every step: keep one (the callback's max_norm, or the trainer's "
+            "value without the callback)"
+        )
 
 
 def _on_cpu(accelerator: Any) -> bool:
@@ -105,8 +111,9 @@ def _has_logger(config: Mapping[str, Any]) -> bool:
     return logger is not False and not (isinstance(logger, (list, tuple)) and not logger)
 
 
-def with_cli_defaults(config: Mapping[str, Any], objective: str | None = None,
-                      direction: str | None = None) -> tuple[dict[str, Any], RunSummary]:
+def with_cli_defaults(
+    config: Mapping[str, Any], objective: str | None = None, direction: str | None = None
+) -> tuple[dict[str, Any], RunSummary]:
     """``callbacks`` and ``plugins`` for the Trainer: the recipe's, plus the CLI's defaults
     where the recipe has none of that kind; and the RunSummary among them.
 
@@ -117,24 +124,33 @@ def with_cli_defaults(config: Mapping[str, Any], objective: str | None = None,
     """
     callbacks: list[Callback] = _as_list(config.get("callbacks"))
     plugins = _as_list(config.get("plugins"))
-    known = resolve_objective(objective, direction, given_as="objective.direction",
-                              required=False) if objective else None
+    known = (
+        resolve_objective(objective, direction, given_as="objective.direction", required=False)
+        if objective
+        else None
+    )
     bind: tuple[Callback, ...] = ()
     if config.get("enable_checkpointing") is not False and not any(
-            isinstance(cb, ModelCheckpoint) for cb in callbacks):
+        isinstance(cb, ModelCheckpoint) for cb in callbacks
+    ):
         if objective is None:
             callbacks.append(FiniteModelCheckpoint(save_last=True))
         else:
             # A direction still unknown here comes from the Metric logged under the name:
             # ObjectiveCheck binds it on the first log, before anything is compared.
-            checkpoint = FiniteModelCheckpoint(save_last=True, monitor=objective, save_top_k=1,
-                                               mode=known.direction if known else "min")
+            checkpoint = FiniteModelCheckpoint(
+                save_last=True,
+                monitor=objective,
+                save_top_k=1,
+                mode=known.direction if known else "min",
+            )
             callbacks.append(checkpoint)
             bind = () if known else (checkpoint,)
     if not any(isinstance(cb, ObjectiveCheck) for cb in callbacks):
         callbacks.append(ObjectiveCheck(objective, direction, bind=bind))
-    if (config.get("enable_progress_bar") is not False
-            and not any(isinstance(cb, ProgressBar) for cb in callbacks)):
+    if config.get("enable_progress_bar") is not False and not any(
+        isinstance(cb, ProgressBar) for cb in callbacks
+    ):
         # A line per epoch in a log file; in a terminal a bar redrawn a few times a second.
         callbacks.append(TimedProgressBar() if sys.stdout.isatty() else EpochLines())
     summary = next((cb for cb in callbacks if isinstance(cb, RunSummary)), None)
@@ -167,8 +183,12 @@ def silence_lightning_noise() -> None:
     arise (their logger, their warning text), nothing else."""
     warnings.filterwarnings("ignore", message=r".*`tensorboardX` has been removed as a dependency")
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
-    for name in ("lightning.pytorch", "lightning.fabric", "lightning.pytorch.utilities.rank_zero",
-                 "lightning.fabric.utilities.rank_zero"):
+    for name in (
+        "lightning.pytorch",
+        "lightning.fabric",
+        "lightning.pytorch.utilities.rank_zero",
+        "lightning.fabric.utilities.rank_zero",
+    ):
         logger = logging.getLogger(name)
         if not any(isinstance(f, _DropTips) for f in logger.filters):
             logger.addFilter(_DropTips())

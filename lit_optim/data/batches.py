@@ -32,7 +32,13 @@ class EpochPermutation:
     """
 
     def __init__(
-        self, n: int, *, shuffle: bool, seed: int = 0, rank: int = 0, world_size: int = 1,
+        self,
+        n: int,
+        *,
+        shuffle: bool,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
         pad: bool = False,
     ) -> None:
         self.n, self.shuffle, self.seed = n, shuffle, seed
@@ -97,7 +103,10 @@ class TensorBatches:
         if not self.sampler.shuffle and self.sampler.world_size == 1 and not self.sampler.pad:
             # Evaluation order: contiguous slices are views, no gather at all.
             for start in range(0, len(self) * self.batch_size, self.batch_size):
-                yield self.x[start : start + self.batch_size], self.y[start : start + self.batch_size]
+                yield (
+                    self.x[start : start + self.batch_size],
+                    self.y[start : start + self.batch_size],
+                )
             return
         order = self.sampler.indices(self.x.device)
         for start in range(0, len(self) * self.batch_size, self.batch_size):

@@ -59,8 +59,9 @@ def load_mnist1d(
     options = {k: v for k, v in locals().items() if k not in ("data_dir", "download")}
     del data_dir, download  # generated, never read from disk or downloaded
     mnist1d_spec(**options)
-    key = tuple(sorted((k, tuple(v) if isinstance(v, (list, tuple)) else v)
-                       for k, v in options.items()))
+    key = tuple(
+        sorted((k, tuple(v) if isinstance(v, (list, tuple)) else v) for k, v in options.items())
+    )
     return Splits(*(t.clone() for t in _generate(key)))  # callers may change theirs in place
 
 
@@ -72,22 +73,29 @@ def mnist1d_spec(**options: Any) -> tuple[tuple[int, ...], int]:
     check_kwargs(options, load_mnist1d, what=what, exclude=("data_dir", "download"))
     o = {**accepted_kwargs(load_mnist1d, exclude=("data_dir", "download")), **options}
     check_count(f"{what} num_samples", o["num_samples"])
-    check_number(f"{what} train_split", o["train_split"], low=0, high=1,
-                 low_open=True, high_open=True)
+    check_number(
+        f"{what} train_split", o["train_split"], low=0, high=1, low_open=True, high_open=True
+    )
     total = o["num_samples"] // _NUM_CLASSES * _NUM_CLASSES  # the package makes whole classes
     n_train = int(total * o["train_split"])
     if n_train < 1 or n_train >= total:
         raise ConfigError(
             f"{what} num_samples {o['num_samples']} with train_split {o['train_split']} leaves "
-            "an empty train or test split; the paper uses num_samples 5000, train_split 0.8")
+            "an empty train or test split; the paper uses num_samples 5000, train_split 0.8"
+        )
     check_count(f"{what} template_len", o["template_len"])
     padding = o["padding"]
-    if (isinstance(padding, (str, bytes)) or not isinstance(padding, Sequence)
-            or len(padding) != 2
-            or not all(isinstance(p, int) and not isinstance(p, bool) for p in padding)
-            or not 0 <= padding[0] <= padding[1]):
-        raise ConfigError(f"{what} padding must be [low, high], whole numbers with "
-                          f"0 <= low <= high such as [36, 60], got {padding!r}")
+    if (
+        isinstance(padding, (str, bytes))
+        or not isinstance(padding, Sequence)
+        or len(padding) != 2
+        or not all(isinstance(p, int) and not isinstance(p, bool) for p in padding)
+        or not 0 <= padding[0] <= padding[1]
+    ):
+        raise ConfigError(
+            f"{what} padding must be [low, high], whole numbers with "
+            f"0 <= low <= high such as [36, 60], got {padding!r}"
+        )
     check_count(f"{what} max_translation", o["max_translation"])
     for name in ("scale_coeff", "corr_noise_scale", "iid_noise_scale", "shear_scale"):
         check_number(f"{what} {name}", o[name], low=0)
@@ -126,5 +134,6 @@ def _generate(options: tuple[tuple[str, Any], ...]) -> Splits:
     def labels(y: Any) -> torch.Tensor:
         return torch.as_tensor(y, dtype=torch.int64)
 
-    return Splits(sequences(data["x"]), labels(data["y"]),
-                  sequences(data["x_test"]), labels(data["y_test"]))
+    return Splits(
+        sequences(data["x"]), labels(data["y"]), sequences(data["x_test"]), labels(data["y_test"])
+    )

@@ -13,11 +13,11 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
 
+from lit_optim.catalog.checks import check_count, check_number
+from lit_optim.catalog.kwargs import check_kwargs, plain_data
 from lit_optim.data.batches import TensorBatches
 from lit_optim.data.datasets import DATASETS
 from lit_optim.data.sources import Splits
-from lit_optim.catalog.kwargs import check_kwargs, plain_data
-from lit_optim.catalog.checks import check_count, check_number
 
 __all__ = ["ClassificationData"]
 
@@ -54,11 +54,19 @@ class ClassificationData(L.LightningDataModule):
         self.info = DATASETS.get(dataset)
         for name, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
             check_count(name, value)
-        check_number("val_fraction", val_fraction, low=0, high=1, high_open=True,
-                     note=" (0: no validation, train on the whole training split)")
+        check_number(
+            "val_fraction",
+            val_fraction,
+            low=0,
+            high=1,
+            high_open=True,
+            note=" (0: no validation, train on the whole training split)",
+        )
         dataset_kwargs = dict(dataset_kwargs or {})
         check_kwargs(
-            dataset_kwargs, self.info.resolve(), what=f"dataset {self.info.name!r}",
+            dataset_kwargs,
+            self.info.resolve(),
+            what=f"dataset {self.info.name!r}",
             exclude=("data_dir", "download"),
         )
         dataset_kwargs = plain_data(dataset_kwargs)  # hparams.yaml for yaml.safe_load
@@ -103,7 +111,8 @@ class ClassificationData(L.LightningDataModule):
             rank_zero_warn(
                 f"batch_size {self.batch_size}{f' × {world} devices' if world > 1 else ''} is "
                 f"larger than the {n_train} training samples: every epoch is a single step on "
-                f"all of them; use a batch_size below {n_train // world} for more than one step")
+                f"all of them; use a batch_size below {n_train // world} for more than one step"
+            )
 
     def _normalize(self, splits: Splits) -> Splits:
         if self.info.mean is None:
@@ -127,8 +136,9 @@ class ClassificationData(L.LightningDataModule):
             "test": (splits.test_x, splits.test_y),
         }
 
-    def _batches(self, split: str, batch_size: int, *, shuffle: bool,
-                 pad: bool = False) -> TensorBatches:
+    def _batches(
+        self, split: str, batch_size: int, *, shuffle: bool, pad: bool = False
+    ) -> TensorBatches:
         if self._tensors is None:
             self.setup()
         x, y = self._tensors[split]

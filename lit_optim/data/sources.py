@@ -73,8 +73,9 @@ def torchvision_loader(class_name: str, folder: str):
                 f"{class_name} not found (or corrupted) in {where}; run once with "
                 "--data.download true to fetch it, or point --data.data_dir at a copy"
             ) from err
-        return Splits(_images(train.data), _labels(train.targets),
-                      _images(test.data), _labels(test.targets))
+        return Splits(
+            _images(train.data), _labels(train.targets), _images(test.data), _labels(test.targets)
+        )
 
     load.__name__ = f"load_{class_name.lower()}"
     return load

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import lightning as L
 import torch
 
-from lit_optim.catalog.errors import ConfigError
 from lit_optim.catalog.checks import check_count
+from lit_optim.catalog.errors import ConfigError
 
 __all__ = ["BatchSearch", "check_has_batch_size", "run_batch_search"]
 
@@ -39,8 +39,10 @@ class BatchSearch:
 def check_has_batch_size(datamodule: L.LightningDataModule | None) -> None:
     if datamodule is None or not isinstance(getattr(datamodule, "batch_size", None), int):
         name = type(datamodule).__qualname__ if datamodule is not None else "no data module"
-        raise ConfigError(f"batch-find needs a data module with an integer batch_size "
-                          f"attribute that its train_dataloader uses; {name} has none")
+        raise ConfigError(
+            f"batch-find needs a data module with an integer batch_size "
+            f"attribute that its train_dataloader uses; {name} has none"
+        )
 
 
 class _Clock(L.Callback):
@@ -82,10 +84,17 @@ def _sync() -> None:
         torch.cuda.synchronize()
 
 
-def run_batch_search(model: L.LightningModule, datamodule: L.LightningDataModule,
-                     make_trainer, *, mode: str = "power", init_val: int = 2,
-                     max_trials: int = 25, steps_per_trial: int = 3,
-                     timed_steps: int = 5) -> BatchSearch:
+def run_batch_search(
+    model: L.LightningModule,
+    datamodule: L.LightningDataModule,
+    make_trainer,
+    *,
+    mode: str = "power",
+    init_val: int = 2,
+    max_trials: int = 25,
+    steps_per_trial: int = 3,
+    timed_steps: int = 5,
+) -> BatchSearch:
     """``make_trainer(**overrides)`` builds a fresh Trainer of the recipe for each stage (the
     CLI passes its ``instantiate_trainer``); the weights and ``batch_size`` are as before
     afterwards."""
@@ -93,15 +102,25 @@ def run_batch_search(model: L.LightningModule, datamodule: L.LightningDataModule
 
     if mode not in MODES:
         raise ConfigError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
-    for name, value in (("init_val", init_val), ("max_trials", max_trials),
-                        ("steps_per_trial", steps_per_trial), ("timed_steps", timed_steps)):
+    for name, value in (
+        ("init_val", init_val),
+        ("max_trials", max_trials),
+        ("steps_per_trial", steps_per_trial),
+        ("timed_steps", timed_steps),
+    ):
         check_count(name, value)
     check_has_batch_size(datamodule)
     chosen = datamodule.batch_size
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     largest = Tuner(make_trainer()).scale_batch_size(
-        model, datamodule=datamodule, mode=mode, init_val=init_val, max_trials=max_trials,
-        steps_per_trial=steps_per_trial, batch_arg_name="batch_size")
+        model,
+        datamodule=datamodule,
+        mode=mode,
+        init_val=init_val,
+        max_trials=max_trials,
+        steps_per_trial=steps_per_trial,
+        batch_arg_name="batch_size",
+    )
     datamodule.batch_size = chosen
     train_samples = _train_samples(datamodule)
     fits = int(largest)
@@ -109,8 +128,10 @@ def run_batch_search(model: L.LightningModule, datamodule: L.LightningDataModule
         # A batch beyond the training set is the whole set again: never propose one (on the
         # 1,079-sample digits split the memory search alone ended at 2048).
         largest = min(int(largest), train_samples)
-    sizes = sorted({min(init_val * 2 ** i, largest)
-                    for i in range(64) if init_val * 2 ** (i - 1) < largest} | {largest})
+    sizes = sorted(
+        {min(init_val * 2**i, largest) for i in range(64) if init_val * 2 ** (i - 1) < largest}
+        | {largest}
+    )
     throughput: dict[int, float] = {}
     refused = None
     for size in sizes:
@@ -120,8 +141,13 @@ def run_batch_search(model: L.LightningModule, datamodule: L.LightningDataModule
         # (plateau) refuses to build without it.
         try:
             with _quiet_lightning():
-                trainer = make_trainer(callbacks=[clock], num_sanity_val_steps=0, min_epochs=None,
-                                       min_steps=None, limit_val_batches=1)
+                trainer = make_trainer(
+                    callbacks=[clock],
+                    num_sanity_val_steps=0,
+                    min_epochs=None,
+                    min_steps=None,
+                    limit_val_batches=1,
+                )
                 trainer.fit(model, datamodule=datamodule)
         except ConfigError as err:
             # The recipe itself cannot train at this size: a warmup of 500 steps is longer
@@ -136,8 +162,14 @@ def run_batch_search(model: L.LightningModule, datamodule: L.LightningDataModule
     datamodule.batch_size = chosen
     if refused is not None:
         largest = max(throughput)
-    return BatchSearch(largest=int(largest), mode=mode, throughput=throughput,
-                       train_samples=train_samples, fits=fits, refused=refused)
+    return BatchSearch(
+        largest=int(largest),
+        mode=mode,
+        throughput=throughput,
+        train_samples=train_samples,
+        fits=fits,
+        refused=refused,
+    )
 
 
 @contextlib.contextmanager

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import lightning as L
 
-from lit_optim.catalog.errors import ConfigError
 from lit_optim.catalog.checks import check_count, check_number
+from lit_optim.catalog.errors import ConfigError
 
 __all__ = ["RangeTest", "check_range_args", "check_takes_lr", "run_range_test", "write_curve"]
 
@@ -59,8 +59,10 @@ def check_range_args(min_lr: float, max_lr: float, num_training: int) -> None:
         raise ConfigError(f"the range must grow: min_lr {min_lr:g} >= max_lr {max_lr:g}")
     check_count("num_training", num_training)
     if num_training < 10:
-        raise ConfigError(f"num_training must be >= 10 (the suggestion skips the first 10 "
-                          f"points), got {num_training}")
+        raise ConfigError(
+            f"num_training must be >= 10 (the suggestion skips the first 10 "
+            f"points), got {num_training}"
+        )
 
 
 def check_takes_lr(model: L.LightningModule) -> str:
@@ -73,12 +75,19 @@ def check_takes_lr(model: L.LightningModule) -> str:
     raise ConfigError(
         f"{type(model).__module__}.{type(model).__qualname__} takes no lr (or learning_rate) "
         "argument, so a suggested lr could not be set; give the module an lr that its "
-        "configure_optimizers uses")
+        "configure_optimizers uses"
+    )
 
 
-def run_range_test(model: L.LightningModule, datamodule: L.LightningDataModule | None,
-                   trainer: L.Trainer, *, min_lr: float = 1e-6, max_lr: float = 10.0,
-                   num_training: int = 100) -> RangeTest:
+def run_range_test(
+    model: L.LightningModule,
+    datamodule: L.LightningDataModule | None,
+    trainer: L.Trainer,
+    *,
+    min_lr: float = 1e-6,
+    max_lr: float = 10.0,
+    num_training: int = 100,
+) -> RangeTest:
     """The range test on ``trainer``, which must allow ``num_training`` steps (``max_steps``
     at least that, or ``max_epochs=-1``); the module's weights are as before afterwards."""
     from lightning.pytorch.tuner import Tuner
@@ -87,16 +96,28 @@ def run_range_test(model: L.LightningModule, datamodule: L.LightningDataModule |
     check_takes_lr(model)
     # Lightning keeps the weights to restore in <default_root_dir>/.lr_find_*.ckpt while it
     # runs (the CLI points that at a temporary folder) and deletes the file afterwards.
-    finder = Tuner(trainer).lr_find(model, datamodule=datamodule, min_lr=min_lr, max_lr=max_lr,
-                                    num_training=num_training,
-                                    early_stop_threshold=DIVERGENCE_FACTOR, update_attr=False)
+    finder = Tuner(trainer).lr_find(
+        model,
+        datamodule=datamodule,
+        min_lr=min_lr,
+        max_lr=max_lr,
+        num_training=num_training,
+        early_stop_threshold=DIVERGENCE_FACTOR,
+        update_attr=False,
+    )
     lrs = [float(x) for x in finder.results["lr"]]
     losses = [float(x) for x in finder.results["loss"]]
     suggestion = finder.suggestion() if len(lrs) > 11 else None
     stopped_early = len(lrs) < num_training
-    return RangeTest(lrs=lrs, losses=losses, suggestion=suggestion,
-                     divergence=lrs[-1] if stopped_early and lrs else None,
-                     min_lr=min_lr, max_lr=max_lr, num_training=num_training)
+    return RangeTest(
+        lrs=lrs,
+        losses=losses,
+        suggestion=suggestion,
+        divergence=lrs[-1] if stopped_early and lrs else None,
+        min_lr=min_lr,
+        max_lr=max_lr,
+        num_training=num_training,
+    )
 
 
 def write_curve(result: RangeTest, out_dir: Path, title: str) -> list[Path]:
@@ -123,20 +144,27 @@ def write_curve(result: RangeTest, out_dir: Path, title: str) -> list[Path]:
     for (name, lr), color in zip(marks.items(), ("tab:green", "tab:red")):
         if lr is not None:
             ax.axvline(lr, color=color, linestyle="--", label=f"{name} {lr:.3g}")
-            pfig.add_vline(x=lr, line_dash="dash", line_color=color.split(":")[-1],
-                           annotation_text=f"{name} {lr:.3g}")
+            pfig.add_vline(
+                x=lr,
+                line_dash="dash",
+                line_color=color.split(":")[-1],
+                annotation_text=f"{name} {lr:.3g}",
+            )
     ax.legend()
     pfig.update_xaxes(type="log", title="learning rate")
     pfig.update_yaxes(title="loss")
     pfig.update_layout(title=title)
-    plotted = {"xscale": ax.get_xscale(), "x": [float(v) for v in ax.lines[0].get_xdata()],
-               "y": [float(v) for v in ax.lines[0].get_ydata()],
-               "marks": {line.get_label().split()[0]: float(line.get_xdata()[0])
-                         for line in ax.lines[1:]}}
+    plotted = {
+        "xscale": ax.get_xscale(),
+        "x": [float(v) for v in ax.lines[0].get_xdata()],
+        "y": [float(v) for v in ax.lines[0].get_ydata()],
+        "marks": {line.get_label().split()[0]: float(line.get_xdata()[0]) for line in ax.lines[1:]},
+    }
     png, html, numbers = (out_dir / f"lr_find.{ext}" for ext in ("png", "html", "json"))
     fig.savefig(png, dpi=120, bbox_inches="tight", metadata={"lit-optim": json.dumps(plotted)})
     plt.close(fig)
     pfig.write_html(html, include_plotlyjs="cdn")
-    numbers.write_text(json.dumps({**asdict(result), "search_range": result.search_range},
-                                  indent=1))
+    numbers.write_text(
+        json.dumps({**asdict(result), "search_range": result.search_range}, indent=1)
+    )
     return [png, html, numbers]

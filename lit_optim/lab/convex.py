@@ -24,8 +24,16 @@ import torch
 from lit_optim.catalog.errors import ConfigError
 from lit_optim.catalog.optimizers import build_optimizer
 
-__all__ = ["ConvexProblem", "gd_bound", "hessian_max_eigenvalue", "logreg", "nesterov_bound",
-           "quadratic", "run_lecture_nesterov", "run_optimizer"]
+__all__ = [
+    "ConvexProblem",
+    "gd_bound",
+    "hessian_max_eigenvalue",
+    "logreg",
+    "nesterov_bound",
+    "quadratic",
+    "run_lecture_nesterov",
+    "run_optimizer",
+]
 
 
 @dataclass
@@ -58,8 +66,15 @@ def quadratic(dim: int = 20, kappa: float = 100.0, seed: int = 0) -> ConvexProbl
         d = theta - theta_star
         return 0.5 * d @ h @ d
 
-    return ConvexProblem("quadratic", loss, torch.zeros(dim, dtype=torch.float64), theta_star,
-                         0.0, L=float(eig.max()), mu=float(eig.min()))
+    return ConvexProblem(
+        "quadratic",
+        loss,
+        torch.zeros(dim, dtype=torch.float64),
+        theta_star,
+        0.0,
+        L=float(eig.max()),
+        mu=float(eig.min()),
+    )
 
 
 def logreg(l2: float = 1e-2, seed: int = 0) -> ConvexProblem:
@@ -80,8 +95,15 @@ def logreg(l2: float = 1e-2, seed: int = 0) -> ConvexProblem:
         return torch.nn.functional.cross_entropy(x @ w, y) + 0.5 * l2 * (theta @ theta)
 
     theta = torch.zeros(d * k, dtype=torch.float64, requires_grad=True)
-    lbfgs = torch.optim.LBFGS([theta], lr=1, max_iter=500, tolerance_grad=1e-12,
-                              tolerance_change=1e-14, history_size=50, line_search_fn="strong_wolfe")
+    lbfgs = torch.optim.LBFGS(
+        [theta],
+        lr=1,
+        max_iter=500,
+        tolerance_grad=1e-12,
+        tolerance_change=1e-14,
+        history_size=50,
+        line_search_fn="strong_wolfe",
+    )
 
     def closure():
         lbfgs.zero_grad()
@@ -100,8 +122,12 @@ def logreg(l2: float = 1e-2, seed: int = 0) -> ConvexProblem:
     return ConvexProblem("logreg", loss, theta0, star, float(loss(star)), L=L, mu=l2)
 
 
-def hessian_max_eigenvalue(loss: Callable[[torch.Tensor], torch.Tensor], theta: torch.Tensor,
-                           iterations: int = 200, seed: int = 0) -> float:
+def hessian_max_eigenvalue(
+    loss: Callable[[torch.Tensor], torch.Tensor],
+    theta: torch.Tensor,
+    iterations: int = 200,
+    seed: int = 0,
+) -> float:
     """λmax of the Hessian of ``loss`` at ``theta``, by power iteration on Hessian-vector
     products (the Hessian is PSD for a convex loss, so the top eigenvalue dominates)."""
     gen = torch.Generator().manual_seed(seed)
@@ -115,13 +141,15 @@ def hessian_max_eigenvalue(loss: Callable[[torch.Tensor], torch.Tensor], theta: 
     return value
 
 
-def run_optimizer(problem: ConvexProblem, name: str, lr: float, steps: int,
-                  **kwargs) -> list[float]:
+def run_optimizer(
+    problem: ConvexProblem, name: str, lr: float, steps: int, **kwargs
+) -> list[float]:
     """F(θ_n) − F* for n = 0 … steps, full-batch, with the optimizer registered as ``name``."""
     theta = torch.nn.Parameter(problem.theta0.clone())
     opt = build_optimizer(name, [theta], lr=lr, **kwargs)
     gaps = [float(problem.loss(theta.detach())) - problem.f_star]
     for _ in range(steps):
+
         def closure():
             opt.zero_grad()
             value = problem.loss(theta)

@@ -10,11 +10,19 @@ from lit_optim.catalog.lazy import lazy_exports
 from lit_optim.population.rules import POPULATION_OPTIMIZERS, PopulationUpdate
 from lit_optim.population.stacked import StackedNetwork
 
-_LAZY = {"ModulePopulation": "lit_optim.population.module_population",
-         "NotVmappable": "lit_optim.population.stacked",
-         "PopulationTask": "lit_optim.population.task"}
+_LAZY = {
+    "ModulePopulation": "lit_optim.population.module_population",
+    "NotVmappable": "lit_optim.population.stacked",
+    "PopulationTask": "lit_optim.population.task",
+}
 
-__all__ = ["POPULATION_OPTIMIZERS", "ModulePopulation", "NotVmappable", "PopulationTask",
-           "PopulationUpdate", "StackedNetwork"]
+__all__ = [
+    "POPULATION_OPTIMIZERS",
+    "ModulePopulation",
+    "NotVmappable",
+    "PopulationTask",
+    "PopulationUpdate",
+    "StackedNetwork",
+]
 
 __getattr__, __dir__ = lazy_exports(__name__, _LAZY)

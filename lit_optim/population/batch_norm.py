@@ -71,8 +71,13 @@ class _BatchNormBackward(torch.autograd.Function):
     def vmap(info, in_dims, grad_out, x, weight, mean, invstd, eps):
         n = info.batch_size
         gx, gw, gb = _BatchNormBackward.apply(
-            _fold(grad_out, in_dims[0], n), _fold(x, in_dims[1], n), _flat(weight, in_dims[2], n),
-            _flat(mean, in_dims[3], n), _flat(invstd, in_dims[4], n), eps)
+            _fold(grad_out, in_dims[0], n),
+            _fold(x, in_dims[1], n),
+            _flat(weight, in_dims[2], n),
+            _flat(mean, in_dims[3], n),
+            _flat(invstd, in_dims[4], n),
+            eps,
+        )
         gw = None if gw is None else gw.view(n, -1)
         gb = None if gb is None else gb.view(n, -1)
         return (_unfold(gx, n), gw, gb), (1, None if gw is None else 0, None if gb is None else 0)
@@ -107,28 +112,36 @@ class _BatchNormTrain(torch.autograd.Function):
                 stats.append((None, None))
                 continue
             if dim is None:  # as vmap itself refuses: one buffer written by every member
-                raise RuntimeError("batch_norm updates running statistics shared by all "
-                                   "members in place; each member needs its own")
+                raise RuntimeError(
+                    "batch_norm updates running statistics shared by all "
+                    "members in place; each member needs its own"
+                )
             members = stat.movedim(dim, 0)  # per member, a view of the stacked buffer
             # The kernel updates the flat tensor in place: a view when it can be one, else a
             # copy written back below.
             flat = members.view(-1) if members.is_contiguous() else members.reshape(-1)
             stats.append((members, flat))
         y, mean, invstd = _BatchNormTrain.apply(
-            _fold(x, in_dims[0], n), _flat(weight, in_dims[1], n), _flat(bias, in_dims[2], n),
-            stats[0][1], stats[1][1], momentum, eps)
+            _fold(x, in_dims[0], n),
+            _flat(weight, in_dims[1], n),
+            _flat(bias, in_dims[2], n),
+            stats[0][1],
+            stats[1][1],
+            momentum,
+            eps,
+        )
         for members, flat in stats:
             if members is not None and flat.data_ptr() != members.data_ptr():
                 members.copy_(flat.view(members.shape))
         return (_unfold(y, n), mean.view(n, -1), invstd.view(n, -1)), (1, 0, 0)
 
 
-def _batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False,
-                momentum=0.1, eps=1e-5):
+def _batch_norm(
+    input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5
+):
     """F.batch_norm's signature; training mode through the folding Function."""
     if not training:
-        return F.batch_norm(input, running_mean, running_var, weight, bias, training, momentum,
-                            eps)
+        return F.batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps)
     return _BatchNormTrain.apply(input, weight, bias, running_mean, running_var, momentum, eps)[0]
 
 

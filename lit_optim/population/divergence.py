@@ -51,7 +51,11 @@ class LossSpikes:
     def keep(self, mask: torch.Tensor) -> None:
         if self.ema is not None:
             mask = mask.to(self.ema.device)
-            self.ema, self.first, self.flagged = self.ema[mask], self.first[mask], self.flagged[mask]
+            self.ema, self.first, self.flagged = (
+                self.ema[mask],
+                self.first[mask],
+                self.flagged[mask],
+            )
 
     def join(self, n: int) -> None:
         """``n`` members joined after the present ones: no loss seen yet."""

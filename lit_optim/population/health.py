@@ -34,18 +34,27 @@ class MemberHealth:
     """``layer_names``: the stacked parameters' names as a member's own module names them;
     ``members``: the members' names (a trial each under lit-tune), in stacked order."""
 
-    def __init__(self, trainer: L.Trainer, layer_names: Sequence[str], members: Sequence[str],
-                 *, gradient_clip_val: float | None = None,
-                 gradient_clip_algorithm: str = "norm") -> None:
+    def __init__(
+        self,
+        trainer: L.Trainer,
+        layer_names: Sequence[str],
+        members: Sequence[str],
+        *,
+        gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: str = "norm",
+    ) -> None:
         check_clip_algorithm(gradient_clip_algorithm)
-        self.callbacks = [cb for cb in trainer.callbacks
-                          if isinstance(cb, (GradientClipper, LayerDiagnostics))]
+        self.callbacks = [
+            cb for cb in trainer.callbacks if isinstance(cb, (GradientClipper, LayerDiagnostics))
+        ]
         # Applied last, and logs nothing (Lightning's own clipping logs nothing either).
         self.trainer_clip = None
         if gradient_clip_val:
-            self.trainer_clip = (GradientClipper("norm", max_norm=gradient_clip_val)
-                                 if gradient_clip_algorithm == "norm"
-                                 else GradientClipper("value", clip_value=gradient_clip_val))
+            self.trainer_clip = (
+                GradientClipper("norm", max_norm=gradient_clip_val)
+                if gradient_clip_algorithm == "norm"
+                else GradientClipper("value", clip_value=gradient_clip_val)
+            )
         self.trainer, self.layer_names, self.members = trainer, list(layer_names), list(members)
         self.steps = 0  # the members' own optimizer steps (Lightning's global_step stays 0)
         self._measured: list[LayerDiagnostics] = []
@@ -58,7 +67,8 @@ class MemberHealth:
                 if grads:
                     callback.clip_members(grads)
             elif callback is not None and callback.before_members_step(
-                    self.steps, self.layer_names, list(params)):
+                self.steps, self.layer_names, list(params)
+            ):
                 self._measured.append(callback)
 
     def after_update(self) -> None:

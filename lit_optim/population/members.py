@@ -1,6 +1,7 @@
 """What both population classes keep per member beside their tensors, how newcomers join it
-and how one member's records are copied into another (PBT's exploit): indices (``alive``), names, epochs trained, the spike rule's state, the health callbacks'
-state, and the last epoch's values (a newcomer's are NaN until it reports)."""
+and how one member's records are copied into another (PBT's exploit): indices (``alive``),
+names, epochs trained, the spike rule's state, the health callbacks' state, and the last
+epoch's values (a newcomer's are NaN until it reports)."""
 
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ def record_newcomers(population: Any, names: Sequence[str]) -> list[int]:
         population.health.join(names)
     population.member_metrics = {
         k: torch.cat([v, v.new_full((len(names),), float("nan"))])
-        for k, v in population.member_metrics.items()}
+        for k, v in population.member_metrics.items()
+    }
     return new
 
 

@@ -62,9 +62,11 @@ def _rule_of(optimizer: torch.optim.Optimizer) -> str:
             if any(group.get("maximize") for group in optimizer.param_groups):
                 break
             return rule
-    raise NotVmappable(f"optimizer {type(optimizer).__name__} has no population rule (those "
-                       f"that do: {', '.join(c.__name__ for c, _ in RULES.values())}, "
-                       "without maximize)")
+    raise NotVmappable(
+        f"optimizer {type(optimizer).__name__} has no population rule (those "
+        f"that do: {', '.join(c.__name__ for c, _ in RULES.values())}, "
+        "without maximize)"
+    )
 
 
 def _optimizer_and_schedulers(config: Any) -> tuple[torch.optim.Optimizer, list[dict[str, Any]]]:
@@ -75,7 +77,11 @@ def _optimizer_and_schedulers(config: Any) -> tuple[torch.optim.Optimizer, list[
         optimizer = config
     elif isinstance(config, dict):
         optimizer, scheds = config.get("optimizer"), config.get("lr_scheduler") or []
-    elif isinstance(config, (list, tuple)) and len(config) == 2 and isinstance(config[0], (list, tuple)):
+    elif (
+        isinstance(config, (list, tuple))
+        and len(config) == 2
+        and isinstance(config[0], (list, tuple))
+    ):
         optimizers, scheds = config
         optimizer = optimizers[0] if len(optimizers) == 1 else None
     elif isinstance(config, (list, tuple)) and len(config) == 1:
@@ -83,8 +89,10 @@ def _optimizer_and_schedulers(config: Any) -> tuple[torch.optim.Optimizer, list[
     else:
         optimizer = None
     if not isinstance(optimizer, torch.optim.Optimizer):
-        raise NotVmappable("configure_optimizers must return one optimizer (with or without "
-                           "lr schedulers) to train in a population")
+        raise NotVmappable(
+            "configure_optimizers must return one optimizer (with or without "
+            "lr schedulers) to train in a population"
+        )
     configs = []
     for sched in scheds if isinstance(scheds, (list, tuple)) else [scheds]:
         sched = dict(sched) if isinstance(sched, dict) else {"scheduler": sched}
@@ -132,23 +140,31 @@ class ModulePopulation(L.LightningModule):
     ``dropped`` maps a member that left to its reason (non-finite values, or ``drop``).
     """
 
-    def __init__(self, members: Sequence[L.LightningModule], *,
-                 gradient_clip_val: float | None = None,
-                 gradient_clip_algorithm: str = "norm",
-                 loss_spike_factor: float | None = 10.0,
-                 member_names: Sequence[str] | None = None) -> None:
+    def __init__(
+        self,
+        members: Sequence[L.LightningModule],
+        *,
+        gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: str = "norm",
+        loss_spike_factor: float | None = 10.0,
+        member_names: Sequence[str] | None = None,
+    ) -> None:
         super().__init__()
         check_clip_algorithm(gradient_clip_algorithm)
         # The Trainer's own clipping refuses manual optimization: the members' runs'
         # gradient_clip_val comes here instead and is applied per member (with the Trainer's
         # GradientClipper and LayerDiagnostics callbacks: population.health).
-        self.gradient_clip_val, self.gradient_clip_algorithm = gradient_clip_val, gradient_clip_algorithm
+        self.gradient_clip_val, self.gradient_clip_algorithm = (
+            gradient_clip_val,
+            gradient_clip_algorithm,
+        )
         if not members:
             raise ConfigError("a population needs at least one member")
         shapes = {tuple((k, tuple(v.shape)) for k, v in m.state_dict().items()) for m in members}
         if len(shapes) > 1:
-            raise ConfigError("the members of a population must have the same parameter "
-                              "and buffer shapes")
+            raise ConfigError(
+                "the members of a population must have the same parameter and buffer shapes"
+            )
         self.automatic_optimization = False
         # Kept out of the module tree (a plain list): the stacked tensors below are the state.
         self._members = list(members)
@@ -188,8 +204,10 @@ class ModulePopulation(L.LightningModule):
 
     def member_state_dict(self, member: int) -> dict[str, torch.Tensor]:
         """Member ``member``'s (index among ``alive``) parameters and buffers, by name."""
-        return {k: v[member].detach().clone() for k, v in
-                {**self.stacked(), **self.stacked_buffers()}.items()}
+        return {
+            k: v[member].detach().clone()
+            for k, v in {**self.stacked(), **self.stacked_buffers()}.items()
+        }
 
     # -- optimization -------------------------------------------------------------------------
     def configure_optimizers(self):
@@ -202,17 +220,27 @@ class ModulePopulation(L.LightningModule):
         if len(rules) > 1:
             raise NotVmappable(f"the members use different optimizers ({', '.join(sorted(rules))})")
         self.rule = rules.pop()
-        self._groups = _common_groups([self._group_parameter_names(m, s["optimizer"])
-                                       for m, s in zip(self._members, self.shadows)])
+        self._groups = _common_groups(
+            [
+                self._group_parameter_names(m, s["optimizer"])
+                for m, s in zip(self._members, self.shadows)
+            ]
+        )
         stacked = self.stacked()
         trained = {n for names, _ in self._groups for n in names}
         for name in set(stacked) - trained:  # no optimizer group: the members never train it
             stacked[name].requires_grad_(False)
         self.updates = [
-            PopulationUpdate(self.rule, [stacked[n] for n in names],
-                             [self._group_hyper(s["optimizer"].param_groups[k])
-                              for s, k in zip(self.shadows, indices)])
-            for names, indices in self._groups]
+            PopulationUpdate(
+                self.rule,
+                [stacked[n] for n in names],
+                [
+                    self._group_hyper(s["optimizer"].param_groups[k])
+                    for s, k in zip(self.shadows, indices)
+                ],
+            )
+            for names, indices in self._groups
+        ]
         self._copy_hyper()
         return None  # manual optimization: Lightning runs with its placeholder optimizer
 
@@ -230,13 +258,17 @@ class ModulePopulation(L.LightningModule):
         return {"optimizer": optimizer, "schedulers": schedulers}
 
     @staticmethod
-    def _group_parameter_names(member: nn.Module, optimizer: torch.optim.Optimizer) -> list[tuple[str, ...]]:
+    def _group_parameter_names(
+        member: nn.Module, optimizer: torch.optim.Optimizer
+    ) -> list[tuple[str, ...]]:
         names = {id(p): n for n, p in member.named_parameters()}
         groups = []
         for group in optimizer.param_groups:
             unknown = [p for p in group["params"] if id(p) not in names]
             if unknown:
-                raise NotVmappable("an optimizer holds tensors that are not the module's parameters")
+                raise NotVmappable(
+                    "an optimizer holds tensors that are not the module's parameters"
+                )
             groups.append(tuple(names[id(p)] for p in group["params"]))
         return groups
 
@@ -244,13 +276,18 @@ class ModulePopulation(L.LightningModule):
         """For each of the population's param groups, the index of the newcomer's group
         that holds all its parameters; NotVmappable if the newcomer trains other parameters
         or splits one of the population's groups."""
-        where = {n: k for k, names in enumerate(self._group_parameter_names(member, optimizer))
-                 for n in names}
+        where = {
+            n: k
+            for k, names in enumerate(self._group_parameter_names(member, optimizer))
+            for n in names
+        }
         found = [{where.get(n) for n in names} for names, _ in self._groups]
         trained = {n for names, _ in self._groups for n in names}
         if set(where) != trained or any(len(f) != 1 or None in f for f in found):
-            raise NotVmappable("a newcomer's optimizer groups or trains the parameters "
-                               "otherwise than the population's members")
+            raise NotVmappable(
+                "a newcomer's optimizer groups or trains the parameters "
+                "otherwise than the population's members"
+            )
         return [f.pop() for f in found]
 
     def _group_hyper(self, group: dict[str, Any]) -> dict[str, Any]:
@@ -263,8 +300,9 @@ class ModulePopulation(L.LightningModule):
 
     def _step_shadows(self, interval: str, batch_idx: int = 0) -> None:
         for index, shadow in enumerate(self.shadows):
-            if interval == "step" and (not shadow.get("stepped")
-                                       or has_step_hooks(shadow["optimizer"])):
+            if interval == "step" and (
+                not shadow.get("stepped") or has_step_hooks(shadow["optimizer"])
+            ):
                 # As Lightning steps the real optimizer every batch: no gradients, so a no-op,
                 # for the step hooks a warmup rides on (and once, so that a scheduler sees its
                 # optimizer stepped before it steps). Without hooks it is skipped: 66 µs a
@@ -282,9 +320,11 @@ class ModulePopulation(L.LightningModule):
                 if config.get("monitor"):
                     values = self.member_metrics.get(config["monitor"])
                     if values is None:
-                        raise ConfigError(f"a schedule monitors {config['monitor']!r}, which the "
-                                          f"module never logs at epoch level; it logs: "
-                                          f"{', '.join(self.member_metrics) or 'nothing'}")
+                        raise ConfigError(
+                            f"a schedule monitors {config['monitor']!r}, which the "
+                            f"module never logs at epoch level; it logs: "
+                            f"{', '.join(self.member_metrics) or 'nothing'}"
+                        )
                     config["scheduler"].step(float(values[index]))
                 else:
                     config["scheduler"].step()
@@ -292,10 +332,13 @@ class ModulePopulation(L.LightningModule):
 
     # -- steps --------------------------------------------------------------------------------
     def on_fit_start(self) -> None:
-        self.health = MemberHealth(self.trainer, self._param_names,
-                                   [self.member_names[i] for i in self.alive],
-                                   gradient_clip_val=self.gradient_clip_val,
-                                   gradient_clip_algorithm=self.gradient_clip_algorithm)
+        self.health = MemberHealth(
+            self.trainer,
+            self._param_names,
+            [self.member_names[i] for i in self.alive],
+            gradient_clip_val=self.gradient_clip_val,
+            gradient_clip_algorithm=self.gradient_clip_algorithm,
+        )
         self._template.trainer = self.trainer  # a step may read self.current_epoch …
         self._template.to(self.device)
         for member in self._members:
@@ -314,12 +357,17 @@ class ModulePopulation(L.LightningModule):
             logged = collector.take()
             for name, value in logged.items():
                 if not isinstance(value, torch.Tensor):
-                    raise NotVmappable(f"{hook} logs {name!r} as a {type(value).__name__}, which "
-                                       "keeps one state for all members")
+                    raise NotVmappable(
+                        f"{hook} logs {name!r} as a {type(value).__name__}, which "
+                        "keeps one state for all members"
+                    )
             return (loss, logged) if with_grad else logged
 
-        return vmap(grad_and_value(one, has_aux=True) if with_grad else one,
-                    in_dims=(0, 0, 0, None, None), randomness="different")
+        return vmap(
+            grad_and_value(one, has_aux=True) if with_grad else one,
+            in_dims=(0, 0, 0, None, None),
+            randomness="different",
+        )
 
     def training_step(self, batch, batch_idx):
         self._template.train()
@@ -329,10 +377,12 @@ class ModulePopulation(L.LightningModule):
         try:
             with FoldedBatchNorm(), _no_fallback_notice():
                 grads, (loss, logged) = self._vmapped("training_step", with_grad=True)(
-                    trained, fixed, self.stacked_buffers(), batch, batch_idx)
+                    trained, fixed, self.stacked_buffers(), batch, batch_idx
+                )
         except RuntimeError as err:  # .item(), data-dependent control flow …
-            raise NotVmappable(f"training_step cannot run once per member under vmap: "
-                               f"{_first_line(err)}") from err
+            raise NotVmappable(
+                f"training_step cannot run once per member under vmap: {_first_line(err)}"
+            ) from err
         finally:
             self._collector.take()
         for name, grad in grads.items():
@@ -351,7 +401,8 @@ class ModulePopulation(L.LightningModule):
             try:
                 with _no_fallback_notice():
                     logged = self._vmapped("validation_step", with_grad=False)(
-                        self.stacked(), {}, self.stacked_buffers(), batch, batch_idx)
+                        self.stacked(), {}, self.stacked_buffers(), batch, batch_idx
+                    )
             except (NotVmappable, RuntimeError) as err:
                 self._collector.take()
                 self._per_member_validation = _first_line(err)
@@ -421,7 +472,7 @@ class ModulePopulation(L.LightningModule):
         out = {}
         for key in [k for k in self._sums if k.startswith(prefix)]:
             total, count = self._sums.pop(key)
-            name = key[len(prefix):]
+            name = key[len(prefix) :]
             out[name] = total / count
         return out
 
@@ -448,8 +499,10 @@ class ModulePopulation(L.LightningModule):
         stacked = self.stacked()
         for update, (names, _) in zip(self.updates, self._groups):
             update.keep(device_keep, [stacked[n] for n in names])
-        self._groups = [(names, tuple(k for k, f in zip(indices, flags) if f))
-                        for names, indices in self._groups]
+        self._groups = [
+            (names, tuple(k for k, f in zip(indices, flags) if f))
+            for names, indices in self._groups
+        ]
         self.shadows = [s for s, k in zip(self.shadows, flags) if k]
         self._members = [m for m, k in zip(self._members, flags) if k]
         self.alive = [i for i, k in zip(self.alive, flags) if k]
@@ -470,7 +523,8 @@ class ModulePopulation(L.LightningModule):
             raise ConfigError(
                 f"{self.member_names[self.alive[target]]} cannot take "
                 f"{self.member_names[self.alive[source]]}'s state: their optimizers group the "
-                "parameters differently (a weight decay of 0 merges the no-decay group)")
+                "parameters differently (a weight decay of 0 merges the no-decay group)"
+            )
         for tensor in [*self.stacked().values(), *self.stacked_buffers().values()]:
             tensor[target] = tensor[source]
         for update in self.updates:
@@ -488,8 +542,12 @@ class ModulePopulation(L.LightningModule):
         group, and every lr its schedules keep, times ``lr``; its weight decay times
         ``weight_decay``; as ``HyperparameterSchedule`` does to a replay of it."""
         shadow = self.shadows[member]
-        rescale_hyperparameters(shadow["optimizer"], [c["scheduler"] for c in shadow["schedulers"]],
-                                lr=lr, weight_decay=weight_decay)
+        rescale_hyperparameters(
+            shadow["optimizer"],
+            [c["scheduler"] for c in shadow["schedulers"]],
+            lr=lr,
+            weight_decay=weight_decay,
+        )
         for update, (_, indices) in zip(self.updates, self._groups):
             if "weight_decay" in update.h:
                 group = shadow["optimizer"].param_groups[indices[member]]
@@ -503,11 +561,14 @@ class ModulePopulation(L.LightningModule):
         for its own run. Raises NotVmappable when a newcomer's optimizer groups or trains its
         parameters otherwise than the population does."""
         members, names = list(members), list(names)
-        shapes = {tuple((k, tuple(v.shape)) for k, v in m.state_dict().items())
-                  for m in [self._template, *members]}
+        shapes = {
+            tuple((k, tuple(v.shape)) for k, v in m.state_dict().items())
+            for m in [self._template, *members]
+        }
         if len(shapes) > 1:
-            raise ConfigError("the members of a population must have the same parameter "
-                              "and buffer shapes")
+            raise ConfigError(
+                "the members of a population must have the same parameter and buffer shapes"
+            )
         shadows = [self._shadow(member.to(self.device)) for member in members]
         if {_rule_of(s["optimizer"]) for s in shadows} != {self.rule}:
             raise NotVmappable(f"a newcomer's optimizer is not the population's ({self.rule})")
@@ -522,10 +583,17 @@ class ModulePopulation(L.LightningModule):
             setattr(self, f"b{i}", torch.cat([old, buffers[name].to(old.device)]))
         stacked = self.stacked()
         for k, (update, (group, _)) in enumerate(zip(self.updates, self._groups)):
-            update.join([self._group_hyper(s["optimizer"].param_groups[own[k]])
-                         for s, own in zip(shadows, per_member)], [stacked[n] for n in group])
-        self._groups = [(group, (*known, *(own[k] for own in per_member)))
-                        for k, (group, known) in enumerate(self._groups)]
+            update.join(
+                [
+                    self._group_hyper(s["optimizer"].param_groups[own[k]])
+                    for s, own in zip(shadows, per_member)
+                ],
+                [stacked[n] for n in group],
+            )
+        self._groups = [
+            (group, (*known, *(own[k] for own in per_member)))
+            for k, (group, known) in enumerate(self._groups)
+        ]
         self.shadows += shadows
         self._members += members
         new = record_newcomers(self, names)
@@ -533,7 +601,9 @@ class ModulePopulation(L.LightningModule):
         return new
 
 
-def _common_groups(per_member: list[list[tuple[str, ...]]]) -> list[tuple[tuple[str, ...], tuple[int, ...]]]:
+def _common_groups(
+    per_member: list[list[tuple[str, ...]]],
+) -> list[tuple[tuple[str, ...], tuple[int, ...]]]:
     """The members' param groups (parameter names, per member) as groups every member agrees
     on: parameters that share a group in every member, each with that group's index in each
     member's optimizer. Members may group differently (one with weight decay splits biases
@@ -568,8 +638,11 @@ def _no_fallback_notice():
     about torch's internals (an op vmap runs in a loop), a user can do nothing about it, and
     a Metric's update, which the validation fallback above handles, triggers it every run."""
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r"There is a performance drop because we "
-                                                  r"have not yet implemented the batching rule")
+        warnings.filterwarnings(
+            "ignore",
+            message=r"There is a performance drop because we "
+            r"have not yet implemented the batching rule",
+        )
         yield
 
 

@@ -36,8 +36,10 @@ RULES: dict[str, tuple[type[torch.optim.Optimizer], tuple[str, ...]]] = {
     "adam": (torch.optim.Adam, ("betas", "eps", "weight_decay", "amsgrad")),
     "adamw": (torch.optim.AdamW, ("betas", "eps", "weight_decay", "amsgrad")),
     "rmsprop": (torch.optim.RMSprop, ("alpha", "eps", "weight_decay", "momentum", "centered")),
-    "adagrad": (torch.optim.Adagrad, ("lr_decay", "weight_decay", "initial_accumulator_value",
-                                      "eps")),
+    "adagrad": (
+        torch.optim.Adagrad,
+        ("lr_decay", "weight_decay", "initial_accumulator_value", "eps"),
+    ),
 }
 
 
@@ -54,8 +56,11 @@ class _PopulationOptimizers(Mapping):
     registered after import, included); an alias finds its entry's row."""
 
     def _table(self) -> dict[str, tuple[str, dict[str, Any]]]:
-        return {info.name: (info.population_rule, dict(info.defaults))
-                for info in OPTIMIZERS if info.population_rule is not None}
+        return {
+            info.name: (info.population_rule, dict(info.defaults))
+            for info in OPTIMIZERS
+            if info.population_rule is not None
+        }
 
     def __getitem__(self, name: str) -> tuple[str, dict[str, Any]]:
         table = self._table()
@@ -75,8 +80,9 @@ POPULATION_OPTIMIZERS: Mapping[str, tuple[str, dict[str, Any]]] = _PopulationOpt
 # build_optimizer (lit_optim's flat hyperparameter) defaults to its own value for every
 # optimizer (AdamW's class says 1e-2; a member built one by one gets build_optimizer's).
 _BUILD_WEIGHT_DECAY = inspect.signature(build_optimizer).parameters["weight_decay"].default
-_TORCH_DEFAULTS = {rule: {**torch_defaults(rule), "weight_decay": _BUILD_WEIGHT_DECAY}
-                   for rule in RULES}
+_TORCH_DEFAULTS = {
+    rule: {**torch_defaults(rule), "weight_decay": _BUILD_WEIGHT_DECAY} for rule in RULES
+}
 _STRUCTURAL = ("nesterov", "amsgrad", "centered")
 
 
@@ -85,12 +91,18 @@ class PopulationUpdate:
     ``members`` the per-member kwargs as ``build_optimizer(name, …, lr=…, **kwargs)`` takes
     them (``lr`` required). ``set_lr`` changes every member's lr (a schedule's step)."""
 
-    def __init__(self, name: str, params: Sequence[torch.Tensor],
-                 members: Sequence[Mapping[str, Any]], decay: Sequence[bool] | None = None
-                 ) -> None:
+    def __init__(
+        self,
+        name: str,
+        params: Sequence[torch.Tensor],
+        members: Sequence[Mapping[str, Any]],
+        decay: Sequence[bool] | None = None,
+    ) -> None:
         if name not in POPULATION_OPTIMIZERS:
-            raise ConfigError(f"optimizer {name!r} has no population rule; those that do: "
-                              f"{', '.join(POPULATION_OPTIMIZERS)}")
+            raise ConfigError(
+                f"optimizer {name!r} has no population rule; those that do: "
+                f"{', '.join(POPULATION_OPTIMIZERS)}"
+            )
         self.rule, defaults = POPULATION_OPTIMIZERS[name]
         self.params = list(params)
         self.n = len(members)
@@ -102,8 +114,10 @@ class PopulationUpdate:
         for key in _STRUCTURAL:
             values = {bool(m[key]) for m in merged if key in m}
             if len(values) > 1:
-                raise ConfigError(f"{key} must be the same for every member of a population "
-                                  f"(it changes the algorithm), got both")
+                raise ConfigError(
+                    f"{key} must be the same for every member of a population "
+                    f"(it changes the algorithm), got both"
+                )
             self.flags[key] = values.pop() if values else False
         first = self.params[0]
         self.h: dict[str, torch.Tensor] = self._vectors(merged)
@@ -124,8 +138,9 @@ class PopulationUpdate:
         merged = [{**_TORCH_DEFAULTS[self.rule], **self._defaults, **m} for m in members]
         unknown = sorted(set().union(*merged) - set(_TORCH_DEFAULTS[self.rule]) - {"lr"})
         if unknown:
-            raise ConfigError(f"optimizer {self.name!r} in a population does not take "
-                              f"{', '.join(unknown)}")
+            raise ConfigError(
+                f"optimizer {self.name!r} in a population does not take {', '.join(unknown)}"
+            )
         return merged
 
     def _vectors(self, merged: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
@@ -152,8 +167,10 @@ class PopulationUpdate:
         merged = self._merged(members)
         for key in _STRUCTURAL:
             if any(key in m and bool(m[key]) != self.flags[key] for m in merged):
-                raise ConfigError(f"{key} must be the same for every member of a population "
-                                  f"(it changes the algorithm), got both")
+                raise ConfigError(
+                    f"{key} must be the same for every member of a population "
+                    f"(it changes the algorithm), got both"
+                )
         fresh = self._vectors(merged)
         self.h = {k: torch.cat([v, fresh[k]]) for k, v in self.h.items()}
         n = len(members)
@@ -295,16 +312,17 @@ class PopulationUpdate:
         # exp_avg_sq·β2 + (1 − β2)·grad² (torch's addcmul with a scalar value; ours varies)
         state["exp_avg_sq"].mul_(beta2).addcmul_(grad, grad * (1 - beta2))
         steps = self._b_steps(p)
-        bias_correction1 = 1 - beta1 ** steps
-        bias_correction2_sqrt = (1 - beta2 ** steps) ** 0.5
+        bias_correction1 = 1 - beta1**steps
+        bias_correction2_sqrt = (1 - beta2**steps) ** 0.5
         second = state["exp_avg_sq"]
         if self.flags["amsgrad"]:
             torch.maximum(state["max_exp_avg_sq"], second, out=state["max_exp_avg_sq"])
             second = state["max_exp_avg_sq"]
         denom = torch.sqrt(second, out=tmp).div_(bias_correction2_sqrt).add_(b("eps"))
         # param − (lr / bias_correction1)·exp_avg / denom (torch's addcdiv with value=-step_size)
-        p.addcmul_(torch.div(state["exp_avg"], denom, out=tmp), b("lr") / bias_correction1,
-                   value=-1)
+        p.addcmul_(
+            torch.div(state["exp_avg"], denom, out=tmp), b("lr") / bias_correction1, value=-1
+        )
 
     def _adamw(self, p, grad, state, decays, tmp):
         self._adam(p, grad, state, decays, tmp, decoupled=True)
@@ -322,8 +340,9 @@ class PopulationUpdate:
         state["square_avg"].mul_(alpha).addcmul_(grad, grad * (1 - alpha))
         if self.flags["centered"]:
             state["grad_avg"].lerp_(grad, (1 - alpha).expand_as(grad))
-            avg = torch.addcmul(state["square_avg"], state["grad_avg"], state["grad_avg"],
-                                value=-1).sqrt_()
+            avg = torch.addcmul(
+                state["square_avg"], state["grad_avg"], state["grad_avg"], value=-1
+            ).sqrt_()
         else:
             avg = state["square_avg"].sqrt()
         avg.add_(b("eps"))

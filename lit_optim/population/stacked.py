@@ -41,7 +41,9 @@ class StackedNetwork(nn.Module):
         self._skeleton = [copy.deepcopy(members[0]).to("meta")]
         self._names = list(params)
         self._chain = _linear_chain(members[0])
-        self._input_major = {f"{item}.weight" for kind, item in self._chain or () if kind == "linear"}
+        self._input_major = {
+            f"{item}.weight" for kind, item in self._chain or () if kind == "linear"
+        }
         for i, (name, value) in enumerate(params.items()):
             self.register_parameter(f"p{i}", nn.Parameter(self._laid_out(name, value.detach())))
         self._buffer_names = list(buffers)
@@ -86,11 +88,13 @@ class StackedNetwork(nn.Module):
         try:
             # "different": dropout (or any random op) draws its own numbers per member.
             return torch.vmap(one, in_dims=(0, 0, None), randomness="different")(
-                self.stacked(), self.stacked_buffers(), x)
+                self.stacked(), self.stacked_buffers(), x
+            )
         except RuntimeError as err:  # an op with no batching rule (nn.GRU's aten::gru …)
             first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-            raise NotVmappable(f"the network cannot run once per member under vmap: {first}"
-                               ) from err
+            raise NotVmappable(
+                f"the network cannot run once per member under vmap: {first}"
+            ) from err
 
     def _forward_chain(self, x: torch.Tensor) -> torch.Tensor:
         """A Flatten/Linear/activation chain as batched matmuls, one ``baddbmm`` per Linear
@@ -129,8 +133,10 @@ class StackedNetwork(nn.Module):
 
     def member_state_dict(self, i: int) -> dict[str, torch.Tensor]:
         """Member ``i`` as the state_dict of one network (for its checkpoint or export)."""
-        out = {name: t[i].detach().clone(memory_format=torch.contiguous_format)
-               for name, t in self.stacked().items()}
+        out = {
+            name: t[i].detach().clone(memory_format=torch.contiguous_format)
+            for name, t in self.stacked().items()
+        }
         out.update({name: t[i].clone() for name, t in self.stacked_buffers().items()})
         return out
 
@@ -144,7 +150,6 @@ class StackedNetwork(nn.Module):
             setattr(self, f"p{i}", nn.Parameter(self._laid_out(name, old.detach()[mask])))
         for i in range(len(self._buffer_names)):
             setattr(self, f"b{i}", getattr(self, f"b{i}")[mask].clone())
-
 
     @torch.no_grad()
     def join(self, members: Sequence[nn.Module]) -> None:
@@ -160,8 +165,7 @@ class StackedNetwork(nn.Module):
 
 
 # Activations without parameters or randomness: the same module works on [B, …] and [N, B, …].
-_ELEMENTWISE = (nn.ReLU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.LeakyReLU, nn.ELU,
-                nn.Identity)
+_ELEMENTWISE = (nn.ReLU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.LeakyReLU, nn.ELU, nn.Identity)
 
 
 def _linear_chain(module: nn.Module) -> list[tuple[str, object]] | None:
@@ -172,8 +176,11 @@ def _linear_chain(module: nn.Module) -> list[tuple[str, object]] | None:
         return None
     chain: list[tuple[str, object]] = []
     for name, child in module.named_children():
-        if type(child) is nn.Flatten and child.start_dim == 1 and not any(
-                kind == "linear" for kind, _ in chain):
+        if (
+            type(child) is nn.Flatten
+            and child.start_dim == 1
+            and not any(kind == "linear" for kind, _ in chain)
+        ):
             chain.append(("flatten", child))
         elif type(child) is nn.Linear:
             chain.append(("linear", name))

@@ -24,16 +24,16 @@ from torch import nn
 
 from lit_optim.catalog.errors import ConfigError
 from lit_optim.catalog.factory import create_scheduler
-from lit_optim.training.models import build_model
 from lit_optim.catalog.optimizers import build_optimizer
-from lit_optim.catalog.rescale import rescale_hyperparameters
 from lit_optim.catalog.param_groups import takes_decay
+from lit_optim.catalog.rescale import rescale_hyperparameters
+from lit_optim.catalog.schedulers import SCHEDULERS, check_scheduler_args
 from lit_optim.population.divergence import LossSpikes
 from lit_optim.population.health import MemberHealth, check_clip_algorithm
 from lit_optim.population.members import copy_records, record_newcomers
 from lit_optim.population.rules import POPULATION_OPTIMIZERS, PopulationUpdate
 from lit_optim.population.stacked import StackedNetwork
-from lit_optim.catalog.schedulers import SCHEDULERS, check_scheduler_args
+from lit_optim.training.models import build_model
 
 __all__ = ["PopulationTask"]
 
@@ -49,19 +49,31 @@ class PopulationTask(L.LightningModule):
     maps a removed member to its reason.
     """
 
-    def __init__(self, input_shape: Sequence[int], num_classes: int, members: Sequence[Mapping],
-                 network: str = "mlp", network_kwargs: Mapping[str, Any] | None = None,
-                 optimizer: str = "adam", scheduler: str = "constant",
-                 scheduler_kwargs: Mapping[str, Any] | None = None, seed: int = 0,
-                 decay_bias_and_norm: bool = False, gradient_clip_val: float | None = None,
-                 gradient_clip_algorithm: str = "norm", loss_spike_factor: float | None = 10.0,
-                 member_names: Sequence[str] | None = None) -> None:
+    def __init__(
+        self,
+        input_shape: Sequence[int],
+        num_classes: int,
+        members: Sequence[Mapping],
+        network: str = "mlp",
+        network_kwargs: Mapping[str, Any] | None = None,
+        optimizer: str = "adam",
+        scheduler: str = "constant",
+        scheduler_kwargs: Mapping[str, Any] | None = None,
+        seed: int = 0,
+        decay_bias_and_norm: bool = False,
+        gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: str = "norm",
+        loss_spike_factor: float | None = 10.0,
+        member_names: Sequence[str] | None = None,
+    ) -> None:
         super().__init__()
         if not members:
             raise ConfigError("a population needs at least one member")
         if optimizer not in POPULATION_OPTIMIZERS:
-            raise ConfigError(f"optimizer {optimizer!r} has no population rule; those that do: "
-                              f"{', '.join(POPULATION_OPTIMIZERS)}")
+            raise ConfigError(
+                f"optimizer {optimizer!r} has no population rule; those that do: "
+                f"{', '.join(POPULATION_OPTIMIZERS)}"
+            )
         check_scheduler_args(scheduler, scheduler_kwargs or {})
         check_clip_algorithm(gradient_clip_algorithm)
         self.automatic_optimization = False
@@ -85,7 +97,10 @@ class PopulationTask(L.LightningModule):
         self.spikes = LossSpikes(loss_spike_factor)
         # Clipping and layer diagnostics per member (population.health): the Trainer's own
         # clipping refuses manual optimization, so its gradient_clip_val comes here.
-        self.gradient_clip_val, self.gradient_clip_algorithm = gradient_clip_val, gradient_clip_algorithm
+        self.gradient_clip_val, self.gradient_clip_algorithm = (
+            gradient_clip_val,
+            gradient_clip_algorithm,
+        )
         self.member_names = list(member_names or (f"member_{i}" for i in range(len(self.members))))
         self.health: MemberHealth | None = None
         self.module_name = "ClassificationTask"  # what the members are, for messages
@@ -105,15 +120,17 @@ class PopulationTask(L.LightningModule):
         # ClassificationTask's parameter groups' rule, on each member's dimensions (the
         # stacked tensors have a leading member axis).
         decay = [takes_decay(p.ndim - 1, self.decay_bias_and_norm) for p in self.net.parameters()]
-        self.update = PopulationUpdate(self.optimizer_name, list(self.net.parameters()),
-                                       self.members, decay=decay)
+        self.update = PopulationUpdate(
+            self.optimizer_name, list(self.net.parameters()), self.members, decay=decay
+        )
         self.run_epochs = self.trainer.max_epochs  # each member's own run, also a newcomer's
         self.shadows, self._member_groups = self._build_shadows(list(enumerate(self.members)))
         self._copy_lrs()
         return None  # manual optimization: Lightning runs with its placeholder optimizer
 
-    def _build_shadows(self, members: list[tuple[int, Mapping[str, Any]]]
-                       ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    def _build_shadows(
+        self, members: list[tuple[int, Mapping[str, Any]]]
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """The members' schedules: shadow optimizers of the members' own class, one
         throwaway parameter per member, so a schedule that also cycles momentum or beta1
         (onecycle) finds the key it expects.
@@ -133,8 +150,9 @@ class PopulationTask(L.LightningModule):
         kwargs = dict(members)
         parts: dict[Any, list[int]] = {}
         for i, member in members:
-            key = i if info.needs_monitor else bool(member.get("momentum",
-                                                               defaults.get("momentum")))
+            key = (
+                i if info.needs_monitor else bool(member.get("momentum", defaults.get("momentum")))
+            )
             parts.setdefault(key, []).append(i)
         shadows, group_of = [], {}
         loop = self.trainer.fit_loop
@@ -143,10 +161,12 @@ class PopulationTask(L.LightningModule):
             for indices in parts.values():
                 groups = [{"params": [nn.Parameter(torch.zeros(1))], **kwargs[i]} for i in indices]
                 first = {k: v for k, v in kwargs[indices[0]].items() if k != "lr"}
-                shadow = build_optimizer(self.optimizer_name, groups,
-                                         lr=kwargs[indices[0]]["lr"], **first)
-                config = create_scheduler(self.scheduler_name, shadow, self.trainer,
-                                          **self.scheduler_kwargs)
+                shadow = build_optimizer(
+                    self.optimizer_name, groups, lr=kwargs[indices[0]]["lr"], **first
+                )
+                config = create_scheduler(
+                    self.scheduler_name, shadow, self.trainer, **self.scheduler_kwargs
+                )
                 group_of.update(zip(indices, shadow.param_groups))
                 shadows.append({"optimizer": shadow, "config": config, "members": indices})
         finally:
@@ -168,18 +188,22 @@ class PopulationTask(L.LightningModule):
                 continue
             if "monitor" in config:
                 (member,) = shadow["members"]  # a monitoring shadow has one member
-                config["scheduler"].step(float(metrics[config["monitor"]][
-                    self.alive.index(member)]))
+                config["scheduler"].step(
+                    float(metrics[config["monitor"]][self.alive.index(member)])
+                )
             else:
                 config["scheduler"].step()
         self._copy_lrs()
 
     def on_fit_start(self) -> None:
         # The names a member's own ClassificationTask gives its parameters (its net is `net`).
-        self.health = MemberHealth(self.trainer, [f"net.{n}" for n in self.net.stacked()],
-                                   [self.member_names[i] for i in self.alive],
-                                   gradient_clip_val=self.gradient_clip_val,
-                                   gradient_clip_algorithm=self.gradient_clip_algorithm)
+        self.health = MemberHealth(
+            self.trainer,
+            [f"net.{n}" for n in self.net.stacked()],
+            [self.member_names[i] for i in self.alive],
+            gradient_clip_val=self.gradient_clip_val,
+            gradient_clip_algorithm=self.gradient_clip_algorithm,
+        )
 
     def training_step(self, batch, batch_idx):
         x, y = batch
@@ -219,8 +243,11 @@ class PopulationTask(L.LightningModule):
             return
         self.member_metrics = {name: self._mean(name) for name in ("val_loss", "val_acc")}
         for name, values in self.member_metrics.items():
-            self.log(f"{name}_best", values.max() if name == "val_acc"
-                     else values.nan_to_num(float("inf")).min(), prog_bar=True)
+            self.log(
+                f"{name}_best",
+                values.max() if name == "val_acc" else values.nan_to_num(float("inf")).min(),
+                prog_bar=True,
+            )
 
     def on_train_epoch_end(self) -> None:
         self.epochs_trained = [e + 1 for e in self.epochs_trained]
@@ -258,8 +285,9 @@ class PopulationTask(L.LightningModule):
         self.alive = [i for i, k in zip(self.alive, keep.tolist()) if k]
         self.epochs_trained = [e for e, k in zip(self.epochs_trained, keep.tolist()) if k]
         self.member_metrics = {k: v[keep.to(v.device)] for k, v in self.member_metrics.items()}
-        self._sums = {k: v if k.endswith("/n") else v[keep.to(v.device)]
-                      for k, v in self._sums.items()}
+        self._sums = {
+            k: v if k.endswith("/n") else v[keep.to(v.device)] for k, v in self._sums.items()
+        }
         if not self.alive:  # nobody left: the fit ends here, unless newcomers may join
             self.trainer.should_stop = self.trainer.should_stop or self.stop_when_empty
 
@@ -281,8 +309,12 @@ class PopulationTask(L.LightningModule):
             own["config"]["scheduler"].load_state_dict(other["config"]["scheduler"].state_dict())
             self._member_groups[target] = own["optimizer"].param_groups[0]
         else:  # a scheduler's per-group lists (base_lrs, max_lrs …), at one shared position
-            _copy_group_entries(other["config"]["scheduler"], _index(other, theirs),
-                                own["config"]["scheduler"], _index(own, mine))
+            _copy_group_entries(
+                other["config"]["scheduler"],
+                _index(other, theirs),
+                own["config"]["scheduler"],
+                _index(own, mine),
+            )
         copy_records(self, source, target)
         self._copy_lrs()
 
@@ -293,8 +325,13 @@ class PopulationTask(L.LightningModule):
         ``HyperparameterSchedule`` does to a replay of it (``lit_optim.catalog.rescale``)."""
         group = self._member_groups[member]
         shadow = next(s for s in self.shadows if self.alive[member] in s["members"])
-        rescale_hyperparameters(shadow["optimizer"], [shadow["config"]["scheduler"]], lr=lr,
-                                weight_decay=weight_decay, groups=[_index(shadow, group)])
+        rescale_hyperparameters(
+            shadow["optimizer"],
+            [shadow["config"]["scheduler"]],
+            lr=lr,
+            weight_decay=weight_decay,
+            groups=[_index(shadow, group)],
+        )
         if "weight_decay" in self.update.h:
             self.update.h["weight_decay"][member] = group["weight_decay"]
         self._copy_lrs()
@@ -313,8 +350,9 @@ class PopulationTask(L.LightningModule):
         self.net.join([net.to(self.net.p0.device) for net in nets])
         self.update.join(members, list(self.net.parameters()))
         first = len(self.member_names)
-        shadows, groups = self._build_shadows(list(zip(range(first, first + len(members)),
-                                                       members)))
+        shadows, groups = self._build_shadows(
+            list(zip(range(first, first + len(members)), members))
+        )
         self.shadows += shadows
         self._member_groups += groups
         self.members += members
@@ -333,12 +371,17 @@ def _copy_group_entries(source: Any, source_index: int, target: Any, target_inde
     group's entries take the source group's. Both schedules are at one position (members that
     started together), of one class."""
     if type(source) is not type(target):
-        raise ConfigError(f"cannot copy a {type(source).__name__} schedule's state into a "
-                          f"{type(target).__name__}")
+        raise ConfigError(
+            f"cannot copy a {type(source).__name__} schedule's state into a {type(target).__name__}"
+        )
     sizes = (len(source.optimizer.param_groups), len(target.optimizer.param_groups))
     for name, value in vars(source).items():
         other = getattr(target, name, None)
-        if isinstance(value, list) and isinstance(other, list) and (len(value), len(other)) == sizes:
+        if (
+            isinstance(value, list)
+            and isinstance(other, list)
+            and (len(value), len(other)) == sizes
+        ):
             other[target_index] = value[source_index]
     for child, own in zip(getattr(source, "_schedulers", []), getattr(target, "_schedulers", [])):
         _copy_group_entries(child, source_index, own, target_index)

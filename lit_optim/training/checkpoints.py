@@ -19,8 +19,13 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lit_optim.catalog.errors import ConfigError
 from lit_optim.catalog.kwargs import plain_data
 
-__all__ = ["SameFolderCheckpointIO", "checkpoint_folders", "overridden_settings", "read_checkpoint",
-           "resolve_checkpoint"]
+__all__ = [
+    "SameFolderCheckpointIO",
+    "checkpoint_folders",
+    "overridden_settings",
+    "read_checkpoint",
+    "resolve_checkpoint",
+]
 
 # What torch.save writes: a zip archive (the default since torch 1.6) or a legacy pickle.
 _TORCH_FILE_STARTS = (b"PK\x03\x04", b"\x80\x02", b"\x80\x04", b"\x80\x05")
@@ -35,13 +40,16 @@ class SameFolderCheckpointIO(TorchCheckpointIO):
     temp files of processes that are gone. Remote URLs (``s3://``…) keep Lightning's path.
     """
 
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any,
-                        storage_options: Any | None = None) -> None:
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None
+    ) -> None:
         if "://" in str(path):
             return super().save_checkpoint(checkpoint, path, storage_options)
         if storage_options is not None:
-            raise TypeError("SameFolderCheckpointIO takes no storage_options "
-                            f"(got {storage_options!r}); they are for remote file systems")
+            raise TypeError(
+                "SameFolderCheckpointIO takes no storage_options "
+                f"(got {storage_options!r}); they are for remote file systems"
+            )
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         _remove_orphaned_temps(path.parent)
@@ -81,8 +89,11 @@ def checkpoint_folders(trainer_config: Mapping[str, Any]) -> list[Path]:
     root = Path(_get(trainer_config, "default_root_dir") or ".")
     folders = []
     for cb in _get(trainer_config, "callbacks") or []:
-        dirpath = _get(_get(cb, "init_args") or {}, "dirpath") if _get(cb, "class_path") else \
-            getattr(cb, "dirpath", None)
+        dirpath = (
+            _get(_get(cb, "init_args") or {}, "dirpath")
+            if _get(cb, "class_path")
+            else getattr(cb, "dirpath", None)
+        )
         if dirpath:
             folders.append(Path(dirpath))
     logger = _get(trainer_config, "logger")
@@ -118,32 +129,44 @@ def resolve_checkpoint(value: str | os.PathLike | None, folders: list[Path]) -> 
         if not lasts:
             raise ConfigError(
                 f"--ckpt_path {value}: no last.ckpt in {', '.join(map(str, folders))}; give a "
-                "checkpoint file (a fit of this recipe saves last.ckpt in its checkpoints folder)")
+                "checkpoint file (a fit of this recipe saves last.ckpt in its checkpoints folder)"
+            )
         last = max(lasts, key=lambda p: p.stat().st_mtime)
         if str(value) == "last":
             return str(last)
         best = _best_path(read_checkpoint(last))
         if not best or not Path(best).is_file():
-            raise ConfigError(f"--ckpt_path best: {last} records no best checkpoint that still "
-                              f"exists (got {best!r}); give a checkpoint file")
+            raise ConfigError(
+                f"--ckpt_path best: {last} records no best checkpoint that still "
+                f"exists (got {best!r}); give a checkpoint file"
+            )
         return best
     path = Path(value)
     if not path.is_file():
-        raise ConfigError(f"--ckpt_path {value}: no such file" if not path.exists()
-                          else f"--ckpt_path {value}: is not a file")
+        raise ConfigError(
+            f"--ckpt_path {value}: no such file"
+            if not path.exists()
+            else f"--ckpt_path {value}: is not a file"
+        )
     with open(path, "rb") as f:
         start = f.read(4)
     if not start.startswith(_TORCH_FILE_STARTS):
-        raise ConfigError(f"--ckpt_path {value}: not a checkpoint (torch.save writes a zip or "
-                          "pickle file; this one starts differently)")
+        raise ConfigError(
+            f"--ckpt_path {value}: not a checkpoint (torch.save writes a zip or "
+            "pickle file; this one starts differently)"
+        )
     return str(path)
 
 
 def read_checkpoint(path: str | os.PathLike, *, weights_only: bool | None = None) -> dict:
     """The checkpoint's contents, memory-mapped, with a one-line error for a damaged file."""
     try:
-        return torch.load(path, map_location="cpu", mmap=True,
-                          weights_only=True if weights_only is None else weights_only)
+        return torch.load(
+            path,
+            map_location="cpu",
+            mmap=True,
+            weights_only=True if weights_only is None else weights_only,
+        )
     except Exception as err:  # noqa: BLE001 - any unreadable file is the same mistake
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ConfigError(f"--ckpt_path {path}: cannot be read as a checkpoint ({first})") from err
@@ -165,5 +188,8 @@ def overridden_settings(saved: Mapping[str, Any] | None, asked: Mapping[str, Any
     saved = plain_data({k: v for k, v in saved.items() if not str(k).startswith("_")})
     asked = plain_data(dict(asked))
     # None asks for nothing: input_shape / num_classes are filled in from the data later.
-    return [f"{k}: {asked[k]!r} → {saved[k]!r}" for k in sorted(saved)
-            if asked.get(k) is not None and asked[k] != saved[k]]
+    return [
+        f"{k}: {asked[k]!r} → {saved[k]!r}"
+        for k in sorted(saved)
+        if asked.get(k) is not None and asked[k] != saved[k]
+    ]

@@ -12,15 +12,19 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from lit_optim.catalog.checks import check_count, check_number
 from lit_optim.catalog.errors import ConfigError
 from lit_optim.catalog.kwargs import check_kwargs
-from lit_optim.catalog.checks import check_count, check_number
 from lit_optim.catalog.registry import Registry, RegistryEntry, import_object
 
 __all__ = ["CNN", "CNN1D", "GRU", "MLP", "MODELS", "ModelInfo", "build_model"]
 
 _ACTIVATIONS: dict[str, type[nn.Module]] = {
-    "relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "silu": nn.SiLU,
+    "relu": nn.ReLU,
+    "gelu": nn.GELU,
+    "tanh": nn.Tanh,
+    "sigmoid": nn.Sigmoid,
+    "silu": nn.SiLU,
 }
 
 
@@ -34,10 +38,12 @@ def _activation(name: str) -> type[nn.Module]:
 
 
 def _check_widths(name: str, widths: object) -> None:
-    """A list of layer widths: each an integer >= 1 (``[1.5]`` is not a width, ``64`` not a list)."""
+    """A list of layer widths: each an integer >= 1 (``[1.5]`` is not a width, ``64`` not a
+    list)."""
     if isinstance(widths, (str, bytes)) or not isinstance(widths, Sequence):
-        raise ConfigError(f"{name} must be a list of positive integers such as [256, 128], "
-                          f"got {widths!r}")
+        raise ConfigError(
+            f"{name} must be a list of positive integers such as [256, 128], got {widths!r}"
+        )
     for width in widths:
         check_count(f"each of {name}", width, note=f" (got {list(widths)!r})")
 
@@ -126,8 +132,10 @@ def _sequence_shape(name: str, input_shape: Sequence[int]) -> tuple[int, int]:
         return 1, shape[0]
     if len(shape) == 2:
         return shape[0], shape[1]
-    raise ConfigError(f"{name} needs sequence input (channels, length) or (length,), got shape "
-                      f"{shape}; use cnn for images, mlp for anything")
+    raise ConfigError(
+        f"{name} needs sequence input (channels, length) or (length,), got shape "
+        f"{shape}; use cnn for images, mlp for anything"
+    )
 
 
 class CNN1D(nn.Sequential):
@@ -155,8 +163,10 @@ class CNN1D(nn.Sequential):
         _check_widths("channels", channels)
         _check_widths("kernel_sizes", kernel_sizes)
         if len(kernel_sizes) != len(channels):
-            raise ConfigError(f"cnn1d needs one kernel size per stage: channels has "
-                              f"{len(channels)} entries, kernel_sizes {len(kernel_sizes)}")
+            raise ConfigError(
+                f"cnn1d needs one kernel size per stage: channels has "
+                f"{len(channels)} entries, kernel_sizes {len(kernel_sizes)}"
+            )
         check_count("stride", stride)
         check_number("dropout", dropout, low=0, high=1, high_open=True)
         # (N, L) and (N, C, L) alike become (N, C, L)
@@ -166,9 +176,13 @@ class CNN1D(nn.Sequential):
             if out_len < 1:
                 raise ConfigError(
                     f"cnn1d: a kernel of {kernel} with stride {stride} leaves no positions of a "
-                    f"{length}-long input; use fewer channels entries or smaller kernels")
-            layers.append(nn.Conv1d(in_ch, int(out_ch), int(kernel), stride=stride, padding=1,
-                                    bias=not batch_norm))  # BatchNorm has its own shift
+                    f"{length}-long input; use fewer channels entries or smaller kernels"
+                )
+            layers.append(
+                nn.Conv1d(
+                    in_ch, int(out_ch), int(kernel), stride=stride, padding=1, bias=not batch_norm
+                )
+            )  # BatchNorm has its own shift
             if batch_norm:
                 layers.append(nn.BatchNorm1d(int(out_ch)))
             layers.append(act())
@@ -203,8 +217,14 @@ class GRU(nn.Module):
         check_count("hidden_size", hidden_size)
         check_count("num_layers", num_layers)
         check_number("dropout", dropout, low=0, high=1, high_open=True)
-        self.gru = nn.GRU(self.channels, hidden_size, num_layers, batch_first=True,
-                          bidirectional=bidirectional, dropout=dropout if num_layers > 1 else 0.0)
+        self.gru = nn.GRU(
+            self.channels,
+            hidden_size,
+            num_layers,
+            batch_first=True,
+            bidirectional=bidirectional,
+            dropout=dropout if num_layers > 1 else 0.0,
+        )
         self.dropout = nn.Dropout(dropout) if dropout else nn.Identity()
         width = hidden_size * (2 if bidirectional else 1) * self.length
         self.head = nn.Linear(width, num_classes)
@@ -226,37 +246,50 @@ class ModelInfo(RegistryEntry):
 
 
 MODELS: Registry[ModelInfo] = Registry("models", ModelInfo)
-MODELS.register(ModelInfo(
-    name="mlp", factory=MLP,
-    description="fully connected net; hidden_dims=[] is logistic regression",
-))
-MODELS.register(ModelInfo(
-    name="cnn", factory=CNN,
-    description="small conv net (conv-BN-ReLU-pool stages + MLP head) for image inputs",
-))
-MODELS.register(ModelInfo(
-    name="cnn1d", factory=CNN1D,
-    description="1-D conv net (stride-2 conv stages + linear head) for sequences; MNIST-1D paper's",
-))
-MODELS.register(ModelInfo(
-    name="gru", factory=GRU,
-    description="bidirectional GRU read at every step + linear head, for sequences; "
-                "MNIST-1D paper's",
-))
+MODELS.register(
+    ModelInfo(
+        name="mlp",
+        factory=MLP,
+        description="fully connected net; hidden_dims=[] is logistic regression",
+    )
+)
+MODELS.register(
+    ModelInfo(
+        name="cnn",
+        factory=CNN,
+        description="small conv net (conv-BN-ReLU-pool stages + MLP head) for image inputs",
+    )
+)
+MODELS.register(
+    ModelInfo(
+        name="cnn1d",
+        factory=CNN1D,
+        description="1-D conv net (stride-2 conv stages + linear head) for sequences; "
+        "MNIST-1D paper's",
+    )
+)
+MODELS.register(
+    ModelInfo(
+        name="gru",
+        factory=GRU,
+        description="bidirectional GRU read at every step + linear head, for sequences; "
+        "MNIST-1D paper's",
+    )
+)
 
 
 def check_model_args(name: str, kwargs: dict) -> ModelInfo:
     info = MODELS.get(name)
     check_kwargs(
-        kwargs, info.resolve(), what=f"model {info.name!r}",
+        kwargs,
+        info.resolve(),
+        what=f"model {info.name!r}",
         exclude=("input_shape", "num_classes"),
     )
     return info
 
 
-def build_model(
-    name: str, input_shape: Sequence[int], num_classes: int, **kwargs
-) -> nn.Module:
+def build_model(name: str, input_shape: Sequence[int], num_classes: int, **kwargs) -> nn.Module:
     """Instantiate the network registered as ``name``."""
     info = check_model_args(name, kwargs)
     return info.resolve()(tuple(input_shape), int(num_classes), **kwargs)

@@ -30,11 +30,11 @@ from lit_optim.catalog.factory import (
 )
 from lit_optim.catalog.kwargs import plain_data
 from lit_optim.catalog.optimizers import check_optimizer_args
-from lit_optim.training.metrics import TrainingTotals, WeightedMean
-from lit_optim.training.models import build_model
 from lit_optim.catalog.param_groups import build_param_groups
 from lit_optim.catalog.schedulers import check_scheduler_args
 from lit_optim.catalog.trainer_info import is_logging_step
+from lit_optim.training.metrics import TrainingTotals, WeightedMean
+from lit_optim.training.models import build_model
 
 __all__ = ["EPOCH_METRICS", "ClassificationTask"]
 
@@ -107,8 +107,13 @@ class ClassificationTask(L.LightningModule):
         # The kwargs as a mapping first: an lr among them is "set it with model.lr", where
         # spread into the call below it was Python's "got multiple values for 'lr'".
         check_optimizer_args(optimizer, lr, decay, optimizer_kwargs or {})
-        check_optimizer_choice(optimizer, lr=lr, weight_decay=decay, param_groups=param_groups,
-                               **(optimizer_kwargs or {}))
+        check_optimizer_choice(
+            optimizer,
+            lr=lr,
+            weight_decay=decay,
+            param_groups=param_groups,
+            **(optimizer_kwargs or {}),
+        )
         _, monitor = check_scheduler_args(scheduler, scheduler_kwargs or {})
         if monitor is not None and monitor not in EPOCH_METRICS:
             raise ConfigError(
@@ -121,7 +126,8 @@ class ClassificationTask(L.LightningModule):
         # Lists, not tuples: Lightning writes hparams.yaml (from these locals, read by
         # save_hyperparameters) with yaml.dump, which tags a tuple for Python only.
         input_shape, network_kwargs, optimizer_kwargs, scheduler_kwargs, param_groups = plain_data(
-            [input_shape, network_kwargs, optimizer_kwargs, scheduler_kwargs, param_groups])
+            [input_shape, network_kwargs, optimizer_kwargs, scheduler_kwargs, param_groups]
+        )
         self.save_hyperparameters()
         # Losses: weighted by batch size and synced over DDP ranks at compute (self.log would
         # average the ranks' means, wrong when they hold different numbers of samples), with
@@ -140,7 +146,9 @@ class ClassificationTask(L.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+    def training_step(
+        self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int
+    ) -> torch.Tensor:
         x, y = batch
         logits = self.net(x)
         loss = F.cross_entropy(logits, y)
@@ -148,8 +156,9 @@ class ClassificationTask(L.LightningModule):
         self.train_totals.update(loss, logits, y)
         if self._loss_weight_decay:
             # L-BFGS's line search needs the loss and the gradient to describe one objective.
-            loss = loss + l2_penalty(self, self._loss_weight_decay,
-                                     decay_bias_and_norm=self.hparams.decay_bias_and_norm)
+            loss = loss + l2_penalty(
+                self, self._loss_weight_decay, decay_bias_and_norm=self.hparams.decay_bias_and_norm
+            )
         # self.log costs ~0.3 ms per call on CPU (Lightning deep-copies its metadata), as much
         # as a whole small-MLP step, so the step's loss is only logged on steps that reach
         # the logger. Not prog_bar: Lightning would read it back to the host after every
@@ -205,9 +214,16 @@ class ClassificationTask(L.LightningModule):
     def configure_optimizers(self):
         hp = self.hparams
         optimizer = create_optimizer(
-            self, hp.optimizer, lr=hp.lr, weight_decay=hp.weight_decay - self._loss_weight_decay,
-            param_groups=hp.param_groups, decay_bias_and_norm=hp.decay_bias_and_norm,
+            self,
+            hp.optimizer,
+            lr=hp.lr,
+            weight_decay=hp.weight_decay - self._loss_weight_decay,
+            param_groups=hp.param_groups,
+            decay_bias_and_norm=hp.decay_bias_and_norm,
             lr_scale=lr_scale_factor(self.trainer, hp.lr_scaling, hp.base_batch_size),
-            **(hp.optimizer_kwargs or {}))
-        scheduler = create_scheduler(hp.scheduler, optimizer, self.trainer, **(hp.scheduler_kwargs or {}))
+            **(hp.optimizer_kwargs or {}),
+        )
+        scheduler = create_scheduler(
+            hp.scheduler, optimizer, self.trainer, **(hp.scheduler_kwargs or {})
+        )
         return {"optimizer": optimizer, "lr_scheduler": scheduler}

@@ -22,10 +22,10 @@ from lightning.pytorch.callbacks import Callback
 
 from lit_optim import OPTIMIZERS, SCHEDULERS, ConfigError, Objective, parse_direction
 from lit_optim.catalog import check_count, check_number
+from tuning.runner.study import run_study
 from tuning.search.preflight import LoggedProbe, MetricNotLoggedError, parse_recipe
 from tuning.search.recipe import apply_overrides, load_recipe, write_recipe
 from tuning.storage.record import content_sha256
-from tuning.runner.study import run_study
 
 __all__ = ["CompareObjective", "check_compare_args", "optimizer_space", "run_compare"]
 
@@ -38,8 +38,9 @@ _VALIDATION_PREFIXES = ("validation", "valid", "val")
 _SEED_RUN_FORMAT = 2
 
 
-def check_compare_args(names: list[str], budget: int, seeds: int, target: float | None,
-                       schedulers: list[str] | None) -> None:
+def check_compare_args(
+    names: list[str], budget: int, seeds: int, target: float | None, schedulers: list[str] | None
+) -> None:
     """Everything that can be wrong with a comparison's own arguments, before any training."""
     if not names:
         raise ConfigError("give at least one optimizer: --optimizers sgd,adam")
@@ -78,28 +79,45 @@ def test_twin(metric: str) -> str | None:
     for prefix in _VALIDATION_PREFIXES:
         for sep in ("_", "/", "."):
             if metric.startswith(prefix + sep):
-                return "test" + sep + metric[len(prefix) + 1:]
+                return "test" + sep + metric[len(prefix) + 1 :]
     return None
 
 
-def resolve_compare_objective(recipe: dict[str, Any], trainer_args: list[str], metric: str | None,
-                              direction: str | None, test_metric: str | None) -> CompareObjective:
+def resolve_compare_objective(
+    recipe: dict[str, Any],
+    trainer_args: list[str],
+    metric: str | None,
+    direction: str | None,
+    test_metric: str | None,
+) -> CompareObjective:
     """The metric and its direction (``--metric``/``--direction``, else the recipe's
     ``objective:``, else ``val_acc``), checked against what the module logs in one training,
     validation and test batch: a metric never logged, with no direction, or a direction that
     contradicts its Metric is one ConfigError before anything trains."""
     declared = recipe.get("objective") or {}
     metric = metric or declared.get("metric") or "val_acc"
-    given, given_as = ((direction, "--direction") if direction is not None else
-                       (declared.get("direction"), "the recipe's objective.direction"))
+    given, given_as = (
+        (direction, "--direction")
+        if direction is not None
+        else (declared.get("direction"), "the recipe's objective.direction")
+    )
     probe = LoggedProbe(recipe, trainer_args)
-    objective = probe.objective(metric, given, given_as=given_as, what="--metric",
-                                declare="give --direction max or --direction min",
-                                fix="give --metric, or objective.metric in the recipe")
+    objective = probe.objective(
+        metric,
+        given,
+        given_as=given_as,
+        what="--metric",
+        declare="give --direction max or --direction min",
+        fix="give --metric, or objective.metric in the recipe",
+    )
     if test_metric is not None and test_metric not in probe.tested:
         raise MetricNotLoggedError.naming(
-            test_metric, f"{probe.module}'s test step", probe.tested, what="--test-metric",
-            fix="give a metric its test_step logs, or leave --test-metric out")
+            test_metric,
+            f"{probe.module}'s test step",
+            probe.tested,
+            what="--test-metric",
+            fix="give a metric its test_step logs, or leave --test-metric out",
+        )
     twin = test_twin(metric)
     return CompareObjective(objective, test_metric or (twin if twin in probe.tested else None))
 
@@ -135,7 +153,8 @@ def _module_init_args(recipe: dict[str, Any], trainer_args: list[str], compares:
             f"lit-tune compare sets {', '.join('model.' + k for k in needed)}, but "
             f"{model['class_path']} does not take {', '.join(missing)} (it takes: "
             f"{', '.join(sorted(takes)) or 'nothing'}); add them as init args and build the "
-            "optimizer with lit_optim.create_optimizer (and the schedule with create_scheduler)")
+            "optimizer with lit_optim.create_optimizer (and the schedule with create_scheduler)"
+        )
     return takes
 
 
@@ -170,8 +189,9 @@ class _Curves(Callback):
             self.epochs.append((self.done - 1, float(trainer.callback_metrics[self.metric])))
 
 
-def _seed_run(recipe: dict[str, Any], path: Path, seed: int, goal: CompareObjective,
-              target: float | None) -> dict[str, Any]:
+def _seed_run(
+    recipe: dict[str, Any], path: Path, seed: int, goal: CompareObjective, target: float | None
+) -> dict[str, Any]:
     """Train ``recipe`` with ``seed``, then test it where the module has a test step; curves
     and final numbers, cached in ``path``."""
     from lightning.pytorch.utilities.model_helpers import is_overridden
@@ -180,15 +200,23 @@ def _seed_run(recipe: dict[str, Any], path: Path, seed: int, goal: CompareObject
 
     cache = path / "result.json"
     recipe = apply_overrides(recipe, {"seed_everything": seed})
-    key = content_sha256({"recipe": recipe, "target": target, "format": _SEED_RUN_FORMAT,
-                          "metric": goal.objective.metric, "test_metric": goal.test_metric})
+    key = content_sha256(
+        {
+            "recipe": recipe,
+            "target": target,
+            "format": _SEED_RUN_FORMAT,
+            "metric": goal.objective.metric,
+            "test_metric": goal.test_metric,
+        }
+    )
     if cache.is_file():
         cached = json.loads(cache.read_text())
         if cached.get("recipe_sha256") == key:
             return cached
         raise ConfigError(
             f"{path} holds a seed run of another recipe, metric or target (another recipe, "
-            "budget or best trial); rerun the comparison under a new --name")
+            "budget or best trial); rerun the comparison under a new --name"
+        )
     config = write_recipe(recipe, path / "recipe.yaml", header=f"seed {seed}")
     start = time.perf_counter()
     cli = cli_objects(config, *SCRATCH_TRAINER_ARGS)
@@ -201,17 +229,23 @@ def _seed_run(recipe: dict[str, Any], path: Path, seed: int, goal: CompareObject
         (logged,) = cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)
         tested = {name: float(value) for name, value in logged.items()}
     values = [v for _, v in curves.epochs]
-    reached = (None if target is None else
-               next((e for e, v in curves.epochs if goal.reached(v, target)), None))
+    reached = (
+        None
+        if target is None
+        else next((e for e, v in curves.epochs if goal.reached(v, target)), None)
+    )
     result = {
-        "seed": seed, "seconds": seconds, "recipe_sha256": key,
+        "seed": seed,
+        "seconds": seconds,
+        "recipe_sha256": key,
         "final": values[-1] if values else math.nan,
         "best": goal.objective.best([(v, None) for v in values])[0] if values else math.nan,
         "test": tested.get(goal.test_metric, math.nan) if goal.test_metric else None,
         "test_metrics": tested,
         "epochs_to_target": None if reached is None else reached + 1,
         "seconds_to_target": None if reached is None else seconds * (reached + 1) / len(values),
-        "train_loss_steps": curves.losses, "metric_epochs": curves.epochs,
+        "train_loss_steps": curves.losses,
+        "metric_epochs": curves.epochs,
     }
     cache.write_text(json.dumps(result))
     return result
@@ -222,19 +256,34 @@ def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
         values = [r[key] for r in runs if r[key] is not None and math.isfinite(r[key])]
         if not values:
             return None
-        return {"mean": statistics.fmean(values),
-                "std": statistics.stdev(values) if len(values) > 1 else 0.0}
+        return {
+            "mean": statistics.fmean(values),
+            "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+        }
 
-    return {key: stats(key) for key in
-            ("final", "best", "test", "seconds", "epochs_to_target", "seconds_to_target")}
+    return {
+        key: stats(key)
+        for key in ("final", "best", "test", "seconds", "epochs_to_target", "seconds_to_target")
+    }
 
 
-def run_compare(*, recipe: str, optimizers: list[str], budget: int, seeds: int, run_dir: Path,
-                target: float | None = None, schedulers: list[str] | None = None,
-                accelerator: str = "auto", convex: list[str] | None = None,
-                population: int | str = 1, metric: str | None = None,
-                direction: str | None = None, test_metric: str | None = None,
-                overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+def run_compare(
+    *,
+    recipe: str,
+    optimizers: list[str],
+    budget: int,
+    seeds: int,
+    run_dir: Path,
+    target: float | None = None,
+    schedulers: list[str] | None = None,
+    accelerator: str = "auto",
+    convex: list[str] | None = None,
+    population: int | str = 1,
+    metric: str | None = None,
+    direction: str | None = None,
+    test_metric: str | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Run (or resume) the comparison; returns the results that the report is made from.
 
     With ``schedulers``, the first optimizer is compared across those schedules instead.
@@ -258,18 +307,31 @@ def run_compare(*, recipe: str, optimizers: list[str], budget: int, seeds: int, 
     base = apply_overrides(load_recipe(recipe), overrides or {})
     trainer_args = trial_trainer_args(accelerator)
     takes = _module_init_args(base, trainer_args, "schedulers" if schedulers else "optimizers")
-    entries = ([(f"{optimizers[0]}+{s}", {"model.optimizer": optimizers[0], "model.scheduler": s})
-                for s in schedulers] if schedulers else
-               [(name, {"model.optimizer": name}) for name in optimizers])
-    goal = resolve_compare_objective(apply_overrides(base, entries[0][1]), trainer_args, metric,
-                                     direction, test_metric)
+    entries = (
+        [
+            (f"{optimizers[0]}+{s}", {"model.optimizer": optimizers[0], "model.scheduler": s})
+            for s in schedulers
+        ]
+        if schedulers
+        else [(name, {"model.optimizer": name}) for name in optimizers]
+    )
+    goal = resolve_compare_objective(
+        apply_overrides(base, entries[0][1]), trainer_args, metric, direction, test_metric
+    )
     storage_url = f"sqlite:///{run_dir.resolve() / 'studies.db'}"
     run_dir.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {
-        "recipe": str(Path(recipe).resolve()), "overrides": overrides or {}, "budget": budget,
-        "seeds": seeds, "target": target,
-        "metric": goal.objective.metric, "direction": goal.objective.direction,
-        "test_metric": goal.test_metric, "rank_metric": goal.rank_metric, "entries": {}}
+        "recipe": str(Path(recipe).resolve()),
+        "overrides": overrides or {},
+        "budget": budget,
+        "seeds": seeds,
+        "target": target,
+        "metric": goal.objective.metric,
+        "direction": goal.objective.direction,
+        "test_metric": goal.test_metric,
+        "rank_metric": goal.rank_metric,
+        "entries": {},
+    }
     rank_key = "test" if goal.test_metric else "final"
     for label, fixed in entries:
         name = fixed["model.optimizer"]
@@ -279,24 +341,49 @@ def run_compare(*, recipe: str, optimizers: list[str], budget: int, seeds: int, 
         folder.mkdir(parents=True, exist_ok=True)
         space_path.write_text(yaml.safe_dump(optimizer_space(name, goal.objective, takes)))
         recipe_path = write_recipe(entry_recipe, folder / "recipe.yaml", header=label)
-        study = run_study(recipe=str(recipe_path), space=str(space_path), study_name=label,
-                          storage_url=storage_url, run_dir=folder / "trials", n_trials=budget,
-                          accelerator=accelerator, population=population)
+        study = run_study(
+            recipe=str(recipe_path),
+            space=str(space_path),
+            study_name=label,
+            storage_url=storage_url,
+            run_dir=folder / "trials",
+            n_trials=budget,
+            accelerator=accelerator,
+            population=population,
+        )
         best = apply_overrides(entry_recipe, dict(study.best_params))
-        defaults = apply_overrides(entry_recipe, {"model.lr": OPTIMIZERS.get(name).typical_lr,
-                                                  **({"model.weight_decay": 0.0}
-                                                     if "weight_decay" in takes else {})})
-        tuned_runs = [_seed_run(best, folder / f"tuned_seed{s}", s, goal, target)
-                      for s in range(seeds)]
-        default_runs = [_seed_run(defaults, folder / f"defaults_seed{s}", s, goal, target)
-                        for s in range(seeds)]
-        trials = [{"number": t.number, "lr": t.params.get("model.lr"), "state": t.state.name,
-                   "value": t.value} for t in study.trials]
+        defaults = apply_overrides(
+            entry_recipe,
+            {
+                "model.lr": OPTIMIZERS.get(name).typical_lr,
+                **({"model.weight_decay": 0.0} if "weight_decay" in takes else {}),
+            },
+        )
+        tuned_runs = [
+            _seed_run(best, folder / f"tuned_seed{s}", s, goal, target) for s in range(seeds)
+        ]
+        default_runs = [
+            _seed_run(defaults, folder / f"defaults_seed{s}", s, goal, target) for s in range(seeds)
+        ]
+        trials = [
+            {
+                "number": t.number,
+                "lr": t.params.get("model.lr"),
+                "state": t.state.name,
+                "value": t.value,
+            }
+            for t in study.trials
+        ]
         results["entries"][label] = {
-            "optimizer": name, "study": label, "best_params": study.best_params,
-            "best_trial_value": study.best_value, "trials": trials,
-            "tuned": _summary(tuned_runs), "defaults": _summary(default_runs),
-            "tuned_runs": tuned_runs, "default_runs": default_runs,
+            "optimizer": name,
+            "study": label,
+            "best_params": study.best_params,
+            "best_trial_value": study.best_value,
+            "trials": trials,
+            "tuned": _summary(tuned_runs),
+            "defaults": _summary(default_runs),
+            "tuned_runs": tuned_runs,
+            "default_runs": default_runs,
         }
 
     def rank(label: str) -> float:
@@ -312,6 +399,8 @@ def run_compare(*, recipe: str, optimizers: list[str], budget: int, seeds: int, 
         write_convex_report(run_dir, problem)
     if convex:
         with open(run_dir / "report.md", "a") as md:
-            md.write("\n## Convex problems against the theory\n\n" + "".join(
-                f"![{p}](convex_{p}.png)\n" for p in convex))
+            md.write(
+                "\n## Convex problems against the theory\n\n"
+                + "".join(f"![{p}](convex_{p}.png)\n" for p in convex)
+            )
     return results

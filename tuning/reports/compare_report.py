@@ -22,14 +22,18 @@ def _table(results: dict[str, Any]) -> str:
     columns = [f"final {metric}", f"best {metric}"] + ([test] if test else []) + ["seconds"]
     columns += [f"epochs to {target:g}"] if target is not None else []
     columns += [f"defaults {results['rank_metric']}", "best params"]
-    lines = ["| rank | optimizer | " + " | ".join(columns) + " |",
-             "| --- | --- | " + " | ".join("---" for _ in columns) + " |"]
+    lines = [
+        "| rank | optimizer | " + " | ".join(columns) + " |",
+        "| --- | --- | " + " | ".join("---" for _ in columns) + " |",
+    ]
     rank_key = "test" if test else "final"
     for rank, label in enumerate(results["ranking"], start=1):
         e = results["entries"][label]
         t = e["tuned"]
-        params = ", ".join(f"{k.split('.')[-1]}={v:.3g}" if isinstance(v, float) else f"{k.split('.')[-1]}={v}"
-                           for k, v in e["best_params"].items())
+        params = ", ".join(
+            f"{k.split('.')[-1]}={v:.3g}" if isinstance(v, float) else f"{k.split('.')[-1]}={v}"
+            for k, v in e["best_params"].items()
+        )
         cells = [_fmt(t["final"]), _fmt(t["best"])] + ([_fmt(t["test"])] if test else [])
         cells += [_fmt(t["seconds"], 2)]
         cells += [_fmt(t["epochs_to_target"], 1)] if target is not None else []
@@ -65,29 +69,41 @@ def write_compare_report(results: dict[str, Any], out: Path) -> list[Path]:
     from plotly.subplots import make_subplots
 
     out.mkdir(parents=True, exist_ok=True)
-    overrides = "".join(f" --{path} {value}" for path, value in results.get("overrides", {}).items())
-    md = ["# Optimizer comparison\n",
-          f"Recipe `{results['recipe']}`{f' with `{overrides.strip()}`' if overrides else ''}; "
-          f"{results['budget']} tuning trials per optimizer; best "
-          f"configuration retrained over {results['seeds']} seeds (mean ± std over seeds).\n",
-          _table(results), "",
-          f"Ranking by mean {results['rank_metric']} "
-          f"({'higher' if results['direction'] == 'max' else 'lower'} is better): "
-          + " > ".join(results["ranking"]) + "\n",
-          "![learning curves](learning_curves.png)\n", "![lr sensitivity](lr_sensitivity.png)\n"]
+    overrides = "".join(
+        f" --{path} {value}" for path, value in results.get("overrides", {}).items()
+    )
+    md = [
+        "# Optimizer comparison\n",
+        f"Recipe `{results['recipe']}`{f' with `{overrides.strip()}`' if overrides else ''}; "
+        f"{results['budget']} tuning trials per optimizer; best "
+        f"configuration retrained over {results['seeds']} seeds (mean ± std over seeds).\n",
+        _table(results),
+        "",
+        f"Ranking by mean {results['rank_metric']} "
+        f"({'higher' if results['direction'] == 'max' else 'lower'} is better): "
+        + " > ".join(results["ranking"])
+        + "\n",
+        "![learning curves](learning_curves.png)\n",
+        "![lr sensitivity](lr_sensitivity.png)\n",
+    ]
     (out / "report.md").write_text("\n".join(md))
 
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(13, 5))
     metric = results["metric"]
-    pfig = make_subplots(rows=1, cols=2, subplot_titles=("train loss per step", f"{metric} per epoch"))
+    pfig = make_subplots(
+        rows=1, cols=2, subplot_titles=("train loss per step", f"{metric} per epoch")
+    )
     for label in results["ranking"]:
         runs = results["entries"][label]["tuned_runs"]
         for ax, key, col in ((ax_loss, "train_loss_steps", 1), (ax_acc, "metric_epochs", 2)):
             xs, mean, low, high = _band([[tuple(p) for p in r[key]] for r in runs])
             (line,) = ax.plot(xs, mean, label=label)
             ax.fill_between(xs, low, high, alpha=0.2, color=line.get_color())
-            pfig.add_trace(go.Scatter(x=xs, y=mean, name=label, legendgroup=label,
-                                      showlegend=col == 1), row=1, col=col)
+            pfig.add_trace(
+                go.Scatter(x=xs, y=mean, name=label, legendgroup=label, showlegend=col == 1),
+                row=1,
+                col=col,
+            )
     if all(y > 0 for line in ax_loss.get_lines() for y in line.get_ydata()):
         ax_loss.set_yscale("log")  # a user's loss may be negative (a log-likelihood)
     ax_loss.set_xlabel("step")
@@ -100,13 +116,21 @@ def write_compare_report(results: dict[str, Any], out: Path) -> list[Path]:
     fig, ax = plt.subplots(figsize=(8, 5))
     sfig = go.Figure()
     for label in results["ranking"]:
-        points = sorted((t["lr"], t["value"]) for t in results["entries"][label]["trials"]
-                        if t["lr"] is not None and t["value"] is not None
-                        and math.isfinite(t["value"]))
+        points = sorted(
+            (t["lr"], t["value"])
+            for t in results["entries"][label]["trials"]
+            if t["lr"] is not None and t["value"] is not None and math.isfinite(t["value"])
+        )
         if points:
             ax.plot(*zip(*points), marker="o", label=label)
-            sfig.add_trace(go.Scatter(x=[p[0] for p in points], y=[p[1] for p in points],
-                                      mode="lines+markers", name=label))
+            sfig.add_trace(
+                go.Scatter(
+                    x=[p[0] for p in points],
+                    y=[p[1] for p in points],
+                    mode="lines+markers",
+                    name=label,
+                )
+            )
     ax.set_xscale("log")
     ax.set_xlabel("lr")
     ax.set_ylabel(f"trial's {metric}")
@@ -115,8 +139,14 @@ def write_compare_report(results: dict[str, Any], out: Path) -> list[Path]:
     sfig.update_xaxes(type="log", title="lr")
     sfig.update_yaxes(title=f"trial's {metric}")
     _save(fig, sfig, out, "lr_sensitivity")
-    names = ["report.md", "learning_curves.png", "learning_curves.html", "lr_sensitivity.png",
-             "lr_sensitivity.html", "results.json"]
+    names = [
+        "report.md",
+        "learning_curves.png",
+        "learning_curves.html",
+        "lr_sensitivity.png",
+        "lr_sensitivity.html",
+        "results.json",
+    ]
     return [out / n for n in names]
 
 
@@ -143,23 +173,33 @@ def write_convex_report(out: Path, problem_name: str, steps: int = 300) -> list[
     beta = (math.sqrt(problem.kappa) - 1) / (math.sqrt(problem.kappa) + 1)
     curves = {
         "GD (lr 1/L)": run_optimizer(problem, "sgd", lr=1 / problem.L, steps=steps),
-        f"heavy ball (β {beta:.3f})": run_optimizer(problem, "momentum", lr=1 / problem.L,
-                                                     steps=steps, momentum=beta),
+        f"heavy ball (β {beta:.3f})": run_optimizer(
+            problem, "momentum", lr=1 / problem.L, steps=steps, momentum=beta
+        ),
         f"torch SGD-nesterov (constant β {beta:.3f})": run_optimizer(
-            problem, "nesterov", lr=1 / problem.L, steps=steps, momentum=beta),
+            problem, "nesterov", lr=1 / problem.L, steps=steps, momentum=beta
+        ),
         "lecture Nesterov (β_n = n/(n+3))": run_lecture_nesterov(problem, 1 / problem.L, steps),
     }
     gap0 = curves["GD (lr 1/L)"][0]
-    bounds = {"GD bound (1 − 1/κ)^n": gd_bound(problem, gap0, steps),
-              "accelerated bound 2L‖θ0−θ*‖²/(n+1)²": nesterov_bound(problem, steps)}
+    bounds = {
+        "GD bound (1 − 1/κ)^n": gd_bound(problem, gap0, steps),
+        "accelerated bound 2L‖θ0−θ*‖²/(n+1)²": nesterov_bound(problem, steps),
+    }
     fig, ax = plt.subplots(figsize=(8, 5))
     pfig = go.Figure()
     for name, ys in {**curves, **bounds}.items():
         ys = [max(y, 1e-300) for y in ys]
         style = "--" if "bound" in name else "-"
         ax.plot(range(len(ys)), ys, style, label=name)
-        pfig.add_trace(go.Scatter(x=list(range(len(ys))), y=ys, name=name,
-                                  line={"dash": "dash"} if "bound" in name else {}))
+        pfig.add_trace(
+            go.Scatter(
+                x=list(range(len(ys))),
+                y=ys,
+                name=name,
+                line={"dash": "dash"} if "bound" in name else {},
+            )
+        )
     ax.set_yscale("log")
     ax.set_xlabel("iteration n")
     ax.set_ylabel("F(θ_n) − F*")

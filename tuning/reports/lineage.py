@@ -38,9 +38,17 @@ def lineage_segments(trials: list[FrozenTrial]) -> list[Segment]:
             continue
         record: dict[str, Any] = trial.user_attrs.get("pbt", {})
         steps = trial.intermediate_values
-        out.append(Segment(trial.number, where["first_trial"], record.get("slot", where.get("member", 0)),
-                           record.get("epoch", 0), max(steps) + 1, steps[max(steps)],
-                           record.get("parent")))
+        out.append(
+            Segment(
+                trial.number,
+                where["first_trial"],
+                record.get("slot", where.get("member", 0)),
+                record.get("epoch", 0),
+                max(steps) + 1,
+                steps[max(steps)],
+                record.get("parent"),
+            )
+        )
     return out
 
 
@@ -65,17 +73,28 @@ def plot_lineage(trials: list[FrozenTrial], path: Path, metric: str) -> Path | N
     fig, ax = plt.subplots(figsize=(10, max(3.0, 0.35 * len(rows) + 1.5)))
     for s in segments:
         row = rows[s.population, s.slot]
-        ax.barh(row, s.end - s.start, left=s.start, height=0.6,
-                color=colours(norm(s.value)) if s.value is not None else "lightgrey")
+        ax.barh(
+            row,
+            s.end - s.start,
+            left=s.start,
+            height=0.6,
+            color=colours(norm(s.value)) if s.value is not None else "lightgrey",
+        )
         ax.text(s.start + 0.1, row, str(s.trial), va="center", fontsize=7, color="white")
         parent = by_trial.get(s.parent) if s.parent is not None else None
         if parent is not None:
-            ax.annotate("", xy=(s.start, row), xytext=(s.start, rows[parent.population, parent.slot]),
-                        arrowprops={"arrowstyle": "->", "color": "crimson", "lw": 1})
+            ax.annotate(
+                "",
+                xy=(s.start, row),
+                xytext=(s.start, rows[parent.population, parent.slot]),
+                arrowprops={"arrowstyle": "->", "color": "crimson", "lw": 1},
+            )
     ax.set_yticks(list(rows.values()), [f"pop {p} slot {s}" for p, s in rows])
     ax.set_xlabel("epoch")
     ax.invert_yaxis()
-    ax.set_title("PBT lineage: each bar a trial in its slot, each arrow an exploit (copied from → to)")
+    ax.set_title(
+        "PBT lineage: each bar a trial in its slot, each arrow an exploit (copied from → to)"
+    )
     fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=colours), ax=ax, label=metric)
     fig.tight_layout()
     fig.savefig(path, dpi=100)

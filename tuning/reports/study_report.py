@@ -22,8 +22,11 @@ def summary_table(study: optuna.Study) -> str:
     done = [t for t in trials if t.state == TrialState.COMPLETE]
     if not done:
         return "\n".join(lines + ["no completed trial yet"])
-    pruned = sorted(max(t.intermediate_values) + 1 for t in trials
-                    if t.state == TrialState.PRUNED and t.intermediate_values)
+    pruned = sorted(
+        max(t.intermediate_values) + 1
+        for t in trials
+        if t.state == TrialState.PRUNED and t.intermediate_values
+    )
     if pruned:  # how early the pruner cut, to judge its warmup
         lines.append(f"pruned {len(pruned)} trials, after epochs {', '.join(map(str, pruned))}")
     best = study.best_trial
@@ -40,16 +43,19 @@ def list_studies(storage_url: str | None, run_dir: Path) -> str:
     from tuning.storage.backends import open_readonly
 
     if storage_url is None and not run_dir.is_dir():
-        raise ConfigError(f"--run-dir {run_dir} does not exist; pass the folder lit-tune run "
-                          "wrote its studies in, or --storage")
+        raise ConfigError(
+            f"--run-dir {run_dir} does not exist; pass the folder lit-tune run "
+            "wrote its studies in, or --storage"
+        )
     if storage_url is not None:
         urls = [storage_url]
     else:
         # lit-tune run's runs/<study>/study.db or journal.log, and compare's
         # runs/<name>/studies.db (one study per optimizer).
-        urls = [f"sqlite:///{p.absolute()}" for p in sorted(
-            [*run_dir.glob("*/study.db"), *run_dir.glob("*/studies.db")])] + [
-            str(p.absolute()) for p in sorted(run_dir.glob("*/journal.log"))]
+        urls = [
+            f"sqlite:///{p.absolute()}"
+            for p in sorted([*run_dir.glob("*/study.db"), *run_dir.glob("*/studies.db")])
+        ] + [str(p.absolute()) for p in sorted(run_dir.glob("*/journal.log"))]
     lines = []
     for url in urls:
         storage = open_readonly(url)
@@ -80,7 +86,10 @@ def write_report(study: optuna.Study, out_dir: Path) -> list[Path]:
         plots["importances"] = (vis.plot_param_importances, mvis.plot_param_importances, {})
     if len(complete) >= 2 and {"model.lr", "model.weight_decay"} <= params:
         plots["contour_lr_weight_decay"] = (
-            vis.plot_contour, mvis.plot_contour, {"params": ["model.lr", "model.weight_decay"]})
+            vis.plot_contour,
+            mvis.plot_contour,
+            {"params": ["model.lr", "model.weight_decay"]},
+        )
     written = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # optuna marks its matplotlib backend experimental
@@ -95,8 +104,11 @@ def write_report(study: optuna.Study, out_dir: Path) -> list[Path]:
             written += [out_dir / f"{name}.html", out_dir / f"{name}.png"]
     from tuning.reports.lineage import plot_lineage
 
-    lineage = plot_lineage(study.get_trials(deepcopy=False), out_dir / "pbt_lineage.png",
-                           study.user_attrs.get("metric", "value"))
+    lineage = plot_lineage(
+        study.get_trials(deepcopy=False),
+        out_dir / "pbt_lineage.png",
+        study.user_attrs.get("metric", "value"),
+    )
     written += [lineage] if lineage is not None else []
     (out_dir / "summary.txt").write_text(summary_table(study) + "\n")
     return written + [out_dir / "summary.txt"]

@@ -16,8 +16,16 @@ if TYPE_CHECKING:
 
     from tuning.search.space import SearchSpace
 
-__all__ = ["ALGORITHMS", "MAX_FAILURES", "PRUNERS", "SAMPLERS", "check_algorithm", "make_pruner",
-           "make_sampler", "median_warmup"]
+__all__ = [
+    "ALGORITHMS",
+    "MAX_FAILURES",
+    "PRUNERS",
+    "SAMPLERS",
+    "check_algorithm",
+    "make_pruner",
+    "make_sampler",
+    "median_warmup",
+]
 
 SAMPLERS = ("tpe", "random", "qmc", "cmaes", "gp", "grid")
 PRUNERS = ("median", "hyperband", "successive_halving", "none")
@@ -43,9 +51,13 @@ def make_sampler(name: str, space: SearchSpace, seed: int) -> optuna.samplers.Ba
 
     if name == "grid":
         return samplers.GridSampler(space.grid(), seed=seed)
-    kind: Any = {"tpe": samplers.TPESampler, "random": samplers.RandomSampler,
-                 "qmc": samplers.QMCSampler, "cmaes": samplers.CmaEsSampler,
-                 "gp": samplers.GPSampler}[name]
+    kind: Any = {
+        "tpe": samplers.TPESampler,
+        "random": samplers.RandomSampler,
+        "qmc": samplers.QMCSampler,
+        "cmaes": samplers.CmaEsSampler,
+        "gp": samplers.GPSampler,
+    }[name]
     return kind(seed=seed)
 
 

@@ -9,8 +9,14 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["Interrupted", "die_with_parent", "held_signals", "interrupted", "on_signals",
-           "raise_if_interrupted"]
+__all__ = [
+    "Interrupted",
+    "die_with_parent",
+    "held_signals",
+    "interrupted",
+    "on_signals",
+    "raise_if_interrupted",
+]
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -36,6 +42,7 @@ def on_signals() -> Iterator[None]:
     it), so the signal is also remembered and ``raise_if_interrupted`` raises it again at the
     next safe point (each training batch, each trial).
     """
+
     def handler(signum, frame):
         _received.append(signum)
         raise Interrupted(signum)

@@ -40,17 +40,23 @@ def quiet_lightning() -> None:
     # validation where the metric is not (yet) logged; an epoch-end training metric is logged
     # only after validation, and a metric never logged is lit-tune's own one-line error
     # (MetricCheck), which this warning would come before.
-    warnings.filterwarnings("ignore", ".*(does not have many workers|Tip:|LeafSpec|heartbeat|"
-                                      "args parameter|No seed found|"
-                                      "not in the evaluation logs for pruning).*")
+    warnings.filterwarnings(
+        "ignore",
+        ".*(does not have many workers|Tip:|LeafSpec|heartbeat|"
+        "args parameter|No seed found|"
+        "not in the evaluation logs for pruning).*",
+    )
 
 
 def trial_trainer_args(accelerator: str = "auto", devices: Any = "auto") -> list[str]:
     """The command-line overrides every trial's Trainer gets (also used to parse a recipe
     before trial 0, so the checks see what the trials will build)."""
     # No per-trial files beyond the merged recipe, no bars interleaving across workers.
-    return [*SCRATCH_TRAINER_ARGS, f"--trainer.accelerator={accelerator}",
-            f"--trainer.devices={devices}"]
+    return [
+        *SCRATCH_TRAINER_ARGS,
+        f"--trainer.accelerator={accelerator}",
+        f"--trainer.devices={devices}",
+    ]
 
 
 class DivergenceWatch(Callback):
@@ -110,8 +116,15 @@ class Objective:
         devices: the Trainer's devices (a worker's own GPU under ``--n-workers``).
     """
 
-    def __init__(self, recipe: dict[str, Any], space: SearchSpace, run_dir: Path,
-                 *, accelerator: str = "auto", devices: Any = "auto") -> None:
+    def __init__(
+        self,
+        recipe: dict[str, Any],
+        space: SearchSpace,
+        run_dir: Path,
+        *,
+        accelerator: str = "auto",
+        devices: Any = "auto",
+    ) -> None:
         self.recipe, self.space, self.run_dir = recipe, space, Path(run_dir)
         self.accelerator, self.devices = accelerator, devices
 
@@ -124,8 +137,11 @@ class Objective:
 
     def __call__(self, trial: optuna.Trial) -> float:
         merged = apply_overrides(self.recipe, self.space.suggest(trial))
-        path = write_recipe(merged, self.run_dir / f"trial_{trial.number}" / "recipe.yaml",
-                            header=f"trial {trial.number} of study {trial.study.study_name}")
+        path = write_recipe(
+            merged,
+            self.run_dir / f"trial_{trial.number}" / "recipe.yaml",
+            header=f"trial {trial.number} of study {trial.study.study_name}",
+        )
         try:
             cli = build_trial_objects(path, *self.trainer_args(path.parent))
         except LitOptimError as err:  # this trial's combination of values (checked up front
@@ -139,8 +155,12 @@ class Objective:
             guard = NonFiniteGuard("stop", loss_spike_factor=10)
             trainer.callbacks.append(guard)
         watch = DivergenceWatch(self.space.metric)
-        trainer.callbacks += [pruning, MetricCheck(self.space.metric, trial.study.direction.name.lower()),
-                              watch, _InterruptPoint()]
+        trainer.callbacks += [
+            pruning,
+            MetricCheck(self.space.metric, trial.study.direction.name.lower()),
+            watch,
+            _InterruptPoint(),
+        ]
         try:
             trainer.fit(cli.model, datamodule=cli.datamodule)
         except NonFiniteError as err:

@@ -32,8 +32,17 @@ from optuna.trial import FrozenTrial, TrialState
 
 from tuning.storage.optuna_private import set_user_attrs
 
-__all__ = ["HOST", "RUN", "claim", "fail_dead_trials", "fail_for_rerun", "is_rerun",
-           "owner_alive_here", "same_run", "why_dead"]
+__all__ = [
+    "HOST",
+    "RUN",
+    "claim",
+    "fail_dead_trials",
+    "fail_for_rerun",
+    "is_rerun",
+    "owner_alive_here",
+    "same_run",
+    "why_dead",
+]
 
 HOST = socket.gethostname()
 _STARTED_SLACK_S = 1.0  # psutil's create_time is rounded to the clock tick
@@ -92,8 +101,10 @@ def why_dead(trial: FrozenTrial, *, grace_s: float, now: float | None = None) ->
     if "pid" not in trial.user_attrs:
         started = trial.datetime_start.timestamp() if trial.datetime_start else now
         if now - started > grace_s:
-            return (f"no process took it up in the {now - started:.0f} s since it was asked "
-                    "(its process died before recording itself)")
+            return (
+                f"no process took it up in the {now - started:.0f} s since it was asked "
+                "(its process died before recording itself)"
+            )
         return None
     pid = _owner_here(trial)
     if pid is None or owner_alive_here(trial):
@@ -114,7 +125,7 @@ def fail_for_rerun(study: optuna.Study, trial: optuna.Trial | FrozenTrial, reaso
             set_user_attrs(study, trial, attrs)
         study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
     except RuntimeError:  # UpdateFinishedTrialError: its owner told it first (and GridSampler's
-        return False      # study.stop() outside optimize, once the told trial ends the grid)
+        return False  # study.stop() outside optimize, once the told trial ends the grid)
     return True
 
 

@@ -29,8 +29,18 @@ from lit_optim import ConfigError
 from tuning.search.recipe import apply_overrides
 from tuning.search.space import SearchSpace
 
-__all__ = ["EXPLORED_KEYS", "QUANTILE", "PBTSettings", "check_pbt", "default_interval",
-           "explore", "explored_paths", "lineage", "pairs", "replay_recipe"]
+__all__ = [
+    "EXPLORED_KEYS",
+    "QUANTILE",
+    "PBTSettings",
+    "check_pbt",
+    "default_interval",
+    "explore",
+    "explored_paths",
+    "lineage",
+    "pairs",
+    "replay_recipe",
+]
 
 EXPLORED_KEYS = ("lr", "weight_decay")  # what a param group holds: changeable mid-run
 FACTORS = (0.8, 1.2)
@@ -62,38 +72,60 @@ def explored_paths(space: SearchSpace) -> dict[str, str]:
     out = {}
     for param in space.params:
         key = _key(param.path)
-        if key in EXPLORED_KEYS and not isinstance(param.distribution, CategoricalDistribution) \
-                and not param.when and param.distribution.low > 0:
+        if (
+            key in EXPLORED_KEYS
+            and not isinstance(param.distribution, CategoricalDistribution)
+            and not param.when
+            and param.distribution.low > 0
+        ):
             out[param.path] = key
     return out
 
 
-def check_pbt(space: SearchSpace, *, interval: int | None, quantile: float, population: int | str,
-              sampler: str, epochs: int) -> None:
+def check_pbt(
+    space: SearchSpace,
+    *,
+    interval: int | None,
+    quantile: float,
+    population: int | str,
+    sampler: str,
+    epochs: int,
+) -> None:
     """Every way ``--algorithm pbt`` cannot run, before anything is written."""
     if not explored_paths(space):
-        ranges = [p.path for p in space.params
-                  if not isinstance(p.distribution, CategoricalDistribution)]
+        ranges = [
+            p.path for p in space.params if not isinstance(p.distribution, CategoricalDistribution)
+        ]
         raise ConfigError(
             "--algorithm pbt explores the model's lr and weight_decay while members train; the "
             "space has no range for either (give model.lr a range such as log[1e-4, 1e-1], "
-            "low > 0)" + (f"; its ranges: {', '.join(ranges)}" if ranges else ""))
+            "low > 0)" + (f"; its ranges: {', '.join(ranges)}" if ranges else "")
+        )
     if interval is not None and not 1 <= interval < epochs:
-        raise ConfigError(f"--pbt-interval must be between 1 and {epochs - 1} epochs (the run "
-                          f"trains {epochs}), got {interval}")
+        raise ConfigError(
+            f"--pbt-interval must be between 1 and {epochs - 1} epochs (the run "
+            f"trains {epochs}), got {interval}"
+        )
     if not (isinstance(quantile, float | int) and 0 < quantile <= 0.5):
-        raise ConfigError(f"--pbt-quantile must be above 0 and at most 0.5 (the bottom fraction "
-                          f"that copies the top one), got {quantile!r}")
+        raise ConfigError(
+            f"--pbt-quantile must be above 0 and at most 0.5 (the bottom fraction "
+            f"that copies the top one), got {quantile!r}"
+        )
     if sampler == "grid":
-        raise ConfigError("--algorithm pbt explores values around its members' and the grid "
-                          "sampler has only its points: use another --sampler (tpe, random …)")
+        raise ConfigError(
+            "--algorithm pbt explores values around its members' and the grid "
+            "sampler has only its points: use another --sampler (tpe, random …)"
+        )
     if population != "auto" and population < 2:
-        raise ConfigError(f"--algorithm pbt needs a population of at least 2 (a member copies "
-                          f"another), got --population {population}")
+        raise ConfigError(
+            f"--algorithm pbt needs a population of at least 2 (a member copies "
+            f"another), got --population {population}"
+        )
 
 
-def pairs(values: list[float], maximize: bool, quantile: float, rng: random.Random
-          ) -> list[tuple[int, int]]:
+def pairs(
+    values: list[float], maximize: bool, quantile: float, rng: random.Random
+) -> list[tuple[int, int]]:
     """(source, target) positions: each of the bottom ``quantile`` (non-finite values first)
     takes a random one of the top ``quantile``. Ray's rule for the size: ceil(n·quantile), at
     most half the members."""
@@ -109,7 +141,7 @@ def pairs(values: list[float], maximize: bool, quantile: float, rng: random.Rand
         return value if maximize else -value
 
     order = sorted(range(n), key=rank, reverse=True)
-    top, bottom = order[:size], order[n - size:]
+    top, bottom = order[:size], order[n - size :]
     return [(rng.choice(top), target) for target in bottom]
 
 
@@ -122,8 +154,11 @@ def explore(params: dict[str, Any], space: SearchSpace, rng: random.Random) -> d
             continue
         dist = param.distribution
         if rng.random() < RESAMPLE_PROBABILITY:
-            value = (math.exp(rng.uniform(math.log(dist.low), math.log(dist.high))) if dist.log
-                     else rng.uniform(dist.low, dist.high))
+            value = (
+                math.exp(rng.uniform(math.log(dist.low), math.log(dist.high)))
+                if dist.log
+                else rng.uniform(dist.low, dist.high)
+            )
         else:
             value = params[param.path] * rng.choice(FACTORS)
         value = min(max(value, dist.low), dist.high)
@@ -131,31 +166,55 @@ def explore(params: dict[str, Any], space: SearchSpace, rng: random.Random) -> d
     return out
 
 
-def lineage(parent: dict[str, Any] | None, parent_number: int, params: dict[str, Any],
-            new_params: dict[str, Any], space: SearchSpace, *, epoch: int, slot: int
-            ) -> dict[str, Any]:
+def lineage(
+    parent: dict[str, Any] | None,
+    parent_number: int,
+    params: dict[str, Any],
+    new_params: dict[str, Any],
+    space: SearchSpace,
+    *,
+    epoch: int,
+    slot: int,
+) -> dict[str, Any]:
     """The new trial's ``pbt`` user attribute: its parent, generation, slot and the epoch it
     took over, and the lr / weight decay schedule of its whole line (``start``: the root's
     values, ``changes``: one entry per exploit) that ``replay_recipe`` turns into a recipe."""
     paths = explored_paths(space)
-    parent = parent or {"generation": 0, "root": parent_number,
-                        "start": {paths[p]: params[p] for p in paths if p in params},
-                        "changes": []}
+    parent = parent or {
+        "generation": 0,
+        "root": parent_number,
+        "start": {paths[p]: params[p] for p in paths if p in params},
+        "changes": [],
+    }
     change = {"epoch": epoch, **{paths[p]: new_params[p] for p in paths if p in new_params}}
-    return {"parent": parent_number, "root": parent["root"],
-            "generation": parent["generation"] + 1, "slot": slot, "epoch": epoch,
-            "start": parent["start"], "changes": [*parent["changes"], change]}
+    return {
+        "parent": parent_number,
+        "root": parent["root"],
+        "generation": parent["generation"] + 1,
+        "slot": slot,
+        "epoch": epoch,
+        "start": parent["start"],
+        "changes": [*parent["changes"], change],
+    }
 
 
-def replay_recipe(recipe: dict[str, Any], params: dict[str, Any], record: dict[str, Any],
-                  space: SearchSpace) -> dict[str, Any]:
+def replay_recipe(
+    recipe: dict[str, Any], params: dict[str, Any], record: dict[str, Any], space: SearchSpace
+) -> dict[str, Any]:
     """The recipe that replays a PBT trial: its line's first lr and weight decay, the
     parameters it inherited, and a ``HyperparameterSchedule`` callback with the changes."""
     paths = explored_paths(space)
     first = {path: record["start"][key] for path, key in paths.items() if key in record["start"]}
     merged = apply_overrides(recipe, {**params, **first})
     trainer = merged.setdefault("trainer", {})
-    trainer["callbacks"] = [*(trainer.get("callbacks") or []), {
-        "class_path": "lit_optim.callbacks.HyperparameterSchedule",
-        "init_args": {"start": dict(record["start"]), "changes": [dict(c) for c in record["changes"]]}}]
+    trainer["callbacks"] = [
+        *(trainer.get("callbacks") or []),
+        {
+            "class_path": "lit_optim.callbacks.HyperparameterSchedule",
+            "init_args": {
+                "start": dict(record["start"]),
+                "changes": [dict(c) for c in record["changes"]],
+            },
+        },
+    ]
     return merged

@@ -25,8 +25,8 @@ a member that is pruned or diverges is told the epoch it leaves, not when its po
 from __future__ import annotations
 
 import contextlib
-import fnmatch
 import copy
+import fnmatch
 import json
 import math
 import os
@@ -44,16 +44,11 @@ from optuna.trial import TrialState
 
 from lit_optim import ConfigError, LitOptimError
 from lit_optim.population import POPULATION_OPTIMIZERS
+from tuning.runner.algorithms import MAX_FAILURES
 from tuning.runner.interrupt import Interrupted, held_signals, interrupted, raise_if_interrupted
 from tuning.runner.objective import Objective
 from tuning.runner.owners import claim, fail_for_rerun
 from tuning.runner.pbt import PBTSettings, explore, explored_paths, lineage, pairs, replay_recipe
-from tuning.storage.backends import storage_fault
-from tuning.storage.optuna_private import StudySnapshot, heartbeat, report_all
-from tuning.search.preflight import MetricCheck, MetricNotLoggedError, build_trial_objects
-from tuning.search.recipe import apply_overrides, write_recipe
-from tuning.search.space import SearchSpace
-from tuning.runner.algorithms import MAX_FAILURES
 from tuning.runner.worker import (
     TooManyFailuresError,
     _evaluate,
@@ -63,6 +58,11 @@ from tuning.runner.worker import (
     tell,
     wait_for_running,
 )
+from tuning.search.preflight import MetricCheck, MetricNotLoggedError, build_trial_objects
+from tuning.search.recipe import apply_overrides, write_recipe
+from tuning.search.space import SearchSpace
+from tuning.storage.backends import storage_fault
+from tuning.storage.optuna_private import StudySnapshot, heartbeat, report_all
 
 __all__ = ["run_population_worker"]
 
@@ -70,8 +70,15 @@ _MEMBER_KEYS = ("lr", "weight_decay", "optimizer_kwargs")
 _TASK = ("lit_optim.ClassificationTask", "lit_optim.training.task.ClassificationTask")
 # Init args of a user's module that may differ within one population: what a module hands to
 # its optimizer and schedule (read there, from each member's own configure_optimizers).
-MODULE_SCALARS = ("lr", "weight_decay", "momentum", "betas", "eps", "optimizer_kwargs",
-                  "scheduler_kwargs")
+MODULE_SCALARS = (
+    "lr",
+    "weight_decay",
+    "momentum",
+    "betas",
+    "eps",
+    "optimizer_kwargs",
+    "scheduler_kwargs",
+)
 _MODULE_SCALAR_PATTERNS = ("*_lr", "lr_*", "warmup_*")
 
 
@@ -128,9 +135,9 @@ PER_MEMBER_CALLBACKS = ("GradientClipper", "LayerDiagnostics", "NonFiniteGuard")
 # member cannot go back or skip alone.
 _GUARD_ACTIONS_AS_STOP = {
     "skip": "dropping one member's step alone would need its own step count and a copy of its "
-            "optimizer state at every step",
+    "optimizer state at every step",
     "rollback": "rolling one member back would need its own snapshots of its weights, optimizer "
-                "state and step count",
+    "state and step count",
 }
 
 
@@ -139,8 +146,10 @@ def _why_not_trainer(trainer: dict[str, Any]) -> str | None:
     member, or several processes."""
     for name, _ in _recipe_callbacks(trainer):
         if name.rsplit(".", 1)[-1] not in PER_MEMBER_CALLBACKS:
-            return (f"callback {name} is not supported in a population (those that act per "
-                    f"member: {', '.join(PER_MEMBER_CALLBACKS)})")
+            return (
+                f"callback {name} is not supported in a population (those that act per "
+                f"member: {', '.join(PER_MEMBER_CALLBACKS)})"
+            )
     if trainer.get("strategy", "auto") not in ("auto", None):
         return "a population runs in one process"
     return None
@@ -148,8 +157,12 @@ def _why_not_trainer(trainer: dict[str, Any]) -> str | None:
 
 def _recipe_callbacks(trainer: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     """(class path, init args) of each callback in a recipe's ``trainer`` section."""
-    return [(cb.get("class_path", ""), dict(cb.get("init_args") or {})) if isinstance(cb, dict)
-            else (str(cb), {}) for cb in trainer.get("callbacks") or []]
+    return [
+        (cb.get("class_path", ""), dict(cb.get("init_args") or {}))
+        if isinstance(cb, dict)
+        else (str(cb), {})
+        for cb in trainer.get("callbacks") or []
+    ]
 
 
 def guard_note(recipe: dict[str, Any]) -> str | None:
@@ -159,10 +172,12 @@ def guard_note(recipe: dict[str, Any]) -> str | None:
     for name, init_args in _recipe_callbacks(recipe.get("trainer") or {}):
         action = init_args.get("action", "raise")
         if name.rsplit(".", 1)[-1] == "NonFiniteGuard" and action in _GUARD_ACTIONS_AS_STOP:
-            return (f"NonFiniteGuard action {action!r} acts as 'stop' per member in a population:"
-                    f" a member whose loss goes non-finite or spikes leaves it, its trial pruned "
-                    f"as diverged ({_GUARD_ACTIONS_AS_STOP[action]}); --population 1 keeps "
-                    f"{action!r}")
+            return (
+                f"NonFiniteGuard action {action!r} acts as 'stop' per member in a population:"
+                f" a member whose loss goes non-finite or spikes leaves it, its trial pruned "
+                f"as diverged ({_GUARD_ACTIONS_AS_STOP[action]}); --population 1 keeps "
+                f"{action!r}"
+            )
     return None
 
 
@@ -175,10 +190,12 @@ def _per_member_options(trainer: L.Trainer, trials: list[optuna.Trial]) -> dict[
 
     guard = next((cb for cb in trainer.callbacks if isinstance(cb, NonFiniteGuard)), None)
     clip, trainer.gradient_clip_val = trainer.gradient_clip_val, None
-    return {"gradient_clip_val": clip,
-            "gradient_clip_algorithm": trainer.gradient_clip_algorithm or "norm",
-            "loss_spike_factor": 10.0 if guard is None else guard.loss_spike_factor,
-            "member_names": [f"trial_{t.number}" for t in trials]}
+    return {
+        "gradient_clip_val": clip,
+        "gradient_clip_algorithm": trainer.gradient_clip_algorithm or "norm",
+        "loss_spike_factor": 10.0 if guard is None else guard.loss_spike_factor,
+        "member_names": [f"trial_{t.number}" for t in trials],
+    }
 
 
 class _Report(L.Callback):
@@ -190,13 +207,20 @@ class _Report(L.Callback):
     lasts: the sampler and the pruner see every result at once, the population never idles
     on empty slots, and an interruption later cannot turn a result into a failed trial."""
 
-    def __init__(self, study: optuna.Study, trials: list[optuna.Trial], metric: str,
-                 tell: Callable[[int, TrialState, float | None], None],
-                 shown: Callable[[int], None], *,
-                 newcomers: _Newcomers | None = None, structure: str = "",
-                 quota: int | None = None,
-                 build: Callable[[list[optuna.Trial], list[dict[str, Any]]], list[Any]] | None = None,
-                 pbt: PBTSettings | None = None) -> None:
+    def __init__(
+        self,
+        study: optuna.Study,
+        trials: list[optuna.Trial],
+        metric: str,
+        tell: Callable[[int, TrialState, float | None], None],
+        shown: Callable[[int], None],
+        *,
+        newcomers: _Newcomers | None = None,
+        structure: str = "",
+        quota: int | None = None,
+        build: Callable[[list[optuna.Trial], list[dict[str, Any]]], list[Any]] | None = None,
+        pbt: PBTSettings | None = None,
+    ) -> None:
         self.study, self.trials, self.metric = study, trials, metric
         self.tell, self.shown = tell, shown  # a trial's result; the progress of n results
         self.newcomers, self.structure, self.build = newcomers, structure, build
@@ -244,13 +268,15 @@ class _Report(L.Callback):
         self.check_logged(pl_module)
 
     def _tell_diverged(self, pl_module) -> None:
-        self._tell_leavers({index: f"diverged: {reason}"
-                            for index, reason in pl_module.dropped.items()})
+        self._tell_leavers(
+            {index: f"diverged: {reason}" for index, reason in pl_module.dropped.items()}
+        )
 
     def check_logged(self, pl_module) -> None:
         if pl_module.alive and self.metric not in pl_module.member_metrics:
-            raise MetricNotLoggedError.naming(self.metric, pl_module.module_name,
-                                              pl_module.member_metrics)
+            raise MetricNotLoggedError.naming(
+                self.metric, pl_module.module_name, pl_module.member_metrics
+            )
 
     def on_validation_end(self, trainer: L.Trainer, pl_module) -> None:
         if trainer.sanity_checking or self.metric not in pl_module.member_metrics:
@@ -260,9 +286,9 @@ class _Report(L.Callback):
         for index, value, epoch in zip(pl_module.alive, values, pl_module.epochs_trained):
             if math.isfinite(value):  # at the member's own epoch, as its trial alone would
                 reports.setdefault(epoch, []).append((self.trials[index], value))
-        for epoch, pairs in reports.items():
-            report_all(self.study, pairs, epoch)
-            for trial, value in pairs:
+        for epoch, reported in reports.items():
+            report_all(self.study, reported, epoch)
+            for trial, value in reported:
                 self.history.setdefault(trial.number, {})[epoch] = value
         should_prune = self._judge()
         keep, pruned = [], {}
@@ -307,8 +333,11 @@ class _Report(L.Callback):
             members = self.build(trials, recipes)
             indices = pl_module.join(members, [f"trial_{t.number}" for t in trials])
         except LitOptimError as err:  # a newcomer's module trains otherwise: on its own
-            print(f"trials {', '.join(str(t.number) for t in trials)} cannot join the "
-                  f"population: {err}", file=sys.stderr)
+            print(
+                f"trials {', '.join(str(t.number) for t in trials)} cannot join the "
+                f"population: {err}",
+                file=sys.stderr,
+            )
             self.newcomers.left_over += joined
             return
         assert indices == list(range(len(self.trials), len(self.trials) + len(trials)))
@@ -322,8 +351,13 @@ class _Report(L.Callback):
         its trial ends PRUNED and a new trial, asked with those values within the budget,
         goes on in its slot with the parent's intermediate values and its line's record."""
         epoch = max(pl_module.epochs_trained)
-        if epoch % self.pbt.interval or self.metric not in pl_module.member_metrics \
-                or self.newcomers is None or self.newcomers.past_deadline() or interrupted():
+        if (
+            epoch % self.pbt.interval
+            or self.metric not in pl_module.member_metrics
+            or self.newcomers is None
+            or self.newcomers.past_deadline()
+            or interrupted()
+        ):
             return
         values = pl_module.member_metrics[self.metric].tolist()
         maximize = self.study.direction == optuna.study.StudyDirection.MAXIMIZE
@@ -334,13 +368,24 @@ class _Report(L.Callback):
         children = self.newcomers.take(chosen)  # as many as the budget leaves
         for (source, target), parent, child, params in zip(moves, parents, children, chosen):
             index = pl_module.alive[target]
-            self.trials[index].set_user_attr("pruned_reason", (
-                f"pbt: at epoch {epoch} its slot took trial {parent.number}'s state, "
-                f"explored, as trial {child.number}"))
+            self.trials[index].set_user_attr(
+                "pruned_reason",
+                (
+                    f"pbt: at epoch {epoch} its slot took trial {parent.number}'s state, "
+                    f"explored, as trial {child.number}"
+                ),
+            )
             self.tell(index, TrialState.PRUNED, None)
             self.shown(1)
-            record = lineage(parent.user_attrs.get("pbt"), parent.number, parent.params,
-                             params, space, epoch=epoch, slot=index)
+            record = lineage(
+                parent.user_attrs.get("pbt"),
+                parent.number,
+                parent.params,
+                params,
+                space,
+                epoch=epoch,
+                slot=index,
+            )
             child.set_user_attr("pbt", record)
             self._record_joined(child, 0, index)  # its line's batches start at epoch 0
             for step, value in sorted(self.history.get(parent.number, {}).items()):
@@ -350,16 +395,22 @@ class _Report(L.Callback):
             self.trials[index] = child
             pl_module.member_names[index] = f"trial_{child.number}"
             pl_module.copy_member(source, target)
-            pl_module.rescale_member(target, **{
-                key: params[path] / parent.params[path]
-                for path, key in explored_paths(space).items() if path in params})
+            pl_module.rescale_member(
+                target,
+                **{
+                    key: params[path] / parent.params[path]
+                    for path, key in explored_paths(space).items()
+                    if path in params
+                },
+            )
 
     def _record_joined(self, trial: optuna.Trial, epoch: int, member: int) -> None:
         """Which population (its first trial) the trial trained in, from which of its epochs
         (where its batches start, which a one-by-one replay of it needs) and as which member
         (its index there; in PBT its slot, a lineage plot's row); one storage write."""
-        trial.set_user_attr("population", {"first_trial": self.first,
-                                           "epoch_joined": epoch, "member": member})
+        trial.set_user_attr(
+            "population", {"first_trial": self.first, "epoch_joined": epoch, "member": member}
+        )
 
     def complete(self, pl_module, done: list[bool]) -> None:
         """Members ``done`` (by position) are COMPLETE with their last values, told now."""
@@ -390,8 +441,9 @@ class _Report(L.Callback):
         pruner = self.study.pruner
         if isinstance(pruner, optuna.pruners.NopPruner) or self.pbt is not None:
             return lambda trial: False
-        if not isinstance(pruner, (optuna.pruners.PercentilePruner,
-                                   optuna.pruners.SuccessiveHalvingPruner)):
+        if not isinstance(
+            pruner, (optuna.pruners.PercentilePruner, optuna.pruners.SuccessiveHalvingPruner)
+        ):
             return lambda trial: trial.should_prune()
         snapshot = StudySnapshot(self.study)
         return lambda trial: pruner.prune(snapshot, snapshot.frozen(trial.number))
@@ -403,20 +455,29 @@ def _flags(values: list[bool]) -> Any:
     return torch.tensor(values, dtype=torch.bool)
 
 
-def _write_recipes(objective: Objective, trials: list[optuna.Trial],
-                   recipes: list[dict[str, Any]], header: str) -> list[Path]:
-    return [write_recipe(recipe, objective.run_dir / f"trial_{trial.number}" / "recipe.yaml",
-                         header=f"trial {trial.number} ({header})")
-            for trial, recipe in zip(trials, recipes)]
+def _write_recipes(
+    objective: Objective, trials: list[optuna.Trial], recipes: list[dict[str, Any]], header: str
+) -> list[Path]:
+    return [
+        write_recipe(
+            recipe,
+            objective.run_dir / f"trial_{trial.number}" / "recipe.yaml",
+            header=f"trial {trial.number} ({header})",
+        )
+        for trial, recipe in zip(trials, recipes)
+    ]
 
 
 def _population_header(trials: list[optuna.Trial]) -> str:
-    return (f"population of {len(trials)}: trials {', '.join(str(t.number) for t in trials)}; "
-            "trials join as slots free up")
+    return (
+        f"population of {len(trials)}: trials {', '.join(str(t.number) for t in trials)}; "
+        "trials join as slots free up"
+    )
 
 
-def _train_population(objective: Objective, trials: list[optuna.Trial],
-                      recipes: list[dict[str, Any]], report: _Report) -> None:
+def _train_population(
+    objective: Objective, trials: list[optuna.Trial], recipes: list[dict[str, Any]], report: _Report
+) -> None:
     class_path, _ = _model_args(recipes[0])
     if class_path not in _TASK:
         return _train_module_population(objective, trials, recipes, report)
@@ -431,8 +492,13 @@ def _train_population(objective: Objective, trials: list[optuna.Trial],
         out = []
         for recipe in recipes:
             _, member = _model_args(recipe)
-            out.append({"lr": member.get("lr", 1e-3), "weight_decay": member.get("weight_decay", 0.0),
-                        **(member.get("optimizer_kwargs") or {})})
+            out.append(
+                {
+                    "lr": member.get("lr", 1e-3),
+                    "weight_decay": member.get("weight_decay", 0.0),
+                    **(member.get("optimizer_kwargs") or {}),
+                }
+            )
         return out
 
     def newcomers(trials: list[optuna.Trial], recipes: list[dict[str, Any]]) -> list[dict]:
@@ -440,22 +506,26 @@ def _train_population(objective: Objective, trials: list[optuna.Trial],
         return members(trials, recipes)
 
     task = cli.model
-    model = PopulationTask(task.hparams.input_shape, task.hparams.num_classes,
-                           members(trials, recipes),
-                           network=args.get("network", "mlp"),
-                           network_kwargs=args.get("network_kwargs"),
-                           optimizer=args.get("optimizer", "adam"),
-                           scheduler=args.get("scheduler", "constant"),
-                           scheduler_kwargs=args.get("scheduler_kwargs"),
-                           seed=int(recipes[0].get("seed_everything") or 0),
-                           decay_bias_and_norm=bool(args.get("decay_bias_and_norm", False)),
-                           **_per_member_options(cli.trainer, trials))
+    model = PopulationTask(
+        task.hparams.input_shape,
+        task.hparams.num_classes,
+        members(trials, recipes),
+        network=args.get("network", "mlp"),
+        network_kwargs=args.get("network_kwargs"),
+        optimizer=args.get("optimizer", "adam"),
+        scheduler=args.get("scheduler", "constant"),
+        scheduler_kwargs=args.get("scheduler_kwargs"),
+        seed=int(recipes[0].get("seed_everything") or 0),
+        decay_bias_and_norm=bool(args.get("decay_bias_and_norm", False)),
+        **_per_member_options(cli.trainer, trials),
+    )
     report.build = newcomers
     _fit_population(objective, report, model, cli.trainer, cli.datamodule)
 
 
-def _train_module_population(objective: Objective, trials: list[optuna.Trial],
-                             recipes: list[dict[str, Any]], report: _Report) -> None:
+def _train_module_population(
+    objective: Objective, trials: list[optuna.Trial], recipes: list[dict[str, Any]], report: _Report
+) -> None:
     """Each trial's own module (built from its recipe, seeded as its one-by-one trial) is a
     member of one ModulePopulation; the first trial's Trainer and data module serve them all."""
     from lit_optim.population import ModulePopulation
@@ -468,15 +538,18 @@ def _train_module_population(objective: Objective, trials: list[optuna.Trial],
         # Built as each one-by-one trial builds its module, then the random state goes back:
         # the population's batches are the ones the first trial's run would see.
         with _random_state_kept():
-            return [_member(first, recipe) or
-                    build_trial_objects(path, *objective.trainer_args()).model
-                    for path, recipe in zip(paths, recipes)]
+            return [
+                _member(first, recipe) or build_trial_objects(path, *objective.trainer_args()).model
+                for path, recipe in zip(paths, recipes)
+            ]
 
     def newcomers(trials: list[optuna.Trial], recipes: list[dict[str, Any]]) -> list[Any]:
         return members(_write_recipes(objective, trials, recipes, header), recipes)
 
-    model = ModulePopulation([first.model, *members(paths[1:], recipes[1:])],
-                             **_per_member_options(first.trainer, trials))
+    model = ModulePopulation(
+        [first.model, *members(paths[1:], recipes[1:])],
+        **_per_member_options(first.trainer, trials),
+    )
     report.build = newcomers
     _fit_population(objective, report, model, first.trainer, first.datamodule)
 
@@ -514,8 +587,9 @@ def _member(first: Any, recipe: dict[str, Any]) -> L.LightningModule | None:
     return type(first.model)(**args)
 
 
-def _fit_population(objective: Objective, report: _Report, model: Any, trainer: L.Trainer,
-                    datamodule: Any) -> None:
+def _fit_population(
+    objective: Objective, report: _Report, model: Any, trainer: L.Trainer, datamodule: Any
+) -> None:
     """Train the population; members are told as they leave (``report``), and the ones
     still in when the fit ends (a run not counted in epochs) complete then."""
     from lit_optim.callbacks import NonFiniteGuard
@@ -532,19 +606,29 @@ def _fit_population(objective: Objective, report: _Report, model: Any, trainer: 
         report.complete(model, [True] * len(model.alive))
 
 
-def run_population_worker(study: optuna.Study, objective: Objective, *, n_trials: int,
-                          population: int, lock_path: Path, heartbeats: bool = False,
-                          heartbeat_s: float = 10.0, progress: Any = None,
-                          deadline: float | None = None, max_failures: int = MAX_FAILURES,
-                          pbt: PBTSettings | None = None) -> None:
+def run_population_worker(
+    study: optuna.Study,
+    objective: Objective,
+    *,
+    n_trials: int,
+    population: int,
+    lock_path: Path,
+    heartbeats: bool = False,
+    heartbeat_s: float = 10.0,
+    progress: Any = None,
+    deadline: float | None = None,
+    max_failures: int = MAX_FAILURES,
+    pbt: PBTSettings | None = None,
+) -> None:
     """Populations of ``population`` slots until the budget is told: refilled as members
     leave (the study's sampler and pruner), or with ``pbt`` trained by population based
     training (``tuning.runner.pbt``), one population after another."""
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     failures: list[bool] = []  # per told trial, in order: did it fail
     waited: set[int] = set()
-    newcomers = _Newcomers(study, objective, n_trials=n_trials, lock_path=lock_path,
-                           deadline=deadline)
+    newcomers = _Newcomers(
+        study, objective, n_trials=n_trials, lock_path=lock_path, deadline=deadline
+    )
     while True:
         raise_if_interrupted()
         if newcomers.past_deadline():
@@ -553,8 +637,9 @@ def run_population_worker(study: optuna.Study, objective: Objective, *, n_trials
         if not trials:
             # Trials still RUNNING elsewhere: wait for them to finish or be found dead and
             # replace them, as the sequential loop does, rather than end the study short.
-            if wait_for_running(study, heartbeats=heartbeats, heartbeat_s=heartbeat_s,
-                                waited=waited):
+            if wait_for_running(
+                study, heartbeats=heartbeats, heartbeat_s=heartbeat_s, waited=waited
+            ):
                 continue
             return
         recipes = [apply_overrides(objective.recipe, chosen) for chosen in overrides]
@@ -571,8 +656,16 @@ def run_population_worker(study: optuna.Study, objective: Objective, *, n_trials
                 beating.enter_context(heartbeat(study, trial))
             try:
                 for indices in groups.values():
-                    _run_group(study, objective, [trials[i] for i in indices],
-                               [recipes[i] for i in indices], told, progress, newcomers, pbt)
+                    _run_group(
+                        study,
+                        objective,
+                        [trials[i] for i in indices],
+                        [recipes[i] for i in indices],
+                        told,
+                        progress,
+                        newcomers,
+                        pbt,
+                    )
                 while newcomers.left_over:  # asked for a population they could not join
                     trial, recipe = newcomers.left_over.pop(0)
                     _run_group(study, objective, [trial], [recipe], told, progress, None)
@@ -583,8 +676,10 @@ def run_population_worker(study: optuna.Study, objective: Objective, *, n_trials
                     fail_for_rerun_if_possible(study, untold, str(fault))
                     raise fault from err
                 for trial in untold:
-                    if isinstance(err, (Interrupted, KeyboardInterrupt, TooManyFailuresError)) \
-                            or interrupted():
+                    if (
+                        isinstance(err, (Interrupted, KeyboardInterrupt, TooManyFailuresError))
+                        or interrupted()
+                    ):
                         fail_for_rerun(study, trial, str(err) or type(err).__name__)
                     else:
                         trial.set_user_attr("fail_reason", f"{type(err).__name__}: {err}")
@@ -597,8 +692,15 @@ class _Newcomers:
     members, and later the ones that take its free slots (same structure: the first
     members' structural parameters fixed through PartialFixedSampler)."""
 
-    def __init__(self, study: optuna.Study, objective: Objective, *, n_trials: int,
-                 lock_path: Path, deadline: float | None) -> None:
+    def __init__(
+        self,
+        study: optuna.Study,
+        objective: Objective,
+        *,
+        n_trials: int,
+        lock_path: Path,
+        deadline: float | None,
+    ) -> None:
         self.study, self.objective, self.n_trials = study, objective, n_trials
         self.lock_path, self.deadline = lock_path, deadline
         self.left_over: list[tuple[optuna.Trial, dict[str, Any]]] = []
@@ -616,9 +718,9 @@ class _Newcomers:
         self._batch, self._beating = batch, beating
         self.left_over = []
 
-    def ask(self, size: int, like: optuna.Trial | None = None,
-            exact: list[dict[str, Any]] | None = None
-            ) -> tuple[list[optuna.Trial], list[dict[str, Any]]]:
+    def ask(
+        self, size: int, like: optuna.Trial | None = None, exact: list[dict[str, Any]] | None = None
+    ) -> tuple[list[optuna.Trial], list[dict[str, Any]]]:
         """Up to ``size`` trials and their overrides, as many as the budget (and a grid)
         leaves; ``like``: a trial whose structure they keep; ``exact``: each trial's values
         (PBT's explored ones)."""
@@ -632,8 +734,9 @@ class _Newcomers:
                     left = min(left, _grid_points_left(self.objective.space, known))
                 size = max(0, min(size, left))
                 if size:
-                    trials, overrides = _ask_batch(self.study, self.objective.space,
-                                                   self.objective.recipe, size, fixed, exact)
+                    trials, overrides = _ask_batch(
+                        self.study, self.objective.space, self.objective.recipe, size, fixed, exact
+                    )
                     beyond = beyond_budget(self.study, trials, self.n_trials)
                     kept = [i for i, t in enumerate(trials) if t.number not in beyond]
                     trials, overrides = [trials[i] for i in kept], [overrides[i] for i in kept]
@@ -658,16 +761,21 @@ class _Newcomers:
         if self._beating is not None:
             self._beating.enter_context(heartbeat(self.study, trial))
 
-    def write_replay(self, trial: optuna.Trial, params: dict[str, Any], record: dict[str, Any]
-                     ) -> None:
+    def write_replay(
+        self, trial: optuna.Trial, params: dict[str, Any], record: dict[str, Any]
+    ) -> None:
         """A PBT trial's recipe: the one that replays its line (``pbt.replay_recipe``)."""
         recipe = replay_recipe(self.objective.recipe, params, record, self.objective.space)
-        write_recipe(recipe, self.objective.run_dir / f"trial_{trial.number}" / "recipe.yaml",
-                     header=f"trial {trial.number} (pbt: generation {record['generation']}, "
-                            f"from trial {record['parent']} at epoch {record['epoch']})")
+        write_recipe(
+            recipe,
+            self.objective.run_dir / f"trial_{trial.number}" / "recipe.yaml",
+            header=f"trial {trial.number} (pbt: generation {record['generation']}, "
+            f"from trial {record['parent']} at epoch {record['epoch']})",
+        )
 
-    def fill(self, size: int, like: optuna.Trial, structure: str
-             ) -> list[tuple[optuna.Trial, dict[str, Any]]]:
+    def fill(
+        self, size: int, like: optuna.Trial, structure: str
+    ) -> list[tuple[optuna.Trial, dict[str, Any]]]:
         """Up to ``size`` newly asked trials of ``structure`` for a population's free slots,
         none past the deadline; one of another structure (a grid point) waits in
         ``left_over`` for the one-by-one path."""
@@ -685,20 +793,35 @@ class _Newcomers:
         return out
 
 
-def _run_group(study: optuna.Study, objective: Objective, trials: list[optuna.Trial],
-               recipes: list[dict[str, Any]], told: _Told, progress: Any,
-               newcomers: _Newcomers | None, pbt: PBTSettings | None = None) -> None:
+def _run_group(
+    study: optuna.Study,
+    objective: Objective,
+    trials: list[optuna.Trial],
+    recipes: list[dict[str, Any]],
+    told: _Told,
+    progress: Any,
+    newcomers: _Newcomers | None,
+    pbt: PBTSettings | None = None,
+) -> None:
     """One group of trials that share a structure: as a population whose free slots take
     newly asked trials (``newcomers``), or one by one (alone in its group, or not trainable
     as a population: said in one line)."""
     reason = why_not_population(recipes[0]) if len(trials) > 1 else None
     trained = False
     if len(trials) > 1 and reason is None:
-        how = "" if pbt is None else (
-            f" by population based training (the bottom {pbt.quantile:g} copy the top every "
-            f"{pbt.interval} epoch{'s' if pbt.interval != 1 else ''})")
-        print(f"trials {', '.join(str(t.number) for t in trials)} train as one population of "
-              f"{len(trials)}{how}", file=sys.stderr)
+        how = (
+            ""
+            if pbt is None
+            else (
+                f" by population based training (the bottom {pbt.quantile:g} copy the top every "
+                f"{pbt.interval} epoch{'s' if pbt.interval != 1 else ''})"
+            )
+        )
+        print(
+            f"trials {', '.join(str(t.number) for t in trials)} train as one population of "
+            f"{len(trials)}{how}",
+            file=sys.stderr,
+        )
 
         def tell_member(index: int, state: TrialState, value: float | None) -> None:
             _tell(study, trials[index], state, value, told, None)
@@ -710,11 +833,20 @@ def _run_group(study: optuna.Study, objective: Objective, trials: list[optuna.Tr
         # Where the space varies structure, a population hosts two generations of its
         # slots, then drains, and the next one draws its structure afresh: one structure
         # never takes the whole budget. A space of member scalars only refills to the end.
-        quota = 2 * len(trials) if _structural(trials[0], objective.recipe) and pbt is None \
-            else None
-        report = _Report(study, trials, objective.space.metric, tell_member, shown,
-                         newcomers=newcomers, structure=_structure(recipes[0]), quota=quota,
-                         pbt=pbt)
+        quota = (
+            2 * len(trials) if _structural(trials[0], objective.recipe) and pbt is None else None
+        )
+        report = _Report(
+            study,
+            trials,
+            objective.space.metric,
+            tell_member,
+            shown,
+            newcomers=newcomers,
+            structure=_structure(recipes[0]),
+            quota=quota,
+            pbt=pbt,
+        )
         try:
             _train_population(objective, trials, recipes, report)
             trained = True
@@ -724,8 +856,10 @@ def _run_group(study: optuna.Study, objective: Objective, trials: list[optuna.Tr
             reason = str(err)
     if not trained:
         if reason:
-            print(f"trials {', '.join(str(t.number) for t in trials)} run one by one: {reason}",
-                  file=sys.stderr)
+            print(
+                f"trials {', '.join(str(t.number) for t in trials)} run one by one: {reason}",
+                file=sys.stderr,
+            )
         for trial in trials:  # told one by one: a later one's interruption keeps this result
             if trial.number in told:  # left the population before it gave up
                 continue
@@ -744,17 +878,26 @@ class _Told(dict):
     def record(self, study: optuna.Study, trial: optuna.Trial, state: TrialState) -> None:
         self[trial.number] = state
         self.failures.append(state == TrialState.FAIL)
-        in_a_row = next((i for i, failed in enumerate(reversed(self.failures)) if not failed),
-                        len(self.failures))
+        in_a_row = next(
+            (i for i, failed in enumerate(reversed(self.failures)) if not failed),
+            len(self.failures),
+        )
         if in_a_row >= self.max_failures:
             reason = study.trials[trial.number].user_attrs.get("fail_reason", "?")
             raise TooManyFailuresError(
                 f"{in_a_row} trials failed in a row, the last (trial {trial.number}) with "
-                f"{reason}; fix the recipe or search space (or raise --max-failures)")
+                f"{reason}; fix the recipe or search space (or raise --max-failures)"
+            )
 
 
-def _tell(study: optuna.Study, trial: optuna.Trial, state: TrialState, value: float | None,
-          told: _Told, progress: Any) -> None:
+def _tell(
+    study: optuna.Study,
+    trial: optuna.Trial,
+    state: TrialState,
+    value: float | None,
+    told: _Told,
+    progress: Any,
+) -> None:
     tell(study, trial, state, value)  # an exhausted grid: the next ask finds no point left
     told.record(study, trial, state)
     if progress is not None:
@@ -766,22 +909,30 @@ def _tell(study: optuna.Study, trial: optuna.Trial, state: TrialState, value: fl
 AUTO_CAP = {"cpu": 32, "cuda": 256}
 
 
-def check_population(population: int | str, sampler: str, space: SearchSpace | None = None,
-                     n_trials: int | None = None) -> None:
+def check_population(
+    population: int | str,
+    sampler: str,
+    space: SearchSpace | None = None,
+    n_trials: int | None = None,
+) -> None:
     if population == "auto":
         return
     if isinstance(population, bool) or not isinstance(population, int) or population < 1:
         raise ConfigError(f"--population must be auto or an integer >= 1, got {population!r}")
     if n_trials is not None and population > n_trials:
-        raise ConfigError(f"--population {population} is larger than the budget of {n_trials} "
-                          f"trial{'s' if n_trials != 1 else ''}: use --population {n_trials} or "
-                          "less (or auto)")
+        raise ConfigError(
+            f"--population {population} is larger than the budget of {n_trials} "
+            f"trial{'s' if n_trials != 1 else ''}: use --population {n_trials} or "
+            "less (or auto)"
+        )
     if population > 1 and sampler == "grid" and space is not None:
         size = _grid_size(space.grid())
         if population > size:
-            raise ConfigError(f"--population {population} is larger than the grid, which has "
-                              f"{size} point{'s' if size != 1 else ''}: use --population {size} "
-                              "or less, or add values to the space's lists")
+            raise ConfigError(
+                f"--population {population} is larger than the grid, which has "
+                f"{size} point{'s' if size != 1 else ''}: use --population {size} "
+                "or less, or add values to the space's lists"
+            )
 
 
 def _grid_points_left(space: SearchSpace, trials: list[optuna.trial.FrozenTrial]) -> int:
@@ -791,9 +942,15 @@ def _grid_points_left(space: SearchSpace, trials: list[optuna.trial.FrozenTrial]
     points are counted here from the trials' public params."""
     grid = space.grid()
     choices = [set(values) for values in grid.values()]  # Optuna's choices are hashable
-    taken = {point for point in (tuple(t.params.get(path) for path in grid) for t in trials
-                                 if t.state != TrialState.WAITING)
-             if all(value in values for value, values in zip(point, choices))}
+    taken = {
+        point
+        for point in (
+            tuple(t.params.get(path) for path in grid)
+            for t in trials
+            if t.state != TrialState.WAITING
+        )
+        if all(value in values for value, values in zip(point, choices))
+    }
     return _grid_size(grid) - len(taken)
 
 
@@ -801,24 +958,48 @@ def _grid_size(grid: dict[str, list[Any]]) -> int:
     return math.prod(len(values) for values in grid.values())
 
 
-def choose_population(population: int | str, recipe: dict[str, Any], space: SearchSpace, *,
-                      n_trials: int, n_workers: int, sampler: str, accelerator: str,
-                      trainer_args: list[str]) -> tuple[int, str | None]:
+def choose_population(
+    population: int | str,
+    recipe: dict[str, Any],
+    space: SearchSpace,
+    *,
+    n_trials: int,
+    n_workers: int,
+    sampler: str,
+    accelerator: str,
+    trainer_args: list[str],
+) -> tuple[int, str | None]:
     """``--population auto``: how many trials train at once, and the line that says so (the
     caller prints it once the run starts: a refused run says only why). One by one
     where the recipe cannot form populations; else a quarter of the budget (per worker, so
     the sampler sees 4 rounds of results), bounded by the grid, by ``AUTO_CAP`` for the
     device, and by a quarter of the device's free memory over what one member holds (weights,
     gradients and two optimizer states)."""
-    size, note = _choose_size(population, recipe, space, n_trials=n_trials, n_workers=n_workers,
-                              sampler=sampler, accelerator=accelerator, trainer_args=trainer_args)
+    size, note = _choose_size(
+        population,
+        recipe,
+        space,
+        n_trials=n_trials,
+        n_workers=n_workers,
+        sampler=sampler,
+        accelerator=accelerator,
+        trainer_args=trainer_args,
+    )
     guard = guard_note(recipe) if size > 1 else None
     return size, "\n".join(line for line in (note, guard) if line) or None
 
 
-def _choose_size(population: int | str, recipe: dict[str, Any], space: SearchSpace, *,
-                 n_trials: int, n_workers: int, sampler: str, accelerator: str,
-                 trainer_args: list[str]) -> tuple[int, str | None]:
+def _choose_size(
+    population: int | str,
+    recipe: dict[str, Any],
+    space: SearchSpace,
+    *,
+    n_trials: int,
+    n_workers: int,
+    sampler: str,
+    accelerator: str,
+    trainer_args: list[str],
+) -> tuple[int, str | None]:
     if population != "auto":
         return population, None
     reason = why_not_population(apply_overrides(recipe, space.first_values()))
@@ -826,13 +1007,17 @@ def _choose_size(population: int | str, recipe: dict[str, Any], space: SearchSpa
         return 1, f"population auto: 1, trials run one by one ({reason})"
     import torch
 
-    device = "cuda" if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available() else "cpu"
+    device = (
+        "cuda" if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available() else "cpu"
+    )
     # At least 4 batches: a sampler learns from results between batches only. Measured on
     # digits, lr x wd, 64 trials, 3 TPE seeds (bench/population_throughput.py --quality): best
     # val_acc 0.9849 one by one, 0.9803 at N=32 and 0.9779 at N=16, i.e. 1-2 of the ~290
     # validation images: a small cost that this bound does not remove on so small a budget.
-    bounds = {"4 sampler rounds": max(2, math.ceil(n_trials / n_workers / 4)),
-              device: AUTO_CAP[device]}
+    bounds = {
+        "4 sampler rounds": max(2, math.ceil(n_trials / n_workers / 4)),
+        device: AUTO_CAP[device],
+    }
     if sampler == "grid":
         bounds["grid points"] = _grid_size(space.grid())
     from tuning.search.preflight import parse_recipe
@@ -849,8 +1034,10 @@ def _choose_size(population: int | str, recipe: dict[str, Any], space: SearchSpa
     size = bounds[limit]
     if size < 2:
         return 1, f"population auto: 1, trials run one by one (bounded by {limit})"
-    return size, (f"population auto: {size} trials train at once as one vectorized model "
-                  f"(bounded by {limit}; --population 1 trains them one by one)")
+    return size, (
+        f"population auto: {size} trials train at once as one vectorized model "
+        f"(bounded by {limit}; --population 1 trains them one by one)"
+    )
 
 
 def member_scalar(recipe: dict[str, Any], path: str) -> bool:
@@ -867,13 +1054,17 @@ def member_scalar(recipe: dict[str, Any], path: str) -> bool:
 def _structural(trial: optuna.Trial, recipe: dict[str, Any]) -> dict[str, Any]:
     """``trial``'s parameters that shape a population (batch size, optimizer, schedule,
     architecture …): everything but the member scalars."""
-    return {name: value for name, value in trial.params.items()
-            if not member_scalar(recipe, name)}
+    return {name: value for name, value in trial.params.items() if not member_scalar(recipe, name)}
 
 
-def _ask_batch(study: optuna.Study, space: SearchSpace, recipe: dict[str, Any], size: int,
-               fixed: dict[str, Any] | None = None, exact: list[dict[str, Any]] | None = None
-               ) -> tuple[list[optuna.Trial], list[dict[str, Any]]]:
+def _ask_batch(
+    study: optuna.Study,
+    space: SearchSpace,
+    recipe: dict[str, Any],
+    size: int,
+    fixed: dict[str, Any] | None = None,
+    exact: list[dict[str, Any]] | None = None,
+) -> tuple[list[optuna.Trial], list[dict[str, Any]]]:
     """``size`` trials and their overrides. Without ``fixed`` the first is sampled as usual
     and the others keep its structural parameters; with it, all keep those. They are kept
     through Optuna's PartialFixedSampler around the study's sampler and draw their own

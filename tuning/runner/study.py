@@ -18,25 +18,25 @@ from optuna.trial import TrialState
 
 from lit_optim import ConfigError, LitOptimError
 from lit_optim.catalog import check_count, check_number, did_you_mean
-from tuning.runner.objective import Objective, quiet_lightning, trial_trainer_args
+from tuning.runner.algorithms import MAX_FAILURES, check_algorithm, make_pruner, make_sampler
 from tuning.runner.interrupt import Interrupted, die_with_parent, on_signals
+from tuning.runner.objective import Objective, quiet_lightning, trial_trainer_args
+from tuning.runner.owners import is_rerun
+from tuning.runner.pbt import QUANTILE, PBTSettings, check_pbt, default_interval, replay_recipe
+from tuning.runner.worker import counted, fail_lost_trials, run_worker, sampler_seed
 from tuning.search.preflight import check_before_trial_0, resolve_direction
 from tuning.search.recipe import apply_overrides, load_recipe, write_recipe
-from tuning.storage.record import check_same_record, recipe_of, record_of
 from tuning.search.space import load_space, load_space_dict, parse_space
 from tuning.storage.backends import (
     HEARTBEAT_S,
+    StorageFault,
     check_writable,
     open_readonly,
     open_storage,
     settle_sqlite,
-    StorageFault,
     storage_fault,
 )
-from tuning.runner.algorithms import MAX_FAILURES, check_algorithm, make_pruner, make_sampler
-from tuning.runner.pbt import QUANTILE, PBTSettings, check_pbt, default_interval, replay_recipe
-from tuning.runner.owners import is_rerun
-from tuning.runner.worker import counted, fail_lost_trials, run_worker, sampler_seed
+from tuning.storage.record import check_same_record, recipe_of, record_of
 
 __all__ = ["export_best", "load_study", "run_study"]
 
@@ -53,7 +53,9 @@ def load_study(name: str, storage_url: str) -> optuna.Study:
     storage = open_readonly(storage_url)
     names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
     if name not in names:
-        hint = did_you_mean(name, names, cutoff=0.5) or f"studies there: {', '.join(names) or 'none'}"
+        hint = (
+            did_you_mean(name, names, cutoff=0.5) or f"studies there: {', '.join(names) or 'none'}"
+        )
         raise ConfigError(f"no study {name!r} in {storage_url}; {hint}")
     return optuna.load_study(study_name=name, storage=storage)
 
@@ -107,38 +109,52 @@ def _worker(plan: WorkerPlan, ready: Any = None) -> None:
 
 def _optimize(plan: WorkerPlan, ready: Any) -> None:
     space = load_space(plan.space_path)
-    storage = open_storage(plan.storage_url, n_workers=plan.n_workers,
-                           heartbeat_s=plan.heartbeat_s, writer=True)
+    storage = open_storage(
+        plan.storage_url, n_workers=plan.n_workers, heartbeat_s=plan.heartbeat_s, writer=True
+    )
     recipe = load_recipe(plan.recipe_path)
-    study = optuna.load_study(study_name=plan.study_name, storage=storage,
-                              sampler=make_sampler(plan.sampler, space, plan.seed),
-                              pruner=make_pruner(plan.pruner, run_epochs(recipe)))
+    study = optuna.load_study(
+        study_name=plan.study_name,
+        storage=storage,
+        sampler=make_sampler(plan.sampler, space, plan.seed),
+        pruner=make_pruner(plan.pruner, run_epochs(recipe)),
+    )
     heartbeats = isinstance(storage, optuna.storages.RDBStorage)
     # Trials left RUNNING by a dead process (a killed run, or a worker of this one) are failed
     # and replaced; those of live runs on the same study are theirs to finish.
     fail_lost_trials(study, heartbeats=heartbeats, heartbeat_s=plan.heartbeat_s)
-    objective = Objective(recipe, space, Path(plan.run_dir),
-                          accelerator=plan.accelerator, devices=plan.devices)
+    objective = Objective(
+        recipe, space, Path(plan.run_dir), accelerator=plan.accelerator, devices=plan.devices
+    )
     progress = update = None
     # A bar only where someone watches it: in a log file (not a terminal) its \r redraws
     # would pile up, so there, and with several workers, a line per trial.
     if plan.n_workers == 1 and sys.stderr.isatty():
         from tqdm import tqdm
 
-        progress = tqdm(total=plan.n_trials, desc=f"study {plan.study_name}", unit="trial",
-                        initial=_told_count(study))
+        progress = tqdm(
+            total=plan.n_trials,
+            desc=f"study {plan.study_name}",
+            unit="trial",
+            initial=_told_count(study),
+        )
 
         def update(study: optuna.Study, done: int = 1) -> None:
             progress.update(done)
             best = _best_value(study)
             progress.set_postfix_str(f"best {space.metric} {best:.4f}" if best is not None else "")
     else:
+
         def update(study: optuna.Study, done: int = 1) -> None:  # a line per trial
             count = _told_count(study)
             best = _best_value(study)
             for at in range(max(1, count - done + 1), count + 1):  # a population: its members
-                print(f"study {plan.study_name}: {at}/{plan.n_trials} trials"
-                      + (f", best {space.metric} {best:.4f}" if best is not None else ""), flush=True)
+                print(
+                    f"study {plan.study_name}: {at}/{plan.n_trials} trials"
+                    + (f", best {space.metric} {best:.4f}" if best is not None else ""),
+                    flush=True,
+                )
+
     try:
         with on_signals():
             if ready is not None:
@@ -148,17 +164,31 @@ def _optimize(plan: WorkerPlan, ready: Any) -> None:
 
                 if plan.sampler == "tpe":  # a batch of asked trials: not N copies of one point
                     study.sampler = optuna.samplers.TPESampler(seed=plan.seed, constant_liar=True)
-                run_population_worker(study, objective, n_trials=plan.n_trials,
-                                      population=plan.population,
-                                      lock_path=Path(plan.run_dir) / ".ask.lock",
-                                      heartbeats=heartbeats, heartbeat_s=plan.heartbeat_s,
-                                      progress=update, deadline=plan.deadline,
-                                      max_failures=plan.max_failures, pbt=plan.pbt)
+                run_population_worker(
+                    study,
+                    objective,
+                    n_trials=plan.n_trials,
+                    population=plan.population,
+                    lock_path=Path(plan.run_dir) / ".ask.lock",
+                    heartbeats=heartbeats,
+                    heartbeat_s=plan.heartbeat_s,
+                    progress=update,
+                    deadline=plan.deadline,
+                    max_failures=plan.max_failures,
+                    pbt=plan.pbt,
+                )
             else:
-                run_worker(study, objective, n_trials=plan.n_trials,
-                           lock_path=Path(plan.run_dir) / ".ask.lock", heartbeats=heartbeats,
-                           heartbeat_s=plan.heartbeat_s, max_failures=plan.max_failures,
-                           progress=update, deadline=plan.deadline)
+                run_worker(
+                    study,
+                    objective,
+                    n_trials=plan.n_trials,
+                    lock_path=Path(plan.run_dir) / ".ask.lock",
+                    heartbeats=heartbeats,
+                    heartbeat_s=plan.heartbeat_s,
+                    max_failures=plan.max_failures,
+                    progress=update,
+                    deadline=plan.deadline,
+                )
     finally:
         if progress is not None:
             progress.close()
@@ -186,8 +216,9 @@ def _worker_process(plan: WorkerPlan, ready: Any, errors: Any) -> None:
         raise SystemExit(2) from None
 
 
-def _auto_lr_range(recipe: dict[str, Any], space: dict[str, Any], accelerator: str
-                   ) -> tuple[dict[str, Any], dict[str, Any]]:
+def _auto_lr_range(
+    recipe: dict[str, Any], space: dict[str, Any], accelerator: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """The range test on the study's recipe: (what it found, the space with its lr range)."""
     import tempfile
 
@@ -196,24 +227,40 @@ def _auto_lr_range(recipe: dict[str, Any], space: dict[str, Any], accelerator: s
 
     with tempfile.TemporaryDirectory(prefix="lit-tune-lr-range-") as root:
         path = write_recipe(recipe, Path(root) / "recipe.yaml")
-        cli = scratch_objects([str(path)], [f"--trainer.accelerator={accelerator}",
-                                            "--trainer.max_epochs=-1", "--trainer.max_steps=100"],
-                              root)
+        cli = scratch_objects(
+            [str(path)],
+            [
+                f"--trainer.accelerator={accelerator}",
+                "--trainer.max_epochs=-1",
+                "--trainer.max_steps=100",
+            ],
+            root,
+        )
         name = check_takes_lr(cli.model)
         result = run_range_test(cli.model, cli.datamodule, cli.trainer)
     if result.suggestion is None:
-        raise ConfigError("--lr-range auto: the range test ended too early for a suggestion "
-                          "(see lit-optim lr-find --config <recipe>)")
+        raise ConfigError(
+            "--lr-range auto: the range test ended too early for a suggestion "
+            "(see lit-optim lr-find --config <recipe>)"
+        )
     low, high = result.search_range
     params = dict(space.get("params") or {})
-    key = next((k for k in (f"model.init_args.{name}", f"model.{name}") if k in params),
-               f"model.{name}")
+    key = next(
+        (k for k in (f"model.init_args.{name}", f"model.{name}") if k in params), f"model.{name}"
+    )
     params[key] = f"log[{low:.4g}, {high:.4g}]"
-    note = (f"--lr-range auto: {key} over log[{low:.4g}, {high:.4g}] (suggestion "
-            f"{result.suggestion:.4g} / 10 to the divergence point "
-            f"{result.divergence if result.divergence is not None else 'none; max_lr'})")
-    found = {"key": key, "suggestion": result.suggestion, "divergence": result.divergence,
-             "range": [low, high], "note": note}
+    note = (
+        f"--lr-range auto: {key} over log[{low:.4g}, {high:.4g}] (suggestion "
+        f"{result.suggestion:.4g} / 10 to the divergence point "
+        f"{result.divergence if result.divergence is not None else 'none; max_lr'})"
+    )
+    found = {
+        "key": key,
+        "suggestion": result.suggestion,
+        "divergence": result.divergence,
+        "range": [low, high],
+        "note": note,
+    }
     return found, {**space, "params": params}
 
 
@@ -224,14 +271,31 @@ def _best_value(study: optuna.Study) -> float | None:
         return None
 
 
-def run_study(*, recipe: str, space: str, study_name: str, storage_url: str, run_dir: Path,
-              n_trials: int, n_workers: int = 1, sampler: str = "tpe", pruner: str = "median",
-              seed: int = 0, accelerator: str = "auto",
-              heartbeat_s: float = HEARTBEAT_S, max_failures: int = MAX_FAILURES,
-              accept_changes: bool = False, overrides: dict[str, Any] | None = None,
-              timeout_s: float | None = None, lr_range: str | None = None,
-              population: int = 1, threads: int | str = "auto", algorithm: str = "optuna",
-              pbt_interval: int | None = None, pbt_quantile: float = QUANTILE) -> optuna.Study:
+def run_study(
+    *,
+    recipe: str,
+    space: str,
+    study_name: str,
+    storage_url: str,
+    run_dir: Path,
+    n_trials: int,
+    n_workers: int = 1,
+    sampler: str = "tpe",
+    pruner: str = "median",
+    seed: int = 0,
+    accelerator: str = "auto",
+    heartbeat_s: float = HEARTBEAT_S,
+    max_failures: int = MAX_FAILURES,
+    accept_changes: bool = False,
+    overrides: dict[str, Any] | None = None,
+    timeout_s: float | None = None,
+    lr_range: str | None = None,
+    population: int = 1,
+    threads: int | str = "auto",
+    algorithm: str = "optuna",
+    pbt_interval: int | None = None,
+    pbt_quantile: float = QUANTILE,
+) -> optuna.Study:
     """Create or resume ``study_name`` and run it until ``n_trials`` trials have used the budget
     (finished, or failed by their own error).
 
@@ -269,27 +333,45 @@ def run_study(*, recipe: str, space: str, study_name: str, storage_url: str, run
     check_population(population, sampler, parsed, n_trials=n_trials)
     check_algorithm(algorithm)
     if algorithm == "pbt":
-        check_pbt(parsed, interval=pbt_interval, quantile=pbt_quantile, population=population,
-                  sampler=sampler, epochs=run_epochs(recipe_dict))
+        check_pbt(
+            parsed,
+            interval=pbt_interval,
+            quantile=pbt_quantile,
+            population=population,
+            sampler=sampler,
+            epochs=run_epochs(recipe_dict),
+        )
     check_threads(threads)
     check_before_trial_0(recipe_dict, parsed, trial_trainer_args(accelerator))
-    parsed = dataclasses.replace(parsed, direction=resolve_direction(
-        recipe_dict, parsed, trial_trainer_args(accelerator)))
+    parsed = dataclasses.replace(
+        parsed, direction=resolve_direction(recipe_dict, parsed, trial_trainer_args(accelerator))
+    )
     found = None
     if lr_range == "auto":
         found, space_dict = _auto_lr_range(recipe_dict, space_dict, accelerator)
-        parsed = dataclasses.replace(parse_space(space_dict, source=f"{space} with --lr-range auto"),
-                                     direction=parsed.direction)
-    population, population_note = choose_population(population, recipe_dict, parsed, n_trials=n_trials,
-                                   n_workers=n_workers, sampler=sampler, accelerator=accelerator,
-                                   trainer_args=trial_trainer_args(accelerator))
+        parsed = dataclasses.replace(
+            parse_space(space_dict, source=f"{space} with --lr-range auto"),
+            direction=parsed.direction,
+        )
+    population, population_note = choose_population(
+        population,
+        recipe_dict,
+        parsed,
+        n_trials=n_trials,
+        n_workers=n_workers,
+        sampler=sampler,
+        accelerator=accelerator,
+        trainer_args=trial_trainer_args(accelerator),
+    )
     pbt = None
     if algorithm == "pbt":
         if population < 2:
-            raise ConfigError(f"--algorithm pbt needs a population of at least 2; "
-                              f"{population_note or 'it is 1'}")
-        pbt = PBTSettings(pbt_interval or default_interval(run_epochs(recipe_dict)),
-                          pbt_quantile, seed)
+            raise ConfigError(
+                f"--algorithm pbt needs a population of at least 2; {population_note or 'it is 1'}"
+            )
+        pbt = PBTSettings(
+            pbt_interval or default_interval(run_epochs(recipe_dict)), pbt_quantile, seed
+        )
     record = record_of(recipe_dict, space_dict, parsed.metric, parsed.direction, algorithm)
     check_writable(run_dir)
     try:  # a SQLite study goes back to the default journal however the run ends
@@ -298,8 +380,9 @@ def run_study(*, recipe: str, space: str, study_name: str, storage_url: str, run
         created = study_name not in optuna.study.get_all_study_names(storage)
         if created:
             try:
-                study = optuna.create_study(study_name=study_name, storage=storage,
-                                            direction=parsed.direction)
+                study = optuna.create_study(
+                    study_name=study_name, storage=storage, direction=parsed.direction
+                )
             except optuna.exceptions.DuplicatedStudyError:  # another process created it just now
                 created = False
         if not created:
@@ -312,53 +395,95 @@ def run_study(*, recipe: str, space: str, study_name: str, storage_url: str, run
         if found is not None:
             study.set_user_attr("lr_range", found)
         if overrides:  # the workers read the merged recipe, kept beside the trials
-            recipe = str(write_recipe(recipe_dict, Path(run_dir) / "recipe.yaml", header=(
-                f"recipe of study {study_name}: {recipe} with "
-                + " ".join(f"--{k} {v}" for k, v in overrides.items()))))
+            recipe = str(
+                write_recipe(
+                    recipe_dict,
+                    Path(run_dir) / "recipe.yaml",
+                    header=(
+                        f"recipe of study {study_name}: {recipe} with "
+                        + " ".join(f"--{k} {v}" for k, v in overrides.items())
+                    ),
+                )
+            )
         if found is not None:  # the workers read the space with the range test's lr range
             space = str(Path(run_dir) / "space.yaml")
             Path(run_dir).mkdir(parents=True, exist_ok=True)
-            Path(space).write_text(f"# {found['note']}\n" + yaml.safe_dump(space_dict, sort_keys=False))
+            Path(space).write_text(
+                f"# {found['note']}\n" + yaml.safe_dump(space_dict, sort_keys=False)
+            )
         deadline = None if timeout_s is None else time.time() + timeout_s
         if population_note:
             print(population_note, file=sys.stderr)
         threads, threads_note = choose_threads(threads, n_workers, accelerator, population)
         if threads_note:
             print(threads_note, file=sys.stderr)
-        plan = WorkerPlan(study_name, storage_url, str(recipe), str(space), str(run_dir),
-                          n_trials, sampler, pruner, seed=sampler_seed(seed, 0, created=created),
-                          accelerator=accelerator, heartbeat_s=heartbeat_s,
-                          max_failures=max_failures, deadline=deadline, population=population,
-                          threads=threads, pbt=pbt)
+        plan = WorkerPlan(
+            study_name,
+            storage_url,
+            str(recipe),
+            str(space),
+            str(run_dir),
+            n_trials,
+            sampler,
+            pruner,
+            seed=sampler_seed(seed, 0, created=created),
+            accelerator=accelerator,
+            heartbeat_s=heartbeat_s,
+            max_failures=max_failures,
+            deadline=deadline,
+            population=population,
+            threads=threads,
+            pbt=pbt,
+        )
         if n_workers == 1:
             _worker(plan)
         else:
             gpus = _gpu_count() if accelerator in ("auto", "gpu", "cuda") else 0
             own = accelerator if gpus else ("cpu" if accelerator == "auto" else accelerator)
             # Each worker its own GPU when there are enough; its own sampler seed.
-            procs, errors = _start_and_join([dataclasses.replace(
-                plan, seed=sampler_seed(seed, rank, created=created),
-                devices=[rank % gpus] if gpus else "auto", n_workers=n_workers, accelerator=own)
-                for rank in range(n_workers)])
+            procs, errors = _start_and_join(
+                [
+                    dataclasses.replace(
+                        plan,
+                        seed=sampler_seed(seed, rank, created=created),
+                        devices=[rank % gpus] if gpus else "auto",
+                        n_workers=n_workers,
+                        accelerator=own,
+                    )
+                    for rank in range(n_workers)
+                ]
+            )
             if errors:  # e.g. MetricNotLoggedError, a full disk: the first worker's words
                 fault, line = errors[0]
                 raise (StorageFault if fault else LitOptimError)(line)
             if any(p.exitcode in (1, 2) for p in procs):  # a bug: its traceback is above
-                failed = optuna.load_study(study_name=study_name, storage=open_storage(
-                    storage_url, n_workers=n_workers)).get_trials(states=(TrialState.FAIL,))
-                reasons = [t.user_attrs["fail_reason"] for t in failed
-                           if "fail_reason" in t.user_attrs and not is_rerun(t)]
-                raise LitOptimError(reasons[-1] if reasons else "a worker process failed; see above")
+                failed = optuna.load_study(
+                    study_name=study_name, storage=open_storage(storage_url, n_workers=n_workers)
+                ).get_trials(states=(TrialState.FAIL,))
+                reasons = [
+                    t.user_attrs["fail_reason"]
+                    for t in failed
+                    if "fail_reason" in t.user_attrs and not is_rerun(t)
+                ]
+                raise LitOptimError(
+                    reasons[-1] if reasons else "a worker process failed; see above"
+                )
             if any(p.exitcode for p in procs):
                 # A worker was killed or interrupted on its own (128 + signal, or a negative
                 # status): its trial may be RUNNING with no one left to finish it;
                 # finish the budget here (the worker loop fails it, its process being gone).
-                _worker(dataclasses.replace(
-                    plan, seed=sampler_seed(seed, 0, created=False),
-                    accelerator="cpu" if accelerator == "auto" else accelerator))
+                _worker(
+                    dataclasses.replace(
+                        plan,
+                        seed=sampler_seed(seed, 0, created=False),
+                        accelerator="cpu" if accelerator == "auto" else accelerator,
+                    )
+                )
     finally:
         settle_sqlite(storage_url)
-    return optuna.load_study(study_name=study_name, storage=open_storage(storage_url, n_workers=n_workers))
+    return optuna.load_study(
+        study_name=study_name, storage=open_storage(storage_url, n_workers=n_workers)
+    )
 
 
 def _start_and_join(plans: list[WorkerPlan]) -> tuple[list[Any], list[tuple[bool, str]]]:
@@ -417,8 +542,9 @@ def export_best(study: optuna.Study, path: str | Path) -> Path:
     return export_trial(study, study.best_trial, path, label="best trial")
 
 
-def export_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial, path: str | Path,
-                 label: str = "trial") -> Path:
+def export_trial(
+    study: optuna.Study, trial: optuna.trial.FrozenTrial, path: str | Path, label: str = "trial"
+) -> Path:
     """The recipe ``trial`` ran; for a PBT trial (``--algorithm pbt``) the one that replays
     its line: the first lr and weight decay, and a HyperparameterSchedule of the changes."""
     # The recipe the study ran, as stored in it (the file may have changed since).
@@ -432,10 +558,14 @@ def export_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial, path: str
     path = Path(path)
     if not path.parent.is_dir():  # create only what the user asked for: the file
         raise ConfigError(f"cannot export to {path}: folder {path.parent} does not exist")
-    how = ("" if lineage is None else
-           f"; population based training, generation {lineage['generation']} of trial "
-           f"{lineage['root']}'s line: its lr / weight decay changes replayed")
-    header = (f"lit-optim fit --config {path}\n\n{label} {trial.number} of study "
-              f"{study.study_name}: {study.user_attrs.get('metric', 'value')} = {trial.value:.6f}"
-              + how)
+    how = (
+        ""
+        if lineage is None
+        else f"; population based training, generation {lineage['generation']} of trial "
+        f"{lineage['root']}'s line: its lr / weight decay changes replayed"
+    )
+    header = (
+        f"lit-optim fit --config {path}\n\n{label} {trial.number} of study "
+        f"{study.study_name}: {study.user_attrs.get('metric', 'value')} = {trial.value:.6f}" + how
+    )
     return write_recipe(merged, path, header=header)

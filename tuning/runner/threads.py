@@ -26,8 +26,9 @@ def check_threads(threads: int | str) -> None:
         raise ConfigError(f"--threads must be auto or an integer >= 1, got {threads!r}")
 
 
-def choose_threads(threads: int | str, n_workers: int, accelerator: str, population: int = 1
-                   ) -> tuple[int | None, str | None]:
+def choose_threads(
+    threads: int | str, n_workers: int, accelerator: str, population: int = 1
+) -> tuple[int | None, str | None]:
     """(torch threads per worker, the line that says why), or (None, None) where training
     does not run on the CPU (an accelerator's threads only feed it). ``population``: how
     many trials train at once, as wide as the probe is made."""
@@ -46,11 +47,14 @@ def choose_threads(threads: int | str, n_workers: int, accelerator: str, populat
     seconds = _probe(candidates, population)
     best = min(candidates, key=seconds.get)
     load = os.getloadavg()[0]
-    timings = ", ".join(f"{n} thread{'s' if n > 1 else ''} {seconds[n] * 1e3:.1f} ms"
-                        for n in candidates)
+    timings = ", ".join(
+        f"{n} thread{'s' if n > 1 else ''} {seconds[n] * 1e3:.1f} ms" for n in candidates
+    )
     width = f", {population} members wide" if population > 1 else ""
-    return best, (f"threads: {best} per worker, the faster in a probe at start{width} ({timings}; "
-                  f"load {load:.1f} on {cores} cores); --threads N sets it")
+    return best, (
+        f"threads: {best} per worker, the faster in a probe at start{width} ({timings}; "
+        f"load {load:.1f} on {cores} cores); --threads N sets it"
+    )
 
 
 def _probe(candidates: list[int], members: int = 1, rounds: int = 3) -> dict[int, float]:
@@ -64,11 +68,12 @@ def _probe(candidates: list[int], members: int = 1, rounds: int = 3) -> dict[int
     before, rng = torch.get_num_threads(), torch.get_rng_state()
     torch.manual_seed(0)
     widths = (64, 256, 128, 10)
-    weights = [(torch.randn(members, a, b) / a ** 0.5).requires_grad_()
-               for a, b in zip(widths, widths[1:])]
+    weights = [
+        (torch.randn(members, a, b) / a**0.5).requires_grad_() for a, b in zip(widths, widths[1:])
+    ]
     optimizer = torch.optim.Adam(weights)
     x, y = torch.randn(128, 64), torch.randint(0, 10, (members * 128,))
-    steps = max(2, round(10 / members ** 0.5))  # under a second in all on 2 busy cores
+    steps = max(2, round(10 / members**0.5))  # under a second in all on 2 busy cores
     best = {n: float("inf") for n in candidates}
     try:
         for _ in range(rounds):

@@ -10,7 +10,6 @@ trial is still running, so a killed worker's trial is re-run by whichever proces
 from __future__ import annotations
 
 import bisect
-
 import random
 import sys
 import time
@@ -34,12 +33,20 @@ from tuning.runner.owners import (
     owner_alive_here,
     same_run,
 )
+from tuning.search.preflight import MetricNotLoggedError
 from tuning.storage.backends import StorageFault, storage_fault
 from tuning.storage.optuna_private import heartbeat
-from tuning.search.preflight import MetricNotLoggedError
 
-__all__ = ["FINISHED", "TooManyFailuresError", "counted", "fail_lost_trials",
-           "run_worker", "sampler_seed", "tell", "wait_for_running"]
+__all__ = [
+    "FINISHED",
+    "TooManyFailuresError",
+    "counted",
+    "fail_lost_trials",
+    "run_worker",
+    "sampler_seed",
+    "tell",
+    "wait_for_running",
+]
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
@@ -56,8 +63,12 @@ def counted(trials: list[optuna.trial.FrozenTrial]) -> list[optuna.trial.FrozenT
     no ``fail_reason`` as Optuna's heartbeat check leaves it) does not: it never ran to an
     answer and is replaced.
     """
-    return [t for t in trials if t.state in (*FINISHED, TrialState.RUNNING)
-            or (t.state == TrialState.FAIL and "fail_reason" in t.user_attrs and not is_rerun(t))]
+    return [
+        t
+        for t in trials
+        if t.state in (*FINISHED, TrialState.RUNNING)
+        or (t.state == TrialState.FAIL and "fail_reason" in t.user_attrs and not is_rerun(t))
+    ]
 
 
 def over_budget(study: optuna.Study, trial: optuna.Trial, n_trials: int) -> bool:
@@ -79,8 +90,11 @@ def beyond_budget(study: optuna.Study, trials: list[optuna.Trial], n_trials: int
     for trial in sorted(trials, key=lambda t: t.number):
         if bisect.bisect_right(numbers, trial.number) <= n_trials:
             continue
-        fail_for_rerun(study, trial, f"over the budget of {n_trials}: another process asked "
-                                     "the last trial first")
+        fail_for_rerun(
+            study,
+            trial,
+            f"over the budget of {n_trials}: another process asked the last trial first",
+        )
         numbers.remove(trial.number)
         beyond.add(trial.number)
     return beyond
@@ -104,8 +118,9 @@ def fail_lost_trials(study: optuna.Study, *, heartbeats: bool, heartbeat_s: floa
     return lost
 
 
-def wait_for_running(study: optuna.Study, *, heartbeats: bool, heartbeat_s: float,
-                     waited: set[int]) -> bool:
+def wait_for_running(
+    study: optuna.Study, *, heartbeats: bool, heartbeat_s: float, waited: set[int]
+) -> bool:
     """The budget is used up. True when the caller should ask again: a trial was found dead and
     failed (its place in the budget is free), or one is still running that may yet die, after
     a wait of at most a second and a line (once per trial) saying what it waits for. False when
@@ -125,17 +140,32 @@ def wait_for_running(study: optuna.Study, *, heartbeats: bool, heartbeat_s: floa
         if trial.number in waited or same_run(trial):  # a worker of this run: nothing to say
             continue
         waited.add(trial.number)
-        owner = (f"process {trial.user_attrs['pid']} on {trial.user_attrs.get('host', '?')}"
-                 if "pid" in trial.user_attrs else "no process yet")
-        print(f"budget used; waiting for trial {trial.number} ({owner}) to finish, or to be "
-              f"found dead and replaced", file=sys.stderr)
+        owner = (
+            f"process {trial.user_attrs['pid']} on {trial.user_attrs.get('host', '?')}"
+            if "pid" in trial.user_attrs
+            else "no process yet"
+        )
+        print(
+            f"budget used; waiting for trial {trial.number} ({owner}) to finish, or to be "
+            f"found dead and replaced",
+            file=sys.stderr,
+        )
     time.sleep(min(1.0, heartbeat_s))
     return True
 
 
-def run_worker(study: optuna.Study, objective: Objective, *, n_trials: int, lock_path: Path,
-               heartbeats: bool, heartbeat_s: float = 10.0, max_failures: int = MAX_FAILURES,
-               progress: Any = None, deadline: float | None = None) -> None:
+def run_worker(
+    study: optuna.Study,
+    objective: Objective,
+    *,
+    n_trials: int,
+    lock_path: Path,
+    heartbeats: bool,
+    heartbeat_s: float = 10.0,
+    max_failures: int = MAX_FAILURES,
+    progress: Any = None,
+    deadline: float | None = None,
+) -> None:
     """Ask, run and tell trials until the budget is used and nothing is left running.
 
     Args:
@@ -169,8 +199,9 @@ def run_worker(study: optuna.Study, objective: Objective, *, n_trials: int, lock
                 fail_for_rerun(study, trial, str(err))  # not counted: run again
             raise
         if trial is None:
-            if wait_for_running(study, heartbeats=heartbeats, heartbeat_s=heartbeat_s,
-                                waited=waited):
+            if wait_for_running(
+                study, heartbeats=heartbeats, heartbeat_s=heartbeat_s, waited=waited
+            ):
                 continue
             return
         state, value = _run_one(study, objective, trial)
@@ -184,7 +215,8 @@ def run_worker(study: optuna.Study, objective: Objective, *, n_trials: int, lock
             reason = study.trials[trial.number].user_attrs.get("fail_reason", "?")
             raise TooManyFailuresError(
                 f"{failures_in_a_row} trials failed in a row, the last (trial {trial.number}) "
-                f"with {reason}; fix the recipe or search space (or raise --max-failures)")
+                f"with {reason}; fix the recipe or search space (or raise --max-failures)"
+            )
 
 
 def tell(study: optuna.Study, trial: optuna.Trial, state: TrialState, value: float | None) -> bool:
@@ -201,8 +233,9 @@ def tell(study: optuna.Study, trial: optuna.Trial, state: TrialState, value: flo
     return False
 
 
-def _run_one(study: optuna.Study, objective: Objective, trial: optuna.Trial
-             ) -> tuple[TrialState, float | None]:
+def _run_one(
+    study: optuna.Study, objective: Objective, trial: optuna.Trial
+) -> tuple[TrialState, float | None]:
     """The trial under its heartbeat; an interruption or a study-stopping error is told as FAIL
     before it propagates, so no trial is left RUNNING by a live process."""
     with heartbeat(study, trial):
@@ -220,7 +253,9 @@ def _run_one(study: optuna.Study, objective: Objective, trial: optuna.Trial
             raise
 
 
-def fail_for_rerun_if_possible(study: optuna.Study, trials: list[optuna.Trial], reason: str) -> None:
+def fail_for_rerun_if_possible(
+    study: optuna.Study, trials: list[optuna.Trial], reason: str
+) -> None:
     """Fail ``trials`` for rerun after a storage fault, as far as the storage still takes the
     write: where it does not (the disk is still full), they stay RUNNING, and the next run
     finds them dead and replaces them; not counted either way."""

@@ -38,21 +38,37 @@ from lit_optim.catalog import did_you_mean
 from tuning.search.recipe import apply_overrides, write_recipe
 from tuning.search.space import SearchSpace
 
-__all__ = ["LoggedProbe", "MetricCheck", "MetricDirectionError", "MetricNotLoggedError",
-           "build_trial_objects", "check_before_trial_0", "parse_recipe", "resolve_direction"]
+__all__ = [
+    "LoggedProbe",
+    "MetricCheck",
+    "MetricDirectionError",
+    "MetricNotLoggedError",
+    "build_trial_objects",
+    "check_before_trial_0",
+    "parse_recipe",
+    "resolve_direction",
+]
 
 
 class MetricNotLoggedError(LitOptimError):
     """The space's metric is not among what the module logs: no trial can ever report it."""
 
     @classmethod
-    def naming(cls, metric: str, module: str, logged: Sequence[str], *,
-               what: str = "the search space's metric",
-               fix: str = "set metric: in the search space") -> MetricNotLoggedError:
+    def naming(
+        cls,
+        metric: str,
+        module: str,
+        logged: Sequence[str],
+        *,
+        what: str = "the search space's metric",
+        fix: str = "set metric: in the search space",
+    ) -> MetricNotLoggedError:
         logged = sorted(logged)
         hint = did_you_mean(metric, logged)
-        return cls(f"{what} {metric!r} is never logged by {module}; it logs: "
-                   f"{', '.join(logged) or 'nothing'}{'; ' + hint if hint else ''} ({fix})")
+        return cls(
+            f"{what} {metric!r} is never logged by {module}; it logs: "
+            f"{', '.join(logged) or 'nothing'}{'; ' + hint if hint else ''} ({fix})"
+        )
 
 
 class MetricDirectionError(MetricNotLoggedError):
@@ -73,17 +89,23 @@ def build_trial_objects(recipe_path: Path, *trainer_args: str):
         raise ConfigError(line) from None
 
 
-def parse_recipe(recipe: dict[str, Any], trainer_args: Sequence[str], what: str = "the recipe is invalid"):
+def parse_recipe(
+    recipe: dict[str, Any], trainer_args: Sequence[str], what: str = "the recipe is invalid"
+):
     """The LightningCLI objects of a recipe dict, parsed from a temporary file (nothing is
     written where the user looks); ConfigError ``"{what}: <one line>"`` if it is invalid."""
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            return build_trial_objects(write_recipe(recipe, Path(tmp) / "recipe.yaml"), *trainer_args)
+            return build_trial_objects(
+                write_recipe(recipe, Path(tmp) / "recipe.yaml"), *trainer_args
+            )
         except ConfigError as err:
             raise ConfigError(f"{what}: {err}") from None
 
 
-def check_before_trial_0(recipe: dict[str, Any], space: SearchSpace, trainer_args: Sequence[str]) -> None:
+def check_before_trial_0(
+    recipe: dict[str, Any], space: SearchSpace, trainer_args: Sequence[str]
+) -> None:
     """Parse the recipe, look every space path up in its classes, then parse it with the
     space's first values, with each other categorical value, and with the high end of each
     range (about 0.1 s a parse)."""
@@ -95,23 +117,35 @@ def check_before_trial_0(recipe: dict[str, Any], space: SearchSpace, trainer_arg
     declared = getattr(type(cli.model), "LOGGED_METRICS", None)
     if declared is not None and space.metric not in declared:
         hint = did_you_mean(space.metric, declared)
-        raise ConfigError(f"the search space's metric {space.metric!r} is never logged by "
-                          f"{type(cli.model).__name__}; it logs: {', '.join(declared)}"
-                          f"{'; ' + hint if hint else ''} (set metric: in the search space)")
-    parse_recipe(apply_overrides(recipe, space.first_values()), trainer_args,
-                 "the recipe with the search space's first values is invalid")
+        raise ConfigError(
+            f"the search space's metric {space.metric!r} is never logged by "
+            f"{type(cli.model).__name__}; it logs: {', '.join(declared)}"
+            f"{'; ' + hint if hint else ''} (set metric: in the search space)"
+        )
+    parse_recipe(
+        apply_overrides(recipe, space.first_values()),
+        trainer_args,
+        "the recipe with the search space's first values is invalid",
+    )
     # Each categorical value on its own, with the parameters it switches on: a batch size of 0,
     # or momentum offered to adam without a `when:`, fails here and not in some later trial.
     for path, value in space.other_choices():
-        parse_recipe(apply_overrides(recipe, space.first_values(**{path: value})), trainer_args,
-                     f"search space: {path}: {value!r} is invalid")
+        parse_recipe(
+            apply_overrides(recipe, space.first_values(**{path: value})),
+            trainer_args,
+            f"search space: {path}: {value!r} is invalid",
+        )
     for path, value in space.range_ends():
-        parse_recipe(apply_overrides(recipe, space.first_values(**{path: value})), trainer_args,
-                     f"search space: {path}: its range reaches {value!r}, which is invalid")
+        parse_recipe(
+            apply_overrides(recipe, space.first_values(**{path: value})),
+            trainer_args,
+            f"search space: {path}: its range reaches {value!r}, which is invalid",
+        )
 
 
-def resolve_direction(recipe: dict[str, Any], space: SearchSpace,
-                      trainer_args: Sequence[str]) -> str:
+def resolve_direction(
+    recipe: dict[str, Any], space: SearchSpace, trainer_args: Sequence[str]
+) -> str:
     """The study's direction (``maximize``/``minimize``): the space's, else a standard name's,
     else the Metric the module logs under the space's metric. Always after one batch of the
     recipe with the space's first values (``LoggedProbe``), which builds the module's
@@ -131,9 +165,12 @@ def resolve_direction(recipe: dict[str, Any], space: SearchSpace,
             pass  # (fail_reason, and --max-failures stops the study), as without the probe
         return known.study_direction
     probe = LoggedProbe(first, trainer_args)
-    return probe.objective(space.metric, None, given_as=given_as,
-                           declare="add direction: maximize or minimize to the search space"
-                           ).study_direction
+    return probe.objective(
+        space.metric,
+        None,
+        given_as=given_as,
+        declare="add direction: maximize or minimize to the search space",
+    ).study_direction
 
 
 class LoggedProbe:
@@ -153,16 +190,21 @@ class LoggedProbe:
         from lightning.pytorch.utilities.model_helpers import is_overridden
 
         trainer = recipe.get("trainer") or {}
-        probe_args = ["--trainer.num_sanity_val_steps=0", "--trainer.limit_test_batches=1",
-                      "--trainer.check_val_every_n_epoch=1", "--trainer.min_epochs=null",
-                      "--trainer.min_steps=null"]
+        probe_args = [
+            "--trainer.num_sanity_val_steps=0",
+            "--trainer.limit_test_batches=1",
+            "--trainer.check_val_every_n_epoch=1",
+            "--trainer.min_epochs=null",
+            "--trainer.min_steps=null",
+        ]
         if trainer.get("limit_val_batches") != 0:  # 0 (no validation) is the recipe's to keep
             probe_args.append("--trainer.limit_val_batches=1")
         with tempfile.TemporaryDirectory() as tmp:
             path = write_recipe(recipe, Path(tmp) / "recipe.yaml")
             # Whatever the recipe's callbacks save (a LayerDiagnostics plot) stays in tmp.
-            cli = build_trial_objects(path, *trainer_args, *probe_args,
-                                      f"--trainer.default_root_dir={tmp}")
+            cli = build_trial_objects(
+                path, *trainer_args, *probe_args, f"--trainer.default_root_dir={tmp}"
+            )
             cli.trainer.callbacks.append(_StopAfterOneBatch())
             self.module = type(cli.model).__name__
             self.directions = logged_directions(cli.model)
@@ -174,15 +216,28 @@ class LoggedProbe:
                 cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)
                 self.tested = [n for n in self.directions.seen if n not in self.fitted]
 
-    def objective(self, metric: str, given: Any, *, given_as: str, declare: str,
-                  what: str = "the search space's metric",
-                  fix: str = "set metric: in the search space") -> Objective:
+    def objective(
+        self,
+        metric: str,
+        given: Any,
+        *,
+        given_as: str,
+        declare: str,
+        what: str = "the search space's metric",
+        fix: str = "set metric: in the search space",
+    ) -> Objective:
         """``metric``'s objective: ``given`` checked against the Metric logged under it, else
         that Metric's direction, else the standard table; one ConfigError otherwise."""
         if metric not in self.fitted:
             raise MetricNotLoggedError.naming(metric, self.module, self.fitted, what=what, fix=fix)
-        found = resolve_objective(metric, given, logged=self.directions.seen[metric], given_as=given_as,
-                                  logged_by=self.directions.describe(metric), required=False)
+        found = resolve_objective(
+            metric,
+            given,
+            logged=self.directions.seen[metric],
+            given_as=given_as,
+            logged_by=self.directions.describe(metric),
+            required=False,
+        )
         if found is None:
             raise DirectionError(f"{what} {self.directions.describe(metric)}: {declare}")
         return found
@@ -201,7 +256,11 @@ def _check_path(config: Namespace, path: str) -> None:
     done: list[str] = []
     for key in path.split("."):
         owner = None
-        if isinstance(node, Namespace) and "class_path" in node and key not in ("class_path", "init_args"):
+        if (
+            isinstance(node, Namespace)
+            and "class_path" in node
+            and key not in ("class_path", "init_args")
+        ):
             owner = node["class_path"]
             node = node.get("init_args") or Namespace()
         if node is None or isinstance(node, dict):
@@ -214,7 +273,8 @@ def _check_path(config: Namespace, path: str) -> None:
             raise ConfigError(
                 f"search space: {path} does not exist: {where}"
                 f"{f' ({owner})' if owner else ''} has no {key!r}"
-                f"{'; ' + hint if hint else ''}")
+                f"{'; ' + hint if hint else ''}"
+            )
         node = node[key]
         done.append(key)
 
@@ -238,8 +298,14 @@ class MetricCheck(Callback):
 
     def direction_logged(self, logged: str | None, described: str) -> None:
         try:
-            resolve_objective(self.metric, self.direction, logged=logged, logged_by=described,
-                              given_as="the study's direction", required=False)
+            resolve_objective(
+                self.metric,
+                self.direction,
+                logged=logged,
+                logged_by=described,
+                given_as="the study's direction",
+                required=False,
+            )
         except DirectionError as err:
             raise MetricDirectionError(f"{err} (set direction: in the search space)") from None
 
@@ -255,5 +321,6 @@ class MetricCheck(Callback):
             return
         self.checked = True
         if self.metric not in trainer.callback_metrics:
-            raise MetricNotLoggedError.naming(self.metric, type(pl_module).__name__,
-                                              [str(k) for k in trainer.callback_metrics])
+            raise MetricNotLoggedError.naming(
+                self.metric, type(pl_module).__name__, [str(k) for k in trainer.callback_metrics]
+            )

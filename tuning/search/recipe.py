@@ -20,11 +20,12 @@ def load_recipe(path: str | Path) -> dict[str, Any]:
     try:
         recipe = load_yaml(path.read_text(encoding="utf-8")) or {}
     except UnicodeDecodeError as err:
-        raise ConfigError(f"recipe {path} is not UTF-8 text (byte at offset {err.start}): "
-                          "pass a YAML file") from None
+        raise ConfigError(
+            f"recipe {path} is not UTF-8 text (byte at offset {err.start}): pass a YAML file"
+        ) from None
     except yaml.YAMLError as err:  # a syntax error or a !!python tag
-        raise ConfigError(f"recipe {path} is not valid YAML: {' '.join((getattr(err, 'problem', None) or str(err)).split())}"
-                          ) from None
+        problem = " ".join((getattr(err, "problem", None) or str(err)).split())
+        raise ConfigError(f"recipe {path} is not valid YAML: {problem}") from None
     if not isinstance(recipe, dict):
         raise ConfigError(f"recipe {path} is not a mapping")
     return recipe
@@ -63,5 +64,7 @@ def write_recipe(recipe: dict[str, Any], path: str | Path, header: str = "") -> 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     body = yaml.safe_dump(recipe, sort_keys=False)
-    path.write_text("".join(f"# {line}\n" if line else "#\n" for line in header.splitlines()) + body)
+    path.write_text(
+        "".join(f"# {line}\n" if line else "#\n" for line in header.splitlines()) + body
+    )
     return path

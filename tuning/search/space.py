@@ -47,8 +47,12 @@ __all__ = ["Param", "SearchSpace", "load_space"]
 
 _RANGE = re.compile(r"^\s*(log|uniform|int|intlog)\s*\[\s*([^,\]]+)\s*,\s*([^\]]+)\s*\]\s*$")
 # Names in these keys must be registry names: checked (with close matches) before any trial.
-_REGISTRIES = {"model.optimizer": OPTIMIZERS, "model.scheduler": SCHEDULERS,
-               "model.network": MODELS, "data.dataset": DATASETS}
+_REGISTRIES = {
+    "model.optimizer": OPTIMIZERS,
+    "model.scheduler": SCHEDULERS,
+    "model.network": MODELS,
+    "data.dataset": DATASETS,
+}
 _ROOTS = ("model.", "data.", "trainer.")
 
 
@@ -86,28 +90,37 @@ class SearchSpace:
         for param in self.params:
             if param.active(chosen):
                 dist = param.distribution
-                chosen[param.path] = forced.get(param.path, (
-                    dist.choices[0] if isinstance(dist, CategoricalDistribution) else dist.low))
+                chosen[param.path] = forced.get(
+                    param.path,
+                    (dist.choices[0] if isinstance(dist, CategoricalDistribution) else dist.low),
+                )
         return chosen
 
     def other_choices(self) -> list[tuple[str, Any]]:
         """(path, value) for every categorical value but the first: each is parsed before
         trial 0 too, with the parameters it switches on."""
-        return [(p.path, value) for p in self.params
-                if isinstance(p.distribution, CategoricalDistribution)
-                for value in p.distribution.choices[1:]]
+        return [
+            (p.path, value)
+            for p in self.params
+            if isinstance(p.distribution, CategoricalDistribution)
+            for value in p.distribution.choices[1:]
+        ]
 
     def range_ends(self) -> list[tuple[str, Any]]:
         """(path, high end) for every range: its low end is among the first values, so both
         ends of each range are parsed before trial 0 (momentum over [0.5, 1.5] fails there,
         not in the trial that draws 1.2)."""
-        return [(p.path, p.distribution.high) for p in self.params
-                if not isinstance(p.distribution, CategoricalDistribution)]
+        return [
+            (p.path, p.distribution.high)
+            for p in self.params
+            if not isinstance(p.distribution, CategoricalDistribution)
+        ]
 
     def grid(self) -> dict[str, list[Any]]:
         """The values a grid sampler walks: every parameter must be categorical."""
-        continuous = [p.path for p in self.params
-                      if not isinstance(p.distribution, CategoricalDistribution)]
+        continuous = [
+            p.path for p in self.params if not isinstance(p.distribution, CategoricalDistribution)
+        ]
         if continuous:
             raise ConfigError(
                 "the grid sampler needs a list of values for every parameter; "
@@ -169,12 +182,14 @@ def parse_space(raw: dict[str, Any], source: str = "search space") -> SearchSpac
         raise ConfigError(f"{source}: needs a 'params' mapping of dotted paths to distributions")
     unknown = sorted(set(raw) - {"params", "metric", "direction"})
     if unknown:
-        raise ConfigError(f"{source}: unknown key(s) {', '.join(unknown)}; "
-                          "expected params, metric, direction")
+        raise ConfigError(
+            f"{source}: unknown key(s) {', '.join(unknown)}; expected params, metric, direction"
+        )
     direction = raw.get("direction")
     if direction is not None:
-        direction = resolve_objective("metric", direction, given_as=f"{source}: direction"
-                                      ).study_direction
+        direction = resolve_objective(
+            "metric", direction, given_as=f"{source}: direction"
+        ).study_direction
     metric = raw.get("metric", "val_acc")
     if not isinstance(metric, str) or not metric:
         raise ConfigError(f"{source}: metric must be the name of a logged metric, got {metric!r}")
@@ -194,8 +209,10 @@ def parse_space(raw: dict[str, Any], source: str = "search space") -> SearchSpac
             earlier = {p.path for p in params}
             missing = [k for k in when if k not in earlier]
             if missing:
-                raise ConfigError(f"{where}: 'when' refers to {', '.join(missing)}, which must be "
-                                  "a searched parameter listed above it")
+                raise ConfigError(
+                    f"{where}: 'when' refers to {', '.join(missing)}, which must be "
+                    "a searched parameter listed above it"
+                )
             spec = spec["distribution"]
         dist = _distribution(spec, where)
         _check_names(path, dist, where)
@@ -211,11 +228,12 @@ def load_space_dict(path: str | Path) -> dict[str, Any]:
     try:
         return load_yaml(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError as err:
-        raise ConfigError(f"search space {path} is not UTF-8 text (byte at offset {err.start}): "
-                          "pass a YAML file") from None
+        raise ConfigError(
+            f"search space {path} is not UTF-8 text (byte at offset {err.start}): pass a YAML file"
+        ) from None
     except yaml.YAMLError as err:
-        raise ConfigError(f"search space {path} is not valid YAML: {' '.join((getattr(err, 'problem', None) or str(err)).split())}"
-                          ) from None
+        problem = " ".join((getattr(err, "problem", None) or str(err)).split())
+        raise ConfigError(f"search space {path} is not valid YAML: {problem}") from None
 
 
 def load_space(path: str | Path) -> SearchSpace:

@@ -14,8 +14,16 @@ from optuna.storages.journal import JournalFileBackend
 from lit_optim import ConfigError, LitOptimError
 from lit_optim.catalog import chained_error, disk_fault, disk_fault_words, error_chain
 
-__all__ = ["StorageFault", "check_writable", "default_storage_url", "journal_path",
-           "open_readonly", "open_storage", "settle_sqlite", "storage_fault"]
+__all__ = [
+    "StorageFault",
+    "check_writable",
+    "default_storage_url",
+    "journal_path",
+    "open_readonly",
+    "open_storage",
+    "settle_sqlite",
+    "storage_fault",
+]
 
 # Heartbeats let a restarted study mark trials of a killed worker as failed: a RUNNING trial
 # whose heartbeat is older than the grace period belongs to a dead process.
@@ -36,8 +44,10 @@ def default_storage_url(run_dir: Path, study: str, n_workers: int, *, create: bo
     # Absolute: the URL printed at the end opens from any folder (optuna-dashboard, optuna).
     journal, sqlite = (folder / "journal.log").absolute(), (folder / "study.db").absolute()
     if journal.exists() and sqlite.exists():
-        raise ConfigError(f"{folder}/ holds both study.db and journal.log; pass --storage with "
-                          f"the one to use (sqlite:///{sqlite} or {journal})")
+        raise ConfigError(
+            f"{folder}/ holds both study.db and journal.log; pass --storage with "
+            f"the one to use (sqlite:///{sqlite} or {journal})"
+        )
     if journal.exists():
         return str(journal)
     if sqlite.exists():
@@ -45,13 +55,17 @@ def default_storage_url(run_dir: Path, study: str, n_workers: int, *, create: bo
             raise ConfigError(
                 f"study {study!r} lives in {sqlite} (SQLite), which cannot take {n_workers} "
                 "worker processes; resume it with --n-workers 1, or start a new --study for "
-                "several workers (a journal file), or use --storage postgresql://…")
+                "several workers (a journal file), or use --storage postgresql://…"
+            )
         return f"sqlite:///{sqlite}"
     if not create:
         found = sorted(p.parent.name for p in run_dir.glob("*/study.db")) + sorted(
-            p.parent.name for p in run_dir.glob("*/journal.log"))
-        raise ConfigError(f"no study {study!r} under {run_dir}/; studies there: "
-                          f"{', '.join(found) or 'none'} (or pass --storage URL)")
+            p.parent.name for p in run_dir.glob("*/journal.log")
+        )
+        raise ConfigError(
+            f"no study {study!r} under {run_dir}/; studies there: "
+            f"{', '.join(found) or 'none'} (or pass --storage URL)"
+        )
     # The folder is made by run_study once every check has passed: bad input creates nothing.
     return str(journal) if n_workers > 1 else f"sqlite:///{sqlite}"
 
@@ -61,12 +75,15 @@ def check_writable(run_dir: Path) -> None:
     read-only folder fails in one line and not half way into the first trial."""
     existing = _nearest_existing(Path(run_dir).absolute())
     if not existing.is_dir():
-        raise ConfigError(f"run dir {run_dir}: {existing} is a file, not a folder; pass "
-                          "--run-dir a folder (it is made if missing)")
+        raise ConfigError(
+            f"run dir {run_dir}: {existing} is a file, not a folder; pass "
+            "--run-dir a folder (it is made if missing)"
+        )
     why = _unwritable(existing)
     if why is not None:
-        raise ConfigError(f"run dir {run_dir}: {existing} {why}; pass --run-dir a folder you "
-                          "can write")
+        raise ConfigError(
+            f"run dir {run_dir}: {existing} {why}; pass --run-dir a folder you can write"
+        )
 
 
 def _nearest_existing(path: Path) -> Path:
@@ -91,7 +108,7 @@ def journal_path(url: str) -> Path | None:
     """The journal file a storage string names: ``journal:PATH`` (lit-tune's older form) or a
     bare path (what Optuna's CLI and optuna-dashboard take); None for a database URL."""
     if url.startswith("journal:"):
-        return Path(url[len("journal:"):]).expanduser()
+        return Path(url[len("journal:") :]).expanduser()
     if "://" not in url:
         return Path(url).expanduser()
     return None
@@ -139,8 +156,11 @@ def _drop_partial_last_record(journal: Path) -> None:
     backup = journal.with_name(journal.name + ".bak")
     shutil.copyfile(journal, backup)
     journal.write_bytes(head + b"\n" if head else b"")
-    warnings.warn(f"{journal}: dropped a cut last record ({len(last)} bytes: "
-                  f"{last[:60]!r}…); the file as it was is in {backup}", stacklevel=3)
+    warnings.warn(
+        f"{journal}: dropped a cut last record ({len(last)} bytes: "
+        f"{last[:60]!r}…); the file as it was is in {backup}",
+        stacklevel=3,
+    )
 
 
 def _check_sqlite_file(path: Path) -> None:
@@ -149,8 +169,10 @@ def _check_sqlite_file(path: Path) -> None:
     if not path.exists():
         return
     if path.stat().st_size == 0:
-        raise ConfigError(f"{path} is empty (0 bytes), not a study; move it away or restore it "
-                          "from a backup (a new study would overwrite the trial folders beside it)")
+        raise ConfigError(
+            f"{path} is empty (0 bytes), not a study; move it away or restore it "
+            "from a backup (a new study would overwrite the trial folders beside it)"
+        )
     with open(path, "rb") as fh:
         if fh.read(16) != b"SQLite format 3\x00":
             raise ConfigError(f"{path} is not a SQLite database; move it away or pass --storage")
@@ -158,9 +180,11 @@ def _check_sqlite_file(path: Path) -> None:
     if tables and not {"studies", "version_info"} <= set(tables):
         # Someone's own database: Optuna would add its tables beside theirs.
         shown = ", ".join(sorted(tables)[:5]) + (" …" if len(tables) > 5 else "")
-        raise ConfigError(f"{path} is a SQLite database but not an Optuna study (its tables: "
-                          f"{shown}); nothing was written to it: pass --storage a new file or "
-                          "a study's")
+        raise ConfigError(
+            f"{path} is a SQLite database but not an Optuna study (its tables: "
+            f"{shown}); nothing was written to it: pass --storage a new file or "
+            "a study's"
+        )
 
 
 def _sqlite_tables(path: Path) -> list[str]:
@@ -184,7 +208,10 @@ def _lost_schema_race(err: Exception) -> bool:
     orig = getattr(err, "orig", None)
     code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
     return code in _ALREADY_EXISTS or type(orig).__name__ in (
-        "UniqueViolation", "DuplicateObject", "DuplicateTable")
+        "UniqueViolation",
+        "DuplicateObject",
+        "DuplicateTable",
+    )
 
 
 # This process's SQLite engines, readers too: settle_sqlite closes their pooled connections
@@ -201,10 +228,10 @@ def settle_sqlite(url: str) -> None:
 
     while _SQLITE_ENGINES:  # a reader's idle connection too kept a WAL file "locked"
         _SQLITE_ENGINES.pop().dispose()
-    if not url.startswith("sqlite:///") or not Path(url[len("sqlite:///"):]).is_file():
+    if not url.startswith("sqlite:///") or not Path(url[len("sqlite:///") :]).is_file():
         return
     try:
-        with sqlite3.connect(url[len("sqlite:///"):], timeout=1) as connection:
+        with sqlite3.connect(url[len("sqlite:///") :], timeout=1) as connection:
             connection.execute("PRAGMA journal_mode=DELETE")
         connection.close()
     except sqlite3.Error:
@@ -245,21 +272,30 @@ def open_readonly(url: str) -> optuna.storages.BaseStorage:
     path = journal_path(url)
     if path is not None:
         if not path.is_file():
-            raise ConfigError(f"no journal file {path}; pass --storage the study's (lit-tune "
-                              "studies lists them)")
+            raise ConfigError(
+                f"no journal file {path}; pass --storage the study's (lit-tune studies lists them)"
+            )
         return JournalStorage(JournalFileBackend(str(path.absolute())))
     if url.startswith("sqlite:///") and not url.startswith("sqlite:///file:"):
-        file = Path(url[len("sqlite:///"):])
+        file = Path(url[len("sqlite:///") :])
         if not file.is_file():
-            raise ConfigError(f"no study database {file}; pass --storage the study's (lit-tune "
-                              "studies lists them)")
+            raise ConfigError(
+                f"no study database {file}; pass --storage the study's (lit-tune "
+                "studies lists them)"
+            )
         _check_sqlite_file(file)
         url = f"sqlite:///file:{file.absolute()}?mode=ro&uri=true"
     return open_storage(url)
 
 
-def open_storage(url: str, *, n_workers: int = 1, heartbeat_s: float = HEARTBEAT_S,
-                 create: bool = False, writer: bool = False) -> optuna.storages.BaseStorage:
+def open_storage(
+    url: str,
+    *,
+    n_workers: int = 1,
+    heartbeat_s: float = HEARTBEAT_S,
+    create: bool = False,
+    writer: bool = False,
+) -> optuna.storages.BaseStorage:
     """An Optuna storage for ``url``: ``sqlite:///…``, ``postgresql://…`` (any SQLAlchemy URL)
     or a journal file path (``PATH`` or ``journal:PATH``: Optuna's journal file, safe for
     several processes on one machine).
@@ -276,11 +312,11 @@ def open_storage(url: str, *, n_workers: int = 1, heartbeat_s: float = HEARTBEAT
         _drop_partial_last_record(path)
         return JournalStorage(JournalFileBackend(str(path)))
     if url.startswith("sqlite:///") and not url.startswith("sqlite:///file:"):
-        _check_sqlite_file(Path(url[len("sqlite:///"):]))
+        _check_sqlite_file(Path(url[len("sqlite:///") :]))
     made = None
     if url.startswith("sqlite:///") and create:
-        folder = Path(url[len("sqlite:///"):]).parent
-        problem = _sqlite_folder_problem(Path(url[len("sqlite:///"):]))
+        folder = Path(url[len("sqlite:///") :]).parent
+        problem = _sqlite_folder_problem(Path(url[len("sqlite:///") :]))
         if problem is not None and "does not exist" not in problem:
             raise ConfigError(f"cannot open storage {url!r}: {problem}")
         if not folder.exists():
@@ -302,10 +338,13 @@ def open_storage(url: str, *, n_workers: int = 1, heartbeat_s: float = HEARTBEAT
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                    storage = RDBStorage(url, heartbeat_interval=max(1, round(heartbeat_s)),
-                                         grace_period=max(2, round(3 * heartbeat_s)),
-                                         # a server connection can drop; a file's cannot
-                                         engine_kwargs={} if sqlite else {"pool_pre_ping": True})
+                    storage = RDBStorage(
+                        url,
+                        heartbeat_interval=max(1, round(heartbeat_s)),
+                        grace_period=max(2, round(3 * heartbeat_s)),
+                        # a server connection can drop; a file's cannot
+                        engine_kwargs={} if sqlite else {"pool_pre_ping": True},
+                    )
                 if sqlite:
                     _SQLITE_ENGINES.append(storage.engine)
                 if sqlite and writer:
@@ -319,26 +358,33 @@ def open_storage(url: str, *, n_workers: int = 1, heartbeat_s: float = HEARTBEAT
                     raise
                 time.sleep(0.2 * (attempt + 1))
     except ImportError:  # Optuna's "install appropriate one": the database driver is missing
-        raise ConfigError(f"cannot open storage {url!r}: its database driver is not installed; "
-                          "for postgresql:// URLs: pip install 'lit-optim[postgres]'") from None
+        raise ConfigError(
+            f"cannot open storage {url!r}: its database driver is not installed; "
+            "for postgresql:// URLs: pip install 'lit-optim[postgres]'"
+        ) from None
     except sqlalchemy.exc.NoSuchModuleError:
         scheme = url.split("://", 1)[0]
-        raise ConfigError(f"--storage {url}: unknown storage scheme {scheme!r}; use "
-                          "sqlite:///FILE, postgresql://USER@HOST/DB or a journal file path"
-                          ) from None
+        raise ConfigError(
+            f"--storage {url}: unknown storage scheme {scheme!r}; use "
+            "sqlite:///FILE, postgresql://USER@HOST/DB or a journal file path"
+        ) from None
     except Exception as err:  # noqa: BLE001 - any driver/connection failure reads the same
         detail = getattr(err, "orig", None) or err  # the driver's words, not SQLAlchemy's SQL
         # SQLite's "unable to open database file" in words (read before a failed first start
         # removes the folder it made); any other failure (a full disk …) in the driver's.
-        why = (_sqlite_folder_problem(Path(url[len("sqlite:///"):]))
-               if sqlite and "unable to open database file" in str(detail) else None)
+        why = (
+            _sqlite_folder_problem(Path(url[len("sqlite:///") :]))
+            if sqlite and "unable to open database file" in str(detail)
+            else None
+        )
         if made is not None:  # a failed first start leaves nothing behind
             for leftover in made.glob("study.db*"):
                 leftover.unlink()
             if not any(made.iterdir()):
                 made.rmdir()
-        raise ConfigError(f"cannot open storage {url!r}: "
-                          f"{why or f'{type(detail).__name__}: {detail}'}") from None
+        raise ConfigError(
+            f"cannot open storage {url!r}: {why or f'{type(detail).__name__}: {detail}'}"
+        ) from None
 
 
 def _sqlite_folder_problem(path: Path) -> str | None:
@@ -352,8 +398,10 @@ def _sqlite_folder_problem(path: Path) -> str | None:
         return f"its folder {folder} does not exist"
     why = _unwritable(folder)
     if why is not None:
-        return (f"its folder {folder} {why} (SQLite writes its journal beside the file); "
-                "pass a storage in a folder you can write")
+        return (
+            f"its folder {folder} {why} (SQLite writes its journal beside the file); "
+            "pass a storage in a folder you can write"
+        )
     return None
 
 
@@ -376,12 +424,18 @@ def storage_fault(err: BaseException) -> StorageFault | None:
         reason = disk_fault_words(disk)
     else:
         internal = chained_error(err, optuna.exceptions.StorageInternalError)
-        sqlite = next((e for e in error_chain(err) if any(w in str(e) for w in _SQLITE_DISK_WORDS)), None)
+        sqlite = next(
+            (e for e in error_chain(err) if any(w in str(e) for w in _SQLITE_DISK_WORDS)), None
+        )
         if internal is None and sqlite is None:
             return None
         cause = sqlite or internal.__cause__ or internal
-        words = str(getattr(cause, "orig", None) or cause).strip().splitlines() or [type(cause).__name__]
+        words = str(getattr(cause, "orig", None) or cause).strip().splitlines() or [
+            type(cause).__name__
+        ]
         reason = " ".join(words[0].split())
-    return StorageFault(f"a write failed ({reason}); every trial finished before it is kept, and "
-                        "those it stopped run again: free the space (or fix the storage) and run "
-                        "the same command again")
+    return StorageFault(
+        f"a write failed ({reason}); every trial finished before it is kept, and "
+        "those it stopped run again: free the space (or fix the storage) and run "
+        "the same command again"
+    )

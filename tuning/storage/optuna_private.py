@@ -1,8 +1,9 @@
 """The one place lit-tune uses private Optuna APIs, tested against the Optuna in use by
 ``tests/test_optuna_private.py`` (pyproject bounds the Optuna versions it was tested with).
 
-``heartbeat``: lit-tune asks for trials itself, under a file lock, so that N workers never overshoot the
-budget (``study.optimize`` with ``MaxTrialsCallback`` checks only after a trial ends). Outside
+``heartbeat``: lit-tune asks for trials itself, under a file lock, so that N workers never
+overshoot the budget (``study.optimize`` with ``MaxTrialsCallback`` checks only after a trial
+ends). Outside
 ``study.optimize`` nothing beats a trial's heartbeat, and Optuna's heartbeat thread is only
 reachable through ``optuna.storages._heartbeat`` with the trial's storage id; lit-tune beats it
 with the storage's ``record_heartbeat`` in a thread of its own, which a failing storage does not
@@ -15,17 +16,17 @@ is not this process's ``Trial`` needs its storage id (``FrozenTrial._trial_id``)
 ``report_all``: a population reports N members' values each epoch. ``Trial.report`` is one
 RDB transaction each (a session, two lookups, a commit: 1.5–2.5 ms on SQLite), N per epoch;
 Optuna has no public batch write, so the N rows go in as one insert in one of the RDB
-storage's sessions, after the checks its per-value method makes, for all N at once (``bench/population_throughput.py`` figures in the README).
+storage's sessions, after the checks its per-value method makes, for all N at once
+(``bench/population_throughput.py`` figures in the README).
 """
 
 from __future__ import annotations
 
 import copy
-
 import threading
 from collections.abc import Iterator
-from typing import Any
 from contextlib import contextmanager
+from typing import Any
 
 import optuna
 from optuna.storages._heartbeat import is_heartbeat_enabled
@@ -64,8 +65,9 @@ def heartbeat(study: optuna.Study, trial: optuna.Trial) -> Iterator[None]:
         thread.join()
 
 
-def set_user_attrs(study: optuna.Study, trial: optuna.trial.FrozenTrial,
-                   attrs: dict[str, object]) -> None:
+def set_user_attrs(
+    study: optuna.Study, trial: optuna.trial.FrozenTrial, attrs: dict[str, object]
+) -> None:
     """``trial.set_user_attr(key, value)`` for each item, for a trial known only by its record."""
     for key, value in attrs.items():
         study._storage.set_trial_user_attr(trial._trial_id, key, value)
@@ -76,8 +78,9 @@ def report_all(study: optuna.Study, reports: list[tuple[optuna.Trial, float]], s
     same rows, checks and first-report-wins rule); one by one on any other storage."""
     storage = study._storage
     backend = getattr(storage, "_backend", storage)  # optuna wraps RDBStorage in a cache
-    fresh = [(t, float(v)) for t, v in reports
-             if step not in t._cached_frozen_trial.intermediate_values]
+    fresh = [
+        (t, float(v)) for t, v in reports if step not in t._cached_frozen_trial.intermediate_values
+    ]
     if not isinstance(backend, optuna.storages.RDBStorage) or len(fresh) < 2:
         for trial, value in reports:
             trial.report(value, step)
@@ -89,21 +92,34 @@ def report_all(study: optuna.Study, reports: list[tuple[optuna.Trial, float]], s
     with _create_scoped_session(backend.scoped_session, True) as session:
         # Two lookups and one insert for all: the checks set_trial_intermediate_value makes
         # per value (the trial exists and is running; the step is not stored yet).
-        states = dict(session.query(models.TrialModel.trial_id, models.TrialModel.state)
-                      .filter(models.TrialModel.trial_id.in_(ids)))
+        states = dict(
+            session.query(models.TrialModel.trial_id, models.TrialModel.state).filter(
+                models.TrialModel.trial_id.in_(ids)
+            )
+        )
         for trial_id in ids:
             if trial_id not in states:
                 raise KeyError(f"no trial with id {trial_id}")
             backend.check_trial_is_updatable(trial_id, states[trial_id])
         rows = models.TrialIntermediateValueModel
-        stored = {trial_id for (trial_id,) in session.query(rows.trial_id).filter(
-            rows.trial_id.in_(ids), rows.step == int(step))}
+        stored = {
+            trial_id
+            for (trial_id,) in session.query(rows.trial_id).filter(
+                rows.trial_id.in_(ids), rows.step == int(step)
+            )
+        }
         for trial, value in fresh:
             if trial._trial_id in stored:
                 continue
             kept, kind = rows.intermediate_value_to_stored_repr(value)
-            session.add(rows(trial_id=trial._trial_id, step=int(step), intermediate_value=kept,
-                             intermediate_value_type=kind))
+            session.add(
+                rows(
+                    trial_id=trial._trial_id,
+                    step=int(step),
+                    intermediate_value=kept,
+                    intermediate_value_type=kind,
+                )
+            )
     for trial, value in fresh:  # what Trial.report keeps for its first-report-wins check
         trial._cached_frozen_trial.intermediate_values[int(step)] = value
 

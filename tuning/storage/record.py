@@ -26,8 +26,13 @@ def content_sha256(data: Any) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def record_of(recipe: dict[str, Any], space: dict[str, Any], metric: str, direction: str,
-              algorithm: str = "optuna") -> dict[str, str]:
+def record_of(
+    recipe: dict[str, Any],
+    space: dict[str, Any],
+    metric: str,
+    direction: str,
+    algorithm: str = "optuna",
+) -> dict[str, str]:
     """The user attributes that define a study (``algorithm``: ``lit-tune run --algorithm``;
     a PBT trial's value means another thing than one trained with fixed values)."""
     return {
@@ -43,12 +48,18 @@ def record_of(recipe: dict[str, Any], space: dict[str, Any], metric: str, direct
 
 # (user attribute, what it is called in a message). A study made before a key existed is not
 # compared on it.
-_DEFINING = (("recipe_sha256", "recipe"), ("space_sha256", "search space"), ("metric", "metric"),
-             ("direction", "direction"), ("algorithm", "algorithm"))
+_DEFINING = (
+    ("recipe_sha256", "recipe"),
+    ("space_sha256", "search space"),
+    ("metric", "metric"),
+    ("direction", "direction"),
+    ("algorithm", "algorithm"),
+)
 
 
-def check_same_record(study: optuna.Study, record: dict[str, str], *, accept_changes: bool,
-                      where: str) -> None:
+def check_same_record(
+    study: optuna.Study, record: dict[str, str], *, accept_changes: bool, where: str
+) -> None:
     """ConfigError naming what differs between ``study``'s record and ``record``.
 
     A study made before records existed (no ``recipe_sha256``) is compared on what it has.
@@ -60,12 +71,16 @@ def check_same_record(study: optuna.Study, record: dict[str, str], *, accept_cha
         return
     detail = ", ".join(
         f"{name} ({stored[key]!r} → {record[key]!r})"
-        if key in ("metric", "direction", "algorithm") else name
-        for key, name in _DEFINING if name in differs)
+        if key in ("metric", "direction", "algorithm")
+        else name
+        for key, name in _DEFINING
+        if name in differs
+    )
     raise ConfigError(
         f"study {study.study_name!r} in {where} was made with another {detail}; its trials "
         "would not mean the same: use a new --study name, or pass --accept-changes to continue "
-        "it anyway")
+        "it anyway"
+    )
 
 
 def recipe_of(study: optuna.Study) -> dict[str, Any] | None:

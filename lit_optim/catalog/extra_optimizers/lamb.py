@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 from torch.optim import Optimizer
 
+from lit_optim.catalog.checks import check_number
 from lit_optim.catalog.errors import ConfigError
 from lit_optim.catalog.extra_optimizers._closure import evaluate
-from lit_optim.catalog.checks import check_number
 
 
 class LAMB(Optimizer):
@@ -36,7 +36,9 @@ class LAMB(Optimizer):
             check_number(f"LAMB betas[{i}]", beta, low=0, high=1, high_open=True)
         check_number("LAMB eps", eps, low=0)
         check_number("LAMB weight_decay", weight_decay, low=0)
-        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay))
+        super().__init__(
+            params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
+        )
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -61,7 +63,8 @@ class LAMB(Optimizer):
                 if group["weight_decay"]:
                     r.add_(p, alpha=group["weight_decay"])
                 w_norm, r_norm = torch.linalg.vector_norm(p), torch.linalg.vector_norm(r)
-                trust = torch.where((w_norm > 0) & (r_norm > 0), w_norm / r_norm,
-                                    torch.ones_like(w_norm))
+                trust = torch.where(
+                    (w_norm > 0) & (r_norm > 0), w_norm / r_norm, torch.ones_like(w_norm)
+                )
                 p.sub_(r * (trust * group["lr"]))
         return loss

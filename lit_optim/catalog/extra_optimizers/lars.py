@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch.optim import Optimizer
 
-from lit_optim.catalog.extra_optimizers._closure import evaluate
 from lit_optim.catalog.checks import check_number
+from lit_optim.catalog.extra_optimizers._closure import evaluate
 
 
 class LARS(Optimizer):
@@ -36,8 +36,13 @@ class LARS(Optimizer):
         check_number("LARS weight_decay", weight_decay, low=0)
         check_number("LARS trust_coefficient", trust_coefficient, low=0, low_open=True)
         check_number("LARS eps", eps, low=0)
-        defaults = dict(lr=lr, momentum=momentum, weight_decay=weight_decay,
-                        trust_coefficient=trust_coefficient, eps=eps)
+        defaults = dict(
+            lr=lr,
+            momentum=momentum,
+            weight_decay=weight_decay,
+            trust_coefficient=trust_coefficient,
+            eps=eps,
+        )
         super().__init__(params, defaults)
 
     @torch.no_grad()

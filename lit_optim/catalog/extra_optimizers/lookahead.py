@@ -58,8 +58,11 @@ class Lookahead(Optimizer):
         self.base.zero_grad(set_to_none=set_to_none)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"lookahead": super().state_dict(), "base": self.base.state_dict(),
-                "fast_steps": self.fast_steps}
+        return {
+            "lookahead": super().state_dict(),
+            "base": self.base.state_dict(),
+            "fast_steps": self.fast_steps,
+        }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.base.load_state_dict(state_dict["base"])

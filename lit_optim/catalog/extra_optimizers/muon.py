@@ -47,11 +47,24 @@ class MuonWithAdamW(Optimizer):
                 matrix_groups.append({**options, "params": matrices})
             if others:
                 other_groups.append({**options, "params": others})
-        self.muon = (Muon(matrix_groups, lr=lr, weight_decay=weight_decay, momentum=momentum,
-                          nesterov=nesterov, ns_steps=ns_steps, adjust_lr_fn=adjust_lr_fn)
-                     if matrix_groups else None)
-        self.adamw = (AdamW(other_groups, lr=lr, weight_decay=weight_decay, betas=betas, eps=eps)
-                      if other_groups else None)
+        self.muon = (
+            Muon(
+                matrix_groups,
+                lr=lr,
+                weight_decay=weight_decay,
+                momentum=momentum,
+                nesterov=nesterov,
+                ns_steps=ns_steps,
+                adjust_lr_fn=adjust_lr_fn,
+            )
+            if matrix_groups
+            else None
+        )
+        self.adamw = (
+            AdamW(other_groups, lr=lr, weight_decay=weight_decay, betas=betas, eps=eps)
+            if other_groups
+            else None
+        )
         self.parts = [opt for opt in (self.muon, self.adamw) if opt is not None]
         shared = [g for opt in self.parts for g in opt.param_groups]
         super().__init__(shared, {"lr": lr, "weight_decay": weight_decay})
@@ -69,8 +82,10 @@ class MuonWithAdamW(Optimizer):
             opt.zero_grad(set_to_none=set_to_none)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"muon": self.muon and self.muon.state_dict(),
-                "adamw": self.adamw and self.adamw.state_dict()}
+        return {
+            "muon": self.muon and self.muon.state_dict(),
+            "adamw": self.adamw and self.adamw.state_dict(),
+        }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         for name in ("muon", "adamw"):

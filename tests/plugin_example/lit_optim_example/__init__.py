@@ -38,11 +38,19 @@ class LinearDecayLR(LRScheduler):
         return [base * frac for base in self.base_lrs]
 
 
-SIGNSGD = OptimizerInfo(name="signsgd", factory=SignSGD, typical_lr=0.01,
-                        description="sign of the gradient times lr (example plugin)")
-LINEAR_DECAY = SchedulerInfo(name="linear_decay", factory=LinearDecayLR, interval="step",
-                             needs_total_steps=True,
-                             description="linear decay to floor·lr over the run (example plugin)")
+SIGNSGD = OptimizerInfo(
+    name="signsgd",
+    factory=SignSGD,
+    typical_lr=0.01,
+    description="sign of the gradient times lr (example plugin)",
+)
+LINEAR_DECAY = SchedulerInfo(
+    name="linear_decay",
+    factory=LinearDecayLR,
+    interval="step",
+    needs_total_steps=True,
+    description="linear decay to floor·lr over the run (example plugin)",
+)
 
 
 # -- a network and a dataset, the other two plugin kinds ---------------------------------------
@@ -60,8 +68,9 @@ class WideLinear(nn.Module):
         features = 1
         for size in input_shape:
             features *= int(size)
-        self.body = nn.Sequential(nn.Flatten(), nn.Linear(features, width), nn.GELU(),
-                                  nn.Linear(width, num_classes))
+        self.body = nn.Sequential(
+            nn.Flatten(), nn.Linear(features, width), nn.GELU(), nn.Linear(width, num_classes)
+        )
 
     def forward(self, x):
         return self.body(x)
@@ -75,7 +84,13 @@ def load_xor(data_dir, download, *, num_samples=256, seed=0):
     return Splits(x[:num_samples], y[:num_samples], x[num_samples:], y[num_samples:])
 
 
-WIDE_LINEAR = ModelInfo(name="wide_linear", factory=WideLinear,
-                        description="one wide GELU layer (example plugin)")
-XOR = DatasetInfo(name="xor", loader=load_xor, input_shape=(2,), num_classes=2,
-                  description="two-class XOR in the plane (example plugin)")
+WIDE_LINEAR = ModelInfo(
+    name="wide_linear", factory=WideLinear, description="one wide GELU layer (example plugin)"
+)
+XOR = DatasetInfo(
+    name="xor",
+    loader=load_xor,
+    input_shape=(2,),
+    num_classes=2,
+    description="two-class XOR in the plane (example plugin)",
+)

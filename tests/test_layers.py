@@ -318,3 +318,47 @@ def _loaded_after(statement: str) -> set[str]:
 )
 def test_lower_layers_do_not_load_higher_ones(statement, forbidden):
     assert not _loaded_after(statement) & forbidden
+
+
+def _exported(module: str) -> set[str] | None:
+    """The names ``module`` declares public: its ``__all__`` (a lazy package's table keys and
+    what it imports), or None where it declares none."""
+    path = ROOT / Path(*module.split("."))
+    file = path.with_suffix(".py") if path.with_suffix(".py").exists() else path / "__init__.py"
+    tree = ast.parse(file.read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(
+            getattr(t, "id", None) == "__all__" for t in node.targets
+        ):
+            try:
+                return set(ast.literal_eval(node.value))
+            except ValueError:  # sorted(_EXPORTS): a lazy package
+                return set(_lazy_exports().get(module, {})) | {
+                    alias.asname or alias.name
+                    for n in tree.body
+                    if isinstance(n, ast.ImportFrom)
+                    for alias in n.names
+                }
+    return None
+
+
+def test_modules_import_from_each_other_only_what_the_other_exports():
+    # A name another module imports is part of its surface: it is in that module's __all__,
+    # and a private name (``_evaluate``) never crosses a module boundary.
+    crossing = []
+    for path in [*(ROOT / "lit_optim").rglob("*.py"), *(ROOT / "tuning").rglob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not (isinstance(node, ast.ImportFrom) and node.level == 0 and node.module):
+                continue
+            if node.module.split(".")[0] not in ("lit_optim", "tuning"):
+                continue
+            exported = _exported(node.module)
+            package = ROOT / Path(*node.module.split("."))
+            for alias in node.names:
+                submodule = (package / f"{alias.name}.py").exists() or (
+                    package / alias.name
+                ).is_dir()
+                dunder = alias.name.startswith("__")
+                if not (submodule or dunder) and (exported is None or alias.name not in exported):
+                    crossing.append(f"{_module_name(path)} imports {node.module}.{alias.name}")
+    assert not crossing, "\n".join(crossing)

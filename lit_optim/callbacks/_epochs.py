@@ -11,6 +11,8 @@ from __future__ import annotations
 import lightning as L
 from lightning.pytorch.callbacks import LearningRateMonitor
 
+__all__ = ["AfterEachEpoch", "lr_monitor_names"]
+
 
 class AfterEachEpoch:
     """Mixin for a Callback: ``after_epoch(trainer, epoch)`` once per epoch this fit finished

@@ -13,6 +13,16 @@ from torch import nn
 
 from lit_optim.catalog.torch_private import foreach_norm
 
+__all__ = [
+    "any_nonfinite",
+    "grad_norms",
+    "member_norms",
+    "named_trainable",
+    "nonfinite_names",
+    "norms",
+    "with_grads",
+]
+
 
 def named_trainable(module: nn.Module) -> list[tuple[str, nn.Parameter]]:
     return [(n, p) for n, p in module.named_parameters() if p.requires_grad]

@@ -12,6 +12,8 @@ from lightning.pytorch.callbacks import ProgressBar
 from lit_optim.callbacks._epochs import AfterEachEpoch, lr_monitor_names
 from lit_optim.callbacks.step_dispatch import skip_unused_batch_hooks
 
+__all__ = ["EpochLines"]
+
 
 class EpochLines(AfterEachEpoch, ProgressBar):
     """Prints one line per training epoch with the values the module logged and the optimizer's

@@ -14,6 +14,8 @@ from lit_optim.callbacks._grads import any_nonfinite
 from lit_optim.callbacks.divergence import unbounded_weights
 from lit_optim.callbacks.run_summary import RunSummary
 
+__all__ = ["FiniteModelCheckpoint"]
+
 
 class FiniteModelCheckpoint(ModelCheckpoint):
     """ModelCheckpoint (same arguments) that skips a save while any weight is NaN or inf, so

@@ -18,6 +18,8 @@ from lit_optim.catalog.objective import (
     resolve_objective,
 )
 
+__all__ = ["RunSummary"]
+
 
 class RunSummary(AfterEachEpoch, Callback):
     """Records every epoch-level metric after each training epoch (validation included) and

@@ -53,6 +53,7 @@ __all__ = [
     "l2_penalty",
     "loss_weight_decay",
     "lr_scale_factor",
+    "scaling_rule_factor",
 ]
 
 LR_SCALING_RULES = ("none", "linear", "sqrt")

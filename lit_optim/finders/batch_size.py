@@ -21,7 +21,7 @@ import torch
 from lit_optim.catalog.checks import check_count
 from lit_optim.catalog.errors import ConfigError
 
-__all__ = ["BatchSearch", "check_has_batch_size", "run_batch_search"]
+__all__ = ["BatchSearch", "MODES", "check_has_batch_size", "run_batch_search"]
 
 MODES = ("power", "binsearch")
 

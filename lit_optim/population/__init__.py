@@ -12,6 +12,7 @@ from lit_optim.population.stacked import StackedNetwork
 
 _LAZY = {
     "ModulePopulation": "lit_optim.population.module_population",
+    "Population": "lit_optim.population.interface",
     "NotVmappable": "lit_optim.population.stacked",
     "PopulationTask": "lit_optim.population.task",
 }
@@ -20,6 +21,7 @@ __all__ = [
     "POPULATION_OPTIMIZERS",
     "ModulePopulation",
     "NotVmappable",
+    "Population",
     "PopulationTask",
     "PopulationUpdate",
     "StackedNetwork",

@@ -104,6 +104,7 @@ class PopulationTask(L.LightningModule):
         self.member_names = list(member_names or (f"member_{i}" for i in range(len(self.members))))
         self.health: MemberHealth | None = None
         self.module_name = "ClassificationTask"  # what the members are, for messages
+        self.directions = None  # it logs val_loss and val_acc, whose directions are standard
 
     def _nets(self, n: int) -> list[nn.Module]:
         """``n`` networks as each member's sequential trial builds its own: under

@@ -8,7 +8,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-__all__ = ["write_compare_report"]
+__all__ = ["write_compare_report", "write_convex_report"]
 
 
 def _fmt(stat: dict[str, float] | None, digits: int = 4) -> str:

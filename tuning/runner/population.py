@@ -3,8 +3,7 @@ model (``lit_optim.population.PopulationTask``), each member reporting to its ow
 
 The loop asks up to N trials (TPE with ``constant_liar`` so a batch is not N copies of one
 point), groups them by everything that must be shared, and trains each group of two or more
-as one population. Two implementations, one interface (``member_metrics``, ``alive``,
-``dropped``, ``drop``):
+as one population. Two implementations of one interface (``lit_optim.population.Population``):
 
 - a user's own LightningModule: ``lit_optim.population.ModulePopulation`` (torch.func over the
   module's own steps). Members may differ only in the scalar init args a module hands to its
@@ -35,7 +34,7 @@ import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lightning as L
 import optuna
@@ -51,9 +50,9 @@ from tuning.runner.owners import claim, fail_for_rerun
 from tuning.runner.pbt import PBTSettings, explore, explored_paths, lineage, pairs, replay_recipe
 from tuning.runner.worker import (
     TooManyFailuresError,
-    _evaluate,
     beyond_budget,
     counted,
+    evaluate,
     fail_for_rerun_if_possible,
     tell,
     wait_for_running,
@@ -64,7 +63,10 @@ from tuning.search.space import SearchSpace
 from tuning.storage.backends import storage_fault
 from tuning.storage.optuna_private import StudySnapshot, heartbeat, report_all
 
-__all__ = ["run_population_worker"]
+if TYPE_CHECKING:
+    from lit_optim.population import Population
+
+__all__ = ["check_population", "choose_population", "run_population_worker"]
 
 _MEMBER_KEYS = ("lr", "weight_decay", "optimizer_kwargs")
 _TASK = ("lit_optim.ClassificationTask", "lit_optim.training.task.ClassificationTask")
@@ -243,7 +245,7 @@ class _Report(L.Callback):
                 self.shown(1)
 
     def setup(self, trainer: L.Trainer, pl_module, stage: str) -> None:
-        directions = getattr(pl_module, "directions", None)  # a ModulePopulation's
+        directions = pl_module.directions
         if directions is not None:
             check = MetricCheck(self.metric, self.study.direction.name.lower())
             directions.when_logged(self.metric, check.direction_logged)
@@ -267,12 +269,12 @@ class _Report(L.Callback):
         self._tell_diverged(pl_module)
         self.check_logged(pl_module)
 
-    def _tell_diverged(self, pl_module) -> None:
+    def _tell_diverged(self, pl_module: Population) -> None:
         self._tell_leavers(
             {index: f"diverged: {reason}" for index, reason in pl_module.dropped.items()}
         )
 
-    def check_logged(self, pl_module) -> None:
+    def check_logged(self, pl_module: Population) -> None:
         if pl_module.alive and self.metric not in pl_module.member_metrics:
             raise MetricNotLoggedError.naming(
                 self.metric, pl_module.module_name, pl_module.member_metrics
@@ -301,7 +303,7 @@ class _Report(L.Callback):
         pl_module.drop(_flags(keep), reason="pruned")
         self._tell_leavers(pruned)
 
-    def between_epochs(self, pl_module) -> None:
+    def between_epochs(self, pl_module: Population) -> None:
         """The population's epoch boundary: the diverged are told, the members that trained
         their epochs complete, and free slots take newcomers."""
         self._tell_diverged(pl_module)
@@ -326,7 +328,9 @@ class _Report(L.Callback):
         if not pl_module.alive:
             pl_module.trainer.should_stop = True
 
-    def _join(self, pl_module, joined: list[tuple[optuna.Trial, dict[str, Any]]]) -> None:
+    def _join(
+        self, pl_module: Population, joined: list[tuple[optuna.Trial, dict[str, Any]]]
+    ) -> None:
         trials, recipes = [t for t, _ in joined], [r for _, r in joined]
         epoch = pl_module.trainer.current_epoch + 1
         try:
@@ -345,7 +349,7 @@ class _Report(L.Callback):
             self._record_joined(trial, epoch, slot)
         self.trials.extend(trials)
 
-    def _exploit(self, pl_module) -> None:
+    def _exploit(self, pl_module: Population) -> None:
         """PBT, every ``interval`` epochs: each member of the bottom quantile takes a top
         member's state in memory (``copy_member``) and explored values (``rescale_member``);
         its trial ends PRUNED and a new trial, asked with those values within the budget,
@@ -412,7 +416,7 @@ class _Report(L.Callback):
             "population", {"first_trial": self.first, "epoch_joined": epoch, "member": member}
         )
 
-    def complete(self, pl_module, done: list[bool]) -> None:
+    def complete(self, pl_module: Population, done: list[bool]) -> None:
         """Members ``done`` (by position) are COMPLETE with their last values, told now."""
         told = 0
         for position, (index, finished) in enumerate(zip(pl_module.alive, done)):
@@ -863,7 +867,7 @@ def _run_group(
         for trial in trials:  # told one by one: a later one's interruption keeps this result
             if trial.number in told:  # left the population before it gave up
                 continue
-            state, value = _evaluate(objective, trial)
+            state, value = evaluate(objective, trial)
             _tell(study, trial, state, value, told, progress)
 
 

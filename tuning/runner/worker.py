@@ -40,7 +40,10 @@ from tuning.storage.optuna_private import heartbeat
 __all__ = [
     "FINISHED",
     "TooManyFailuresError",
+    "beyond_budget",
     "counted",
+    "evaluate",
+    "fail_for_rerun_if_possible",
     "fail_lost_trials",
     "run_worker",
     "sampler_seed",
@@ -240,7 +243,7 @@ def _run_one(
     before it propagates, so no trial is left RUNNING by a live process."""
     with heartbeat(study, trial):
         try:
-            return _evaluate(objective, trial)
+            return evaluate(objective, trial)
         except Interrupted as err:
             fail_for_rerun(study, trial, str(err))  # not counted: run again
             raise
@@ -266,7 +269,7 @@ def fail_for_rerun_if_possible(
             return
 
 
-def _evaluate(objective: Objective, trial: optuna.Trial) -> tuple[TrialState, float | None]:
+def evaluate(objective: Objective, trial: optuna.Trial) -> tuple[TrialState, float | None]:
     """Run one trial the way study.optimize would: pruned, failed or complete. A failure is one
     line on stderr and its ``fail_reason``; the traceback goes to ``trial_<n>/error.txt``."""
     try:

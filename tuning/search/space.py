@@ -43,7 +43,7 @@ from lit_optim import (
     resolve_objective,
 )
 
-__all__ = ["Param", "SearchSpace", "load_space"]
+__all__ = ["Param", "SearchSpace", "load_space", "load_space_dict", "parse_space"]
 
 _RANGE = re.compile(r"^\s*(log|uniform|int|intlog)\s*\[\s*([^,\]]+)\s*,\s*([^\]]+)\s*\]\s*$")
 # Names in these keys must be registry names: checked (with close matches) before any trial.

@@ -15,6 +15,7 @@ from lit_optim import ConfigError, LitOptimError
 from lit_optim.catalog import chained_error, disk_fault, disk_fault_words, error_chain
 
 __all__ = [
+    "HEARTBEAT_S",
     "StorageFault",
     "check_writable",
     "default_storage_url",

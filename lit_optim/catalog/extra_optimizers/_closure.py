@@ -6,6 +6,8 @@ from collections.abc import Callable
 
 import torch
 
+__all__ = ["evaluate"]
+
 
 def evaluate(closure: Callable[[], torch.Tensor] | None) -> torch.Tensor | None:
     """Re-evaluate the loss with gradients on (``step`` itself runs under no_grad)."""

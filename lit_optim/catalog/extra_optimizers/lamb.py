@@ -9,6 +9,8 @@ from lit_optim.catalog.checks import check_number
 from lit_optim.catalog.errors import ConfigError
 from lit_optim.catalog.extra_optimizers._closure import evaluate
 
+__all__ = ["LAMB"]
+
 
 class LAMB(Optimizer):
     """Adam's direction, with decoupled weight decay, rescaled per tensor by a trust ratio.

@@ -8,6 +8,8 @@ from torch.optim import Optimizer
 from lit_optim.catalog.checks import check_number
 from lit_optim.catalog.extra_optimizers._closure import evaluate
 
+__all__ = ["LARS"]
+
 
 class LARS(Optimizer):
     """SGD with momentum whose step is rescaled per parameter tensor (per layer).

@@ -9,6 +9,8 @@ from torch.optim import Optimizer
 
 from lit_optim.catalog.checks import check_count, check_number
 
+__all__ = ["Lookahead"]
+
 
 class Lookahead(Optimizer):
     """Wraps any optimizer: it takes k fast steps, then the slow weights move part way.

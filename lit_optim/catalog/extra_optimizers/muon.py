@@ -9,6 +9,8 @@ from torch.optim import AdamW, Muon, Optimizer
 
 from lit_optim.catalog.extra_optimizers._closure import evaluate
 
+__all__ = ["MuonWithAdamW"]
+
 
 class MuonWithAdamW(Optimizer):
     """``torch.optim.Muon`` on 2-D weights, ``torch.optim.AdamW`` on the rest.

@@ -220,10 +220,10 @@ def test_a_rerun_with_another_recipe_never_returns_the_old_numbers(workdir, caps
 
 def test_a_cached_seed_run_of_another_recipe_is_refused(tmp_path):
     from lit_optim import ConfigError, resolve_objective
-    from tuning.reports.compare import CompareObjective, _seed_run
+    from tuning.reports.compare import Ranking, _seed_run
 
     (tmp_path / "result.json").write_text('{"final": 0.99, "recipe_sha256": "0" }')
-    goal = CompareObjective(resolve_objective("val_acc"), "test_acc")
+    goal = Ranking(resolve_objective("val_acc"), "test_acc")
     with pytest.raises(ConfigError, match="holds a seed run of another recipe"):
         _seed_run({"model": {"lr": 0.1}}, tmp_path, 0, goal, 0.9)
 

@@ -138,8 +138,8 @@ def test_the_exported_recipe_of_a_pbt_trial_replays_it(space):
     # recipe (its line's first lr and weight decay, then HyperparameterSchedule's changes at
     # the epochs the population made them), ends where the trial ended.
     from lit_optim.cli import cli_objects
-    from tuning.runner.objective import trial_trainer_args
     from tuning.runner.study import export_trial
+    from tuning.runner.trainable import trial_trainer_args
 
     recipe = yaml.safe_load((space / "recipe.yaml").read_text())
     recipe["trainer"]["precision"] = "64-true"

@@ -580,8 +580,8 @@ def test_lit_tune_pbt_on_the_users_module_and_its_exported_trial_replays(
     # each exploit copies a member in memory and rescales every group's lr and weight decay;
     # the exported recipe of a later generation, fitted alone, ends where its trial ended.
     from lit_optim.cli import cli_objects
-    from tuning.runner.objective import trial_trainer_args
     from tuning.runner.study import export_trial
+    from tuning.runner.trainable import trial_trainer_args
 
     space = {
         "metric": "valid/nll",

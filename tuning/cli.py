@@ -293,8 +293,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     from lit_optim import LitOptimError
     from tuning.reports.study_report import list_studies, summary_table, write_report
     from tuning.runner.interrupt import Interrupted
-    from tuning.runner.objective import quiet_lightning
     from tuning.runner.study import export_best, load_study, run_study
+    from tuning.runner.trainable import quiet_lightning
     from tuning.storage.backends import (
         StorageFault,
         default_storage_url,

@@ -27,7 +27,7 @@ from tuning.search.preflight import LoggedProbe, MetricNotLoggedError, parse_rec
 from tuning.search.recipe import apply_overrides, load_recipe, write_recipe
 from tuning.storage.record import content_sha256
 
-__all__ = ["CompareObjective", "check_compare_args", "optimizer_space", "run_compare"]
+__all__ = ["Ranking", "check_compare_args", "optimizer_space", "run_compare"]
 
 # Where a module's validation metric has a test twin: ``val_acc`` → ``test_acc``,
 # ``valid/top1`` → ``test/top1``. Only a naming convention for finding the twin; the twin is
@@ -55,10 +55,10 @@ def check_compare_args(
 
 
 @dataclass(frozen=True)
-class CompareObjective:
-    """What the studies maximize or minimize (``objective``), and what the report ranks the
-    retrained runs by: the test twin of the objective's metric where the module's test step
-    logs one, else the objective itself at the end of training."""
+class Ranking:
+    """How compare ranks: what the studies maximize or minimize (``objective``), and what the
+    report ranks the retrained runs by: the test twin of the objective's metric where the
+    module's test step logs one, else the objective itself at the end of training."""
 
     objective: Objective
     test_metric: str | None
@@ -83,13 +83,13 @@ def test_twin(metric: str) -> str | None:
     return None
 
 
-def resolve_compare_objective(
+def resolve_ranking(
     recipe: dict[str, Any],
     trainer_args: list[str],
     metric: str | None,
     direction: str | None,
     test_metric: str | None,
-) -> CompareObjective:
+) -> Ranking:
     """The metric and its direction (``--metric``/``--direction``, else the recipe's
     ``objective:``, else ``val_acc``), checked against what the module logs in one training,
     validation and test batch: a metric never logged, with no direction, or a direction that
@@ -119,7 +119,7 @@ def resolve_compare_objective(
             fix="give a metric its test_step logs, or leave --test-metric out",
         )
     twin = test_twin(metric)
-    return CompareObjective(objective, test_metric or (twin if twin in probe.tested else None))
+    return Ranking(objective, test_metric or (twin if twin in probe.tested else None))
 
 
 def optimizer_space(name: str, objective: Objective, takes: set[str]) -> dict[str, Any]:
@@ -190,7 +190,7 @@ class _Curves(Callback):
 
 
 def _seed_run(
-    recipe: dict[str, Any], path: Path, seed: int, goal: CompareObjective, target: float | None
+    recipe: dict[str, Any], path: Path, seed: int, goal: Ranking, target: float | None
 ) -> dict[str, Any]:
     """Train ``recipe`` with ``seed``, then test it where the module has a test step; curves
     and final numbers, cached in ``path``."""
@@ -288,14 +288,14 @@ def run_compare(
 
     With ``schedulers``, the first optimizer is compared across those schedules instead.
     ``metric``/``direction``: the objective every study tunes and the report ranks by (see
-    ``resolve_compare_objective``). ``overrides``: recipe values by dotted path
+    ``resolve_ranking``). ``overrides``: recipe values by dotted path
     (``{"trainer.max_epochs": 30}``, as ``lit-tune run`` takes them), applied before anything
     else. ``population``: each optimizer's study trains up to that
     many trials at once (``lit-tune run --population``); the seed runs of the best and default
     settings are trained one by one.
     """
-    from tuning.runner.objective import trial_trainer_args
     from tuning.runner.population import check_population
+    from tuning.runner.trainable import trial_trainer_args
 
     check_compare_args(optimizers, budget, seeds, target, schedulers)
     check_population(population, "tpe", n_trials=budget)
@@ -315,7 +315,7 @@ def run_compare(
         if schedulers
         else [(name, {"model.optimizer": name}) for name in optimizers]
     )
-    goal = resolve_compare_objective(
+    goal = resolve_ranking(
         apply_overrides(base, entries[0][1]), trainer_args, metric, direction, test_metric
     )
     storage_url = f"sqlite:///{run_dir.resolve() / 'studies.db'}"

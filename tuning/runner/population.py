@@ -45,9 +45,9 @@ from lit_optim import ConfigError, LitOptimError
 from lit_optim.population import POPULATION_OPTIMIZERS
 from tuning.runner.algorithms import MAX_FAILURES
 from tuning.runner.interrupt import Interrupted, held_signals, interrupted, raise_if_interrupted
-from tuning.runner.objective import Objective
 from tuning.runner.owners import claim, fail_for_rerun
 from tuning.runner.pbt import PBTSettings, explore, explored_paths, lineage, pairs, replay_recipe
+from tuning.runner.trainable import Trainable
 from tuning.runner.worker import (
     TooManyFailuresError,
     beyond_budget,
@@ -186,7 +186,7 @@ def guard_note(recipe: dict[str, Any]) -> str | None:
 def _per_member_options(trainer: L.Trainer, trials: list[optuna.Trial]) -> dict[str, Any]:
     """What a population takes over from the trials' Trainer: its clipping (Lightning refuses
     its own under manual optimization, so it is applied per member), the recipe's guard's
-    spike rule (a trial without a guard gets the objective's, a factor of 10), and the
+    spike rule (a trial without a guard gets the trainable's, a factor of 10), and the
     members' names for what they log (their trials)."""
     from lit_optim.callbacks import NonFiniteGuard
 
@@ -366,7 +366,7 @@ class _Report(L.Callback):
         values = pl_module.member_metrics[self.metric].tolist()
         maximize = self.study.direction == optuna.study.StudyDirection.MAXIMIZE
         moves = pairs(values, maximize, self.pbt.quantile, self.rng)
-        space = self.newcomers.objective.space
+        space = self.newcomers.trainable.space
         parents = [self.trials[pl_module.alive[source]] for source, _ in moves]
         chosen = [explore(parent.params, space, self.rng) for parent in parents]
         children = self.newcomers.take(chosen)  # as many as the budget leaves
@@ -460,12 +460,12 @@ def _flags(values: list[bool]) -> Any:
 
 
 def _write_recipes(
-    objective: Objective, trials: list[optuna.Trial], recipes: list[dict[str, Any]], header: str
+    trainable: Trainable, trials: list[optuna.Trial], recipes: list[dict[str, Any]], header: str
 ) -> list[Path]:
     return [
         write_recipe(
             recipe,
-            objective.run_dir / f"trial_{trial.number}" / "recipe.yaml",
+            trainable.run_dir / f"trial_{trial.number}" / "recipe.yaml",
             header=f"trial {trial.number} ({header})",
         )
         for trial, recipe in zip(trials, recipes)
@@ -480,16 +480,16 @@ def _population_header(trials: list[optuna.Trial]) -> str:
 
 
 def _train_population(
-    objective: Objective, trials: list[optuna.Trial], recipes: list[dict[str, Any]], report: _Report
+    trainable: Trainable, trials: list[optuna.Trial], recipes: list[dict[str, Any]], report: _Report
 ) -> None:
     class_path, _ = _model_args(recipes[0])
     if class_path not in _TASK:
-        return _train_module_population(objective, trials, recipes, report)
+        return _train_module_population(trainable, trials, recipes, report)
     from lit_optim.population import PopulationTask
 
     header = _population_header(trials)
-    first, *_ = _write_recipes(objective, trials, recipes, header)
-    cli = build_trial_objects(first, *objective.trainer_args(first.parent))
+    first, *_ = _write_recipes(trainable, trials, recipes, header)
+    cli = build_trial_objects(first, *trainable.trainer_args(first.parent))
     _, args = _model_args(recipes[0])
 
     def members(trials: list[optuna.Trial], recipes: list[dict[str, Any]]) -> list[dict]:
@@ -506,7 +506,7 @@ def _train_population(
         return out
 
     def newcomers(trials: list[optuna.Trial], recipes: list[dict[str, Any]]) -> list[dict]:
-        _write_recipes(objective, trials, recipes, header)
+        _write_recipes(trainable, trials, recipes, header)
         return members(trials, recipes)
 
     task = cli.model
@@ -524,38 +524,38 @@ def _train_population(
         **_per_member_options(cli.trainer, trials),
     )
     report.build = newcomers
-    _fit_population(objective, report, model, cli.trainer, cli.datamodule)
+    _fit_population(trainable, report, model, cli.trainer, cli.datamodule)
 
 
 def _train_module_population(
-    objective: Objective, trials: list[optuna.Trial], recipes: list[dict[str, Any]], report: _Report
+    trainable: Trainable, trials: list[optuna.Trial], recipes: list[dict[str, Any]], report: _Report
 ) -> None:
     """Each trial's own module (built from its recipe, seeded as its one-by-one trial) is a
     member of one ModulePopulation; the first trial's Trainer and data module serve them all."""
     from lit_optim.population import ModulePopulation
 
     header = _population_header(trials)
-    paths = _write_recipes(objective, trials, recipes, header)
-    first = build_trial_objects(paths[0], *objective.trainer_args(paths[0].parent))
+    paths = _write_recipes(trainable, trials, recipes, header)
+    first = build_trial_objects(paths[0], *trainable.trainer_args(paths[0].parent))
 
     def members(paths: list[Path], recipes: list[dict[str, Any]]) -> list[L.LightningModule]:
         # Built as each one-by-one trial builds its module, then the random state goes back:
         # the population's batches are the ones the first trial's run would see.
         with _random_state_kept():
             return [
-                _member(first, recipe) or build_trial_objects(path, *objective.trainer_args()).model
+                _member(first, recipe) or build_trial_objects(path, *trainable.trainer_args()).model
                 for path, recipe in zip(paths, recipes)
             ]
 
     def newcomers(trials: list[optuna.Trial], recipes: list[dict[str, Any]]) -> list[Any]:
-        return members(_write_recipes(objective, trials, recipes, header), recipes)
+        return members(_write_recipes(trainable, trials, recipes, header), recipes)
 
     model = ModulePopulation(
         [first.model, *members(paths[1:], recipes[1:])],
         **_per_member_options(first.trainer, trials),
     )
     report.build = newcomers
-    _fit_population(objective, report, model, first.trainer, first.datamodule)
+    _fit_population(trainable, report, model, first.trainer, first.datamodule)
 
 
 @contextlib.contextmanager
@@ -592,7 +592,7 @@ def _member(first: Any, recipe: dict[str, Any]) -> L.LightningModule | None:
 
 
 def _fit_population(
-    objective: Objective, report: _Report, model: Any, trainer: L.Trainer, datamodule: Any
+    trainable: Trainable, report: _Report, model: Any, trainer: L.Trainer, datamodule: Any
 ) -> None:
     """Train the population; members are told as they leave (``report``), and the ones
     still in when the fit ends (a run not counted in epochs) complete then."""
@@ -612,7 +612,7 @@ def _fit_population(
 
 def run_population_worker(
     study: optuna.Study,
-    objective: Objective,
+    trainable: Trainable,
     *,
     n_trials: int,
     population: int,
@@ -631,7 +631,7 @@ def run_population_worker(
     failures: list[bool] = []  # per told trial, in order: did it fail
     waited: set[int] = set()
     newcomers = _Newcomers(
-        study, objective, n_trials=n_trials, lock_path=lock_path, deadline=deadline
+        study, trainable, n_trials=n_trials, lock_path=lock_path, deadline=deadline
     )
     while True:
         raise_if_interrupted()
@@ -646,7 +646,7 @@ def run_population_worker(
             ):
                 continue
             return
-        recipes = [apply_overrides(objective.recipe, chosen) for chosen in overrides]
+        recipes = [apply_overrides(trainable.recipe, chosen) for chosen in overrides]
         groups: dict[str, list[int]] = {}
         for i, recipe in enumerate(recipes):
             groups.setdefault(_structure(recipe), []).append(i)
@@ -662,7 +662,7 @@ def run_population_worker(
                 for indices in groups.values():
                     _run_group(
                         study,
-                        objective,
+                        trainable,
                         [trials[i] for i in indices],
                         [recipes[i] for i in indices],
                         told,
@@ -672,7 +672,7 @@ def run_population_worker(
                     )
                 while newcomers.left_over:  # asked for a population they could not join
                     trial, recipe = newcomers.left_over.pop(0)
-                    _run_group(study, objective, [trial], [recipe], told, progress, None)
+                    _run_group(study, trainable, [trial], [recipe], told, progress, None)
             except BaseException as err:  # an interruption or a bug: no trial left RUNNING
                 untold = [trial for trial in trials if trial.number not in told]
                 fault = storage_fault(err) if isinstance(err, Exception) else None
@@ -699,13 +699,13 @@ class _Newcomers:
     def __init__(
         self,
         study: optuna.Study,
-        objective: Objective,
+        trainable: Trainable,
         *,
         n_trials: int,
         lock_path: Path,
         deadline: float | None,
     ) -> None:
-        self.study, self.objective, self.n_trials = study, objective, n_trials
+        self.study, self.trainable, self.n_trials = study, trainable, n_trials
         self.lock_path, self.deadline = lock_path, deadline
         self.left_over: list[tuple[optuna.Trial, dict[str, Any]]] = []
         self._batch: list[optuna.Trial] = []
@@ -728,18 +728,18 @@ class _Newcomers:
         """Up to ``size`` trials and their overrides, as many as the budget (and a grid)
         leaves; ``like``: a trial whose structure they keep; ``exact``: each trial's values
         (PBT's explored ones)."""
-        fixed = None if like is None else _structural(like, self.objective.recipe)
+        fixed = None if like is None else _structural(like, self.trainable.recipe)
         trials, overrides = [], []
         try:
             with FileLock(self.lock_path), held_signals():  # a signal waits for the claims
                 known = self.study.get_trials(deepcopy=False)
                 left = self.n_trials - len(counted(known))
                 if isinstance(self.study.sampler, optuna.samplers.GridSampler):
-                    left = min(left, _grid_points_left(self.objective.space, known))
+                    left = min(left, _grid_points_left(self.trainable.space, known))
                 size = max(0, min(size, left))
                 if size:
                     trials, overrides = _ask_batch(
-                        self.study, self.objective.space, self.objective.recipe, size, fixed, exact
+                        self.study, self.trainable.space, self.trainable.recipe, size, fixed, exact
                     )
                     beyond = beyond_budget(self.study, trials, self.n_trials)
                     kept = [i for i, t in enumerate(trials) if t.number not in beyond]
@@ -769,10 +769,10 @@ class _Newcomers:
         self, trial: optuna.Trial, params: dict[str, Any], record: dict[str, Any]
     ) -> None:
         """A PBT trial's recipe: the one that replays its line (``pbt.replay_recipe``)."""
-        recipe = replay_recipe(self.objective.recipe, params, record, self.objective.space)
+        recipe = replay_recipe(self.trainable.recipe, params, record, self.trainable.space)
         write_recipe(
             recipe,
-            self.objective.run_dir / f"trial_{trial.number}" / "recipe.yaml",
+            self.trainable.run_dir / f"trial_{trial.number}" / "recipe.yaml",
             header=f"trial {trial.number} (pbt: generation {record['generation']}, "
             f"from trial {record['parent']} at epoch {record['epoch']})",
         )
@@ -789,7 +789,7 @@ class _Newcomers:
         out = []
         for trial, chosen in zip(trials, overrides):
             self._adopt(trial)
-            recipe = apply_overrides(self.objective.recipe, chosen)
+            recipe = apply_overrides(self.trainable.recipe, chosen)
             if _structure(recipe) == structure:
                 out.append((trial, recipe))
             else:
@@ -799,7 +799,7 @@ class _Newcomers:
 
 def _run_group(
     study: optuna.Study,
-    objective: Objective,
+    trainable: Trainable,
     trials: list[optuna.Trial],
     recipes: list[dict[str, Any]],
     told: _Told,
@@ -838,12 +838,12 @@ def _run_group(
         # slots, then drains, and the next one draws its structure afresh: one structure
         # never takes the whole budget. A space of member scalars only refills to the end.
         quota = (
-            2 * len(trials) if _structural(trials[0], objective.recipe) and pbt is None else None
+            2 * len(trials) if _structural(trials[0], trainable.recipe) and pbt is None else None
         )
         report = _Report(
             study,
             trials,
-            objective.space.metric,
+            trainable.space.metric,
             tell_member,
             shown,
             newcomers=newcomers,
@@ -852,7 +852,7 @@ def _run_group(
             pbt=pbt,
         )
         try:
-            _train_population(objective, trials, recipes, report)
+            _train_population(trainable, trials, recipes, report)
             trained = True
         except MetricNotLoggedError:
             raise
@@ -867,7 +867,7 @@ def _run_group(
         for trial in trials:  # told one by one: a later one's interruption keeps this result
             if trial.number in told:  # left the population before it gave up
                 continue
-            state, value = evaluate(objective, trial)
+            state, value = evaluate(trainable, trial)
             _tell(study, trial, state, value, told, progress)
 
 

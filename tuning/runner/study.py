@@ -20,9 +20,9 @@ from lit_optim import ConfigError, LitOptimError
 from lit_optim.catalog import check_count, check_number, did_you_mean
 from tuning.runner.algorithms import MAX_FAILURES, check_algorithm, make_pruner, make_sampler
 from tuning.runner.interrupt import Interrupted, die_with_parent, on_signals
-from tuning.runner.objective import Objective, quiet_lightning, trial_trainer_args
 from tuning.runner.owners import is_rerun
 from tuning.runner.pbt import QUANTILE, PBTSettings, check_pbt, default_interval, replay_recipe
+from tuning.runner.trainable import Trainable, quiet_lightning, trial_trainer_args
 from tuning.runner.worker import counted, fail_lost_trials, run_worker, sampler_seed
 from tuning.search.preflight import check_before_trial_0, resolve_direction
 from tuning.search.recipe import apply_overrides, load_recipe, write_recipe
@@ -86,7 +86,7 @@ class WorkerPlan:
 
 
 def _worker(plan: WorkerPlan, ready: Any = None) -> None:
-    """One optimization loop (``tuning.runner.worker``) with its storage, sampler and objective; the
+    """One optimization loop (``tuning.runner.worker``) with its storage, sampler and trainable; the
     body of ``lit-tune run`` and of each ``--n-workers`` process. ``ready`` (a worker process's
     Event) is set once SIGINT/SIGTERM end this loop quietly (``_start_and_join``)."""
     quiet_lightning()  # again: a --n-workers process starts fresh
@@ -123,7 +123,7 @@ def _optimize(plan: WorkerPlan, ready: Any) -> None:
     # Trials left RUNNING by a dead process (a killed run, or a worker of this one) are failed
     # and replaced; those of live runs on the same study are theirs to finish.
     fail_lost_trials(study, heartbeats=heartbeats, heartbeat_s=plan.heartbeat_s)
-    objective = Objective(
+    trainable = Trainable(
         recipe, space, Path(plan.run_dir), accelerator=plan.accelerator, devices=plan.devices
     )
     progress = update = None
@@ -166,7 +166,7 @@ def _optimize(plan: WorkerPlan, ready: Any) -> None:
                     study.sampler = optuna.samplers.TPESampler(seed=plan.seed, constant_liar=True)
                 run_population_worker(
                     study,
-                    objective,
+                    trainable,
                     n_trials=plan.n_trials,
                     population=plan.population,
                     lock_path=Path(plan.run_dir) / ".ask.lock",
@@ -180,7 +180,7 @@ def _optimize(plan: WorkerPlan, ready: Any) -> None:
             else:
                 run_worker(
                     study,
-                    objective,
+                    trainable,
                     n_trials=plan.n_trials,
                     lock_path=Path(plan.run_dir) / ".ask.lock",
                     heartbeats=heartbeats,

@@ -24,7 +24,6 @@ from optuna.trial import TrialState
 from lit_optim import LitOptimError
 from tuning.runner.algorithms import MAX_FAILURES
 from tuning.runner.interrupt import Interrupted, held_signals, raise_if_interrupted
-from tuning.runner.objective import Objective
 from tuning.runner.owners import (
     claim,
     fail_dead_trials,
@@ -33,6 +32,7 @@ from tuning.runner.owners import (
     owner_alive_here,
     same_run,
 )
+from tuning.runner.trainable import Trainable
 from tuning.search.preflight import MetricNotLoggedError
 from tuning.storage.backends import StorageFault, storage_fault
 from tuning.storage.optuna_private import heartbeat
@@ -159,7 +159,7 @@ def wait_for_running(
 
 def run_worker(
     study: optuna.Study,
-    objective: Objective,
+    trainable: Trainable,
     *,
     n_trials: int,
     lock_path: Path,
@@ -207,7 +207,7 @@ def run_worker(
             ):
                 continue
             return
-        state, value = _run_one(study, objective, trial)
+        state, value = _run_one(study, trainable, trial)
         exhausted = tell(study, trial, state, value)
         if progress is not None:
             progress(study)
@@ -237,13 +237,13 @@ def tell(study: optuna.Study, trial: optuna.Trial, state: TrialState, value: flo
 
 
 def _run_one(
-    study: optuna.Study, objective: Objective, trial: optuna.Trial
+    study: optuna.Study, trainable: Trainable, trial: optuna.Trial
 ) -> tuple[TrialState, float | None]:
     """The trial under its heartbeat; an interruption or a study-stopping error is told as FAIL
     before it propagates, so no trial is left RUNNING by a live process."""
     with heartbeat(study, trial):
         try:
-            return evaluate(objective, trial)
+            return evaluate(trainable, trial)
         except Interrupted as err:
             fail_for_rerun(study, trial, str(err))  # not counted: run again
             raise
@@ -269,11 +269,11 @@ def fail_for_rerun_if_possible(
             return
 
 
-def evaluate(objective: Objective, trial: optuna.Trial) -> tuple[TrialState, float | None]:
+def evaluate(trainable: Trainable, trial: optuna.Trial) -> tuple[TrialState, float | None]:
     """Run one trial the way study.optimize would: pruned, failed or complete. A failure is one
     line on stderr and its ``fail_reason``; the traceback goes to ``trial_<n>/error.txt``."""
     try:
-        return TrialState.COMPLETE, objective(trial)
+        return TrialState.COMPLETE, trainable(trial)
     except optuna.TrialPruned:
         return TrialState.PRUNED, None
     except (MetricNotLoggedError, Interrupted):
@@ -288,7 +288,7 @@ def evaluate(objective: Objective, trial: optuna.Trial) -> tuple[TrialState, flo
             raise fault from err
         reason = f"{type(err).__name__}: {' '.join(str(err).split())}"
         trial.set_user_attr("fail_reason", reason)
-        log = objective.run_dir / f"trial_{trial.number}" / "error.txt"
+        log = trainable.run_dir / f"trial_{trial.number}" / "error.txt"
         log.parent.mkdir(parents=True, exist_ok=True)
         log.write_text(traceback.format_exc())
         print(f"trial {trial.number} failed: {reason} (traceback in {log})", file=sys.stderr)

@@ -1,4 +1,4 @@
-"""The objective: recipe + trial → LightningCLI objects → Trainer.fit → the monitored metric.
+"""The trainable: recipe + trial → LightningCLI objects → Trainer.fit → the monitored metric.
 
 Optuna owns sampling, pruning and storage; this module owns turning a trial into a run. A
 trial's parameters are overrides of the recipe (same dotted paths as the CLI); the merged
@@ -24,7 +24,7 @@ from tuning.search.preflight import MetricCheck, MetricNotLoggedError, build_tri
 from tuning.search.recipe import apply_overrides, write_recipe
 from tuning.search.space import SearchSpace
 
-__all__ = ["DivergenceWatch", "Objective", "quiet_lightning", "trial_trainer_args"]
+__all__ = ["DivergenceWatch", "Trainable", "quiet_lightning", "trial_trainer_args"]
 
 
 def quiet_lightning() -> None:
@@ -105,8 +105,10 @@ class _InterruptPoint(Callback):
         raise_if_interrupted()
 
 
-class Objective:
-    """Callable for ``study.optimize``.
+class Trainable:
+    """What trains one trial (Optuna calls it the objective function; Ray Tune a trainable):
+    called with a trial, it builds the trial's recipe, fits it and returns the metric. Named
+    apart from ``lit_optim.Objective``, the metric and its direction that it returns.
 
     Args:
         recipe: the recipe as a dict (see ``tuning.search.recipe.load_recipe``).

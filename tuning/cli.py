@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -288,123 +288,25 @@ def main(argv: Sequence[str] | None = None) -> None:
     overrides = _overrides(parser, extra)
     import optuna
     import sqlalchemy.exc
-    from optuna.trial import TrialState
 
     from lit_optim import LitOptimError
-    from tuning.reports.study_report import list_studies, summary_table, write_report
-    from tuning.runner.interrupt import Interrupted
-    from tuning.runner.study import export_best, load_study, run_study
     from tuning.runner.trainable import quiet_lightning
-    from tuning.storage.backends import (
-        StorageFault,
-        default_storage_url,
-        open_storage,
-        storage_fault,
-    )
+    from tuning.storage.backends import StorageFault, default_storage_url, storage_fault
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     quiet_lightning()  # the parses before trial 0 would print Lightning's banner each time
     storage = getattr(args, "storage", None)
     try:
-        if args.command == "compare":
-            from tuning.reports.compare import run_compare
-
-            run_compare(
-                recipe=args.recipe,
-                optimizers=[n for n in args.optimizers.split(",") if n],
-                schedulers=[n for n in args.schedulers.split(",") if n]
-                if args.schedulers
-                else None,
-                budget=args.budget,
-                seeds=args.seeds,
-                target=args.target,
-                run_dir=args.run_dir / args.name,
-                accelerator=args.accelerator,
-                convex=[n for n in args.convex.split(",") if n],
-                population=args.population,
-                metric=args.metric,
-                direction=args.direction,
-                test_metric=args.test_metric,
-                overrides=overrides,
+        if args.command in _ON_A_STUDY:
+            storage = args.storage or default_storage_url(
+                args.run_dir,
+                args.study,
+                getattr(args, "n_workers", 1),
+                create=args.command == "run",
             )
-            print((args.run_dir / args.name / "report.md").read_text())
-            return
-        if args.command == "studies":
-            print(list_studies(args.storage, args.run_dir))
-            return
-        n_workers = getattr(args, "n_workers", 1)
-        storage = args.storage or default_storage_url(
-            args.run_dir, args.study, n_workers, create=args.command == "run"
-        )
-        if args.command == "run":
-            try:
-                study = run_study(
-                    recipe=args.recipe,
-                    space=args.space,
-                    study_name=args.study,
-                    storage_url=storage,
-                    run_dir=args.run_dir / args.study,
-                    n_trials=args.n_trials,
-                    n_workers=n_workers,
-                    sampler=args.sampler,
-                    pruner=args.pruner,
-                    seed=args.seed,
-                    accelerator=args.accelerator,
-                    heartbeat_s=args.heartbeat,
-                    max_failures=args.max_failures,
-                    accept_changes=args.accept_changes,
-                    overrides=overrides,
-                    timeout_s=args.timeout,
-                    lr_range=args.lr_range,
-                    population=args.population,
-                    threads=args.threads,
-                    algorithm=args.algorithm,
-                    pbt_interval=args.pbt_interval,
-                    pbt_quantile=args.pbt_quantile,
-                )
-            except Interrupted as err:
-                # The trial that was running is failed without a fail_reason: the next run of
-                # the same command runs it again and finishes the budget.
-                try:
-                    print(summary_table(load_study(args.study, storage)))
-                except LitOptimError:
-                    pass  # stopped before the study was created
-                print(
-                    f"lit-tune: {err}; the running trial was marked failed and is run again "
-                    "by the next `lit-tune run` of this study",
-                    file=sys.stderr,
-                )
-                raise SystemExit(128 + err.signum) from None
-            print(summary_table(study))
-            print(
-                f"storage: {storage}   (optuna-dashboard {storage})\n"
-                f"trials: {args.run_dir / args.study}/trial_<n>/recipe.yaml; "
-                f"report: lit-tune report --study {args.study}"
-                + (f" --storage {storage}" if args.storage else "")
-            )
-            if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-                print(
-                    f"lit-tune: error: study {args.study} has no completed trial (see the "
-                    "failed and pruned trials' fail_reason / pruned_reason)",
-                    file=sys.stderr,
-                )
-                raise SystemExit(1)
-        elif args.command == "delete":
-            load_study(args.study, storage)  # a missing one is an error with close matches
-            optuna.delete_study(study_name=args.study, storage=open_storage(storage))
-            print(
-                f"deleted study {args.study} from {storage}; files under "
-                f"{args.run_dir / args.study}/ (trial recipes, reports) are left as they are"
-            )
-        elif args.command == "best":
-            study = load_study(args.study, storage)
-            print(summary_table(study))
-            if args.export:
-                print(f"wrote {export_best(study, args.export).resolve()}")
+            _ON_A_STUDY[args.command](args, storage, overrides)
         else:
-            study = load_study(args.study, storage)
-            for path in write_report(study, args.run_dir / args.study / "report"):
-                print(path)
+            _OTHERS[args.command](args, overrides)
     except StorageFault as err:  # a full disk, a lost server: in the same words everywhere
         _die(f"storage {storage}: {err}" if storage else str(err))
     except (LitOptimError, ValueError) as err:  # ValueError: optuna's, e.g. best of no trial
@@ -414,6 +316,145 @@ def main(argv: Sequence[str] | None = None) -> None:
         if fault is not None:
             _die(f"storage {storage}: {fault}" if storage else str(fault))
         _die_of_storage(err, storage)
+
+
+# -- one function per subcommand (as Optuna's CLI has a command class each) -------------------
+
+
+def _compare(args: argparse.Namespace, overrides: dict[str, Any]) -> None:
+    from tuning.reports.compare import run_compare
+
+    run_compare(
+        recipe=args.recipe,
+        optimizers=[n for n in args.optimizers.split(",") if n],
+        schedulers=[n for n in args.schedulers.split(",") if n] if args.schedulers else None,
+        budget=args.budget,
+        seeds=args.seeds,
+        target=args.target,
+        run_dir=args.run_dir / args.name,
+        accelerator=args.accelerator,
+        convex=[n for n in args.convex.split(",") if n],
+        population=args.population,
+        metric=args.metric,
+        direction=args.direction,
+        test_metric=args.test_metric,
+        overrides=overrides,
+    )
+    print((args.run_dir / args.name / "report.md").read_text())
+
+
+def _studies(args: argparse.Namespace, overrides: dict[str, Any]) -> None:
+    from tuning.reports.study_report import list_studies
+
+    print(list_studies(args.storage, args.run_dir))
+
+
+def _run(args: argparse.Namespace, storage: str, overrides: dict[str, Any]) -> None:
+    from optuna.trial import TrialState
+
+    from lit_optim import LitOptimError
+    from tuning.reports.study_report import summary_table
+    from tuning.runner.interrupt import Interrupted
+    from tuning.runner.study import load_study, run_study
+
+    try:
+        study = run_study(
+            recipe=args.recipe,
+            space=args.space,
+            study_name=args.study,
+            storage_url=storage,
+            run_dir=args.run_dir / args.study,
+            n_trials=args.n_trials,
+            n_workers=args.n_workers,
+            sampler=args.sampler,
+            pruner=args.pruner,
+            seed=args.seed,
+            accelerator=args.accelerator,
+            heartbeat_s=args.heartbeat,
+            max_failures=args.max_failures,
+            accept_changes=args.accept_changes,
+            overrides=overrides,
+            timeout_s=args.timeout,
+            lr_range=args.lr_range,
+            population=args.population,
+            threads=args.threads,
+            algorithm=args.algorithm,
+            pbt_interval=args.pbt_interval,
+            pbt_quantile=args.pbt_quantile,
+        )
+    except Interrupted as err:
+        # The trial that was running is failed without a fail_reason: the next run of
+        # the same command runs it again and finishes the budget.
+        try:
+            print(summary_table(load_study(args.study, storage)))
+        except LitOptimError:
+            pass  # stopped before the study was created
+        print(
+            f"lit-tune: {err}; the running trial was marked failed and is run again "
+            "by the next `lit-tune run` of this study",
+            file=sys.stderr,
+        )
+        raise SystemExit(128 + err.signum) from None
+    print(summary_table(study))
+    print(
+        f"storage: {storage}   (optuna-dashboard {storage})\n"
+        f"trials: {args.run_dir / args.study}/trial_<n>/recipe.yaml; "
+        f"report: lit-tune report --study {args.study}"
+        + (f" --storage {storage}" if args.storage else "")
+    )
+    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        print(
+            f"lit-tune: error: study {args.study} has no completed trial (see the "
+            "failed and pruned trials' fail_reason / pruned_reason)",
+            file=sys.stderr,
+        )
+        raise SystemExit(1)
+
+
+def _delete(args: argparse.Namespace, storage: str, overrides: dict[str, Any]) -> None:
+    import optuna
+
+    from tuning.runner.study import load_study
+    from tuning.storage.backends import open_storage
+
+    load_study(args.study, storage)  # a missing one is an error with close matches
+    optuna.delete_study(study_name=args.study, storage=open_storage(storage))
+    print(
+        f"deleted study {args.study} from {storage}; files under "
+        f"{args.run_dir / args.study}/ (trial recipes, reports) are left as they are"
+    )
+
+
+def _best(args: argparse.Namespace, storage: str, overrides: dict[str, Any]) -> None:
+    from tuning.reports.study_report import summary_table
+    from tuning.runner.study import export_best, load_study
+
+    study = load_study(args.study, storage)
+    print(summary_table(study))
+    if args.export:
+        print(f"wrote {export_best(study, args.export).resolve()}")
+
+
+def _report(args: argparse.Namespace, storage: str, overrides: dict[str, Any]) -> None:
+    from tuning.reports.study_report import write_report
+    from tuning.runner.study import load_study
+
+    study = load_study(args.study, storage)
+    for path in write_report(study, args.run_dir / args.study / "report"):
+        print(path)
+
+
+# The commands on one study (--study, --storage) and the others.
+_ON_A_STUDY: dict[str, Callable[[argparse.Namespace, str, dict[str, Any]], None]] = {
+    "run": _run,
+    "delete": _delete,
+    "best": _best,
+    "report": _report,
+}
+_OTHERS: dict[str, Callable[[argparse.Namespace, dict[str, Any]], None]] = {
+    "compare": _compare,
+    "studies": _studies,
+}
 
 
 def _die_of_storage(err: BaseException, storage: str) -> None:

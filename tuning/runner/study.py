@@ -375,20 +375,9 @@ def run_study(
     record = record_of(recipe_dict, space_dict, parsed.metric, parsed.direction, algorithm)
     check_writable(run_dir)
     try:  # a SQLite study goes back to the default journal however the run ends
-        # Not yet in WAL mode: a resume refused below must leave the file byte-identical.
-        storage = open_storage(storage_url, n_workers=n_workers, create=True)
-        created = study_name not in optuna.study.get_all_study_names(storage)
-        if created:
-            try:
-                study = optuna.create_study(
-                    study_name=study_name, storage=storage, direction=parsed.direction
-                )
-            except optuna.exceptions.DuplicatedStudyError:  # another process created it just now
-                created = False
-        if not created:
-            study = optuna.load_study(study_name=study_name, storage=storage)
-            # Checked before anything is written, so a refused resume leaves the study as it was.
-            check_same_record(study, record, accept_changes=accept_changes, where=storage_url)
+        study, created = _open_study(
+            study_name, storage_url, n_workers, record, accept_changes=accept_changes
+        )
         for key, value in record.items():
             study.set_user_attr(key, value)
         study.set_user_attr("recipe", str(Path(recipe).resolve()))
@@ -438,52 +427,85 @@ def run_study(
         if n_workers == 1:
             _worker(plan)
         else:
-            gpus = _gpu_count() if accelerator in ("auto", "gpu", "cuda") else 0
-            own = accelerator if gpus else ("cpu" if accelerator == "auto" else accelerator)
-            # Each worker its own GPU when there are enough; its own sampler seed.
-            procs, errors = _start_and_join(
-                [
-                    dataclasses.replace(
-                        plan,
-                        seed=sampler_seed(seed, rank, created=created),
-                        devices=[rank % gpus] if gpus else "auto",
-                        n_workers=n_workers,
-                        accelerator=own,
-                    )
-                    for rank in range(n_workers)
-                ]
-            )
-            if errors:  # e.g. MetricNotLoggedError, a full disk: the first worker's words
-                fault, line = errors[0]
-                raise (StorageFault if fault else LitOptimError)(line)
-            if any(p.exitcode in (1, 2) for p in procs):  # a bug: its traceback is above
-                failed = optuna.load_study(
-                    study_name=study_name, storage=open_storage(storage_url, n_workers=n_workers)
-                ).get_trials(states=(TrialState.FAIL,))
-                reasons = [
-                    t.user_attrs["fail_reason"]
-                    for t in failed
-                    if "fail_reason" in t.user_attrs and not is_rerun(t)
-                ]
-                raise LitOptimError(
-                    reasons[-1] if reasons else "a worker process failed; see above"
-                )
-            if any(p.exitcode for p in procs):
-                # A worker was killed or interrupted on its own (128 + signal, or a negative
-                # status): its trial may be RUNNING with no one left to finish it;
-                # finish the budget here (the worker loop fails it, its process being gone).
-                _worker(
-                    dataclasses.replace(
-                        plan,
-                        seed=sampler_seed(seed, 0, created=False),
-                        accelerator="cpu" if accelerator == "auto" else accelerator,
-                    )
-                )
+            _spawn(plan, n_workers, seed=seed, created=created)
     finally:
         settle_sqlite(storage_url)
     return optuna.load_study(
         study_name=study_name, storage=open_storage(storage_url, n_workers=n_workers)
     )
+
+
+def _open_study(
+    study_name: str,
+    storage_url: str,
+    n_workers: int,
+    record: dict[str, str],
+    *,
+    accept_changes: bool,
+) -> tuple[optuna.Study, bool]:
+    """The study, created or loaded (and whether created here); a resumed one must have
+    ``record``'s recipe, space, metric, direction and algorithm, or be refused before anything
+    is written."""
+    # Not yet in WAL mode: a resume refused below must leave the file byte-identical.
+    storage = open_storage(storage_url, n_workers=n_workers, create=True)
+    created = study_name not in optuna.study.get_all_study_names(storage)
+    if created:
+        try:
+            study = optuna.create_study(
+                study_name=study_name, storage=storage, direction=record["direction"]
+            )
+        except optuna.exceptions.DuplicatedStudyError:  # another process created it just now
+            created = False
+    if not created:
+        study = optuna.load_study(study_name=study_name, storage=storage)
+        check_same_record(study, record, accept_changes=accept_changes, where=storage_url)
+    return study, created
+
+
+def _spawn(plan: WorkerPlan, n_workers: int, *, seed: int, created: bool) -> None:
+    """``n_workers`` worker processes on ``plan``'s study, each with its own sampler seed (and
+    its own GPU where there are enough); a worker's error is raised here in its own words."""
+    gpus = _gpu_count() if plan.accelerator in ("auto", "gpu", "cuda") else 0
+    accelerator = plan.accelerator
+    own = accelerator if gpus else ("cpu" if accelerator == "auto" else accelerator)
+    # Each worker its own GPU when there are enough; its own sampler seed.
+    procs, errors = _start_and_join(
+        [
+            dataclasses.replace(
+                plan,
+                seed=sampler_seed(seed, rank, created=created),
+                devices=[rank % gpus] if gpus else "auto",
+                n_workers=n_workers,
+                accelerator=own,
+            )
+            for rank in range(n_workers)
+        ]
+    )
+    if errors:  # e.g. MetricNotLoggedError, a full disk: the first worker's words
+        fault, line = errors[0]
+        raise (StorageFault if fault else LitOptimError)(line)
+    if any(p.exitcode in (1, 2) for p in procs):  # a bug: its traceback is above
+        failed = optuna.load_study(
+            study_name=plan.study_name,
+            storage=open_storage(plan.storage_url, n_workers=n_workers),
+        ).get_trials(states=(TrialState.FAIL,))
+        reasons = [
+            t.user_attrs["fail_reason"]
+            for t in failed
+            if "fail_reason" in t.user_attrs and not is_rerun(t)
+        ]
+        raise LitOptimError(reasons[-1] if reasons else "a worker process failed; see above")
+    if any(p.exitcode for p in procs):
+        # A worker was killed or interrupted on its own (128 + signal, or a negative
+        # status): its trial may be RUNNING with no one left to finish it;
+        # finish the budget here (the worker loop fails it, its process being gone).
+        _worker(
+            dataclasses.replace(
+                plan,
+                seed=sampler_seed(seed, 0, created=False),
+                accelerator="cpu" if accelerator == "auto" else accelerator,
+            )
+        )
 
 
 def _start_and_join(plans: list[WorkerPlan]) -> tuple[list[Any], list[tuple[bool, str]]]:

@@ -42,7 +42,7 @@ def tune_dir(tmp_path, monkeypatch):
     """cd into tmp_path holding recipe.yaml: the digits recipe, 2 epochs, a 32-unit MLP."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr("sys.argv", ["lit-tune"])  # pytest's own arguments are not ours
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[1]  # tests/ -> the repository
     recipe = yaml.safe_load((root / "recipes" / "digits" / "mlp.yaml").read_text())
     recipe["trainer"]["max_epochs"] = 2
     recipe["model"]["network_kwargs"] = {"hidden_dims": [32]}

@@ -19,9 +19,9 @@ import yaml
 
 from lit_optim import OPTIMIZERS, LitOptimError
 from lit_optim.cli.main import main as lit_optim
+from support import ROOT
 from tuning.cli import main as lit_tune
 
-ROOT = Path(__file__).resolve().parents[1]
 DIGITS = str(ROOT / "recipes" / "digits" / "mlp.yaml")
 FIT = ["fit", "--config", DIGITS]
 RUN = ["run", "--recipe", "recipe.yaml", "--space", "space.yaml"]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from support import ROOT
 
 # Rank of each layer: a module may import its own layer and lower ranks, never higher ones.
 # Layers of one rank are siblings and must not import each other either.

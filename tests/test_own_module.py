@@ -13,9 +13,10 @@ import yaml
 from optuna.trial import TrialState
 
 from lit_optim.cli.main import main as lit_optim
+from support import ROOT
 from tuning.cli import main as lit_tune
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "own_module"
+EXAMPLE = ROOT / "examples" / "own_module"
 QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
 
 

@@ -15,6 +15,7 @@ from lit_optim.testing import (
     OptimizerPluginContract,
     SchedulerPluginContract,
 )
+from support import ROOT
 
 EXAMPLE = Path(__file__).parent / "plugin_example"
 
@@ -84,7 +85,7 @@ def test_plugin_names_appear_in_the_catalogue(example_plugin, capsys):
 def test_plugin_optimizer_in_a_cli_fit(example_plugin, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr("sys.argv", ["lit-optim"])
-    recipe = Path(__file__).resolve().parents[1] / "recipes" / "digits" / "mlp.yaml"
+    recipe = ROOT / "recipes" / "digits" / "mlp.yaml"
     main(
         [
             "fit",

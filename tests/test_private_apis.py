@@ -5,20 +5,20 @@ in lit_optim/ or tuning/ must be on our own object (``self``, ``cls``) or a modu
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from support import ROOT
+
 # The adapters, each with a test of its own pinning what it relies on.
 # adapter -> (its test, what the test must exercise)
 ADAPTERS = {
-    "lit_optim/catalog/torch_private.py": ("tests/test_torch_private.py", "torch_private"),
-    "tuning/storage/optuna_private.py": ("tests/test_optuna_private.py", "optuna_private"),
+    "lit_optim/catalog/torch_private.py": ("tests/catalog/test_torch_private.py", "torch_private"),
+    "tuning/storage/optuna_private.py": ("tests/tuning/test_optuna_private.py", "optuna_private"),
     # the one override of a private LightningCLI method (super()._parse_ckpt_path), which
     # reads --ckpt_path: pinned by the fit-hardening checkpoint cases
-    "lit_optim/cli/lightning_cli.py": ("tests/test_fit_hardening.py", "--ckpt_path"),
+    "lit_optim/cli/lightning_cli.py": ("tests/cli/test_fit_hardening.py", "--ckpt_path"),
     # no private name, but an undocumented behaviour (a None hook is not dispatched)
     "lit_optim/callbacks/step_dispatch.py": (
-        "tests/test_step_dispatch.py",
+        "tests/callbacks/test_step_dispatch.py",
         "skip_unused_batch_hooks",
     ),
 }

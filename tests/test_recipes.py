@@ -7,15 +7,14 @@ cannot do; the stand-in keeps the recipe's network, optimizer, schedule and batc
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import yaml
 
 from lit_optim import DATASETS
 from lit_optim.cli.main import main
+from support import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 RECIPES = sorted((ROOT / "recipes").glob("*/*.yaml"))
 FIT_RECIPES = [p for p in RECIPES if p.name != "search.yaml"]
 

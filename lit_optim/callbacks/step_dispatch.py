@@ -7,8 +7,8 @@ at setup or at an epoch's end, that is ~60 µs a step, 2-3% of a small network's
 
 Lightning's dispatcher skips a hook that is not callable (``if callable(fn)`` in
 ``lightning.pytorch.trainer.call._call_callback_hooks``). That is not a documented promise, so
-this module is the one place that relies on it, and ``tests/test_step_dispatch.py`` pins it:
-a hook set to None is not called, an overridden one is, and a fit runs through.
+this module is the one place that relies on it, and ``tests/callbacks/test_step_dispatch.py``
+pins it: a hook set to None is not called, an overridden one is, and a fit runs through.
 """
 
 from __future__ import annotations

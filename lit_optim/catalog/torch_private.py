@@ -1,5 +1,5 @@
 """The one place lit_optim calls torch APIs that torch does not document, each with why no
-documented one will do; ``tests/test_torch_private.py`` checks every function here against
+documented one will do; ``tests/catalog/test_torch_private.py`` checks every function here against
 the documented torch it stands in for, on the torch in use.
 
 - ``foreach_*``: the multi-tensor kernels torch.optim and ``clip_grad_norm_`` run on

@@ -7,7 +7,7 @@ Lightning detail that has no public API: under ``max_steps`` with ``max_epochs=-
 ``trainer.estimated_stepping_batches`` returns early without loading the train loader, so
 ``trainer.num_training_batches`` stays ``inf`` and the epoch length is unknown. ``run_length``
 then loads it the way ``estimated_stepping_batches`` itself does (``trainer.fit_loop.setup_data``);
-``tests/test_trainer_info.py`` pins that call against the Lightning in use.
+``tests/catalog/test_trainer_info.py`` pins that call against the Lightning in use.
 """
 
 from __future__ import annotations

@@ -110,7 +110,7 @@ class LitOptimCLI(LightningCLI):
             raise ConfigError(f"trainer: {' '.join(str(err).split())}") from err
 
     # The one override of a private LightningCLI method (its behaviour is pinned by the
-    # --ckpt_path cases of tests/test_fit_hardening.py): it is where LightningCLI reads
+    # --ckpt_path cases of tests/cli/test_fit_hardening.py): it is where LightningCLI reads
     # --ckpt_path and puts the checkpoint's hyperparameters over the parsed model config,
     # before any hook of ours runs.
     def _parse_ckpt_path(self) -> None:
@@ -487,7 +487,7 @@ _NOISE = (
 )
 
 
-# The sections of a lit-optim fit recipe (tests/test_cli.py checks them against the parser):
+# The sections of a lit-optim fit recipe (tests/cli/test_cli.py checks them against the parser):
 # the candidates for a misspelt top-level key such as `trainr:`.
 RECIPE_SECTIONS = ("seed_everything", "trainer", "model", "data", "ckpt_path", "objective", "test")
 

@@ -17,8 +17,8 @@ runs as it would without the mode.
 
 The kernels are torch's own BatchNorm forward and backward, reached through
 ``catalog.torch_private`` (``F.batch_norm`` does not return the batch statistics its backward
-reads). ``tests/test_population_batch_norm.py`` checks the folding against torch.func's own
-batching of ``F.batch_norm``.
+reads). ``tests/population/test_population_batch_norm.py`` checks the folding against
+torch.func's own batching of ``F.batch_norm``.
 """
 
 from __future__ import annotations

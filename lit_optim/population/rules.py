@@ -6,9 +6,9 @@ stacked [N, …] parameter would need N param groups of views, which torch's opt
 update in place as one tensor. So the rules of the families people tune most are written out
 here, following torch.optim's single-tensor implementations (``torch/optim/sgd.py``, ``adam.py``,
 ``rmsprop.py``, ``adagrad.py``) in their arithmetic and their order of operations, so that a
-member equals its sequential trial to float64 round-off (``tests/test_population_rules.py``
-checks each against torch itself). Everything stays on the device: no per-member Python loop,
-no host read.
+member equals its sequential trial to float64 round-off
+(``tests/population/test_population_rules.py`` checks each against torch itself). Everything
+stays on the device: no per-member Python loop, no host read.
 
 Structural options (``nesterov``, ``amsgrad``, ``centered``) change the algorithm, not a scalar:
 they must be equal across the members of one population.

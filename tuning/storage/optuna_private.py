@@ -1,5 +1,5 @@
 """The one place lit-tune uses private Optuna APIs, tested against the Optuna in use by
-``tests/test_optuna_private.py`` (pyproject bounds the Optuna versions it was tested with).
+``tests/tuning/test_optuna_private.py`` (pyproject bounds the Optuna versions it was tested with).
 
 ``heartbeat``: lit-tune asks for trials itself, under a file lock, so that N workers never
 overshoot the budget (``study.optimize`` with ``MaxTrialsCallback`` checks only after a trial

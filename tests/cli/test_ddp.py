@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from support import ROOT
+
 RECIPE = ROOT / "recipes" / "digits" / "mlp.yaml"
 
 # What each rank saw, written by the rank itself: per epoch val_loss (what it logged, so what

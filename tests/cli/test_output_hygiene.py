@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from support import ROOT
+
 DIGITS = str(ROOT / "recipes" / "digits" / "mlp.yaml")
 
 

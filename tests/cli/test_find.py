@@ -10,11 +10,10 @@ import optuna
 import pytest
 import torch
 import yaml
-from run_main import exit_status  # tests/ is on sys.path (no package)
 
 from lit_optim.cli.main import main
+from support import ROOT, exit_status
 
-ROOT = Path(__file__).resolve().parents[1]
 DIGITS = str(ROOT / "recipes" / "digits" / "mlp.yaml")
 EXAMPLE = ROOT / "examples" / "own_module"
 

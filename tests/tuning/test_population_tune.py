@@ -7,6 +7,7 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
+from support import ROOT
 from tuning.cli import main as lit_tune
 
 
@@ -239,9 +240,8 @@ def test_population_one_keeps_trials_one_by_one(space, capsys):
 
 
 def test_a_space_that_varies_structure_still_forms_populations(tune_dir, capsys):
-    from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1]
+    root = ROOT
     (tune_dir / "space.yaml").write_text((root / "recipes" / "digits" / "search.yaml").read_text())
     _run("--study", "full", "--n-trials", "12", "--population", "4")
     err = capsys.readouterr().err

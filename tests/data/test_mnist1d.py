@@ -10,12 +10,12 @@ import socket
 import numpy as np
 import pytest
 import torch
-from run_main import exit_status
 from torch import nn
 
 from lit_optim import ClassificationData, ConfigError, MissingPackageError, build_model
 from lit_optim.cli.main import main as lit_optim
 from lit_optim.data import mnist1d as source
+from support import exit_status
 
 
 @pytest.fixture

@@ -10,11 +10,9 @@ import pytest
 import torch
 import yaml
 from optuna.trial import TrialState
-from run_main import exit_status  # tests/ is on sys.path (no package)
 
+from support import ROOT, exit_status
 from tuning.cli import main as lit_tune
-
-ROOT = Path(__file__).resolve().parents[1]
 
 BROKEN_MODULE = '''
 import lightning as L, torch

@@ -12,10 +12,9 @@ from optuna.trial import TrialState
 
 from lit_optim import ConfigError
 from lit_optim.cli.main import main as fit_main
+from support import ROOT
 from tuning.cli import main
 from tuning.search.space import load_space, parse_space
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture

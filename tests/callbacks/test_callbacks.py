@@ -12,6 +12,7 @@ import yaml
 from lit_optim import ClassificationData, ClassificationTask, ConfigError
 from lit_optim.callbacks import GradientClipper, LayerDiagnostics, NonFiniteError, NonFiniteGuard
 from lit_optim.catalog.optimizers import OPTIMIZERS
+from support import ROOT
 
 
 class Faulty(ClassificationTask):
@@ -364,7 +365,6 @@ def test_checkpoint_keeps_the_guard_and_clipper_state(make_trainer, tmp_path):
 
 
 def test_recipes_switch_the_callbacks_on_by_name(tmp_path, monkeypatch):
-    from pathlib import Path
 
     from lit_optim.cli.main import main
 
@@ -381,7 +381,7 @@ def test_recipes_switch_the_callbacks_on_by_name(tmp_path, monkeypatch):
         "    - class_path: lit_optim.callbacks.LayerDiagnostics\n"
         "      init_args: {every_n_steps: 5, png: layer_ratios.png}\n"
     )
-    recipe = Path(__file__).resolve().parents[1] / "recipes" / "digits" / "mlp.yaml"
+    recipe = ROOT / "recipes" / "digits" / "mlp.yaml"
     main(
         [
             "fit",
@@ -406,14 +406,11 @@ def test_recipes_switch_the_callbacks_on_by_name(tmp_path, monkeypatch):
 
 
 def test_each_lit_tune_trial_keeps_its_own_diagnostics_plot(tmp_path, monkeypatch):
-    from pathlib import Path
 
     from tuning.cli import main as lit_tune
 
     monkeypatch.chdir(tmp_path)
-    recipe = yaml.safe_load(
-        (Path(__file__).resolve().parents[1] / "recipes" / "digits" / "mlp.yaml").read_text()
-    )
+    recipe = yaml.safe_load((ROOT / "recipes" / "digits" / "mlp.yaml").read_text())
     recipe["trainer"]["max_epochs"] = 1
     recipe["trainer"]["callbacks"] = [
         {
@@ -447,13 +444,12 @@ def test_each_lit_tune_trial_keeps_its_own_diagnostics_plot(tmp_path, monkeypatc
 
 
 def test_bad_callback_argument_from_a_recipe_is_one_clear_error(tmp_path, monkeypatch, capsys):
-    from pathlib import Path
 
     from lit_optim.cli.main import main
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr("sys.argv", ["lit-optim"])
-    recipe = Path(__file__).resolve().parents[1] / "recipes" / "digits" / "mlp.yaml"
+    recipe = ROOT / "recipes" / "digits" / "mlp.yaml"
     with pytest.raises(SystemExit) as info:
         main(
             [

@@ -12,8 +12,7 @@ import torch
 import yaml
 
 from lit_optim.cli.main import main as lit_optim
-
-ROOT = Path(__file__).resolve().parents[1]
+from support import ROOT
 
 CRASH = '''
 from lightning.pytorch.callbacks import Callback

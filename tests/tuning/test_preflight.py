@@ -10,12 +10,10 @@ import optuna
 import pytest
 import yaml
 from optuna.trial import TrialState
-from run_main import exit_status
 
+from support import ROOT, exit_status
 from tuning.cli import main as lit_tune
 from tuning.search.preflight import LoggedProbe
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _recipe(tune_dir: Path, *, epochs: int, **scheduler_kwargs) -> str:

@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from lit_optim.cli.main import main
+from support import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 DIGITS = str(ROOT / "recipes" / "digits" / "mlp.yaml")
 QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
 
@@ -345,7 +345,7 @@ class Unsaved(L.LightningModule):
 
 def test_a_checkpoint_that_does_not_fit_the_model_is_one_line(tmp_path, monkeypatch, capsys):
     """It was torch's 42-line traceback (a line per tensor of "size mismatch")."""
-    from run_main import exit_status
+    from support import exit_status
 
     (tmp_path / "unsaved.py").write_text(UNSAVED_WIDTH)
     monkeypatch.chdir(tmp_path)

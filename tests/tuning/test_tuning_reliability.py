@@ -22,7 +22,8 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-ROOT = Path(__file__).resolve().parents[1]
+from support import ROOT
+
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 

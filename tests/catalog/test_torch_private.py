@@ -5,7 +5,6 @@ of lit_optim or tuning reaches into ``torch._…``."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 import torch
@@ -13,8 +12,7 @@ import torch.nn.functional as F
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from lit_optim.catalog import torch_private as tp
-
-ROOT = Path(__file__).resolve().parents[1]
+from support import ROOT
 
 
 def _tensors(dtype=torch.float64):

@@ -1,8 +1,15 @@
-"""A command's ``main(argv)`` run inside the test process, as its console script runs it."""
+"""What many tests share (``tests/`` is on sys.path: pytest puts a rootdir conftest's folder
+there): the repository's root, and a command's ``main(argv)`` run inside the test process as
+its console script runs it."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
+
+__all__ = ["ROOT", "exit_status"]
+
+ROOT = Path(__file__).resolve().parents[1]  # the repository
 
 
 def exit_status(main: Callable[[Sequence[str]], object], *args: str) -> int:

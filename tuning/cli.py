@@ -457,13 +457,15 @@ _OTHERS: dict[str, Callable[[argparse.Namespace, dict[str, Any]], None]] = {
 }
 
 
-def _die_of_storage(err: BaseException, storage: str) -> None:
+def _die_of_storage(err: BaseException, storage: str | None) -> None:
     import sqlalchemy.exc
 
     if isinstance(err, OSError):  # a read-only run directory
         _die(f"{err.strerror or err}: {err.filename}" if err.filename else str(err))
     if isinstance(err, sqlalchemy.exc.SQLAlchemyError):  # e.g. a read-only or locked study.db
-        _die(f"storage {storage}: {' '.join(str(err.orig or err).split())}")
+        # DBAPIError (most of them) carries the driver's own words in .orig
+        cause = getattr(err, "orig", None) or err
+        _die(f"storage {storage}: {' '.join(str(cause).split())}")
     cause = err.__cause__  # StorageInternalError: a write that failed mid-study
     cause = getattr(cause, "orig", None) or cause or err
     _die(

@@ -63,7 +63,12 @@ class HyperparameterSchedule(Callback):
         for optimizer in trainer.optimizers:
             schedulers = [c.scheduler for c in configs if c.scheduler.optimizer is optimizer]
             rescale_hyperparameters(
-                optimizer, schedulers, **{key: new[key] / old[key] for key in new}
+                optimizer,
+                schedulers,
+                lr=new["lr"] / old["lr"] if "lr" in new else 1.0,
+                weight_decay=(
+                    new["weight_decay"] / old["weight_decay"] if "weight_decay" in new else 1.0
+                ),
             )
 
     def _at(self, epoch: int) -> dict[str, float]:

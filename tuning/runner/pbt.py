@@ -23,7 +23,7 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from optuna.distributions import CategoricalDistribution, FloatDistribution
+from optuna.distributions import FloatDistribution, IntDistribution
 
 from lit_optim import ConfigError
 from tuning.search.recipe import apply_overrides
@@ -71,13 +71,9 @@ def explored_paths(space: SearchSpace) -> dict[str, str]:
     """{search-space path: lr | weight_decay} of the ranges PBT explores."""
     out = {}
     for param in space.params:
-        key = _key(param.path)
-        if (
-            key in EXPLORED_KEYS
-            and not isinstance(param.distribution, CategoricalDistribution)
-            and not param.when
-            and param.distribution.low > 0
-        ):
+        key, dist = _key(param.path), param.distribution
+        ranged = isinstance(dist, FloatDistribution | IntDistribution) and dist.low > 0
+        if key in EXPLORED_KEYS and ranged and not param.when:
             out[param.path] = key
     return out
 
@@ -94,7 +90,9 @@ def check_pbt(
     """Every way ``--algorithm pbt`` cannot run, before anything is written."""
     if not explored_paths(space):
         ranges = [
-            p.path for p in space.params if not isinstance(p.distribution, CategoricalDistribution)
+            p.path
+            for p in space.params
+            if isinstance(p.distribution, FloatDistribution | IntDistribution)
         ]
         raise ConfigError(
             "--algorithm pbt explores the model's lr and weight_decay while members train; the "
@@ -116,7 +114,7 @@ def check_pbt(
             "--algorithm pbt explores values around its members' and the grid "
             "sampler has only its points: use another --sampler (tpe, random …)"
         )
-    if population != "auto" and population < 2:
+    if isinstance(population, int) and population < 2:
         raise ConfigError(
             f"--algorithm pbt needs a population of at least 2 (a member copies "
             f"another), got --population {population}"
@@ -149,10 +147,12 @@ def explore(params: dict[str, Any], space: SearchSpace, rng: random.Random) -> d
     """The parent's ``params`` with each explored path resampled (probability 0.25) or
     scaled by 0.8 or 1.2, kept in its range."""
     out = dict(params)
+    explored = explored_paths(space)
     for param in space.params:
-        if param.path not in explored_paths(space) or param.path not in params:
-            continue
         dist = param.distribution
+        if param.path not in explored or param.path not in params:
+            continue
+        assert isinstance(dist, FloatDistribution | IntDistribution)  # what explored_paths keeps
         if rng.random() < RESAMPLE_PROBABILITY:
             value = (
                 math.exp(rng.uniform(math.log(dist.low), math.log(dist.high)))

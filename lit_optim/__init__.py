@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from lit_optim.catalog.lazy import lazy_exports
 
@@ -52,6 +53,89 @@ _EXPORTS = {
     "parse_direction": "lit_optim.catalog.objective",
     "resolve_objective": "lit_optim.catalog.objective",
 }
+
+# The same names for editors and type checkers, which cannot follow the table above (as
+# optuna/__init__.py pairs its lazy imports with these).
+if TYPE_CHECKING:  # `name as name`: a re-export
+    from lit_optim.catalog.checks import load_yaml as load_yaml
+    from lit_optim.catalog.errors import (
+        ConfigError as ConfigError,
+    )
+    from lit_optim.catalog.errors import (
+        DatasetNotFoundError as DatasetNotFoundError,
+    )
+    from lit_optim.catalog.errors import (
+        LitOptimError as LitOptimError,
+    )
+    from lit_optim.catalog.errors import (
+        MissingPackageError as MissingPackageError,
+    )
+    from lit_optim.catalog.errors import (
+        UnknownNameError as UnknownNameError,
+    )
+    from lit_optim.catalog.factory import (
+        create_optimizer as create_optimizer,
+    )
+    from lit_optim.catalog.factory import (
+        create_scheduler as create_scheduler,
+    )
+    from lit_optim.catalog.factory import (
+        l2_penalty as l2_penalty,
+    )
+    from lit_optim.catalog.factory import (
+        lr_scale_factor as lr_scale_factor,
+    )
+    from lit_optim.catalog.objective import (
+        DirectionError as DirectionError,
+    )
+    from lit_optim.catalog.objective import (
+        Objective as Objective,
+    )
+    from lit_optim.catalog.objective import (
+        logged_directions as logged_directions,
+    )
+    from lit_optim.catalog.objective import (
+        parse_direction as parse_direction,
+    )
+    from lit_optim.catalog.objective import (
+        resolve_objective as resolve_objective,
+    )
+    from lit_optim.catalog.optimizers import (
+        OPTIMIZERS as OPTIMIZERS,
+    )
+    from lit_optim.catalog.optimizers import (
+        OptimizerInfo as OptimizerInfo,
+    )
+    from lit_optim.catalog.optimizers import (
+        build_optimizer as build_optimizer,
+    )
+    from lit_optim.catalog.registry import Registry as Registry
+    from lit_optim.catalog.registry import RegistryEntry as RegistryEntry
+    from lit_optim.catalog.schedulers import (
+        SCHEDULERS as SCHEDULERS,
+    )
+    from lit_optim.catalog.schedulers import (
+        SchedulerInfo as SchedulerInfo,
+    )
+    from lit_optim.data import (
+        DATASETS as DATASETS,
+    )
+    from lit_optim.data import (
+        ClassificationData as ClassificationData,
+    )
+    from lit_optim.data import (
+        DatasetInfo as DatasetInfo,
+    )
+    from lit_optim.training.models import (
+        MODELS as MODELS,
+    )
+    from lit_optim.training.models import (
+        ModelInfo as ModelInfo,
+    )
+    from lit_optim.training.models import (
+        build_model as build_model,
+    )
+    from lit_optim.training.task import ClassificationTask as ClassificationTask
 
 __all__ = sorted(_EXPORTS)
 

@@ -6,6 +6,8 @@ apply ``PopulationUpdate`` (torch.optim's arithmetic with per-member hyperparame
 modules import Lightning, so they load on first use (PEP 562): the update rules alone do not.
 """
 
+from typing import TYPE_CHECKING
+
 from lit_optim.catalog.lazy import lazy_exports
 from lit_optim.population.rules import POPULATION_OPTIMIZERS, PopulationUpdate
 from lit_optim.population.stacked import StackedNetwork
@@ -16,6 +18,14 @@ _LAZY = {
     "NotVmappable": "lit_optim.population.stacked",
     "PopulationTask": "lit_optim.population.task",
 }
+
+# The same names for editors and type checkers, which cannot follow the table above (as
+# optuna/__init__.py pairs its lazy imports with these).
+if TYPE_CHECKING:  # `name as name`: a re-export
+    from lit_optim.population.interface import Population as Population
+    from lit_optim.population.module_population import ModulePopulation as ModulePopulation
+    from lit_optim.population.stacked import NotVmappable as NotVmappable
+    from lit_optim.population.task import PopulationTask as PopulationTask
 
 __all__ = [
     "POPULATION_OPTIMIZERS",

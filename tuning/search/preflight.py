@@ -20,7 +20,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import lightning as L
 from jsonargparse import Namespace
@@ -296,7 +296,7 @@ class MetricCheck(Callback):
         if self.direction is not None:
             logged_directions(pl_module).when_logged(self.metric, self.direction_logged)
 
-    def direction_logged(self, logged: str | None, described: str) -> None:
+    def direction_logged(self, logged: Literal["min", "max"] | None, described: str) -> None:
         try:
             resolve_objective(
                 self.metric,

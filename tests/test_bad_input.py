@@ -323,7 +323,7 @@ CHECKPOINTS = [  # (args after the subcommand, fragment)
 LIT_TUNE: list[tuple[list[str], str]] = [
     ([*RUN, "--study", "s", "--n-trials", "0"], "n_trials"),
     ([*RUN, "--study", "s", "--n-trials", "abc"], "--n-trials"),
-    ([*RUN, "--study", "s", "--n-workers", "0"], "n_workers"),
+    ([*RUN, "--study", "s", "--n-workers", "0"], "--n-workers"),
     ([*RUN, "--study", "s", "--sampler", "tpee"], "did you mean 'tpe'"),
     ([*RUN, "--study", "s", "--pruner", "medain"], "did you mean 'median'"),
     ([*RUN, "--study", "s", "--heartbeat", "0"], "--heartbeat"),

@@ -98,10 +98,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--n-workers",
-        type=int,
-        default=1,
-        help="processes running trials at once (a journal file or PostgreSQL "
-        "storage; default %(default)s)",
+        type=auto_or_count,
+        default="auto",
+        help="processes running trials at once (a journal file or PostgreSQL storage); auto "
+        "(the default) starts one per core on a CPU (one per GPU) where the budget is long "
+        "enough (>= 100 trials a process, or --timeout >= 60 s) and the storage is not "
+        "SQLite, else 1, and says so",
     )
     # The fixed sets show in --help (metavar); a wrong name is refused before trial 0 in one
     # line with the close matches, as every other name (argparse's choices would print the
@@ -298,6 +300,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     storage = getattr(args, "storage", None)
     try:
         if args.command in _ON_A_STUDY:
+            if args.command == "run":
+                _choose_workers(args)
             storage = args.storage or default_storage_url(
                 args.run_dir,
                 args.study,
@@ -349,6 +353,22 @@ def _studies(args: argparse.Namespace, overrides: dict[str, Any]) -> None:
     print(list_studies(args.storage, args.run_dir))
 
 
+def _choose_workers(args: argparse.Namespace) -> None:
+    """``--n-workers auto`` made a number before the storage is chosen (a journal file for
+    several); the line that says why waits in ``args.workers_note`` for the run to start."""
+    from tuning.runner.processes import choose_workers
+
+    args.n_workers, args.workers_note = choose_workers(
+        args.n_workers,
+        storage=args.storage,
+        run_dir=args.run_dir,
+        study=args.study,
+        n_trials=args.n_trials,
+        accelerator=args.accelerator,
+        timeout=args.timeout,
+    )
+
+
 def _run(args: argparse.Namespace, storage: str, overrides: dict[str, Any]) -> None:
     from optuna.trial import TrialState
 
@@ -381,6 +401,7 @@ def _run(args: argparse.Namespace, storage: str, overrides: dict[str, Any]) -> N
             algorithm=args.algorithm,
             pbt_interval=args.pbt_interval,
             pbt_quantile=args.pbt_quantile,
+            workers_note=args.workers_note,
         )
     except Interrupted as err:
         # The trial that was running is failed without a fail_reason: the next run of

@@ -295,6 +295,7 @@ def run_study(
     algorithm: str = "optuna",
     pbt_interval: int | None = None,
     pbt_quantile: float = QUANTILE,
+    workers_note: str | None = None,
 ) -> optuna.Study:
     """Create or resume ``study_name`` and run it until ``n_trials`` trials have used the budget
     (finished, or failed by their own error).
@@ -310,6 +311,8 @@ def run_study(
             module's lr over [suggestion / 10, divergence point] (``lit-optim lr-find``),
             replacing the space's own lr range; the range is in the study's user attributes.
         threads: torch threads per worker on CPU, or ``"auto"`` (``tuning.runner.threads``).
+        workers_note: the line that says how ``n_workers`` was chosen (``lit-tune run
+            --n-workers auto``: ``tuning.runner.processes``), printed once the run starts.
         algorithm: ``"optuna"`` (the sampler picks, the pruner stops) or ``"pbt"``: population
             based training inside each population, exploiting every ``pbt_interval`` epochs
             (default: a sixth of the run) with the bottom ``pbt_quantile`` copying the top
@@ -401,8 +404,9 @@ def run_study(
                 f"# {found['note']}\n" + yaml.safe_dump(space_dict, sort_keys=False)
             )
         deadline = None if timeout_s is None else time.time() + timeout_s
-        if population_note:
-            print(population_note, file=sys.stderr)
+        for note in (workers_note, population_note):
+            if note:
+                print(note, file=sys.stderr)
         threads, threads_note = choose_threads(threads, n_workers, accelerator, population)
         if threads_note:
             print(threads_note, file=sys.stderr)

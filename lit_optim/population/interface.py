@@ -33,6 +33,10 @@ class Population(Protocol):
     # the population logs only names of its own: ClassificationTask's val_loss, val_acc).
     directions: LoggedDirections | None
     stop_when_empty: bool  # end the fit once no member is left (else the owner decides)
+    # A diverged member leaves, unless the owner replaces it: then ``diverged`` lists it
+    # ({position: reason}) when ``on_epoch_end`` runs.
+    replace_diverged: bool
+    diverged: dict[int, str]
     on_epoch_end: Callable[[Any], None] | None  # the owner's hook between epochs
 
     def drop(self, keep: torch.Tensor, reason: str) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["copy_records", "record_newcomers"]
+__all__ = ["copy_records", "leave_if_diverged", "record_newcomers"]
 
 
 def record_newcomers(population: Any, names: Sequence[str]) -> list[int]:
@@ -39,3 +39,16 @@ def copy_records(population: Any, source: int, target: int) -> None:
         population.health.copy_member(source, target)
     for values in population.member_metrics.values():
         values[target] = values[source]
+
+
+def leave_if_diverged(population: Any, bad: torch.Tensor, reason: str) -> None:
+    """The members flagged ``bad`` (by position) leave (``drop``); or, where the owner puts
+    something else in their slots (``replace_diverged``: PBT copies a good member there), stay
+    and are listed in ``diverged`` ({position: reason}) for the owner's ``on_epoch_end``."""
+    population.diverged = {}
+    if not bool(bad.any()):  # the one host read per epoch
+        return
+    if population.replace_diverged:
+        population.diverged = {p: reason for p, flagged in enumerate(bad.tolist()) if flagged}
+    else:
+        population.drop(~bad, reason=reason)

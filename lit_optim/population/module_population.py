@@ -47,7 +47,7 @@ from lit_optim.catalog.torch_private import has_step_hooks
 from lit_optim.population.batch_norm import FoldedBatchNorm
 from lit_optim.population.divergence import LossSpikes
 from lit_optim.population.health import MemberHealth, check_clip_algorithm
-from lit_optim.population.members import copy_records, record_newcomers
+from lit_optim.population.members import copy_records, leave_if_diverged, record_newcomers
 from lit_optim.population.rules import RULES, PopulationUpdate
 from lit_optim.population.stacked import NotVmappable
 
@@ -186,6 +186,10 @@ class ModulePopulation(L.LightningModule):
         # The owner of a population that takes newcomers decides when it ends (on_epoch_end);
         # otherwise the fit ends once no member is left.
         self.stop_when_empty = True
+        # A diverged member leaves, unless its owner replaces it (PBT): then it is listed in
+        # ``diverged`` ({position: reason}) for the owner's on_epoch_end.
+        self.replace_diverged = False
+        self.diverged: dict[int, str] = {}
         self.on_epoch_end: Callable[[ModulePopulation], None] | None = None
         self.member_metrics: dict[str, torch.Tensor] = {}
         self._sums: dict[str, list[torch.Tensor]] = {}
@@ -462,8 +466,7 @@ class ModulePopulation(L.LightningModule):
             bad |= ~torch.isfinite(values)
         for p in self.stacked().values():
             bad |= ~torch.isfinite(p.detach().flatten(1)).all(dim=1)
-        if bool(bad.any()):  # the one host read per epoch
-            self.drop(~bad, reason="non-finite or spiking loss, non-finite metric or weights")
+        leave_if_diverged(self, bad, "non-finite or spiking loss, non-finite metric or weights")
         if self.on_epoch_end is not None:  # members leave and join between epochs
             self.on_epoch_end(self)
 

@@ -30,7 +30,7 @@ from lit_optim.catalog.rescale import rescale_hyperparameters
 from lit_optim.catalog.schedulers import SCHEDULERS, check_scheduler_args
 from lit_optim.population.divergence import LossSpikes
 from lit_optim.population.health import MemberHealth, check_clip_algorithm
-from lit_optim.population.members import copy_records, record_newcomers
+from lit_optim.population.members import copy_records, leave_if_diverged, record_newcomers
 from lit_optim.population.rules import POPULATION_OPTIMIZERS, PopulationUpdate
 from lit_optim.population.stacked import StackedNetwork
 from lit_optim.training.models import build_model
@@ -91,6 +91,10 @@ class PopulationTask(L.LightningModule):
         # The owner of a population that takes newcomers decides when it ends (on_epoch_end);
         # otherwise the fit ends once no member is left.
         self.stop_when_empty = True
+        # A diverged member leaves, unless its owner replaces it (PBT): then it is listed in
+        # ``diverged`` ({position: reason}) for the owner's on_epoch_end.
+        self.replace_diverged = False
+        self.diverged: dict[int, str] = {}
         self.on_epoch_end: Callable[[PopulationTask], None] | None = None
         self.member_metrics: dict[str, torch.Tensor] = {}
         self._sums: dict[str, torch.Tensor] = {}
@@ -259,8 +263,7 @@ class PopulationTask(L.LightningModule):
         bad = self.spikes.bad(len(self.alive), self.net.p0.device).clone()
         for values in self.member_metrics.values():
             bad |= ~torch.isfinite(values)
-        if bool(bad.any()):  # the one host read per epoch
-            self.drop(~bad, reason="non-finite or spiking loss, or non-finite metric")
+        leave_if_diverged(self, bad, "non-finite or spiking loss, or non-finite metric")
         if self.on_epoch_end is not None:  # members leave and join between epochs
             self.on_epoch_end(self)
 

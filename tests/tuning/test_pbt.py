@@ -349,3 +349,52 @@ def test_two_workers_each_run_pbt_populations_on_one_journal_study_and_split_the
             == child.user_attrs["population"]["first_trial"]
         )
         assert parent.user_attrs["pid"] == child.user_attrs["pid"]
+
+
+def test_a_member_that_diverges_is_replaced_at_once_by_a_copy_of_a_top_one(space):
+    # lr up to 100 with Adam: some of the first members blow up in their first epochs. PBT
+    # does not wait for its interval (3) nor leave the slot empty: the epoch a member
+    # diverges, its slot takes an explored copy of a good one; every slot is held from epoch
+    # 0 to the end.
+    (space / "space.yaml").write_text(
+        yaml.safe_dump({**SPACE, "params": {"model.lr": "log[1e-3, 100]"}})
+    )
+    _run(
+        "--study",
+        "d",
+        "--n-trials",
+        "12",
+        "--population",
+        "4",
+        "--trainer.max_epochs",
+        "4",
+        "--pbt-interval",
+        "3",
+        "--seed",
+        "0",
+        "--sampler",
+        "random",
+    )
+    trials = _study("d").trials
+    diverged = [t for t in trials if "pbt: diverged:" in t.user_attrs.get("pruned_reason", "")]
+    assert diverged, [(t.number, t.state, t.user_attrs.get("pruned_reason")) for t in trials]
+    from tuning.reports.lineage import lineage_segments
+
+    # The population where a member was replaced (in another, all may diverge at once, with
+    # no good member to copy: they leave).
+    where = diverged[0].user_attrs["population"]["first_trial"]
+    segments = [s for s in lineage_segments(trials) if s.population == where]
+    for slot in range(4):
+        held = sorted((s.start, s.end) for s in segments if s.slot == slot)
+        assert held[0][0] == 0 and held[-1][1] == 4, (slot, held)
+        assert all(a[1] == b[0] for a, b in zip(held, held[1:])), (slot, held)
+    for trial in diverged:  # replaced the epoch after its last report, not at the interval
+        child = next(
+            t
+            for t in trials
+            if t.user_attrs.get("pbt", {}).get("slot") is not None
+            and trial.user_attrs["pruned_reason"].endswith(f"as trial {t.number}")
+        )
+        assert child.user_attrs["pbt"]["epoch"] == max(trial.intermediate_values) + 1
+        parent = trials[child.user_attrs["pbt"]["parent"]]
+        assert "diverged" not in parent.user_attrs.get("pruned_reason", "")

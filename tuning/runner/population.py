@@ -251,6 +251,7 @@ class _Report(L.Callback):
             directions.when_logged(self.metric, check.direction_logged)
         for slot, trial in enumerate(self.trials):
             self._record_joined(trial, 0, slot)
+        pl_module.replace_diverged = self.pbt is not None  # PBT copies a good member there
         epochs = trainer.max_epochs
         if epochs is not None and epochs > 0 and trainer.max_steps == -1:
             self.run_epochs = epochs
@@ -314,7 +315,7 @@ class _Report(L.Callback):
         if self.pbt is not None:
             if pl_module.alive:
                 self._exploit(pl_module)
-            else:
+            if not pl_module.alive:  # none left, or the last diverged with no trial to follow
                 pl_module.trainer.should_stop = True
             return
         joined = []
@@ -350,34 +351,58 @@ class _Report(L.Callback):
         self.trials.extend(trials)
 
     def _exploit(self, pl_module: Population) -> None:
-        """PBT, every ``interval`` epochs: each member of the bottom quantile takes a top
-        member's state in memory (``copy_member``) and explored values (``rescale_member``);
-        its trial ends PRUNED and a new trial, asked with those values within the budget,
-        goes on in its slot with the parent's intermediate values and its line's record."""
+        """PBT. A member that diverged takes, at once, the state of one of the top quantile
+        of the others; every ``interval`` epochs so does each member of the bottom quantile.
+        The copy is in memory (``copy_member``), then explored (``rescale_member``); the slot's
+        trial ends PRUNED and a new trial, asked with the explored values within the budget,
+        goes on in the slot with its parent's intermediate values and its line's record. A
+        diverged member no new trial can replace leaves, its trial PRUNED as diverged."""
         epoch = max(pl_module.epochs_trained)
-        if (
-            epoch % self.pbt.interval
-            or self.metric not in pl_module.member_metrics
-            or self.newcomers is None
-            or self.newcomers.past_deadline()
-            or interrupted()
-        ):
-            return
-        values = pl_module.member_metrics[self.metric].tolist()
-        maximize = self.study.direction == optuna.study.StudyDirection.MAXIMIZE
-        moves = pairs(values, maximize, self.pbt.quantile, self.rng)
+        diverged = dict(pl_module.diverged)
+        can_ask = not (self.newcomers is None or self.newcomers.past_deadline() or interrupted())
+        moves: list[tuple[int, int]] = []
+        if can_ask and self.metric in pl_module.member_metrics:
+            values = pl_module.member_metrics[self.metric].tolist()
+            for position in diverged:  # ranked last, whatever it logged
+                values[position] = math.nan
+            maximize = self.study.direction == optuna.study.StudyDirection.MAXIMIZE
+            top = _top(values, maximize, self.pbt.quantile, exclude=diverged)
+            if top:
+                moves += [(self.rng.choice(top), position) for position in diverged]
+            if epoch % self.pbt.interval == 0:
+                moves += [
+                    (source, target)
+                    for source, target in pairs(values, maximize, self.pbt.quantile, self.rng)
+                    if target not in diverged
+                ]
+        replaced = self._replace(pl_module, moves, epoch, diverged) if moves else set()
+        left = {p: reason for p, reason in diverged.items() if p not in replaced}
+        if left:  # no trial to take their slots: they leave, told as diverged
+            keep = [p not in left for p in range(len(pl_module.alive))]
+            pl_module.drop(_flags(keep), reason="; ".join(sorted(set(left.values()))))
+            self._tell_diverged(pl_module)
+
+    def _replace(
+        self,
+        pl_module: Population,
+        moves: list[tuple[int, int]],
+        epoch: int,
+        diverged: dict[int, str],
+    ) -> set[int]:
+        """Each (source, target) move, as far as the budget asks trials for them; returns
+        the target positions replaced."""
+        assert self.newcomers is not None and self.pbt is not None
         space = self.newcomers.trainable.space
         parents = [self.trials[pl_module.alive[source]] for source, _ in moves]
         chosen = [explore(parent.params, space, self.rng) for parent in parents]
         children = self.newcomers.take(chosen)  # as many as the budget leaves
         for (source, target), parent, child, params in zip(moves, parents, children, chosen):
             index = pl_module.alive[target]
+            why = f"diverged: {diverged[target]}; " if target in diverged else ""
             self.trials[index].set_user_attr(
                 "pruned_reason",
-                (
-                    f"pbt: at epoch {epoch} its slot took trial {parent.number}'s state, "
-                    f"explored, as trial {child.number}"
-                ),
+                f"pbt: {why}at epoch {epoch} its slot took trial {parent.number}'s state, "
+                f"explored, as trial {child.number}",
             )
             self.tell(index, TrialState.PRUNED, None)
             self.shown(1)
@@ -399,14 +424,13 @@ class _Report(L.Callback):
             self.trials[index] = child
             pl_module.member_names[index] = f"trial_{child.number}"
             pl_module.copy_member(source, target)
-            pl_module.rescale_member(
-                target,
-                **{
-                    key: params[path] / parent.params[path]
-                    for path, key in explored_paths(space).items()
-                    if path in params
-                },
-            )
+            factors = {
+                key: params[path] / parent.params[path]
+                for path, key in explored_paths(space).items()
+                if path in params
+            }
+            pl_module.rescale_member(target, **factors)
+        return {target for (_, target), _ in zip(moves, children)}
 
     def _record_joined(self, trial: optuna.Trial, epoch: int, member: int) -> None:
         """Which population (its first trial) the trial trained in, from which of its epochs
@@ -451,6 +475,16 @@ class _Report(L.Callback):
             return lambda trial: trial.should_prune()
         snapshot = StudySnapshot(self.study)
         return lambda trial: pruner.prune(snapshot, snapshot.frozen(trial.number))
+
+
+def _top(
+    values: list[float], maximize: bool, quantile: float, exclude: dict[int, str]
+) -> list[int]:
+    """The positions of the top ``quantile`` (at least one) of the finite ``values`` not in
+    ``exclude``: the members a diverged one may copy."""
+    healthy = [p for p, v in enumerate(values) if p not in exclude and math.isfinite(v)]
+    healthy.sort(key=lambda p: values[p], reverse=maximize)
+    return healthy[: max(1, math.ceil(len(healthy) * quantile))]
 
 
 def _flags(values: list[bool]) -> Any:

@@ -872,7 +872,13 @@ def _fill(folder: Path) -> Path:
 
 
 @pytest.mark.skipif(__import__("os").geteuid() != 0, reason="mounting a tiny tmpfs needs root")
-@pytest.mark.parametrize("workers", [["--n-workers", "2"], []], ids=["journal-workers", "sqlite"])
+# The journal-workers case (35 s) runs with -m slow: the default run keeps the suite near ten
+# minutes on 2 cores, and the SQLite case takes the same path to the one line.
+@pytest.mark.parametrize(
+    "workers",
+    [pytest.param(["--n-workers", "2"], marks=pytest.mark.slow), []],
+    ids=["journal-workers", "sqlite"],
+)
 def test_a_disk_that_fills_mid_study_is_one_line_and_the_rerun_finishes_the_budget(
     digits, tmp_path_factory, workers
 ):

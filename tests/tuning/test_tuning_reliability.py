@@ -130,6 +130,8 @@ def test_sigkill_mid_trial_then_rerun_completes_the_budget(workdir, wait):
     assert len([t for t in trials if t.state in FINISHED]) == 8
 
 
+# -m slow (26 s): the kill-after-members-joined test below covers a killed population by default.
+@pytest.mark.slow
 def test_sigkill_mid_population_then_rerun_replaces_its_members(workdir):
     storage = "sqlite:///runs/kp/study.db"
     # 40 epochs: a population of 4 digits trials shares one batch size and trains 6 epochs in
@@ -490,6 +492,9 @@ def test_a_restart_draws_new_points_and_a_fresh_seeded_study_repeats(workdir):
     assert len(then) == 2 and not set(then) & set(first)  # the restart did not repeat them
 
 
+# -m slow (40 s): two runs sharing one study's budget is covered by default
+# (test_two_runs_on_one_study_share_its_budget_and_both_exit_0).
+@pytest.mark.slow
 def test_simultaneous_first_starts_on_an_empty_database_all_join_one_study(workdir, postgres_url):
     import psycopg
 

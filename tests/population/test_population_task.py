@@ -312,14 +312,17 @@ def test_copy_member_is_bitwise_and_the_copy_trains_on_as_its_source(optimizer, 
 def test_an_exploited_and_explored_member_equals_its_replay_with_a_hyperparameter_schedule(
     optimizer, scheduler, kwargs
 ):
-    # PBT: after epoch 0 member 2 takes member 1's state (exploit), then its lr x1.2 and its
-    # weight decay x0.8 (explore). Its run is member 1's run whose lr and weight decay change
-    # at the start of epoch 1: ClassificationTask fitted alone with HyperparameterSchedule.
+    # PBT: after epoch 0 member 2 takes member 0's state (exploit), then its lr x1.2 and its
+    # weight decay x0.8 (explore); after epoch 1 member 1 takes member 2's, then lr x0.8 and
+    # weight decay x1.2: a line of two generations. Member 2's run is member 0's whose lr and
+    # weight decay change at the start of epoch 1, member 1's changes again at epoch 2:
+    # ClassificationTask fitted alone with HyperparameterSchedule, one change and two.
     from lit_optim.callbacks import HyperparameterSchedule
 
     members = [m for m in CASES[optimizer] if m["weight_decay"] > 0][:2] * 2
     parent = members[0]
     new = {"lr": parent["lr"] * 1.2, "weight_decay": parent["weight_decay"] * 0.8}
+    newer = {"lr": new["lr"] * 0.8, "weight_decay": new["weight_decay"] * 1.2}
     data = ClassificationData("digits", batch_size=128)
     population = PopulationTask(
         data.input_shape,
@@ -335,22 +338,28 @@ def test_an_exploited_and_explored_member_equals_its_replay_with_a_hyperparamete
         if pop.current_epoch == 0:
             pop.copy_member(0, 2)
             pop.rescale_member(2, **{k: new[k] / parent[k] for k in new})
+        if pop.current_epoch == 1:
+            pop.copy_member(2, 1)
+            pop.rescale_member(1, **{k: newer[k] / new[k] for k in new})
 
     population.on_epoch_end = exploit
     _trainer().fit(population, datamodule=data)
-    task = _sequential_task(data, parent, optimizer, scheduler, kwargs)
-    schedule = HyperparameterSchedule(
-        start={k: parent[k] for k in new}, changes=[{"epoch": 1, **new}]
-    )
-    trainer = _trainer()
-    trainer.callbacks.append(schedule)
-    trainer.fit(task, datamodule=ClassificationData("digits", batch_size=128))
+    start = {k: parent[k] for k in new}
+    for member, changes in (
+        (2, [{"epoch": 1, **new}]),
+        (1, [{"epoch": 1, **new}, {"epoch": 2, **newer}]),
+    ):
+        task = _sequential_task(data, parent, optimizer, scheduler, kwargs)
+        trainer = _trainer()
+        trainer.callbacks.append(HyperparameterSchedule(start=start, changes=changes))
+        trainer.fit(task, datamodule=ClassificationData("digits", batch_size=128))
+        mine = population.net.member_state_dict(member)
+        for name, value in task.net.state_dict().items():
+            assert torch.allclose(mine[name], value, rtol=0, atol=1e-10), (member, name)
+        assert float(population.member_metrics["val_loss"][member]) == pytest.approx(
+            float(trainer.callback_metrics["val_loss"]), rel=1e-10
+        )
     mine = population.net.member_state_dict(2)
-    for name, value in task.net.state_dict().items():
-        assert torch.allclose(mine[name], value, rtol=0, atol=1e-10), name
-    assert float(population.member_metrics["val_loss"][2]) == pytest.approx(
-        float(trainer.callback_metrics["val_loss"]), rel=1e-10
-    )
     # The explore changed the run: member 0 (the parent's own run on) differs.
     theirs = population.net.member_state_dict(0)
     assert not all(torch.equal(theirs[k], v) for k, v in mine.items())

@@ -233,7 +233,9 @@ class _Report(L.Callback):
         self.left: set[int] = set()
         # PBT (``tuning.runner.pbt``): members are exploited and explored instead of pruned.
         self.pbt = pbt
-        self.rng = random.Random(pbt.seed if pbt is not None else 0)
+        # Its own draws per population (seeded by the run's seed and its first trial): two
+        # populations of one study do not copy and explore alike.
+        self.rng = random.Random(0 if pbt is None else pbt.seed * 1_000_003 + self.first)
         self.history: dict[int, dict[int, float]] = {}  # trial number -> {epoch: value}
 
     def _tell_leavers(self, reasons: dict[int, str]) -> None:

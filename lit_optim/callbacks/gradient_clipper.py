@@ -170,12 +170,36 @@ class GradientClipper(L.Callback):
                 [self._norms, self._norms.new_full((self.history, n), float("nan"))], dim=1
             )
 
+    def member_state(self, member: int) -> dict[str, Any]:
+        """Member ``member``'s AutoClip history and clip count, as copies (None where the
+        clipper has not seen a population's step yet)."""
+        return {
+            "clipped": self._clipped[member].clone() if self._clipped.ndim else None,
+            "norms": (
+                self._norms[:, member].clone()
+                if self._norms is not None and self._norms.ndim == 2
+                else None
+            ),
+            "seen": self._seen,
+        }
+
+    def load_member_state(self, member: int, saved: dict[str, Any], size: int) -> None:
+        """Position ``member`` (of ``size`` members) takes ``saved`` (``member_state``); a
+        clipper that has not seen a step yet (a population built afresh) makes its state."""
+        if saved["clipped"] is not None:
+            if not self._clipped.ndim:
+                self._clipped = saved["clipped"].new_zeros(size)
+            self._clipped[member] = saved["clipped"]
+        if saved["norms"] is not None:
+            if self._norms is None or self._norms.ndim != 2:
+                self._norms = saved["norms"].new_full((self.history, size), float("nan"))
+            self._norms[:, member] = saved["norms"]
+        self._seen = saved["seen"]  # the history's position: one for all members
+
     def copy_member(self, source: int, target: int) -> None:
         """Member ``target`` takes ``source``'s AutoClip history and clip count."""
-        if self._clipped.ndim:
-            self._clipped[target] = self._clipped[source]
-        if self._norms is not None and self._norms.ndim == 2:
-            self._norms[:, target] = self._norms[:, source]
+        size = self._clipped.shape[0] if self._clipped.ndim else 0
+        self.load_member_state(target, self.member_state(source), size)
 
     def clipped_fraction(self) -> torch.Tensor | None:
         """The share of this epoch's steps that were clipped (per member in a population),

@@ -65,7 +65,31 @@ class LossSpikes:
             self.flagged = torch.cat([self.flagged, self.flagged.new_zeros(n)])
             self._joined = True
 
-    def copy_member(self, source: int, target: int) -> None:
-        if self.ema is not None:
-            for value in (self.ema, self.first, self.flagged):
-                value[target] = value[source]
+    def member_state(self, member: int) -> dict[str, torch.Tensor] | None:
+        """Member ``member``'s (a position) state, as copies; None before any step."""
+        if self.ema is None:
+            return None
+        return {
+            "ema": self.ema[member].clone(),
+            "first": self.first[member].clone(),
+            "flagged": self.flagged[member].clone(),
+        }
+
+    def load_member_state(
+        self, member: int, saved: dict[str, torch.Tensor] | None, size: int
+    ) -> None:
+        """Position ``member`` (of ``size`` members) takes ``saved`` (``member_state``);
+        None: no loss seen yet, as a newcomer's."""
+        if saved is None:
+            if self.ema is not None:
+                self.ema[member] = self.first[member] = float("nan")
+                self.flagged[member] = False
+            return
+        if self.ema is None:  # a population built afresh, before its first step
+            self.ema = saved["ema"].new_full((size,), float("nan"))
+            self.first = saved["first"].new_full((size,), float("nan"))
+            self.flagged = saved["flagged"].new_zeros(size)
+            self._joined = True  # a position not loaded takes its first loss as a newcomer
+        self.ema[member] = saved["ema"]
+        self.first[member] = saved["first"]
+        self.flagged[member] = saved["flagged"]

@@ -14,6 +14,7 @@ Lightning clips after them.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import lightning as L
 import torch
@@ -105,7 +106,18 @@ class MemberHealth:
             if isinstance(callback, GradientClipper):
                 callback.join_members(len(members))
 
+    def _clippers(self) -> list[GradientClipper]:
+        return [c for c in [*self.callbacks, self.trainer_clip] if isinstance(c, GradientClipper)]
+
+    def member_state(self, member: int) -> dict[str, Any]:
+        """Member ``member``'s (a position) clipping state in every clipper, as copies, and
+        the members' step count (one for all: LayerDiagnostics' cadence)."""
+        return {"clippers": [c.member_state(member) for c in self._clippers()], "steps": self.steps}
+
+    def load_member_state(self, member: int, saved: dict[str, Any], size: int) -> None:
+        for clipper, state in zip(self._clippers(), saved["clippers"], strict=True):
+            clipper.load_member_state(member, state, size)
+        self.steps = saved["steps"]
+
     def copy_member(self, source: int, target: int) -> None:
-        for callback in [*self.callbacks, self.trainer_clip]:
-            if isinstance(callback, GradientClipper):
-                callback.copy_member(source, target)
+        self.load_member_state(target, self.member_state(source), len(self.members))

@@ -45,6 +45,15 @@ class Population(Protocol):
     def join(self, members: Sequence[Any], names: Sequence[str]) -> list[int]:
         """Add members between epochs, each at its own epoch 0 and step 0; their indices."""
 
+    def member_state(self, member: int) -> dict[str, Any]:
+        """Position ``member``'s whole state (weights, buffers, optimizer state and step count,
+        schedule position, spike and clipping state, last epoch values) as copies, in types
+        ``torch.save`` keeps and ``torch.load(weights_only=True)`` reads."""
+
+    def load_member_state(self, member: int, saved: dict[str, Any]) -> None:
+        """Position ``member`` becomes ``saved`` (``member_state`` of this population or of
+        one built from the same recipes), bit for bit."""
+
     def copy_member(self, source: int, target: int) -> None:
         """Position ``target`` becomes a bit-for-bit copy of position ``source``."""
 

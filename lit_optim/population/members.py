@@ -1,7 +1,7 @@
 """What both population classes keep per member beside their tensors, how newcomers join it
-and how one member's records are copied into another (PBT's exploit): indices (``alive``),
-names, epochs trained, the spike rule's state, the health callbacks' state, and the last
-epoch's values (a newcomer's are NaN until it reports)."""
+and how one member's records are taken and put into a position (PBT's exploit and resume):
+indices (``alive``), names, epochs trained, the spike rule's state, the health callbacks'
+state, and the last epoch's values (a newcomer's are NaN until it reports)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["copy_records", "leave_if_diverged", "record_newcomers"]
+__all__ = ["leave_if_diverged", "load_records", "member_records", "record_newcomers"]
 
 
 def record_newcomers(population: Any, names: Sequence[str]) -> list[int]:
@@ -30,15 +30,29 @@ def record_newcomers(population: Any, names: Sequence[str]) -> list[int]:
     return new
 
 
-def copy_records(population: Any, source: int, target: int) -> None:
-    """Member ``target`` (a position) takes ``source``'s epochs trained, spike and clipping
-    state and last epoch values."""
-    population.epochs_trained[target] = population.epochs_trained[source]
-    population.spikes.copy_member(source, target)
-    if population.health is not None:
-        population.health.copy_member(source, target)
-    for values in population.member_metrics.values():
-        values[target] = values[source]
+def member_records(population: Any, member: int) -> dict[str, Any]:
+    """Member ``member``'s (a position) epochs trained, spike and clipping state and last
+    epoch values, as copies (``load_records`` puts them into a position)."""
+    return {
+        "epochs_trained": population.epochs_trained[member],
+        "spikes": population.spikes.member_state(member),
+        "health": None if population.health is None else population.health.member_state(member),
+        "metrics": {k: v[member].clone() for k, v in population.member_metrics.items()},
+    }
+
+
+def load_records(population: Any, member: int, saved: dict[str, Any]) -> None:
+    """Position ``member`` takes ``saved`` (``member_records``); a population built afresh
+    (no epoch ended yet) makes its per-member vectors here, NaN where nothing is loaded."""
+    size = len(population.alive)
+    population.epochs_trained[member] = saved["epochs_trained"]
+    population.spikes.load_member_state(member, saved["spikes"], size)
+    if population.health is not None and saved["health"] is not None:
+        population.health.load_member_state(member, saved["health"], size)
+    for name, value in saved["metrics"].items():
+        if name not in population.member_metrics:
+            population.member_metrics[name] = value.new_full((size,), float("nan"))
+        population.member_metrics[name][member] = value
 
 
 def leave_if_diverged(population: Any, bad: torch.Tensor, reason: str) -> None:

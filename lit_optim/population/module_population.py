@@ -47,7 +47,12 @@ from lit_optim.catalog.torch_private import has_step_hooks
 from lit_optim.population.batch_norm import FoldedBatchNorm
 from lit_optim.population.divergence import LossSpikes
 from lit_optim.population.health import MemberHealth, check_clip_algorithm
-from lit_optim.population.members import copy_records, leave_if_diverged, record_newcomers
+from lit_optim.population.members import (
+    leave_if_diverged,
+    load_records,
+    member_records,
+    record_newcomers,
+)
 from lit_optim.population.rules import RULES, PopulationUpdate
 from lit_optim.population.stacked import NotVmappable
 
@@ -515,29 +520,55 @@ class ModulePopulation(L.LightningModule):
         if not self.alive:  # nobody left: the fit ends here, unless newcomers may join
             self.trainer.should_stop = self.trainer.should_stop or self.stop_when_empty
 
+    def member_state(self, member: int) -> dict[str, Any]:
+        """Member ``member``'s (a position in ``alive``) whole state, as copies: parameters,
+        buffers, optimizer state and step count, its shadow optimizer's and schedules' state
+        (lr, schedule position), epochs trained, spike and clipping state, last epoch values.
+        ``load_member_state`` puts it into a position of this population (PBT's exploit) or
+        of one built afresh from the same recipes (PBT's resume); ``torch.save`` keeps it."""
+        shadow = self.shadows[member]
+        tensors = {**self.stacked(), **self.stacked_buffers()}
+        return {
+            "tensors": {name: value[member].detach().clone() for name, value in tensors.items()},
+            "updates": [update.member_state(member) for update in self.updates],
+            # Deep copies: a scheduler's state_dict holds its own lists (base_lrs …), which
+            # an explore of the copy rescales in place.
+            "optimizer": copy.deepcopy(shadow["optimizer"].state_dict()),
+            "schedulers": [
+                copy.deepcopy(c["scheduler"].state_dict()) for c in shadow["schedulers"]
+            ],
+            "stepped": shadow.get("stepped", False),
+            "records": member_records(self, member),
+        }
+
     @torch.no_grad()
+    def load_member_state(self, member: int, saved: dict[str, Any]) -> None:
+        """Position ``member`` becomes ``saved`` (``member_state``), bit for bit; it keeps its
+        name and index."""
+        shadow = self.shadows[member]
+        groups = len(saved["optimizer"]["param_groups"])
+        if groups != len(shadow["optimizer"].param_groups):
+            raise ConfigError(
+                f"{self.member_names[self.alive[member]]} cannot take a member's state whose "
+                "optimizer groups the parameters otherwise (a weight decay of 0 merges the "
+                "no-decay group)"
+            )
+        tensors = {**self.stacked(), **self.stacked_buffers()}
+        for name, value in saved["tensors"].items():
+            tensors[name][member] = value
+        for update, state in zip(self.updates, saved["updates"], strict=True):
+            update.load_member_state(member, state)
+        shadow["optimizer"].load_state_dict(copy.deepcopy(saved["optimizer"]))
+        for config, state in zip(shadow["schedulers"], saved["schedulers"], strict=True):
+            config["scheduler"].load_state_dict(copy.deepcopy(state))
+        shadow["stepped"] = saved["stepped"]
+        load_records(self, member, saved["records"])
+        self._copy_hyper()
+
     def copy_member(self, source: int, target: int) -> None:
         """Member ``target`` (a position in ``alive``) becomes a copy of ``source``, bit for
-        bit, in memory: parameters, buffers, optimizer state and step count, its shadow
-        optimizer's and schedules' state (lr, schedule position), epochs trained, spike and
-        clipping state (PBT's exploit; ``target`` keeps its name and index)."""
-        mine, theirs = self.shadows[target], self.shadows[source]
-        if len(mine["optimizer"].param_groups) != len(theirs["optimizer"].param_groups):
-            raise ConfigError(
-                f"{self.member_names[self.alive[target]]} cannot take "
-                f"{self.member_names[self.alive[source]]}'s state: their optimizers group the "
-                "parameters differently (a weight decay of 0 merges the no-decay group)"
-            )
-        for tensor in [*self.stacked().values(), *self.stacked_buffers().values()]:
-            tensor[target] = tensor[source]
-        for update in self.updates:
-            update.copy_member(source, target)
-        mine["optimizer"].load_state_dict(theirs["optimizer"].state_dict())
-        for own, other in zip(mine["schedulers"], theirs["schedulers"]):
-            own["scheduler"].load_state_dict(other["scheduler"].state_dict())
-        mine["stepped"] = theirs.get("stepped", False)
-        copy_records(self, source, target)
-        self._copy_hyper()
+        bit, in memory (PBT's exploit; ``target`` keeps its name and index)."""
+        self.load_member_state(target, self.member_state(source))
 
     @torch.no_grad()
     def rescale_member(self, member: int, *, lr: float = 1.0, weight_decay: float = 1.0) -> None:

@@ -188,17 +188,38 @@ class PopulationUpdate:
         self._note_momentum(self.h.get("momentum", [1.0]))
 
     @torch.no_grad()
+    def member_state(self, member: int) -> dict[str, Any]:
+        """Member ``member``'s (a position) optimizer state, step count and hyperparameters,
+        as copies: what ``load_member_state`` puts into a position of this population or of
+        a population built afresh (PBT's exploit, and its resume)."""
+        return {
+            "state": [{k: v[member].clone() for k, v in state.items()} for state in self.state],
+            "h": {k: v[member].clone() for k, v in self.h.items()},
+            "steps": self.steps[member].clone(),
+            "steps_since_joined": self._step - self._joined[member],
+        }
+
+    @torch.no_grad()
+    def load_member_state(self, member: int, saved: dict[str, Any]) -> None:
+        """Position ``member`` takes ``saved`` (``member_state``), bit for bit; state a
+        population built afresh has not made yet (before its first step) is made here."""
+        for state, values in zip(self.state, saved["state"], strict=True):
+            for key, value in values.items():
+                if key not in state:
+                    state[key] = value.new_zeros((self.n, *value.shape))
+                state[key][member] = value
+        for key, value in saved["h"].items():
+            self.h[key][member] = value
+        self.steps[member] = saved["steps"]
+        # The population step it joined at, as seen from this population's step count (a
+        # resumed member joined before this population's first step: never its "first").
+        self._joined[member] = self._step - saved["steps_since_joined"]
+        self._note_momentum(self.h.get("momentum", [1.0]))
+
     def copy_member(self, source: int, target: int) -> None:
         """Member ``target`` (a position) takes ``source``'s optimizer state, step count and
         hyperparameters, bit for bit (PBT's exploit; the parameters are the caller's)."""
-        for state in self.state:
-            for value in state.values():
-                value[target] = value[source]
-        for value in self.h.values():
-            value[target] = value[source]
-        self.steps[target] = self.steps[source]
-        self._joined[target] = self._joined[source]
-        self._note_momentum(self.h.get("momentum", [1.0]))
+        self.load_member_state(target, self.member_state(source))
 
     @torch.no_grad()
     def keep(self, mask: torch.Tensor, params: Sequence[torch.Tensor]) -> None:

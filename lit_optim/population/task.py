@@ -15,6 +15,7 @@ host read) leave the population; the others compute exactly as without them.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -30,7 +31,12 @@ from lit_optim.catalog.rescale import rescale_hyperparameters
 from lit_optim.catalog.schedulers import SCHEDULERS, check_scheduler_args
 from lit_optim.population.divergence import LossSpikes
 from lit_optim.population.health import MemberHealth, check_clip_algorithm
-from lit_optim.population.members import copy_records, leave_if_diverged, record_newcomers
+from lit_optim.population.members import (
+    leave_if_diverged,
+    load_records,
+    member_records,
+    record_newcomers,
+)
 from lit_optim.population.rules import POPULATION_OPTIMIZERS, PopulationUpdate
 from lit_optim.population.stacked import StackedNetwork
 from lit_optim.training.models import build_model
@@ -295,32 +301,55 @@ class PopulationTask(L.LightningModule):
         if not self.alive:  # nobody left: the fit ends here, unless newcomers may join
             self.trainer.should_stop = self.trainer.should_stop or self.stop_when_empty
 
+    def _shadow_of(self, member: int) -> dict[str, Any]:
+        return next(s for s in self.shadows if self.alive[member] in s["members"])
+
+    def member_state(self, member: int) -> dict[str, Any]:
+        """Member ``member``'s (a position in ``alive``) whole state, as copies: weights,
+        optimizer state and step count, its schedule's lr and position (the schedule's whole
+        state where it has one of its own: plateau), epochs trained, spike and clipping
+        state, last epoch values. ``load_member_state`` puts it into a position of this
+        population (PBT's exploit) or of one built afresh (PBT's resume)."""
+        shadow, group = self._shadow_of(member), self._member_groups[member]
+        out = {
+            "tensors": [t[member].clone() for t in [*self.net.parameters(), *self.net.buffers()]],
+            "update": self.update.member_state(member),
+            "group": copy.deepcopy({k: v for k, v in group.items() if k != "params"}),
+            "records": member_records(self, member),
+        }
+        # Its entries in its scheduler's per-group lists, and the position; where the
+        # schedule is its own (plateau, one member per shadow) its whole state too.
+        out["schedule"] = _group_entries(shadow["config"]["scheduler"], _index(shadow, group))
+        if len(shadow["members"]) == 1:
+            out["optimizer"] = copy.deepcopy(shadow["optimizer"].state_dict())
+            out["scheduler"] = copy.deepcopy(shadow["config"]["scheduler"].state_dict())
+        return out
+
     @torch.no_grad()
+    def load_member_state(self, member: int, saved: dict[str, Any]) -> None:
+        """Position ``member`` becomes ``saved`` (``member_state``), bit for bit; it keeps its
+        name and index."""
+        for tensor, value in zip(
+            [*self.net.parameters(), *self.net.buffers()], saved["tensors"], strict=True
+        ):
+            tensor[member] = value
+        self.update.load_member_state(member, saved["update"])
+        own = self._shadow_of(member)
+        mine = self._member_groups[member]
+        mine.update(copy.deepcopy(saved["group"]))
+        if "optimizer" in saved and len(own["members"]) == 1:
+            own["optimizer"].load_state_dict(copy.deepcopy(saved["optimizer"]))
+            own["config"]["scheduler"].load_state_dict(copy.deepcopy(saved["scheduler"]))
+            self._member_groups[member] = own["optimizer"].param_groups[0]
+        else:
+            _load_group_entries(own["config"]["scheduler"], _index(own, mine), saved["schedule"])
+        load_records(self, member, saved["records"])
+        self._copy_lrs()
+
     def copy_member(self, source: int, target: int) -> None:
         """Member ``target`` (a position in ``alive``) becomes a copy of ``source``, bit for
-        bit, in memory: weights, optimizer state and step count, its schedule's lr (and the
-        schedule's state where it has one of its own: plateau), epochs trained, spike and
-        clipping state (PBT's exploit; ``target`` keeps its name and index)."""
-        for tensor in [*self.net.parameters(), *self.net.buffers()]:
-            tensor[target] = tensor[source]
-        self.update.copy_member(source, target)
-        mine, theirs = self._member_groups[target], self._member_groups[source]
-        mine.update({k: v for k, v in theirs.items() if k != "params"})
-        own = next(s for s in self.shadows if self.alive[target] in s["members"])
-        other = next(s for s in self.shadows if self.alive[source] in s["members"])
-        if len(own["members"]) == 1 == len(other["members"]):  # plateau: one per member
-            own["optimizer"].load_state_dict(other["optimizer"].state_dict())
-            own["config"]["scheduler"].load_state_dict(other["config"]["scheduler"].state_dict())
-            self._member_groups[target] = own["optimizer"].param_groups[0]
-        else:  # a scheduler's per-group lists (base_lrs, max_lrs …), at one shared position
-            _copy_group_entries(
-                other["config"]["scheduler"],
-                _index(other, theirs),
-                own["config"]["scheduler"],
-                _index(own, mine),
-            )
-        copy_records(self, source, target)
-        self._copy_lrs()
+        bit, in memory (PBT's exploit; ``target`` keeps its name and index)."""
+        self.load_member_state(target, self.member_state(source))
 
     @torch.no_grad()
     def rescale_member(self, member: int, *, lr: float = 1.0, weight_decay: float = 1.0) -> None:
@@ -328,7 +357,7 @@ class PopulationTask(L.LightningModule):
         schedule keeps, times ``lr``; its weight decay times ``weight_decay``; as
         ``HyperparameterSchedule`` does to a replay of it (``lit_optim.catalog.rescale``)."""
         group = self._member_groups[member]
-        shadow = next(s for s in self.shadows if self.alive[member] in s["members"])
+        shadow = self._shadow_of(member)
         rescale_hyperparameters(
             shadow["optimizer"],
             [shadow["config"]["scheduler"]],
@@ -369,23 +398,40 @@ def _index(shadow: dict[str, Any], group: dict[str, Any]) -> int:
     return next(i for i, g in enumerate(shadow["optimizer"].param_groups) if g is group)
 
 
-def _copy_group_entries(source: Any, source_index: int, target: Any, target_index: int) -> None:
+# A torch scheduler's position: what members that started together share (a SequentialLR's
+# children keep theirs too).
+_POSITION = ("last_epoch", "_step_count")
+
+
+def _group_entries(scheduler: Any, index: int) -> dict[str, Any]:
     """A torch scheduler keeps some state per param group in lists (``base_lrs``,
-    ``_last_lr``, CyclicLR's ``max_lrs`` …; a SequentialLR in its children): the target
-    group's entries take the source group's. Both schedules are at one position (members that
-    started together), of one class."""
-    if type(source) is not type(target):
+    ``_last_lr``, CyclicLR's ``max_lrs`` …; a SequentialLR in its children): group
+    ``index``'s entries, with the scheduler's position and class."""
+    n_groups = len(scheduler.optimizer.param_groups)
+    return {
+        "class": type(scheduler).__name__,
+        "entries": {
+            name: copy.deepcopy(value[index])
+            for name, value in vars(scheduler).items()
+            if isinstance(value, list) and len(value) == n_groups
+        },
+        "position": {
+            name: getattr(scheduler, name) for name in _POSITION if hasattr(scheduler, name)
+        },
+        "children": [_group_entries(c, index) for c in getattr(scheduler, "_schedulers", [])],
+    }
+
+
+def _load_group_entries(scheduler: Any, index: int, saved: dict[str, Any]) -> None:
+    """Group ``index`` of ``scheduler`` takes ``saved`` (``_group_entries``) and the
+    scheduler its position (the same for every member of one population)."""
+    if type(scheduler).__name__ != saved["class"]:
         raise ConfigError(
-            f"cannot copy a {type(source).__name__} schedule's state into a {type(target).__name__}"
+            f"cannot load a {saved['class']} schedule's state into a {type(scheduler).__name__}"
         )
-    sizes = (len(source.optimizer.param_groups), len(target.optimizer.param_groups))
-    for name, value in vars(source).items():
-        other = getattr(target, name, None)
-        if (
-            isinstance(value, list)
-            and isinstance(other, list)
-            and (len(value), len(other)) == sizes
-        ):
-            other[target_index] = value[source_index]
-    for child, own in zip(getattr(source, "_schedulers", []), getattr(target, "_schedulers", [])):
-        _copy_group_entries(child, source_index, own, target_index)
+    for name, value in saved["entries"].items():
+        getattr(scheduler, name)[index] = copy.deepcopy(value)
+    for name, value in saved["position"].items():
+        setattr(scheduler, name, value)
+    for child, state in zip(getattr(scheduler, "_schedulers", []), saved["children"], strict=True):
+        _load_group_entries(child, index, state)

@@ -354,6 +354,40 @@ def test_copy_member_is_bitwise_and_the_copy_trains_on_as_its_source(tmp_path, s
     assert not torch.equal(plain.member_state_dict(2)["head.weight"], third["head.weight"])
 
 
+@pytest.mark.parametrize("scheduler", ["cosine", "step"])
+def test_exploring_a_copy_leaves_its_source_schedule_as_it_was(tmp_path, scheduler):
+    # PBT: member 2 copies member 0, then its lr is halved. Member 0's schedule must not
+    # change with it: the copy holds lists of its own (a torch scheduler's state_dict hands
+    # out its base_lrs list itself, which an explore rescales in place).
+    members = [
+        {**m, "weight_decay": m["weight_decay"] or 3e-3, "optimizer": "adamw"}
+        | {"scheduler": scheduler}
+        for m in MEMBERS
+    ]
+    seen = {}
+
+    def exploit(pop):
+        if pop.current_epoch == 0:
+            base = [list(c["scheduler"].base_lrs) for c in pop.shadows[0]["schedulers"]]
+            pop.copy_member(0, 2)
+            pop.rescale_member(2, lr=0.5)
+            seen["source"] = (base, [c["scheduler"].base_lrs for c in pop.shadows[0]["schedulers"]])
+            seen["copy"] = [c["scheduler"].base_lrs for c in pop.shadows[2]["schedulers"]]
+
+    modules = []
+    for hparams in members:
+        L.seed_everything(0)
+        modules.append(SmallCNN(**hparams))
+    population = ModulePopulation(modules)
+    population.on_epoch_end = exploit
+    L.Trainer(default_root_dir=tmp_path, **{**TRAINER, "max_epochs": 1}).fit(
+        population, datamodule=Shapes()
+    )
+    before, after = seen["source"]
+    assert after == before
+    assert seen["copy"] == [[lr * 0.5 for lr in lrs] for lrs in before]
+
+
 class ItemInStep(SmallCNN):
     def training_step(self, batch, batch_idx):
         loss = super().training_step(batch, batch_idx)

@@ -400,3 +400,93 @@ def test_a_member_that_diverges_is_replaced_at_once_by_a_copy_of_a_top_one(space
         assert child.user_attrs["pbt"]["epoch"] == max(trial.intermediate_values) + 1
         parent = trials[child.user_attrs["pbt"]["parent"]]
         assert "diverged" not in parent.user_attrs.get("pruned_reason", "")
+
+
+def _pbt_args(study):
+    return (
+        "--study",
+        study,
+        "--n-trials",
+        "6",
+        "--population",
+        "4",
+        "--trainer.max_epochs",
+        "6",
+        "--pbt-interval",
+        "2",
+        "--seed",
+        "3",
+    )
+
+
+def test_a_pbt_study_interrupted_after_an_interval_resumes_from_it_as_if_never_stopped(
+    space, monkeypatch, capsys
+):
+    # The same study twice: once run through; once stopped by a real SIGINT right after its
+    # population saved its state at epoch 2 (after that interval's exploit), then rerun. The
+    # rerun asks a new trial for each of the 4 interrupted members (they failed for rerun),
+    # with their values, loads their state and goes on from epoch 3: every later value, the
+    # epoch-4 exploit and the finished trials equal the run that was never stopped.
+    import os
+    import signal
+
+    from tuning.runner.population import _Report
+
+    _run(*_pbt_args("whole"))
+    save = _Report._save_snapshot
+
+    def save_then_interrupt(self, pl_module):
+        save(self, pl_module)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(_Report, "_save_snapshot", save_then_interrupt)
+    with pytest.raises(SystemExit) as stop:
+        _run(*_pbt_args("cut"))
+    assert stop.value.code == 130
+    snapshots = list((space / "runs" / "cut" / "pbt").glob("population_*.pt"))
+    assert len(snapshots) == 1
+    monkeypatch.setattr(_Report, "_save_snapshot", save)
+    capsys.readouterr()
+    _run(*_pbt_args("cut"))
+    err = capsys.readouterr().err
+    assert "resume trials 0, 1, 2, 4 from their population's state at epoch 2" in err, err
+    assert not list((space / "runs" / "cut" / "pbt").glob("*"))  # ended: nothing to resume
+
+    whole, cut = _study("whole").trials, _study("cut").trials
+    lost = [t for t in cut if t.state == TrialState.FAIL]
+    assert [t.number for t in lost] == [0, 1, 2, 4] and all(t.user_attrs["rerun"] for t in lost)
+    counted = [t for t in cut if t.state != TrialState.FAIL]
+    assert len(counted) == 6  # the budget, exactly
+    resumed = [t for t in cut if t.user_attrs.get("pbt", {}).get("resumed")]
+    assert [t.user_attrs["pbt"]["parent"] for t in resumed] == [0, 1, 2, 4]
+    for trial in resumed:  # the line's values, then its own from epoch 2 on
+        old = cut[trial.user_attrs["pbt"]["parent"]]
+        assert trial.params == old.params
+        assert trial.user_attrs["pbt"]["epoch"] == 2
+        assert {s: v for s, v in trial.intermediate_values.items() if s < 2} == {
+            s: v for s, v in old.intermediate_values.items() if s < 2
+        }
+
+    def outcome(trials):  # every told trial: its state, params and whole curve
+        return sorted(
+            (t.state.name, sorted(t.params.items()), sorted(t.intermediate_values.items()))
+            for t in trials
+            if t.state in (TrialState.COMPLETE, TrialState.PRUNED)
+        )
+
+    assert len(outcome(whole)) == 6
+    assert outcome(cut) == outcome(whole)
+    # A resumed trial exports as the line it continues (its changes, none at the resume),
+    # and the report draws the resumed slots.
+    from tuning.runner.study import export_trial
+
+    done = next(t for t in resumed if t.state == TrialState.COMPLETE)
+    exported = yaml.safe_load(export_trial(_study("cut"), done, space / "x.yaml").read_text())
+    (schedule,) = [
+        c for c in exported["trainer"]["callbacks"] if "HyperparameterSchedule" in c["class_path"]
+    ]
+    assert schedule["init_args"]["changes"] == done.user_attrs["pbt"]["changes"]
+    lit_tune(["report", "--study", "cut"])
+    assert (space / "runs" / "cut" / "report" / "pbt_lineage.png").stat().st_size > 10_000
+    exploits = [t.user_attrs["pbt"] for t in cut if "pbt" in t.user_attrs]
+    assert [(r["epoch"], r.get("resumed", False)) for r in exploits].count((4, False)) == 1

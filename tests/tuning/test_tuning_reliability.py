@@ -98,6 +98,48 @@ def _start_and_wait_for_a_running_trial(
     raise AssertionError("no trial started in 120 s")
 
 
+# -m slow (~20 s): the interrupted-after-an-interval PBT test (tests/tuning/test_pbt.py)
+# takes the same resume by default, with exact values.
+@pytest.mark.slow
+def test_sigkill_of_a_pbt_study_then_rerun_resumes_its_population_from_the_last_interval(
+    workdir,
+):
+    # Killed (SIGKILL) once its population saved its first interval: the rerun fails the
+    # killed members for rerun, asks a trial for each with its values, goes on from the saved
+    # epoch, and ends the budget exact.
+    storage = "sqlite:///runs/kb/study.db"
+    args = (
+        *("--algorithm", "pbt", "--n-trials", "10", "--population", "4"),
+        *("--pbt-interval", "2", "--trainer.max_epochs", "40", "--heartbeat", "1"),
+    )
+    proc = subprocess.Popen(
+        _lit_tune("--study", "kb", *args), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.time() + 120
+    while not glob.glob("runs/kb/pbt/population_*.pt") and time.time() < deadline:
+        assert proc.poll() is None, "lit-tune ended before its first PBT interval"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed = [t.number for t in _trials("kb", storage) if t.state == TrialState.RUNNING]
+    assert len(killed) == 4
+    rerun = subprocess.run(
+        _lit_tune("--study", "kb", *args), capture_output=True, text=True, timeout=300
+    )
+    assert rerun.returncode == 0, rerun.stderr
+    (line,) = [x for x in rerun.stderr.splitlines() if " resume trials " in x]
+    named = line.split(" resume trials ")[1].split(" from ")[0]
+    assert sorted(int(n) for n in named.split(", ")) == killed, line
+    trials = _trials("kb", storage)
+    assert [t.state for t in trials if t.number in killed] == [TrialState.FAIL] * 4
+    resumed = [t for t in trials if t.user_attrs.get("pbt", {}).get("resumed")]
+    assert sorted(t.user_attrs["pbt"]["parent"] for t in resumed) == killed
+    assert all(t.user_attrs["pbt"]["epoch"] >= 2 for t in resumed)
+    assert len([t for t in trials if t.state in FINISHED]) == 10
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    assert not glob.glob("runs/kb/pbt/*")
+
+
 # after-grace is slow (`pytest -m slow`): the heartbeat path it takes is also the PostgreSQL
 # survivor test's, which runs by default.
 @pytest.mark.parametrize(

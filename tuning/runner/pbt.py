@@ -40,6 +40,7 @@ __all__ = [
     "lineage",
     "pairs",
     "replay_recipe",
+    "resumed_lineage",
 ]
 
 EXPLORED_KEYS = ("lr", "weight_decay")  # what a param group holds: changeable mid-run
@@ -196,6 +197,28 @@ def lineage(
         "start": parent["start"],
         "changes": [*parent["changes"], change],
     }
+
+
+def resumed_lineage(
+    record: dict[str, Any] | None,
+    number: int,
+    params: dict[str, Any],
+    space: SearchSpace,
+    *,
+    epoch: int,
+    slot: int,
+) -> dict[str, Any]:
+    """The ``pbt`` record of a trial that goes on from killed trial ``number``'s state at
+    ``epoch`` (a rerun resuming its population): the same line and values, no change (not a
+    new generation), its parent the killed trial."""
+    paths = explored_paths(space)
+    line = record or {
+        "generation": 0,
+        "root": number,
+        "start": {paths[p]: params[p] for p in paths if p in params},
+        "changes": [],
+    }
+    return {**line, "parent": number, "slot": slot, "epoch": epoch, "resumed": True}
 
 
 def replay_recipe(

@@ -45,10 +45,19 @@ from lit_optim import ConfigError, LitOptimError
 from lit_optim.population import POPULATION_OPTIMIZERS
 from tuning.runner.algorithms import MAX_FAILURES
 from tuning.runner.interrupt import Interrupted, held_signals, interrupted, raise_if_interrupted
-from tuning.runner.owners import claim, fail_for_rerun
-from tuning.runner.pbt import PBTSettings, explore, explored_paths, lineage, pairs, replay_recipe
+from tuning.runner.owners import claim, fail_for_rerun, is_rerun
+from tuning.runner.pbt import (
+    PBTSettings,
+    explore,
+    explored_paths,
+    lineage,
+    pairs,
+    replay_recipe,
+    resumed_lineage,
+)
 from tuning.runner.trainable import Trainable
 from tuning.runner.worker import (
+    FINISHED,
     TooManyFailuresError,
     beyond_budget,
     counted,
@@ -69,6 +78,7 @@ if TYPE_CHECKING:
 __all__ = ["check_population", "choose_population", "run_population_worker"]
 
 _MEMBER_KEYS = ("lr", "weight_decay", "optimizer_kwargs")
+SNAPSHOTS = "pbt"  # the run folder's folder of PBT populations' snapshots
 _TASK = ("lit_optim.ClassificationTask", "lit_optim.training.task.ClassificationTask")
 # Init args of a user's module that may differ within one population: what a module hands to
 # its optimizer and schedule (read there, from each member's own configure_optimizers).
@@ -222,6 +232,8 @@ class _Report(L.Callback):
         quota: int | None = None,
         build: Callable[[list[optuna.Trial], list[dict[str, Any]]], list[Any]] | None = None,
         pbt: PBTSettings | None = None,
+        snapshots: Path | None = None,
+        resume: dict[str, Any] | None = None,
     ) -> None:
         self.study, self.trials, self.metric = study, trials, metric
         self.tell, self.shown = tell, shown  # a trial's result; the progress of n results
@@ -237,6 +249,14 @@ class _Report(L.Callback):
         # populations of one study do not copy and explore alike.
         self.rng = random.Random(0 if pbt is None else pbt.seed * 1_000_003 + self.first)
         self.history: dict[int, dict[int, float]] = {}  # trial number -> {epoch: value}
+        # PBT saves the population every interval here (``snapshots``: the run's folder for
+        # them), so that a rerun after a kill goes on from it (``resume``: a saved one).
+        self.snapshot_path = snapshots and snapshots / f"population_{self.first}.pt"
+        self.resume = resume
+        if resume is not None:
+            self.rng.setstate(resume["rng"])
+            for trial, history in zip(trials, resume["history"], strict=True):
+                self.history[trial.number] = dict(history)
 
     def _tell_leavers(self, reasons: dict[int, str]) -> None:
         for index, reason in reasons.items():
@@ -253,6 +273,8 @@ class _Report(L.Callback):
             directions.when_logged(self.metric, check.direction_logged)
         for slot, trial in enumerate(self.trials):
             self._record_joined(trial, 0, slot)
+        if self.resume is not None:
+            self.setup_resumed(pl_module)
         pl_module.replace_diverged = self.pbt is not None  # PBT copies a good member there
         epochs = trainer.max_epochs
         if epochs is not None and epochs > 0 and trainer.max_steps == -1:
@@ -317,6 +339,8 @@ class _Report(L.Callback):
         if self.pbt is not None:
             if pl_module.alive:
                 self._exploit(pl_module)
+            if pl_module.alive and max(pl_module.epochs_trained) % self.pbt.interval == 0:
+                self._save_snapshot(pl_module)
             if not pl_module.alive:  # none left, or the last diverged with no trial to follow
                 pl_module.trainer.should_stop = True
             return
@@ -442,6 +466,38 @@ class _Report(L.Callback):
             "population", {"first_trial": self.first, "epoch_joined": epoch, "member": member}
         )
 
+    def _save_snapshot(self, pl_module: Population) -> None:
+        """The population after this interval's exploits: its members' states, which trial
+        each one is, their lines' values, and the draws' state, replacing the last one."""
+        if self.snapshot_path is None:
+            return
+        from lit_optim.population import take_snapshot
+
+        trials = [self.trials[index] for index in pl_module.alive]
+        saved = {
+            "study": self.study.study_name,
+            "structure": self.structure,
+            "trials": [trial.number for trial in trials],
+            "history": [self.history.get(trial.number, {}) for trial in trials],
+            "rng": self.rng.getstate(),
+            "population": take_snapshot(pl_module, pl_module.trainer.current_epoch + 1),
+        }
+        _write_snapshot(self.snapshot_path, saved)
+
+    def discard_snapshot(self) -> None:
+        """The population ended with every member told: nothing to resume."""
+        if self.snapshot_path is not None:
+            self.snapshot_path.unlink(missing_ok=True)
+
+    def setup_resumed(self, pl_module: Population) -> None:
+        """A resumed population's trials: their lines' values so far (Optuna's public
+        ``report``) and the recipe that replays each."""
+        assert self.resume is not None and self.newcomers is not None
+        for trial in self.trials:
+            for step, value in sorted(self.history[trial.number].items()):
+                trial.report(value, step)
+            self.newcomers.write_replay(trial, trial.params, trial.user_attrs["pbt"])
+
     def complete(self, pl_module: Population, done: list[bool]) -> None:
         """Members ``done`` (by position) are COMPLETE with their last values, told now."""
         told = 0
@@ -493,6 +549,28 @@ def _flags(values: list[bool]) -> Any:
     import torch
 
     return torch.tensor(values, dtype=torch.bool)
+
+
+def _write_snapshot(path: Path, saved: dict[str, Any]) -> None:
+    """``saved`` at ``path``, whole or not at all (a kill mid-write leaves the last one)."""
+    import torch
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    torch.save(saved, partial)
+    os.replace(partial, path)
+
+
+def _read_snapshot(path: Path) -> dict[str, Any] | None:
+    """A PBT snapshot; None (and one line) where it cannot be read."""
+    import torch
+
+    try:
+        saved = torch.load(path, weights_only=True)
+    except Exception as err:  # a file of another version, or not one of ours
+        print(f"{path} cannot be resumed from ({type(err).__name__}): left out", file=sys.stderr)
+        return None
+    return saved if isinstance(saved, dict) else None
 
 
 def _write_recipes(
@@ -636,6 +714,10 @@ def _fit_population(
 
     # The population judges each member itself: a guard would act on all of them at once.
     trainer.callbacks[:] = [cb for cb in trainer.callbacks if not isinstance(cb, NonFiniteGuard)]
+    if report.resume is not None:  # before the report: members are loaded when it sets up
+        from lit_optim.population import ResumeFrom
+
+        trainer.callbacks.append(ResumeFrom(report.resume["population"]))
     trainer.callbacks.append(report)
     with warnings.catch_warnings():
         # The population updates its members itself (manual optimization): no optimizer for
@@ -673,7 +755,11 @@ def run_population_worker(
         raise_if_interrupted()
         if newcomers.past_deadline():
             return
-        trials, overrides = newcomers.ask(population)
+        resumed = None if pbt is None else newcomers.resume_pbt(trainable.run_dir / SNAPSHOTS)
+        if resumed is not None:
+            trials, overrides, snapshot = resumed
+        else:
+            (trials, overrides), snapshot = newcomers.ask(population), None
         if not trials:
             # Trials still RUNNING elsewhere: wait for them to finish or be found dead and
             # replace them, as the sequential loop does, rather than end the study short.
@@ -705,6 +791,7 @@ def run_population_worker(
                         progress,
                         newcomers,
                         pbt,
+                        snapshot,
                     )
                 while newcomers.left_over:  # asked for a population they could not join
                     trial, recipe = newcomers.left_over.pop(0)
@@ -765,26 +852,104 @@ class _Newcomers:
         leaves; ``like``: a trial whose structure they keep; ``exact``: each trial's values
         (PBT's explored ones)."""
         fixed = None if like is None else _structural(like, self.trainable.recipe)
-        trials, overrides = [], []
+        trials: list[optuna.Trial] = []
         try:
             with FileLock(self.lock_path), held_signals():  # a signal waits for the claims
-                known = self.study.get_trials(deepcopy=False)
-                left = self.n_trials - len(counted(known))
-                if isinstance(self.study.sampler, optuna.samplers.GridSampler):
-                    left = min(left, _grid_points_left(self.trainable.space, known))
-                size = max(0, min(size, left))
-                if size:
-                    trials, overrides = _ask_batch(
-                        self.study, self.trainable.space, self.trainable.recipe, size, fixed, exact
-                    )
-                    beyond = beyond_budget(self.study, trials, self.n_trials)
-                    kept = [i for i, t in enumerate(trials) if t.number not in beyond]
-                    trials, overrides = [trials[i] for i in kept], [overrides[i] for i in kept]
+                trials, overrides = self._ask_locked(size, fixed, exact, trials)
         except Interrupted as err:
             for trial in trials:
                 fail_for_rerun(self.study, trial, str(err))  # not counted: run again
             raise
         return trials, overrides
+
+    def _ask_locked(
+        self,
+        size: int,
+        fixed: dict[str, Any] | None,
+        exact: list[dict[str, Any]] | None,
+        asked: list[optuna.Trial],
+    ) -> tuple[list[optuna.Trial], list[dict[str, Any]]]:
+        """``ask`` under the run folder's lock; ``asked`` collects the trials as they are
+        asked (the caller fails them for rerun if a signal cuts in)."""
+        known = self.study.get_trials(deepcopy=False)
+        left = self.n_trials - len(counted(known))
+        if isinstance(self.study.sampler, optuna.samplers.GridSampler):
+            left = min(left, _grid_points_left(self.trainable.space, known))
+        size = max(0, min(size, left))
+        if not size:
+            return [], []
+        trials, overrides = _ask_batch(
+            self.study, self.trainable.space, self.trainable.recipe, size, fixed, exact
+        )
+        asked += trials
+        beyond = beyond_budget(self.study, trials, self.n_trials)
+        kept = [i for i, t in enumerate(trials) if t.number not in beyond]
+        return [trials[i] for i in kept], [overrides[i] for i in kept]
+
+    def resume_pbt(
+        self, folder: Path
+    ) -> tuple[list[optuna.Trial], list[dict[str, Any]], dict[str, Any]] | None:
+        """A PBT population a killed or interrupted run left in ``folder`` (its snapshot of
+        the last interval), whose trials all failed for rerun: new trials with their values
+        (within the budget), each the continuation of one (``pbt.resumed_lineage``), and the
+        snapshot, renamed after the new population. None where there is none to resume."""
+        if not folder.is_dir():
+            return None
+        asked: list[optuna.Trial] = []
+        try:
+            with FileLock(self.lock_path), held_signals():
+                known = {t.number: t for t in self.study.get_trials(deepcopy=False)}
+                for path in sorted(folder.glob("population_*.pt")):
+                    saved = _read_snapshot(path)
+                    if saved is not None and saved.get("study") != self.study.study_name:
+                        continue  # another study's, in the same folder
+                    lost = [known.get(n) for n in saved["trials"]] if saved else []
+                    stale = saved is None or any(t is None or t.state in FINISHED for t in lost)
+                    if not stale and saved["structure"] != _structure(
+                        apply_overrides(self.trainable.recipe, dict(lost[0].params))
+                    ):
+                        print(
+                            f"{path} was saved for another recipe: its population starts afresh",
+                            file=sys.stderr,
+                        )
+                        stale = True
+                    if stale:  # unreadable, told since, or of another recipe
+                        path.unlink(missing_ok=True)
+                        continue
+                    if not all(t.state == TrialState.FAIL and is_rerun(t) for t in lost):
+                        continue  # running in another process (or failing there)
+                    params = [dict(t.params) for t in lost]
+                    trials, overrides = self._ask_locked(len(lost), None, params, asked)
+                    if len(trials) < len(lost):  # no budget for all: the normal way
+                        for trial in trials:
+                            fail_for_rerun(self.study, trial, "budget left for part of a resume")
+                        return None
+                    epoch = saved["population"]["epoch"]
+                    for slot, (trial, old) in enumerate(zip(trials, lost)):
+                        record = resumed_lineage(
+                            old.user_attrs.get("pbt"),
+                            old.number,
+                            params[slot],
+                            self.trainable.space,
+                            epoch=epoch,
+                            slot=slot,
+                        )
+                        trial.set_user_attr("pbt", record)
+                    saved["trials"] = [t.number for t in trials]
+                    _write_snapshot(folder / f"population_{trials[0].number}.pt", saved)
+                    path.unlink(missing_ok=True)
+                    print(
+                        f"trials {', '.join(str(t.number) for t in trials)} resume trials "
+                        f"{', '.join(str(t.number) for t in lost)} from their population's "
+                        f"state at epoch {epoch} (PBT, {path.name})",
+                        file=sys.stderr,
+                    )
+                    return trials, overrides, saved
+        except Interrupted as err:
+            for trial in asked:
+                fail_for_rerun(self.study, trial, str(err))
+            raise
+        return None
 
     def take(self, chosen: list[dict[str, Any]]) -> list[optuna.Trial]:
         """Trials with exactly the values ``chosen`` (one each, as many as the budget
@@ -806,11 +971,12 @@ class _Newcomers:
     ) -> None:
         """A PBT trial's recipe: the one that replays its line (``pbt.replay_recipe``)."""
         recipe = replay_recipe(self.trainable.recipe, params, record, self.trainable.space)
+        how = "resumed from" if record.get("resumed") else "from"
         write_recipe(
             recipe,
             self.trainable.run_dir / f"trial_{trial.number}" / "recipe.yaml",
             header=f"trial {trial.number} (pbt: generation {record['generation']}, "
-            f"from trial {record['parent']} at epoch {record['epoch']})",
+            f"{how} trial {record['parent']} at epoch {record['epoch']})",
         )
 
     def fill(
@@ -842,10 +1008,11 @@ def _run_group(
     progress: Any,
     newcomers: _Newcomers | None,
     pbt: PBTSettings | None = None,
+    resume: dict[str, Any] | None = None,
 ) -> None:
     """One group of trials that share a structure: as a population whose free slots take
     newly asked trials (``newcomers``), or one by one (alone in its group, or not trainable
-    as a population: said in one line)."""
+    as a population: said in one line). ``resume``: a PBT snapshot the trials go on from."""
     reason = why_not_population(recipes[0]) if len(trials) > 1 else None
     trained = False
     if len(trials) > 1 and reason is None:
@@ -886,10 +1053,13 @@ def _run_group(
             structure=_structure(recipes[0]),
             quota=quota,
             pbt=pbt,
+            snapshots=None if pbt is None else trainable.run_dir / SNAPSHOTS,
+            resume=resume,
         )
         try:
             _train_population(trainable, trials, recipes, report)
             trained = True
+            report.discard_snapshot()
         except MetricNotLoggedError:
             raise
         except LitOptimError as err:  # NotVmappable, members that differ in nesterov …

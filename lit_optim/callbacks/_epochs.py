@@ -43,6 +43,5 @@ def lr_monitor_names(trainer: L.Trainer) -> set[str]:
     """The names under which the Trainer's LearningRateMonitors log each param group's lr
     (``lr-Adam``, ``lr/pg1`` …): they also put them in ``trainer.callback_metrics``, where they
     hold a logging step's value, not an epoch's."""
-    return {
-        name for cb in trainer.callbacks if isinstance(cb, LearningRateMonitor) for name in cb.lrs
-    }
+    callbacks = trainer.callbacks  # type: ignore[attr-defined]  # set by its connector
+    return {name for cb in callbacks if isinstance(cb, LearningRateMonitor) for name in cb.lrs}

@@ -16,6 +16,7 @@ from lit_optim.catalog.torch_private import foreach_norm
 __all__ = [
     "any_nonfinite",
     "grad_norms",
+    "grads_of",
     "member_norms",
     "named_trainable",
     "nonfinite_names",
@@ -31,6 +32,11 @@ def named_trainable(module: nn.Module) -> list[tuple[str, nn.Parameter]]:
 def with_grads(named: list[tuple[str, nn.Parameter]]) -> tuple[list[str], list[nn.Parameter]]:
     pairs = [(n, p) for n, p in named if p.grad is not None]
     return [n for n, _ in pairs], [p for _, p in pairs]
+
+
+def grads_of(params: list[nn.Parameter]) -> list[torch.Tensor]:
+    """The gradients of ``params`` (``with_grads`` chose them: each has one)."""
+    return [p.grad for p in params if p.grad is not None]
 
 
 def norms(tensors: list[torch.Tensor], norm_type: float = 2.0) -> torch.Tensor:
@@ -72,7 +78,7 @@ def grad_norms(trainer, params: list[nn.Parameter], norm_type: float = 2.0) -> t
     cached = _NORMS_OF_THIS_STEP.get(trainer)
     if cached is not None and cached[0] == key:
         return cached[1]
-    value = norms([p.grad for p in params], norm_type)
+    value = norms(grads_of(params), norm_type)
     _NORMS_OF_THIS_STEP[trainer] = (key, value)
     return value
 

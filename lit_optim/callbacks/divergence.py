@@ -50,7 +50,7 @@ class LossHistory:
     def end_epoch(self) -> None:
         if self._first is not None:
             self.first, self._first = float(self._first), None
-        if self._count:
+        if self._sum is not None and self._count:
             self.epochs.append(float(self._sum) / self._count)
         self._sum, self._count = None, 0
 
@@ -58,7 +58,7 @@ class LossHistory:
         """Why the run ended diverged, or None. ``running``: judge by the epoch in progress too
         (its mean so far: one host read), as a checkpoint saved mid-epoch must."""
         epochs = list(self.epochs)
-        if running and self._count:
+        if running and self._sum is not None and self._count:
             epochs.append(float(self._sum) / self._count)
         if not epochs or not math.isfinite(epochs[-1]):
             return None  # nothing yet; a NaN/Inf loss is the non-finite check's to report

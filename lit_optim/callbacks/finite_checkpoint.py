@@ -39,7 +39,8 @@ class FiniteModelCheckpoint(ModelCheckpoint):
         if why is None:
             why = unbounded_weights(pl_module)
         if why is None:
-            summary = next((cb for cb in trainer.callbacks if isinstance(cb, RunSummary)), None)
+            callbacks = trainer.callbacks  # type: ignore[attr-defined]  # set by its connector
+            summary = next((cb for cb in callbacks if isinstance(cb, RunSummary)), None)
             why = summary.loss.diverged(running=True) if summary is not None else None
         if why is not None:
             if not self.skipped_saves:

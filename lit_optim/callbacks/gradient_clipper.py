@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import lightning as L
 import torch
 from typing_extensions import override
 
-from lit_optim.callbacks._grads import grad_norms, member_norms, named_trainable, norms, with_grads
+from lit_optim.callbacks._grads import (
+    grad_norms,
+    grads_of,
+    member_norms,
+    named_trainable,
+    norms,
+    with_grads,
+)
 from lit_optim.catalog.checks import check_count, check_number
 from lit_optim.catalog.errors import ConfigError
 from lit_optim.catalog.torch_private import foreach_clamp_, foreach_mul_
@@ -96,9 +103,7 @@ class GradientClipper(L.Callback):
         total = torch.linalg.vector_norm(
             grad_norms(trainer, params, self.norm_type), self.norm_type
         )
-        self._clip(
-            [p.grad for p in params], total, lambda: norms([p.grad for p in params], math.inf)
-        )
+        self._clip(grads_of(params), total, lambda: norms(grads_of(params), math.inf))
         if is_logging_step(trainer):
             pl_module.log("grad_norm", total, on_step=True, on_epoch=False)
 
@@ -118,8 +123,9 @@ class GradientClipper(L.Callback):
         if self._clipped.shape != total.shape or self._clipped.device != total.device:
             self._clipped = torch.zeros_like(total)  # the first step (or the first of members)
         if self.mode == "value":
-            clipped = max_abs().amax(dim=0) > self.clip_value
-            foreach_clamp_(grads, -self.clip_value, self.clip_value)
+            limit = cast(float, self.clip_value)  # mode value has one: checked in __init__
+            clipped = max_abs().amax(dim=0) > limit
+            foreach_clamp_(grads, -limit, limit)
         else:
             threshold = self._threshold(total) if self.mode == "adaptive" else self.max_norm
             clipped = total > threshold

@@ -12,10 +12,11 @@ plateau step is still owed in the checkpoint, and makes that step when the resum
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, cast
 
 import lightning as L
 from lightning.pytorch.callbacks import Callback
+from torch.optim.lr_scheduler import ReduceLROnPlateau
 
 from lit_optim.callbacks.step_dispatch import skip_unused_batch_hooks
 
@@ -40,7 +41,8 @@ class PlateauResume(Callback):
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         for index, value in self._owed.items():  # restored with the checkpoint
-            trainer.lr_scheduler_configs[int(index)].scheduler.step(value)
+            scheduler = trainer.lr_scheduler_configs[int(index)].scheduler
+            cast(ReduceLROnPlateau, scheduler).step(value)  # a plateau's: _plateau_configs
         self._owed = {}
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -59,7 +61,8 @@ class PlateauResume(Callback):
             return {}
         total = trainer.num_training_batches
         # The epoch's batches run so far (a mid-epoch resume's included), this one counted.
-        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        current = trainer.fit_loop.epoch_loop.batch_progress.current
+        done = current.processed  # type: ignore[attr-defined]  # a batch tracker counts it
         if not math.isfinite(total) or done < total:
             return {}  # mid-epoch: Lightning finishes the epoch, and its step, on resume
         owed = {}

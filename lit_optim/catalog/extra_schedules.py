@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+import torch
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
@@ -36,7 +37,7 @@ class InverseTimeLR(LRScheduler):
         self.decay_rate, self.decay_epochs, self.staircase = decay_rate, decay_epochs, staircase
         super().__init__(optimizer, last_epoch)
 
-    def get_lr(self) -> list[float]:
+    def get_lr(self) -> list[float | torch.Tensor]:
         t = self.last_epoch / self.decay_epochs
         if self.staircase:
             t = math.floor(t)
@@ -55,5 +56,5 @@ class PolynomialDecayLR(LRScheduler):
         self.power = power
         super().__init__(optimizer, last_epoch)
 
-    def get_lr(self) -> list[float]:
+    def get_lr(self) -> list[float | torch.Tensor]:
         return [base * (1.0 + self.last_epoch) ** (-self.power) for base in self.base_lrs]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import torch
 from torch import nn
@@ -220,7 +220,7 @@ def loss_weight_decay(name: str, weight_decay: float) -> float:
 
 def l2_penalty(
     module: nn.Module, weight_decay: float, *, decay_bias_and_norm: bool = False
-) -> torch.Tensor:
+) -> torch.Tensor | float:
     """½·weight_decay·Σ‖w‖² over the parameters that decay (biases and norm weights excluded
     unless ``decay_bias_and_norm``): the gradient is weight_decay·w, the L2 form of decay."""
     decayed = [
@@ -259,14 +259,17 @@ def lr_scale_factor(trainer: L.Trainer, rule: str, base_batch_size: int | None) 
     check_lr_scaling(rule, base_batch_size)
     if rule == "none":
         return 1.0
-    per_device = getattr(trainer.datamodule, "batch_size", None)
+    datamodule = trainer.datamodule  # type: ignore[attr-defined]  # set by its connector
+    per_device = getattr(datamodule, "batch_size", None)
     if isinstance(per_device, bool) or not isinstance(per_device, int):
         raise ConfigError(
             f"lr_scaling {rule!r} needs the batch size: fit with a data module "
             "that has an integer batch_size"
         )
     factor = scaling_rule_factor(
-        rule, per_device * trainer.world_size * trainer.accumulate_grad_batches, base_batch_size
+        rule,
+        per_device * trainer.world_size * trainer.accumulate_grad_batches,
+        cast(int, base_batch_size),  # an int >= 1 for any rule but none: checked above
     )
     if trainer.is_global_zero:
         _log.info(f"lr_scaling {rule}: global batch / {base_batch_size} → lr × {factor:.4g}")

@@ -54,7 +54,12 @@ def _conventional_names() -> dict[str, Direction]:
     table: dict[str, Direction] = {"loss": "min"}
     for stage in ("train", "val", "valid", "validation", "test"):
         for sep in ("_", "/"):
-            for name, direction in (("loss", "min"), ("acc", "max"), ("accuracy", "max")):
+            names: tuple[tuple[str, Direction], ...] = (
+                ("loss", "min"),
+                ("acc", "max"),
+                ("accuracy", "max"),
+            )
+            for name, direction in names:
                 for suffix in ("", "_step", "_epoch"):
                     table[f"{stage}{sep}{name}{suffix}"] = direction
     return table

@@ -192,7 +192,7 @@ class Registry(Generic[E]):
                     loaded = loaded()
                 entries = [loaded] if isinstance(loaded, RegistryEntry) else list(loaded)
                 for entry in entries:
-                    self.register(entry)
+                    self.register(entry)  # type: ignore[arg-type]  # a plugin's: checked by register
             except Exception as err:  # noqa: BLE001 - any plugin failure is reported the same way
                 warnings.warn(
                     f"skipped {self.kind[:-1]} plugin {ep.name!r} ({ep.value}): {err}",

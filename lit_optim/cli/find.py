@@ -125,6 +125,7 @@ def lr_find_command(args: Sequence[str]) -> None:
             f"the range test stopped after {len(result.lrs)} steps, too few for "
             "a suggestion: raise --min_lr's distance to --max_lr or --num_training"
         )
+    assert result.search_range is not None  # there is a suggestion
     low, high = result.search_range
     diverged = (
         f"{result.divergence:.3g}"
@@ -188,7 +189,8 @@ def batch_find_command(args: Sequence[str]) -> None:
     print("batch size   samples/s   (5 timed training steps each)")
     for size, rate in result.throughput.items():
         print(f"{size:>10}   {rate:>9.0f}")
-    best = max(result.throughput, key=result.throughput.get) if result.throughput else None
+    throughput = result.throughput
+    best = max(throughput, key=lambda size: throughput[size]) if throughput else None
     if best is not None:
         print(
             f"fastest: batch {best} ({result.throughput[best]:.0f} samples/s); the recipe "
@@ -198,7 +200,7 @@ def batch_find_command(args: Sequence[str]) -> None:
     if scaled:
         print(scaled[1])
     if known.export:
-        updates = {"data.batch_size": result.largest}
+        updates: dict[str, object] = {"data.batch_size": result.largest}
         path = _export(
             known.config,
             overrides,

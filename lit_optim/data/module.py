@@ -141,6 +141,7 @@ class ClassificationData(L.LightningDataModule):
     ) -> TensorBatches:
         if self._tensors is None:
             self.setup()
+        assert self._tensors is not None  # setup made them
         x, y = self._tensors[split]
         rank, world = (
             (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)

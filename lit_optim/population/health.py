@@ -45,8 +45,9 @@ class MemberHealth:
         gradient_clip_algorithm: str = "norm",
     ) -> None:
         check_clip_algorithm(gradient_clip_algorithm)
+        callbacks = trainer.callbacks  # type: ignore[attr-defined]  # set by its connector
         self.callbacks = [
-            cb for cb in trainer.callbacks if isinstance(cb, (GradientClipper, LayerDiagnostics))
+            cb for cb in callbacks if isinstance(cb, (GradientClipper, LayerDiagnostics))
         ]
         # Applied last, and logs nothing (Lightning's own clipping logs nothing either).
         self.trainer_clip = None

@@ -32,7 +32,7 @@ import contextlib
 import copy
 import warnings
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import lightning as L
 import torch
@@ -78,6 +78,7 @@ def _optimizer_and_schedulers(config: Any) -> tuple[torch.optim.Optimizer, list[
     """What ``configure_optimizers`` returned, in the forms Lightning documents that a
     population can train: one optimizer, with or without lr scheduler configs."""
     scheds: Any = []
+    optimizer: Any  # checked below: one torch Optimizer
     if isinstance(config, torch.optim.Optimizer):
         optimizer = config
     elif isinstance(config, dict):
@@ -297,7 +298,7 @@ class ModulePopulation(L.LightningModule):
                 "a newcomer's optimizer groups or trains the parameters "
                 "otherwise than the population's members"
             )
-        return [f.pop() for f in found]
+        return [cast(int, f.pop()) for f in found]  # one index each: checked above
 
     def _group_hyper(self, group: dict[str, Any]) -> dict[str, Any]:
         return {k: group[k] for k in ("lr", *RULES[self.rule][1]) if k in group}
@@ -464,6 +465,7 @@ class ModulePopulation(L.LightningModule):
     def on_train_epoch_end(self) -> None:
         self.epochs_trained = [e + 1 for e in self.epochs_trained]
         self.member_metrics.update(self._epoch_values("train"))
+        assert self.health is not None  # made when the fit started
         self.member_metrics.update(self.health.epoch_metrics())
         self._step_shadows("epoch")
         bad = self.spikes.bad(len(self.alive), self.device).clone()

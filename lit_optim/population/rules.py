@@ -282,9 +282,10 @@ class PopulationUpdate:
         for i, (param, state, decays) in enumerate(zip(self.params, self.state, self.decay)):
             if param.grad is None:
                 continue
-            if self._scratch[i] is None or self._scratch[i].shape != param.shape:
-                self._scratch[i] = torch.empty_like(param)
-            getattr(self, f"_{self.rule}")(param, param.grad, state, decays, self._scratch[i])
+            scratch = self._scratch[i]
+            if scratch is None or scratch.shape != param.shape:
+                scratch = self._scratch[i] = torch.empty_like(param)
+            getattr(self, f"_{self.rule}")(param, param.grad, state, decays, scratch)
 
     # Each follows torch.optim's _single_tensor_<name> for one parameter, in place where torch
     # is (fresh [N, …] temporaries cost a page-faulting allocation each on CPU); ``tmp`` is a

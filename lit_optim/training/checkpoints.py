@@ -123,7 +123,7 @@ def resolve_checkpoint(value: str | os.PathLike | None, folders: list[Path]) -> 
     checkpoint recorded in it; a path must be a checkpoint file. Anything else Lightning
     understands (``hpc``, ``registry``…) is passed on."""
     if value is None or str(value) in ("hpc", "registry") or str(value).startswith("registry:"):
-        return value
+        return None if value is None else str(value)
     if str(value) in ("last", "best"):
         lasts = [p for folder in folders for p in folder.glob("last*.ckpt") if p.is_file()]
         if not lasts:

@@ -157,7 +157,9 @@ class ClassificationTask(L.LightningModule):
         if self._loss_weight_decay:
             # L-BFGS's line search needs the loss and the gradient to describe one objective.
             loss = loss + l2_penalty(
-                self, self._loss_weight_decay, decay_bias_and_norm=self.hparams.decay_bias_and_norm
+                self,
+                self._loss_weight_decay,
+                decay_bias_and_norm=self.hparams["decay_bias_and_norm"],
             )
         # self.log costs ~0.3 ms per call on CPU (Lightning deep-copies its metadata), as much
         # as a whole small-MLP step, so the step's loss is only logged on steps that reach

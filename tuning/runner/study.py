@@ -14,6 +14,7 @@ from typing import Any
 
 import optuna
 import yaml
+from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
 from lit_optim import ConfigError, LitOptimError
@@ -91,7 +92,9 @@ def _worker(plan: WorkerPlan, ready: Any = None) -> None:
     Event) is set once SIGINT/SIGTERM end this loop quietly (``_start_and_join``)."""
     quiet_lightning()  # again: a --n-workers process starts fresh
     if plan.n_workers > 1:
-        die_with_parent(mp.parent_process().pid)  # the pid that spawned this worker
+        parent = mp.parent_process()  # the process that spawned this worker
+        assert parent is not None and parent.pid is not None
+        die_with_parent(parent.pid)
     threads = plan.threads
     if threads is None and plan.n_workers > 1 and plan.accelerator == "cpu":
         # Share the cores instead of every worker spinning up one thread per core.
@@ -290,7 +293,7 @@ def run_study(
     overrides: dict[str, Any] | None = None,
     timeout_s: float | None = None,
     lr_range: str | None = None,
-    population: int = 1,
+    population: int | str = 1,
     threads: int | str = "auto",
     algorithm: str = "optuna",
     pbt_interval: int | None = None,
@@ -346,9 +349,8 @@ def run_study(
         )
     check_threads(threads)
     check_before_trial_0(recipe_dict, parsed, trial_trainer_args(accelerator))
-    parsed = dataclasses.replace(
-        parsed, direction=resolve_direction(recipe_dict, parsed, trial_trainer_args(accelerator))
-    )
+    direction = resolve_direction(recipe_dict, parsed, trial_trainer_args(accelerator))
+    parsed = dataclasses.replace(parsed, direction=direction)
     found = None
     if lr_range == "auto":
         found, space_dict = _auto_lr_range(recipe_dict, space_dict, accelerator)
@@ -375,7 +377,7 @@ def run_study(
         pbt = PBTSettings(
             pbt_interval or default_interval(run_epochs(recipe_dict)), pbt_quantile, seed
         )
-    record = record_of(recipe_dict, space_dict, parsed.metric, parsed.direction, algorithm)
+    record = record_of(recipe_dict, space_dict, parsed.metric, direction, algorithm)
     check_writable(run_dir)
     try:  # a SQLite study goes back to the default journal however the run ends
         study, created = _open_study(
@@ -407,7 +409,7 @@ def run_study(
         for note in (workers_note, population_note):
             if note:
                 print(note, file=sys.stderr)
-        threads, threads_note = choose_threads(threads, n_workers, accelerator, population)
+        worker_threads, threads_note = choose_threads(threads, n_workers, accelerator, population)
         if threads_note:
             print(threads_note, file=sys.stderr)
         plan = WorkerPlan(
@@ -425,7 +427,7 @@ def run_study(
             max_failures=max_failures,
             deadline=deadline,
             population=population,
-            threads=threads,
+            threads=worker_threads,
             pbt=pbt,
         )
         if n_workers == 1:
@@ -456,7 +458,9 @@ def _open_study(
     if created:
         try:
             study = optuna.create_study(
-                study_name=study_name, storage=storage, direction=record["direction"]
+                study_name=study_name,
+                storage=storage,
+                direction=StudyDirection[record["direction"].upper()],
             )
         except optuna.exceptions.DuplicatedStudyError:  # another process created it just now
             created = False

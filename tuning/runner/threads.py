@@ -45,7 +45,7 @@ def choose_threads(
     if len(candidates) == 1:
         return share, None
     seconds = _probe(candidates, population)
-    best = min(candidates, key=seconds.get)
+    best = min(candidates, key=lambda threads: seconds[threads])
     load = os.getloadavg()[0]
     timings = ", ".join(
         f"{n} thread{'s' if n > 1 else ''} {seconds[n] * 1e3:.1f} ms" for n in candidates

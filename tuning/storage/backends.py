@@ -358,6 +358,7 @@ def open_storage(
                 if attempt == 4 or not _lost_schema_race(err):
                     raise
                 time.sleep(0.2 * (attempt + 1))
+        raise AssertionError("unreachable: the last attempt returns or raises")
     except ImportError:  # Optuna's "install appropriate one": the database driver is missing
         raise ConfigError(
             f"cannot open storage {url!r}: its database driver is not installed; "

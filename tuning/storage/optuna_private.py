@@ -26,10 +26,10 @@ import copy
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
 import optuna
-from optuna.storages._heartbeat import is_heartbeat_enabled
+from optuna.storages._heartbeat import BaseHeartbeat, is_heartbeat_enabled
 
 __all__ = ["StudySnapshot", "heartbeat", "report_all", "set_user_attrs"]
 
@@ -44,13 +44,14 @@ def heartbeat(study: optuna.Study, trial: optuna.Trial) -> Iterator[None]:
     if not is_heartbeat_enabled(storage):
         yield
         return
-    interval = storage.get_heartbeat_interval()
+    beating = cast(BaseHeartbeat, storage)  # what is_heartbeat_enabled found it to be
+    interval = beating.get_heartbeat_interval()
     stop = threading.Event()
 
     def beat() -> None:
         while True:
             try:
-                storage.record_heartbeat(trial._trial_id)
+                beating.record_heartbeat(trial._trial_id)
             except Exception:  # noqa: BLE001 - the main thread's next write says what failed
                 return
             if stop.wait(timeout=interval):

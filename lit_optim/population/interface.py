@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
+    import lightning as L
     import torch
 
     from lit_optim.catalog.objective import LoggedDirections
@@ -38,6 +39,10 @@ class Population(Protocol):
     replace_diverged: bool
     diverged: dict[int, str]
     on_epoch_end: Callable[[Any], None] | None  # the owner's hook between epochs
+
+    @property
+    def trainer(self) -> L.Trainer:
+        """The Trainer fitting it (a LightningModule's)."""
 
     def drop(self, keep: torch.Tensor, reason: str) -> None:
         """Remove the members whose position is False in ``keep``."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -65,8 +66,13 @@ class StackedNetwork(nn.Module):
         return value.clone()
 
     @property
+    def first_parameter(self) -> torch.Tensor:
+        """The stacked tensor of the members' first parameter: their count, their device."""
+        return cast(torch.Tensor, self.p0)
+
+    @property
     def size(self) -> int:
-        return self.p0.shape[0]
+        return self.first_parameter.shape[0]
 
     def stacked(self) -> dict[str, torch.Tensor]:
         """{parameter name in the member network: its [N, …] tensor}."""
@@ -107,7 +113,8 @@ class StackedNetwork(nn.Module):
         population without a diverged member must compute exactly as one that never had it."""
         params = self.stacked()
         h, shared = x, True  # shared: one [B, …] tensor all members read, not yet [N, B, …]
-        for kind, item in self._chain:
+        for kind, item in self._chain or ():
+            item = cast(Any, item)  # a Flatten, a Linear's name, a dropout p or an activation
             if kind == "flatten":
                 h = item(h) if shared else h.flatten(item.start_dim + 1, item.end_dim)
             elif kind == "linear":
@@ -144,7 +151,8 @@ class StackedNetwork(nn.Module):
     def keep(self, mask: torch.Tensor) -> None:
         """Drop the members where ``mask`` is False (pruned or diverged): the stacked tensors
         are compacted, so the rest compute exactly as a population without them."""
-        mask = mask.to(device=self.p0.device, dtype=torch.bool)  # none: empty until a join
+        device = self.first_parameter.device  # with no member left: empty until a join
+        mask = mask.to(device=device, dtype=torch.bool)
         for i, name in enumerate(self._names):
             old = getattr(self, f"p{i}")
             setattr(self, f"p{i}", nn.Parameter(self._laid_out(name, old.detach()[mask])))

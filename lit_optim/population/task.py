@@ -165,7 +165,8 @@ class PopulationTask(L.LightningModule):
                 i if info.needs_monitor else bool(member.get("momentum", defaults.get("momentum")))
             )
             parts.setdefault(key, []).append(i)
-        shadows, group_of = [], {}
+        shadows: list[dict[str, Any]] = []
+        group_of: dict[int, dict[str, Any]] = {}
         loop = self.trainer.fit_loop
         running, loop.max_epochs = loop.max_epochs, self.run_epochs
         try:
@@ -198,6 +199,7 @@ class PopulationTask(L.LightningModule):
             if config["interval"] != interval:
                 continue
             if "monitor" in config:
+                assert metrics is not None  # an epoch's step passes them
                 (member,) = shadow["members"]  # a monitoring shadow has one member
                 config["scheduler"].step(
                     float(metrics[config["monitor"]][self.alive.index(member)])
@@ -264,9 +266,10 @@ class PopulationTask(L.LightningModule):
         self.epochs_trained = [e + 1 for e in self.epochs_trained]
         if "train_loss" in self._sums:
             self.member_metrics["train_loss"] = self._mean("train_loss")
+        assert self.health is not None  # made when the fit started
         self.member_metrics.update(self.health.epoch_metrics())
         self._step_shadows("epoch", self.member_metrics)
-        bad = self.spikes.bad(len(self.alive), self.net.p0.device).clone()
+        bad = self.spikes.bad(len(self.alive), self.net.first_parameter.device).clone()
         for values in self.member_metrics.values():
             bad |= ~torch.isfinite(values)
         leave_if_diverged(self, bad, "non-finite or spiking loss, or non-finite metric")
@@ -374,21 +377,19 @@ class PopulationTask(L.LightningModule):
         returns their indices. Each starts from the weights its sequential trial starts from,
         at its own epoch 0 and step 0 (fresh optimizer state, its schedule built for its own
         run). The random state is left as it was: the others' data order goes on."""
-        members, names = [dict(m) for m in members], list(names)
+        kwargs, names = [dict(m) for m in members], list(names)
         state = torch.get_rng_state()
         try:
-            nets = self._nets(len(members))
+            nets = self._nets(len(kwargs))
         finally:
             torch.set_rng_state(state)
-        self.net.join([net.to(self.net.p0.device) for net in nets])
-        self.update.join(members, list(self.net.parameters()))
+        self.net.join([net.to(self.net.first_parameter.device) for net in nets])
+        self.update.join(kwargs, list(self.net.parameters()))
         first = len(self.member_names)
-        shadows, groups = self._build_shadows(
-            list(zip(range(first, first + len(members)), members))
-        )
+        shadows, groups = self._build_shadows(list(zip(range(first, first + len(kwargs)), kwargs)))
         self.shadows += shadows
         self._member_groups += groups
-        self.members += members
+        self.members += kwargs
         new = record_newcomers(self, names)
         self._copy_lrs()
         return new

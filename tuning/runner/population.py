@@ -34,7 +34,7 @@ import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import lightning as L
 import optuna
@@ -200,7 +200,8 @@ def _per_member_options(trainer: L.Trainer, trials: list[optuna.Trial]) -> dict[
     members' names for what they log (their trials)."""
     from lit_optim.callbacks import NonFiniteGuard
 
-    guard = next((cb for cb in trainer.callbacks if isinstance(cb, NonFiniteGuard)), None)
+    callbacks = trainer.callbacks  # type: ignore[attr-defined]  # set by its connector
+    guard = next((cb for cb in callbacks if isinstance(cb, NonFiniteGuard)), None)
     clip, trainer.gradient_clip_val = trainer.gradient_clip_val, None
     return {
         "gradient_clip_val": clip,
@@ -302,7 +303,7 @@ class _Report(L.Callback):
     def check_logged(self, pl_module: Population) -> None:
         if pl_module.alive and self.metric not in pl_module.member_metrics:
             raise MetricNotLoggedError.naming(
-                self.metric, pl_module.module_name, pl_module.member_metrics
+                self.metric, pl_module.module_name, list(pl_module.member_metrics)
             )
 
     def on_validation_end(self, trainer: L.Trainer, pl_module) -> None:
@@ -332,7 +333,9 @@ class _Report(L.Callback):
         """The population's epoch boundary: the diverged are told, the members that trained
         their epochs complete, and free slots take newcomers."""
         self._tell_diverged(pl_module)
-        done = [epochs >= self.run_epochs for epochs in pl_module.epochs_trained]
+        run_epochs = self.run_epochs
+        assert run_epochs is not None  # set where this hook is installed (setup)
+        done = [epochs >= run_epochs for epochs in pl_module.epochs_trained]
         if any(done):
             self.complete(pl_module, done)
             pl_module.drop(_flags([not d for d in done]), reason="complete")
@@ -360,6 +363,7 @@ class _Report(L.Callback):
     ) -> None:
         trials, recipes = [t for t, _ in joined], [r for _, r in joined]
         epoch = pl_module.trainer.current_epoch + 1
+        assert self.build is not None and self.newcomers is not None  # they fill the slots
         try:
             members = self.build(trials, recipes)
             indices = pl_module.join(members, [f"trial_{t.number}" for t in trials])
@@ -383,6 +387,8 @@ class _Report(L.Callback):
         trial ends PRUNED and a new trial, asked with the explored values within the budget,
         goes on in the slot with its parent's intermediate values and its line's record. A
         diverged member no new trial can replace leaves, its trial PRUNED as diverged."""
+        pbt = self.pbt
+        assert pbt is not None
         epoch = max(pl_module.epochs_trained)
         diverged = dict(pl_module.diverged)
         can_ask = not (self.newcomers is None or self.newcomers.past_deadline() or interrupted())
@@ -392,13 +398,13 @@ class _Report(L.Callback):
             for position in diverged:  # ranked last, whatever it logged
                 values[position] = math.nan
             maximize = self.study.direction == optuna.study.StudyDirection.MAXIMIZE
-            top = _top(values, maximize, self.pbt.quantile, exclude=diverged)
+            top = _top(values, maximize, pbt.quantile, exclude=diverged)
             if top:
                 moves += [(self.rng.choice(top), position) for position in diverged]
-            if epoch % self.pbt.interval == 0:
+            if epoch % pbt.interval == 0:
                 moves += [
                     (source, target)
-                    for source, target in pairs(values, maximize, self.pbt.quantile, self.rng)
+                    for source, target in pairs(values, maximize, pbt.quantile, self.rng)
                     if target not in diverged
                 ]
         replaced = self._replace(pl_module, moves, epoch, diverged) if moves else set()
@@ -713,12 +719,13 @@ def _fit_population(
     from lit_optim.callbacks import NonFiniteGuard
 
     # The population judges each member itself: a guard would act on all of them at once.
-    trainer.callbacks[:] = [cb for cb in trainer.callbacks if not isinstance(cb, NonFiniteGuard)]
-    if report.resume is not None:  # before the report: members are loaded when it sets up
+    callbacks = trainer.callbacks  # type: ignore[attr-defined]  # set by its connector
+    callbacks[:] = [cb for cb in callbacks if not isinstance(cb, NonFiniteGuard)]
+    if report.resume is not None:  # loads the members and the fit's epoch as training starts
         from lit_optim.population import ResumeFrom
 
-        trainer.callbacks.append(ResumeFrom(report.resume["population"]))
-    trainer.callbacks.append(report)
+        callbacks.append(ResumeFrom(report.resume["population"]))
+    callbacks.append(report)
     with warnings.catch_warnings():
         # The population updates its members itself (manual optimization): no optimizer for
         # Lightning, on purpose.
@@ -900,24 +907,10 @@ class _Newcomers:
             with FileLock(self.lock_path), held_signals():
                 known = {t.number: t for t in self.study.get_trials(deepcopy=False)}
                 for path in sorted(folder.glob("population_*.pt")):
-                    saved = _read_snapshot(path)
-                    if saved is not None and saved.get("study") != self.study.study_name:
-                        continue  # another study's, in the same folder
-                    lost = [known.get(n) for n in saved["trials"]] if saved else []
-                    stale = saved is None or any(t is None or t.state in FINISHED for t in lost)
-                    if not stale and saved["structure"] != _structure(
-                        apply_overrides(self.trainable.recipe, dict(lost[0].params))
-                    ):
-                        print(
-                            f"{path} was saved for another recipe: its population starts afresh",
-                            file=sys.stderr,
-                        )
-                        stale = True
-                    if stale:  # unreadable, told since, or of another recipe
-                        path.unlink(missing_ok=True)
+                    found = self._resumable(path, known)
+                    if found is None:
                         continue
-                    if not all(t.state == TrialState.FAIL and is_rerun(t) for t in lost):
-                        continue  # running in another process (or failing there)
+                    saved, lost = found
                     params = [dict(t.params) for t in lost]
                     trials, overrides = self._ask_locked(len(lost), None, params, asked)
                     if len(trials) < len(lost):  # no budget for all: the normal way
@@ -950,6 +943,35 @@ class _Newcomers:
                 fail_for_rerun(self.study, trial, str(err))
             raise
         return None
+
+    def _resumable(
+        self, path: Path, known: dict[int, optuna.trial.FrozenTrial]
+    ) -> tuple[dict[str, Any], list[optuna.trial.FrozenTrial]] | None:
+        """The snapshot at ``path`` and its trials, where this run may resume it: all of its
+        trials failed for rerun. One that cannot be read, whose trials were told since, or
+        saved for another recipe is stale: deleted. One of another study, or whose trials
+        still run (another process), is left alone."""
+        saved = _read_snapshot(path)
+        if saved is not None and saved.get("study") != self.study.study_name:
+            return None  # another study's, in the same folder
+        lost = [known.get(n) for n in saved["trials"]] if saved is not None else []
+        trials = [t for t in lost if t is not None]
+        stale = saved is None or len(trials) < len(lost)
+        stale = stale or any(t.state in FINISHED for t in trials)
+        if saved is not None and not stale:
+            recipe = apply_overrides(self.trainable.recipe, dict(trials[0].params))
+            if saved["structure"] != _structure(recipe):
+                print(
+                    f"{path} was saved for another recipe: its population starts afresh",
+                    file=sys.stderr,
+                )
+                stale = True
+        if saved is None or stale:
+            path.unlink(missing_ok=True)
+            return None
+        if not all(t.state == TrialState.FAIL and is_rerun(t) for t in trials):
+            return None  # running in another process (or failing there)
+        return saved, trials
 
     def take(self, chosen: list[dict[str, Any]]) -> list[optuna.Trial]:
         """Trials with exactly the values ``chosen`` (one each, as many as the budget
@@ -1211,7 +1233,7 @@ def _choose_size(
     trainer_args: list[str],
 ) -> tuple[int, str | None]:
     if population != "auto":
-        return population, None
+        return cast(int, population), None  # an int: check_population
     reason = why_not_population(apply_overrides(recipe, space.first_values()))
     if reason is not None:
         return 1, f"population auto: 1, trials run one by one ({reason})"
@@ -1240,7 +1262,7 @@ def _choose_size(
     else:
         free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     bounds["memory"] = max(1, free // 4 // max(member, 1))
-    limit = min(bounds, key=bounds.get)
+    limit = min(bounds, key=lambda name: bounds[name])
     size = bounds[limit]
     if size < 2:
         return 1, f"population auto: 1, trials run one by one (bounded by {limit})"
@@ -1280,7 +1302,8 @@ def _ask_batch(
     through Optuna's PartialFixedSampler around the study's sampler and draw their own
     scalars, so a space that varies structure still forms populations. ``exact``: every
     value of each trial fixed (PBT's explored ones)."""
-    trials, overrides = [], []
+    trials: list[optuna.Trial] = []
+    overrides: list[dict[str, Any]] = []
     original = study.sampler
     try:
         for i in range(size):

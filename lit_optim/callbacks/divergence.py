@@ -1,4 +1,13 @@
-"""``LossHistory``: the loss ``training_step`` returns, and whether a run ended diverged.
+"""Every rule that calls a run diverged, in one place: the loss-spike rule a step is judged by
+(``spike_step``: ``NonFiniteGuard(loss_spike_factor=…)`` on one run, ``LossSpikes`` on each
+member of a population), and whether a run ended diverged (``LossHistory``,
+``unbounded_weights``: ``lit-optim fit``'s summary and its checkpoints).
+
+The spike rule: a loss that is non-finite, or finite and above ``factor`` times its running
+mean (an exponential mean over the good steps, weight 0.1 on the newest) and above the run's
+first loss, is bad; the mean does not take it in. All on the device: no host read per step.
+
+Whether a run ended diverged:
 
 Divergence is not always NaN: at a far too high lr a float64 run can go on with finite
 weights near 1e30 and a loss near 1e21, and without this check its fit "finished". The
@@ -19,9 +28,23 @@ from typing import Any
 
 import torch
 
-__all__ = ["DIVERGENCE_FACTOR", "LossHistory", "unbounded_weights"]
+__all__ = ["DIVERGENCE_FACTOR", "LossHistory", "spike_step", "unbounded_weights"]
 
 DIVERGENCE_FACTOR = 1e3
+
+
+def spike_step(
+    loss: torch.Tensor, ema: torch.Tensor, first: torch.Tensor, factor: float | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The spike rule for one step: (bad, the running mean after it). ``loss``: one run's
+    loss or a population's [N] losses; ``ema``: the running mean before it (NaN before the
+    first good loss: comparisons with NaN are False, so no spike then); ``first``: the run's
+    first loss; ``factor`` None: non-finite losses only."""
+    bad = ~torch.isfinite(loss)
+    if factor is not None:
+        bad = bad | ((loss > factor * ema) & (loss > first))
+    fresh = torch.where(torch.isnan(ema), loss, 0.9 * ema + 0.1 * loss)
+    return bad, torch.where(bad, ema, fresh)
 
 
 class LossHistory:

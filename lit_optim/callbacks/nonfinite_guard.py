@@ -17,6 +17,7 @@ from lit_optim.callbacks._grads import (
     nonfinite_names,
     with_grads,
 )
+from lit_optim.callbacks.divergence import spike_step
 from lit_optim.catalog.checks import check_count, check_number
 from lit_optim.catalog.errors import ConfigError, LitOptimError
 
@@ -125,17 +126,13 @@ class NonFiniteGuard(L.Callback):
         self._loss = loss  # checked together with the gradients, in one kernel chain
         self._loss_bad = None
         if self.loss_spike_factor is not None:
-            self._loss_bad = ~torch.isfinite(loss)
             ema = self._loss_ema
-            if ema is None:
+            if ema is None or self._loss_first is None:
                 ema = torch.full_like(loss, float("nan"))
                 self._loss_first = loss.clone()
-            # Comparisons with NaN are False: no spike before the first good loss is known.
-            spike = (loss > self.loss_spike_factor * ema) & (loss > self._loss_first)
-            self._loss_bad = self._loss_bad | spike
-            # The mean follows good steps only (device-side select, no sync).
-            fresh = torch.where(torch.isnan(ema), loss, 0.9 * ema + 0.1 * loss)
-            self._loss_ema = torch.where(self._loss_bad, ema, fresh)
+            self._loss_bad, self._loss_ema = spike_step(
+                loss, ema, self._loss_first, self.loss_spike_factor
+            )
             self._last_ema = ema
 
     @override

@@ -4,11 +4,13 @@ A lit-tune trial runs with ``NonFiniteGuard("stop", loss_spike_factor=10)``: a d
 often kills a ReLU net through huge finite steps, never NaN. In a population the guard would
 act on all members at once, so each member keeps the guard's state itself, on the device
 (no host read per step): an exponential mean of its good losses and its first loss, and a flag
-once a loss is non-finite or above ``factor`` × the mean (and above the first loss)."""
+once a step was bad by the guard's own rule (``lit_optim.callbacks.divergence.spike_step``)."""
 
 from __future__ import annotations
 
 import torch
+
+from lit_optim.callbacks.divergence import spike_step
 
 __all__ = ["LossSpikes"]
 
@@ -36,12 +38,7 @@ class LossSpikes:
         elif self._joined:  # newcomers' first loss is this one
             self.first = torch.where(torch.isnan(self.first), loss, self.first)
             self._joined = False
-        # NaN compares False: no spike before a member's first good loss is known.
-        bad = ~torch.isfinite(loss)
-        if self.factor is not None:
-            bad |= (loss > self.factor * self.ema) & (loss > self.first)
-        fresh = torch.where(torch.isnan(self.ema), loss, 0.9 * self.ema + 0.1 * loss)
-        self.ema = torch.where(bad, self.ema, fresh)
+        bad, self.ema = spike_step(loss, self.ema, self.first, self.factor)
         self.flagged |= bad
 
     def bad(self, n: int, device: torch.device) -> torch.Tensor:

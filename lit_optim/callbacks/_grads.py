@@ -7,6 +7,8 @@ the (name, parameter) list once in ``setup`` and reduce with single foreach kern
 from __future__ import annotations
 
 import weakref
+from collections.abc import Sequence
+from typing import TypeVar
 
 import torch
 from torch import nn
@@ -25,16 +27,19 @@ __all__ = [
 ]
 
 
+T = TypeVar("T", bound=torch.Tensor)  # a parameter, or a population's stacked tensor
+
+
 def named_trainable(module: nn.Module) -> list[tuple[str, nn.Parameter]]:
     return [(n, p) for n, p in module.named_parameters() if p.requires_grad]
 
 
-def with_grads(named: list[tuple[str, nn.Parameter]]) -> tuple[list[str], list[nn.Parameter]]:
+def with_grads(named: Sequence[tuple[str, T]]) -> tuple[list[str], list[T]]:
     pairs = [(n, p) for n, p in named if p.grad is not None]
     return [n for n, _ in pairs], [p for _, p in pairs]
 
 
-def grads_of(params: list[nn.Parameter]) -> list[torch.Tensor]:
+def grads_of(params: Sequence[torch.Tensor]) -> list[torch.Tensor]:
     """The gradients of ``params`` (``with_grads`` chose them: each has one)."""
     return [p.grad for p in params if p.grad is not None]
 

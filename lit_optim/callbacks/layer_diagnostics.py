@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +10,7 @@ import lightning as L
 import torch
 from typing_extensions import override
 
-from lit_optim.callbacks._grads import member_norms, named_trainable, with_grads
+from lit_optim.callbacks._grads import grads_of, member_norms, named_trainable, with_grads
 from lit_optim.catalog.checks import check_count
 from lit_optim.catalog.errors import ConfigError
 from lit_optim.catalog.torch_private import foreach_norm, foreach_sub
@@ -51,7 +52,7 @@ class LayerDiagnostics(L.Callback):
         self.member_history: dict[str, list[tuple[int, dict[str, dict[str, float]]]]] = {}
         self._named: list = []
         self._pending: (
-            tuple[list[str], list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]] | None
+            tuple[list[str], Sequence[torch.Tensor], list[torch.Tensor], list[torch.Tensor]] | None
         ) = None
 
     @override
@@ -66,7 +67,7 @@ class LayerDiagnostics(L.Callback):
         if not params:
             return
         w_norms = foreach_norm(params)
-        g_norms = foreach_norm([p.grad for p in params])
+        g_norms = foreach_norm(grads_of(params))
         before = [p.detach().clone() for p in params]
         self._pending = (names, params, before, [torch.stack(w_norms), torch.stack(g_norms)])
 
@@ -90,7 +91,7 @@ class LayerDiagnostics(L.Callback):
             return False
         names, params = with_grads(list(zip(names, params)))
         w = member_norms([p.detach() for p in params])
-        g = member_norms([p.grad for p in params])
+        g = member_norms(grads_of(params))
         self._pending = (names, params, [p.detach().clone() for p in params], [w, g])
         return True
 
@@ -98,6 +99,7 @@ class LayerDiagnostics(L.Callback):
         """Measure the members' updates of a step ``before_members_step`` took; ``members``:
         their names (a trial each, under lit-tune), in stacked order. Each member's table goes
         to ``member_history[name]`` and is logged as ``diag/<member>/<layer>/<quantity>``."""
+        assert self._pending is not None  # before_members_step took this step
         names, params, before, (w, g) = self._pending
         self._pending = None
         d = member_norms(foreach_sub([p.detach() for p in params], before))

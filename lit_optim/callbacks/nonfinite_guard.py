@@ -152,6 +152,7 @@ class NonFiniteGuard(L.Callback):
         if (trainer.global_step + 1) % self.check_every_n_steps:
             return  # no host sync on this step
         bad = self._window_bad
+        assert bad is not None  # this step's flags were just accumulated
         self._window_bad = None
         if trainer.world_size > 1:  # every rank must take the same decision
             bad = trainer.strategy.reduce(bad.float(), reduce_op="max")
@@ -195,6 +196,7 @@ class NonFiniteGuard(L.Callback):
             parts.append("the loss is non-finite")
         elif self._loss_bad is not None and bool(self._loss_bad):
             label = "loss spike"
+            assert self._loss is not None and self._last_ema is not None  # the spike rule's
             parts.append(
                 f"the loss {self._loss.item():.4g} is above {self.loss_spike_factor:g} × "
                 f"its running mean {self._last_ema.item():.4g}"
@@ -295,8 +297,10 @@ class NonFiniteGuard(L.Callback):
         }
 
     def _restore(self, trainer, pl_module) -> None:
-        pl_module.load_state_dict(self._snapshot["model"])
-        for opt, state in zip(trainer.optimizers, self._snapshot["optimizers"]):
+        snapshot = self._snapshot
+        assert snapshot is not None  # the caller refuses a rollback without one
+        pl_module.load_state_dict(snapshot["model"])
+        for opt, state in zip(trainer.optimizers, snapshot["optimizers"]):
             current_lrs = [g["lr"] for g in opt.param_groups]
             opt.load_state_dict(copy.deepcopy(state))
             # Keep the schedule's current position (the snapshot's lrs are older), scaled.
@@ -308,7 +312,7 @@ class NonFiniteGuard(L.Callback):
             for config in trainer.lr_scheduler_configs:
                 _scale_base_lrs(config.scheduler, self.lr_factor)
         rank_zero_warn(
-            f"rolled back to the weights of step {self._snapshot['step']} (lr × {self.lr_factor})"
+            f"rolled back to the weights of step {snapshot['step']} (lr × {self.lr_factor})"
         )
 
     # -- checkpointing ----------------------------------------------------------------------

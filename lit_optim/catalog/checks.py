@@ -8,14 +8,14 @@ rejected unless asked for, and the message names the value and the range it must
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, TypeGuard
 
 from lit_optim.catalog.errors import ConfigError
 
 __all__ = ["check_count", "check_number", "load_yaml"]
 
 
-def _is_number(value: object) -> bool:
+def _is_number(value: object) -> TypeGuard[int | float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
@@ -35,17 +35,28 @@ def check_number(
     ``low``/``high`` are inclusive unless ``low_open``/``high_open``; ``None`` is unbounded.
     Infinite values are rejected unless ``allow_inf`` (a norm type may be inf; an lr may not).
     """
-    ok = _is_number(value) and not math.isnan(value) and (allow_inf or math.isfinite(value))
-    if ok and low is not None:
-        ok = value > low if low_open else value >= low
-    if ok and high is not None:
-        ok = value < high if high_open else value <= high
-    if not ok:
+    if not _is_number(value) or not _in_range(value, low, high, low_open, high_open, allow_inf):
         raise ConfigError(
             f"{name} must be {_describe(low, high, low_open, high_open, allow_inf)}"
             f"{note}, got {value!r}"
         )
     return float(value)
+
+
+def _in_range(
+    value: float,
+    low: float | None,
+    high: float | None,
+    low_open: bool,
+    high_open: bool,
+    allow_inf: bool,
+) -> bool:
+    ok = not math.isnan(value) and (allow_inf or math.isfinite(value))
+    if ok and low is not None:
+        ok = value > low if low_open else value >= low
+    if ok and high is not None:
+        ok = value < high if high_open else value <= high
+    return ok
 
 
 def _describe(low, high, low_open, high_open, allow_inf) -> str:

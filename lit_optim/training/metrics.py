@@ -15,6 +15,8 @@ samples counts as much as one with more.
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torchmetrics import Metric
 
@@ -70,7 +72,7 @@ class TrainingTotals:
     def compute(self, strategy, device: torch.device) -> tuple[torch.Tensor, torch.Tensor] | None:
         self._fold()
         totals = torch.zeros(3, dtype=torch.float64, device=device)
-        if self._loss is not None:
+        if self._loss is not None and self._correct is not None:  # set together
             totals[0], totals[1] = self._loss, self._correct
             totals[2] = self.samples
         totals = strategy.reduce(totals, reduce_op="sum")
@@ -96,8 +98,14 @@ class WeightedMean(Metric):
 
     def update(self, value: torch.Tensor, weight: float = 1.0) -> None:
         value = value.detach().to(torch.float64)
-        self.total += value.sum() * weight
-        self.weight += weight * value.numel()
+        total, weights = self._sums()
+        total += value.sum() * weight  # in place: the states torchmetrics registered
+        weights += weight * value.numel()
 
     def compute(self) -> torch.Tensor:
-        return self.total / self.weight
+        total, weights = self._sums()
+        return total / weights
+
+    def _sums(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The two states (``add_state`` attributes, which type checkers see as modules)."""
+        return cast(torch.Tensor, self.total), cast(torch.Tensor, self.weight)

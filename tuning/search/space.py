@@ -22,16 +22,11 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import optuna
 import yaml
-from optuna.distributions import (
-    BaseDistribution,
-    CategoricalDistribution,
-    FloatDistribution,
-    IntDistribution,
-)
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from lit_optim import (
     DATASETS,
@@ -42,24 +37,34 @@ from lit_optim import (
     load_yaml,
     resolve_objective,
 )
+from lit_optim.catalog.registry import Registry
 
-__all__ = ["Param", "SearchSpace", "load_space", "load_space_dict", "parse_space"]
+__all__ = [
+    "Distribution",
+    "Param",
+    "SearchSpace",
+    "load_space",
+    "load_space_dict",
+    "parse_space",
+]
 
 _RANGE = re.compile(r"^\s*(log|uniform|int|intlog)\s*\[\s*([^,\]]+)\s*,\s*([^\]]+)\s*\]\s*$")
 # Names in these keys must be registry names: checked (with close matches) before any trial.
-_REGISTRIES = {
+_REGISTRIES: dict[str, Registry[Any]] = {
     "model.optimizer": OPTIMIZERS,
     "model.scheduler": SCHEDULERS,
     "model.network": MODELS,
     "data.dataset": DATASETS,
 }
 _ROOTS = ("model.", "data.", "trainer.")
+# What a space's entries parse to: a list of choices, a float range, an int range.
+Distribution = CategoricalDistribution | FloatDistribution | IntDistribution
 
 
 @dataclass(frozen=True)
 class Param:
     path: str
-    distribution: BaseDistribution
+    distribution: Distribution
     when: dict[str, list[Any]] = field(default_factory=dict)
 
     def active(self, chosen: dict[str, Any]) -> bool:
@@ -126,10 +131,13 @@ class SearchSpace:
                 "the grid sampler needs a list of values for every parameter; "
                 f"{', '.join(continuous)} {'is' if len(continuous) == 1 else 'are'} a range"
             )
-        return {p.path: list(p.distribution.choices) for p in self.params}
+        # every one categorical: checked above
+        return {
+            p.path: list(cast(CategoricalDistribution, p.distribution).choices) for p in self.params
+        }
 
 
-def _suggest(trial: optuna.Trial, name: str, dist: BaseDistribution) -> Any:
+def _suggest(trial: optuna.Trial, name: str, dist: Distribution) -> Any:
     if isinstance(dist, FloatDistribution):
         return trial.suggest_float(name, dist.low, dist.high, log=dist.log)
     if isinstance(dist, IntDistribution):
@@ -144,7 +152,7 @@ def _number(text: str, where: str) -> float:
         raise ConfigError(f"{where}: {text!r} is not a number") from None
 
 
-def _distribution(spec: Any, where: str) -> BaseDistribution:
+def _distribution(spec: Any, where: str) -> Distribution:
     if isinstance(spec, list):
         if not spec:
             raise ConfigError(f"{where}: an empty list of choices")
@@ -167,12 +175,12 @@ def _distribution(spec: Any, where: str) -> BaseDistribution:
     return FloatDistribution(low, high, log=kind == "log")
 
 
-def _check_names(path: str, dist: BaseDistribution, where: str) -> None:
+def _check_names(path: str, dist: Distribution, where: str) -> None:
     registry = _REGISTRIES.get(path)
     if registry is not None and isinstance(dist, CategoricalDistribution):
         for choice in dist.choices:
             try:
-                registry.get(choice)
+                registry.get(cast(Any, choice))  # a choice that is no name is refused there
             except ConfigError as err:
                 raise ConfigError(f"{where}: {err}") from None
 
@@ -187,18 +195,18 @@ def parse_space(raw: dict[str, Any], source: str = "search space") -> SearchSpac
         )
     direction = raw.get("direction")
     if direction is not None:
-        direction = resolve_objective(
-            "metric", direction, given_as=f"{source}: direction"
-        ).study_direction
+        objective = resolve_objective("metric", direction, given_as=f"{source}: direction")
+        assert objective is not None  # a given direction is one, or an error
+        direction = objective.study_direction
     metric = raw.get("metric", "val_acc")
     if not isinstance(metric, str) or not metric:
         raise ConfigError(f"{source}: metric must be the name of a logged metric, got {metric!r}")
-    params = []
+    params: list[Param] = []
     for path, spec in raw["params"].items():
         where = f"{source}: {path}"
         if not isinstance(path, str) or not path.startswith(_ROOTS):
             raise ConfigError(f"{where}: keys are dotted paths under model., data. or trainer.")
-        when = {}
+        when: dict[str, Any] = {}
         if isinstance(spec, dict):
             extra = sorted(set(spec) - {"distribution", "when"})
             if extra or "distribution" not in spec:

@@ -14,7 +14,9 @@ budget is spent:
 - ``hyperband``: Optuna TPE + HyperbandPruner over a plain PyTorch loop on ONE thread;
 - ``ray-asha``: Ray Tune ASHA + OptunaSearch (TPE) over the same plain loop, one trial per
   core, one thread each (only where ``ray[tune]`` is installed: ``pip install 'ray[tune]'``;
-  never a dependency of lit-optim).
+  never a dependency of lit-optim);
+- ``ray-pbt``: Ray Tune's PopulationBasedTraining (8 trials, checkpoints between them) over
+  the same plain loop, one trial per core (also only where Ray is installed).
 
 The plain loop trains what the recipe trains (its network, optimizer, schedule, batch size and
 epochs, on the same data split): only the tuner differs. Printed per tuner, median over the
@@ -38,6 +40,7 @@ import argparse
 import json
 import math
 import os
+import random
 import signal
 import statistics
 import subprocess
@@ -59,7 +62,15 @@ SPACE = {
     "params": {"model.lr": "log[1.0e-4, 1.0e-1]", "model.weight_decay": "log[1.0e-6, 1.0e-1]"},
 }
 LR, WD = (1e-4, 1e-1), (1e-6, 1e-1)
-TUNERS = ("lit-tune", "lit-tune-pbt", "lit-tune-pop1", "naive", "hyperband", "ray-asha")
+TUNERS = (
+    "lit-tune",
+    "lit-tune-pbt",
+    "lit-tune-pop1",
+    "naive",
+    "hyperband",
+    "ray-asha",
+    "ray-pbt",
+)
 
 
 # -- the tuners -------------------------------------------------------------------------------
@@ -148,42 +159,87 @@ def _plain_data(task: str):
     return x, y, vx, vy, whole.input_shape, whole.num_classes
 
 
+class _PlainRun:
+    """The recipe's run in a plain PyTorch loop, an epoch at a time: its network, optimizer,
+    schedule, batch size and epochs, on the same data split. ``state`` / ``load`` are what a
+    Ray trainable checkpoints (PBT copies them between trials)."""
+
+    def __init__(self, task: str, data, lr: float, weight_decay: float, seed: int) -> None:
+        import torch
+
+        from lit_optim.training.models import build_model
+
+        recipe = _recipe(task)
+        model, self.epochs = recipe["model"], recipe["trainer"]["max_epochs"]
+        self.x, self.y, self.vx, self.vy, shape, classes = data
+        self.batch = recipe["data"]["batch_size"]
+        torch.manual_seed(seed)
+        self.net = build_model(
+            model.get("network", "mlp"), shape, classes, **(model.get("network_kwargs") or {})
+        )
+        optimizer = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+        cls = optimizer[model.get("optimizer", "adam")]
+        self.opt = cls(self.net.parameters(), lr=lr, weight_decay=weight_decay)
+        steps = math.ceil(len(self.y) / self.batch)
+        self.sched = (
+            torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, T_max=self.epochs * steps)
+            if model.get("scheduler") == "cosine"
+            else None
+        )
+        self.epoch = 0
+
+    def train_epoch(self) -> float:
+        """One epoch; the validation accuracy after it."""
+        import torch
+
+        self.net.train()
+        for idx in torch.randperm(len(self.y)).split(self.batch):
+            loss = torch.nn.functional.cross_entropy(self.net(self.x[idx]), self.y[idx])
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
+            if self.sched is not None:
+                self.sched.step()
+        self.epoch += 1
+        self.net.eval()
+        with torch.no_grad():
+            return float((self.net(self.vx).argmax(-1) == self.vy).float().mean())
+
+    def state(self) -> dict:
+        return {
+            "net": self.net.state_dict(),
+            "opt": self.opt.state_dict(),
+            "sched": None if self.sched is None else self.sched.state_dict(),
+            "epoch": self.epoch,
+        }
+
+    def load(self, state: dict, lr: float, weight_decay: float) -> None:
+        """Take a checkpoint's state, then this trial's lr and weight decay (PBT explored
+        them): the schedule goes on from its position, rescaled to the new lr."""
+        from lit_optim.catalog.rescale import rescale_hyperparameters
+
+        self.net.load_state_dict(state["net"])
+        self.opt.load_state_dict(state["opt"])
+        if self.sched is not None:
+            self.sched.load_state_dict(state["sched"])
+        self.epoch = state["epoch"]
+        group = self.opt.param_groups[0]
+        base = group.get("initial_lr", group["lr"])
+        rescale_hyperparameters(
+            self.opt,
+            [] if self.sched is None else [self.sched],
+            lr=lr / base,
+            weight_decay=weight_decay / group["weight_decay"] if group["weight_decay"] else 1.0,
+        )
+
+
 def _plain_trial(task: str, data, lr: float, weight_decay: float, seed: int, report) -> float:
     """The recipe's run in a plain PyTorch loop: ``report(epoch, val_acc)`` after each epoch
     returns True to stop (pruned)."""
-    import torch
-
-    from lit_optim.training.models import build_model
-
-    recipe = _recipe(task)
-    model, epochs = recipe["model"], recipe["trainer"]["max_epochs"]
-    x, y, vx, vy, shape, classes = data
-    batch = recipe["data"]["batch_size"]
-    torch.manual_seed(seed)
-    net = build_model(
-        model.get("network", "mlp"), shape, classes, **(model.get("network_kwargs") or {})
-    )
-    cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[model.get("optimizer", "adam")]
-    opt = cls(net.parameters(), lr=lr, weight_decay=weight_decay)
-    steps = math.ceil(len(y) / batch)
-    sched = (
-        torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps)
-        if model.get("scheduler") == "cosine"
-        else None
-    )
+    run = _PlainRun(task, data, lr, weight_decay, seed)
     acc = 0.0
-    for epoch in range(epochs):
-        net.train()
-        for idx in torch.randperm(len(y)).split(batch):
-            loss = torch.nn.functional.cross_entropy(net(x[idx]), y[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if sched is not None:
-                sched.step()
-        net.eval()
-        with torch.no_grad():
-            acc = float((net(vx).argmax(-1) == vy).float().mean())
+    for epoch in range(run.epochs):
+        acc = run.train_epoch()
         if not math.isfinite(acc) or report(epoch, acc):
             return acc
     return acc
@@ -331,7 +387,79 @@ def run_ray_asha(task: str, seed: int, budget: float, log: _Log) -> None:
     tuner.fit()
 
 
-PEERS = {"hyperband": run_hyperband, "naive": run_naive, "ray-asha": run_ray_asha}
+# Ray's PBT examples use populations of 4-8; 8 is what the issue measured.
+RAY_PBT_POPULATION = 8
+
+
+def run_ray_pbt(task: str, seed: int, budget: float, log: _Log) -> None:
+    """Ray Tune's PopulationBasedTraining over the same plain loop, as its docs write it: a
+    trainable that checkpoints every interval and restores from ``tune.get_checkpoint()``
+    (PBT's exploit copies checkpoints between trials), explores lr and weight decay with
+    Ray's defaults as lit-tune's PBT does (quantile 0.25, resample probability 0.25, ×0.8 /
+    ×1.2), the same interval (a sixth of the run), one trial per core, one thread each."""
+    import ray
+    import torch
+    from ray import tune
+    from ray.tune.schedulers import PopulationBasedTraining
+
+    epochs = TASKS[task][1]
+    interval = max(1, epochs // 6)  # lit-tune's default
+    cores = os.cpu_count() or 1
+    ray.init(num_cpus=cores, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    path, t0 = log.file.name, log.t0
+
+    def trainable(config, data):
+        torch.set_num_threads(1)
+        inner = _Log(Path(path), t0)
+        run = _PlainRun(task, data, config["lr"], config["wd"], seed)
+        checkpoint = tune.get_checkpoint()
+        if checkpoint is not None:
+            with checkpoint.as_directory() as folder:
+                run.load(torch.load(Path(folder) / "run.pt"), config["lr"], config["wd"])
+        while run.epoch < epochs:
+            acc = run.train_epoch()
+            inner.epoch()
+            if run.epoch == epochs:
+                inner.final(acc)
+            metrics = {"val_acc": acc, "epoch": run.epoch}
+            if run.epoch % interval and run.epoch < epochs:
+                tune.report(metrics)
+                continue
+            with tempfile.TemporaryDirectory() as folder:
+                torch.save(run.state(), Path(folder) / "run.pt")
+                tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+
+    pbt = PopulationBasedTraining(
+        time_attr="epoch",
+        perturbation_interval=interval,
+        hyperparam_mutations={"lr": tune.loguniform(*LR), "wd": tune.loguniform(*WD)},
+        quantile_fraction=0.25,
+        resample_probability=0.25,
+    )
+    random.seed(seed)  # PBT's exploits and explores draw from Python's generator
+    tuner = tune.Tuner(
+        tune.with_resources(tune.with_parameters(trainable, data=_plain_data(task)), {"cpu": 1}),
+        param_space={"lr": tune.loguniform(*LR), "wd": tune.loguniform(*WD)},
+        tune_config=tune.TuneConfig(
+            metric="val_acc",
+            mode="max",
+            num_samples=RAY_PBT_POPULATION,
+            time_budget_s=budget,
+            scheduler=pbt,
+            max_concurrent_trials=cores,
+            reuse_actors=True,
+        ),
+        run_config=tune.RunConfig(verbose=0, storage_path=str(Path(path).parent / "ray")),
+    )
+    tuner.fit()
+
+
+PEERS = {
+    "hyperband": run_hyperband,
+    "naive": run_naive,
+    "ray-asha": run_ray_asha,
+    "ray-pbt": run_ray_pbt,
+}
 
 
 # -- one run of one tuner ---------------------------------------------------------------------
@@ -469,12 +597,16 @@ def main() -> None:
         PEERS[args.peer](args.task, args.seed, args.budget, _Log(Path(args.log), args.t0))
         return
     tuners = args.tuners.split(",")
-    if "ray-asha" in tuners:
+    ray_tuners = [t for t in tuners if t.startswith("ray-")]
+    if ray_tuners:
         try:
             import ray.tune  # noqa: F401
         except ImportError:
-            print("ray[tune] is not installed: ray-asha left out (pip install 'ray[tune]')")
-            tuners.remove("ray-asha")
+            print(
+                f"ray[tune] is not installed: {', '.join(ray_tuners)} left out "
+                "(pip install 'ray[tune]')"
+            )
+            tuners = [t for t in tuners if t not in ray_tuners]
     seeds = [int(s) for s in args.seeds.split(",")]
     marks = [float(m) for m in args.marks.split(",")]
     print(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, cast
 
 import lightning as L
 import torch
@@ -56,7 +56,7 @@ class ObjectiveCheck(Callback):
         directions = logged_directions(pl_module)
         if self.objective is not None:
             directions.when_logged(self.objective, self._objective_logged)
-        for callback in trainer.callbacks:
+        for callback in trainer.callbacks:  # type: ignore[attr-defined]  # set by its connector
             monitor = getattr(callback, "monitor", None)
             if (
                 isinstance(callback, (ModelCheckpoint, EarlyStopping))
@@ -68,6 +68,7 @@ class ObjectiveCheck(Callback):
                 )
 
     def _objective_logged(self, logged: Direction | None, described: str) -> None:
+        assert self.objective is not None  # what setup watches for
         objective = resolve_objective(
             self.objective,
             self.direction,
@@ -86,25 +87,33 @@ class ObjectiveCheck(Callback):
 
 
 class _ModeCheck:
-    def __init__(self, callback: Callback, objective: str | None, direction: str | None) -> None:
+    def __init__(
+        self,
+        callback: ModelCheckpoint | EarlyStopping,
+        objective: str | None,
+        direction: str | None,
+    ) -> None:
         self.callback, self.objective, self.direction = callback, objective, direction
 
     def __call__(self, logged: Direction | None, described: str) -> None:
         callback = self.callback
-        name = f"{type(callback).__name__}(monitor={callback.monitor!r})"
+        monitor = cast(str, callback.monitor)  # a callback is watched for its monitor's name
+        name = f"{type(callback).__name__}(monitor={monitor!r})"
         resolve_objective(
-            callback.monitor,
+            monitor,
             callback.mode,
             logged=logged,
             logged_by=described,
             given_as=f"{name}'s mode",
             required=False,
         )
-        if callback.monitor == self.objective and self.direction is not None:
+        if monitor == self.objective and self.direction is not None:
+            run = resolve_objective(monitor, self.direction)
+            assert run is not None  # a given direction is one, or an error
             resolve_objective(
-                callback.monitor,
+                monitor,
                 callback.mode,
-                logged=resolve_objective(self.objective, self.direction).direction,
+                logged=run.direction,
                 logged_by="the run's objective.direction",
                 given_as=f"{name}'s mode",
             )

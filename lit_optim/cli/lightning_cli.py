@@ -11,7 +11,7 @@ import difflib
 import inspect
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, Optional
 
@@ -126,6 +126,7 @@ class LitOptimCLI(LightningCLI):
                 )
             return
         path = resolve_checkpoint(config.ckpt_path, checkpoint_folders(config.get("trainer") or {}))
+        assert path is not None  # a given ckpt_path resolves to one
         config.ckpt_path = path
         if not Path(path).is_file():
             return super()._parse_ckpt_path()  # hpc, registry: Lightning's own
@@ -199,11 +200,10 @@ class LitOptimCLI(LightningCLI):
         )
         if diverged and getattr(checkpoint, "monitor", None) is None:
             best = ""  # the last epoch's checkpoint holds the diverged weights: not to be tested
-        ranked = getattr(checkpoint, "monitor", None) is not None and getattr(
-            checkpoint, "best_model_path", ""
-        )
+        monitor = getattr(checkpoint, "monitor", None)
+        ranked = monitor is not None and bool(getattr(checkpoint, "best_model_path", ""))
         # What --test scores: the best epoch where a checkpoint ranks by a metric, else the last.
-        tested_what = f"best checkpoint by {checkpoint.monitor}" if ranked else "last epoch"
+        tested_what = f"best checkpoint by {monitor}" if ranked else "last epoch"
         if (
             self.config_init[self.subcommand].get("test")
             and not trainer.interrupted
@@ -230,7 +230,8 @@ class LitOptimCLI(LightningCLI):
                 "stop it where it starts)"
             )
         if bad:
-            guarded = any(type(cb).__name__ == "NonFiniteGuard" for cb in trainer.callbacks)
+            callbacks = trainer.callbacks  # type: ignore[attr-defined]  # set by its connector
+            guarded = any(type(cb).__name__ == "NonFiniteGuard" for cb in callbacks)
             raise TrainingDiverged(
                 f"training ended on non-finite values ({', '.join(bad)}); no checkpoint of "
                 "non-finite weights was kept. "
@@ -297,7 +298,7 @@ def closing_summary(
     metric_lines: list[str],
     log_dir: str | None,
     test_command: str,
-    tested: list[dict] | None,
+    tested: Sequence[Mapping[str, float]] | None,
     tested_what: str = "best checkpoint",
 ) -> str:
     """What a person reads after a fit: each epoch metric's final and best value, the test
@@ -467,8 +468,9 @@ def cli_objects(config: str | Path | None, *overrides: str) -> LitOptimCLI:
         # The recipe's callbacks that only write to a logger have nothing to write to, and
         # refuse to start without one (LearningRateMonitor, DeviceStatsMonitor): every trial
         # of a recipe that `lit-optim fit` runs fine would fail.
-        cli.trainer.callbacks = [
-            cb for cb in cli.trainer.callbacks if not isinstance(cb, _LOGGER_ONLY_CALLBACKS)
+        callbacks = cli.trainer.callbacks  # type: ignore[attr-defined]  # set by its connector
+        cli.trainer.callbacks = [  # type: ignore[attr-defined]
+            cb for cb in callbacks if not isinstance(cb, _LOGGER_ONLY_CALLBACKS)
         ]
     return cli
 
@@ -532,14 +534,15 @@ def parse_error_line(err: BaseException) -> str:
         re.IGNORECASE,
     )
     if nonfinite:  # jsonargparse's float type refuses them with no word of why
-        owner = text.split(": ")[0] + "." if ": " in text else ""
-        return f"{owner}{nonfinite.group(1)} must be a finite number, got {nonfinite.group(2)}"
+        prefix = text.split(": ")[0] + "." if ": " in text else ""
+        return f"{prefix}{nonfinite.group(1)} must be a finite number, got {nonfinite.group(2)}"
     hint = _unknown_key_hint(text)
     if hint:
         return f"{text}; {hint}"
     unknown = re.search(r"Option '([^']+)' is not accepted", text)
     owner = re.search(r"(?:^|: )([\w.]+\.[A-Z]\w*): ", text)
     if unknown and owner:
+        params: Mapping[str, Any]
         try:
             params = inspect.signature(import_object(owner.group(1))).parameters
         except Exception:  # noqa: BLE001 - the hint is optional

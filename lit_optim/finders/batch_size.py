@@ -14,6 +14,7 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import lightning as L
 import torch
@@ -110,9 +111,15 @@ def run_batch_search(
     ):
         check_count(name, value)
     check_has_batch_size(datamodule)
-    chosen = datamodule.batch_size
+    data: Any = datamodule  # it has a batch_size: checked just above
+    chosen = data.batch_size
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    largest = Tuner(make_trainer()).scale_batch_size(
+    trainer = make_trainer()
+    if trainer.fast_dev_run:  # Lightning's scale_batch_size skips the search then
+        raise ConfigError(
+            "the batch size search trains real steps; fast_dev_run skips it: drop fast_dev_run"
+        )
+    found = Tuner(trainer).scale_batch_size(
         model,
         datamodule=datamodule,
         mode=mode,
@@ -121,21 +128,22 @@ def run_batch_search(
         steps_per_trial=steps_per_trial,
         batch_arg_name="batch_size",
     )
-    datamodule.batch_size = chosen
+    assert found is not None  # None only under fast_dev_run: refused above
+    data.batch_size = chosen
     train_samples = _train_samples(datamodule)
-    fits = int(largest)
+    largest = fits = int(found)
     if train_samples is not None:
         # A batch beyond the training set is the whole set again: never propose one (on the
         # 1,079-sample digits split the memory search alone ended at 2048).
-        largest = min(int(largest), train_samples)
+        largest = min(largest, train_samples)
     sizes = sorted(
         {min(init_val * 2**i, largest) for i in range(64) if init_val * 2 ** (i - 1) < largest}
         | {largest}
     )
     throughput: dict[int, float] = {}
-    refused = None
+    refused: tuple[int, str] | None = None
     for size in sizes:
-        datamodule.batch_size = size
+        data.batch_size = size
         clock = _Clock(warmup=1, timed=timed_steps)
         # Validation stays on, for one batch: a schedule that monitors a validation metric
         # (plateau) refuses to build without it.
@@ -159,7 +167,7 @@ def run_batch_search(
         if clock.steps:
             throughput[size] = clock.steps * size / clock.seconds
     model.load_state_dict(state)  # the timing steps trained it: put the weights back
-    datamodule.batch_size = chosen
+    data.batch_size = chosen
     if refused is not None:
         largest = max(throughput)
     return BatchSearch(

@@ -15,6 +15,7 @@ import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any, cast
 
 import lightning as L
 
@@ -94,6 +95,11 @@ def run_range_test(
 
     check_range_args(min_lr, max_lr, num_training)
     check_takes_lr(model)
+    # Lightning's lr_find skips the test then and returns nothing
+    if trainer.fast_dev_run:  # type: ignore[attr-defined]  # set by its connector
+        raise ConfigError(
+            "the lr range test trains real steps; fast_dev_run skips it: drop fast_dev_run"
+        )
     # Lightning keeps the weights to restore in <default_root_dir>/.lr_find_*.ckpt while it
     # runs (the CLI points that at a temporary folder) and deletes the file afterwards.
     finder = Tuner(trainer).lr_find(
@@ -105,6 +111,7 @@ def run_range_test(
         early_stop_threshold=DIVERGENCE_FACTOR,
         update_attr=False,
     )
+    assert finder is not None  # None only under fast_dev_run: refused above
     lrs = [float(x) for x in finder.results["lr"]]
     losses = [float(x) for x in finder.results["loss"]]
     suggestion = finder.suggestion() if len(lrs) > 11 else None
@@ -154,11 +161,15 @@ def write_curve(result: RangeTest, out_dir: Path, title: str) -> list[Path]:
     pfig.update_xaxes(type="log", title="learning rate")
     pfig.update_yaxes(title="loss")
     pfig.update_layout(title=title)
+    curve: Any = ax.lines[0]  # matplotlib types a line's data loosely: numbers here
     plotted = {
         "xscale": ax.get_xscale(),
-        "x": [float(v) for v in ax.lines[0].get_xdata()],
-        "y": [float(v) for v in ax.lines[0].get_ydata()],
-        "marks": {line.get_label().split()[0]: float(line.get_xdata()[0]) for line in ax.lines[1:]},
+        "x": [float(v) for v in curve.get_xdata()],
+        "y": [float(v) for v in curve.get_ydata()],
+        "marks": {
+            str(line.get_label()).split()[0]: float(cast(Any, line).get_xdata()[0])
+            for line in ax.lines[1:]
+        },
     }
     png, html, numbers = (out_dir / f"lr_find.{ext}" for ext in ("png", "html", "json"))
     fig.savefig(png, dpi=120, bbox_inches="tight", metadata={"lit-optim": json.dumps(plotted)})

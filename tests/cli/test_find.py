@@ -134,6 +134,15 @@ def test_lr_find_on_a_users_own_module(capsys):
             "needs a data module with an integer batch_size",
         ),
         (["batch-find", "--config", DIGITS, "--mode", "linear"], "invalid choice: 'linear'"),
+        # Lightning's finders skip under fast_dev_run and return nothing (a traceback here)
+        (
+            ["lr-find", "--config", DIGITS, "--trainer.fast_dev_run", "true"],
+            "the lr range test trains real steps; fast_dev_run skips it",
+        ),
+        (
+            ["batch-find", "--config", DIGITS, "--trainer.fast_dev_run", "true"],
+            "the batch size search trains real steps; fast_dev_run skips it",
+        ),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, args, message):

@@ -5,7 +5,9 @@ its lineage (``tuning.reports.lineage``)."""
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, cast
 
 import optuna
 from optuna.trial import TrialState
@@ -73,13 +75,17 @@ def write_report(study: optuna.Study, out_dir: Path) -> list[Path]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
     from optuna import visualization as vis
     from optuna.visualization import matplotlib as mvis
 
     out_dir.mkdir(parents=True, exist_ok=True)
     complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
     params = set().union(*(t.params for t in complete)) if complete else set()
-    plots = {"history": (vis.plot_optimization_history, mvis.plot_optimization_history, {})}
+    # name -> (plotly figure, matplotlib axes, their keyword arguments)
+    plots: dict[str, tuple[Callable[..., Any], Callable[..., Any], dict[str, Any]]] = {
+        "history": (vis.plot_optimization_history, mvis.plot_optimization_history, {})
+    }
     if any(t.intermediate_values for t in study.get_trials(deepcopy=False)):
         plots["learning_curves"] = (vis.plot_intermediate_values, mvis.plot_intermediate_values, {})
     if len(complete) >= 2 and len(params) >= 2:
@@ -96,7 +102,7 @@ def write_report(study: optuna.Study, out_dir: Path) -> list[Path]:
         for name, (html_fn, png_fn, kwargs) in plots.items():
             html_fn(study, **kwargs).write_html(out_dir / f"{name}.html", include_plotlyjs="cdn")
             ax = png_fn(study, **kwargs)
-            fig = (ax.flat[0] if hasattr(ax, "flat") else ax).get_figure()
+            fig = cast(Figure, (ax.flat[0] if hasattr(ax, "flat") else ax).get_figure())
             fig.set_size_inches(9, 5.5)
             fig.tight_layout()
             fig.savefig(out_dir / f"{name}.png", dpi=100)

@@ -47,7 +47,7 @@ _EXPORTS = {
     "lr_scale_factor": "lit_optim.catalog.factory",
     "load_yaml": "lit_optim.catalog.checks",
     "ClassificationTask": "lit_optim.training.task",
-    "DirectionError": "lit_optim.catalog.objective",
+    "DirectionError": "lit_optim.catalog.errors",
     "Objective": "lit_optim.catalog.objective",
     "logged_directions": "lit_optim.catalog.objective",
     "parse_direction": "lit_optim.catalog.objective",
@@ -63,6 +63,9 @@ if TYPE_CHECKING:  # `name as name`: a re-export
     )
     from lit_optim.catalog.errors import (
         DatasetNotFoundError as DatasetNotFoundError,
+    )
+    from lit_optim.catalog.errors import (
+        DirectionError as DirectionError,
     )
     from lit_optim.catalog.errors import (
         LitOptimError as LitOptimError,
@@ -84,9 +87,6 @@ if TYPE_CHECKING:  # `name as name`: a re-export
     )
     from lit_optim.catalog.factory import (
         lr_scale_factor as lr_scale_factor,
-    )
-    from lit_optim.catalog.objective import (
-        DirectionError as DirectionError,
     )
     from lit_optim.catalog.objective import (
         Objective as Objective,

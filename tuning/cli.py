@@ -374,7 +374,7 @@ def _run(args: argparse.Namespace, storage: str, overrides: dict[str, Any]) -> N
 
     from lit_optim import LitOptimError
     from tuning.reports.study_report import summary_table
-    from tuning.runner.interrupt import Interrupted
+    from tuning.runner.errors import Interrupted
     from tuning.runner.study import load_study, run_study
 
     try:

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 __all__ = [
     "ConfigError",
     "DatasetNotFoundError",
+    "DirectionError",
     "LitOptimError",
     "MissingPackageError",
     "UnknownNameError",
@@ -43,6 +44,10 @@ class UnknownNameError(ConfigError, KeyError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
+
+
+class DirectionError(ConfigError):
+    """A metric's direction is unknown, or declared twice in contradiction."""
 
 
 class DatasetNotFoundError(LitOptimError, FileNotFoundError):

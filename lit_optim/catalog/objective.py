@@ -26,13 +26,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from lit_optim.catalog.errors import ConfigError
+from lit_optim.catalog.errors import ConfigError, DirectionError
 
 __all__ = [
     "DIRECTION_WORDS",
     "STANDARD_DIRECTIONS",
     "Direction",
-    "DirectionError",
     "LoggedDirections",
     "Objective",
     "check_direction",
@@ -80,10 +79,6 @@ HOW_TO_DECLARE = (
     "search space's direction:, a scheduler's mode, --direction), or log a "
     "torchmetrics Metric under that name (its class says higher_is_better)"
 )
-
-
-class DirectionError(ConfigError):
-    """A metric's direction is unknown, or declared twice in contradiction."""
 
 
 def parse_direction(value: Any, option: str = "direction") -> Direction:

@@ -22,12 +22,11 @@ from torch.optim import Optimizer
 from torch.optim import lr_scheduler as sched
 
 from lit_optim.catalog.checks import check_count, check_number
-from lit_optim.catalog.errors import ConfigError
+from lit_optim.catalog.errors import ConfigError, DirectionError
 from lit_optim.catalog.extra_schedules import InverseTimeLR, PolynomialDecayLR
 from lit_optim.catalog.kwargs import accepted_kwargs, check_kwargs
 from lit_optim.catalog.objective import (
     Direction,
-    DirectionError,
     LoggedDirections,
     resolve_objective,
 )

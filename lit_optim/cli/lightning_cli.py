@@ -30,6 +30,7 @@ from lit_optim.catalog.checks import load_yaml
 from lit_optim.catalog.errors import ConfigError, LitOptimError, chained_error
 from lit_optim.catalog.registry import did_you_mean, import_object
 from lit_optim.cli.cuda_check import restore_cuda_check
+from lit_optim.cli.errors import TrainingDiverged
 from lit_optim.cli.trainer_setup import check_trainer_values, with_cli_defaults
 from lit_optim.training.checkpoints import (
     checkpoint_folders,
@@ -41,7 +42,6 @@ from lit_optim.training.checkpoints import (
 __all__ = [
     "SCRATCH_TRAINER_ARGS",
     "LitOptimCLI",
-    "TrainingDiverged",
     "cli_objects",
     "config_error_line",
     "parse_error_line",
@@ -264,10 +264,6 @@ class LitOptimCLI(LightningCLI):
             model.init_args.input_shape = list(shape)
         if model.init_args.get("num_classes") is None:
             model.init_args.num_classes = classes
-
-
-class TrainingDiverged(LitOptimError):
-    """The fit ran, but ended on NaN/Inf or diverged: not a configuration error (exit 1, not 2)."""
 
 
 def _log_beside_the_run(config: Any, subcommand: str, checkpoint: Path) -> None:

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 
 from lit_optim.catalog.errors import LitOptimError, UnknownNameError
 from lit_optim.catalog.registry import did_you_mean
+from lit_optim.cli.errors import Interrupted
 
 # Lightning, torch and the LightningCLI are imported inside main(), after --version: a
 # version query costs no framework import (6.2 s before, on 2 CPU cores).
@@ -105,7 +106,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     from lit_optim.catalog.errors import disk_fault, disk_fault_words
-    from lit_optim.cli.lightning_cli import TrainingDiverged, config_error_line, run_lightning_cli
+    from lit_optim.cli.errors import TrainingDiverged
+    from lit_optim.cli.lightning_cli import config_error_line, run_lightning_cli
     from lit_optim.cli.trainer_setup import silence_lightning_noise
 
     silence_lightning_noise()
@@ -148,12 +150,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         if line is None:
             raise  # not caused by the input: a bug keeps its traceback
         _die(line)
-
-
-class Interrupted(BaseException):
-    """Ctrl-C during a command. Not a KeyboardInterrupt, which Lightning turns into its own
-    message and ``sys.exit(1)``; a BaseException, so that no ``except Exception`` in a user's
-    module swallows it (Lightning runs its callbacks' ``on_exception`` and re-raises it)."""
 
 
 def _interrupt(signum, frame) -> None:

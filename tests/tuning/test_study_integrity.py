@@ -997,7 +997,8 @@ def test_a_signal_that_lands_in_a_destructor_is_not_lost(capsys):
     import os
     import signal
 
-    from tuning.runner.interrupt import Interrupted, on_signals, raise_if_interrupted
+    from tuning.runner.errors import Interrupted
+    from tuning.runner.interrupt import on_signals, raise_if_interrupted
 
     class Dies:
         def __del__(self):

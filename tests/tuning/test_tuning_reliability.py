@@ -415,7 +415,8 @@ class _WrapsTheSignal:
 
 
 def test_a_signal_wrapped_as_another_error_interrupts_and_does_not_fail_the_trial(tmp_path):
-    from tuning.runner.interrupt import Interrupted, on_signals
+    from tuning.runner.errors import Interrupted
+    from tuning.runner.interrupt import on_signals
     from tuning.runner.worker import _run_one
 
     study = optuna.create_study(storage=f"sqlite:///{tmp_path / 's.db'}")

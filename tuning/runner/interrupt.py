@@ -9,8 +9,9 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from tuning.runner.errors import Interrupted
+
 __all__ = [
-    "Interrupted",
     "die_with_parent",
     "held_signals",
     "interrupted",
@@ -19,15 +20,6 @@ __all__ = [
 ]
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
-
-
-class Interrupted(Exception):
-    """The run was stopped by a signal (not a LitOptimError: no handler of bad input may take
-    it for one)."""
-
-    def __init__(self, signum: int) -> None:
-        self.signum = signum
-        super().__init__(f"interrupted by {signal.Signals(signum).name}")
 
 
 _received: list[int] = []  # signals seen inside on_signals(), until the block ends

@@ -44,7 +44,8 @@ from optuna.trial import TrialState
 from lit_optim import ConfigError, LitOptimError
 from lit_optim.population import POPULATION_OPTIMIZERS
 from tuning.runner.algorithms import MAX_FAILURES
-from tuning.runner.interrupt import Interrupted, held_signals, interrupted, raise_if_interrupted
+from tuning.runner.errors import Interrupted, TooManyFailuresError
+from tuning.runner.interrupt import held_signals, interrupted, raise_if_interrupted
 from tuning.runner.owners import claim, fail_for_rerun, is_rerun
 from tuning.runner.pbt import (
     PBTSettings,
@@ -58,7 +59,6 @@ from tuning.runner.pbt import (
 from tuning.runner.trainable import Trainable
 from tuning.runner.worker import (
     FINISHED,
-    TooManyFailuresError,
     beyond_budget,
     counted,
     evaluate,
@@ -911,11 +911,13 @@ class _Newcomers:
                     if found is None:
                         continue
                     saved, lost = found
+                    if self.n_trials - len(counted(list(known.values()))) < len(lost):
+                        return None  # the budget left is less than its members: the normal way
                     params = [dict(t.params) for t in lost]
                     trials, overrides = self._ask_locked(len(lost), None, params, asked)
-                    if len(trials) < len(lost):  # no budget for all: the normal way
+                    if len(trials) < len(lost):  # another run's asks came first after all
                         for trial in trials:
-                            fail_for_rerun(self.study, trial, "budget left for part of a resume")
+                            fail_for_rerun(self.study, trial, "the budget ran out mid-resume")
                         return None
                     epoch = saved["population"]["epoch"]
                     for slot, (trial, old) in enumerate(zip(trials, lost)):

@@ -20,7 +20,8 @@ from optuna.trial import TrialState
 from lit_optim import ConfigError, LitOptimError
 from lit_optim.catalog import check_count, check_number, did_you_mean
 from tuning.runner.algorithms import MAX_FAILURES, check_algorithm, make_pruner, make_sampler
-from tuning.runner.interrupt import Interrupted, die_with_parent, on_signals
+from tuning.runner.errors import Interrupted
+from tuning.runner.interrupt import die_with_parent, on_signals
 from tuning.runner.owners import is_rerun
 from tuning.runner.pbt import QUANTILE, PBTSettings, check_pbt, default_interval, replay_recipe
 from tuning.runner.trainable import Trainable, quiet_lightning, trial_trainer_args

@@ -21,9 +21,9 @@ import optuna
 from filelock import FileLock
 from optuna.trial import TrialState
 
-from lit_optim import LitOptimError
 from tuning.runner.algorithms import MAX_FAILURES
-from tuning.runner.interrupt import Interrupted, held_signals, raise_if_interrupted
+from tuning.runner.errors import Interrupted, TooManyFailuresError
+from tuning.runner.interrupt import held_signals, raise_if_interrupted
 from tuning.runner.owners import (
     claim,
     fail_dead_trials,
@@ -39,7 +39,6 @@ from tuning.storage.optuna_private import heartbeat
 
 __all__ = [
     "FINISHED",
-    "TooManyFailuresError",
     "beyond_budget",
     "counted",
     "evaluate",
@@ -52,10 +51,6 @@ __all__ = [
 ]
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
-
-
-class TooManyFailuresError(LitOptimError):
-    """Several trials in a row raised: the recipe or space is broken, not one trial's values."""
 
 
 def counted(trials: list[optuna.trial.FrozenTrial]) -> list[optuna.trial.FrozenTrial]:

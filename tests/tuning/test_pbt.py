@@ -490,3 +490,18 @@ def test_a_pbt_study_interrupted_after_an_interval_resumes_from_it_as_if_never_s
     assert (space / "runs" / "cut" / "report" / "pbt_lineage.png").stat().st_size > 10_000
     exploits = [t.user_attrs["pbt"] for t in cut if "pbt" in t.user_attrs]
     assert [(r["epoch"], r.get("resumed", False)) for r in exploits].count((4, False)) == 1
+
+
+def test_a_snapshot_that_cannot_be_read_is_one_line_and_the_run_starts_afresh(space, capsys):
+    # A truncated or foreign file where a snapshot would be: said in one line, deleted, and
+    # the study runs as if there were none (nothing to resume).
+    folder = space / "runs" / "j" / "pbt"
+    folder.mkdir(parents=True)
+    (folder / "population_0.pt").write_bytes(b"not a snapshot")
+    _run(*_pbt_args("j"))
+    err = capsys.readouterr().err
+    assert "population_0.pt cannot be resumed from (" in err and "Traceback" not in err
+    assert "resume trials" not in err
+    assert not list(folder.iterdir())
+    trials = _study("j").trials
+    assert len(trials) == 6 and all(t.state != TrialState.FAIL for t in trials)

@@ -950,16 +950,19 @@ class _Newcomers:
         self, path: Path, known: dict[int, optuna.trial.FrozenTrial]
     ) -> tuple[dict[str, Any], list[optuna.trial.FrozenTrial]] | None:
         """The snapshot at ``path`` and its trials, where this run may resume it: all of its
-        trials failed for rerun. One that cannot be read, whose trials were told since, or
-        saved for another recipe is stale: deleted. One of another study, or whose trials
-        still run (another process), is left alone."""
+        trials failed for rerun. One that cannot be read, whose trials ended otherwise since
+        (told, or failed by an error of their own), or saved for another recipe is stale:
+        deleted. One of another study, or whose trials still run (another process), is left
+        alone."""
         saved = _read_snapshot(path)
         if saved is not None and saved.get("study") != self.study.study_name:
             return None  # another study's, in the same folder
         lost = [known.get(n) for n in saved["trials"]] if saved is not None else []
         trials = [t for t in lost if t is not None]
         stale = saved is None or len(trials) < len(lost)
-        stale = stale or any(t.state in FINISHED for t in trials)
+        stale = stale or any(
+            t.state in FINISHED or (t.state == TrialState.FAIL and not is_rerun(t)) for t in trials
+        )
         if saved is not None and not stale:
             recipe = apply_overrides(self.trainable.recipe, dict(trials[0].params))
             if saved["structure"] != _structure(recipe):
@@ -971,8 +974,8 @@ class _Newcomers:
         if saved is None or stale:
             path.unlink(missing_ok=True)
             return None
-        if not all(t.state == TrialState.FAIL and is_rerun(t) for t in trials):
-            return None  # running in another process (or failing there)
+        if any(t.state != TrialState.FAIL for t in trials):
+            return None  # running in another process
         return saved, trials
 
     def take(self, chosen: list[dict[str, Any]]) -> list[optuna.Trial]:

@@ -11,12 +11,8 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from typing_extensions import override
 
 from lit_optim.callbacks.step_dispatch import skip_unused_batch_hooks
-from lit_optim.catalog.objective import (
-    Direction,
-    DirectionError,
-    logged_directions,
-    resolve_objective,
-)
+from lit_optim.catalog.errors import DirectionError
+from lit_optim.catalog.objective import Direction, logged_directions, resolve_objective
 
 __all__ = ["ObjectiveCheck"]
 

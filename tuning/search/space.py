@@ -34,10 +34,10 @@ from lit_optim import (
     OPTIMIZERS,
     SCHEDULERS,
     ConfigError,
+    Registry,
     load_yaml,
     resolve_objective,
 )
-from lit_optim.catalog.registry import Registry
 
 __all__ = [
     "Distribution",

@@ -122,15 +122,37 @@ def test_population_task_resumed_from_saved_member_states_equals_the_whole_run(
     assert "grad_clipped_frac" in whole.member_metrics  # the clipper's state went along
 
 
+def _seeded_shapes():
+    """A data module as many users write one: its training loader shuffles from a generator
+    of its own, seeded each time the loader is made (a resumed fit makes it afresh)."""
+    from test_population_module import Shapes
+    from torch.utils.data import DataLoader, TensorDataset
+
+    class SeededShapes(Shapes):
+        def train_dataloader(self):
+            data = TensorDataset(self.x, self.y)
+            generator = torch.Generator().manual_seed(3)
+            return DataLoader(data, batch_size=self.batch_size, shuffle=True, generator=generator)
+
+    return SeededShapes
+
+
 @pytest.mark.parametrize(
-    "scheduler,kwargs",
-    [("cosine", {"warmup_steps": 10}), ("plateau", {"patience": 0, "factor": 0.5, "mode": "min"})],
+    "scheduler,kwargs,loader",
+    [
+        ("cosine", {"warmup_steps": 10}, "global"),
+        ("plateau", {"patience": 0, "factor": 0.5, "mode": "min"}, "global"),
+        ("cosine", {"warmup_steps": 10}, "own generator"),
+    ],
 )
 def test_module_population_resumed_from_saved_member_states_equals_the_whole_run(
-    tmp_path, scheduler, kwargs
+    tmp_path, scheduler, kwargs, loader
 ):
-    # A user's CNN (BatchNorm, a head param group, its own metric names).
+    # A user's CNN (BatchNorm, a head param group, its own metric names); its loader shuffles
+    # from the global generator, or from one of its own.
     from test_population_module import MEMBERS, TRAINER, Shapes, SmallCNN
+
+    data = Shapes if loader == "global" else _seeded_shapes()
 
     members = [
         {**m, "weight_decay": m["weight_decay"] or 3e-3, "optimizer": "adamw"}
@@ -151,7 +173,7 @@ def test_module_population_resumed_from_saved_member_states_equals_the_whole_run
             default_root_dir=tmp_path,
             callbacks=[GradientClipper("adaptive", percentile=50), *callbacks],
             **{**TRAINER, "max_epochs": EPOCHS},
-        ).fit(population, datamodule=Shapes())
+        ).fit(population, datamodule=data())
 
     whole, resumed = _whole_stopped_resumed(make, fit)
 

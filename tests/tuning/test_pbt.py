@@ -47,12 +47,10 @@ def _study(name):
     return optuna.load_study(study_name=name, storage=f"sqlite:///runs/{name}/study.db")
 
 
-def test_pbt_replaces_the_bottom_with_explored_copies_of_the_top_as_new_trials(space, capsys):
-    # 4 members, 6 epochs, an exploit every 2: after epochs 2 and 4 the worst member's slot
-    # takes a copy of the best one's (quantile 0.25 of 4: one each time).
-    _run(
+def _pbt_args(study):
+    return (
         "--study",
-        "p",
+        study,
         "--n-trials",
         "6",
         "--population",
@@ -64,6 +62,12 @@ def test_pbt_replaces_the_bottom_with_explored_copies_of_the_top_as_new_trials(s
         "--seed",
         "3",
     )
+
+
+def test_pbt_replaces_the_bottom_with_explored_copies_of_the_top_as_new_trials(space, capsys):
+    # 4 members, 6 epochs, an exploit every 2: after epochs 2 and 4 the worst member's slot
+    # takes a copy of the best one's (quantile 0.25 of 4: one each time).
+    _run(*_pbt_args("p"))
     err = capsys.readouterr().err
     assert "train as one population of 4 by population based training" in err
     study = _study("p")
@@ -400,23 +404,6 @@ def test_a_member_that_diverges_is_replaced_at_once_by_a_copy_of_a_top_one(space
         assert child.user_attrs["pbt"]["epoch"] == max(trial.intermediate_values) + 1
         parent = trials[child.user_attrs["pbt"]["parent"]]
         assert "diverged" not in parent.user_attrs.get("pruned_reason", "")
-
-
-def _pbt_args(study):
-    return (
-        "--study",
-        study,
-        "--n-trials",
-        "6",
-        "--population",
-        "4",
-        "--trainer.max_epochs",
-        "6",
-        "--pbt-interval",
-        "2",
-        "--seed",
-        "3",
-    )
 
 
 def test_a_pbt_study_interrupted_after_an_interval_resumes_from_it_as_if_never_stopped(

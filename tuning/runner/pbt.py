@@ -181,12 +181,7 @@ def lineage(
     took over, and the lr / weight decay schedule of its whole line (``start``: the root's
     values, ``changes``: one entry per exploit) that ``replay_recipe`` turns into a recipe."""
     paths = explored_paths(space)
-    parent = parent or {
-        "generation": 0,
-        "root": parent_number,
-        "start": {paths[p]: params[p] for p in paths if p in params},
-        "changes": [],
-    }
+    parent = parent or _root_line(parent_number, params, paths)
     change = {"epoch": epoch, **{paths[p]: new_params[p] for p in paths if p in new_params}}
     return {
         "parent": parent_number,
@@ -211,14 +206,19 @@ def resumed_lineage(
     """The ``pbt`` record of a trial that goes on from killed trial ``number``'s state at
     ``epoch`` (a rerun resuming its population): the same line and values, no change (not a
     new generation), its parent the killed trial."""
-    paths = explored_paths(space)
-    line = record or {
+    line = record or _root_line(number, params, explored_paths(space))
+    return {**line, "parent": number, "slot": slot, "epoch": epoch, "resumed": True}
+
+
+def _root_line(number: int, params: dict[str, Any], paths: dict[str, str]) -> dict[str, Any]:
+    """The line a trial of the first members starts (it has no ``pbt`` record): its own lr
+    and weight decay from epoch 0, no change yet."""
+    return {
         "generation": 0,
         "root": number,
         "start": {paths[p]: params[p] for p in paths if p in params},
         "changes": [],
     }
-    return {**line, "parent": number, "slot": slot, "epoch": epoch, "resumed": True}
 
 
 def replay_recipe(

@@ -98,8 +98,8 @@ class GradientClipper(L.Callback):
         if not params:  # e.g. a step the NonFiniteGuard dropped
             return
         # torch.nn.utils.get_total_norm / clip_grads_with_norm_ compute the same, but regroup
-        # the tensors by device and dtype on every call (~70 µs per step on CPU, a few % of a
-        # small MLP's step); one model's gradients share a device, so plain foreach suffices.
+        # the tensors by device and dtype on every call (a few % of a small MLP's step on CPU:
+        # bench/README.md, costs); one model's gradients share a device: plain foreach.
         total = torch.linalg.vector_norm(
             grad_norms(trainer, params, self.norm_type), self.norm_type
         )

@@ -1,9 +1,9 @@
 """Callbacks that do nothing per batch are not called per batch.
 
 Lightning calls every per-batch hook of every callback (six per training step, two per
-validation step), each inside a profiler context, whether the callback overrides it or not:
-~2-4 µs a callback a hook on a CPU. For the four callbacks ``lit-optim fit`` adds that act only
-at setup or at an epoch's end, that is ~60 µs a step, 2-3% of a small network's step.
+validation step), each inside a profiler context, whether the callback overrides it or not.
+For the four callbacks ``lit-optim fit`` adds that act only at setup or at an epoch's end, that
+was 2-3% of a small network's step (bench/README.md, costs).
 
 Lightning's dispatcher skips a hook that is not callable (``if callable(fn)`` in
 ``lightning.pytorch.trainer.call._call_callback_hooks``). That is not a documented promise, so

@@ -1,11 +1,11 @@
 """``TimedProgressBar``: Lightning's tqdm bar, redrawn at a human rate instead of every batch.
 
 Lightning's ``TQDMProgressBar`` redraws after every batch by default (``refresh_rate=1``),
-gathering the logged metrics each time: ~0.1 ms a step, a few % of a small network's step on a
-CPU, for more redraws than an eye can read. A refresh rate in batches cannot fit every run
-(10 batches a second or 1,000), so this bar redraws when ``interval`` seconds have passed, and
-always on a bar's last batch. ``lit-optim fit`` shows it in a terminal (``EpochLines`` in a
-log file).
+gathering the logged metrics each time: a few % of a small network's step on a CPU
+(bench/README.md, costs), for more redraws than an eye can read. A refresh rate in batches
+cannot fit every run (10 batches a second or 1,000), so this bar redraws when ``interval``
+seconds have passed, and always on a bar's last batch. ``lit-optim fit`` shows it in a
+terminal (``EpochLines`` in a log file).
 
 It also shows ``also_show`` (by default ClassificationTask's ``train_loss_step``), read from
 ``trainer.callback_metrics`` when it redraws. A value logged with ``prog_bar=True`` is instead

@@ -95,7 +95,7 @@ def build_param_groups(
             ]
         else:
             # Nothing to exempt: one group, not two alike. An optimizer's step runs its Python
-            # once per group (Adam ~50 µs on a CPU), a few % of a small network's step.
+            # once per group, a few % of a small network's step (bench/README.md, costs).
             split = [([p for _, p in members], 0.0)]
         for params, wd in split:
             if params:

@@ -12,7 +12,8 @@ the documented torch it stands in for, on the torch in use.
   the channels of one BatchNorm and needs both halves (``population/batch_norm.py``).
 - ``has_step_hooks``: whether ``optimizer.step()`` would call any step hook. Torch has
   ``register_step_pre/post_hook`` but no way to ask; a population steps its members' shadow
-  optimizers (which hold no gradients) only for their hooks, and a no-op step costs 66 µs.
+  optimizers (which hold no gradients) only for their hooks, and a no-op step is not free
+  (bench/README.md, "Measured costs the code rests on").
 """
 
 from __future__ import annotations

@@ -27,8 +27,8 @@ def is_logging_step(trainer: L.Trainer) -> bool:
     Lightning applies) when there is a logger or a progress bar to show them. Without either
     (a lit-tune trial) a per-step value reaches only ``trainer.callback_metrics``, which is
     read at epoch ends (an Optuna report, a callback's epoch hook): the last step of each epoch
-    is logged, the others skipped. Per-step logging costs ~0.3-0.6 ms a ``self.log`` call on
-    CPU, 5% of a digits study's time."""
+    is logged, the others skipped. Per-step logging was 5% of a digits study's time
+    (bench/README.md, costs)."""
     if not trainer.loggers and trainer.progress_bar_callback is None:
         return trainer.is_last_batch
     every = trainer.log_every_n_steps  # type: ignore[attr-defined]  # set by its connector

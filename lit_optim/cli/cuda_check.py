@@ -6,8 +6,8 @@ later fork). torch.optim asks ``is_available()`` at every optimizer step (its CU
 capture check). Where NVML cannot be loaded, as with a CUDA build of torch on a machine
 without the NVIDIA driver (laptops, CI), every ask is a failed ``dlopen`` of libnvidia-ml
 followed by the very ``cudaGetDeviceCount`` that torch's default check makes: the flag
-changes nothing but the cost (50 µs a call measured on an idle 2-core box, 0.3-0.5 ms under
-load; a digits study ran 10% faster without it). There torch's default is restored. Where
+changes nothing but the cost (a digits study ran 10% faster without it: bench/README.md,
+costs). There torch's default is restored. Where
 NVML loads, the flag does its job and stays; a value the user set is kept.
 """
 

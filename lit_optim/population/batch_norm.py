@@ -2,11 +2,11 @@
 
 Why: under ``vmap`` torch.func batches ``batch_norm`` with per-member weights by normalizing
 without the affine and applying it (and its backward) as separate vmapped ops: on the user CNN
-of ``bench/user_cnn.py`` that is 20 of the 44 ms of a fwd+bwd at N = 32 (2 CPU cores), slower
-than the 32 members' plain steps one after another. But N members' BatchNorm over C channels
+of ``bench/user_cnn.py`` that was near half of a fwd+bwd, slower than the members' plain steps
+one after another (bench/README.md, costs). But N members' BatchNorm over C channels
 *is* one BatchNorm over N·C channels: the statistics are per channel, so folding the member
 axis into the channel axis gives every member its own mean, variance, affine and running
-statistics, computed by torch's one fused kernel forward and backward (27 ms for the step).
+statistics, computed by torch's one fused kernel forward and backward.
 
 ``FoldedBatchNorm`` is a ``TorchFunctionMode`` (public torch.overrides API): while it is on,
 ``F.batch_norm`` in training mode (what ``nn.BatchNorm1d/2d/3d`` call, or a user directly) goes

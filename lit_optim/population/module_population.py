@@ -315,8 +315,8 @@ class ModulePopulation(L.LightningModule):
             ):
                 # As Lightning steps the real optimizer every batch: no gradients, so a no-op,
                 # for the step hooks a warmup rides on (and once, so that a scheduler sees its
-                # optimizer stepped before it steps). Without hooks it is skipped: 66 µs a
-                # member a step.
+                # optimizer stepped before it steps). Without hooks it is skipped: a no-op step
+                # a member a step is not free (bench/README.md, costs).
                 shadow["optimizer"].step()
                 shadow["stepped"] = True
             for config in shadow["schedulers"]:

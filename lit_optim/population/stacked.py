@@ -58,8 +58,8 @@ class StackedNetwork(nn.Module):
         the update rules and checkpoints see nn.Linear's shape) but are stored input-major,
         [N, in, out] in memory, so that ``weight.transpose(1, 2)`` is contiguous for the
         batched matmul and its gradient arrives in the same layout (autograd then stores it
-        without a copy, and the update rules' temporaries follow it). fwd+bwd of the digits
-        MLP at N=32 on 2 CPU cores: 11.7 against 13.6 ms (medians of 15 interleaved runs).
+        without a copy, and the update rules' temporaries follow it): fwd+bwd of the digits
+        MLP at N=32 is faster so (bench/README.md, costs).
         """
         if name in self._input_major:
             return value.transpose(1, 2).contiguous().transpose(1, 2)
@@ -105,10 +105,10 @@ class StackedNetwork(nn.Module):
     def _forward_chain(self, x: torch.Tensor) -> torch.Tensor:
         """A Flatten/Linear/activation chain as batched matmuls, one ``baddbmm`` per Linear
         (the first reads the shared batch through an expanded view). The same arithmetic as
-        the vmap path, and 13% faster for fwd+bwd of the digits MLP at N=32 on 2 CPU cores:
+        the vmap path, and faster for fwd+bwd of the digits MLP (bench/README.md, costs):
         vmap's batching rules add copies and dispatch around each matmul. The first Linear
-        is not one GEMM of the batch against all members' weights side by side (no faster:
-        4.5 against 4.1 ms fwd+bwd at N=32): MKL picks its AVX-512 kernel by the GEMM's
+        is not one GEMM of the batch against all members' weights side by side (no faster,
+        measured there): MKL picks its AVX-512 kernel by the GEMM's
         width, so dropping a member changed the others' results in the last bits, and a
         population without a diverged member must compute exactly as one that never had it."""
         params = self.stacked()

@@ -1,8 +1,8 @@
 """Epoch aggregates with no host sync per step, summed over DDP ranks once per epoch.
 
 ``TrainingTotals``: the training epoch's loss and accuracy as plain device tensors. It runs on
-every training step, where a torchmetrics ``Metric.update`` costs ~0.1-0.2 ms of Python (its
-wrappers, state bookkeeping) — a few % of a small network's step; one argmax a step does.
+every training step, where a torchmetrics ``Metric.update`` costs a few % of a small network's
+step in Python (its wrappers, state bookkeeping: bench/README.md, costs); one argmax a step does.
 
 ``WeightedMean``: a batch-size-weighted mean that syncs over DDP ranks, with no host sync.
 
@@ -34,8 +34,8 @@ class TrainingTotals:
 
     A step costs one kernel (the argmax): the step's loss (a detached view), predictions and
     targets are kept and summed ``FOLD`` steps at a time, in a few kernels for all of them.
-    Summing each step in place took five tiny kernels, ~25 µs a step on a CPU (1-2% of a small
-    network's step); the kept tensors are at most FOLD batches of labels.
+    Summing each step in place took five tiny kernels a step (1-2% of a small network's step:
+    bench/README.md, costs); the kept tensors are at most FOLD batches of labels.
     """
 
     FOLD = 128

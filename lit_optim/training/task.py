@@ -161,9 +161,9 @@ class ClassificationTask(L.LightningModule):
                 self._loss_weight_decay,
                 decay_bias_and_norm=self.hparams["decay_bias_and_norm"],
             )
-        # self.log costs ~0.3 ms per call on CPU (Lightning deep-copies its metadata), as much
-        # as a whole small-MLP step, so the step's loss is only logged on steps that reach
-        # the logger. Not prog_bar: Lightning would read it back to the host after every
+        # A self.log call costs as much as a whole small-MLP step on CPU (Lightning deep-copies
+        # its metadata: bench/README.md, costs), so the step's loss is only logged on steps
+        # that reach the logger. Not prog_bar: Lightning would read it back to the host after every
         # batch (a GPU sync a step); TimedProgressBar shows it when it redraws. The lr of
         # every param group is Lightning's LearningRateMonitor's to log (lit-optim fit adds
         # one where there is a logger).
@@ -185,8 +185,8 @@ class ClassificationTask(L.LightningModule):
 
     # Epoch metrics are logged once per epoch from the metrics' accumulated state. Passing
     # the Metric object to self.log every step (Lightning's usual pattern) makes Lightning
-    # move the whole metric module to the device on each call: ~0.6 ms per step on CPU, most
-    # of lit-optim's overhead over a plain loop (bench/fit_vs_raw.py).
+    # move the whole metric module to the device on each call: most of lit-optim's overhead
+    # over a plain loop (bench/fit_vs_raw.py; bench/README.md, costs).
     #
     # compute() syncs each metric over DDP ranks, so every rank logs the same value (and a
     # plateau or checkpoint decides alike everywhere); sync_dist then costs one all-reduce

@@ -522,10 +522,10 @@ class _Report(L.Callback):
 
     def _judge(self):
         """``trial -> should it be pruned`` for this epoch. ``Trial.should_prune`` reads the
-        whole study for every member (Optuna re-reads all running trials each time: 32 members
-        of a median-pruned digits study spent 95% of their run there, and a successive-halving
-        study 45%). A pruner that reads the study through ``get_trials`` and writes only its
-        rung marks (median, percentile, successive halving) gets one read per epoch instead,
+        whole study for every member (Optuna re-reads all running trials each time: most of a
+        32-member population's run went there, bench/README.md, costs). A pruner that reads
+        the study through ``get_trials`` and writes only its rung marks (median, percentile,
+        successive halving) gets one read per epoch instead,
         taken after every member reported, whose rung marks are written through to the
         storage as the pruner writes them: so each member is judged as ``should_prune`` would
         judge it at that moment. Hyperband builds studies of its own over the storage: it is

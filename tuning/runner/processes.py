@@ -16,7 +16,7 @@ from pathlib import Path
 
 __all__ = ["MIN_TRIALS_PER_WORKER", "choose_workers"]
 
-# A worker process pays for its start (~3-5 s of imports and set-up on 2 CPU cores) before its
+# A worker process pays for its start (imports and set-up: bench/README.md, costs) before its
 # first trial; below this budget per extra process one process finishes first.
 MIN_TRIALS_PER_WORKER = 100
 

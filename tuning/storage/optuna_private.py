@@ -14,7 +14,7 @@ end with a traceback.
 is not this process's ``Trial`` needs its storage id (``FrozenTrial._trial_id``).
 
 ``report_all``: a population reports N members' values each epoch. ``Trial.report`` is one
-RDB transaction each (a session, two lookups, a commit: 1.5–2.5 ms on SQLite), N per epoch;
+RDB transaction each (a session, two lookups, a commit: bench/README.md, costs), N per epoch;
 Optuna has no public batch write, so the N rows go in as one insert in one of the RDB
 storage's sessions, after the checks its per-value method makes, for all N at once
 (``bench/population_throughput.py`` figures in the README).

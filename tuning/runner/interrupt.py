@@ -4,6 +4,8 @@ Worker processes die with their parent."""
 
 from __future__ import annotations
 
+import ctypes
+import os
 import signal
 import sys
 from collections.abc import Iterator
@@ -95,9 +97,6 @@ def die_with_parent(parent_pid: int) -> None:
     now: a worker still importing torch when its parent was killed has already been re-parented
     (to init or a subreaper), and asking then would tie it to the wrong parent for good.
     """
-    import ctypes
-    import os
-    import sys
 
     if not sys.platform.startswith("linux"):
         return

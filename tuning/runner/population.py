@@ -31,13 +31,16 @@ import math
 import os
 import random
 import sys
+import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import lightning as L
+import numpy as np
 import optuna
+import torch
 from filelock import FileLock
 from optuna.trial import TrialState
 
@@ -552,14 +555,12 @@ def _top(
 
 
 def _flags(values: list[bool]) -> Any:
-    import torch
 
     return torch.tensor(values, dtype=torch.bool)
 
 
 def _write_snapshot(path: Path, saved: dict[str, Any]) -> None:
     """``saved`` at ``path``, whole or not at all (a kill mid-write leaves the last one)."""
-    import torch
 
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
@@ -569,7 +570,6 @@ def _write_snapshot(path: Path, saved: dict[str, Any]) -> None:
 
 def _read_snapshot(path: Path) -> dict[str, Any] | None:
     """A PBT snapshot; None (and one line) where it cannot be read."""
-    import torch
 
     try:
         saved = torch.load(path, weights_only=True)
@@ -680,10 +680,6 @@ def _train_module_population(
 
 @contextlib.contextmanager
 def _random_state_kept():
-    import random
-
-    import numpy as np
-    import torch
 
     states = (torch.get_rng_state(), np.random.get_state(), random.getstate())
     try:
@@ -842,7 +838,6 @@ class _Newcomers:
         self._beating: contextlib.ExitStack | None = None
 
     def past_deadline(self) -> bool:
-        import time
 
         return self.deadline is not None and time.time() >= self.deadline
 
@@ -1242,7 +1237,6 @@ def _choose_size(
     reason = why_not_population(apply_overrides(recipe, space.first_values()))
     if reason is not None:
         return 1, f"population auto: 1, trials run one by one ({reason})"
-    import torch
 
     device = (
         "cuda" if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available() else "cpu"

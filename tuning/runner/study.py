@@ -8,6 +8,7 @@ import multiprocessing as mp
 import os
 import signal
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -224,7 +225,6 @@ def _auto_lr_range(
     recipe: dict[str, Any], space: dict[str, Any], accelerator: str
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The range test on the study's recipe: (what it found, the space with its lr range)."""
-    import tempfile
 
     from lit_optim.cli import scratch_objects
     from lit_optim.finders import check_takes_lr, run_range_test

@@ -7,7 +7,9 @@ recipe is written to the trial's folder, so every trial can be re-run with ``lit
 
 from __future__ import annotations
 
+import logging
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +32,6 @@ __all__ = ["DivergenceWatch", "Trainable", "quiet_lightning", "trial_trainer_arg
 def quiet_lightning() -> None:
     """lit-tune prints one line per trial and one per mistake: Lightning's per-Trainer banner
     and its warnings about our own way of calling it would bury them."""
-    import logging
-    import warnings
 
     for name in ("lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)

@@ -3,8 +3,11 @@ or any Optuna storage URL (PostgreSQL when several machines share a study)."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import time
+import warnings
 from pathlib import Path
 
 import optuna
@@ -122,7 +125,6 @@ def _break_stale_lock(journal: Path) -> None:
     """A lock symlink left by a killed writer: Optuna releases it after its grace period only if
     the link resolves, so a dangling one (or one older than the grace period) would hang every
     writer forever. Remove it, with a warning."""
-    import warnings
 
     lock = journal.with_name(journal.name + ".lock")
     if not lock.is_symlink():
@@ -139,9 +141,6 @@ def _drop_partial_last_record(journal: Path) -> None:
     """A journal whose last record was cut (a full disk, a kill mid-write) cannot be read, and
     the next append would glue a record onto the fragment. Keep a backup, drop the fragment,
     and say what was dropped; every complete record stays."""
-    import json
-    import shutil
-    import warnings
 
     if not journal.is_file() or journal.stat().st_size == 0:
         return
@@ -329,7 +328,6 @@ def open_storage(
             "write, so workers time out or fail trials. Drop --storage to use a journal file "
             "(runs/<study>/journal.log), pass --storage PATH/journal.log, or use a PostgreSQL URL"
         )
-    import warnings
 
     import sqlalchemy.exc
 

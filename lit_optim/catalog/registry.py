@@ -191,8 +191,8 @@ class Registry(Generic[E]):
                 if callable(loaded) and not isinstance(loaded, RegistryEntry):
                     loaded = loaded()
                 entries = [loaded] if isinstance(loaded, RegistryEntry) else list(loaded)
-                for entry in entries:
-                    self.register(entry)  # type: ignore[arg-type]  # a plugin's: checked by register
+                for entry in entries:  # a plugin's entries: register checks their type
+                    self.register(entry)  # type: ignore[arg-type]
             except Exception as err:  # noqa: BLE001 - any plugin failure is reported the same way
                 warnings.warn(
                     f"skipped {self.kind[:-1]} plugin {ep.name!r} ({ep.value}): {err}",

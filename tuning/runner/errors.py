@@ -13,7 +13,8 @@ __all__ = ["Interrupted", "TooManyFailuresError"]
 
 class Interrupted(Exception):
     """The run was stopped by a signal (not a LitOptimError: no handler of bad input may take
-    it for one)."""
+    it for one). An Exception, which the study loop catches to fail the running trials for
+    rerun; ``lit-optim``'s is ``lit_optim.cli.errors.Interrupted``, a BaseException."""
 
     def __init__(self, signum: int) -> None:
         self.signum = signum

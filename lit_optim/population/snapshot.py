@@ -43,9 +43,9 @@ def take_snapshot(population: Population, epoch: int) -> dict[str, Any]:
         "members": [population.member_state(p) for p in range(len(population.alive))],
         "random": {
             "torch": torch.get_rng_state(),
-            # numpy's and Python's states as lists of numbers: what weights_only loads
+            # numpy's as lists of numbers: weights_only loads no ndarray
             "numpy": _numpy_state(),
-            "python": _python_state(),
+            "python": random.getstate(),  # tuples and ints: weights_only reads them
         },
     }
 
@@ -53,11 +53,6 @@ def take_snapshot(population: Population, epoch: int) -> dict[str, Any]:
 def _numpy_state() -> list[Any]:
     _, keys, *rest = cast(tuple, np.random.get_state(legacy=True))  # MT19937, its keys, …
     return [keys.tolist(), *rest]
-
-
-def _python_state() -> list[Any]:
-    version, internal, gauss = random.getstate()
-    return [version, list(internal), gauss]
 
 
 class ResumeFrom(L.Callback):
@@ -83,8 +78,7 @@ class ResumeFrom(L.Callback):
         torch.set_rng_state(state["torch"])
         keys, *rest = state["numpy"]
         np.random.set_state(("MT19937", np.array(keys, dtype=np.uint32), *rest))
-        version, internal, gauss = state["python"]
-        random.setstate((version, tuple(internal), gauss))
+        random.setstate(state["python"])
         # The loaders were built afresh for this fit (their generators at their seeds): they
         # exist by now, and draw their first epoch's order after this hook.
         generators = _loader_generators(trainer.train_dataloader)

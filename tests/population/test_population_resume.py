@@ -97,18 +97,12 @@ def test_population_task_resumed_from_saved_member_states_equals_the_whole_run(
         )
 
     def fit(population, callbacks):
+        from test_population_task import _trainer  # the population tests' float64 Trainer
+
         torch.manual_seed(0)
-        L.Trainer(
-            max_epochs=EPOCHS,
-            limit_train_batches=4,
-            precision="64-true",
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            accelerator="cpu",
-            callbacks=[GradientClipper("adaptive", percentile=50), *callbacks],
-        ).fit(population, datamodule=ClassificationData("digits", batch_size=128))
+        trainer = _trainer()
+        trainer.callbacks += [GradientClipper("adaptive", percentile=50), *callbacks]
+        trainer.fit(population, datamodule=ClassificationData("digits", batch_size=128))
 
     whole, resumed = _whole_stopped_resumed(make, fit)
 

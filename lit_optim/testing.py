@@ -44,10 +44,25 @@ __all__ = [
     "ModelPluginContract",
     "OptimizerPluginContract",
     "SchedulerPluginContract",
+    "quiet_trainer",
     "tiny_fit",
 ]
 
 _TINY_SYNTHETIC = {"num_samples": 160, "num_features": 8, "num_classes": 3}
+
+
+def quiet_trainer(root: Any, **settings: Any) -> L.Trainer:
+    """A Trainer on one CPU that writes and prints nothing of its own (no logger, checkpoint,
+    summary or progress bar) under ``root``; ``settings`` add to or override those."""
+    quiet: dict[str, Any] = {
+        "accelerator": "cpu",
+        "devices": 1,
+        "logger": False,
+        "enable_checkpointing": False,
+        "enable_model_summary": False,
+        "enable_progress_bar": False,
+    }
+    return L.Trainer(default_root_dir=root, **{**quiet, **settings})
 
 
 def tiny_fit(
@@ -79,15 +94,9 @@ def tiny_fit(
         network_kwargs=network_kwargs,
         **task_kwargs,
     )
-    trainer = L.Trainer(
-        default_root_dir=tmp_path,
-        accelerator="cpu",
-        devices=1,
+    trainer = quiet_trainer(
+        tmp_path,
         max_epochs=max_epochs,
-        logger=False,
-        enable_checkpointing=False,
-        enable_model_summary=False,
-        enable_progress_bar=False,
         limit_train_batches=limit_train_batches,
         limit_val_batches=2,
     )
@@ -204,16 +213,7 @@ class SchedulerPluginContract:
             scheduler=self.name,
             scheduler_kwargs=dict(self.kwargs),
         )
-        trainer = L.Trainer(
-            default_root_dir=tmp_path,
-            accelerator="cpu",
-            max_epochs=3,
-            logger=False,
-            enable_checkpointing=False,
-            callbacks=[Record()],
-            enable_model_summary=False,
-            enable_progress_bar=False,
-        )
+        trainer = quiet_trainer(tmp_path, max_epochs=3, callbacks=[Record()])
         trainer.fit(task, datamodule=data)
         assert lrs and all(math.isfinite(lr) and lr > 0 for lr in lrs)
         (config, *_) = trainer.lr_scheduler_configs

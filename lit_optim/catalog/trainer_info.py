@@ -16,10 +16,25 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from lit_optim.catalog.errors import ConfigError
+
 if TYPE_CHECKING:  # the catalog never imports Lightning: a Trainer is only passed in
     import lightning as L
 
-__all__ = ["RunLength", "is_logging_step", "run_length", "validation_period"]
+__all__ = [
+    "RunLength",
+    "check_trains_real_steps",
+    "is_logging_step",
+    "run_length",
+    "validation_period",
+]
+
+
+def check_trains_real_steps(trainer: L.Trainer, what: str) -> None:
+    """``what`` (a finder) measures real steps; Lightning's tuner skips it under
+    ``fast_dev_run`` and returns nothing, so that is refused in one line."""
+    if trainer.fast_dev_run:  # type: ignore[attr-defined]  # set by its connector
+        raise ConfigError(f"{what} trains real steps; fast_dev_run skips it: drop fast_dev_run")
 
 
 def is_logging_step(trainer: L.Trainer) -> bool:

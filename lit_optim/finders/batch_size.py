@@ -21,6 +21,7 @@ import torch
 
 from lit_optim.catalog.checks import check_count
 from lit_optim.catalog.errors import ConfigError
+from lit_optim.catalog.trainer_info import check_trains_real_steps
 
 __all__ = ["BatchSearch", "MODES", "check_has_batch_size", "run_batch_search"]
 
@@ -115,10 +116,7 @@ def run_batch_search(
     chosen = data.batch_size
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     trainer = make_trainer()
-    if trainer.fast_dev_run:  # Lightning's scale_batch_size skips the search then
-        raise ConfigError(
-            "the batch size search trains real steps; fast_dev_run skips it: drop fast_dev_run"
-        )
+    check_trains_real_steps(trainer, "the batch size search")
     found = Tuner(trainer).scale_batch_size(
         model,
         datamodule=datamodule,

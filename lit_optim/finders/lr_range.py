@@ -21,6 +21,7 @@ import lightning as L
 
 from lit_optim.catalog.checks import check_count, check_number
 from lit_optim.catalog.errors import ConfigError
+from lit_optim.catalog.trainer_info import check_trains_real_steps
 
 __all__ = ["RangeTest", "check_range_args", "check_takes_lr", "run_range_test", "write_curve"]
 
@@ -95,11 +96,7 @@ def run_range_test(
 
     check_range_args(min_lr, max_lr, num_training)
     check_takes_lr(model)
-    # Lightning's lr_find skips the test then and returns nothing
-    if trainer.fast_dev_run:  # type: ignore[attr-defined]  # set by its connector
-        raise ConfigError(
-            "the lr range test trains real steps; fast_dev_run skips it: drop fast_dev_run"
-        )
+    check_trains_real_steps(trainer, "the lr range test")
     # Lightning keeps the weights to restore in <default_root_dir>/.lr_find_*.ckpt while it
     # runs (the CLI points that at a temporary folder) and deletes the file afterwards.
     finder = Tuner(trainer).lr_find(

@@ -16,7 +16,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import lightning as L
 import torch
 
 from lit_optim.callbacks import GradientClipper, LayerDiagnostics
@@ -32,32 +31,28 @@ def check_clip_algorithm(algorithm: str) -> None:
 
 
 class MemberHealth:
-    """``layer_names``: the stacked parameters' names as a member's own module names them;
-    ``members``: the members' names (a trial each under lit-tune), in stacked order."""
+    """The health callbacks of ``population``'s Trainer (and its own ``gradient_clip_val``)
+    applied per member; ``layer_names``: the stacked parameters' names as a member's own
+    module names them. The members are the population's alive ones, in stacked order."""
 
-    def __init__(
-        self,
-        trainer: L.Trainer,
-        layer_names: Sequence[str],
-        members: Sequence[str],
-        *,
-        gradient_clip_val: float | None = None,
-        gradient_clip_algorithm: str = "norm",
-    ) -> None:
-        check_clip_algorithm(gradient_clip_algorithm)
-        callbacks = trainer.callbacks  # type: ignore[attr-defined]  # set by its connector
+    def __init__(self, population: Any, layer_names: Sequence[str]) -> None:
+        algorithm = population.gradient_clip_algorithm
+        check_clip_algorithm(algorithm)
+        trainer = population.trainer
+        callbacks = trainer.callbacks
         self.callbacks = [
             cb for cb in callbacks if isinstance(cb, (GradientClipper, LayerDiagnostics))
         ]
         # Applied last, and logs nothing (Lightning's own clipping logs nothing either).
         self.trainer_clip = None
-        if gradient_clip_val:
+        if population.gradient_clip_val:
             self.trainer_clip = (
-                GradientClipper("norm", max_norm=gradient_clip_val)
-                if gradient_clip_algorithm == "norm"
-                else GradientClipper("value", clip_value=gradient_clip_val)
+                GradientClipper("norm", max_norm=population.gradient_clip_val)
+                if algorithm == "norm"
+                else GradientClipper("value", clip_value=population.gradient_clip_val)
             )
-        self.trainer, self.layer_names, self.members = trainer, list(layer_names), list(members)
+        self.trainer, self.layer_names = trainer, list(layer_names)
+        self.members = [population.member_names[i] for i in population.alive]
         self.steps = 0  # the members' own optimizer steps (Lightning's global_step stays 0)
         self._measured: list[LayerDiagnostics] = []
 

@@ -5,12 +5,71 @@ state, and the last epoch's values (a newcomer's are NaN until it reports)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 
-__all__ = ["leave_if_diverged", "load_records", "member_records", "record_newcomers"]
+from lit_optim.population.divergence import LossSpikes
+from lit_optim.population.health import MemberHealth, check_clip_algorithm
+
+__all__ = [
+    "PopulationMembers",
+    "leave_if_diverged",
+    "load_records",
+    "member_records",
+    "record_newcomers",
+]
+
+
+class PopulationMembers:
+    """The per-member bookkeeping both population classes keep beside their tensors (what
+    ``Population`` declares), set up once by ``_start_members``, and ``copy_member``: one
+    member's state loaded into another position (their ``member_state`` /
+    ``load_member_state`` know what a member holds)."""
+
+    def _start_members(
+        self,
+        count: int,
+        member_names: Sequence[str] | None,
+        *,
+        loss_spike_factor: float | None,
+        gradient_clip_val: float | None,
+        gradient_clip_algorithm: str,
+    ) -> None:
+        check_clip_algorithm(gradient_clip_algorithm)
+        self.alive = list(range(count))
+        self.dropped: dict[int, str] = {}
+        # Each member's own epochs trained (a member may join a running population: join).
+        self.epochs_trained = [0] * count
+        self.member_names = list(member_names or (f"member_{i}" for i in range(count)))
+        # The owner of a population that takes newcomers decides when it ends (on_epoch_end);
+        # otherwise the fit ends once no member is left.
+        self.stop_when_empty = True
+        # A diverged member leaves, unless its owner replaces it (PBT): then it is listed in
+        # ``diverged`` ({position: reason}) for the owner's on_epoch_end.
+        self.replace_diverged = False
+        self.diverged: dict[int, str] = {}
+        self.on_epoch_end: Callable[[Any], None] | None = None
+        self.member_metrics: dict[str, torch.Tensor] = {}
+        self.spikes = LossSpikes(loss_spike_factor)
+        # Clipping and layer diagnostics per member (``health``, made at fit start): the
+        # Trainer's own clipping refuses manual optimization, so the members' runs'
+        # gradient_clip_val comes here and is applied per member.
+        self.gradient_clip_val = gradient_clip_val
+        self.gradient_clip_algorithm = gradient_clip_algorithm
+        self.health: MemberHealth | None = None
+
+    def member_state(self, member: int) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def load_member_state(self, member: int, saved: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def copy_member(self, source: int, target: int) -> None:
+        """Member ``target`` (a position in ``alive``) becomes a copy of ``source``, bit for
+        bit, in memory (PBT's exploit; ``target`` keeps its name and index)."""
+        self.load_member_state(target, self.member_state(source))
 
 
 def record_newcomers(population: Any, names: Sequence[str]) -> list[int]:

@@ -45,9 +45,9 @@ from lit_optim.catalog.objective import LoggedDirections
 from lit_optim.catalog.rescale import rescale_hyperparameters
 from lit_optim.catalog.torch_private import has_step_hooks
 from lit_optim.population.batch_norm import FoldedBatchNorm
-from lit_optim.population.divergence import LossSpikes
-from lit_optim.population.health import MemberHealth, check_clip_algorithm
+from lit_optim.population.health import MemberHealth
 from lit_optim.population.members import (
+    PopulationMembers,
     leave_if_diverged,
     load_records,
     member_records,
@@ -137,7 +137,7 @@ class _Step(nn.Module):
         return getattr(self.module, self.hook)(batch, batch_idx)
 
 
-class ModulePopulation(L.LightningModule):
+class ModulePopulation(PopulationMembers, L.LightningModule):
     """``members``: instances of one LightningModule class, each built with its trial's
     hyperparameters and the same initial weights the trial's one-by-one run starts from.
 
@@ -156,14 +156,6 @@ class ModulePopulation(L.LightningModule):
         member_names: Sequence[str] | None = None,
     ) -> None:
         super().__init__()
-        check_clip_algorithm(gradient_clip_algorithm)
-        # The Trainer's own clipping refuses manual optimization: the members' runs'
-        # gradient_clip_val comes here instead and is applied per member (with the Trainer's
-        # GradientClipper and LayerDiagnostics callbacks: population.health).
-        self.gradient_clip_val, self.gradient_clip_algorithm = (
-            gradient_clip_val,
-            gradient_clip_algorithm,
-        )
         if not members:
             raise ConfigError("a population needs at least one member")
         shapes = {tuple((k, tuple(v.shape)) for k, v in m.state_dict().items()) for m in members}
@@ -185,24 +177,15 @@ class ModulePopulation(L.LightningModule):
         self.directions = LoggedDirections()
         self._collector = _Collector()
         self._template.__dict__["log"] = self._collector  # the instance's log, nobody else's
-        self.alive = list(range(len(members)))
-        self.dropped: dict[int, str] = {}
-        # Each member's own epochs trained (a member may join a running population: join).
-        self.epochs_trained = [0] * len(members)
-        # The owner of a population that takes newcomers decides when it ends (on_epoch_end);
-        # otherwise the fit ends once no member is left.
-        self.stop_when_empty = True
-        # A diverged member leaves, unless its owner replaces it (PBT): then it is listed in
-        # ``diverged`` ({position: reason}) for the owner's on_epoch_end.
-        self.replace_diverged = False
-        self.diverged: dict[int, str] = {}
-        self.on_epoch_end: Callable[[ModulePopulation], None] | None = None
-        self.member_metrics: dict[str, torch.Tensor] = {}
+        self._start_members(
+            len(members),
+            member_names,
+            loss_spike_factor=loss_spike_factor,
+            gradient_clip_val=gradient_clip_val,
+            gradient_clip_algorithm=gradient_clip_algorithm,
+        )
         self._sums: dict[str, list[torch.Tensor]] = {}
         self._per_member_validation: str | None = None
-        self.spikes = LossSpikes(loss_spike_factor)
-        self.member_names = list(member_names or (f"member_{i}" for i in range(len(members))))
-        self.health: MemberHealth | None = None
         self.module_name = type(self._members[0]).__name__  # what the members are, for messages
 
     # -- stacked state ------------------------------------------------------------------------
@@ -342,13 +325,7 @@ class ModulePopulation(L.LightningModule):
 
     # -- steps --------------------------------------------------------------------------------
     def on_fit_start(self) -> None:
-        self.health = MemberHealth(
-            self.trainer,
-            self._param_names,
-            [self.member_names[i] for i in self.alive],
-            gradient_clip_val=self.gradient_clip_val,
-            gradient_clip_algorithm=self.gradient_clip_algorithm,
-        )
+        self.health = MemberHealth(self, self._param_names)
         self._template.trainer = self.trainer  # a step may read self.current_epoch …
         self._template.to(self.device)
         for member in self._members:
@@ -566,11 +543,6 @@ class ModulePopulation(L.LightningModule):
         shadow["stepped"] = saved["stepped"]
         load_records(self, member, saved["records"])
         self._copy_hyper()
-
-    def copy_member(self, source: int, target: int) -> None:
-        """Member ``target`` (a position in ``alive``) becomes a copy of ``source``, bit for
-        bit, in memory (PBT's exploit; ``target`` keeps its name and index)."""
-        self.load_member_state(target, self.member_state(source))
 
     @torch.no_grad()
     def rescale_member(self, member: int, *, lr: float = 1.0, weight_decay: float = 1.0) -> None:

@@ -16,7 +16,7 @@ host read) leave the population; the others compute exactly as without them.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import lightning as L
@@ -29,9 +29,9 @@ from lit_optim.catalog.optimizers import build_optimizer
 from lit_optim.catalog.param_groups import takes_decay
 from lit_optim.catalog.rescale import rescale_hyperparameters
 from lit_optim.catalog.schedulers import SCHEDULERS, check_scheduler_args
-from lit_optim.population.divergence import LossSpikes
-from lit_optim.population.health import MemberHealth, check_clip_algorithm
+from lit_optim.population.health import MemberHealth
 from lit_optim.population.members import (
+    PopulationMembers,
     leave_if_diverged,
     load_records,
     member_records,
@@ -44,7 +44,7 @@ from lit_optim.training.models import build_model
 __all__ = ["PopulationTask"]
 
 
-class PopulationTask(L.LightningModule):
+class PopulationTask(PopulationMembers, L.LightningModule):
     """Args are ClassificationTask's shared ones, plus ``members``: one dict per member of
     ``lr``, ``weight_decay`` and the optimizer's other scalar kwargs. Every member starts from
     the weights ``torch.manual_seed(seed)`` then building the network gives (what its
@@ -81,7 +81,6 @@ class PopulationTask(L.LightningModule):
                 f"{', '.join(POPULATION_OPTIMIZERS)}"
             )
         check_scheduler_args(scheduler, scheduler_kwargs or {})
-        check_clip_algorithm(gradient_clip_algorithm)
         self.automatic_optimization = False
         self.decay_bias_and_norm = decay_bias_and_norm
         self.members = [dict(m) for m in members]
@@ -90,29 +89,14 @@ class PopulationTask(L.LightningModule):
         self._network = (network, tuple(input_shape), num_classes, dict(network_kwargs or {}))
         self.seed = seed
         self.net = StackedNetwork(self._nets(len(self.members)))
-        self.alive = list(range(len(self.members)))
-        self.dropped: dict[int, str] = {}
-        # Each member's own epochs trained (a member may join a running population: join).
-        self.epochs_trained = [0] * len(self.members)
-        # The owner of a population that takes newcomers decides when it ends (on_epoch_end);
-        # otherwise the fit ends once no member is left.
-        self.stop_when_empty = True
-        # A diverged member leaves, unless its owner replaces it (PBT): then it is listed in
-        # ``diverged`` ({position: reason}) for the owner's on_epoch_end.
-        self.replace_diverged = False
-        self.diverged: dict[int, str] = {}
-        self.on_epoch_end: Callable[[PopulationTask], None] | None = None
-        self.member_metrics: dict[str, torch.Tensor] = {}
-        self._sums: dict[str, torch.Tensor] = {}
-        self.spikes = LossSpikes(loss_spike_factor)
-        # Clipping and layer diagnostics per member (population.health): the Trainer's own
-        # clipping refuses manual optimization, so its gradient_clip_val comes here.
-        self.gradient_clip_val, self.gradient_clip_algorithm = (
-            gradient_clip_val,
-            gradient_clip_algorithm,
+        self._start_members(
+            len(self.members),
+            member_names,
+            loss_spike_factor=loss_spike_factor,
+            gradient_clip_val=gradient_clip_val,
+            gradient_clip_algorithm=gradient_clip_algorithm,
         )
-        self.member_names = list(member_names or (f"member_{i}" for i in range(len(self.members))))
-        self.health: MemberHealth | None = None
+        self._sums: dict[str, torch.Tensor] = {}
         self.module_name = "ClassificationTask"  # what the members are, for messages
         self.directions = None  # it logs val_loss and val_acc, whose directions are standard
 
@@ -210,13 +194,7 @@ class PopulationTask(L.LightningModule):
 
     def on_fit_start(self) -> None:
         # The names a member's own ClassificationTask gives its parameters (its net is `net`).
-        self.health = MemberHealth(
-            self.trainer,
-            [f"net.{n}" for n in self.net.stacked()],
-            [self.member_names[i] for i in self.alive],
-            gradient_clip_val=self.gradient_clip_val,
-            gradient_clip_algorithm=self.gradient_clip_algorithm,
-        )
+        self.health = MemberHealth(self, [f"net.{n}" for n in self.net.stacked()])
 
     def training_step(self, batch, batch_idx):
         x, y = batch
@@ -348,11 +326,6 @@ class PopulationTask(L.LightningModule):
             _load_group_entries(own["config"]["scheduler"], _index(own, mine), saved["schedule"])
         load_records(self, member, saved["records"])
         self._copy_lrs()
-
-    def copy_member(self, source: int, target: int) -> None:
-        """Member ``target`` (a position in ``alive``) becomes a copy of ``source``, bit for
-        bit, in memory (PBT's exploit; ``target`` keeps its name and index)."""
-        self.load_member_state(target, self.member_state(source))
 
     @torch.no_grad()
     def rescale_member(self, member: int, *, lr: float = 1.0, weight_decay: float = 1.0) -> None:

@@ -78,7 +78,7 @@ from tuning.storage.optuna_private import StudySnapshot, heartbeat, report_all
 if TYPE_CHECKING:
     from lit_optim.population import Population
 
-__all__ = ["check_population", "choose_population", "run_population_worker"]
+__all__ = ["check_population", "choose_population", "guard_note", "run_population_worker"]
 
 _MEMBER_KEYS = ("lr", "weight_decay", "optimizer_kwargs")
 SNAPSHOTS = "pbt"  # the run folder's folder of PBT populations' snapshots
@@ -1207,37 +1207,11 @@ def choose_population(
     the sampler sees 4 rounds of results), bounded by the grid, by ``AUTO_CAP`` for the
     device, and by a quarter of the device's free memory over what one member holds (weights,
     gradients and two optimizer states)."""
-    size, note = _choose_size(
-        population,
-        recipe,
-        space,
-        n_trials=n_trials,
-        n_workers=n_workers,
-        sampler=sampler,
-        accelerator=accelerator,
-        trainer_args=trainer_args,
-    )
-    guard = guard_note(recipe) if size > 1 else None
-    return size, "\n".join(line for line in (note, guard) if line) or None
-
-
-def _choose_size(
-    population: int | str,
-    recipe: dict[str, Any],
-    space: SearchSpace,
-    *,
-    n_trials: int,
-    n_workers: int,
-    sampler: str,
-    accelerator: str,
-    trainer_args: list[str],
-) -> tuple[int, str | None]:
     if population != "auto":
         return cast(int, population), None  # an int: check_population
     reason = why_not_population(apply_overrides(recipe, space.first_values()))
     if reason is not None:
         return 1, f"population auto: 1, trials run one by one ({reason})"
-
     device = (
         "cuda" if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available() else "cpu"
     )

@@ -334,7 +334,7 @@ def run_study(
     if n_trials < 1 or n_workers < 1:
         raise ConfigError(f"n_trials and n_workers must be >= 1, got {n_trials}, {n_workers}")
     check_count("max_failures", max_failures)
-    from tuning.runner.population import check_population, choose_population
+    from tuning.runner.population import check_population, choose_population, guard_note
     from tuning.runner.threads import check_threads, choose_threads
 
     check_population(population, sampler, parsed, n_trials=n_trials)
@@ -369,6 +369,9 @@ def run_study(
         accelerator=accelerator,
         trainer_args=trial_trainer_args(accelerator),
     )
+    if population > 1:  # how the recipe's NonFiniteGuard acts per member, where it differs
+        guard = guard_note(recipe_dict)
+        population_note = "\n".join(line for line in (population_note, guard) if line) or None
     pbt = None
     if algorithm == "pbt":
         if population < 2:

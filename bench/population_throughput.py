@@ -44,7 +44,7 @@ from pathlib import Path
 import optuna
 import yaml
 
-from tuning.runner.study import run_study
+from tuning.runner.study import StudyRequest, run_study
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "recipes" / "digits" / "mlp.yaml"
@@ -139,15 +139,17 @@ def compare(
         start = time.perf_counter()
         with contextlib.redirect_stdout(io.StringIO()):  # lit-tune's line per trial
             study = run_study(
-                recipe=str(recipe),
-                space=str(space),
-                study_name=name,
-                storage_url=f"sqlite:///{tmp}/{name}.db",
-                run_dir=tmp / name,
-                n_trials=n_trials,
-                pruner="none",
-                accelerator=accelerator,
-                population=n,
+                StudyRequest(
+                    recipe=str(recipe),
+                    space=str(space),
+                    study_name=name,
+                    storage_url=f"sqlite:///{tmp}/{name}.db",
+                    run_dir=tmp / name,
+                    n_trials=n_trials,
+                    pruner="none",
+                    accelerator=accelerator,
+                    population=n,
+                )
             )
         seconds = time.perf_counter() - start
         rates[n] = n_trials / seconds * 60
@@ -204,15 +206,17 @@ def quality(tmp: Path, n_trials: int, accelerator: str) -> None:
                 start = time.perf_counter()
                 with contextlib.redirect_stdout(io.StringIO()):
                     study = run_study(
-                        recipe=str(RECIPE),
-                        space=str(space),
-                        study_name=name,
-                        storage_url=f"sqlite:///{tmp}/{name}.db",
-                        run_dir=tmp / name,
-                        n_trials=n_trials,
-                        seed=seed,
-                        accelerator=accelerator,
-                        population=population,
+                        StudyRequest(
+                            recipe=str(RECIPE),
+                            space=str(space),
+                            study_name=name,
+                            storage_url=f"sqlite:///{tmp}/{name}.db",
+                            run_dir=tmp / name,
+                            n_trials=n_trials,
+                            seed=seed,
+                            accelerator=accelerator,
+                            population=population,
+                        )
                     )
                 row.append((study.best_value, time.perf_counter() - start))
             print(

@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader, TensorDataset
 import lit_optim
 from lit_optim.cli.cuda_check import FLAG, restore_cuda_check
 from lit_optim.training.models import MLP
-from tuning.runner.study import run_study
+from tuning.runner.study import StudyRequest, run_study
 from tuning.search.recipe import load_recipe
 from tuning.search.space import load_space
 
@@ -122,13 +122,15 @@ def main() -> None:
         restore_cuda_check(lit_optim._NVML_CHECK_BEFORE_LIGHTNING)
         start = time.perf_counter()
         ours = run_study(
-            recipe=str(RECIPE),
-            space=str(SPACE),
-            study_name="bench",
-            storage_url=f"sqlite:///{root}/bench.db",
-            run_dir=Path(root) / "runs",
-            n_trials=args.n_trials,
-            accelerator=args.accelerator,
+            StudyRequest(
+                recipe=str(RECIPE),
+                space=str(SPACE),
+                study_name="bench",
+                storage_url=f"sqlite:///{root}/bench.db",
+                run_dir=Path(root) / "runs",
+                n_trials=args.n_trials,
+                accelerator=args.accelerator,
+            )
         )
         ours_s = time.perf_counter() - start
     naive_rate, ours_rate = 60 * args.n_trials / naive_s, 60 * args.n_trials / ours_s

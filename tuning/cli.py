@@ -86,6 +86,25 @@ def _parser() -> argparse.ArgumentParser:
         "--storage", help="Optuna storage URL (sqlite:///…, postgresql://…) or a journal file path"
     )
     common.add_argument("--run-dir", default="runs", type=Path, help="parent of runs/<study>/")
+    _add_run(sub, common)
+    best = sub.add_parser("best", parents=[common], help="show the best trial")
+    best.add_argument("--export", type=Path, help="write the best trial's recipe here")
+    sub.add_parser("report", parents=[common], help="plots and a summary in runs/<study>/report")
+    studies = sub.add_parser("studies", help="the studies of a run directory or a storage")
+    studies.add_argument("--storage", help="an Optuna storage URL or journal file path")
+    studies.add_argument(
+        "--run-dir",
+        default="runs",
+        type=Path,
+        help="list every study under this folder (default %(default)s)",
+    )
+    sub.add_parser("delete", parents=[common], help="delete a study from its storage")
+    _add_compare(sub)
+    return parser
+
+
+def _add_run(sub: Any, common: argparse.ArgumentParser) -> None:
+    """``lit-tune run``'s options."""
     run = sub.add_parser("run", parents=[common], help="create or resume a study and run it")
     run.add_argument(
         "--recipe", required=True, help="the lit-optim recipe (YAML) every trial starts from"
@@ -191,18 +210,10 @@ def _parser() -> argparse.ArgumentParser:
         help="seconds between trial heartbeats (RDB storages); a trial silent for "
         "3× this is failed when the study is run again",
     )
-    best = sub.add_parser("best", parents=[common], help="show the best trial")
-    best.add_argument("--export", type=Path, help="write the best trial's recipe here")
-    sub.add_parser("report", parents=[common], help="plots and a summary in runs/<study>/report")
-    studies = sub.add_parser("studies", help="the studies of a run directory or a storage")
-    studies.add_argument("--storage", help="an Optuna storage URL or journal file path")
-    studies.add_argument(
-        "--run-dir",
-        default="runs",
-        type=Path,
-        help="list every study under this folder (default %(default)s)",
-    )
-    sub.add_parser("delete", parents=[common], help="delete a study from its storage")
+
+
+def _add_compare(sub: Any) -> None:
+    """``lit-tune compare``'s options."""
     compare = sub.add_parser("compare", help="fair optimizer comparison: equal budgets, seeds")
     compare.add_argument(
         "--recipe", required=True, help="the lit-optim recipe every optimizer's study starts from"
@@ -255,7 +266,6 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument(
         "--convex", default="", help="also plot F(θ_n) − F* against the bounds: quadratic,logreg"
     )
-    return parser
 
 
 def _overrides(parser: argparse.ArgumentParser, extra: list[str]) -> dict[str, Any]:
@@ -375,33 +385,35 @@ def _run(args: argparse.Namespace, storage: str, overrides: dict[str, Any]) -> N
     from lit_optim import LitOptimError
     from tuning.reports.study_report import summary_table
     from tuning.runner.errors import Interrupted
-    from tuning.runner.study import load_study, run_study
+    from tuning.runner.study import StudyRequest, load_study, run_study
 
     try:
         study = run_study(
-            recipe=args.recipe,
-            space=args.space,
-            study_name=args.study,
-            storage_url=storage,
-            run_dir=args.run_dir / args.study,
-            n_trials=args.n_trials,
-            n_workers=args.n_workers,
-            sampler=args.sampler,
-            pruner=args.pruner,
-            seed=args.seed,
-            accelerator=args.accelerator,
-            heartbeat_s=args.heartbeat,
-            max_failures=args.max_failures,
-            accept_changes=args.accept_changes,
-            overrides=overrides,
-            timeout_s=args.timeout,
-            lr_range=args.lr_range,
-            population=args.population,
-            threads=args.threads,
-            algorithm=args.algorithm,
-            pbt_interval=args.pbt_interval,
-            pbt_quantile=args.pbt_quantile,
-            workers_note=args.workers_note,
+            StudyRequest(
+                recipe=args.recipe,
+                space=args.space,
+                study_name=args.study,
+                storage_url=storage,
+                run_dir=args.run_dir / args.study,
+                n_trials=args.n_trials,
+                n_workers=args.n_workers,
+                sampler=args.sampler,
+                pruner=args.pruner,
+                seed=args.seed,
+                accelerator=args.accelerator,
+                heartbeat_s=args.heartbeat,
+                max_failures=args.max_failures,
+                accept_changes=args.accept_changes,
+                overrides=overrides,
+                timeout_s=args.timeout,
+                lr_range=args.lr_range,
+                population=args.population,
+                threads=args.threads,
+                algorithm=args.algorithm,
+                pbt_interval=args.pbt_interval,
+                pbt_quantile=args.pbt_quantile,
+                workers_note=args.workers_note,
+            )
         )
     except Interrupted as err:
         # The trial that was running is failed without a fail_reason: the next run of

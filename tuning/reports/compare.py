@@ -22,7 +22,7 @@ from lightning.pytorch.callbacks import Callback
 
 from lit_optim import OPTIMIZERS, SCHEDULERS, ConfigError, Objective, parse_direction
 from lit_optim.catalog import check_count, check_number
-from tuning.runner.study import run_study
+from tuning.runner.study import StudyRequest, run_study
 from tuning.search.preflight import LoggedProbe, MetricNotLoggedError, parse_recipe
 from tuning.search.recipe import apply_overrides, load_recipe, write_recipe
 from tuning.storage.record import content_sha256
@@ -342,14 +342,16 @@ def run_compare(
         space_path.write_text(yaml.safe_dump(optimizer_space(name, goal.objective, takes)))
         recipe_path = write_recipe(entry_recipe, folder / "recipe.yaml", header=label)
         study = run_study(
-            recipe=str(recipe_path),
-            space=str(space_path),
-            study_name=label,
-            storage_url=storage_url,
-            run_dir=folder / "trials",
-            n_trials=budget,
-            accelerator=accelerator,
-            population=population,
+            StudyRequest(
+                recipe=str(recipe_path),
+                space=str(space_path),
+                study_name=label,
+                storage_url=storage_url,
+                run_dir=folder / "trials",
+                n_trials=budget,
+                accelerator=accelerator,
+                population=population,
+            )
         )
         best = apply_overrides(entry_recipe, dict(study.best_params))
         defaults = apply_overrides(

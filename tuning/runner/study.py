@@ -25,11 +25,12 @@ from tuning.runner.errors import Interrupted
 from tuning.runner.interrupt import die_with_parent, on_signals
 from tuning.runner.owners import is_rerun
 from tuning.runner.pbt import QUANTILE, PBTSettings, check_pbt, default_interval, replay_recipe
+from tuning.runner.threads import check_threads, choose_threads
 from tuning.runner.trainable import Trainable, quiet_lightning, trial_trainer_args
 from tuning.runner.worker import counted, fail_lost_trials, run_worker, sampler_seed
 from tuning.search.preflight import check_before_trial_0, resolve_direction
 from tuning.search.recipe import apply_overrides, load_recipe, write_recipe
-from tuning.search.space import load_space, load_space_dict, parse_space
+from tuning.search.space import SearchSpace, load_space, load_space_dict, parse_space
 from tuning.storage.backends import (
     HEARTBEAT_S,
     StorageFault,
@@ -41,7 +42,7 @@ from tuning.storage.backends import (
 )
 from tuning.storage.record import check_same_record, recipe_of, record_of
 
-__all__ = ["export_best", "load_study", "run_study"]
+__all__ = ["StudyRequest", "export_best", "load_study", "run_study"]
 
 
 def run_epochs(recipe: dict[str, Any]) -> int:
@@ -275,173 +276,225 @@ def _best_value(study: optuna.Study) -> float | None:
         return None
 
 
-def run_study(
-    *,
-    recipe: str,
-    space: str,
-    study_name: str,
-    storage_url: str,
-    run_dir: Path,
-    n_trials: int,
-    n_workers: int = 1,
-    sampler: str = "tpe",
-    pruner: str = "median",
-    seed: int = 0,
-    accelerator: str = "auto",
-    heartbeat_s: float = HEARTBEAT_S,
-    max_failures: int = MAX_FAILURES,
-    accept_changes: bool = False,
-    overrides: dict[str, Any] | None = None,
-    timeout_s: float | None = None,
-    lr_range: str | None = None,
-    population: int | str = 1,
-    threads: int | str = "auto",
-    algorithm: str = "optuna",
-    pbt_interval: int | None = None,
-    pbt_quantile: float = QUANTILE,
-    workers_note: str | None = None,
-) -> optuna.Study:
-    """Create or resume ``study_name`` and run it until ``n_trials`` trials have used the budget
-    (finished, or failed by their own error).
+@dataclasses.dataclass(frozen=True)
+class StudyRequest:
+    """What a run of a study asks for (``lit-tune run``'s options, ``compare``'s per-entry
+    studies): ``run_study`` checks it all before anything is written, opens the study, then
+    runs its workers until ``n_trials`` trials have used the budget.
 
-    A resumed study must have been made with the same recipe, space, metric and direction
-    (``tuning.storage.record``), unless ``accept_changes``.
-
-    Args:
+    Attributes:
         overrides: ``{"trainer.max_epochs": 5, …}`` applied to the recipe for every trial (the
             command line's ``--trainer.max_epochs 5``); the merged recipe is the study's.
+        accept_changes: continue a study made with another recipe, space, metric, direction
+            or algorithm (``tuning.storage.record``); without it such a resume is refused.
         timeout_s: no trial is started after this many seconds (running ones finish).
         lr_range: ``"auto"``: run the lr range test once before trial 0 and search the
             module's lr over [suggestion / 10, divergence point] (``lit-optim lr-find``),
             replacing the space's own lr range; the range is in the study's user attributes.
+        population: trials trained at once as one vectorized model, or ``"auto"``
+            (``tuning.runner.population.choose_population``).
         threads: torch threads per worker on CPU, or ``"auto"`` (``tuning.runner.threads``).
-        workers_note: the line that says how ``n_workers`` was chosen (``lit-tune run
-            --n-workers auto``: ``tuning.runner.processes``), printed once the run starts.
         algorithm: ``"optuna"`` (the sampler picks, the pruner stops) or ``"pbt"``: population
             based training inside each population, exploiting every ``pbt_interval`` epochs
             (default: a sixth of the run) with the bottom ``pbt_quantile`` copying the top
             (``tuning.runner.pbt``).
+        workers_note: the line that says how ``n_workers`` was chosen (``lit-tune run
+            --n-workers auto``: ``tuning.runner.processes``), printed once the run starts.
     """
-    parsed = load_space(space)  # every check before anything is written
-    space_dict = load_space_dict(space)
-    recipe_dict = apply_overrides(load_recipe(recipe), overrides or {})
-    if lr_range not in (None, "auto"):
-        raise ConfigError(f"--lr-range must be auto, got {lr_range!r}")
-    if timeout_s is not None:
-        check_number("timeout", timeout_s, low=0, low_open=True)
-    make_sampler(sampler, parsed, seed)
-    make_pruner(pruner)
-    if n_trials < 1 or n_workers < 1:
-        raise ConfigError(f"n_trials and n_workers must be >= 1, got {n_trials}, {n_workers}")
-    check_count("max_failures", max_failures)
-    from tuning.runner.population import check_population, choose_population, guard_note
-    from tuning.runner.threads import check_threads, choose_threads
 
-    check_population(population, sampler, parsed, n_trials=n_trials)
-    check_algorithm(algorithm)
-    if algorithm == "pbt":
-        check_pbt(
-            parsed,
-            interval=pbt_interval,
-            quantile=pbt_quantile,
-            population=population,
-            sampler=sampler,
-            epochs=run_epochs(recipe_dict),
-        )
-    check_threads(threads)
-    check_before_trial_0(recipe_dict, parsed, trial_trainer_args(accelerator))
-    direction = resolve_direction(recipe_dict, parsed, trial_trainer_args(accelerator))
-    parsed = dataclasses.replace(parsed, direction=direction)
-    found = None
-    if lr_range == "auto":
-        found, space_dict = _auto_lr_range(recipe_dict, space_dict, accelerator)
-        parsed = dataclasses.replace(
-            parse_space(space_dict, source=f"{space} with --lr-range auto"),
-            direction=parsed.direction,
-        )
-    population, population_note = choose_population(
-        population,
-        recipe_dict,
-        parsed,
-        n_trials=n_trials,
-        n_workers=n_workers,
-        sampler=sampler,
-        accelerator=accelerator,
-        trainer_args=trial_trainer_args(accelerator),
-    )
-    if population > 1:  # how the recipe's NonFiniteGuard acts per member, where it differs
-        guard = guard_note(recipe_dict)
-        population_note = "\n".join(line for line in (population_note, guard) if line) or None
-    pbt = None
-    if algorithm == "pbt":
-        if population < 2:
-            raise ConfigError(
-                f"--algorithm pbt needs a population of at least 2; {population_note or 'it is 1'}"
-            )
-        pbt = PBTSettings(
-            pbt_interval or default_interval(run_epochs(recipe_dict)), pbt_quantile, seed
-        )
-    record = record_of(recipe_dict, space_dict, parsed.metric, direction, algorithm)
-    check_writable(run_dir)
+    recipe: str
+    space: str
+    study_name: str
+    storage_url: str
+    run_dir: Path
+    n_trials: int
+    n_workers: int = 1
+    sampler: str = "tpe"
+    pruner: str = "median"
+    seed: int = 0
+    accelerator: str = "auto"
+    heartbeat_s: float = HEARTBEAT_S
+    max_failures: int = MAX_FAILURES
+    accept_changes: bool = False
+    overrides: dict[str, Any] | None = None
+    timeout_s: float | None = None
+    lr_range: str | None = None
+    population: int | str = 1
+    threads: int | str = "auto"
+    algorithm: str = "optuna"
+    pbt_interval: int | None = None
+    pbt_quantile: float = QUANTILE
+    workers_note: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class _Checked:
+    """A request as its checks leave it: the merged recipe, the space (its direction
+    resolved, its lr range the range test's under ``lr_range: auto``), the population size and
+    the line that says so, PBT's settings, and the record a resumed study must match."""
+
+    recipe: dict[str, Any]
+    space: SearchSpace
+    space_dict: dict[str, Any]
+    found_lr_range: dict[str, Any] | None
+    population: int
+    population_note: str | None
+    pbt: PBTSettings | None
+    record: dict[str, str]
+
+
+def run_study(request: StudyRequest) -> optuna.Study:
+    """Create or resume ``request.study_name`` and run it until ``request.n_trials`` trials
+    have used the budget (finished, or failed by their own error): check, open, run."""
+    checked = _check(request)
+    check_writable(request.run_dir)
     try:  # a SQLite study goes back to the default journal however the run ends
         study, created = _open_study(
-            study_name, storage_url, n_workers, record, accept_changes=accept_changes
+            request.study_name,
+            request.storage_url,
+            request.n_workers,
+            checked.record,
+            accept_changes=request.accept_changes,
         )
-        for key, value in record.items():
-            study.set_user_attr(key, value)
-        study.set_user_attr("recipe", str(Path(recipe).resolve()))
-        if found is not None:
-            study.set_user_attr("lr_range", found)
-        if overrides:  # the workers read the merged recipe, kept beside the trials
-            recipe = str(
-                write_recipe(
-                    recipe_dict,
-                    Path(run_dir) / "recipe.yaml",
-                    header=(
-                        f"recipe of study {study_name}: {recipe} with "
-                        + " ".join(f"--{k} {v}" for k, v in overrides.items())
-                    ),
-                )
-            )
-        if found is not None:  # the workers read the space with the range test's lr range
-            space = str(Path(run_dir) / "space.yaml")
-            Path(run_dir).mkdir(parents=True, exist_ok=True)
-            Path(space).write_text(
-                f"# {found['note']}\n" + yaml.safe_dump(space_dict, sort_keys=False)
-            )
-        deadline = None if timeout_s is None else time.time() + timeout_s
-        for note in (workers_note, population_note):
-            if note:
-                print(note, file=sys.stderr)
-        worker_threads, threads_note = choose_threads(threads, n_workers, accelerator, population)
-        if threads_note:
-            print(threads_note, file=sys.stderr)
-        plan = WorkerPlan(
-            study_name,
-            storage_url,
-            str(recipe),
-            str(space),
-            str(run_dir),
-            n_trials,
-            sampler,
-            pruner,
-            seed=sampler_seed(seed, 0, created=created),
-            accelerator=accelerator,
-            heartbeat_s=heartbeat_s,
-            max_failures=max_failures,
-            deadline=deadline,
-            population=population,
-            threads=worker_threads,
-            pbt=pbt,
-        )
-        if n_workers == 1:
+        plan = _write_plan(request, checked, study, created)
+        if request.n_workers == 1:
             _worker(plan)
         else:
-            _spawn(plan, n_workers, seed=seed, created=created)
+            _spawn(plan, request.n_workers, seed=request.seed, created=created)
     finally:
-        settle_sqlite(storage_url)
+        settle_sqlite(request.storage_url)
     return optuna.load_study(
-        study_name=study_name, storage=open_storage(storage_url, n_workers=n_workers)
+        study_name=request.study_name,
+        storage=open_storage(request.storage_url, n_workers=request.n_workers),
+    )
+
+
+def _check(request: StudyRequest) -> _Checked:
+    """Every check of ``request``, before anything is written: one line each (ConfigError)."""
+    from tuning.runner.population import check_population
+
+    space = load_space(request.space)
+    recipe = apply_overrides(load_recipe(request.recipe), request.overrides or {})
+    if request.lr_range not in (None, "auto"):
+        raise ConfigError(f"--lr-range must be auto, got {request.lr_range!r}")
+    if request.timeout_s is not None:
+        check_number("timeout", request.timeout_s, low=0, low_open=True)
+    make_sampler(request.sampler, space, request.seed)
+    make_pruner(request.pruner)
+    if request.n_trials < 1 or request.n_workers < 1:
+        raise ConfigError(
+            f"n_trials and n_workers must be >= 1, got {request.n_trials}, {request.n_workers}"
+        )
+    check_count("max_failures", request.max_failures)
+    check_population(request.population, request.sampler, space, n_trials=request.n_trials)
+    check_algorithm(request.algorithm)
+    if request.algorithm == "pbt":
+        check_pbt(
+            space,
+            interval=request.pbt_interval,
+            quantile=request.pbt_quantile,
+            population=request.population,
+            sampler=request.sampler,
+            epochs=run_epochs(recipe),
+        )
+    check_threads(request.threads)
+    trainer_args = trial_trainer_args(request.accelerator)
+    check_before_trial_0(recipe, space, trainer_args)
+    direction = resolve_direction(recipe, space, trainer_args)
+    space = dataclasses.replace(space, direction=direction)
+    space_dict, found = load_space_dict(request.space), None
+    if request.lr_range == "auto":
+        found, space_dict = _auto_lr_range(recipe, space_dict, request.accelerator)
+        space = dataclasses.replace(
+            parse_space(space_dict, source=f"{request.space} with --lr-range auto"),
+            direction=direction,
+        )
+    population, note = _population(request, recipe, space)
+    pbt = None
+    if request.algorithm == "pbt":
+        if population < 2:
+            raise ConfigError(
+                f"--algorithm pbt needs a population of at least 2; {note or 'it is 1'}"
+            )
+        interval = request.pbt_interval or default_interval(run_epochs(recipe))
+        pbt = PBTSettings(interval, request.pbt_quantile, request.seed)
+    record = record_of(recipe, space_dict, space.metric, direction, request.algorithm)
+    return _Checked(recipe, space, space_dict, found, population, note, pbt, record)
+
+
+def _population(
+    request: StudyRequest, recipe: dict[str, Any], space: SearchSpace
+) -> tuple[int, str | None]:
+    """The population size and the lines that say how it was chosen and how the recipe's
+    NonFiniteGuard acts per member, where that differs from a trial run alone."""
+    from tuning.runner.population import choose_population, guard_note
+
+    population, note = choose_population(
+        request.population,
+        recipe,
+        space,
+        n_trials=request.n_trials,
+        n_workers=request.n_workers,
+        sampler=request.sampler,
+        accelerator=request.accelerator,
+        trainer_args=trial_trainer_args(request.accelerator),
+    )
+    if population > 1:
+        guard = guard_note(recipe)
+        note = "\n".join(line for line in (note, guard) if line) or None
+    return population, note
+
+
+def _write_plan(
+    request: StudyRequest, checked: _Checked, study: optuna.Study, created: bool
+) -> WorkerPlan:
+    """Record the request on the opened ``study`` (its record, recipe, lr range), write the
+    merged recipe and space the workers read, say how many workers, members and threads
+    train, and return the workers' plan."""
+    recipe, space = request.recipe, request.space
+    for key, value in checked.record.items():
+        study.set_user_attr(key, value)
+    study.set_user_attr("recipe", str(Path(recipe).resolve()))
+    if checked.found_lr_range is not None:
+        study.set_user_attr("lr_range", checked.found_lr_range)
+    if request.overrides:  # the workers read the merged recipe, kept beside the trials
+        header = f"recipe of study {request.study_name}: {recipe} with " + " ".join(
+            f"--{k} {v}" for k, v in request.overrides.items()
+        )
+        recipe = str(write_recipe(checked.recipe, request.run_dir / "recipe.yaml", header=header))
+    if checked.found_lr_range is not None:  # the workers read the space with its lr range
+        space = str(request.run_dir / "space.yaml")
+        request.run_dir.mkdir(parents=True, exist_ok=True)
+        Path(space).write_text(
+            f"# {checked.found_lr_range['note']}\n"
+            + yaml.safe_dump(checked.space_dict, sort_keys=False)
+        )
+    deadline = None if request.timeout_s is None else time.time() + request.timeout_s
+    for note in (request.workers_note, checked.population_note):
+        if note:
+            print(note, file=sys.stderr)
+    threads, threads_note = choose_threads(
+        request.threads, request.n_workers, request.accelerator, checked.population
+    )
+    if threads_note:
+        print(threads_note, file=sys.stderr)
+    return WorkerPlan(
+        request.study_name,
+        request.storage_url,
+        recipe,
+        space,
+        str(request.run_dir),
+        request.n_trials,
+        request.sampler,
+        request.pruner,
+        seed=sampler_seed(request.seed, 0, created=created),
+        accelerator=request.accelerator,
+        heartbeat_s=request.heartbeat_s,
+        max_failures=request.max_failures,
+        deadline=deadline,
+        population=checked.population,
+        threads=threads,
+        pbt=checked.pbt,
     )
 
 

@@ -362,3 +362,54 @@ def test_modules_import_from_each_other_only_what_the_other_exports():
                 if not (submodule or dunder) and (exported is None or alias.name not in exported):
                     crossing.append(f"{_module_name(path)} imports {node.module}.{alias.name}")
     assert not crossing, "\n".join(crossing)
+
+
+def _package_of(module: str) -> str:
+    """The innermost package below the roots that holds ``module`` (``lit_optim.catalog``,
+    ``tuning.runner``); a root's own modules (``lit_optim.testing``, ``tuning.cli``) have none
+    but the root."""
+    parts = module.split(".")
+    for end in range(len(parts), 1, -1):
+        candidate = ".".join(parts[:end])
+        if (ROOT / Path(*parts[:end]) / "__init__.py").exists():
+            return candidate
+    return parts[0]
+
+
+def _unexported_crossings(modules: dict[str, str]) -> list[str]:
+    """Names the ``modules`` ({module name: source}) import from a module of another project
+    package that the package itself does not export (its ``__all__``)."""
+    missing = []
+    for name, source_text in modules.items():
+        own = _package_of(name)
+        for node in ast.walk(ast.parse(source_text)):
+            if not (isinstance(node, ast.ImportFrom) and node.level == 0 and node.module):
+                continue
+            if node.module.split(".")[0] not in ("lit_optim", "tuning"):
+                continue
+            source = _package_of(node.module)
+            if source in ("lit_optim", "tuning") or source == own or node.module == source:
+                continue
+            exported = _exported(source) or set()
+            missing += [
+                f"{name} imports {node.module}.{alias.name}, which {source} does not export"
+                for alias in node.names
+                if alias.name not in exported
+            ]
+    return missing
+
+
+def test_each_package_exports_what_other_packages_import_from_it():
+    # A package's __init__ is its surface: what another package takes from one of its
+    # modules, it lists (lazily, with an `if TYPE_CHECKING:` re-export for editors and mypy).
+    files = [*(ROOT / "lit_optim").rglob("*.py"), *(ROOT / "tuning").rglob("*.py")]
+    missing = _unexported_crossings({_module_name(path): path.read_text() for path in files})
+    assert not missing, "\n".join(missing)
+
+
+def test_the_package_surface_check_sees_a_planted_crossing():
+    planted = "from tuning.runner.population import run_population_worker, check_population\n"
+    assert _unexported_crossings({"tuning.reports.planted": planted}) == [
+        "tuning.reports.planted imports tuning.runner.population.run_population_worker, "
+        "which tuning.runner does not export"
+    ]

@@ -221,7 +221,7 @@ def _seed_run(
     start = time.perf_counter()
     cli = cli_objects(config, *SCRATCH_TRAINER_ARGS)
     curves = _Curves(goal.objective.metric)
-    cli.trainer.callbacks.append(curves)
+    cli.trainer.callbacks.append(curves)  # type: ignore[attr-defined]  # set by its connector
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     seconds = time.perf_counter() - start
     tested: dict[str, float] = {}

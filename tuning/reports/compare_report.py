@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lit_optim.lab import ConvexProblem
 
 __all__ = ["write_compare_report", "write_convex_report"]
 
@@ -169,7 +173,8 @@ def write_convex_report(out: Path, problem_name: str, steps: int = 300) -> list[
         run_optimizer,
     )
 
-    problem = {"quadratic": quadratic, "logreg": logreg}[problem_name]()
+    problems: dict[str, Callable[[], ConvexProblem]] = {"quadratic": quadratic, "logreg": logreg}
+    problem = problems[problem_name]()
     beta = (math.sqrt(problem.kappa) - 1) / (math.sqrt(problem.kappa) + 1)
     curves = {
         "GD (lr 1/L)": run_optimizer(problem, "sgd", lr=1 / problem.L, steps=steps),

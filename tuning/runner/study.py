@@ -243,7 +243,7 @@ def _auto_lr_range(
         )
         name = check_takes_lr(cli.model)
         result = run_range_test(cli.model, cli.datamodule, cli.trainer)
-    if result.suggestion is None:
+    if result.search_range is None:  # no suggestion
         raise ConfigError(
             "--lr-range auto: the range test ended too early for a suggestion "
             "(see lit-optim lr-find --config <recipe>)"

@@ -429,7 +429,11 @@ def storage_fault(err: BaseException) -> StorageFault | None:
         )
         if internal is None and sqlite is None:
             return None
-        cause = sqlite or internal.__cause__ or internal
+        if sqlite is not None:
+            cause: BaseException = sqlite
+        else:
+            assert internal is not None  # one of the two, checked above
+            cause = internal.__cause__ or internal
         words = str(getattr(cause, "orig", None) or cause).strip().splitlines() or [
             type(cause).__name__
         ]

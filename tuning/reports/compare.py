@@ -318,7 +318,17 @@ def run_compare(
     goal = resolve_ranking(
         apply_overrides(base, entries[0][1]), trainer_args, metric, direction, test_metric
     )
-    storage_url = f"sqlite:///{run_dir.resolve() / 'studies.db'}"
+    run = _EntryRun(
+        base=base,
+        goal=goal,
+        takes=takes,
+        storage_url=f"sqlite:///{run_dir.resolve() / 'studies.db'}",
+        budget=budget,
+        seeds=seeds,
+        target=target,
+        accelerator=accelerator,
+        population=population,
+    )
     run_dir.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {
         "recipe": str(Path(recipe).resolve()),
@@ -330,63 +340,9 @@ def run_compare(
         "direction": goal.objective.direction,
         "test_metric": goal.test_metric,
         "rank_metric": goal.rank_metric,
-        "entries": {},
+        "entries": {label: _run_entry(run, label, fixed, run_dir) for label, fixed in entries},
     }
     rank_key = "test" if goal.test_metric else "final"
-    for label, fixed in entries:
-        name = fixed["model.optimizer"]
-        entry_recipe = apply_overrides(base, fixed)
-        folder = run_dir / label.replace("+", "_")
-        space_path = folder / "space.yaml"
-        folder.mkdir(parents=True, exist_ok=True)
-        space_path.write_text(yaml.safe_dump(optimizer_space(name, goal.objective, takes)))
-        recipe_path = write_recipe(entry_recipe, folder / "recipe.yaml", header=label)
-        study = run_study(
-            StudyRequest(
-                recipe=str(recipe_path),
-                space=str(space_path),
-                study_name=label,
-                storage_url=storage_url,
-                run_dir=folder / "trials",
-                n_trials=budget,
-                accelerator=accelerator,
-                population=population,
-            )
-        )
-        best = apply_overrides(entry_recipe, dict(study.best_params))
-        defaults = apply_overrides(
-            entry_recipe,
-            {
-                "model.lr": OPTIMIZERS.get(name).typical_lr,
-                **({"model.weight_decay": 0.0} if "weight_decay" in takes else {}),
-            },
-        )
-        tuned_runs = [
-            _seed_run(best, folder / f"tuned_seed{s}", s, goal, target) for s in range(seeds)
-        ]
-        default_runs = [
-            _seed_run(defaults, folder / f"defaults_seed{s}", s, goal, target) for s in range(seeds)
-        ]
-        trials = [
-            {
-                "number": t.number,
-                "lr": t.params.get("model.lr"),
-                "state": t.state.name,
-                "value": t.value,
-            }
-            for t in study.trials
-        ]
-        results["entries"][label] = {
-            "optimizer": name,
-            "study": label,
-            "best_params": study.best_params,
-            "best_trial_value": study.best_value,
-            "trials": trials,
-            "tuned": _summary(tuned_runs),
-            "defaults": _summary(default_runs),
-            "tuned_runs": tuned_runs,
-            "default_runs": default_runs,
-        }
 
     def rank(label: str) -> float:
         stat = results["entries"][label]["tuned"][rank_key]
@@ -394,10 +350,92 @@ def run_compare(
 
     results["ranking"] = sorted(results["entries"], key=rank)
     (run_dir / "results.json").write_text(json.dumps(results, indent=1))
+    _write_reports(results, run_dir, convex or [])
+    return results
+
+
+@dataclass(frozen=True)
+class _EntryRun:
+    """What every entry of one comparison shares: the recipe (overrides applied), the ranking,
+    the module's init args, the studies' storage and the budgets."""
+
+    base: dict[str, Any]
+    goal: Ranking
+    takes: set[str]
+    storage_url: str
+    budget: int
+    seeds: int
+    target: float | None
+    accelerator: str
+    population: int | str
+
+
+def _run_entry(run: _EntryRun, label: str, fixed: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+    """One entry (an optimizer, or a schedule of the first): its study (resumed where it
+    exists), then its best and its default settings retrained over the seeds."""
+    name = fixed["model.optimizer"]
+    entry_recipe = apply_overrides(run.base, fixed)
+    folder = run_dir / label.replace("+", "_")
+    space_path = folder / "space.yaml"
+    folder.mkdir(parents=True, exist_ok=True)
+    space_path.write_text(yaml.safe_dump(optimizer_space(name, run.goal.objective, run.takes)))
+    recipe_path = write_recipe(entry_recipe, folder / "recipe.yaml", header=label)
+    study = run_study(
+        StudyRequest(
+            recipe=str(recipe_path),
+            space=str(space_path),
+            study_name=label,
+            storage_url=run.storage_url,
+            run_dir=folder / "trials",
+            n_trials=run.budget,
+            accelerator=run.accelerator,
+            population=run.population,
+        )
+    )
+    best = apply_overrides(entry_recipe, dict(study.best_params))
+    defaults = apply_overrides(
+        entry_recipe,
+        {
+            "model.lr": OPTIMIZERS.get(name).typical_lr,
+            **({"model.weight_decay": 0.0} if "weight_decay" in run.takes else {}),
+        },
+    )
+    tuned_runs = [
+        _seed_run(best, folder / f"tuned_seed{s}", s, run.goal, run.target)
+        for s in range(run.seeds)
+    ]
+    default_runs = [
+        _seed_run(defaults, folder / f"defaults_seed{s}", s, run.goal, run.target)
+        for s in range(run.seeds)
+    ]
+    trials = [
+        {
+            "number": t.number,
+            "lr": t.params.get("model.lr"),
+            "state": t.state.name,
+            "value": t.value,
+        }
+        for t in study.trials
+    ]
+    return {
+        "optimizer": name,
+        "study": label,
+        "best_params": study.best_params,
+        "best_trial_value": study.best_value,
+        "trials": trials,
+        "tuned": _summary(tuned_runs),
+        "defaults": _summary(default_runs),
+        "tuned_runs": tuned_runs,
+        "default_runs": default_runs,
+    }
+
+
+def _write_reports(results: dict[str, Any], run_dir: Path, convex: list[str]) -> None:
+    """report.md and its plots, and the convex problems' plots against the theory."""
     from tuning.reports.compare_report import write_compare_report, write_convex_report
 
     write_compare_report(results, run_dir)
-    for problem in convex or ():
+    for problem in convex:
         write_convex_report(run_dir, problem)
     if convex:
         with open(run_dir / "report.md", "a") as md:
@@ -405,4 +443,3 @@ def run_compare(
                 "\n## Convex problems against the theory\n\n"
                 + "".join(f"![{p}](convex_{p}.png)\n" for p in convex)
             )
-    return results

@@ -22,7 +22,10 @@ from lightning.pytorch.callbacks import Callback
 
 from lit_optim import OPTIMIZERS, SCHEDULERS, ConfigError, Objective, parse_direction
 from lit_optim.catalog import check_count, check_number
+from tuning.reports.compare_report import write_compare_report, write_convex_report
+from tuning.runner.population import check_population
 from tuning.runner.study import StudyRequest, run_study
+from tuning.runner.trainable import trial_trainer_args
 from tuning.search.preflight import LoggedProbe, MetricNotLoggedError, parse_recipe
 from tuning.search.recipe import apply_overrides, load_recipe, write_recipe
 from tuning.storage.record import content_sha256
@@ -294,9 +297,6 @@ def run_compare(
     many trials at once (``lit-tune run --population``); the seed runs of the best and default
     settings are trained one by one.
     """
-    from tuning.runner.population import check_population
-    from tuning.runner.trainable import trial_trainer_args
-
     check_compare_args(optimizers, budget, seeds, target, schedulers)
     check_population(population, "tpe", n_trials=budget)
     unknown = [c for c in convex or () if c not in ("quadratic", "logreg")]
@@ -432,8 +432,6 @@ def _run_entry(run: _EntryRun, label: str, fixed: dict[str, Any], run_dir: Path)
 
 def _write_reports(results: dict[str, Any], run_dir: Path, convex: list[str]) -> None:
     """report.md and its plots, and the convex problems' plots against the theory."""
-    from tuning.reports.compare_report import write_compare_report, write_convex_report
-
     write_compare_report(results, run_dir)
     for problem in convex:
         write_convex_report(run_dir, problem)

@@ -45,7 +45,14 @@ from filelock import FileLock
 from optuna.trial import TrialState
 
 from lit_optim import ConfigError, LitOptimError
-from lit_optim.population import POPULATION_OPTIMIZERS
+from lit_optim.callbacks import NonFiniteGuard
+from lit_optim.population import (
+    POPULATION_OPTIMIZERS,
+    ModulePopulation,
+    PopulationTask,
+    ResumeFrom,
+    take_snapshot,
+)
 from tuning.runner.algorithms import MAX_FAILURES
 from tuning.runner.errors import Interrupted, TooManyFailuresError
 from tuning.runner.interrupt import held_signals, interrupted, raise_if_interrupted
@@ -69,7 +76,12 @@ from tuning.runner.worker import (
     tell,
     wait_for_running,
 )
-from tuning.search.preflight import MetricCheck, MetricNotLoggedError, build_trial_objects
+from tuning.search.preflight import (
+    MetricCheck,
+    MetricNotLoggedError,
+    build_trial_objects,
+    parse_recipe,
+)
 from tuning.search.recipe import apply_overrides, write_recipe
 from tuning.search.space import SearchSpace
 from tuning.storage.backends import storage_fault
@@ -201,7 +213,6 @@ def _per_member_options(trainer: L.Trainer, trials: list[optuna.Trial]) -> dict[
     its own under manual optimization, so it is applied per member), the recipe's guard's
     spike rule (a trial without a guard gets the trainable's, a factor of 10), and the
     members' names for what they log (their trials)."""
-    from lit_optim.callbacks import NonFiniteGuard
 
     callbacks = trainer.callbacks  # type: ignore[attr-defined]  # set by its connector
     guard = next((cb for cb in callbacks if isinstance(cb, NonFiniteGuard)), None)
@@ -480,7 +491,6 @@ class _Report(L.Callback):
         each one is, their lines' values, and the draws' state, replacing the last one."""
         if self.snapshot_path is None:
             return
-        from lit_optim.population import take_snapshot
 
         trials = [self.trials[index] for index in pl_module.alive]
         saved = {
@@ -605,7 +615,6 @@ def _train_population(
     class_path, _ = _model_args(recipes[0])
     if class_path not in _TASK:
         return _train_module_population(trainable, trials, recipes, report)
-    from lit_optim.population import PopulationTask
 
     header = _population_header(trials)
     first, *_ = _write_recipes(trainable, trials, recipes, header)
@@ -652,7 +661,6 @@ def _train_module_population(
 ) -> None:
     """Each trial's own module (built from its recipe, seeded as its one-by-one trial) is a
     member of one ModulePopulation; the first trial's Trainer and data module serve them all."""
-    from lit_optim.population import ModulePopulation
 
     header = _population_header(trials)
     paths = _write_recipes(trainable, trials, recipes, header)
@@ -712,14 +720,11 @@ def _fit_population(
 ) -> None:
     """Train the population; members are told as they leave (``report``), and the ones
     still in when the fit ends (a run not counted in epochs) complete then."""
-    from lit_optim.callbacks import NonFiniteGuard
 
     # The population judges each member itself: a guard would act on all of them at once.
     callbacks = trainer.callbacks  # type: ignore[attr-defined]  # set by its connector
     callbacks[:] = [cb for cb in callbacks if not isinstance(cb, NonFiniteGuard)]
     if report.resume is not None:  # loads the members and the fit's epoch as training starts
-        from lit_optim.population import ResumeFrom
-
         callbacks.append(ResumeFrom(report.resume["population"]))
     callbacks.append(report)
     with warnings.catch_warnings():
@@ -1225,7 +1230,6 @@ def choose_population(
     }
     if sampler == "grid":
         bounds["grid points"] = _grid_size(space.grid())
-    from tuning.search.preflight import parse_recipe
 
     module = parse_recipe(apply_overrides(recipe, space.first_values()), trainer_args).model
     member = sum(4 * p.numel() * p.element_size() for p in module.parameters())

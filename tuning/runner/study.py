@@ -25,6 +25,12 @@ from tuning.runner.errors import Interrupted
 from tuning.runner.interrupt import die_with_parent, on_signals
 from tuning.runner.owners import is_rerun
 from tuning.runner.pbt import QUANTILE, PBTSettings, check_pbt, default_interval, replay_recipe
+from tuning.runner.population import (
+    check_population,
+    choose_population,
+    guard_note,
+    run_population_worker,
+)
 from tuning.runner.threads import check_threads, choose_threads
 from tuning.runner.trainable import Trainable, quiet_lightning, trial_trainer_args
 from tuning.runner.worker import counted, fail_lost_trials, run_worker, sampler_seed
@@ -166,8 +172,6 @@ def _optimize(plan: WorkerPlan, ready: Any) -> None:
             if ready is not None:
                 ready.set()
             if plan.population > 1:
-                from tuning.runner.population import run_population_worker
-
                 if plan.sampler == "tpe":  # a batch of asked trials: not N copies of one point
                     study.sampler = optuna.samplers.TPESampler(seed=plan.seed, constant_liar=True)
                 run_population_worker(
@@ -371,8 +375,6 @@ def run_study(request: StudyRequest) -> optuna.Study:
 
 def _check(request: StudyRequest) -> _Checked:
     """Every check of ``request``, before anything is written: one line each (ConfigError)."""
-    from tuning.runner.population import check_population
-
     space = load_space(request.space)
     recipe = apply_overrides(load_recipe(request.recipe), request.overrides or {})
     if request.lr_range not in (None, "auto"):
@@ -427,8 +429,6 @@ def _population(
 ) -> tuple[int, str | None]:
     """The population size and the lines that say how it was chosen and how the recipe's
     NonFiniteGuard acts per member, where that differs from a trial run alone."""
-    from tuning.runner.population import choose_population, guard_note
-
     population, note = choose_population(
         request.population,
         recipe,

@@ -32,7 +32,7 @@ import contextlib
 import copy
 import warnings
 from collections.abc import Callable, Sequence
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import lightning as L
 import torch
@@ -46,15 +46,12 @@ from lit_optim.catalog.rescale import rescale_hyperparameters
 from lit_optim.catalog.torch_private import has_step_hooks
 from lit_optim.population.batch_norm import FoldedBatchNorm
 from lit_optim.population.health import MemberHealth
-from lit_optim.population.members import (
-    PopulationMembers,
-    leave_if_diverged,
-    load_records,
-    member_records,
-    record_newcomers,
-)
+from lit_optim.population.members import MemberSettings, PopulationMembers
 from lit_optim.population.rules import RULES, PopulationUpdate
 from lit_optim.population.stacked import NotVmappable
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack  # typing.Unpack from Python 3.11
 
 __all__ = ["ModulePopulation", "NotVmappable"]
 
@@ -149,11 +146,7 @@ class ModulePopulation(PopulationMembers, L.LightningModule):
     def __init__(
         self,
         members: Sequence[L.LightningModule],
-        *,
-        gradient_clip_val: float | None = None,
-        gradient_clip_algorithm: str = "norm",
-        loss_spike_factor: float | None = 10.0,
-        member_names: Sequence[str] | None = None,
+        **settings: Unpack[MemberSettings],
     ) -> None:
         super().__init__()
         if not members:
@@ -179,10 +172,7 @@ class ModulePopulation(PopulationMembers, L.LightningModule):
         self._template.__dict__["log"] = self._collector  # the instance's log, nobody else's
         self._start_members(
             len(members),
-            member_names,
-            loss_spike_factor=loss_spike_factor,
-            gradient_clip_val=gradient_clip_val,
-            gradient_clip_algorithm=gradient_clip_algorithm,
+            settings,
         )
         self._sums: dict[str, list[torch.Tensor]] = {}
         self._per_member_validation: str | None = None
@@ -450,7 +440,7 @@ class ModulePopulation(PopulationMembers, L.LightningModule):
             bad |= ~torch.isfinite(values)
         for p in self.stacked().values():
             bad |= ~torch.isfinite(p.detach().flatten(1)).all(dim=1)
-        leave_if_diverged(self, bad, "non-finite or spiking loss, non-finite metric or weights")
+        self._leave_if_diverged(bad, "non-finite or spiking loss, non-finite metric or weights")
         if self.on_epoch_end is not None:  # members leave and join between epochs
             self.on_epoch_end(self)
 
@@ -517,7 +507,7 @@ class ModulePopulation(PopulationMembers, L.LightningModule):
                 copy.deepcopy(c["scheduler"].state_dict()) for c in shadow["schedulers"]
             ],
             "stepped": shadow.get("stepped", False),
-            "records": member_records(self, member),
+            "records": self._member_records(member),
         }
 
     @torch.no_grad()
@@ -541,7 +531,7 @@ class ModulePopulation(PopulationMembers, L.LightningModule):
         for config, state in zip(shadow["schedulers"], saved["schedulers"], strict=True):
             config["scheduler"].load_state_dict(copy.deepcopy(state))
         shadow["stepped"] = saved["stepped"]
-        load_records(self, member, saved["records"])
+        self._load_records(member, saved["records"])
         self._copy_hyper()
 
     @torch.no_grad()
@@ -604,7 +594,7 @@ class ModulePopulation(PopulationMembers, L.LightningModule):
         ]
         self.shadows += shadows
         self._members += members
-        new = record_newcomers(self, names)
+        new = self._record_newcomers(names)
         self._copy_hyper()
         return new
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lightning as L
 import torch
@@ -30,16 +30,13 @@ from lit_optim.catalog.param_groups import takes_decay
 from lit_optim.catalog.rescale import rescale_hyperparameters
 from lit_optim.catalog.schedulers import SCHEDULERS, check_scheduler_args
 from lit_optim.population.health import MemberHealth
-from lit_optim.population.members import (
-    PopulationMembers,
-    leave_if_diverged,
-    load_records,
-    member_records,
-    record_newcomers,
-)
+from lit_optim.population.members import MemberSettings, PopulationMembers
 from lit_optim.population.rules import POPULATION_OPTIMIZERS, PopulationUpdate
 from lit_optim.population.stacked import StackedNetwork
 from lit_optim.training.models import build_model
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack  # typing.Unpack from Python 3.11
 
 __all__ = ["PopulationTask"]
 
@@ -67,10 +64,7 @@ class PopulationTask(PopulationMembers, L.LightningModule):
         scheduler_kwargs: Mapping[str, Any] | None = None,
         seed: int = 0,
         decay_bias_and_norm: bool = False,
-        gradient_clip_val: float | None = None,
-        gradient_clip_algorithm: str = "norm",
-        loss_spike_factor: float | None = 10.0,
-        member_names: Sequence[str] | None = None,
+        **settings: Unpack[MemberSettings],
     ) -> None:
         super().__init__()
         if not members:
@@ -91,10 +85,7 @@ class PopulationTask(PopulationMembers, L.LightningModule):
         self.net = StackedNetwork(self._nets(len(self.members)))
         self._start_members(
             len(self.members),
-            member_names,
-            loss_spike_factor=loss_spike_factor,
-            gradient_clip_val=gradient_clip_val,
-            gradient_clip_algorithm=gradient_clip_algorithm,
+            settings,
         )
         self._sums: dict[str, torch.Tensor] = {}
         self.module_name = "ClassificationTask"  # what the members are, for messages
@@ -250,7 +241,7 @@ class PopulationTask(PopulationMembers, L.LightningModule):
         bad = self.spikes.bad(len(self.alive), self.net.first_parameter.device).clone()
         for values in self.member_metrics.values():
             bad |= ~torch.isfinite(values)
-        leave_if_diverged(self, bad, "non-finite or spiking loss, or non-finite metric")
+        self._leave_if_diverged(bad, "non-finite or spiking loss, or non-finite metric")
         if self.on_epoch_end is not None:  # members leave and join between epochs
             self.on_epoch_end(self)
 
@@ -296,7 +287,7 @@ class PopulationTask(PopulationMembers, L.LightningModule):
             "tensors": [t[member].clone() for t in [*self.net.parameters(), *self.net.buffers()]],
             "update": self.update.member_state(member),
             "group": copy.deepcopy({k: v for k, v in group.items() if k != "params"}),
-            "records": member_records(self, member),
+            "records": self._member_records(member),
         }
         # Its entries in its scheduler's per-group lists, and the position; where the
         # schedule is its own (plateau, one member per shadow) its whole state too.
@@ -324,7 +315,7 @@ class PopulationTask(PopulationMembers, L.LightningModule):
             self._member_groups[member] = own["optimizer"].param_groups[0]
         else:
             _load_group_entries(own["config"]["scheduler"], _index(own, mine), saved["schedule"])
-        load_records(self, member, saved["records"])
+        self._load_records(member, saved["records"])
         self._copy_lrs()
 
     @torch.no_grad()
@@ -363,7 +354,7 @@ class PopulationTask(PopulationMembers, L.LightningModule):
         self.shadows += shadows
         self._member_groups += groups
         self.members += kwargs
-        new = record_newcomers(self, names)
+        new = self._record_newcomers(names)
         self._copy_lrs()
         return new
 

@@ -404,6 +404,19 @@ def test_a_step_that_reads_a_value_to_python_is_not_vmappable(tmp_path):
         _fit_modules(tmp_path, [ItemInStep(), ItemInStep()])
 
 
+def test_both_population_classes_refuse_an_unknown_setting_with_the_close_match():
+    # The settings both classes share are declared once (MemberSettings, taken as **kwargs):
+    # a misspelt one is still Python's TypeError, not silently dropped.
+    from lit_optim.population import PopulationTask
+
+    with pytest.raises(TypeError, match="'gradient_clip_vall'; did you mean 'gradient_clip_val'"):
+        ModulePopulation([SmallCNN(), SmallCNN()], gradient_clip_vall=1.0)
+    with pytest.raises(TypeError, match="PopulationTask.*'member_name'; did you mean"):
+        PopulationTask((4,), 2, [{"lr": 0.1}], member_name=["a"])
+    built = ModulePopulation([SmallCNN(), SmallCNN()], gradient_clip_val=0.5, member_names="ab")
+    assert (built.gradient_clip_val, built.member_names) == (0.5, ["a", "b"])
+
+
 def _fit_modules(tmp_path, modules):
     L.Trainer(default_root_dir=tmp_path, **{**TRAINER, "max_epochs": 1}).fit(
         ModulePopulation(modules), datamodule=Shapes()

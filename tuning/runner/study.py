@@ -330,6 +330,9 @@ class StudyRequest:
     pbt_quantile: float = QUANTILE
     workers_note: str | None = None
 
+    def __post_init__(self) -> None:  # a caller's str folder works as a Path
+        object.__setattr__(self, "run_dir", Path(self.run_dir))
+
 
 @dataclasses.dataclass(frozen=True)
 class _Checked:

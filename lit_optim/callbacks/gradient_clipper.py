@@ -25,7 +25,7 @@ from lit_optim.catalog.trainer_info import is_logging_step
 
 __all__ = ["GradientClipper"]
 
-MODES = ("norm", "value", "adaptive")
+CLIP_MODES = ("norm", "value", "adaptive")
 
 
 class GradientClipper(L.Callback):
@@ -59,8 +59,8 @@ class GradientClipper(L.Callback):
         percentile: float = 10.0,
         history: int = 1000,
     ) -> None:
-        if mode not in MODES:
-            raise ConfigError(f"mode must be one of {'|'.join(MODES)}, got {mode!r}")
+        if mode not in CLIP_MODES:
+            raise ConfigError(f"mode must be one of {'|'.join(CLIP_MODES)}, got {mode!r}")
         check_number("max_norm", max_norm, low=0, low_open=True)
         check_number("norm_type", norm_type, low=0, low_open=True, allow_inf=True)
         if mode == "value" and clip_value is None:

@@ -15,6 +15,7 @@ from lit_optim.catalog.lazy import lazy_exports
 _EXPORTS = {
     "DIRECTION_WORDS": "lit_optim.catalog.objective",
     "check_count": "lit_optim.catalog.checks",
+    "check_non_negative": "lit_optim.catalog.checks",
     "check_number": "lit_optim.catalog.checks",
     "chained_error": "lit_optim.catalog.errors",
     "disk_fault": "lit_optim.catalog.errors",
@@ -72,6 +73,7 @@ _EXPORTS = {
 
 if TYPE_CHECKING:  # `name as name`: a re-export (editors and type checkers resolve it)
     from lit_optim.catalog.checks import check_count as check_count
+    from lit_optim.catalog.checks import check_non_negative as check_non_negative
     from lit_optim.catalog.checks import check_number as check_number
     from lit_optim.catalog.checks import load_yaml as load_yaml
     from lit_optim.catalog.errors import ConfigError as ConfigError

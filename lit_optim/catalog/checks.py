@@ -12,7 +12,7 @@ from typing import Any, TypeGuard
 
 from lit_optim.catalog.errors import ConfigError
 
-__all__ = ["check_count", "check_number", "load_yaml"]
+__all__ = ["check_count", "check_non_negative", "check_number", "load_yaml"]
 
 
 def _is_number(value: object) -> TypeGuard[int | float]:
@@ -69,6 +69,12 @@ def _describe(low, high, low_open, high_open, allow_inf) -> str:
     else:
         return "a number" if allow_inf else "a finite number"
     return f"{bound} or inf" if allow_inf else f"a finite number {bound}"
+
+
+def check_non_negative(name: str, value: object) -> float:
+    """``value`` as a float if it is a number >= 0 (a plugin kwarg's or a Trainer setting's
+    domain check), else ConfigError."""
+    return check_number(name, value, low=0)
 
 
 def check_count(name: str, value: object, *, note: str = "") -> int:

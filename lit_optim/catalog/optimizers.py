@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch.optim import Optimizer
 
-from lit_optim.catalog.checks import check_count, check_number
+from lit_optim.catalog.checks import check_count, check_non_negative, check_number
 from lit_optim.catalog.errors import ConfigError
 from lit_optim.catalog.kwargs import accepted_kwargs, check_kwargs
 from lit_optim.catalog.registry import Registry, RegistryEntry, import_object
@@ -101,10 +101,6 @@ def _eps(name: str, value: Any) -> Any:
     return check_number(name, value, low=0, note=" (a small number such as 1e-8)")
 
 
-def _non_negative(name: str, value: Any) -> float:
-    return check_number(name, value, low=0)
-
-
 KWARG_DOMAINS: Mapping[str, Callable[[str, Any], Any]] = {
     "momentum": _fraction,  # SGD family, RMSprop, LARS, Muon: in [0, 1)
     "dampening": lambda name, value: check_number(name, value, low=0, high=1),
@@ -114,10 +110,10 @@ KWARG_DOMAINS: Mapping[str, Callable[[str, Any], Any]] = {
     "alpha": _fraction,
     "rho": lambda name, value: check_number(name, value, low=0, high=1),  # Adadelta's decay
     "eps": _eps,
-    "lr_decay": _non_negative,
-    "initial_accumulator_value": _non_negative,  # Adagrad
-    "momentum_decay": _non_negative,
-    "trust_coefficient": _non_negative,  # NAdam, LARS
+    "lr_decay": check_non_negative,
+    "initial_accumulator_value": check_non_negative,  # Adagrad
+    "momentum_decay": check_non_negative,
+    "trust_coefficient": check_non_negative,  # NAdam, LARS
 }
 
 

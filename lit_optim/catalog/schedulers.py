@@ -21,7 +21,7 @@ from typing import Any, Literal
 from torch.optim import Optimizer
 from torch.optim import lr_scheduler as sched
 
-from lit_optim.catalog.checks import check_count, check_number
+from lit_optim.catalog.checks import check_count, check_non_negative, check_number
 from lit_optim.catalog.errors import ConfigError, DirectionError
 from lit_optim.catalog.extra_schedules import InverseTimeLR, PolynomialDecayLR
 from lit_optim.catalog.kwargs import accepted_kwargs, check_kwargs
@@ -86,10 +86,6 @@ SCHEDULERS: Registry[SchedulerInfo] = Registry("schedulers", SchedulerInfo)
 # -- value checks torch's schedulers leave out ------------------------------------------------
 def _positive(name: str, value: Any) -> float:
     return check_number(name, value, low=0, low_open=True)
-
-
-def _non_negative(name: str, value: Any) -> float:
-    return check_number(name, value, low=0)
 
 
 def _unit_open(name: str, value: Any) -> float:
@@ -222,7 +218,7 @@ for entry in [
         factory=cosine,
         interval="step",
         needs_total_steps=True,
-        value_checks={"eta_min": _non_negative},
+        value_checks={"eta_min": check_non_negative},
         description="cosine annealing to eta_min over all training steps",
     ),
     SchedulerInfo(
@@ -230,7 +226,7 @@ for entry in [
         factory=sched.CosineAnnealingWarmRestarts,
         defaults={"T_0": 10},
         aliases=("sgdr",),
-        value_checks={"T_0": check_count, "T_mult": check_count, "eta_min": _non_negative},
+        value_checks={"T_0": check_count, "T_mult": check_count, "eta_min": check_non_negative},
         description="cosine annealing restarted every T_0 (·T_mult) epochs (SGDR)",
     ),
     SchedulerInfo(
@@ -239,7 +235,7 @@ for entry in [
         interval="step",
         needs_total_steps=True,
         value_checks={
-            "base_lr": _non_negative,
+            "base_lr": check_non_negative,
             "step_size_up": check_count,
             "mode": _choice("triangular", "triangular2", "exp_range"),
             "gamma": _positive,
@@ -266,10 +262,10 @@ for entry in [
         factory=sched.ReduceLROnPlateau,
         needs_monitor=True,
         value_checks={
-            "patience": _non_negative,
-            "threshold": _non_negative,
-            "cooldown": _non_negative,
-            "eps": _non_negative,
+            "patience": check_non_negative,
+            "threshold": check_non_negative,
+            "cooldown": check_non_negative,
+            "eps": check_non_negative,
             "factor": _unit_open,
             "mode": _choice("min", "max"),
             "threshold_mode": _choice("rel", "abs"),

@@ -154,10 +154,10 @@ def lr_find_command(args: Sequence[str]) -> None:
 
 
 def batch_find_command(args: Sequence[str]) -> None:
-    from lit_optim.finders.batch_size import MODES, check_has_batch_size, run_batch_search
+    from lit_optim.finders.batch_size import SEARCH_MODES, check_has_batch_size, run_batch_search
 
     parser = _parser("batch-find")
-    parser.add_argument("--mode", choices=MODES, default="power")
+    parser.add_argument("--mode", choices=SEARCH_MODES, default="power")
     parser.add_argument("--init_val", type=int, default=2)
     parser.add_argument("--max_trials", type=int, default=25)
     parser.add_argument("--steps_per_trial", type=int, default=3)

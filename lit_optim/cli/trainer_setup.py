@@ -28,7 +28,7 @@ from lit_optim.callbacks.plateau_resume import PlateauResume
 from lit_optim.callbacks.run_summary import RunSummary
 from lit_optim.callbacks.step_dispatch import skip_unused_batch_hooks
 from lit_optim.callbacks.timed_bar import TimedProgressBar
-from lit_optim.catalog.checks import check_count, check_number
+from lit_optim.catalog.checks import check_count, check_non_negative, check_number
 from lit_optim.catalog.errors import ConfigError
 from lit_optim.catalog.objective import resolve_objective
 from lit_optim.training.checkpoints import SameFolderCheckpointIO
@@ -39,10 +39,6 @@ __all__ = ["check_trainer_values", "silence_lightning_noise", "with_cli_defaults
 def _non_negative_int(name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ConfigError(f"{name} must be an integer >= 0, got {value!r}")
-
-
-def _non_negative(name: str, value: Any) -> None:
-    check_number(name, value, low=0)
 
 
 def _positive_or_count(name: str, value: Any) -> None:
@@ -58,7 +54,7 @@ _TRAINER_CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "accumulate_grad_batches": check_count,
     "log_every_n_steps": check_count,
     "check_val_every_n_epoch": check_count,
-    "gradient_clip_val": _non_negative,
+    "gradient_clip_val": check_non_negative,
     "min_epochs": _non_negative_int,
     "val_check_interval": _positive_or_count,
 }

@@ -15,11 +15,11 @@ _EXPORTS = {
     "BatchSearch": "lit_optim.finders.batch_size",
     "check_has_batch_size": "lit_optim.finders.batch_size",
     "run_batch_search": "lit_optim.finders.batch_size",
-    "MODES": "lit_optim.finders.batch_size",
+    "SEARCH_MODES": "lit_optim.finders.batch_size",
 }
 
 if TYPE_CHECKING:  # `name as name`: a re-export (editors and type checkers resolve it)
-    from lit_optim.finders.batch_size import MODES as MODES
+    from lit_optim.finders.batch_size import SEARCH_MODES as SEARCH_MODES
     from lit_optim.finders.batch_size import BatchSearch as BatchSearch
     from lit_optim.finders.batch_size import check_has_batch_size as check_has_batch_size
     from lit_optim.finders.batch_size import run_batch_search as run_batch_search

@@ -23,9 +23,9 @@ from lit_optim.catalog.checks import check_count
 from lit_optim.catalog.errors import ConfigError
 from lit_optim.catalog.trainer_info import check_trains_real_steps
 
-__all__ = ["BatchSearch", "MODES", "check_has_batch_size", "run_batch_search"]
+__all__ = ["BatchSearch", "SEARCH_MODES", "check_has_batch_size", "run_batch_search"]
 
-MODES = ("power", "binsearch")
+SEARCH_MODES = ("power", "binsearch")
 
 
 @dataclass
@@ -102,8 +102,8 @@ def run_batch_search(
     afterwards."""
     from lightning.pytorch.tuner import Tuner
 
-    if mode not in MODES:
-        raise ConfigError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    if mode not in SEARCH_MODES:
+        raise ConfigError(f"mode must be one of {', '.join(SEARCH_MODES)}, got {mode!r}")
     for name, value in (
         ("init_val", init_val),
         ("max_trials", max_trials),

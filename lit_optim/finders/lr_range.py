@@ -25,8 +25,11 @@ from lit_optim.catalog.trainer_info import check_trains_real_steps
 
 __all__ = ["RangeTest", "check_range_args", "check_takes_lr", "run_range_test", "write_curve"]
 
-# Lightning's own rule for "diverged": the smoothed loss above this many times its best.
-DIVERGENCE_FACTOR = 4.0
+# Where the range test stops (Lightning's lr_find early_stop_threshold, its own rule for
+# "diverged"): the smoothed loss above this many times its best. Not a run's divergence
+# (lit_optim.callbacks.DIVERGENCE_FACTOR, 1000x): a range test looks for where the loss starts
+# to rise, far below that.
+RANGE_STOP_FACTOR = 4.0
 
 
 @dataclass
@@ -34,7 +37,7 @@ class RangeTest:
     """A range test's curve and what it says.
 
     ``suggestion``: Lightning's, the lr at the steepest descent of the smoothed loss.
-    ``divergence``: the lr at which the loss passed ``DIVERGENCE_FACTOR``× its best, or None
+    ``divergence``: the lr at which the loss passed ``RANGE_STOP_FACTOR``× its best, or None
     if it never did up to ``max_lr``. ``search_range``: [suggestion / 10, divergence (or
     max_lr)], a log range for a search that starts where the loss falls fastest.
     """
@@ -105,7 +108,7 @@ def run_range_test(
         min_lr=min_lr,
         max_lr=max_lr,
         num_training=num_training,
-        early_stop_threshold=DIVERGENCE_FACTOR,
+        early_stop_threshold=RANGE_STOP_FACTOR,
         update_attr=False,
     )
     assert finder is not None  # None only under fast_dev_run: refused above

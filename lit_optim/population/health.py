@@ -36,8 +36,7 @@ class MemberHealth:
     module names them. The members are the population's alive ones, in stacked order."""
 
     def __init__(self, population: Any, layer_names: Sequence[str]) -> None:
-        algorithm = population.gradient_clip_algorithm
-        check_clip_algorithm(algorithm)
+        algorithm = population.gradient_clip_algorithm  # checked when the population was built
         trainer = population.trainer
         callbacks = trainer.callbacks
         self.callbacks = [

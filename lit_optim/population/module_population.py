@@ -170,10 +170,7 @@ class ModulePopulation(PopulationMembers, L.LightningModule):
         self.directions = LoggedDirections()
         self._collector = _Collector()
         self._template.__dict__["log"] = self._collector  # the instance's log, nobody else's
-        self._start_members(
-            len(members),
-            settings,
-        )
+        self._start_members(len(members), settings)
         self._sums: dict[str, list[torch.Tensor]] = {}
         self._per_member_validation: str | None = None
         self.module_name = type(self._members[0]).__name__  # what the members are, for messages

@@ -83,10 +83,7 @@ class PopulationTask(PopulationMembers, L.LightningModule):
         self._network = (network, tuple(input_shape), num_classes, dict(network_kwargs or {}))
         self.seed = seed
         self.net = StackedNetwork(self._nets(len(self.members)))
-        self._start_members(
-            len(self.members),
-            settings,
-        )
+        self._start_members(len(self.members), settings)
         self._sums: dict[str, torch.Tensor] = {}
         self.module_name = "ClassificationTask"  # what the members are, for messages
         self.directions = None  # it logs val_loss and val_acc, whose directions are standard

@@ -577,6 +577,86 @@ def _gemm_floor(budget: float, task: str) -> float:
     return budget * (os.cpu_count() or 1) * rate / flops
 
 
+def _bare_population_rate(task: str, members: int, seconds: float, fused: bool) -> float:
+    """Member-epochs a second of the bare minimum a population of the recipe's MLP must do
+    on one thread: ``members`` MLPs stacked [N, in, out], one batched matmul a layer, one
+    backward, Adam with each member's own lr and weight decay as tensor arithmetic (``fused``:
+    torch's fused Adam with one lr, cheaper than the job; an optimistic floor), the recipe's
+    batch size, a validation pass each epoch. No Lightning, no Optuna, no schedule, no records:
+    what no tuner built on torch can beat with these shapes on this CPU."""
+    import torch
+    import torch.nn.functional as F
+
+    torch.set_num_threads(1)
+    x, y, vx, vy, shape, classes = _plain_data(task)
+    recipe = _recipe(task)
+    widths = [math.prod(shape), *recipe["model"]["network_kwargs"]["hidden_dims"], classes]
+    weights = [
+        (torch.randn(members, a, b) / math.sqrt(a)).requires_grad_()
+        for a, b in zip(widths, widths[1:])
+    ]
+    biases = [torch.zeros(members, 1, b, requires_grad=True) for b in widths[1:]]
+    params = weights + biases
+    lr = torch.logspace(-4, -1, members).view(members, 1, 1)
+    decay = torch.logspace(-6, -1, members).view(members, 1, 1)
+    if fused:
+        opt = torch.optim.Adam(params, lr=1e-3, fused=True)
+    else:
+        moments = [(torch.zeros_like(p), torch.zeros_like(p)) for p in params]
+    batch, flat, vflat = recipe["data"]["batch_size"], x.flatten(1), vx.flatten(1)
+
+    def forward(h):
+        h = h.expand(members, *h.shape)
+        for i, (w, b) in enumerate(zip(weights, biases)):
+            h = torch.baddbmm(b, h, w)
+            if i < len(weights) - 1:
+                h = F.relu(h)
+        return h
+
+    epochs, step, start = 0, 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        for idx in torch.randperm(len(y)).split(batch):
+            out = forward(flat[idx])
+            loss = F.cross_entropy(out.flatten(0, 1), y[idx].repeat(members), reduction="sum")
+            (loss / len(idx)).backward()
+            step += 1
+            with torch.no_grad():
+                if fused:
+                    opt.step()
+                    opt.zero_grad(set_to_none=True)
+                    continue
+                for p, (m, v) in zip(params, moments):
+                    g = p.grad + decay * p  # every tensor is [N, …, …]: decay is [N, 1, 1]
+                    m.lerp_(g, 0.1)
+                    v.mul_(0.999).addcmul_(g, g, value=0.001)
+                    denom = (v / (1 - 0.999**step)).sqrt_().add_(1e-8)
+                    p.sub_(lr / (1 - 0.9**step) * m / denom)
+                    p.grad = None
+        with torch.no_grad():
+            (forward(vflat).argmax(-1) == vy).float().mean(-1)
+        epochs += members
+    return epochs / (time.perf_counter() - start)
+
+
+def _bare_floor(budget: float, task: str, fused: bool, members: int = 32) -> float:
+    """Epochs in ``budget`` of ``_bare_population_rate`` run on every core at once (one
+    process a core, as lit-tune runs them), so the cores share memory bandwidth as a study's
+    workers do."""
+    cores = os.cpu_count() or 1
+    command = [
+        sys.executable,
+        __file__,
+        "--task",
+        task,
+        "--bare",
+        str(members),
+        "--fused" if fused else "--no-fused",
+    ]
+    procs = [subprocess.Popen(command, stdout=subprocess.PIPE, text=True) for _ in range(cores)]
+    rates = [float(p.communicate()[0].split()[-1]) for p in procs]
+    return budget * sum(rates)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", default="digits", choices=sorted(TASKS))
@@ -592,9 +672,22 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--t0", type=float, help=argparse.SUPPRESS)
     parser.add_argument("--log", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="only measure the floors (arithmetic and a bare vectorized loop), no tuner",
+    )
+    parser.add_argument("--bare", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--fused", action=argparse.BooleanOptionalAction, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.bare:  # one core's bare vectorized loop, in its own process
+        print(_bare_population_rate(args.task, args.bare, 10.0, bool(args.fused)))
+        return
     if args.peer:  # one peer tuner, in its own process
         PEERS[args.peer](args.task, args.seed, args.budget, _Log(Path(args.log), args.t0))
+        return
+    if args.floor:
+        _print_floors(args.budget, args.task)
         return
     tuners = args.tuners.split(",")
     ray_tuners = [t for t in tuners if t.startswith("ray-")]
@@ -650,11 +743,27 @@ def main() -> None:
             + f" | {'—' if median_reach is None else f'{median_reach:.0f} s'} ({each} s)"
             + f" | {'—' if use is None else f'{use:.0%}'} |"
         )
+    print()
+    _print_floors(args.budget, args.task)
+
+
+def _print_floors(budget: float, task: str) -> None:
+    load = os.getloadavg()[0]
+    cores = os.cpu_count()
     print(
-        f"\narithmetic floor: {_gemm_floor(args.budget, args.task):,.0f} epochs in "
-        f"{args.budget:g} s on {os.cpu_count()} cores (one-thread 512² matmul rate); load "
-        f"{os.getloadavg()[0]:.2f} at the end"
+        f"arithmetic floor: {_gemm_floor(budget, task):,.0f} epochs in {budget:g} s on "
+        f"{cores} cores (one-thread 512² matmul rate)"
     )
+    for members in (16, 32, 64):
+        own, fused = (
+            _bare_floor(budget, task, False, members),
+            _bare_floor(budget, task, True, members),
+        )
+        print(
+            f"bare vectorized loop, {members} members a core: {own:,.0f} epochs in {budget:g} s "
+            f"(each member's lr and weight decay), {fused:,.0f} (torch's fused Adam, one lr)"
+        )
+    print(f"load {load:.2f} → {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

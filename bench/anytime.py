@@ -47,6 +47,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import yaml
@@ -152,8 +153,10 @@ def _plain_data(task: str):
     from lit_optim import ClassificationData
 
     data = _recipe(task)["data"]
-    whole = ClassificationData(**{**data, "batch_size": 10**9})
-    whole.setup()
+    with warnings.catch_warnings():  # one batch of everything is what is wanted here
+        warnings.simplefilter("ignore")
+        whole = ClassificationData(**{**data, "batch_size": 10**9})
+        whole.setup()
     ((x, y),) = list(whole.train_dataloader())
     ((vx, vy),) = list(whole.val_dataloader())
     return x, y, vx, vy, whole.input_shape, whole.num_classes

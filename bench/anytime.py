@@ -25,11 +25,13 @@ all its epochs by each mark; the time to reach a target (the best value the refe
 ASHA where Ray is installed, else Hyperband, reached in the budget, per seed); and for
 lit-tune's populations the fraction of slot-epochs spent on live members. Also the
 arithmetic floor: how many epochs the measured one-thread matmul rate allows in the budget on
-every core.
+every core; and the floor of a bare vectorized loop (the members' stacked matmuls, backward
+and Adam, nothing else, one process a core): what no tuner built on torch can beat here.
 
     python bench/anytime.py [--task digits|mnist1d] [--budget 120] [--seeds 0,1,2]
         [--tuners lit-tune,lit-tune-pop1,naive,hyperband,ray-asha] [--marks 15,30,60,120]
     (a lit-tune variant: --tuners "lit-tune:--pruner hyperband --population 8,hyperband")
+    python bench/anytime.py --task mnist1d --floor    (only the floors, ~2 minutes)
 
 Run it on an otherwise idle machine; it prints the load average before and after.
 """

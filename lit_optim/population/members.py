@@ -1,7 +1,8 @@
 """What both population classes keep per member beside their tensors, how newcomers join it
 and how one member's records are taken and put into a position (PBT's exploit and resume):
 indices (``alive``), names, epochs trained, the spike rule's state, the health callbacks'
-state, and the last epoch's values (a newcomer's are NaN until it reports)."""
+state, and the last epoch's values (a newcomer's are NaN until it reports); and how a member
+group's shadow optimizer (the one its schedule drives) takes a batch's step."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any, TypedDict
 import torch
 
 from lit_optim.catalog.registry import did_you_mean
+from lit_optim.catalog.torch_private import has_step_hooks
 from lit_optim.population.divergence import LossSpikes
 from lit_optim.population.health import MemberHealth, check_clip_algorithm
 
@@ -106,6 +108,17 @@ class PopulationMembers:
             if name not in self.member_metrics:
                 self.member_metrics[name] = value.new_full((size,), float("nan"))
             self.member_metrics[name][member] = value
+
+    @staticmethod
+    def _step_shadow(shadow: dict[str, Any]) -> None:
+        """A batch's step of a member group's shadow optimizer (``shadow["optimizer"]``), as
+        Lightning steps a real optimizer every batch: no gradients, so a no-op, for the step
+        hooks a warmup rides on, and once so that a scheduler sees its optimizer stepped
+        before it steps. Without hooks it is skipped: a no-op step a member group a step is
+        not free (bench/README.md, costs)."""
+        if not shadow.get("stepped") or has_step_hooks(shadow["optimizer"]):
+            shadow["optimizer"].step()
+            shadow["stepped"] = True
 
     def _leave_if_diverged(self, bad: torch.Tensor, reason: str) -> None:
         """The members flagged ``bad`` (by position) leave (``drop``); or, where the owner puts

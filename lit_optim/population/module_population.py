@@ -43,7 +43,6 @@ from torch.func import functional_call, grad_and_value, stack_module_state, vmap
 from lit_optim.catalog.errors import ConfigError
 from lit_optim.catalog.objective import LoggedDirections
 from lit_optim.catalog.rescale import rescale_hyperparameters
-from lit_optim.catalog.torch_private import has_step_hooks
 from lit_optim.population.batch_norm import FoldedBatchNorm
 from lit_optim.population.health import MemberHealth
 from lit_optim.population.members import MemberSettings, PopulationMembers
@@ -280,15 +279,8 @@ class ModulePopulation(PopulationMembers, L.LightningModule):
 
     def _step_shadows(self, interval: str, batch_idx: int = 0) -> None:
         for index, shadow in enumerate(self.shadows):
-            if interval == "step" and (
-                not shadow.get("stepped") or has_step_hooks(shadow["optimizer"])
-            ):
-                # As Lightning steps the real optimizer every batch: no gradients, so a no-op,
-                # for the step hooks a warmup rides on (and once, so that a scheduler sees its
-                # optimizer stepped before it steps). Without hooks it is skipped: a no-op step
-                # a member a step is not free (bench/README.md, costs).
-                shadow["optimizer"].step()
-                shadow["stepped"] = True
+            if interval == "step":
+                self._step_shadow(shadow)
             for config in shadow["schedulers"]:
                 if config["interval"] != interval:
                     continue

@@ -29,7 +29,6 @@ from lit_optim.catalog.optimizers import build_optimizer
 from lit_optim.catalog.param_groups import takes_decay
 from lit_optim.catalog.rescale import rescale_hyperparameters
 from lit_optim.catalog.schedulers import SCHEDULERS, check_scheduler_args
-from lit_optim.catalog.torch_private import has_step_hooks
 from lit_optim.population.health import MemberHealth
 from lit_optim.population.members import MemberSettings, PopulationMembers
 from lit_optim.population.rules import POPULATION_OPTIMIZERS, PopulationUpdate
@@ -165,16 +164,8 @@ class PopulationTask(PopulationMembers, L.LightningModule):
     def _step_shadows(self, interval: str, metrics: dict[str, torch.Tensor] | None = None):
         for shadow in self.shadows:
             config = shadow["config"]
-            if interval == "step" and (
-                not shadow.get("stepped") or has_step_hooks(shadow["optimizer"])
-            ):
-                # As Lightning steps a real optimizer every batch: no gradient, so a no-op,
-                # for the step hooks a warmup rides on (and once, so that a scheduler sees its
-                # optimizer stepped before it steps). Without hooks it is skipped: a no-op step
-                # a member group a step is not free (bench/README.md, costs), as in
-                # ModulePopulation.
-                shadow["optimizer"].step()
-                shadow["stepped"] = True
+            if interval == "step":
+                self._step_shadow(shadow)
             if config["interval"] != interval:
                 continue
             if "monitor" in config:
